@@ -1,0 +1,112 @@
+"""The run ledger (``scoring_runs``): one row per run attempt, with counts and timings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from pipeline.store import begin
+
+COUNT_FIELDS = ("rows_in", "rows_valid", "rows_quarantined", "rows_scored", "rows_written")
+UPDATABLE = {
+    "status", "failed_stage", "error", "finished_at", "duration_s", "model_version", *COUNT_FIELDS,
+}
+
+
+def now() -> dt.datetime:
+    """UTC now without tzinfo (stored as TIMESTAMP)."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def start_attempt(
+    engine: Engine,
+    *,
+    job_id: str,
+    run_id: str,
+    partition_date: dt.date,
+    mode: str,
+    dry_run: bool,
+    model_name: str,
+    model_version: int,
+) -> int:
+    """Open the run's ledger row: reuse a running attempt (task retry), else start a new one."""
+    with begin(engine) as conn:
+        last = conn.execute(
+            sa.text(
+                "SELECT attempt, status FROM scoring_runs WHERE job_id = :j AND run_id = :r "
+                "ORDER BY attempt DESC LIMIT 1"
+            ),
+            {"j": job_id, "r": run_id},
+        ).first()
+        if last is not None and last.status == "running":
+            conn.execute(
+                sa.text(
+                    "UPDATE scoring_runs SET model_version = :v, error = NULL, failed_stage = NULL "
+                    "WHERE job_id = :j AND run_id = :r AND attempt = :a"
+                ),
+                {"v": model_version, "j": job_id, "r": run_id, "a": last.attempt},
+            )
+            return int(last.attempt)
+        attempt = 1 if last is None else int(last.attempt) + 1
+        conn.execute(
+            sa.text(
+                "INSERT INTO scoring_runs (job_id, run_id, attempt, partition_date, mode, dry_run, "
+                "model_name, model_version, status, started_at, stage_seconds) VALUES (:j, :r, :a, :d, "
+                ":mode, :dry, :mn, :mv, 'running', :t, '{}')"
+            ),
+            {"j": job_id, "r": run_id, "a": attempt, "d": partition_date, "mode": mode, "dry": dry_run,
+             "mn": model_name, "mv": model_version, "t": now()},
+        )
+        return attempt
+
+
+def update(engine: Engine, job_id: str, run_id: str, attempt: int, *, stage: str | None = None,
+           seconds: float | None = None, **fields: Any) -> None:
+    """Set fields of an attempt's row; record a stage's duration in ``stage_seconds``."""
+    unknown = set(fields) - UPDATABLE
+    if unknown:
+        raise ValueError(f"not ledger fields: {sorted(unknown)}")
+    where = {"j": job_id, "r": run_id, "a": attempt}
+    with begin(engine) as conn:
+        if stage is not None and seconds is not None:
+            current = conn.execute(
+                sa.text("SELECT stage_seconds FROM scoring_runs WHERE job_id = :j AND run_id = :r AND attempt = :a"),
+                where,
+            ).scalar_one()
+            timings = json.loads(current or "{}")
+            timings[stage] = round(seconds, 3)
+            fields["stage_seconds"] = json.dumps(timings, sort_keys=True)
+        if fields:
+            sets = ", ".join(f"{name} = :{name}" for name in fields)
+            conn.execute(
+                sa.text(f"UPDATE scoring_runs SET {sets} WHERE job_id = :j AND run_id = :r AND attempt = :a"),
+                {**fields, **where},
+            )
+
+
+def get(engine: Engine, job_id: str, run_id: str, attempt: int | None = None) -> dict[str, Any]:
+    """One attempt's row (the latest if ``attempt`` is None) as a dict."""
+    query = "SELECT * FROM scoring_runs WHERE job_id = :j AND run_id = :r"
+    params: dict[str, Any] = {"j": job_id, "r": run_id}
+    if attempt is not None:
+        query += " AND attempt = :a"
+        params["a"] = attempt
+    with engine.connect() as conn:
+        row = conn.execute(sa.text(query + " ORDER BY attempt DESC LIMIT 1"), params).mappings().first()
+    if row is None:
+        raise KeyError(f"no ledger row for job {job_id} run {run_id}")
+    return dict(row)
+
+
+def recent(engine: Engine, job_id: str, limit: int = 10) -> list[dict[str, Any]]:
+    """The latest attempts of a job, newest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT * FROM scoring_runs WHERE job_id = :j ORDER BY started_at DESC LIMIT :n"),
+            {"j": job_id, "n": limit},
+        ).mappings()
+        return [dict(r) for r in rows]

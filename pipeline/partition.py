@@ -1,0 +1,88 @@
+"""Which partition a run scores, and where its files are.
+
+The rule (documented in the README, tested in tests/unit/test_partition.py):
+
+1. A ``partition_date`` param given at trigger time wins.
+2. Otherwise the run's data interval decides: jobs are scheduled with
+   ``CronDataIntervalTimetable``, so each run covers the interval between two cron ticks
+   and the partition is the date (in the job's time zone) of the interval's *start*.
+   A nightly run at 02:00 on 21 Nov covers [20 Nov 02:00, 21 Nov 02:00) and scores
+   20 Nov; a backfill from 1 to 3 Nov scores 1, 2 and 3 Nov.
+3. A manual run triggered without a logical date has no data interval: it scores the
+   start of the last complete cron interval before the trigger time (what Airflow's
+   timetable infers for a manual run), or the day before the trigger for manual-only jobs.
+
+Never ``now()``: the same run always scores the same partition.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pipeline.errors import ConfigError, PartitionNotFoundError
+
+
+def parse_date(value: str | dt.date) -> dt.date:
+    """Parse YYYY-MM-DD, with an error that says what was expected."""
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"partition_date {value!r} is not a date: use YYYY-MM-DD") from None
+
+
+def resolve_partition_date(
+    *,
+    tz: ZoneInfo,
+    param: str | dt.date | None = None,
+    data_interval_start: dt.datetime | None = None,
+    run_after: dt.datetime | None = None,
+    schedule: str | None = None,
+) -> dt.date:
+    """Apply the partition-date rule above."""
+    if param not in (None, ""):
+        return parse_date(param)  # type: ignore[arg-type]
+    if data_interval_start is not None:
+        return _aware(data_interval_start).astimezone(tz).date()
+    if run_after is None:
+        raise ConfigError("cannot tell the partition: no partition_date, data interval or run time")
+    local = _aware(run_after).astimezone(tz)
+    if schedule is None:
+        return local.date() - dt.timedelta(days=1)
+    from croniter import croniter
+
+    # Airflow aligns a trigger that falls exactly on a tick to that tick: so does the +1 s.
+    end = croniter(schedule, local + dt.timedelta(seconds=1)).get_prev(dt.datetime)
+    start = croniter(schedule, end).get_prev(dt.datetime)
+    return start.date()
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def partition_dir(root: Path, layout: str, date: dt.date) -> Path:
+    """Directory of one partition."""
+    return root / layout.format(date=date.isoformat())
+
+
+def partition_files(root: Path, layout: str, fmt: str, date: dt.date) -> list[Path]:
+    """Data files of a partition, sorted; raise PartitionNotFoundError if there are none."""
+    folder = partition_dir(root, layout, date)
+    if not folder.is_dir():
+        raise PartitionNotFoundError(
+            f"partition {date} not found: directory {folder} does not exist. "
+            "Check that the upstream export ran, or trigger with another partition_date."
+        )
+    files = sorted(p for p in folder.iterdir() if p.suffix == f".{fmt}" and not p.name.startswith((".", "_")))
+    if not files:
+        raise PartitionNotFoundError(
+            f"partition {date} not found: {folder} holds no *.{fmt} files. "
+            "Check that the upstream export finished (a _SUCCESS marker is not enough)."
+        )
+    return files

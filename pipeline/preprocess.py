@@ -1,0 +1,85 @@
+"""Named, versioned feature transformations, decoupled from the model.
+
+A transformation turns the raw input contract into the model's feature frame. Its name,
+version and a fingerprint of its code are written into the model card at training time;
+scoring looks the same transformation up and refuses to run if its code has changed
+since the model was trained (a new behaviour needs a new version). Imputation and
+encoding stay inside the scikit-learn Pipeline, so they are pickled with the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline.errors import ModelIntegrityError
+
+Transform = Callable[[pd.DataFrame], pd.DataFrame]
+_TRANSFORMS: dict[tuple[str, int], Transform] = {}
+
+
+def register(name: str, version: int) -> Callable[[Transform], Transform]:
+    """Decorator: make a transformation available as ``name@version``."""
+
+    def wrap(fn: Transform) -> Transform:
+        _TRANSFORMS[(name, version)] = fn
+        return fn
+
+    return wrap
+
+
+def fingerprint(fn: Transform) -> str:
+    """sha256 of a transformation's source code."""
+    return hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()
+
+
+def spec(name: str, version: int) -> dict[str, Any]:
+    """The card entry of a transformation."""
+    return {"name": name, "version": version, "fingerprint": fingerprint(get(name, version))}
+
+
+def get(name: str, version: int) -> Transform:
+    try:
+        return _TRANSFORMS[(name, version)]
+    except KeyError:
+        known = ", ".join(f"{n}@{v}" for n, v in sorted(_TRANSFORMS)) or "none"
+        raise ModelIntegrityError(
+            f"preprocessing {name}@{version} is not registered in pipeline.preprocess (known: {known})"
+        ) from None
+
+
+def for_card(card: dict[str, Any]) -> Transform:
+    """The transformation a model card was trained with; refuse if its code changed."""
+    entry = card.get("preprocess") or {"name": "identity", "version": 1}
+    fn = get(entry["name"], int(entry["version"]))
+    expected = entry.get("fingerprint")
+    if expected and expected != fingerprint(fn):
+        raise ModelIntegrityError(
+            f"preprocessing {entry['name']}@{entry['version']} has changed since model "
+            f"{card.get('name')} v{card.get('version')} was trained (code fingerprint differs). "
+            "Register the new code as a new version and retrain, or restore the old code."
+        )
+    return fn
+
+
+@register("identity", 1)
+def identity(df: pd.DataFrame) -> pd.DataFrame:
+    """No transformation."""
+    return df
+
+
+@register("churn_features", 1)
+def churn_features_v1(df: pd.DataFrame) -> pd.DataFrame:
+    """Churn features: the raw contract plus ratios that make tenure comparable."""
+    out = df.copy()
+    tenure = out["tenure_months"].clip(lower=1)
+    out["charges_per_tenure_month"] = out["total_charges"] / tenure
+    out["tickets_per_product"] = out["support_tickets_90d"] / out["num_products"].clip(lower=1)
+    out["inactive_week"] = (out["days_since_last_login"] > 7).astype("float64")
+    out.loc[out["days_since_last_login"].isna(), "inactive_week"] = np.nan
+    return out

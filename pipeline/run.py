@@ -1,0 +1,358 @@
+"""The stages of one run, as the DAG's tasks and the CLI call them.
+
+Each stage reads its input from the run's staging area, writes its output there, records
+its counts and duration in the ledger, and on failure marks the attempt failed with the
+error text before re-raising. The DAG tasks and ``scoring run`` call exactly these.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline import ledger, store
+from pipeline.config import JobConfig, load_job, project_home
+from pipeline.errors import ConfigError, ReconciliationError, ScoringError, ValidationFailedError
+from pipeline.partition import parse_date, partition_dir, partition_files
+from pipeline.registry import Registry
+from pipeline.staging import RunSpec, StagedWriter, read_batches, safe_name, staged_rows, staging_root
+
+log = logging.getLogger("pipeline.run")
+
+
+def jobs_dir() -> Path:
+    """Folder of job files (``SCORING_JOBS_DIR``, default ``<home>/dags/jobs``)."""
+    env = os.environ.get("SCORING_JOBS_DIR")
+    return Path(env) if env else project_home() / "dags" / "jobs"
+
+
+def reports_dir() -> Path:
+    """Folder of validation reports (``SCORING_REPORTS_DIR``, default ``<home>/reports``)."""
+    env = os.environ.get("SCORING_REPORTS_DIR")
+    return Path(env) if env else project_home() / "reports"
+
+
+def find_job(job_id: str) -> JobConfig:
+    """Load a job file by id from the jobs folder."""
+    path = jobs_dir() / f"{job_id}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in jobs_dir().glob("*.yaml"))
+        raise ConfigError(f"no job file {path} (jobs in {jobs_dir()}: {', '.join(known) or 'none'})")
+    return load_job(path)
+
+
+class RunLog(logging.LoggerAdapter):
+    """Prefix every line with the job, partition and run id."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        e = self.extra or {}
+        return f"[job={e['job']} partition={e['partition']} run={e['run']}] {msg}", kwargs
+
+
+def run_log(spec: RunSpec) -> RunLog:
+    return RunLog(log, {"job": spec.job_id, "partition": spec.partition_date, "run": spec.run_id})
+
+
+def engine(job: JobConfig, url: str | None = None) -> Any:
+    return store.engine_for(url or store.resolve_url(job.output.connection))
+
+
+# -- readiness -------------------------------------------------------------------------
+def partition_path(job: JobConfig, partition_date: dt.date) -> Path:
+    return partition_dir(job.source_root(), job.source.layout, partition_date)
+
+
+def partition_ready(job: JobConfig, partition_date: dt.date) -> bool:
+    """True when the partition's directory holds at least one data file."""
+    folder = partition_path(job, partition_date)
+    return folder.is_dir() and any(
+        p.suffix == f".{job.source.format}" and not p.name.startswith((".", "_")) for p in folder.iterdir()
+    )
+
+
+# -- stages ----------------------------------------------------------------------------
+def start(
+    job: JobConfig,
+    *,
+    run_id: str,
+    partition_date: dt.date | str,
+    model_ref: str | None = None,
+    dry_run: bool = False,
+    url: str | None = None,
+) -> RunSpec:
+    """Pin the model version for the run, open its ledger row and staging area."""
+    day = parse_date(partition_date)
+    mv = Registry().resolve(job.model.name, model_ref or job.model.ref)
+    eng = engine(job, url)
+    store.ensure_ledger(eng)
+    attempt = ledger.start_attempt(
+        eng, job_id=job.job_id, run_id=run_id, partition_date=day, mode=job.output.mode,
+        dry_run=dry_run, model_name=mv.name, model_version=mv.version,
+    )
+    staging = staging_root() / job.job_id / day.isoformat() / f"{safe_name(run_id)}.{attempt}"
+    staging.mkdir(parents=True, exist_ok=True)
+    spec = RunSpec(job.job_id, run_id, attempt, day.isoformat(), mv.name, mv.version, dry_run, str(staging))
+    run_log(spec).info("started attempt %d with model %s v%d (ref %r)%s", attempt, mv.name, mv.version,
+                       model_ref or job.model.ref, " [dry run]" if dry_run else "")
+    return spec
+
+
+@contextmanager
+def stage(job: JobConfig, spec: RunSpec, name: str, url: str | None = None) -> Iterator[dict[str, Any]]:
+    """Time a stage, store its counts in the ledger; on failure record the error and re-raise."""
+    eng = engine(job, url)
+    rlog = run_log(spec)
+    counts: dict[str, Any] = {}
+    started = time.perf_counter()
+    ledger.update(eng, spec.job_id, spec.run_id, spec.attempt, status="running")
+    rlog.info("%s: started", name)
+    try:
+        yield counts
+    except BaseException as exc:
+        message = str(exc) if isinstance(exc, ScoringError) else f"{type(exc).__name__}: {exc}"
+        rlog.error("%s failed: %s", name, message)
+        try:
+            ledger.update(eng, spec.job_id, spec.run_id, spec.attempt, status="failed",
+                          failed_stage=name, error=message[:4000], finished_at=ledger.now())
+        except Exception as ledger_exc:  # noqa: BLE001 - the original error matters more
+            rlog.error("could not record the failure in the ledger: %s", ledger_exc)
+        raise
+    seconds = time.perf_counter() - started
+    ledger.update(eng, spec.job_id, spec.run_id, spec.attempt, stage=name, seconds=seconds, **counts)
+    rlog.info("%s: done in %.2fs %s", name, seconds, counts)
+
+
+def ingest(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str, Any]:
+    """Read the partition's files into ``ingested.parquet`` in the contract's schema."""
+    from pipeline import ingest as ingest_mod
+
+    with stage(job, spec, "ingest", url) as counts:
+        card = Registry().resolve(spec.model_name, spec.model_version).card
+        day = parse_date(spec.partition_date)
+        files = partition_files(job.source_root(), job.source.layout, job.source.format, day)
+        with StagedWriter(spec.path("ingested")) as writer:
+            result = ingest_mod.ingest(
+                files, fmt=job.source.format, inputs=card["inputs"], key=job.entity_key,
+                partition_date=day, batch_rows=job.source.batch_rows, write=writer.write,
+            )
+        spec.write_json("ingest", {"files": result.files, "duplicate_keys": result.duplicate_keys,
+                                   "ignored_columns": result.ignored_columns})
+        counts["rows_in"] = result.rows
+    return counts
+
+
+def validate(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str, Any]:
+    """Run the expectation suite; split rows into ``valid`` and ``quarantine``; apply the threshold."""
+    import json
+
+    from pipeline import validate as val
+
+    with stage(job, spec, "validate", url) as counts:
+        rlog = run_log(spec)
+        card = Registry().resolve(spec.model_name, spec.model_version).card
+        validator = val.RowValidator(val.contract_expectations(card["inputs"], job.entity_key), job.job_id)
+        dups = spec.read_json("ingest")["duplicate_keys"]
+        extra = (
+            [{"type": "expect_column_values_to_not_be_in_set",
+              "kwargs": {"column": job.entity_key, "value_set": dups}}] if dups else None
+        )
+        source = spec.path("ingested")
+        total = staged_rows(source)
+        schema = None
+        done = 0
+        started = time.perf_counter()
+        with StagedWriter(spec.path("valid")) as good, StagedWriter(spec.path("quarantine")) as bad:
+            for batch in read_batches(source, job.source.batch_rows):
+                table = pa.Table.from_batches([batch])
+                schema = table.schema
+                outcome = validator.check(table.to_pandas(), extra)
+                good.write(pa.Table.from_pandas(outcome.valid, schema=schema, preserve_index=False))
+                if len(outcome.quarantined):
+                    q_schema = schema.append(pa.field("reasons", pa.string()))
+                    bad.write(pa.Table.from_pandas(outcome.quarantined, schema=q_schema, preserve_index=False))
+                done += batch.num_rows
+                rate = done / max(time.perf_counter() - started, 1e-9)
+                rlog.info("validate: %d/%d rows (%.0f rows/s)", done, total, rate)
+            if schema is None:
+                schema = pq.read_schema(source)
+            good.schema = good.schema or schema
+            bad.schema = bad.schema or schema.append(pa.field("reasons", pa.string()))
+        report = validator.report()
+        report.update(partition=spec.partition_date, run_id=spec.run_id, rows_in=total,
+                      rows_valid=good.rows, rows_quarantined=bad.rows)
+        report_path = reports_dir() / job.job_id / spec.partition_date / f"{safe_name(spec.run_id)}.json"
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_text(json.dumps(report, indent=2, default=str))
+        rlog.info("validation report: %s", report_path)
+        counts.update(rows_valid=good.rows, rows_quarantined=bad.rows)
+        share = bad.rows / total if total else 0.0
+        if share > job.validation.max_quarantine_share:
+            top = ", ".join(f"{k} ({v})" for k, v in sorted(report["unexpected_counts"].items(),
+                                                           key=lambda kv: -kv[1])[:5])
+            raise ValidationFailedError(
+                f"partition {spec.partition_date}: {bad.rows} of {total} rows ({share:.1%}) failed "
+                f"validation, above the job's max_quarantine_share of "
+                f"{job.validation.max_quarantine_share:.1%}. Nothing was published. Most frequent "
+                f"failures: {top}. Report: {report_path}. Fix the input upstream, or raise "
+                "validation.max_quarantine_share in the job file if this is expected."
+            )
+    return counts
+
+
+def preprocess(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str, Any]:
+    """Apply the model's registered preprocessing to the valid rows (``features.parquet``)."""
+    from pipeline import preprocess as prep
+
+    with stage(job, spec, "preprocess", url):
+        card = Registry().resolve(spec.model_name, spec.model_version).card
+        transform = prep.for_card(card)
+        inputs = [c["name"] for c in card["inputs"]]
+        with StagedWriter(spec.path("features")) as writer:
+            for batch in read_batches(spec.path("valid"), job.source.batch_rows):
+                frame = batch.to_pandas()
+                features = transform(frame[inputs])
+                features.insert(0, job.entity_key, frame[job.entity_key].to_numpy())
+                writer.write(pa.Table.from_pandas(features, preserve_index=False))
+            if writer.schema is None:  # zero valid rows: an empty file with the feature schema
+                empty = pq.read_schema(spec.path("valid")).empty_table().to_pandas()
+                features = transform(empty[inputs])
+                features.insert(0, job.entity_key, empty[job.entity_key])
+                writer.schema = pa.Table.from_pandas(features, preserve_index=False).schema
+    return {}
+
+
+def score(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str, Any]:
+    """Load the pinned model (sha256 and golden rows checked) and score ``features`` in batches."""
+    from pipeline.score import load_scorer
+
+    with stage(job, spec, "score", url) as counts:
+        rlog = run_log(spec)
+        scorer = load_scorer(Registry(), spec.model_name, spec.model_version)
+        source = spec.path("features")
+        total = staged_rows(source)
+        key_type = pq.read_schema(source).field(job.entity_key).type
+        out_schema = pa.schema([(job.entity_key, key_type), ("prediction", pa.string()), ("score", pa.float64())])
+        done = 0
+        started = time.perf_counter()
+        with StagedWriter(spec.path("scored"), out_schema) as writer:
+            for batch in read_batches(source, job.source.batch_rows):
+                frame = batch.to_pandas()
+                prediction, score_ = scorer.predict(frame.drop(columns=[job.entity_key]))
+                writer.write(pa.table({job.entity_key: batch.column(job.entity_key),
+                                       "prediction": pa.array(prediction.astype(str)),
+                                       "score": pa.array(score_, pa.float64())}, schema=out_schema))
+                done += batch.num_rows
+                rlog.info("score: %d/%d rows (%.0f rows/s)", done, total,
+                          done / max(time.perf_counter() - started, 1e-9))
+        spec.write_json("score", {"scored_at": ledger.now().isoformat()})
+        counts["rows_scored"] = writer.rows
+    return counts
+
+
+def persist(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str, Any]:
+    """Replace the partition in the predictions table (and the quarantine) in one transaction."""
+    with stage(job, spec, "persist", url) as counts:
+        rlog = run_log(spec)
+        if spec.dry_run:
+            rlog.info("persist: dry run, nothing written")
+            counts["rows_written"] = 0
+            return counts
+        eng = engine(job, url)
+        source = spec.path("scored")
+        key_type = pq.read_schema(source).field(job.entity_key).type
+        store.ensure_predictions(eng, job.output.table, job.entity_key,
+                                 "int" if pa.types.is_integer(key_type) else "str")
+        scored_at = dt.datetime.fromisoformat(spec.read_json("score")["scored_at"])
+        day = parse_date(spec.partition_date)
+        counts["rows_written"] = store.replace_partition(
+            eng, table=job.output.table, key=job.entity_key, job_id=job.job_id, partition_date=day,
+            batches=_prediction_batches(spec, job, day, scored_at),
+            quarantine=_quarantine_rows(spec, job, day),
+        )
+    return counts
+
+
+def _prediction_batches(spec: RunSpec, job: JobConfig, day: dt.date, scored_at: dt.datetime) -> Iterator[pa.Table]:
+    for batch in read_batches(spec.path("scored"), job.source.batch_rows):
+        n = batch.num_rows
+        table = pa.Table.from_batches([batch])
+        yield (
+            table.append_column("partition_date", pa.array([day] * n, pa.date32()))
+            .append_column("model_name", pa.array([spec.model_name] * n, pa.string()))
+            .append_column("model_version", pa.array([spec.model_version] * n, pa.int32()))
+            .append_column("run_id", pa.array([spec.run_id] * n, pa.string()))
+            .append_column("scored_at", pa.array([scored_at] * n, pa.timestamp("us")))
+        )
+
+
+def _quarantine_rows(spec: RunSpec, job: JobConfig, day: dt.date) -> Iterator[list[dict[str, Any]]]:
+    now = ledger.now()
+    for batch in read_batches(spec.path("quarantine"), job.source.batch_rows):
+        frame = batch.to_pandas()
+        if frame.empty:
+            continue
+        values = frame.drop(columns=["reasons"]).to_json(orient="records", lines=True).splitlines()
+        yield [
+            {"job_id": job.job_id, "partition_date": day, "run_id": spec.run_id,
+             "entity_key": None if k is None else str(k), "reasons": r, "row_values": v,
+             "quarantined_at": now}
+            for k, r, v in zip(frame[job.entity_key].tolist(), frame["reasons"], values, strict=True)
+        ]
+
+
+def finalize(job: JobConfig, spec: RunSpec, url: str | None = None, keep_staging: bool = False) -> dict[str, Any]:
+    """Check the reconciliation, mark the attempt successful, clean the staging area."""
+    eng = engine(job, url)
+    with stage(job, spec, "finalize", url):
+        row = ledger.get(eng, spec.job_id, spec.run_id, spec.attempt)
+        rows_in, scored, quarantined = row["rows_in"], row["rows_scored"], row["rows_quarantined"]
+        problems = []
+        if rows_in != scored + quarantined:
+            problems.append(f"rows_in {rows_in} != rows_scored {scored} + rows_quarantined {quarantined}")
+        if not spec.dry_run:
+            in_table = store.count_partition(eng, job.output.table, parse_date(spec.partition_date))
+            if row["rows_written"] != scored or in_table != scored:
+                problems.append(f"rows_scored {scored}, rows_written {row['rows_written']}, "
+                                f"rows in {job.output.table} for the partition {in_table}")
+        if problems:
+            raise ReconciliationError(
+                f"partition {spec.partition_date}: the run does not reconcile: {'; '.join(problems)}. "
+                f"Staging kept in {spec.staging_dir} for inspection; re-run the partition."
+            )
+    finished = ledger.now()
+    ledger.update(eng, spec.job_id, spec.run_id, spec.attempt, status="success", finished_at=finished,
+                  duration_s=(finished - dt.datetime.fromisoformat(str(row["started_at"]))).total_seconds())
+    if not keep_staging:
+        spec.cleanup()
+    summary = ledger.get(eng, spec.job_id, spec.run_id, spec.attempt)
+    run_log(spec).info("finalized: %s", {k: summary[k] for k in ("status", *ledger.COUNT_FIELDS)})
+    return summary
+
+
+def run_partition(
+    job: JobConfig,
+    partition_date: dt.date | str,
+    *,
+    run_id: str | None = None,
+    model_ref: str | None = None,
+    dry_run: bool = False,
+    url: str | None = None,
+) -> dict[str, Any]:
+    """Every stage in order, without Airflow (``scoring run``)."""
+    day = parse_date(partition_date)
+    if not partition_ready(job, day):
+        partition_files(job.source_root(), job.source.layout, job.source.format, day)  # raises
+    run_id = run_id or f"cli__{day.isoformat()}__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
+    spec = start(job, run_id=run_id, partition_date=day, model_ref=model_ref, dry_run=dry_run, url=url)
+    for step in (ingest, validate, preprocess, score, persist):
+        step(job, spec, url)
+    return finalize(job, spec, url)

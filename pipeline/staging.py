@@ -1,0 +1,123 @@
+"""Run-scoped staging area: Parquet files passed between stages, never through XCom."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.config import project_home
+
+
+def staging_root() -> Path:
+    """Root of all staging areas (``SCORING_STAGING_DIR``, default ``<home>/.staging``)."""
+    env = os.environ.get("SCORING_STAGING_DIR")
+    return Path(env) if env else project_home() / ".staging"
+
+
+def safe_name(text: str) -> str:
+    """A run id made safe as one path component."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:200]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a stage needs to know about its run; small, JSON-serialisable."""
+
+    job_id: str
+    run_id: str
+    attempt: int
+    partition_date: str
+    model_name: str
+    model_version: int
+    dry_run: bool
+    staging_dir: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
+        return cls(**data)
+
+    @property
+    def staging(self) -> Path:
+        return Path(self.staging_dir)
+
+    def path(self, name: str) -> Path:
+        """Path of a staged dataset, e.g. ``spec.path('scored')``."""
+        return self.staging / f"{name}.parquet"
+
+    def write_json(self, name: str, data: Any) -> Path:
+        path = self.staging / f"{name}.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+        tmp.replace(path)
+        return path
+
+    def read_json(self, name: str) -> Any:
+        return json.loads((self.staging / f"{name}.json").read_text())
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+class StagedWriter:
+    """Write record batches to a staged Parquet file atomically (temp name, then rename)."""
+
+    def __init__(self, path: Path, schema: pa.Schema | None = None) -> None:
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.tmp")
+        self.schema = schema
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, table: pa.Table | pa.RecordBatch) -> None:
+        if isinstance(table, pa.RecordBatch):
+            table = pa.Table.from_batches([table])
+        if self._writer is None:
+            self.schema = self.schema or table.schema
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+        self._writer.write_table(table.cast(self.schema) if table.schema != self.schema else table)
+        self.rows += table.num_rows
+
+    def close(self) -> int:
+        if self._writer is None:  # nothing written: still leave an (empty) file with the schema
+            if self.schema is None:
+                raise ValueError(f"cannot stage {self.path}: no rows and no schema")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(self.schema.empty_table(), self.tmp)
+        else:
+            self._writer.close()
+        os.replace(self.tmp, self.path)
+        return self.rows
+
+    def __enter__(self) -> StagedWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            if self._writer is not None:
+                self._writer.close()
+            self.tmp.unlink(missing_ok=True)
+
+
+def read_batches(path: Path, batch_rows: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """Stream a staged Parquet file batch by batch."""
+    pf = pq.ParquetFile(path)
+    yield from pf.iter_batches(batch_size=batch_rows, columns=columns)
+
+
+def staged_rows(path: Path) -> int:
+    return pq.ParquetFile(path).metadata.num_rows

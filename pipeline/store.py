@@ -1,0 +1,271 @@
+"""Store: the output database (SQLite by default, PostgreSQL by URL) and atomic partition writes.
+
+A partition is replaced in one transaction (delete, then bulk insert), so readers see the
+old partition or the new one, never a mix, and a failure half-way leaves the old one.
+PostgreSQL takes ``COPY ... FROM STDIN`` with CSV produced by Arrow; SQLite executemany.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from pipeline.config import check_identifier, project_home
+from pipeline.errors import ConfigError, StoreError
+
+log = logging.getLogger(__name__)
+
+PREDICTION_COLUMNS = [
+    "partition_date",
+    "prediction",
+    "score",
+    "model_name",
+    "model_version",
+    "run_id",
+    "scored_at",
+]
+CONNECT_ATTEMPTS = 3
+CONNECT_BACKOFF_S = float(os.environ.get("SCORING_DB_RETRY_BACKOFF_S", "2"))
+
+
+def sql_dir() -> Path:
+    return project_home() / "sql"
+
+
+# -- connections ---------------------------------------------------------------------
+def url_from_connection(
+    conn_type: str,
+    host: str | None = None,
+    login: str | None = None,
+    password: str | None = None,
+    port: int | None = None,
+    schema: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """SQLAlchemy URL of an Airflow-style connection (sqlite or postgres)."""
+    if extra and extra.get("sqlalchemy_url"):
+        return str(extra["sqlalchemy_url"])
+    kind = (conn_type or "").lower()
+    if kind == "sqlite":
+        return f"sqlite:///{host}"
+    if kind in ("postgres", "postgresql"):
+        url = sa.URL.create(
+            "postgresql+psycopg", username=login or None, password=password or None,
+            host=host or None, port=port or None, database=schema or None,
+        )
+        return url.render_as_string(hide_password=False)
+    raise ConfigError(f"connection type {conn_type!r} is not supported: use sqlite or postgres")
+
+
+def url_from_uri(uri: str) -> str:
+    """SQLAlchemy URL of an Airflow connection URI or JSON (as in AIRFLOW_CONN_* variables)."""
+    uri = uri.strip()
+    if uri.startswith("{"):
+        doc = json.loads(uri)
+        return url_from_connection(
+            doc.get("conn_type", ""), doc.get("host"), doc.get("login"), doc.get("password"),
+            doc.get("port"), doc.get("schema"), doc.get("extra"),
+        )
+    scheme = urlsplit(uri).scheme
+    if scheme == "sqlite":
+        return uri
+    if scheme in ("postgres", "postgresql"):
+        return "postgresql+psycopg" + uri[len(scheme):]
+    if scheme.startswith("postgresql+"):
+        return uri
+    raise ConfigError(f"connection URI scheme {scheme!r} is not supported: use sqlite:/// or postgresql://")
+
+
+def resolve_url(conn_id: str, airflow_uri: str | None = None) -> str:
+    """The output database of a job: ``AIRFLOW_CONN_<ID>`` first, else Airflow's connection."""
+    env = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+    if env:
+        return url_from_uri(env)
+    if airflow_uri:
+        return url_from_uri(airflow_uri)
+    raise ConfigError(
+        f"no database connection {conn_id!r}: set AIRFLOW_CONN_{conn_id.upper()} "
+        "(e.g. sqlite:////abs/path/scoring.db or postgresql://user@host:5432/db) "
+        "or create the Airflow connection"
+    )
+
+
+@lru_cache(maxsize=16)
+def engine_for(url: str) -> Engine:
+    """One engine per URL; SQLite gets WAL and a busy timeout so readers never block."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+
+
+def describe(engine: Engine) -> str:
+    """Where an engine points, without its password."""
+    u = engine.url
+    return f"{u.get_backend_name()} {u.host or ''}{':' + str(u.port) if u.port else ''}/{u.database}"
+
+
+@contextmanager
+def begin(engine: Engine) -> Iterator[Connection]:
+    """A transaction; a refused connection is retried, then fails naming the host."""
+    last: Exception | None = None
+    conn: Connection | None = None
+    for attempt in range(1, CONNECT_ATTEMPTS + 1):
+        try:
+            conn = engine.connect()
+            break
+        except sa.exc.OperationalError as exc:
+            last = exc
+            log.warning("database %s unreachable (attempt %d/%d): %s", describe(engine), attempt,
+                        CONNECT_ATTEMPTS, str(exc).splitlines()[0])
+            if attempt < CONNECT_ATTEMPTS:
+                time.sleep(CONNECT_BACKOFF_S * 2 ** (attempt - 1))
+    if conn is None:
+        raise StoreError(
+            f"cannot reach the output database {describe(engine)} after {CONNECT_ATTEMPTS} attempts: "
+            f"{str(last).splitlines()[0] if last else ''}. Nothing was written; check the server "
+            "and the connection, then retry the task."
+        ) from last
+    with conn, conn.begin():
+        yield conn
+
+
+# -- schema --------------------------------------------------------------------------
+def _quote(engine: Engine | Connection, name: str) -> str:
+    return engine.dialect.identifier_preparer.quote(check_identifier(name))
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a SQL file into statements, dropping ``--`` comments (no literal holds one)."""
+    body = "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
+    return [s.strip() for s in body.split(";") if s.strip()]
+
+
+def render_sql(engine: Engine | Connection, filename: str, **identifiers: str) -> list[str]:
+    """Statements of ``sql/<filename>`` with validated, quoted identifiers filled in."""
+    names = {k: _quote(engine, v) for k, v in identifiers.items() if k != "key_type"}
+    if "key_type" in identifiers:
+        names["key_type"] = {"int": "BIGINT", "str": "TEXT"}[identifiers["key_type"]]
+    return [stmt.format(**names) for stmt in _statements((sql_dir() / filename).read_text())]
+
+
+def ensure_ledger(engine: Engine) -> None:
+    """Create the ledger and quarantine tables if they are missing."""
+    with begin(engine) as conn:
+        for name in ("001_scoring_runs.sql", "002_quarantine.sql"):
+            for stmt in render_sql(conn, name):
+                conn.exec_driver_sql(stmt)
+
+
+def ensure_predictions(engine: Engine, table: str, key: str, key_type: str) -> None:
+    """Create a job's predictions table and its analyst views if they are missing."""
+    ids = {"predictions": table, "key": key, "latest": f"{table}_latest", "daily": f"{table}_daily"}
+    with begin(engine) as conn:
+        for stmt in render_sql(conn, "010_predictions.sql", key_type=key_type, **ids):
+            conn.exec_driver_sql(stmt)
+        for stmt in render_sql(conn, "020_views.sql", **ids):
+            conn.exec_driver_sql(stmt)
+
+
+# -- writes --------------------------------------------------------------------------
+def replace_partition(
+    engine: Engine,
+    *,
+    table: str,
+    key: str,
+    job_id: str,
+    partition_date: dt.date,
+    batches: Iterable[pa.Table],
+    quarantine: Iterable[list[dict[str, Any]]] = (),
+) -> int:
+    """Replace one partition's predictions (and quarantine rows) in one transaction.
+
+    Args:
+        batches: tables with the key column and PREDICTION_COLUMNS.
+        quarantine: lists of quarantine rows (dicts of the scoring_quarantine columns).
+    """
+    qt = _quote(engine, table)
+    written = 0
+    started = time.perf_counter()
+    try:
+        with begin(engine) as conn:
+            conn.execute(sa.text(f"DELETE FROM {qt} WHERE partition_date = :d"), {"d": partition_date})
+            conn.execute(
+                sa.text("DELETE FROM scoring_quarantine WHERE job_id = :j AND partition_date = :d"),
+                {"j": job_id, "d": partition_date},
+            )
+            columns = [key, *PREDICTION_COLUMNS]
+            for batch in batches:
+                written += _insert(conn, qt, columns, batch.select(columns))
+            for rows in quarantine:
+                if rows:
+                    conn.execute(
+                        sa.text(
+                            "INSERT INTO scoring_quarantine (job_id, partition_date, run_id, entity_key, "
+                            "reasons, row_values, quarantined_at) VALUES (:job_id, :partition_date, "
+                            ":run_id, :entity_key, :reasons, :row_values, :quarantined_at)"
+                        ),
+                        rows,
+                    )
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreError(
+            f"writing partition {partition_date} to {table} on {describe(engine)} failed: "
+            f"{str(exc).splitlines()[0]}. The transaction was rolled back; the previous copy of "
+            "the partition is unchanged. Retry the persist task."
+        ) from exc
+    seconds = time.perf_counter() - started
+    log.info("replaced partition %s of %s: %d rows in %.2fs (%.0f rows/s)", partition_date, table,
+             written, seconds, written / seconds if seconds else 0)
+    return written
+
+
+def _insert(conn: Connection, qtable: str, columns: list[str], batch: pa.Table) -> int:
+    quoted = ", ".join(_quote(conn, c) for c in columns)
+    if conn.dialect.name == "postgresql":
+        buf = io.BytesIO()
+        pacsv.write_csv(batch, buf, pacsv.WriteOptions(include_header=False))
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cur, cur.copy(f"COPY {qtable} ({quoted}) FROM STDIN (FORMAT csv)") as copy:
+            copy.write(buf.getbuffer())
+        return batch.num_rows
+    marks = ", ".join("?" for _ in columns)
+    rows = list(zip(*(batch.column(c).to_pylist() for c in columns), strict=True))
+    conn.exec_driver_sql(f"INSERT INTO {qtable} ({quoted}) VALUES ({marks})", rows)
+    return batch.num_rows
+
+
+def count_partition(engine: Engine, table: str, partition_date: dt.date) -> int:
+    """Rows of one partition in a predictions table."""
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text(f"SELECT COUNT(*) FROM {_quote(engine, table)} WHERE partition_date = :d"),
+                {"d": partition_date},
+            ).scalar_one()
+        )

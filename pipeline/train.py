@@ -1,0 +1,179 @@
+"""Train the demo churn model and register it with a full model card.
+
+The input contract (columns, types, nullability, ranges, categories) is declared here by
+the person who trains the model; training statistics for drift checks are computed from
+the training data. Both go into the model card that validation and drift read later.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline import demo_data, preprocess
+from pipeline.registry import ModelVersion, Registry
+
+log = logging.getLogger(__name__)
+
+# The churn model's input contract: what every scored row must look like.
+CHURN_CONTRACT: list[dict[str, Any]] = [
+    {"name": "age", "type": "float", "nullable": True, "min": 18, "max": 110},
+    {"name": "tenure_months", "type": "float", "nullable": False, "min": 0, "max": 600},
+    {"name": "monthly_charges", "type": "float", "nullable": False, "min": 0, "max": 5000},
+    {"name": "total_charges", "type": "float", "nullable": True, "min": 0, "max": 1_000_000},
+    {"name": "num_products", "type": "float", "nullable": False, "min": 1, "max": 20},
+    {"name": "support_tickets_90d", "type": "float", "nullable": False, "min": 0, "max": 500},
+    {"name": "days_since_last_login", "type": "float", "nullable": True, "min": 0, "max": 3650},
+    {"name": "avg_session_minutes", "type": "float", "nullable": True, "min": 0, "max": 1440},
+    {"name": "late_payments_12m", "type": "float", "nullable": False, "min": 0, "max": 366},
+    {"name": "discount_pct", "type": "float", "nullable": False, "min": 0, "max": 100},
+    {"name": "data_usage_gb", "type": "float", "nullable": True, "min": 0, "max": 100_000},
+    {"name": "contract_type", "type": "category", "nullable": False},
+    {"name": "payment_method", "type": "category", "nullable": True},
+    {"name": "region", "type": "category", "nullable": False},
+    {"name": "plan", "type": "category", "nullable": False},
+]
+DRIFT_BINS = 10
+
+
+def build_estimator(numeric: list[str], categorical: list[str]) -> Any:
+    """The scikit-learn Pipeline: impute and encode, then gradient boosting."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    categorical_steps = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
+            ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+        ]
+    )
+    columns = ColumnTransformer(
+        [("num", "passthrough", numeric), ("cat", categorical_steps, categorical)],
+        verbose_feature_names_out=False,
+    )
+    model = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.08, max_leaf_nodes=31, random_state=0)
+    return Pipeline([("columns", columns), ("model", model)])
+
+
+def numeric_stats(values: pd.Series) -> dict[str, Any]:
+    """Training statistics of a numeric input: moments, nulls and decile bins for PSI."""
+    clean = values.dropna().astype("float64")
+    edges = np.unique(np.quantile(clean, np.linspace(0, 1, DRIFT_BINS + 1))) if len(clean) else np.array([])
+    counts = np.histogram(clean, bins=edges)[0] if len(edges) > 1 else np.array([len(clean)])
+    return {
+        "kind": "numeric",
+        "mean": float(clean.mean()) if len(clean) else None,
+        "std": float(clean.std()) if len(clean) else None,
+        "min": float(clean.min()) if len(clean) else None,
+        "max": float(clean.max()) if len(clean) else None,
+        "null_share": float(values.isna().mean()),
+        "bin_edges": [float(e) for e in edges],
+        "bin_shares": [float(c) / max(len(clean), 1) for c in counts],
+    }
+
+
+def categorical_stats(values: pd.Series) -> dict[str, Any]:
+    """Training statistics of a categorical input: category shares and nulls."""
+    shares = values.dropna().astype(str).value_counts(normalize=True).sort_index()
+    return {
+        "kind": "categorical",
+        "null_share": float(values.isna().mean()),
+        "shares": {str(k): float(v) for k, v in shares.items()},
+    }
+
+
+def train_churn(
+    registry: Registry,
+    *,
+    end: dt.date,
+    days: int = 3,
+    n: int = 30_000,
+    seed: int = 7,
+    alias: str | None = "champion",
+) -> ModelVersion:
+    """Fit the churn model on labelled history before ``end`` and register it."""
+    from sklearn import __version__ as sklearn_version
+    from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+    from sklearn.model_selection import train_test_split
+
+    raw = demo_data.training_set(end, days=days, n=n, seed=seed)
+    inputs = [c["name"] for c in CHURN_CONTRACT]
+    transform = preprocess.spec("churn_features", 1)
+    features = preprocess.get("churn_features", 1)(raw[inputs])
+    categorical = [c["name"] for c in CHURN_CONTRACT if c["type"] == "category"]
+    numeric = [c for c in features.columns if c not in categorical]
+    x_train, x_test, y_train, y_test, raw_train, raw_test = train_test_split(
+        features, raw["churned"], raw[[demo_data.KEY, *inputs]], test_size=0.2, random_state=seed
+    )
+    estimator = build_estimator(numeric, categorical)
+    estimator.fit(x_train, y_train)
+    proba = estimator.predict_proba(x_test)[:, 1]
+    metrics = {
+        "roc_auc": round(float(roc_auc_score(y_test, proba)), 4),
+        "accuracy": round(float(accuracy_score(y_test, proba >= 0.5)), 4),
+        "log_loss": round(float(log_loss(y_test, proba)), 4),
+        "positive_rate": round(float(y_test.mean()), 4),
+        "holdout_rows": int(len(y_test)),
+    }
+    contract = []
+    for column in CHURN_CONTRACT:
+        entry = dict(column)
+        if column["type"] == "category":
+            entry["categories"] = sorted(raw[column["name"]].dropna().astype(str).unique().tolist())
+        contract.append(entry)
+    stats = {
+        c["name"]: (categorical_stats if c["type"] == "category" else numeric_stats)(raw_train[c["name"]])
+        for c in CHURN_CONTRACT
+    }
+    card = {
+        "description": "Customer churn within 30 days (demo): HistGradientBoosting on usage and contract features.",
+        "task": "binary_classification",
+        "classes": [int(c) for c in estimator.classes_],
+        "positive_class": 1,
+        "entity_key": demo_data.KEY,
+        "inputs": contract,
+        "features": {"numeric": numeric, "categorical": categorical},
+        "preprocess": transform,
+        "output": {
+            "prediction": "predicted class (1 = churns)",
+            "score": "probability of the positive class",
+        },
+        "training": {
+            "data": f"demo_data.training_set(end={end}, days={days}, n={n}, seed={seed})",
+            "rows": int(len(x_train)),
+            "label": "churned",
+            "stats": stats,
+            "score_stats": numeric_stats(pd.Series(proba)),
+            "prediction_shares": {"0": float((proba < 0.5).mean()), "1": float((proba >= 0.5).mean())},
+        },
+        "metrics": metrics,
+        "library_versions": {
+            "scikit-learn": sklearn_version,
+            "pandas": pd.__version__,
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+        "sklearn_version": sklearn_version,
+    }
+    import joblib
+
+    with tempfile.TemporaryDirectory() as tmp:
+        artifact = Path(tmp) / "model.joblib"
+        joblib.dump(estimator, artifact)
+        golden = raw_test.head(200).copy()
+        golden["expected_score"] = estimator.predict_proba(x_test.head(200))[:, 1]
+        golden_path = Path(tmp) / "golden.parquet"
+        golden.to_parquet(golden_path, index=False)
+        mv = registry.register("churn", artifact, card, golden=golden_path, alias=alias)
+    log.info("registered churn v%s: %s", mv.version, metrics)
+    return mv

@@ -1,0 +1,143 @@
+"""Validate: a Great Expectations 1.x suite derived from the model card's input contract.
+
+The suite decides both the report and the row-level split: every row flagged by a
+row-level expectation (its ``unexpected_index_list``) goes to the quarantine with the
+names of the expectations it failed, so the report and the quarantine always agree.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+log = logging.getLogger(__name__)
+
+
+def _gx() -> Any:
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+
+    return gx
+
+
+def contract_expectations(inputs: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """The expectations implied by an input contract, as ``{type, kwargs}`` dicts."""
+    out: list[dict[str, Any]] = [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": key}}]
+    for column in inputs:
+        name = column["name"]
+        if not column.get("nullable", True):
+            out.append({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": name}})
+        if column["type"] in ("float", "int") and ("min" in column or "max" in column):
+            out.append(
+                {
+                    "type": "expect_column_values_to_be_between",
+                    "kwargs": {"column": name, "min_value": column.get("min"), "max_value": column.get("max")},
+                }
+            )
+        if column["type"] == "category" and column.get("categories"):
+            out.append(
+                {
+                    "type": "expect_column_values_to_be_in_set",
+                    "kwargs": {"column": name, "value_set": list(column["categories"])},
+                }
+            )
+    return out
+
+
+def reason_of(expectation: dict[str, Any]) -> str:
+    """Short, stable reason code of a row-level expectation, e.g. ``not_null:age``."""
+    kind = expectation["type"].removeprefix("expect_column_values_to_")
+    return f"{kind}:{expectation['kwargs'].get('column')}"
+
+
+@dataclass
+class BatchOutcome:
+    valid: pd.DataFrame
+    quarantined: pd.DataFrame  # original values plus a ``reasons`` column
+    failures: dict[str, int] = field(default_factory=dict)
+
+
+class RowValidator:
+    """Runs one expectation suite over successive batches of a partition."""
+
+    def __init__(self, expectations: list[dict[str, Any]], name: str = "scoring") -> None:
+        gx = _gx()
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        self.expectations = expectations
+        self.context = gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        asset = self.context.data_sources.add_pandas(f"{name}_source").add_dataframe_asset(f"{name}_rows")
+        self.batch_definition = asset.add_batch_definition_whole_dataframe("batch")
+        self.suite = self._suite(name, expectations)
+        self.totals: dict[str, int] = {}
+        self.evaluated_rows = 0
+
+    def _suite(self, name: str, expectations: list[dict[str, Any]]) -> Any:
+        gx = _gx()
+        from great_expectations.expectations.registry import get_expectation_impl
+
+        suite = gx.ExpectationSuite(name=f"{name}_suite")
+        for exp in expectations:
+            suite.add_expectation(get_expectation_impl(exp["type"])(**exp["kwargs"]))
+        return suite
+
+    def check(self, frame: pd.DataFrame, extra: list[dict[str, Any]] | None = None) -> BatchOutcome:
+        """Validate one batch; split it into valid and quarantined rows."""
+        frame = frame.reset_index(drop=True)
+        suite = self.suite
+        expectations = self.expectations
+        if extra:
+            expectations = expectations + extra
+            suite = self._suite("batch", expectations)
+        batch = self.batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
+        reasons: dict[int, list[str]] = {}
+        failures: dict[str, int] = {}
+        for exp, res in zip(expectations, _ordered(result, suite), strict=True):
+            if res.exception_info and res.exception_info.get("raised_exception"):
+                raise RuntimeError(
+                    f"expectation {exp['type']} on {exp['kwargs']} could not run: "
+                    f"{res.exception_info.get('exception_message')}"
+                )
+            if res.success:
+                continue
+            code = reason_of(exp)
+            idx = res.result.get("unexpected_index_list") or []
+            failures[code] = failures.get(code, 0) + len(idx)
+            for i in idx:
+                reasons.setdefault(int(i), []).append(code)
+        for code, n in failures.items():
+            self.totals[code] = self.totals.get(code, 0) + n
+        self.evaluated_rows += len(frame)
+        bad = sorted(reasons)
+        quarantined = frame.iloc[bad].copy()
+        quarantined["reasons"] = ["; ".join(reasons[i]) for i in bad]
+        valid = frame.drop(index=bad)
+        return BatchOutcome(valid, quarantined, failures)
+
+    def report(self) -> dict[str, Any]:
+        """Summary of the whole partition: rows evaluated and failures per expectation."""
+        return {
+            "rows_evaluated": self.evaluated_rows,
+            "expectations": self.expectations,
+            "unexpected_counts": dict(sorted(self.totals.items())),
+        }
+
+
+def _ordered(result: Any, suite: Any) -> list[Any]:
+    """Results in the suite's order (GX groups them by column)."""
+    by_id = {r.expectation_config.id: r for r in result.results}
+    return [by_id[e.id] for e in suite.expectations]
+
+
+def to_frame(table: pa.Table) -> pd.DataFrame:
+    """Arrow to pandas with NaN for missing numbers and None for missing strings."""
+    return table.to_pandas(types_mapper=None)

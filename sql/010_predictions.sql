@@ -1,0 +1,13 @@
+-- One predictions table per job; {predictions} and {key} are validated identifiers.
+-- One row per entity per partition, with the model version and run behind it.
+CREATE TABLE IF NOT EXISTS {predictions} (
+    partition_date  DATE NOT NULL,
+    {key}           {key_type} NOT NULL,
+    prediction      TEXT NOT NULL,
+    score           DOUBLE PRECISION,
+    model_name      TEXT NOT NULL,
+    model_version   INTEGER NOT NULL,
+    run_id          TEXT NOT NULL,
+    scored_at       TIMESTAMP NOT NULL,
+    PRIMARY KEY (partition_date, {key})
+);
