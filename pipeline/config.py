@@ -30,6 +30,12 @@ def project_home() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[1]
 
 
+def jobs_dir() -> Path:
+    """Folder of job files (``SCORING_JOBS_DIR``, default ``<home>/dags/jobs``)."""
+    env = os.environ.get("SCORING_JOBS_DIR")
+    return Path(env) if env else project_home() / "dags" / "jobs"
+
+
 def check_identifier(value: str, what: str = "identifier") -> str:
     """Return ``value`` if it is a safe lower-case SQL identifier, else raise ConfigError."""
     if not IDENTIFIER_RE.match(value):

@@ -36,8 +36,7 @@ def _file_batches(path: Path, fmt: str, batch_rows: int) -> Iterator[pa.RecordBa
         yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
     else:
         reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 24))
-        for batch in reader:
-            yield batch
+        yield from reader
 
 
 def _file_schema(path: Path, fmt: str) -> pa.Schema:

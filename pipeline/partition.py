@@ -3,11 +3,12 @@
 The rule (documented in the README, tested in tests/unit/test_partition.py):
 
 1. A ``partition_date`` param given at trigger time wins.
-2. Otherwise the run's data interval decides: jobs are scheduled with
-   ``CronDataIntervalTimetable``, so each run covers the interval between two cron ticks
-   and the partition is the date (in the job's time zone) of the interval's *start*.
-   A nightly run at 02:00 on 21 Nov covers [20 Nov 02:00, 21 Nov 02:00) and scores
-   20 Nov; a backfill from 1 to 3 Nov scores 1, 2 and 3 Nov.
+2. Otherwise the run's logical date decides, read in the job's time zone. Jobs are
+   scheduled with ``CronDataIntervalTimetable`` (not Airflow 3's default
+   ``CronTriggerTimetable``, whose data interval is zero-length at the trigger time), so a
+   scheduled run's logical date is the *start* of the interval it covers: the run at
+   02:00 on 21 Nov covers [20 Nov 02:00, 21 Nov 02:00) and scores 20 Nov. A backfill
+   scores the logical dates it creates; a manual run with a logical date scores that day.
 3. A manual run triggered without a logical date has no data interval: it scores the
    start of the last complete cron interval before the trigger time (what Airflow's
    timetable infers for a manual run), or the day before the trigger for manual-only jobs.
@@ -40,17 +41,17 @@ def resolve_partition_date(
     *,
     tz: ZoneInfo,
     param: str | dt.date | None = None,
-    data_interval_start: dt.datetime | None = None,
+    logical_date: dt.datetime | None = None,
     run_after: dt.datetime | None = None,
     schedule: str | None = None,
 ) -> dt.date:
     """Apply the partition-date rule above."""
     if param not in (None, ""):
         return parse_date(param)  # type: ignore[arg-type]
-    if data_interval_start is not None:
-        return _aware(data_interval_start).astimezone(tz).date()
+    if logical_date is not None:
+        return _aware(logical_date).astimezone(tz).date()
     if run_after is None:
-        raise ConfigError("cannot tell the partition: no partition_date, data interval or run time")
+        raise ConfigError("cannot tell the partition: no partition_date, logical date or run time")
     local = _aware(run_after).astimezone(tz)
     if schedule is None:
         return local.date() - dt.timedelta(days=1)

@@ -20,19 +20,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import ledger, store
-from pipeline.config import JobConfig, load_job, project_home
+from pipeline.config import JobConfig, jobs_dir, load_job, project_home
 from pipeline.errors import ConfigError, ReconciliationError, ScoringError, ValidationFailedError
 from pipeline.partition import parse_date, partition_dir, partition_files
 from pipeline.registry import Registry
-from pipeline.staging import RunSpec, StagedWriter, read_batches, safe_name, staged_rows, staging_root
+from pipeline.staging import (
+    RunSpec,
+    StagedWriter,
+    read_batches,
+    safe_name,
+    staged_rows,
+    staging_root,
+)
 
 log = logging.getLogger("pipeline.run")
-
-
-def jobs_dir() -> Path:
-    """Folder of job files (``SCORING_JOBS_DIR``, default ``<home>/dags/jobs``)."""
-    env = os.environ.get("SCORING_JOBS_DIR")
-    return Path(env) if env else project_home() / "dags" / "jobs"
 
 
 def reports_dir() -> Path:

@@ -40,10 +40,7 @@ class Scorer:
             proba = self.estimator.predict_proba(features)
             classes = list(self.estimator.classes_)
             positive = card.get("positive_class", classes[-1])
-            if len(classes) == 2:
-                score = proba[:, classes.index(positive)]
-            else:
-                score = proba.max(axis=1)
+            score = proba[:, classes.index(positive)] if len(classes) == 2 else proba.max(axis=1)
             prediction = np.asarray(classes)[proba.argmax(axis=1)]
             return prediction, score
         prediction = self.estimator.predict(features)

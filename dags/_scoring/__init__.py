@@ -1,0 +1,1 @@
+"""DAG factory helpers (not a DAG folder: listed in .airflowignore)."""
