@@ -25,7 +25,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from pipeline.config import check_identifier, project_home
+from pipeline.config import check_identifier
 from pipeline.errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,8 @@ CONNECT_BACKOFF_S = float(os.environ.get("SCORING_DB_RETRY_BACKOFF_S", "2"))
 
 
 def sql_dir() -> Path:
-    return project_home() / "sql"
+    """The project's ``sql/`` folder (next to the package)."""
+    return Path(__file__).resolve().parents[1] / "sql"
 
 
 # -- connections ---------------------------------------------------------------------

@@ -107,6 +107,8 @@ def train_churn(
     from sklearn.model_selection import train_test_split
 
     raw = demo_data.training_set(end, days=days, n=n, seed=seed)
+    # train on rows that satisfy the contract, as scoring will (validation quarantines the rest)
+    raw = raw[(raw["monthly_charges"] >= 0) & raw["region"].notna()].reset_index(drop=True)
     inputs = [c["name"] for c in CHURN_CONTRACT]
     transform = preprocess.spec("churn_features", 1)
     features = preprocess.get("churn_features", 1)(raw[inputs])

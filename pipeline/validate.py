@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -92,19 +91,17 @@ class RowValidator:
     def check(self, frame: pd.DataFrame, extra: list[dict[str, Any]] | None = None) -> BatchOutcome:
         """Validate one batch; split it into valid and quarantined rows."""
         frame = frame.reset_index(drop=True)
-        suite = self.suite
-        expectations = self.expectations
-        if extra:
-            expectations = expectations + extra
-            suite = self._suite("batch", expectations)
+        suite = self._suite("batch", self.expectations + extra) if extra else self.suite
         batch = self.batch_definition.get_batch(batch_parameters={"dataframe": frame})
         result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
         reasons: dict[int, list[str]] = {}
         failures: dict[str, int] = {}
-        for exp, res in zip(expectations, _ordered(result, suite), strict=True):
+        for res in result.results:
+            config = res.expectation_config
+            exp = {"type": config.type, "kwargs": dict(config.kwargs)}
             if res.exception_info and res.exception_info.get("raised_exception"):
                 raise RuntimeError(
-                    f"expectation {exp['type']} on {exp['kwargs']} could not run: "
+                    f"expectation {exp['type']} on {exp['kwargs'].get('column')} could not run: "
                     f"{res.exception_info.get('exception_message')}"
                 )
             if res.success:
@@ -130,14 +127,3 @@ class RowValidator:
             "expectations": self.expectations,
             "unexpected_counts": dict(sorted(self.totals.items())),
         }
-
-
-def _ordered(result: Any, suite: Any) -> list[Any]:
-    """Results in the suite's order (GX groups them by column)."""
-    by_id = {r.expectation_config.id: r for r in result.results}
-    return [by_id[e.id] for e in suite.expectations]
-
-
-def to_frame(table: pa.Table) -> pd.DataFrame:
-    """Arrow to pandas with NaN for missing numbers and None for missing strings."""
-    return table.to_pandas(types_mapper=None)

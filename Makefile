@@ -1,0 +1,52 @@
+# Scheduled batch scoring on Airflow 3. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DATE ?= 2026-11-20
+
+export SCORING_HOME := $(CURDIR)
+export AIRFLOW_HOME := $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export AIRFLOW__CORE__UNIT_TEST_MODE := False
+
+.PHONY: help venv demo test test-fast lint schema lock clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create .venv and install the pinned requirements and the package
+
+demo: $(STAMP) ## demo data + model if absent, run the churn DAG for one partition on SQLite, show results
+	$(BIN)/python scripts/demo.py --date $(DEMO_DATE)
+
+test: $(STAMP) ## the whole test suite (PostgreSQL at 127.0.0.1:5432 required when CI=true)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP) ## unit and DAG tests only
+	$(BIN)/python -m pytest tests/unit tests/dags
+
+lint: $(STAMP) ## ruff
+	$(BIN)/ruff check .
+
+schema: $(STAMP) ## regenerate pipeline/job.schema.json from the job model
+	$(BIN)/scoring jobs schema --write pipeline/job.schema.json
+
+lock: ## re-resolve requirements.in into the pinned requirements.txt
+	rm -rf /tmp/scoring-lock && $(PYTHON) -m venv /tmp/scoring-lock
+	/tmp/scoring-lock/bin/pip install -q --upgrade pip && /tmp/scoring-lock/bin/pip install -q -r requirements.in
+	{ echo "# Fully pinned: generated from requirements.in by 'make lock' (Python 3.11). Do not edit by hand."; \
+	  /tmp/scoring-lock/bin/pip freeze; } > requirements.txt
+
+clean: ## remove generated state (Airflow home, demo database, staging, reports); keeps .venv, data, models
+	rm -rf .airflow .data .staging reports
