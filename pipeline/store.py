@@ -234,7 +234,9 @@ def replace_partition(
                         ),
                         rows,
                     )
-    except sa.exc.SQLAlchemyError as exc:
+    except Exception as exc:
+        if not _is_db_error(exc):
+            raise
         raise StoreError(
             f"writing partition {partition_date} to {table} on {describe(engine)} failed: "
             f"{str(exc).splitlines()[0]}. The transaction was rolled back; the previous copy of "
@@ -244,6 +246,11 @@ def replace_partition(
     log.info("replaced partition %s of %s: %d rows in %.2fs (%.0f rows/s)", partition_date, table,
              written, seconds, written / seconds if seconds else 0)
     return written
+
+
+def _is_db_error(exc: BaseException) -> bool:
+    """SQLAlchemy errors and raw driver errors (COPY runs on the driver connection)."""
+    return isinstance(exc, sa.exc.SQLAlchemyError) or type(exc).__module__.startswith(("psycopg", "sqlite3"))
 
 
 def _insert(conn: Connection, qtable: str, columns: list[str], batch: pa.Table) -> int:

@@ -1,0 +1,117 @@
+"""Shared fixtures: an isolated scoring home per test, a trained model, real databases."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DAY = dt.date(2026, 11, 20)
+PG_BASE = os.environ.get("SCORING_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A registry holding churn v1 (champion), trained once per session on small data."""
+    from pipeline.registry import Registry
+    from pipeline.train import train_churn
+
+    root = tmp_path_factory.mktemp("models")
+    train_churn(Registry(root), end=DAY - dt.timedelta(days=3), days=2, n=3000)
+    return root
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trained_models: Path) -> Path:
+    """Isolated models, data, staging, reports, jobs folder and SQLite output database."""
+    from pipeline import store
+
+    shutil.copytree(trained_models, tmp_path / "models")
+    for name in ("data", "staging", "reports", "jobs"):
+        (tmp_path / name).mkdir()
+    monkeypatch.setenv("SCORING_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("SCORING_STAGING_DIR", str(tmp_path / "staging"))
+    monkeypatch.setenv("SCORING_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("SCORING_JOBS_DIR", str(tmp_path / "jobs"))
+    monkeypatch.setenv("AIRFLOW_CONN_SCORING_DB", f"sqlite:///{tmp_path / 'scoring.db'}")
+    monkeypatch.setenv("SCORING_DB_RETRY_BACKOFF_S", "0.1")
+    store.engine_for.cache_clear()
+    return tmp_path
+
+
+def write_partition(home: Path, day: dt.date = DAY, n: int = 2000, shift: float = 0.0, **kw: Any) -> Path:
+    from pipeline import demo_data
+
+    files = demo_data.write_partition(home / "data" / "churn", day, demo_data.customers(day, n=n, shift=shift), **kw)
+    return files[0].parent
+
+
+def write_job(home: Path, job_id: str = "churn_test", **overrides: Any) -> Path:
+    """A job file in the home's jobs folder; ``overrides`` replace top-level keys."""
+    doc: dict[str, Any] = {
+        "job_id": job_id,
+        "description": "test job",
+        "schedule": "0 0 * * *",
+        "start_date": "2026-11-01",
+        "entity_key": "customer_id",
+        "source": {"path": str(home / "data" / "churn"), "batch_rows": 700,
+                   "wait_timeout_minutes": 0.02, "poke_interval_seconds": 1},
+        "model": {"name": "churn", "ref": "champion"},
+        "output": {"table": f"{job_id}_predictions", "connection": "scoring_db"},
+        "validation": {"max_quarantine_share": 0.05},
+    }
+    doc.update(overrides)
+    path = home / "jobs" / f"{job_id}.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """The local PostgreSQL; when CI=true an unreachable server fails the run instead of skipping."""
+    import psycopg
+
+    try:
+        with psycopg.connect(PG_BASE, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError as exc:
+        message = f"PostgreSQL at {PG_BASE} is unreachable: {exc}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (CI=true: PostgreSQL tests must run)")
+        print(f"SKIP: {message}")
+        pytest.skip(message)
+    return PG_BASE
+
+
+@pytest.fixture
+def pg_url(pg_server: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A fresh schema in the test database; AIRFLOW_CONN_SCORING_DB points at it."""
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    uri = f"{pg_server}?options=-csearch_path%3D{schema}"
+    monkeypatch.setenv("AIRFLOW_CONN_SCORING_DB", uri)
+    from pipeline import store
+
+    store.engine_for.cache_clear()
+    yield uri
+    store.engine_for.cache_clear()
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db(request: pytest.FixtureRequest, home: Path) -> str:
+    """Run a test once on SQLite and once on the local PostgreSQL."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("pg_url")
+    return os.environ["AIRFLOW_CONN_SCORING_DB"]
