@@ -123,7 +123,7 @@ def stage(job: JobConfig, spec: RunSpec, name: str, url: str | None = None) -> I
         rlog.error("%s failed: %s", name, message)
         try:
             ledger.update(eng, spec.job_id, spec.run_id, spec.attempt, status="failed",
-                          failed_stage=name, error=message[:4000], finished_at=ledger.now())
+                          failed_stage=name, error=message[:4000], finished_at=ledger.now(), **counts)
         except Exception as ledger_exc:  # noqa: BLE001 - the original error matters more
             rlog.error("could not record the failure in the ledger: %s", ledger_exc)
         raise
