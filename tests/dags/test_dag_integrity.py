@@ -1,0 +1,94 @@
+"""Every DAG imports, has the expected shape, and parsing stays light (subprocess per check)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+HEAVY = ("pandas", "sklearn", "pyarrow", "great_expectations", "psycopg", "joblib")
+
+PROBE = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+from airflow.dag_processing.dagbag import DagBag
+before = set(sys.modules)
+t = time.perf_counter()
+bag = DagBag(sys.argv[1])
+seconds = time.perf_counter() - t
+out = {"errors": {k: v for k, v in bag.import_errors.items()}, "seconds": seconds,
+       "new_modules": sorted({m.split(".")[0] for m in set(sys.modules) - before}), "dags": {}}
+for dag_id, dag in bag.dags.items():
+    out["dags"][dag_id] = {
+        "tasks": dag.task_ids, "tags": sorted(dag.tags), "owner": dag.owner,
+        "retries": {t.task_id: t.retries for t in dag.tasks},
+        "params": {k: dag.params.get_param(k).dump() for k in dag.params},
+        "timetable": type(dag.timetable).__name__, "doc_md": dag.doc_md or "",
+        "sensor_mode": getattr(dag.task_dict.get("wait_for_partition"), "mode", None),
+        "upstream": {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks},
+    }
+print("JSON:" + json.dumps(out, default=str))
+"""
+
+
+def parse(jobs_dir: Path | None = None, tmp: Path | None = None) -> dict:
+    env = dict(os.environ, AIRFLOW__CORE__LOAD_EXAMPLES="False", AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"))
+    if tmp is not None:
+        env["AIRFLOW_HOME"] = str(tmp)
+    if jobs_dir is not None:
+        env["SCORING_JOBS_DIR"] = str(jobs_dir)
+    else:
+        env.pop("SCORING_JOBS_DIR", None)
+    out = subprocess.run([sys.executable, "-c", PROBE, str(ROOT / "dags")], env=env, capture_output=True,
+                         text=True, timeout=120)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("JSON:")), None)
+    assert line, out.stdout[-2000:] + out.stderr[-2000:]
+    return json.loads(line[5:])
+
+
+def test_shipped_dags_import_cleanly_with_the_expected_shape(tmp_path: Path) -> None:
+    result = parse(tmp=tmp_path)
+    assert result["errors"] == {}
+    jobs = sorted(p.stem for p in (ROOT / "dags" / "jobs").glob("*.yaml"))
+    assert sorted(result["dags"]) == jobs
+    dag = result["dags"]["churn_daily"]
+    assert dag["tasks"] == ["wait_for_partition", "ingest", "validate", "preprocess", "score", "persist", "finalize"]
+    assert dag["upstream"]["ingest"] == ["wait_for_partition"]
+    assert dag["upstream"]["finalize"] == ["persist"]
+    assert "scoring" in dag["tags"] and "churn" in dag["tags"]
+    assert dag["owner"] == "ml-platform"
+    assert all(r >= 2 for t, r in dag["retries"].items() if t != "wait_for_partition")
+    assert dag["sensor_mode"] == "reschedule"
+    assert dag["timetable"] == "CronDataIntervalTimetable"
+    assert set(dag["params"]) == {"partition_date", "model_ref", "dry_run"}
+    assert dag["params"]["dry_run"]["value"] is False
+    assert dag["params"]["partition_date"]["schema"]["format"] == "date"
+    assert "Partition rule" in dag["doc_md"]
+
+
+def test_parsing_imports_no_heavy_libraries(tmp_path: Path) -> None:
+    result = parse(tmp=tmp_path)
+    heavy = [m for m in result["new_modules"] if m in HEAVY]
+    assert heavy == [], f"DAG parsing imported {heavy}: move those imports into the task bodies"
+    print(f"DagBag fill of dags/: {result['seconds']:.3f}s")
+
+
+def test_a_job_file_with_a_typo_gives_a_visible_error_dag(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    good = yaml.safe_load((ROOT / "dags" / "jobs" / "churn_daily.yaml").read_text())
+    (jobs / "churn_daily.yaml").write_text(yaml.safe_dump(good))
+    bad = dict(good, job_id="typo_job", output={"tabel": "x"})
+    (jobs / "typo_job.yaml").write_text(yaml.safe_dump(bad))
+    result = parse(jobs, tmp=tmp_path)
+    assert result["errors"] == {}
+    assert result["dags"]["churn_daily"]["tasks"][0] == "wait_for_partition"
+    broken = result["dags"]["typo_job"]
+    assert broken["tasks"] == ["config_error"] and "config-error" in broken["tags"]
+    assert "unknown key 'output.tabel'" in broken["doc_md"] and "did you mean 'table'" in broken["doc_md"]
+    assert str(jobs / "typo_job.yaml") in broken["doc_md"]

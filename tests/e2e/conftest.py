@@ -1,0 +1,122 @@
+"""Airflow itself: a throwaway AIRFLOW_HOME, `airflow dags test`, and a real scheduler."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
+
+
+def airflow_env(airflow_home: Path, **extra: str) -> dict[str, str]:
+    """The test process's environment (with the home's SCORING_* and AIRFLOW_CONN_*) for Airflow."""
+    env = dict(os.environ)
+    env.update(
+        AIRFLOW_HOME=str(airflow_home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__UNIT_TEST_MODE="False",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{airflow_home / 'airflow.db'}",
+        AIRFLOW__API_AUTH__JWT_SECRET="test-only-jwt-secret",
+        SCORING_HOME=str(ROOT),
+    )
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def migrated_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An Airflow home with a migrated SQLite metadata database, shared by the session."""
+    home = tmp_path_factory.mktemp("airflow_home")
+    out = subprocess.run([AIRFLOW, "db", "migrate"], env=airflow_env(home), capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return home
+
+
+def dags_test(airflow_home: Path, dag_id: str, date: str, conf: str | None = None) -> subprocess.CompletedProcess:
+    args = [AIRFLOW, "dags", "test", dag_id, date]
+    if conf:
+        args += ["--conf", conf]
+    return subprocess.run(args, env=airflow_env(airflow_home), capture_output=True, text=True, timeout=600)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    """api-server, scheduler and dag-processor as processes of one Airflow home."""
+
+    def __init__(self, airflow_home: Path, **extra: str) -> None:
+        self.port = free_port()
+        self.home = airflow_home
+        self.env = airflow_env(
+            airflow_home,
+            AIRFLOW__CORE__EXECUTOR=extra.pop("executor", "LocalExecutor"),
+            AIRFLOW__CORE__PARALLELISM="4",
+            AIRFLOW__API__PORT=str(self.port),
+            AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"http://127.0.0.1:{self.port}/execution/",
+            AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="2",
+            AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
+            AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
+            **extra,
+        )
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, *components: list[str]) -> None:
+        for args in components:
+            log = (self.home / f"{args[0]}.log").open("w")
+            self.procs.append(subprocess.Popen([AIRFLOW, *args], env=self.env, stdout=log,
+                                               stderr=subprocess.STDOUT, start_new_session=True))
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        out = subprocess.run([AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=120)
+        if check:
+            assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        return out
+
+    def wait_for(self, what: str, predicate, timeout: float = 180, every: float = 2) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            for p in self.procs:
+                assert p.poll() is None, f"{p.args} exited with {p.returncode}; logs in {self.home}"
+            time.sleep(every)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}; logs in {self.home}")
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+@pytest.fixture
+def stack_factory() -> Iterator:
+    stacks: list[Stack] = []
+
+    def make(airflow_home: Path, **extra: str) -> Stack:
+        stack = Stack(airflow_home, **extra)
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for stack in stacks:
+        stack.stop()

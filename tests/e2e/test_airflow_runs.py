@@ -1,0 +1,108 @@
+"""The scoring DAG run by Airflow itself: `airflow dags test` and the scheduler (backfill)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from pipeline import run
+from tests.conftest import DAY, write_job, write_partition
+from tests.e2e.conftest import dags_test
+
+pytestmark = [pytest.mark.airflow, pytest.mark.slow]
+
+
+def _ledger(job_id: str = "churn_test") -> list[dict]:
+    with run.engine(run.find_job(job_id)).connect() as conn:
+        return [dict(r) for r in conn.execute(sa.text(
+            "SELECT * FROM scoring_runs WHERE job_id = :j ORDER BY started_at"), {"j": job_id}).mappings()]
+
+
+def _count(day: dt.date, table: str = "churn_test_predictions") -> int:
+    with run.engine(run.find_job("churn_test")).connect() as conn:
+        return conn.execute(sa.text(f"SELECT COUNT(*) FROM {table} WHERE partition_date = :d"), {"d": day}).scalar()
+
+
+def test_dags_test_end_to_end(any_db: str, home: Path, migrated_home: Path) -> None:
+    write_partition(home, n=1500)
+    write_job(home)
+    out = dags_test(migrated_home, "churn_test", DAY.isoformat())
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    [row] = _ledger()
+    assert row["status"] == "success" and row["run_id"].startswith("manual__")
+    assert row["rows_in"] == row["rows_scored"] + row["rows_quarantined"]
+    assert _count(DAY) == row["rows_written"] == row["rows_scored"] > 1000
+    assert set(json.loads(row["stage_seconds"])) == {"ingest", "validate", "preprocess", "score", "persist", "finalize"}
+    assert not list((home / "staging").rglob("*.parquet"))
+
+
+def test_params_override_partition_model_and_dry_run(home: Path, migrated_home: Path) -> None:
+    other = DAY - dt.timedelta(days=5)
+    write_partition(home, day=other, n=800)
+    write_job(home)
+    conf = json.dumps({"partition_date": other.isoformat(), "model_ref": "1", "dry_run": True})
+    out = dags_test(migrated_home, "churn_test", DAY.isoformat(), conf)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    [row] = _ledger()
+    assert str(row["partition_date"]) == other.isoformat()
+    assert row["dry_run"] in (1, True) and row["rows_written"] == 0 and row["model_version"] == 1
+
+
+def test_missing_partition_fails_the_sensor_naming_the_path(home: Path, migrated_home: Path) -> None:
+    write_job(home)  # wait_timeout_minutes 0.02 (1.2 s), poke every second
+    out = dags_test(migrated_home, "churn_test", "2026-11-05")
+    text = out.stdout + out.stderr
+    expected = str(home / "data" / "churn" / "date=2026-11-05")
+    assert f"did not appear at {expected}" in text, text[-4000:]
+    assert not _has_ledger() or _ledger() == [], "nothing may start before the partition is there"
+
+
+def _has_ledger() -> bool:
+    try:
+        _ledger()
+    except Exception:  # noqa: BLE001 - no table yet: nothing ran, as expected
+        return False
+    return True
+
+
+def test_broken_job_file_does_not_break_other_dags(home: Path, migrated_home: Path) -> None:
+    write_partition(home, n=500)
+    write_job(home)
+    (home / "jobs" / "typo_job.yaml").write_text("job_id: typo_job\nschedul: '0 2 * * *'\n")
+    out = dags_test(migrated_home, "churn_test", DAY.isoformat())
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    broken = dags_test(migrated_home, "typo_job", DAY.isoformat())
+    text = broken.stdout + broken.stderr
+    assert "unknown key 'schedul'" in text and "did you mean 'schedule'" in text
+
+
+def test_backfill_over_three_days_scores_three_partitions(home: Path, tmp_path: Path, stack_factory) -> None:
+    days = [dt.date(2026, 10, 1) + dt.timedelta(days=i) for i in range(3)]
+    for day in days:
+        write_partition(home, day=day, n=600)
+    write_job(home, start_date="2026-09-01", catchup=False)
+    airflow_home = tmp_path / "airflow"
+    airflow_home.mkdir()
+    stack = stack_factory(airflow_home)
+    stack.cli("db", "migrate")
+    stack.start(["api-server", "--port", str(stack.port)], ["scheduler"], ["dag-processor"])
+    stack.wait_for("the DAG to be parsed", lambda: "churn_test" in stack.cli("dags", "list", check=False).stdout)
+    stack.cli("dags", "unpause", "churn_test")
+    # CronDataIntervalTimetable: a run covers [D 00:00, D+1 00:00); to-date is the last interval's end
+    stack.cli("backfill", "create", "--dag-id", "churn_test", "--from-date", "2026-10-01", "--to-date", "2026-10-04")
+
+    def done() -> bool:
+        rows = [r for r in _ledger() if r["run_id"].startswith("backfill__")] if _has_ledger() else []
+        return len([r for r in rows if r["status"] == "success"]) == 3
+
+    stack.wait_for("three backfill runs to succeed", done, timeout=300)
+    rows = [r for r in _ledger() if r["run_id"].startswith("backfill__")]
+    assert sorted(str(r["partition_date"]) for r in rows) == [d.isoformat() for d in days]
+    for day in days:
+        assert _count(day) > 500
+    shutil.rmtree(airflow_home / "logs", ignore_errors=True)
