@@ -30,7 +30,8 @@ venv: $(STAMP) ## create .venv and install the pinned requirements and the packa
 demo: $(STAMP) ## demo data + model if absent, run the churn DAG for one partition on SQLite, show results
 	$(BIN)/python scripts/demo.py --date $(DEMO_DATE)
 
-test: $(STAMP) ## the whole test suite (PostgreSQL at 127.0.0.1:5432 required when CI=true)
+test: $(STAMP) ## ruff, then the whole test suite (PostgreSQL at 127.0.0.1:5432 required when CI=true)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP) ## unit and DAG tests only

@@ -39,10 +39,11 @@ def partition_of(context: Any, job: JobConfig) -> dt.date:
 def db_url(job: JobConfig) -> str:
     """The job's output database: AIRFLOW_CONN_<ID> env var, else the Airflow connection."""
     from pipeline import store
+    from pipeline.errors import ConfigError
 
     try:
         return store.resolve_url(job.output.connection)
-    except Exception:  # noqa: BLE001 - fall back to the metadata database's connections
+    except ConfigError:  # no env var: ask Airflow's connections (secrets backend, metadata DB)
         from airflow.sdk import BaseHook
 
         conn = BaseHook.get_connection(job.output.connection)

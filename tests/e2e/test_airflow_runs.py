@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,18 @@ def test_broken_job_file_does_not_break_other_dags(home: Path, migrated_home: Pa
     broken = dags_test(migrated_home, "typo_job", DAY.isoformat())
     text = broken.stdout + broken.stderr
     assert "unknown key 'schedul'" in text and "did you mean 'schedule'" in text
+
+
+def test_list_import_errors_is_empty(migrated_home: Path) -> None:
+    from tests.e2e.conftest import AIRFLOW, airflow_env
+
+    env = airflow_env(migrated_home)
+    env.pop("SCORING_JOBS_DIR", None)  # the shipped job files
+    subprocess.run([AIRFLOW, "dags", "reserialize"], env=env, capture_output=True, text=True, timeout=300, check=True)
+    out = subprocess.run([AIRFLOW, "dags", "list-import-errors", "--output", "json"], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] in ("[]", "No data found"), out.stdout[-2000:]
 
 
 def test_backfill_over_three_days_scores_three_partitions(home: Path, tmp_path: Path, stack_factory) -> None:
