@@ -42,6 +42,22 @@ def migrated_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
+@pytest.fixture
+def airflow_pg_db(pg_server: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for Airflow's metadata, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = f"airflow_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = pg_server.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    yield f"{base}/{name}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def dags_test(airflow_home: Path, dag_id: str, date: str, conf: str | None = None) -> subprocess.CompletedProcess:
     args = [AIRFLOW, "dags", "test", dag_id, date]
     if conf:

@@ -94,14 +94,21 @@ def test_list_import_errors_is_empty(migrated_home: Path) -> None:
     assert out.stdout.strip().splitlines()[-1] in ("[]", "No data found"), out.stdout[-2000:]
 
 
-def test_backfill_over_three_days_scores_three_partitions(home: Path, tmp_path: Path, stack_factory) -> None:
+def test_backfill_over_three_days_scores_three_partitions(
+    home: Path, tmp_path: Path, stack_factory, airflow_pg_db: str
+) -> None:
     days = [dt.date(2026, 10, 1) + dt.timedelta(days=i) for i in range(3)]
     for day in days:
         write_partition(home, day=day, n=600)
     write_job(home, start_date="2026-09-01", catchup=False)
     airflow_home = tmp_path / "airflow"
     airflow_home.mkdir()
-    stack = stack_factory(airflow_home)
+    # several Airflow processes write the metadata DB at once: PostgreSQL, as in production
+    stack = stack_factory(
+        airflow_home,
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=airflow_pg_db,
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC=airflow_pg_db.replace("+psycopg", "+psycopg_async"),
+    )
     stack.cli("db", "migrate")
     stack.start(["api-server", "--port", str(stack.port)], ["scheduler"], ["dag-processor"])
     stack.wait_for("the DAG to be parsed", lambda: "churn_test" in stack.cli("dags", "list", check=False).stdout)
