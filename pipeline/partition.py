@@ -72,6 +72,13 @@ def partition_dir(root: Path, layout: str, date: dt.date) -> Path:
     return root / layout.format(date=date.isoformat())
 
 
+def data_files(folder: Path, fmt: str) -> list[Path]:
+    """A partition folder's data files, sorted; hidden and marker files (``.x``, ``_x``) excluded."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix == f".{fmt}" and not p.name.startswith((".", "_")))
+
+
 def partition_files(root: Path, layout: str, fmt: str, date: dt.date) -> list[Path]:
     """Data files of a partition, sorted; raise PartitionNotFoundError if there are none."""
     folder = partition_dir(root, layout, date)
@@ -80,7 +87,7 @@ def partition_files(root: Path, layout: str, fmt: str, date: dt.date) -> list[Pa
             f"partition {date} not found: directory {folder} does not exist. "
             "Check that the upstream export ran, or trigger with another partition_date."
         )
-    files = sorted(p for p in folder.iterdir() if p.suffix == f".{fmt}" and not p.name.startswith((".", "_")))
+    files = data_files(folder, fmt)
     if not files:
         raise PartitionNotFoundError(
             f"partition {date} not found: {folder} holds no *.{fmt} files. "

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from pipeline import ledger, store
 from pipeline.config import JobConfig, jobs_dir, load_job, project_home
 from pipeline.errors import ConfigError, ReconciliationError, ScoringError, ValidationFailedError
-from pipeline.partition import parse_date, partition_dir, partition_files
+from pipeline.partition import data_files, parse_date, partition_dir, partition_files
 from pipeline.registry import Registry
 from pipeline.staging import (
     RunSpec,
@@ -74,10 +74,7 @@ def partition_path(job: JobConfig, partition_date: dt.date) -> Path:
 
 def partition_ready(job: JobConfig, partition_date: dt.date) -> bool:
     """True when the partition's directory holds at least one data file."""
-    folder = partition_path(job, partition_date)
-    return folder.is_dir() and any(
-        p.suffix == f".{job.source.format}" and not p.name.startswith((".", "_")) for p in folder.iterdir()
-    )
+    return bool(data_files(partition_path(job, partition_date), job.source.format))
 
 
 # -- stages ----------------------------------------------------------------------------
@@ -160,33 +157,27 @@ def validate(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str,
     with stage(job, spec, "validate", url) as counts:
         rlog = run_log(spec)
         card = Registry().resolve(spec.model_name, spec.model_version).card
-        validator = val.RowValidator(val.contract_expectations(card["inputs"], job.entity_key), job.job_id)
+        expectations = val.contract_expectations(card["inputs"], job.entity_key)
         dups = spec.read_json("ingest")["duplicate_keys"]
-        extra = (
-            [{"type": "expect_column_values_to_not_be_in_set",
-              "kwargs": {"column": job.entity_key, "value_set": dups}}] if dups else None
-        )
+        if dups:  # keys seen more than once across the partition's files
+            expectations.append({"type": "expect_column_values_to_not_be_in_set",
+                                 "kwargs": {"column": job.entity_key, "value_set": dups}})
+        validator = val.RowValidator(expectations, job.job_id)
         source = spec.path("ingested")
         total = staged_rows(source)
-        schema = None
+        schema = pq.read_schema(source)
+        q_schema = schema.append(pa.field("reasons", pa.string()))
         done = 0
         started = time.perf_counter()
-        with StagedWriter(spec.path("valid")) as good, StagedWriter(spec.path("quarantine")) as bad:
+        with StagedWriter(spec.path("valid"), schema) as good, StagedWriter(spec.path("quarantine"), q_schema) as bad:
             for batch in read_batches(source, job.source.batch_rows):
-                table = pa.Table.from_batches([batch])
-                schema = table.schema
-                outcome = validator.check(table.to_pandas(), extra)
+                outcome = validator.check(batch.to_pandas())
                 good.write(pa.Table.from_pandas(outcome.valid, schema=schema, preserve_index=False))
                 if len(outcome.quarantined):
-                    q_schema = schema.append(pa.field("reasons", pa.string()))
                     bad.write(pa.Table.from_pandas(outcome.quarantined, schema=q_schema, preserve_index=False))
                 done += batch.num_rows
                 rate = done / max(time.perf_counter() - started, 1e-9)
                 rlog.info("validate: %d/%d rows (%.0f rows/s)", done, total, rate)
-            if schema is None:
-                schema = pq.read_schema(source)
-            good.schema = good.schema or schema
-            bad.schema = bad.schema or schema.append(pa.field("reasons", pa.string()))
         report = validator.report()
         report.update(partition=spec.partition_date, run_id=spec.run_id, rows_in=total,
                       rows_valid=good.rows, rows_quarantined=bad.rows)
@@ -350,8 +341,7 @@ def run_partition(
 ) -> dict[str, Any]:
     """Every stage in order, without Airflow (``scoring run``)."""
     day = parse_date(partition_date)
-    if not partition_ready(job, day):
-        partition_files(job.source_root(), job.source.layout, job.source.format, day)  # raises
+    partition_files(job.source_root(), job.source.layout, job.source.format, day)  # fail before the ledger
     run_id = run_id or f"cli__{day.isoformat()}__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
     spec = start(job, run_id=run_id, partition_date=day, model_ref=model_ref, dry_run=dry_run, url=url)
     for step in (ingest, validate, preprocess, score, persist):

@@ -88,12 +88,11 @@ class RowValidator:
             suite.add_expectation(get_expectation_impl(exp["type"])(**exp["kwargs"]))
         return suite
 
-    def check(self, frame: pd.DataFrame, extra: list[dict[str, Any]] | None = None) -> BatchOutcome:
+    def check(self, frame: pd.DataFrame) -> BatchOutcome:
         """Validate one batch; split it into valid and quarantined rows."""
         frame = frame.reset_index(drop=True)
-        suite = self._suite("batch", self.expectations + extra) if extra else self.suite
         batch = self.batch_definition.get_batch(batch_parameters={"dataframe": frame})
-        result = batch.validate(suite, result_format={"result_format": "COMPLETE"})
+        result = batch.validate(self.suite, result_format={"result_format": "COMPLETE"})
         reasons: dict[int, list[str]] = {}
         failures: dict[str, int] = {}
         for res in result.results:
