@@ -40,6 +40,7 @@ PREDICTION_COLUMNS = [
     "scored_at",
 ]
 CONNECT_ATTEMPTS = 3
+LIBPQ_EXTRA = ("options", "sslmode", "sslrootcert", "connect_timeout", "application_name")
 CONNECT_BACKOFF_S = float(os.environ.get("SCORING_DB_RETRY_BACKOFF_S", "2"))
 
 
@@ -65,9 +66,11 @@ def url_from_connection(
     if kind == "sqlite":
         return f"sqlite:///{host}"
     if kind in ("postgres", "postgresql"):
+        # libpq settings that Airflow keeps in the connection's extra
+        query = {k: str(v) for k, v in (extra or {}).items() if k in LIBPQ_EXTRA}
         url = sa.URL.create(
             "postgresql+psycopg", username=login or None, password=password or None,
-            host=host or None, port=port or None, database=schema or None,
+            host=host or None, port=port or None, database=schema or None, query=query,
         )
         return url.render_as_string(hide_password=False)
     raise ConfigError(f"connection type {conn_type!r} is not supported: use sqlite or postgres")

@@ -51,6 +51,14 @@ def db_url(job: JobConfig) -> str:
                                          conn.port, conn.schema, conn.extra_dejson)
 
 
+def job_and_url(job_file: str) -> tuple[JobConfig, str]:
+    """The job as its file says now, and its output database URL (read at task run time)."""
+    from pipeline.config import load_job
+
+    job = load_job(job_file)
+    return job, call(db_url, job)  # a missing connection is final: no retry can fix it
+
+
 def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Call a pipeline stage; errors a retry cannot fix fail the task without retrying."""
     try:
@@ -172,10 +180,8 @@ def build_dag(job: JobConfig, path: Path) -> DAG:
         @task
         def ingest(**context: Any) -> dict[str, Any]:
             from pipeline import run
-            from pipeline.config import load_job
 
-            job_ = load_job(job_file)
-            url = db_url(job_)
+            job_, url = job_and_url(job_file)
             params = context["params"]
             spec = call(run.start, job_, run_id=context["run_id"], partition_date=partition_of(context, job_),
                         model_ref=params.get("model_ref") or None, dry_run=bool(params.get("dry_run")),
@@ -187,11 +193,10 @@ def build_dag(job: JobConfig, path: Path) -> DAG:
             @task(task_id=name)
             def _stage(spec: dict[str, Any]) -> dict[str, Any]:
                 from pipeline import run
-                from pipeline.config import load_job
                 from pipeline.staging import RunSpec
 
-                job_ = load_job(job_file)
-                call(getattr(run, name), job_, RunSpec.from_dict(spec), db_url(job_))
+                job_, url = job_and_url(job_file)
+                call(getattr(run, name), job_, RunSpec.from_dict(spec), url)
                 return spec
 
             return _stage
@@ -199,11 +204,10 @@ def build_dag(job: JobConfig, path: Path) -> DAG:
         @task
         def finalize(spec: dict[str, Any]) -> dict[str, Any]:
             from pipeline import run
-            from pipeline.config import load_job
             from pipeline.staging import RunSpec
 
-            job_ = load_job(job_file)
-            summary = call(run.finalize, job_, RunSpec.from_dict(spec), db_url(job_))
+            job_, url = job_and_url(job_file)
+            summary = call(run.finalize, job_, RunSpec.from_dict(spec), url)
             return {k: str(v) for k, v in summary.items()}
 
         spec = ingest()

@@ -42,6 +42,27 @@ def test_dags_test_end_to_end(any_db: str, home: Path, migrated_home: Path) -> N
     assert not list((home / "staging").rglob("*.parquet"))
 
 
+def test_output_database_from_an_airflow_connection(home: Path, migrated_home: Path, pg_url: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """No AIRFLOW_CONN_* variable: the task reads the connection stored in Airflow's metadata DB."""
+    from tests.e2e.conftest import AIRFLOW, airflow_env
+
+    conn_id = f"scoring_pg_{abs(hash(pg_url)) % 10**8}"
+    schema = pg_url.rsplit("%3D", 1)[1]
+    extra = json.dumps({"options": f"-csearch_path={schema}"})
+    add = subprocess.run([AIRFLOW, "connections", "add", conn_id, "--conn-type", "postgres", "--conn-host",
+                          "127.0.0.1", "--conn-port", "5432", "--conn-login", "postgres", "--conn-schema", "test",
+                          "--conn-extra", extra], env=airflow_env(migrated_home), capture_output=True, text=True)
+    assert add.returncode == 0, add.stderr[-2000:]
+    write_partition(home, n=800)
+    write_job(home, output={"table": "churn_test_predictions", "connection": conn_id})
+    out = dags_test(migrated_home, "churn_test", DAY.isoformat())
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", pg_url)  # read back from the same schema
+    [row] = _ledger()
+    assert row["status"] == "success" and _count(DAY) == row["rows_written"] > 700
+
+
 def test_params_override_partition_model_and_dry_run(home: Path, migrated_home: Path) -> None:
     other = DAY - dt.timedelta(days=5)
     write_partition(home, day=other, n=800)

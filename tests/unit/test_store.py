@@ -20,6 +20,12 @@ def test_connection_uris(uri: str, url: str) -> None:
     assert store.url_from_uri(uri) == url
 
 
+def test_airflow_connection_fields_keep_libpq_extras() -> None:
+    url = store.url_from_connection("postgres", "db", "u", "p", 5432, "scores",
+                                    {"sslmode": "require", "unrelated": "x"})
+    assert url == "postgresql+psycopg://u:p@db:5432/scores?sslmode=require"
+
+
 def test_unsupported_scheme() -> None:
     with pytest.raises(ConfigError, match="not supported"):
         store.url_from_uri("mysql://x@y/z")
