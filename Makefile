@@ -12,7 +12,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := False
 
-.PHONY: help venv demo test test-fast lint schema lock clean
+.PHONY: help venv demo demo-push test test-fast lint schema lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ venv: $(STAMP) ## create .venv and install the pinned requirements and the packa
 
 demo: $(STAMP) ## demo data + model if absent, run the churn DAG for one partition on SQLite, show results
 	$(BIN)/python scripts/demo.py --date $(DEMO_DATE)
+
+demo-push: $(STAMP) ## push-mode demo: promotions_daily sends its top 500 to a local webhook receiver
+	$(BIN)/python scripts/demo.py --push --date $(DEMO_DATE)
 
 test: $(STAMP) ## ruff, then the whole test suite (PostgreSQL at 127.0.0.1:5432 required when CI=true)
 	$(BIN)/ruff check .
@@ -49,5 +52,5 @@ lock: ## re-resolve requirements.in into the pinned requirements.txt
 	{ echo "# Fully pinned: generated from requirements.in by 'make lock' (Python 3.11). Do not edit by hand."; \
 	  /tmp/scoring-lock/bin/pip freeze; } > requirements.txt
 
-clean: ## remove generated state (Airflow home, demo database, staging, reports); keeps .venv, data, models
-	rm -rf .airflow .data .staging reports
+clean: ## remove generated state (Airflow home, demo database, staging, reports, dead-letter); keeps .venv, data, models
+	rm -rf .airflow .data .staging reports deadletter

@@ -16,8 +16,46 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline import run
 
     job = run.find_job(args.job) if not args.job_file else run.load_job(args.job_file)
-    summary = run.run_partition(job, args.date, model_ref=args.model, dry_run=args.dry_run, run_id=args.run_id)
+    summary = run.run_partition(job, args.date, model_ref=args.model, dry_run=args.dry_run, run_id=args.run_id,
+                                mode=args.mode, resend=args.resend)
     print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _redrive(args: argparse.Namespace) -> int:
+    from pipeline import run
+
+    job = run.find_job(args.job)
+    summary = run.redrive(job, args.date)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _deliveries(args: argparse.Namespace) -> int:
+    from pipeline import deliveries, run
+    from pipeline.partition import parse_date
+
+    job = run.find_job(args.job)
+    eng = run.engine(job)
+    day = parse_date(args.date)
+    rows = deliveries.batches(eng, job.job_id, day)
+    if not rows:
+        print(f"no delivery state for {job.job_id} {day} (push mode never ran for it)")
+        return 0
+    for r in rows:
+        if args.all or r["status"] != deliveries.DELIVERED:
+            print(f"batch {r['batch_no']:>5}  {r['status']:<11} rows {r['row_count']:>7}  attempts {r['attempts']:>2}  "
+                  f"key {r['idempotency_key']}  {r['last_error'] or ''}  {r['dead_letter_path'] or ''}".rstrip())
+    total = deliveries.summary(eng, job.job_id, day)
+    print(f"{job.job_id} {day} -> {rows[0]['sink']}: " + ", ".join(
+        f"{status} {v['batches']} batches / {v['rows']} rows" for status, v in sorted(total.items())))
+    return 1 if deliveries.DEAD_LETTER in total else 0
+
+
+def _receiver(args: argparse.Namespace) -> int:
+    from pipeline.receiver import serve
+
+    serve(args.host, args.port, args.token, Path(args.out) if args.out else None, args.fault or [])
     return 0
 
 
@@ -111,7 +149,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="run every stage but write no predictions")
     p.add_argument("--run-id", help="run id to record (default: cli__<date>__<time>)")
     p.add_argument("--job-file", help="path of a job file outside the jobs folder")
+    p.add_argument("--mode", choices=["persist", "push"], help="output mode for this run (default: the job's)")
+    p.add_argument("--resend", action="store_true", help="push mode: send every batch, even ones delivered before")
     p.set_defaults(fn=_run)
+
+    p = sub.add_parser("redrive", help="push mode: send a partition's dead-lettered batches again")
+    p.add_argument("job")
+    p.add_argument("--date", required=True, help="partition date YYYY-MM-DD")
+    p.set_defaults(fn=_redrive)
+
+    p = sub.add_parser("deliveries", help="push mode: the delivery state of a partition's batches")
+    p.add_argument("job")
+    p.add_argument("--date", required=True, help="partition date YYYY-MM-DD")
+    p.add_argument("--all", action="store_true", help="list delivered batches too")
+    p.set_defaults(fn=_deliveries)
+
+    p = sub.add_parser("receiver", help="run the demo webhook receiver (a stand-in promotions engine)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8099)
+    p.add_argument("--token", help="require 'Authorization: Bearer TOKEN'")
+    p.add_argument("--out", help="append the received rows (deduplicated by key) to this JSON-lines file")
+    p.add_argument("--fault", action="append", help="misbehave on the next request: 500, 429:SECONDS, drop, "
+                   "accept-drop, 400 (repeat for a script)")
+    p.set_defaults(fn=_receiver)
 
     p = sub.add_parser("models", help="list, show, register, promote, roll back, verify models")
     p.add_argument("--models-dir", help="registry root (default: SCORING_MODELS_DIR or ./models)")

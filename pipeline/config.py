@@ -13,11 +13,11 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import ConfigError
 
@@ -93,21 +93,138 @@ class ModelRef(_Strict):
         return str(value) if isinstance(value, int) else value
 
 
+class SelectConfig(_Strict):
+    """Which scored rows a push sends (e.g. the top candidates of a promotions job)."""
+
+    top_n: int | None = Field(
+        None, gt=0, description="Send only the N highest scores (ties broken by entity key), ranked 1..N."
+    )
+    min_score: float | None = Field(None, description="Send only rows whose score is at least this.")
+
+
+class _SinkBase(_Strict):
+    batch_rows: int = Field(1000, gt=0, description="Rows per delivered batch (one request, message or file).")
+    max_attempts: int = Field(6, ge=1, le=50, description="Delivery attempts per batch before it is dead-lettered.")
+    backoff_seconds: float = Field(
+        1.0, ge=0, description="First wait between attempts; doubles each attempt, plus random jitter."
+    )
+    max_backoff_seconds: float = Field(60.0, ge=0, description="Longest wait between two attempts.")
+    give_up_after_failed_batches: int = Field(
+        3, ge=1,
+        description="After this many batches in a row fail, the rest are dead-lettered without trying "
+        "(the sink is down; a task retry or 'scoring redrive' sends them later).",
+    )
+
+    @field_validator("connection", check_fields=False)
+    @classmethod
+    def _conn_id(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_identifier(value, "connection id")
+        return value
+
+
+class WebhookSink(_SinkBase):
+    """POST batches to an HTTP endpoint."""
+
+    kind: Literal["webhook"]
+    connection: str = Field(
+        ..., description="Airflow connection (or AIRFLOW_CONN_<ID>) with the base URL and credentials: "
+        "password alone = Bearer token, login + password = Basic auth, extra.headers = more headers.",
+    )
+    endpoint: str = Field("", description="Path appended to the connection's base URL, e.g. '/offers'.")
+    format: Literal["jsonl", "json"] = Field(
+        "jsonl", description="Body: JSON lines (one row per line) or one JSON array."
+    )
+    timeout_seconds: float = Field(30, gt=0, description="Connect and read timeout of one request.")
+
+
+class FilesSink(_SinkBase):
+    """Write Parquet or CSV files to a directory or any fsspec URI."""
+
+    kind: Literal["files"]
+    uri: str = Field(
+        ..., description="Directory (relative to SCORING_HOME) or fsspec URI (s3://..., gcs://...); files go "
+        "to <uri>/<job_id>/date=<partition>/.",
+    )
+    format: Literal["parquet", "csv"] = Field("parquet", description="File format.")
+    per: Literal["batch", "partition"] = Field(
+        "batch", description="One file per batch (part-00000...) or one file per partition."
+    )
+    connection: str | None = Field(
+        None, description="Optional Airflow connection whose extra holds fsspec storage options (credentials)."
+    )
+
+
+class RabbitMQSink(_SinkBase):
+    """Publish one persistent message per batch to RabbitMQ, with publisher confirms."""
+
+    kind: Literal["rabbitmq"]
+    connection: str = Field(..., description="Airflow connection (or AIRFLOW_CONN_<ID>) with an amqp:// URI.")
+    exchange: str = Field("", description="Exchange to publish to ('' = the default exchange).")
+    routing_key: str = Field(..., description="Routing key (the queue name with the default exchange).")
+    declare_queue: bool = Field(
+        True, description="Declare a durable queue named routing_key (with the default exchange)."
+    )
+    format: Literal["jsonl", "json"] = Field("jsonl", description="Message body format.")
+
+
+class RedisSink(_SinkBase):
+    """Append one entry per batch to a Redis stream (XADD, acknowledged by the server)."""
+
+    kind: Literal["redis"]
+    connection: str = Field(..., description="Airflow connection (or AIRFLOW_CONN_<ID>) with a redis:// URI.")
+    stream: str = Field(..., description="Stream key.")
+    maxlen: int | None = Field(None, gt=0, description="Approximate stream length cap (XADD MAXLEN ~).")
+    format: Literal["jsonl", "json"] = Field("jsonl", description="Entry body format.")
+
+
+SinkConfig = Annotated[
+    WebhookSink | FilesSink | RabbitMQSink | RedisSink, Field(discriminator="kind")
+]
+
+
+class PushConfig(_Strict):
+    """Push mode: send predictions to a downstream sink instead of a table."""
+
+    sink: SinkConfig
+    select: SelectConfig = Field(default_factory=SelectConfig)
+
+
 class OutputConfig(_Strict):
     """Where predictions go."""
 
-    mode: Literal["persist"] = Field("persist", description="Output mode: 'persist' writes a SQL table.")
+    mode: Literal["persist", "push"] = Field(
+        "persist",
+        description="'persist' replaces the partition in a SQL table; 'push' sends the predictions to "
+        "`push.sink` and keeps none. The trigger form can override it for one run.",
+    )
     connection: str = Field(
         "scoring_db",
-        description="Airflow connection id (or AIRFLOW_CONN_<ID> env var) of the output database.",
+        description="Airflow connection id (or AIRFLOW_CONN_<ID> env var) of the database holding the "
+        "predictions table, the run ledger, the quarantine and the delivery state.",
     )
-    table: str = Field(..., description="Predictions table (lower-case SQL identifier).")
+    table: str | None = Field(None, description="Predictions table (lower-case SQL identifier); persist mode.")
+    push: PushConfig | None = Field(None, description="Sink of push mode.")
 
     @field_validator("table", "connection")
     @classmethod
-    def _identifier(cls, value: str) -> str:
-        check_identifier(value, "name")
+    def _identifier(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_identifier(value, "name")
         return value
+
+    @model_validator(mode="after")
+    def _mode_configured(self) -> OutputConfig:
+        if self.mode == "persist" and self.table is None:
+            raise ValueError("mode 'persist' needs output.table")
+        if self.mode == "push" and self.push is None:
+            raise ValueError("mode 'push' needs output.push.sink")
+        return self
+
+    @property
+    def modes(self) -> list[str]:
+        """Output modes this job can run in (the trigger form offers these)."""
+        return [m for m, ok in (("persist", self.table), ("push", self.push)) if ok]
 
 
 class ValidationConfig(_Strict):

@@ -37,3 +37,11 @@ class StoreError(ScoringError):
 
 class ReconciliationError(ScoringError):
     """The run ledger does not add up: a row was lost or counted twice."""
+
+
+class DeliveryError(ScoringError):
+    """Push mode: some batches could not be delivered (they are dead-lettered); a retry may succeed."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Push mode: the receiver refused batches in a way a retry cannot fix (HTTP 4xx, unroutable)."""

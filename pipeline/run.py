@@ -19,9 +19,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import ledger, store
+from pipeline import connections, ledger, store
 from pipeline.config import JobConfig, jobs_dir, load_job, project_home
-from pipeline.errors import ConfigError, ReconciliationError, ScoringError, ValidationFailedError
+from pipeline.errors import (
+    ConfigError,
+    DeliveryError,
+    ReconciliationError,
+    ScoringError,
+    ValidationFailedError,
+)
 from pipeline.partition import data_files, parse_date, partition_dir, partition_files
 from pipeline.registry import Registry
 from pipeline.staging import (
@@ -86,22 +92,39 @@ def start(
     model_ref: str | None = None,
     dry_run: bool = False,
     url: str | None = None,
+    mode: str | None = None,
+    resend: bool = False,
 ) -> RunSpec:
-    """Pin the model version for the run, open its ledger row and staging area."""
+    """Pin the model version and output mode for the run, open its ledger row and staging area."""
     day = parse_date(partition_date)
+    mode = output_mode(job, mode)
     mv = Registry().resolve(job.model.name, model_ref or job.model.ref)
     eng = engine(job, url)
     store.ensure_ledger(eng)
     attempt = ledger.start_attempt(
-        eng, job_id=job.job_id, run_id=run_id, partition_date=day, mode=job.output.mode,
+        eng, job_id=job.job_id, run_id=run_id, partition_date=day, mode=mode,
         dry_run=dry_run, model_name=mv.name, model_version=mv.version,
     )
     staging = staging_root() / job.job_id / day.isoformat() / f"{safe_name(run_id)}.{attempt}"
     staging.mkdir(parents=True, exist_ok=True)
-    spec = RunSpec(job.job_id, run_id, attempt, day.isoformat(), mv.name, mv.version, dry_run, str(staging))
-    run_log(spec).info("started attempt %d with model %s v%d (ref %r)%s", attempt, mv.name, mv.version,
-                       model_ref or job.model.ref, " [dry run]" if dry_run else "")
+    spec = RunSpec(job.job_id, run_id, attempt, day.isoformat(), mv.name, mv.version, dry_run, str(staging),
+                   mode=mode, resend=resend)
+    run_log(spec).info("started attempt %d with model %s v%d (ref %r), output mode %s%s%s", attempt, mv.name,
+                       mv.version, model_ref or job.model.ref, mode, " [dry run]" if dry_run else "",
+                       " [full resend]" if resend else "")
     return spec
+
+
+def output_mode(job: JobConfig, override: str | None = None) -> str:
+    """The run's output mode: the trigger's override if given, else the job's; it must be configured."""
+    mode = override or job.output.mode
+    if mode not in job.output.modes:
+        need = "output.table" if mode == "persist" else "output.push.sink"
+        raise ConfigError(
+            f"job {job.job_id}: output mode {mode!r} is not configured (the job file has no {need}); "
+            f"this job can run in: {', '.join(job.output.modes)}"
+        )
+    return mode
 
 
 @contextmanager
@@ -273,6 +296,41 @@ def persist(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str, 
     return counts
 
 
+def push(job: JobConfig, spec: RunSpec, url: str | None = None,
+         resolver: connections.Resolver | None = None) -> dict[str, Any]:
+    """Push mode: send the scored rows (or the top candidates) to the job's sink; keep none."""
+    from pipeline import push as push_mod
+
+    with stage(job, spec, "push", url) as counts:
+        rlog = run_log(spec)
+        if job.output.push is None:
+            raise ConfigError(f"job {job.job_id} has no output.push sink")
+        day = parse_date(spec.partition_date)
+        outbox = spec.path("outbox")
+        selected, not_selected = push_mod.build_outbox(
+            job, spec.path("scored"), outbox, partition_date=spec.partition_date, model_name=spec.model_name,
+            model_version=spec.model_version, batch_rows=job.output.push.sink.batch_rows)
+        counts["rows_not_selected"] = not_selected
+        rlog.info("push: %d rows selected to send, %d not selected (%s)", selected, not_selected,
+                  job.output.push.select.model_dump(exclude_none=True) or "no selection")
+        if spec.dry_run:
+            rlog.info("push: dry run, nothing sent")
+            counts.update(rows_delivered=0, rows_dead_lettered=0, rows_failed=0)
+            return counts
+        eng = engine(job, url)
+        store.ensure_ledger(eng)
+        store.replace_quarantine(eng, job_id=job.job_id, partition_date=day,
+                                 quarantine=_quarantine_rows(spec, job, day))
+        try:
+            counts.update(push_mod.push_partition(
+                eng, job, run_id=spec.run_id, partition_date=spec.partition_date, model_name=spec.model_name,
+                model_version=spec.model_version, outbox=outbox, resend=spec.resend, resolver=resolver))
+        except DeliveryError as exc:
+            counts.update(getattr(exc, "counts", {}))
+            raise
+    return counts
+
+
 def _prediction_batches(spec: RunSpec, job: JobConfig, day: dt.date, scored_at: dt.datetime) -> Iterator[pa.Table]:
     for batch in read_batches(spec.path("scored"), job.source.batch_rows):
         n = batch.num_rows
@@ -310,7 +368,14 @@ def finalize(job: JobConfig, spec: RunSpec, url: str | None = None, keep_staging
         problems = []
         if rows_in != scored + quarantined:
             problems.append(f"rows_in {rows_in} != rows_scored {scored} + rows_quarantined {quarantined}")
-        if not spec.dry_run:
+        if spec.mode == "push" and not spec.dry_run:
+            sent = {k: row[k] or 0 for k in ("rows_delivered", "rows_dead_lettered", "rows_not_selected")}
+            if scored != sum(sent.values()) or sent["rows_dead_lettered"]:
+                problems.append(
+                    f"rows_in {rows_in} != rows_delivered {sent['rows_delivered']} + rows_dead_lettered "
+                    f"{sent['rows_dead_lettered']} + rows_not_selected {sent['rows_not_selected']} + "
+                    f"rows_quarantined {quarantined}")
+        elif not spec.dry_run:
             in_table = store.count_partition(eng, job.output.table, parse_date(spec.partition_date))
             if row["rows_written"] != scored or in_table != scored:
                 problems.append(f"rows_scored {scored}, rows_written {row['rows_written']}, "
@@ -326,7 +391,8 @@ def finalize(job: JobConfig, spec: RunSpec, url: str | None = None, keep_staging
     if not keep_staging:
         spec.cleanup()
     summary = ledger.get(eng, spec.job_id, spec.run_id, spec.attempt)
-    run_log(spec).info("finalized: %s", {k: summary[k] for k in ("status", *ledger.COUNT_FIELDS)})
+    fields = ("status", "mode", *ledger.COUNT_FIELDS, *(ledger.PUSH_COUNT_FIELDS if spec.mode == "push" else ()))
+    run_log(spec).info("finalized: %s", {k: summary[k] for k in fields})
     return summary
 
 
@@ -338,12 +404,31 @@ def run_partition(
     model_ref: str | None = None,
     dry_run: bool = False,
     url: str | None = None,
+    mode: str | None = None,
+    resend: bool = False,
+    resolver: connections.Resolver | None = None,
 ) -> dict[str, Any]:
     """Every stage in order, without Airflow (``scoring run``)."""
     day = parse_date(partition_date)
+    output_mode(job, mode)
     partition_files(job.source_root(), job.source.layout, job.source.format, day)  # fail before the ledger
     run_id = run_id or f"cli__{day.isoformat()}__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
-    spec = start(job, run_id=run_id, partition_date=day, model_ref=model_ref, dry_run=dry_run, url=url)
-    for step in (ingest, validate, preprocess, score, persist):
+    spec = start(job, run_id=run_id, partition_date=day, model_ref=model_ref, dry_run=dry_run, url=url,
+                 mode=mode, resend=resend)
+    for step in (ingest, validate, preprocess, score):
         step(job, spec, url)
+    if spec.mode == "push":
+        push(job, spec, url, resolver)
+    else:
+        persist(job, spec, url)
     return finalize(job, spec, url)
+
+
+def redrive(job: JobConfig, partition_date: dt.date | str, url: str | None = None,
+            resolver: connections.Resolver | None = None) -> dict[str, Any]:
+    """Send a partition's dead-lettered batches again (``scoring redrive``)."""
+    from pipeline import push as push_mod
+
+    eng = engine(job, url)
+    store.ensure_ledger(eng)
+    return push_mod.redrive(eng, job, parse_date(partition_date), resolver=resolver)

@@ -40,6 +40,8 @@ class RunSpec:
     model_version: int
     dry_run: bool
     staging_dir: str
+    mode: str = "persist"
+    resend: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,11 +75,16 @@ class RunSpec:
 class StagedWriter:
     """Write record batches to a staged Parquet file atomically (temp name, then rename)."""
 
-    def __init__(self, path: Path, schema: pa.Schema | None = None) -> None:
+    def __init__(self, path: Path, schema: pa.Schema | None = None, row_group_rows: int | None = None) -> None:
+        """``row_group_rows``: make every row group exactly that many rows (the last may be shorter),
+        so that row group *i* is batch *i* whatever sizes the writes had."""
         self.path = path
         self.tmp = path.with_name(f".{path.name}.tmp")
         self.schema = schema
         self.rows = 0
+        self.row_group_rows = row_group_rows
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
         self._writer: pq.ParquetWriter | None = None
 
     def write(self, table: pa.Table | pa.RecordBatch) -> None:
@@ -87,10 +94,30 @@ class StagedWriter:
             self.schema = self.schema or table.schema
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
-        self._writer.write_table(table.cast(self.schema) if table.schema != self.schema else table)
+        table = table.cast(self.schema) if table.schema != self.schema else table
         self.rows += table.num_rows
+        if not self.row_group_rows:
+            self._writer.write_table(table)
+            return
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        if self._pending_rows >= self.row_group_rows:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        size = self.row_group_rows or 1
+        if not self._pending or self._writer is None:
+            return
+        whole = pa.concat_tables(self._pending)
+        cut = whole.num_rows if final else whole.num_rows // size * size
+        if cut:
+            self._writer.write_table(whole.slice(0, cut), row_group_size=size)
+        rest = whole.slice(cut)
+        self._pending = [rest] if rest.num_rows else []
+        self._pending_rows = rest.num_rows
 
     def close(self) -> int:
+        self._flush(final=True)
         if self._writer is None:  # nothing written: still leave an (empty) file with the schema
             if self.schema is None:
                 raise ValueError(f"cannot stage {self.path}: no rows and no schema")

@@ -179,12 +179,42 @@ def render_sql(engine: Engine | Connection, filename: str, **identifiers: str) -
     return [stmt.format(**names) for stmt in _statements((sql_dir() / filename).read_text())]
 
 
+LEDGER_FILES = ("001_scoring_runs.sql", "002_quarantine.sql", "003_deliveries.sql", "004_schema_migrations.sql")
+
+
 def ensure_ledger(engine: Engine) -> None:
-    """Create the ledger and quarantine tables if they are missing."""
+    """Create the ledger, quarantine and delivery tables if missing; apply ``sql/migrations/``."""
     with begin(engine) as conn:
-        for name in ("001_scoring_runs.sql", "002_quarantine.sql"):
+        for name in LEDGER_FILES:
             for stmt in render_sql(conn, name):
                 conn.exec_driver_sql(stmt)
+    apply_migrations(engine)
+
+
+def apply_migrations(engine: Engine) -> list[str]:
+    """Apply the files of ``sql/migrations/`` not yet recorded, in name order, one transaction each.
+
+    The migration's row is inserted first: a second process migrating at the same time waits
+    on it and then skips the file instead of applying it twice.
+    """
+    with engine.connect() as conn:
+        done = set(conn.execute(sa.text("SELECT name FROM scoring_schema_migrations")).scalars())
+    applied = []
+    for path in sorted((sql_dir() / "migrations").glob("*.sql")):
+        if path.name in done:
+            continue
+        try:
+            with begin(engine) as conn:
+                conn.execute(sa.text("INSERT INTO scoring_schema_migrations (name, applied_at) VALUES (:n, :t)"),
+                             {"n": path.name, "t": dt.datetime.now(dt.UTC).replace(tzinfo=None)})
+                for stmt in _statements(path.read_text()):
+                    conn.exec_driver_sql(stmt)
+        except sa.exc.IntegrityError:
+            log.info("migration %s was applied by another process", path.name)
+            continue
+        log.info("applied migration %s to %s", path.name, describe(engine))
+        applied.append(path.name)
+    return applied
 
 
 def ensure_predictions(engine: Engine, table: str, key: str, key_type: str) -> None:
@@ -220,23 +250,11 @@ def replace_partition(
     try:
         with begin(engine) as conn:
             conn.execute(sa.text(f"DELETE FROM {qt} WHERE partition_date = :d"), {"d": partition_date})
-            conn.execute(
-                sa.text("DELETE FROM scoring_quarantine WHERE job_id = :j AND partition_date = :d"),
-                {"j": job_id, "d": partition_date},
-            )
+            _delete_quarantine(conn, job_id, partition_date)
             columns = [key, *PREDICTION_COLUMNS]
             for batch in batches:
                 written += _insert(conn, qt, columns, batch.select(columns))
-            for rows in quarantine:
-                if rows:
-                    conn.execute(
-                        sa.text(
-                            "INSERT INTO scoring_quarantine (job_id, partition_date, run_id, entity_key, "
-                            "reasons, row_values, quarantined_at) VALUES (:job_id, :partition_date, "
-                            ":run_id, :entity_key, :reasons, :row_values, :quarantined_at)"
-                        ),
-                        rows,
-                    )
+            _insert_quarantine(conn, quarantine)
     except Exception as exc:
         if not _is_db_error(exc):
             raise
@@ -249,6 +267,44 @@ def replace_partition(
     log.info("replaced partition %s of %s: %d rows in %.2fs (%.0f rows/s)", partition_date, table,
              written, seconds, written / seconds if seconds else 0)
     return written
+
+
+def replace_quarantine(
+    engine: Engine, *, job_id: str, partition_date: dt.date, quarantine: Iterable[list[dict[str, Any]]]
+) -> int:
+    """Replace one partition's quarantine rows in one transaction (push mode has no predictions table)."""
+    try:
+        with begin(engine) as conn:
+            _delete_quarantine(conn, job_id, partition_date)
+            return _insert_quarantine(conn, quarantine)
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreError(
+            f"writing the quarantine of partition {partition_date} on {describe(engine)} failed: "
+            f"{str(exc).splitlines()[0]}. The transaction was rolled back; retry the task."
+        ) from exc
+
+
+def _delete_quarantine(conn: Connection, job_id: str, partition_date: dt.date) -> None:
+    conn.execute(
+        sa.text("DELETE FROM scoring_quarantine WHERE job_id = :j AND partition_date = :d"),
+        {"j": job_id, "d": partition_date},
+    )
+
+
+def _insert_quarantine(conn: Connection, quarantine: Iterable[list[dict[str, Any]]]) -> int:
+    count = 0
+    for rows in quarantine:
+        if rows:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO scoring_quarantine (job_id, partition_date, run_id, entity_key, "
+                    "reasons, row_values, quarantined_at) VALUES (:job_id, :partition_date, "
+                    ":run_id, :entity_key, :reasons, :row_values, :quarantined_at)"
+                ),
+                rows,
+            )
+            count += len(rows)
+    return count
 
 
 def _is_db_error(exc: BaseException) -> bool:

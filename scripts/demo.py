@@ -1,8 +1,13 @@
-"""`make demo`: run the churn job for one partition through Airflow on SQLite, then show it.
+"""`make demo` / `make demo-push`: run a demo job for one partition through Airflow on SQLite.
 
 Creates the demo partitions and the demo model when they are absent, migrates the local
-Airflow home (.airflow/, SQLite), runs `airflow dags test churn_daily <date>`, and prints
-the rows written, the run's ledger row and a query to paste.
+Airflow home (.airflow/, SQLite) and runs `airflow dags test <job> <date>`.
+
+- `make demo` (churn_daily, persist mode): prints the rows written, the run's ledger row
+  and a query to paste.
+- `make demo-push` (promotions_daily, push mode): starts the project's webhook receiver
+  (pipeline/receiver.py, a stand-in promotions engine) on a free 127.0.0.1 port, points
+  the job's connection at it, and prints what the receiver got and the delivery state.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -17,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+LOGS = ROOT / ".airflow" / "logs"
 
 
 def sh(args: list[str], log: Path) -> int:
@@ -24,11 +31,8 @@ def sh(args: list[str], log: Path) -> int:
         return subprocess.call(args, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--date", default="2026-11-20", help="partition to score")
-    args = parser.parse_args()
-    day = dt.date.fromisoformat(args.date)
+def prepare(day: dt.date) -> Path:
+    """Demo data and model if absent, a migrated Airflow home; return the demo database path."""
     db = ROOT / ".data" / "scoring.db"
     os.environ.setdefault("AIRFLOW_CONN_SCORING_DB", f"sqlite:///{db}")
     os.environ.setdefault("SCORING_HOME", str(ROOT))
@@ -47,18 +51,81 @@ def main() -> int:
         print(f"demo model: trained and registered churn v{mv.version} {mv.card['metrics']}")
     else:
         print(f"demo model: churn versions {registry.versions('churn')}, aliases {registry.aliases('churn')}")
+    LOGS.mkdir(parents=True, exist_ok=True)
+    if sh([str(BIN / "airflow"), "db", "migrate"], LOGS / "demo-db-migrate.log") != 0:
+        raise SystemExit(f"airflow db migrate failed: see {LOGS / 'demo-db-migrate.log'}")
+    return db
 
-    logs = ROOT / ".airflow" / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    if sh([str(BIN / "airflow"), "db", "migrate"], logs / "demo-db-migrate.log") != 0:
-        print(f"airflow db migrate failed: see {logs / 'demo-db-migrate.log'}")
-        return 1
+
+def dags_test(job_id: str, day: dt.date) -> tuple[int, Path, float]:
     started = time.perf_counter()
-    log = logs / f"demo-dags-test-{day}.log"
-    print(f"running: airflow dags test churn_daily {day}  (log: {log.relative_to(ROOT)})")
-    rc = sh([str(BIN / "airflow"), "dags", "test", "churn_daily", day.isoformat()], log)
-    seconds = time.perf_counter() - started
+    log = LOGS / f"demo-{job_id}-{day}.log"
+    print(f"running: airflow dags test {job_id} {day}  (log: {log.relative_to(ROOT)})")
+    rc = sh([str(BIN / "airflow"), "dags", "test", job_id, day.isoformat()], log)
+    return rc, log, time.perf_counter() - started
 
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--date", default="2026-11-20", help="partition to score")
+    parser.add_argument("--push", action="store_true", help="run the push demo (promotions_daily)")
+    args = parser.parse_args()
+    day = dt.date.fromisoformat(args.date)
+    return push_demo(day) if args.push else persist_demo(day)
+
+
+def push_demo(day: dt.date) -> int:
+    db = prepare(day)
+    from pipeline.receiver import Receiver
+
+    token = secrets.token_urlsafe(16)  # made up per demo run: no credential lives in the repo
+    out = ROOT / ".data" / f"promotions-received-{day}.jsonl"
+    out.unlink(missing_ok=True)
+    with Receiver(token=token, out=out) as receiver:
+        os.environ["AIRFLOW_CONN_PROMOTIONS_WEBHOOK"] = f"http://:{token}@127.0.0.1:{receiver.port}"
+        print(f"receiver: the demo promotions engine listens on {receiver.url}/offers (bearer token required)")
+        rc, log, seconds = dags_test("promotions_daily", day)
+        stats = receiver.store.stats()
+        rows = receiver.store.unique_rows()
+
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        run = conn.execute(sa.text(
+            "SELECT run_id, status, mode, model_version, rows_in, rows_quarantined, rows_scored, rows_not_selected, "
+            "rows_delivered, rows_failed, rows_dead_lettered, sink, stage_seconds, error FROM scoring_runs "
+            "WHERE job_id = 'promotions_daily' AND partition_date = :d ORDER BY started_at DESC LIMIT 1"),
+            {"d": day}).mappings().first()
+        state = conn.execute(sa.text(
+            "SELECT status, COUNT(*), SUM(row_count) FROM scoring_deliveries WHERE job_id = 'promotions_daily' "
+            "AND partition_date = :d GROUP BY status"), {"d": day}).all()
+    print()
+    if rc != 0 or run is None or run["status"] != "success":
+        print(f"FAILED (airflow exit code {rc}); last lines of {log}:")
+        print("\n".join(log.read_text().splitlines()[-25:]))
+        if run:
+            print(f"ledger: status={run['status']} error={run['error']}")
+        return 1
+    print(f"run {run['run_id']}: {run['status']} in {seconds:.1f}s, mode {run['mode']}, model churn "
+          f"v{run['model_version']}, sink {run['sink']}")
+    print(f"rows in {run['rows_in']} = delivered {run['rows_delivered']} + not selected {run['rows_not_selected']} "
+          f"+ quarantined {run['rows_quarantined']} (dead-lettered {run['rows_dead_lettered']})")
+    print(f"delivery state: {', '.join(f'{s}: {n} batches / {r} rows' for s, n, r in state)}")
+    print(f"receiver: {stats['posts_accepted']} batches, {stats['rows_unique']} unique rows "
+          f"(duplicates by Idempotency-Key: {stats['duplicates']}); written to {out.relative_to(ROOT)}")
+    print("top candidates received:")
+    for row in rows[:5]:
+        print(f"    rank {row['rank']:>3}  customer {row['customer_id']}  churn score {row['score']:.3f}")
+    print("\nNothing was written to a predictions table in push mode. Inspect the delivery state with:")
+    print(f"  {BIN.relative_to(ROOT)}/scoring deliveries promotions_daily --date {day} --all")
+    print(f"and re-drive dead-lettered batches (none this time) with: scoring redrive promotions_daily --date {day}")
+    return 0
+
+
+def persist_demo(day: dt.date) -> int:
+    db = prepare(day)
+    rc, log, seconds = dags_test("churn_daily", day)
     import sqlalchemy as sa
 
     engine = sa.create_engine(f"sqlite:///{db}")
@@ -89,6 +156,7 @@ def main() -> int:
     with engine.connect() as conn:
         for row in conn.execute(sa.text(query.rstrip(";"))):
             print("   ", tuple(row))
+    print("\nThe push demo (promotions to a local webhook receiver): make demo-push")
     return 0
 
 

@@ -34,12 +34,13 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trained_models: Path) 
     from pipeline import store
 
     shutil.copytree(trained_models, tmp_path / "models")
-    for name in ("data", "staging", "reports", "jobs"):
+    for name in ("data", "staging", "reports", "jobs", "deadletter"):
         (tmp_path / name).mkdir()
     monkeypatch.setenv("SCORING_MODELS_DIR", str(tmp_path / "models"))
     monkeypatch.setenv("SCORING_STAGING_DIR", str(tmp_path / "staging"))
     monkeypatch.setenv("SCORING_REPORTS_DIR", str(tmp_path / "reports"))
     monkeypatch.setenv("SCORING_JOBS_DIR", str(tmp_path / "jobs"))
+    monkeypatch.setenv("SCORING_DEADLETTER_DIR", str(tmp_path / "deadletter"))
     monkeypatch.setenv("AIRFLOW_CONN_SCORING_DB", f"sqlite:///{tmp_path / 'scoring.db'}")
     monkeypatch.setenv("SCORING_DB_RETRY_BACKOFF_S", "0.1")
     store.engine_for.cache_clear()

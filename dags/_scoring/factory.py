@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 # Errors that a retry cannot fix: fail the task at once, keeping the message.
 _FINAL = ("ConfigError", "InputError", "ValidationFailedError", "ModelNotFoundError",
-          "ModelIntegrityError", "ReconciliationError", "PartitionNotFoundError")
+          "ModelIntegrityError", "ReconciliationError", "PartitionNotFoundError", "PermanentDeliveryError")
 
 
 def partition_of(context: Any, job: JobConfig) -> dt.date:
@@ -49,6 +49,16 @@ def db_url(job: JobConfig) -> str:
         conn = BaseHook.get_connection(job.output.connection)
         return store.url_from_connection(conn.conn_type, conn.host, conn.login, conn.password,
                                          conn.port, conn.schema, conn.extra_dejson)
+
+
+def airflow_connection(conn_id: str) -> Any:
+    """An Airflow connection (secrets backend, metadata DB) as a ``pipeline.connections.Conn``."""
+    from airflow.sdk import BaseHook
+
+    from pipeline.connections import Conn
+
+    c = BaseHook.get_connection(conn_id)
+    return Conn(conn_id, c.conn_type or "", c.host, c.login, c.password, c.port, c.schema, c.extra_dejson or {})
 
 
 def job_and_url(job_file: str) -> tuple[JobConfig, str]:
@@ -109,6 +119,16 @@ class PartitionSensor(BaseSensorOperator):
             ) from exc
 
 
+def _output_doc(job: JobConfig) -> str:
+    parts = []
+    if job.output.table:
+        parts.append(f"persist: table `{job.output.table}`")
+    if job.output.push:
+        sink = job.output.push.sink
+        parts.append(f"push: {sink.kind} sink (connection `{getattr(sink, 'connection', None) or '-'}`)")
+    return f"default `{job.output.mode}`; " + "; ".join(parts) + f"; ledger on `{job.output.connection}`"
+
+
 def _doc(job: JobConfig, path: Path) -> str:
     return f"""
 ### {job.job_id}
@@ -121,7 +141,7 @@ def _doc(job: JobConfig, path: Path) -> str:
 | source | `{job.source_root()}/{job.source.layout}` ({job.source.format}) |
 | entity key | `{job.entity_key}` |
 | model | `{job.model.name}` @ `{job.model.ref}` |
-| output | `{job.output.mode}` to table `{job.output.table}` on connection `{job.output.connection}` |
+| output | {_output_doc(job)} |
 | schedule | `{job.schedule}` ({job.timezone}) |
 | max quarantined share | {job.validation.max_quarantine_share:.1%} |
 
@@ -129,7 +149,8 @@ def _doc(job: JobConfig, path: Path) -> str:
 logical date (the start of its cron interval: the 02:00 run on 21 Nov scores 20 Nov).
 
 **Trigger by hand:** *Trigger DAG* shows a form: partition date, model version or alias,
-dry run. **Backfill:** `airflow backfill create --dag-id {job.job_id} --from-date D1 --to-date D2`.
+output mode, full resend (push), dry run. Re-drive dead-lettered batches of a push:
+`scoring redrive {job.job_id} --date D`, or clear the `push` task. **Backfill:** `airflow backfill create --dag-id {job.job_id} --from-date D1 --to-date D2`.
 """
 
 
@@ -162,9 +183,18 @@ def build_dag(job: JobConfig, path: Path) -> DAG:
                 None, type=["null", "string"], title="Model version or alias",
                 description=f"e.g. 2 or champion. Empty: the job's ({job.model.ref}).",
             ),
+            "output_mode": Param(
+                job.output.mode, type="string", enum=job.output.modes, title="Output mode",
+                description="persist: replace the partition in the predictions table; push: send the "
+                "predictions to the job's sink and keep none.",
+            ),
+            "resend": Param(
+                False, type="boolean", title="Full resend (push)",
+                description="Send every batch again, even batches delivered before.",
+            ),
             "dry_run": Param(
                 False, type="boolean", title="Dry run",
-                description="Run every stage, write no predictions.",
+                description="Run every stage, write or send no predictions.",
             ),
         },
     ) as dag:
@@ -185,7 +215,7 @@ def build_dag(job: JobConfig, path: Path) -> DAG:
             params = context["params"]
             spec = call(run.start, job_, run_id=context["run_id"], partition_date=partition_of(context, job_),
                         model_ref=params.get("model_ref") or None, dry_run=bool(params.get("dry_run")),
-                        url=url)
+                        url=url, mode=params.get("output_mode") or None, resend=bool(params.get("resend")))
             call(run.ingest, job_, spec, url)
             return spec.to_dict()
 
@@ -202,6 +232,20 @@ def build_dag(job: JobConfig, path: Path) -> DAG:
             return _stage
 
         @task
+        def push(spec: dict[str, Any]) -> dict[str, Any]:
+            from pipeline import run
+            from pipeline.staging import RunSpec
+
+            job_, url = job_and_url(job_file)
+            call(run.push, job_, RunSpec.from_dict(spec), url, airflow_connection)
+            return spec
+
+        @task.branch
+        def choose_output(spec: dict[str, Any]) -> str:
+            """The run's output mode (the form's override or the job's) picks persist or push."""
+            return str(spec.get("mode") or job.output.mode)
+
+        @task(trigger_rule="none_failed_min_one_success")
         def finalize(spec: dict[str, Any]) -> dict[str, Any]:
             from pipeline import run
             from pipeline.staging import RunSpec
@@ -212,9 +256,17 @@ def build_dag(job: JobConfig, path: Path) -> DAG:
 
         spec = ingest()
         wait >> spec
-        for name in ("validate", "preprocess", "score", "persist"):
+        for name in ("validate", "preprocess", "score"):
             spec = stage_task(name)(spec)
-        finalize(spec)
+        outputs = {"persist": stage_task("persist"), "push": push}
+        if len(job.output.modes) == 1:  # one way out: no branch in the graph
+            finalize(outputs[job.output.modes[0]](spec))
+        else:
+            branch = choose_output(spec)
+            ends = [outputs[mode](spec) for mode in job.output.modes]
+            branch >> ends
+            done = finalize(spec)
+            ends >> done
     return dag
 
 

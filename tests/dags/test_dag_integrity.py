@@ -31,6 +31,7 @@ for dag_id, dag in bag.dags.items():
         "timetable": type(dag.timetable).__name__, "doc_md": dag.doc_md or "",
         "sensor_mode": getattr(dag.task_dict.get("wait_for_partition"), "mode", None),
         "upstream": {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks},
+        "trigger_rules": {t.task_id: getattr(t.trigger_rule, "value", t.trigger_rule) for t in dag.tasks},
     }
 print("JSON:" + json.dumps(out, default=str))
 """
@@ -65,10 +66,32 @@ def test_shipped_dags_import_cleanly_with_the_expected_shape(tmp_path: Path) -> 
     assert all(r >= 2 for t, r in dag["retries"].items() if t != "wait_for_partition")
     assert dag["sensor_mode"] == "reschedule"
     assert dag["timetable"] == "CronDataIntervalTimetable"
-    assert set(dag["params"]) == {"partition_date", "model_ref", "dry_run"}
+    assert set(dag["params"]) == {"partition_date", "model_ref", "output_mode", "resend", "dry_run"}
     assert dag["params"]["dry_run"]["value"] is False
     assert dag["params"]["partition_date"]["schema"]["format"] == "date"
+    assert dag["params"]["output_mode"]["value"] == "persist"
+    assert dag["params"]["output_mode"]["schema"]["enum"] == ["persist"]
     assert "Partition rule" in dag["doc_md"]
+    promo = result["dags"]["promotions_daily"]
+    assert promo["tasks"] == ["wait_for_partition", "ingest", "validate", "preprocess", "score", "push", "finalize"]
+    assert promo["upstream"]["finalize"] == ["push"] and promo["upstream"]["push"] == ["score"]
+    assert promo["params"]["output_mode"]["schema"]["enum"] == ["push"]
+    assert "push" in promo["tags"] and promo["owner"] == "crm-team"
+
+
+def test_a_job_with_both_outputs_branches_on_the_run_mode(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    doc = yaml.safe_load((ROOT / "dags" / "jobs" / "promotions_daily.yaml").read_text())
+    doc["output"]["table"] = "promotions_predictions"
+    (jobs / "promotions_daily.yaml").write_text(yaml.safe_dump(doc))
+    dag = parse(jobs, tmp=tmp_path)["dags"]["promotions_daily"]
+    assert dag["upstream"]["choose_output"] == ["score"]
+    assert dag["upstream"]["persist"] == dag["upstream"]["push"] == ["choose_output", "score"]
+    assert dag["upstream"]["finalize"] == ["persist", "push", "score"]
+    assert dag["trigger_rules"]["finalize"] == "none_failed_min_one_success"
+    assert dag["params"]["output_mode"]["schema"]["enum"] == ["persist", "push"]
+    assert dag["params"]["output_mode"]["value"] == "push"
 
 
 def test_parsing_imports_no_heavy_libraries(tmp_path: Path) -> None:

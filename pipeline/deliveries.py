@@ -1,0 +1,126 @@
+"""Delivery state of push mode (``scoring_deliveries``): one row per batch of a partition."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from pipeline.ledger import now
+from pipeline.store import begin
+
+PENDING, DELIVERED, DEAD_LETTER = "pending", "delivered", "dead_letter"
+
+
+def plan(
+    engine: Engine,
+    *,
+    job_id: str,
+    partition_date: dt.date,
+    sink: str,
+    keys: list[str],
+    row_counts: list[int],
+    model_name: str,
+    model_version: int,
+    run_id: str,
+    resend: bool = False,
+) -> list[int]:
+    """Record a partition's batches; return the batch numbers still to deliver.
+
+    A batch already delivered with the same idempotency key to the same sink is skipped,
+    unless ``resend``. Rows of batches past the new batch count (an earlier plan) go.
+    """
+    where = {"j": job_id, "d": partition_date}
+    todo: list[int] = []
+    t = now()
+    with begin(engine) as conn:
+        existing = {
+            r.batch_no: r
+            for r in conn.execute(
+                sa.text("SELECT batch_no, idempotency_key, sink, status FROM scoring_deliveries "
+                        "WHERE job_id = :j AND partition_date = :d"), where)
+        }
+        conn.execute(sa.text("DELETE FROM scoring_deliveries WHERE job_id = :j AND partition_date = :d "
+                             "AND batch_no >= :n"), {**where, "n": len(keys)})
+        inserts, resets, touches = [], [], []
+        for no, (key, rows) in enumerate(zip(keys, row_counts, strict=True)):
+            old = existing.get(no)
+            same = old is not None and old.idempotency_key == key and old.sink == sink
+            if same and old.status == DELIVERED and not resend:
+                continue
+            todo.append(no)
+            values = {**where, "no": no, "n": len(keys), "k": key, "s": sink, "mn": model_name, "mv": model_version,
+                      "rows": rows, "r": run_id, "t": t}
+            if old is None:
+                inserts.append(values)
+            elif same and not resend:
+                touches.append(values)  # pending or dead-lettered: keep its attempts and error
+            else:
+                resets.append(values)
+        if inserts:
+            conn.execute(sa.text(
+                "INSERT INTO scoring_deliveries (job_id, partition_date, batch_no, batch_count, idempotency_key, "
+                "sink, model_name, model_version, row_count, status, attempts, run_id, updated_at) VALUES "
+                "(:j, :d, :no, :n, :k, :s, :mn, :mv, :rows, 'pending', 0, :r, :t)"), inserts)
+        if resets:
+            conn.execute(sa.text(
+                "UPDATE scoring_deliveries SET batch_count = :n, idempotency_key = :k, sink = :s, model_name = :mn, "
+                "model_version = :mv, row_count = :rows, status = 'pending', attempts = 0, last_error = NULL, "
+                "dead_letter_path = NULL, delivered_at = NULL, run_id = :r, updated_at = :t "
+                "WHERE job_id = :j AND partition_date = :d AND batch_no = :no"), resets)
+        if touches:
+            conn.execute(sa.text(
+                "UPDATE scoring_deliveries SET batch_count = :n, run_id = :r, updated_at = :t "
+                "WHERE job_id = :j AND partition_date = :d AND batch_no = :no"), touches)
+    return todo
+
+
+def mark(
+    engine: Engine,
+    *,
+    job_id: str,
+    partition_date: dt.date,
+    batch_no: int,
+    status: str,
+    attempts: int,
+    run_id: str,
+    error: str | None = None,
+    dead_letter_path: str | None = None,
+    sink: str | None = None,
+) -> None:
+    """Record the outcome of one batch's delivery (``attempts`` are added to the batch's count)."""
+    t = now()
+    sets = ("status = :st, attempts = attempts + :a, last_error = :e, dead_letter_path = :p, run_id = :r, "
+            "updated_at = :t, delivered_at = :da")
+    params: dict[str, Any] = {"st": status, "a": attempts, "e": error[:4000] if error else None,
+                              "p": dead_letter_path, "r": run_id, "t": t,
+                              "da": t if status == DELIVERED else None,
+                              "j": job_id, "d": partition_date, "no": batch_no}
+    if sink is not None:
+        sets += ", sink = :s"
+        params["s"] = sink
+    with begin(engine) as conn:
+        conn.execute(sa.text(f"UPDATE scoring_deliveries SET {sets} "
+                             "WHERE job_id = :j AND partition_date = :d AND batch_no = :no"), params)
+
+
+def batches(engine: Engine, job_id: str, partition_date: dt.date, status: str | None = None) -> list[dict[str, Any]]:
+    """The partition's batch rows (optionally of one status), by batch number."""
+    query = "SELECT * FROM scoring_deliveries WHERE job_id = :j AND partition_date = :d"
+    params: dict[str, Any] = {"j": job_id, "d": partition_date}
+    if status:
+        query += " AND status = :s"
+        params["s"] = status
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(sa.text(query + " ORDER BY batch_no"), params).mappings()]
+
+
+def summary(engine: Engine, job_id: str, partition_date: dt.date) -> dict[str, dict[str, int]]:
+    """Batches and rows per status, e.g. ``{'delivered': {'batches': 9, 'rows': 9000}}``."""
+    with engine.connect() as conn:
+        result = conn.execute(sa.text(
+            "SELECT status, COUNT(*) AS batches, COALESCE(SUM(row_count), 0) AS row_total FROM scoring_deliveries "
+            "WHERE job_id = :j AND partition_date = :d GROUP BY status"), {"j": job_id, "d": partition_date})
+        return {r.status: {"batches": int(r.batches), "rows": int(r.row_total)} for r in result}

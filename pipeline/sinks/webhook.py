@@ -1,0 +1,114 @@
+"""HTTP webhook sink: POST each batch with an Idempotency-Key header."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import email.utils
+import re
+from typing import Any
+
+import requests
+
+from pipeline.connections import Conn
+from pipeline.errors import ConfigError
+from pipeline.sinks import Batch, DeliveryFailed, Sink
+
+CONTENT_TYPES = {"jsonl": "application/x-ndjson", "json": "application/json"}
+
+
+def base_url(conn: Conn) -> str:
+    """``scheme://host:port`` of an HTTP connection (Airflow's HttpHook conventions)."""
+    if not conn.host:
+        raise ConfigError(f"connection {conn.conn_id!r} has no host: set it to the receiver's address")
+    if "://" in conn.host:
+        base = conn.host
+    else:
+        if conn.schema in ("http", "https"):
+            scheme = conn.schema
+        else:
+            scheme = "https" if conn.conn_type == "https" else "http"
+        base = f"{scheme}://{conn.host}" + (f":{conn.port}" if conn.port else "")
+        if conn.schema and conn.schema not in ("http", "https"):
+            base += "/" + conn.schema.strip("/")
+    return base.rstrip("/")
+
+
+def auth_headers(conn: Conn) -> dict[str, str]:
+    """Authorization from the connection: login + password = Basic, password alone = Bearer."""
+    headers = {str(k): str(v) for k, v in (conn.extra.get("headers") or {}).items()}
+    if conn.password and conn.login:
+        token = base64.b64encode(f"{conn.login}:{conn.password}".encode()).decode()
+        headers.setdefault("Authorization", f"Basic {token}")
+    elif conn.password:
+        headers.setdefault("Authorization", f"Bearer {conn.password}")
+    return headers
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds of a Retry-After header (delta-seconds or an HTTP date), None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+def root_cause(exc: BaseException) -> str:
+    """The innermost reason of a requests/urllib3 error, e.g. '[Errno 111] Connection refused'."""
+    current: BaseException = exc
+    for _ in range(10):
+        inner = getattr(current, "reason", None)
+        if not isinstance(inner, BaseException):
+            inner = next((a for a in current.args if isinstance(a, BaseException)), None)
+        if inner is None:
+            break
+        current = inner
+    return re.sub(r"^\w*Connection\(host=[^)]*\): ", "", str(current)) or type(current).__name__
+
+
+class WebhookSink(Sink):
+    """POST batches as JSON lines or a JSON array."""
+
+    def __init__(self, cfg: Any, conn: Conn | None) -> None:
+        if conn is None:
+            raise ConfigError("the webhook sink needs a connection")
+        endpoint = cfg.endpoint if not cfg.endpoint or cfg.endpoint.startswith("/") else "/" + cfg.endpoint
+        self.url = base_url(conn) + endpoint
+        self.format = cfg.format
+        self.timeout = cfg.timeout_seconds
+        self.session = requests.Session()
+        self.session.headers.update(auth_headers(conn))
+        self.session.headers["Content-Type"] = CONTENT_TYPES[cfg.format]
+        self.session.headers["User-Agent"] = "scoring-pipeline/push"
+
+    @property
+    def target(self) -> str:
+        return f"webhook:{self.url}"
+
+    def send(self, batch: Batch) -> None:
+        try:
+            resp = self.session.post(self.url, data=batch.body(self.format), headers=batch.headers(),
+                                     timeout=self.timeout, allow_redirects=False)
+        except requests.Timeout as exc:
+            raise DeliveryFailed(f"POST {self.url} timed out after {self.timeout:g}s: {exc}", retryable=True) from exc
+        except requests.ConnectionError as exc:
+            raise DeliveryFailed(f"POST {self.url}: connection failed: {root_cause(exc)}", retryable=True) from exc
+        if 200 <= resp.status_code < 300:
+            return
+        text = resp.text[:2000].strip()
+        message = f"POST {self.url} answered HTTP {resp.status_code} {resp.reason}: {text or '(empty body)'}"
+        if resp.status_code == 429 or resp.status_code >= 500:
+            raise DeliveryFailed(message, retryable=True,
+                                 retry_after=retry_after_seconds(resp.headers.get("Retry-After")))
+        raise DeliveryFailed(message, retryable=False)
+
+    def close(self) -> None:
+        self.session.close()

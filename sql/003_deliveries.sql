@@ -1,0 +1,21 @@
+-- Push mode: the delivery state of every batch of a partition (one row per batch).
+-- A task retry or a re-run skips batches already 'delivered' with the same idempotency key.
+CREATE TABLE IF NOT EXISTS scoring_deliveries (
+    job_id            TEXT NOT NULL,
+    partition_date    DATE NOT NULL,
+    batch_no          INTEGER NOT NULL,
+    batch_count       INTEGER NOT NULL,
+    idempotency_key   TEXT NOT NULL,
+    sink              TEXT NOT NULL,          -- e.g. webhook:http://host:port/offers (no credentials)
+    model_name        TEXT NOT NULL,
+    model_version     INTEGER NOT NULL,
+    row_count         BIGINT NOT NULL,
+    status            TEXT NOT NULL,          -- pending | delivered | dead_letter
+    attempts          INTEGER NOT NULL,       -- delivery attempts since the batch was planned
+    last_error        TEXT,
+    dead_letter_path  TEXT,                   -- Parquet file holding the rows while dead-lettered
+    run_id            TEXT NOT NULL,          -- the run (or redrive) that last touched the batch
+    updated_at        TIMESTAMP NOT NULL,
+    delivered_at      TIMESTAMP,
+    PRIMARY KEY (job_id, partition_date, batch_no)
+);

@@ -1,0 +1,164 @@
+"""Push mode's pure parts: connections, URLs, auth, Retry-After, keys, the retry policy, job files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from pipeline import push, store
+from pipeline.config import FilesSink, WebhookSink, parse_job
+from pipeline.connections import Conn, from_uri, get
+from pipeline.errors import ConfigError
+from pipeline.sinks import Batch, DeliveryFailed, Sink
+from pipeline.sinks.broker import amqp_url, redis_url
+from pipeline.sinks.webhook import auth_headers, base_url, retry_after_seconds
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_connection_uri_and_json_forms() -> None:
+    c = from_uri("x", "https://user:p%40ss@api.example.com:8443/v1?timeout=5")
+    assert (c.conn_type, c.host, c.login, c.password, c.port, c.schema) == (
+        "https", "api.example.com", "user", "p@ss", 8443, "v1")
+    assert c.extra == {"timeout": "5"} and "p@ss" not in repr(c)
+    j = from_uri("y", '{"conn_type": "http", "host": "127.0.0.1", "port": 9000, "password": "t", '
+                      '"extra": {"headers": {"X-Team": "crm"}}}')
+    assert (j.host, j.port, j.password, j.extra["headers"]) == ("127.0.0.1", 9000, "t", {"X-Team": "crm"})
+
+
+def test_missing_connection_says_how_to_create_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIRFLOW_CONN_NOPE", raising=False)
+    with pytest.raises(ConfigError, match="AIRFLOW_CONN_NOPE"):
+        get("nope")
+    assert get("nope", lambda cid: Conn(cid, "http", "h")).host == "h"
+
+
+@pytest.mark.parametrize(("conn", "url"), [
+    (Conn("a", "http", "127.0.0.1", port=8099), "http://127.0.0.1:8099"),
+    (Conn("a", "https", "api.example.com"), "https://api.example.com"),
+    (Conn("a", "http", "api.example.com", schema="https"), "https://api.example.com"),  # HttpHook style
+    (Conn("a", "http", "api.example.com", schema="hooks/v2"), "http://api.example.com/hooks/v2"),
+    (Conn("a", "generic", "https://api.example.com/base/"), "https://api.example.com/base"),
+])
+def test_webhook_base_url(conn: Conn, url: str) -> None:
+    assert base_url(conn) == url
+
+
+def test_auth_headers_from_the_connection() -> None:
+    assert auth_headers(Conn("a", password="tok")) == {"Authorization": "Bearer tok"}
+    assert auth_headers(Conn("a", login="u", password="p"))["Authorization"] == "Basic dTpw"
+    assert auth_headers(Conn("a", extra={"headers": {"X-Api-Key": "k"}})) == {"X-Api-Key": "k"}
+    assert auth_headers(Conn("a")) == {}
+
+
+def test_broker_urls_from_connections() -> None:
+    assert amqp_url(Conn("m", "amqp", "127.0.0.1", "guest", "g/st")) == "amqp://guest:g%2Fst@127.0.0.1:5672/%2F"
+    assert amqp_url(Conn("m", "amqp", "mq", schema="prod", port=5673)) == "amqp://mq:5673/prod"
+    assert redis_url(Conn("r", "redis", "127.0.0.1", extra={"db": 2})) == "redis://127.0.0.1:6379/2"
+    assert redis_url(Conn("r", "redis", "h", password="s")) == "redis://:s@h:6379/0"
+
+
+def test_retry_after_seconds_and_dates() -> None:
+    assert retry_after_seconds("7") == 7.0
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30)
+    assert 25 <= retry_after_seconds(email.utils.format_datetime(later, usegmt=True)) <= 31
+    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+
+
+def test_idempotency_key_is_stable_and_specific() -> None:
+    key = push.idempotency_key("job", "2026-11-20", "churn", 1, "plan", 3)
+    assert key == push.idempotency_key("job", "2026-11-20", "churn", 1, "plan", 3)
+    others = {push.idempotency_key(*args) for args in [
+        ("job", "2026-11-21", "churn", 1, "plan", 3), ("job", "2026-11-20", "churn", 2, "plan", 3),
+        ("job", "2026-11-20", "churn", 1, "other", 3), ("job", "2026-11-20", "churn", 1, "plan", 4),
+        ("job2", "2026-11-20", "churn", 1, "plan", 3)]}
+    assert key not in others and len(others) == 5
+
+
+class Scripted(Sink):
+    """A sink whose attempts fail as scripted: exercises the retry policy, not a transport."""
+
+    def __init__(self, script: list[DeliveryFailed | None]) -> None:
+        self.script = list(script)
+        self.calls = 0
+
+    @property
+    def target(self) -> str:
+        return "scripted"
+
+    def send(self, batch: Batch) -> None:
+        self.calls += 1
+        outcome = self.script.pop(0) if self.script else None
+        if outcome is not None:
+            raise outcome
+
+
+def _batch() -> Batch:
+    return Batch("j", "2026-11-20", "m", 1, 0, 1, "k", 1, lambda: iter([pa.table({"a": [1]})]))
+
+
+def _cfg(**kw: Any) -> Any:
+    return WebhookSink(kind="webhook", connection="c", **{"backoff_seconds": 1.0, "max_backoff_seconds": 8.0, **kw})
+
+
+def test_retries_back_off_exponentially_and_honour_retry_after() -> None:
+    sleeps: list[float] = []
+    sink = Scripted([DeliveryFailed("500", retryable=True), DeliveryFailed("500", retryable=True),
+                     DeliveryFailed("429", retryable=True, retry_after=5.0), DeliveryFailed("drop", retryable=True)])
+    outcome = push.deliver(sink, _batch(), _cfg(), sleep=sleeps.append)
+    assert outcome.delivered and outcome.attempts == 5 and sink.calls == 5
+    assert 1.0 <= sleeps[0] <= 2.0 and 2.0 <= sleeps[1] <= 3.0  # initial 1 s doubling, + up to 1 s jitter
+    assert sleeps[2] == 5.0  # Retry-After, not the backoff
+    assert sleeps[3] == 8.0  # 8 s + jitter, capped at max_backoff_seconds
+
+
+def test_a_4xx_is_not_retried_and_attempts_are_capped() -> None:
+    sleeps: list[float] = []
+    sink = Scripted([DeliveryFailed("HTTP 422: bad field", retryable=False)])
+    outcome = push.deliver(sink, _batch(), _cfg(), sleep=sleeps.append)
+    assert (outcome.delivered, outcome.attempts, outcome.permanent, sleeps) == (False, 1, True, [])
+    assert "bad field" in (outcome.error or "")
+    sink = Scripted([DeliveryFailed("503", retryable=True)] * 10)
+    outcome = push.deliver(sink, _batch(), _cfg(max_attempts=3), sleep=sleeps.append)
+    assert (outcome.delivered, outcome.attempts, outcome.permanent, sink.calls) == (False, 3, False, 3)
+
+
+def _job(output: dict[str, Any]) -> Any:
+    doc = yaml.safe_load((ROOT / "dags" / "jobs" / "promotions_daily.yaml").read_text())
+    doc["output"] = output
+    return parse_job(doc, Path("promotions_daily.yaml"))
+
+
+def test_job_file_output_rules() -> None:
+    with pytest.raises(ConfigError, match="mode 'push' needs output.push.sink"):
+        _job({"mode": "push"})
+    with pytest.raises(ConfigError, match="mode 'persist' needs output.table"):
+        _job({"mode": "persist", "push": {"sink": {"kind": "files", "uri": "out"}}})
+    with pytest.raises(ConfigError, match="does not match any of the expected tags: 'webhook', 'files'"):
+        _job({"mode": "push", "push": {"sink": {"kind": "ftp"}}})
+    # credentials never live in the job file: there is no key for them
+    with pytest.raises(ConfigError, match="unknown key 'output.push.sink.webhook.password'"):
+        _job({"mode": "push", "push": {"sink": {"kind": "webhook", "connection": "c", "password": "x"}}})
+    job = _job({"mode": "push", "table": "t", "push": {"sink": {"kind": "files", "uri": "out"}}})
+    assert job.output.modes == ["persist", "push"] and isinstance(job.output.push.sink, FilesSink)
+
+
+def test_migrations_upgrade_an_old_ledger_once(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    with engine.begin() as conn:  # a database made before push mode existed
+        for stmt in store.render_sql(conn, "001_scoring_runs.sql"):
+            conn.exec_driver_sql(stmt)
+    store.ensure_ledger(engine)
+    columns = {c["name"] for c in sa.inspect(engine).get_columns("scoring_runs")}
+    assert {"rows_delivered", "rows_dead_lettered", "rows_not_selected", "rows_failed", "sink"} <= columns
+    assert sa.inspect(engine).has_table("scoring_deliveries")
+    assert store.apply_migrations(engine) == []  # a second call applies nothing
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM scoring_schema_migrations")).scalar() == 1
