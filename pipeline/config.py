@@ -227,6 +227,40 @@ class OutputConfig(_Strict):
         return [m for m, ok in (("persist", self.table), ("push", self.push)) if ok]
 
 
+ROW_EXPECTATION_RE = re.compile(
+    r"^expect_(column_values|column_pair_values|multicolumn_values|compound_columns|select_column_values)_\w+$"
+)
+
+
+class JobExpectation(_Strict):
+    """An extra Great Expectations check of the job, applied row by row like the contract's."""
+
+    type: str = Field(..., description="A row-level GX expectation, e.g. expect_column_values_to_be_between.")
+    kwargs: dict[str, Any] = Field(..., description="Its arguments, e.g. {column: age, min_value: 21}.")
+    on_fail: Literal["quarantine", "flag"] = Field(
+        "quarantine", description="quarantine the failing rows, or score them and flag them with the reason."
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _row_level(cls, value: str) -> str:
+        if not ROW_EXPECTATION_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not a row-level expectation: use expect_column_values_to_*, "
+                "expect_column_pair_values_*, expect_multicolumn_values_* or expect_compound_columns_* "
+                "(aggregate checks cannot split rows into valid and quarantined)"
+            )
+        return value
+
+    @field_validator("kwargs")
+    @classmethod
+    def _no_mostly(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if "mostly" in value:
+            raise ValueError("'mostly' is not supported: every failing row is quarantined or flagged; "
+                             "the tolerated share is validation.max_quarantine_share")
+        return value
+
+
 class ValidationConfig(_Strict):
     """How strict validation is."""
 
@@ -236,6 +270,38 @@ class ValidationConfig(_Strict):
         le=1,
         description="Largest share of rows that may be quarantined; above it the run fails and publishes nothing.",
     )
+    on_empty: Literal["fail", "succeed"] = Field(
+        "fail",
+        description="A partition whose files hold no rows: fail the run, or succeed with zero rows and a warning.",
+    )
+    unknown_categories: Literal["quarantine", "flag"] = Field(
+        "quarantine",
+        description="Rows with a category never seen in training: quarantine them, or score them (the model's "
+        "unknown-value handling applies) and flag them with unknown_category:<column>.",
+    )
+    expectations: list[JobExpectation] = Field(
+        default_factory=list, description="Extra row-level Great Expectations checks of this job."
+    )
+
+
+class DriftConfig(_Strict):
+    """Drift of the inputs and the scores against the model's training statistics."""
+
+    psi_threshold: float = Field(0.2, gt=0, description="PSI above which a feature (or the score) has drifted.")
+    min_rows: int = Field(100, ge=1, description="Partitions with fewer scored rows are not checked.")
+    block: bool = Field(
+        False, description="Fail the run before anything is published when drift is found (default: warn only)."
+    )
+    alert_connection: str | None = Field(
+        None, description="Airflow connection of a webhook that drift alerts are POSTed to (besides the ERROR log)."
+    )
+
+    @field_validator("alert_connection")
+    @classmethod
+    def _conn_id(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_identifier(value, "connection id")
+        return value
 
 
 class JobConfig(_Strict):
@@ -259,6 +325,7 @@ class JobConfig(_Strict):
     model: ModelRef
     output: OutputConfig
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
 
     @field_validator("job_id", "entity_key")
     @classmethod

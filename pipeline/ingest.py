@@ -1,8 +1,12 @@
 """Ingest: read a partition's files batch by batch into the contract's schema.
 
 Partition-level problems (an unreadable file, a missing column, a type that cannot be read
-as the contract's type) raise InputError naming the partition, file and column. Rows are
-never dropped here: row-level problems are validation's job.
+as the contract's type, a column whose type differs between the partition's files) raise
+InputError naming the partition, file and column. Rows are never dropped here: row-level
+problems are validation's job. A numeric value that is not a usable number (a blank or
+unparseable string, NaN, an infinity) becomes null and its original text is kept in a
+``__raw__<column>`` column, which validation's suite expects to be null: the row is then
+quarantined with the reason ``invalid_number:<column>`` and its original value.
 """
 
 from __future__ import annotations
@@ -24,11 +28,28 @@ from pipeline.errors import InputError
 log = logging.getLogger(__name__)
 
 ARROW_TYPES = {"float": pa.float64(), "int": pa.float64(), "category": pa.string(), "bool": pa.bool_()}
+RAW_PREFIX = "__raw__"
+NUMBER_RE = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+
+
+def numeric_columns(inputs: list[dict[str, Any]]) -> list[str]:
+    return [c["name"] for c in inputs if ARROW_TYPES[c["type"]] == pa.float64()]
 
 
 def contract_schema(inputs: list[dict[str, Any]], key: str, key_type: pa.DataType) -> pa.Schema:
-    """Arrow schema of ingested rows: the entity key, then the contract's columns."""
-    return pa.schema([pa.field(key, key_type)] + [pa.field(c["name"], ARROW_TYPES[c["type"]]) for c in inputs])
+    """Arrow schema of ingested rows: the key, the contract's columns, then ``__raw__`` columns."""
+    fields = [pa.field(key, key_type)] + [pa.field(c["name"], ARROW_TYPES[c["type"]]) for c in inputs]
+    return pa.schema(fields + [pa.field(RAW_PREFIX + n, pa.string()) for n in numeric_columns(inputs)])
+
+
+def _family(t: pa.DataType) -> str:
+    if pa.types.is_null(t):
+        return "null"
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "number"
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
+        return "text"
+    return str(t)
 
 
 def _file_batches(path: Path, fmt: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
@@ -86,6 +107,7 @@ def ingest(
                 f"required by the model's input contract (found: {', '.join(schemas[path].names)}). "
                 "Fix the export or register a model whose contract matches."
             )
+    _same_types_in_every_file(schemas, wanted, partition_date)
     key_type = _key_type(schemas, key, partition_date)
     target = contract_schema(inputs, key, key_type)
     ignored = sorted({n for s in schemas.values() for n in s.names} - set(wanted))
@@ -110,6 +132,23 @@ def ingest(
     return IngestResult(rows, [str(f) for f in files], duplicates, ignored)
 
 
+def _same_types_in_every_file(schemas: dict[Path, pa.Schema], wanted: list[str], partition_date: dt.date) -> None:
+    """A contract column must have one kind of type (number, text, ...) in all of a partition's files."""
+    for name in wanted:
+        seen: dict[str, Path] = {}
+        for path, schema in schemas.items():
+            family = _family(schema.field(name).type)
+            if family != "null":
+                seen.setdefault(family, path)
+        if len(seen) > 1:
+            detail = "; ".join(f"{fam} in {path}" for fam, path in seen.items())
+            raise InputError(
+                f"partition {partition_date}: column {name!r} has a different type in different files of the "
+                f"partition ({detail}). The files were exported with different schemas; re-export them "
+                "with one schema, then re-run the partition."
+            )
+
+
 def _key_type(schemas: dict[Path, pa.Schema], key: str, partition_date: dt.date) -> pa.DataType:
     types = {s.field(key).type for s in schemas.values()}
     if all(pa.types.is_integer(t) for t in types):
@@ -123,9 +162,14 @@ def _key_type(schemas: dict[Path, pa.Schema], key: str, partition_date: dt.date)
 
 
 def _conform(table: pa.Table, target: pa.Schema, path: Path, partition_date: dt.date) -> pa.Table:
-    columns = []
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {}
     for field in target:
+        if field.name.startswith(RAW_PREFIX):
+            continue
         column = table.column(field.name)
+        if field.type == pa.float64():
+            columns[field.name], columns[RAW_PREFIX + field.name] = _number(column, field.name, path, partition_date)
+            continue
         if column.type != field.type:
             try:
                 column = pc.cast(column, field.type)
@@ -135,8 +179,38 @@ def _conform(table: pa.Table, target: pa.Schema, path: Path, partition_date: dt.
                     f"{column.type} that cannot be read as {field.type} ({exc}). "
                     "Fix the export's column type."
                 ) from None
-        columns.append(column)
-    return pa.Table.from_arrays(columns, schema=target)
+        columns[field.name] = column
+    return pa.Table.from_arrays([columns[f.name] for f in target], schema=target)
+
+
+def _number(column: pa.ChunkedArray, name: str, path: Path, partition_date: dt.date) -> tuple[Any, Any]:
+    """(float64 values, original text of the values that are not usable numbers, else null)."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    nulls = pa.nulls(len(column), pa.string())
+    if _family(column.type) == "text":
+        text = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+        ok = pc.match_substring_regex(text, NUMBER_RE)
+        bad = pc.and_(pc.is_valid(column), pc.invert(pc.fill_null(ok, False)))
+        if pc.any(bad).as_py() and not pc.any(ok).as_py():
+            sample = pc.unique(pc.filter(column, bad))[:3].to_pylist()
+            raise InputError(
+                f"partition {partition_date}: file {path}, column {name!r} holds text that cannot be read as "
+                f"numbers (e.g. {', '.join(repr(v) for v in sample)}): not one value in a batch of "
+                f"{len(column)} rows parses. The column's content or type changed upstream; fix the export."
+            )
+        values = pc.cast(pc.if_else(ok, text, pa.scalar(None, pa.string())), pa.float64())
+        return values, pc.if_else(bad, pc.cast(column, pa.string()), nulls)
+    try:
+        values = pc.cast(column, pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InputError(
+            f"partition {partition_date}: file {path}, column {name!r} has type {column.type} that cannot be "
+            f"read as float64 ({exc}). Fix the export's column type."
+        ) from None
+    bad = pc.fill_null(pc.or_(pc.is_nan(values), pc.is_inf(values)), False)
+    if not pc.any(bad).as_py():
+        return values, nulls
+    return pc.if_else(bad, pa.scalar(None, pa.float64()), values), pc.if_else(bad, pc.cast(values, pa.string()), nulls)
 
 
 def _duplicates(keys: list[pa.ChunkedArray]) -> list[Any]:

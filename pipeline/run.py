@@ -8,6 +8,7 @@ error text before re-raising. The DAG tasks and ``scoring run`` call exactly the
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import time
@@ -24,6 +25,7 @@ from pipeline.config import JobConfig, jobs_dir, load_job, project_home
 from pipeline.errors import (
     ConfigError,
     DeliveryError,
+    InputError,
     ReconciliationError,
     ScoringError,
     ValidationFailedError,
@@ -40,6 +42,7 @@ from pipeline.staging import (
 )
 
 log = logging.getLogger("pipeline.run")
+FLAGS = "__flags"  # validation's 'flag' reasons, carried to the predictions' flags column
 
 
 def reports_dir() -> Path:
@@ -168,46 +171,76 @@ def ingest(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str, A
         spec.write_json("ingest", {"files": result.files, "duplicate_keys": result.duplicate_keys,
                                    "ignored_columns": result.ignored_columns})
         counts["rows_in"] = result.rows
+        if result.rows == 0:
+            where = partition_path(job, day)
+            if job.validation.on_empty == "fail":
+                raise InputError(
+                    f"partition {day}: the {len(files)} file(s) in {where} hold no rows. Nothing was published. "
+                    "If the upstream export is incomplete, re-export it and re-run the partition; if an empty "
+                    "day is normal for this job, set validation.on_empty: succeed in the job file."
+                )
+            run_log(spec).warning("partition %s is empty (%d file(s) in %s, 0 rows): continuing with zero rows "
+                                  "(validation.on_empty: succeed)", day, len(files), where)
     return counts
 
 
 def validate(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str, Any]:
     """Run the expectation suite; split rows into ``valid`` and ``quarantine``; apply the threshold."""
-    import json
-
     from pipeline import validate as val
 
     with stage(job, spec, "validate", url) as counts:
         rlog = run_log(spec)
         card = Registry().resolve(spec.model_name, spec.model_version).card
-        expectations = val.contract_expectations(card["inputs"], job.entity_key)
+        expectations = val.contract_expectations(card["inputs"], job.entity_key,
+                                                 unknown_categories=job.validation.unknown_categories)
         dups = spec.read_json("ingest")["duplicate_keys"]
         if dups:  # keys seen more than once across the partition's files
-            expectations.append({"type": "expect_column_values_to_not_be_in_set",
-                                 "kwargs": {"column": job.entity_key, "value_set": dups}})
-        validator = val.RowValidator(expectations, job.job_id)
+            expectations.append(val.expectation("expect_column_values_to_not_be_in_set",
+                                                f"duplicate_key:{job.entity_key}", column=job.entity_key,
+                                                value_set=dups))
         source = spec.path("ingested")
-        total = staged_rows(source)
         schema = pq.read_schema(source)
+        extra = val.job_expectations(job.validation.expectations)
+        for i, exp in enumerate(extra):
+            unknown = [c for c in val.columns_of(exp) if c not in schema.names]
+            if unknown:
+                raise ConfigError(
+                    f"job {job.job_id}: validation.expectations[{i}] ({exp['type']}) names column(s) "
+                    f"{', '.join(unknown)} that the input does not have (columns: "
+                    f"{', '.join(n for n in schema.names if not n.startswith('__'))})"
+                )
+        expectations += extra
+        validator = val.RowValidator(expectations, job.job_id)
+        total = staged_rows(source)
         q_schema = schema.append(pa.field("reasons", pa.string()))
+        v_schema = schema.append(pa.field(val.FLAGS, pa.string()))
         done = 0
         started = time.perf_counter()
-        with StagedWriter(spec.path("valid"), schema) as good, StagedWriter(spec.path("quarantine"), q_schema) as bad:
+        flagged = 0
+        with StagedWriter(spec.path("valid"), v_schema) as good, StagedWriter(spec.path("quarantine"), q_schema) as bad:
             for batch in read_batches(source, job.source.batch_rows):
                 outcome = validator.check(batch.to_pandas())
-                good.write(pa.Table.from_pandas(outcome.valid, schema=schema, preserve_index=False))
+                flagged += int(outcome.valid[val.FLAGS].notna().sum())
+                good.write(pa.Table.from_pandas(outcome.valid, schema=v_schema, preserve_index=False))
                 if len(outcome.quarantined):
                     bad.write(pa.Table.from_pandas(outcome.quarantined, schema=q_schema, preserve_index=False))
                 done += batch.num_rows
                 rate = done / max(time.perf_counter() - started, 1e-9)
                 rlog.info("validate: %d/%d rows (%.0f rows/s)", done, total, rate)
         report = validator.report()
-        report.update(partition=spec.partition_date, run_id=spec.run_id, rows_in=total,
-                      rows_valid=good.rows, rows_quarantined=bad.rows)
-        report_path = reports_dir() / job.job_id / spec.partition_date / f"{safe_name(spec.run_id)}.json"
-        report_path.parent.mkdir(parents=True, exist_ok=True)
-        report_path.write_text(json.dumps(report, indent=2, default=str))
-        rlog.info("validation report: %s", report_path)
+        report.update(job_id=job.job_id, partition=spec.partition_date, run_id=spec.run_id, rows_in=total,
+                      rows_valid=good.rows, rows_quarantined=bad.rows, rows_flagged=flagged,
+                      max_quarantine_share=job.validation.max_quarantine_share,
+                      model=f"{spec.model_name} v{spec.model_version}",
+                      quarantine_sample=_sample(spec.path("quarantine"), 20))
+        stem = reports_dir() / job.job_id / spec.partition_date / safe_name(spec.run_id)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        report_path = stem.with_name(stem.name + ".html")
+        stem.with_name(stem.name + ".json").write_text(json.dumps(report, indent=2, default=str))
+        from pipeline.report import validation_html
+
+        report_path.write_text(validation_html(report))
+        rlog.info("validation report: %s (JSON beside it)", report_path)
         counts.update(rows_valid=good.rows, rows_quarantined=bad.rows)
         share = bad.rows / total if total else 0.0
         if share > job.validation.max_quarantine_share:
@@ -223,6 +256,26 @@ def validate(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str,
     return counts
 
 
+def _sample(path: Path, n: int) -> list[dict[str, Any]]:
+    """The first ``n`` rows of a staged file, for reports."""
+    pf = pq.ParquetFile(path)
+    if not pf.metadata.num_rows:
+        return []
+    rows = next(pf.iter_batches(batch_size=n)).to_pylist()
+    return [_original_values(r) for r in rows]
+
+
+def _original_values(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as it arrived: ``__raw__`` text back in its column, bookkeeping columns dropped."""
+    from pipeline.ingest import RAW_PREFIX
+
+    out = {k: v for k, v in row.items() if not k.startswith("__")}
+    for k, v in row.items():
+        if k.startswith(RAW_PREFIX) and v is not None:
+            out[k[len(RAW_PREFIX):]] = v
+    return out
+
+
 def preprocess(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str, Any]:
     """Apply the model's registered preprocessing to the valid rows (``features.parquet``)."""
     from pipeline import preprocess as prep
@@ -236,12 +289,15 @@ def preprocess(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[st
                 frame = batch.to_pandas()
                 features = transform(frame[inputs])
                 features.insert(0, job.entity_key, frame[job.entity_key].to_numpy())
+                features[FLAGS] = frame[FLAGS].to_numpy()
                 writer.write(pa.Table.from_pandas(features, preserve_index=False))
             if writer.schema is None:  # zero valid rows: an empty file with the feature schema
                 empty = pq.read_schema(spec.path("valid")).empty_table().to_pandas()
                 features = transform(empty[inputs])
                 features.insert(0, job.entity_key, empty[job.entity_key])
-                writer.schema = pa.Table.from_pandas(features, preserve_index=False).schema
+                features[FLAGS] = empty[FLAGS]
+                schema = pa.Table.from_pandas(features, preserve_index=False).schema
+                writer.schema = schema.set(schema.get_field_index(FLAGS), pa.field(FLAGS, pa.string()))
     return {}
 
 
@@ -255,16 +311,18 @@ def score(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str, An
         source = spec.path("features")
         total = staged_rows(source)
         key_type = pq.read_schema(source).field(job.entity_key).type
-        out_schema = pa.schema([(job.entity_key, key_type), ("prediction", pa.string()), ("score", pa.float64())])
+        out_schema = pa.schema([(job.entity_key, key_type), ("prediction", pa.string()), ("score", pa.float64()),
+                                ("flags", pa.string())])
         done = 0
         started = time.perf_counter()
         with StagedWriter(spec.path("scored"), out_schema) as writer:
             for batch in read_batches(source, job.source.batch_rows):
                 frame = batch.to_pandas()
-                prediction, score_ = scorer.predict(frame.drop(columns=[job.entity_key]))
+                prediction, score_ = scorer.predict(frame.drop(columns=[job.entity_key, FLAGS]))
                 writer.write(pa.table({job.entity_key: batch.column(job.entity_key),
                                        "prediction": pa.array(prediction.astype(str)),
-                                       "score": pa.array(score_, pa.float64())}, schema=out_schema))
+                                       "score": pa.array(score_, pa.float64()),
+                                       "flags": batch.column(FLAGS).cast(pa.string())}, schema=out_schema))
                 done += batch.num_rows
                 rlog.info("score: %d/%d rows (%.0f rows/s)", done, total,
                           done / max(time.perf_counter() - started, 1e-9))
@@ -347,15 +405,17 @@ def _prediction_batches(spec: RunSpec, job: JobConfig, day: dt.date, scored_at: 
 def _quarantine_rows(spec: RunSpec, job: JobConfig, day: dt.date) -> Iterator[list[dict[str, Any]]]:
     now = ledger.now()
     for batch in read_batches(spec.path("quarantine"), job.source.batch_rows):
-        frame = batch.to_pandas()
-        if frame.empty:
+        rows = batch.to_pylist()
+        if not rows:
             continue
-        values = frame.drop(columns=["reasons"]).to_json(orient="records", lines=True).splitlines()
         yield [
             {"job_id": job.job_id, "partition_date": day, "run_id": spec.run_id,
-             "entity_key": None if k is None else str(k), "reasons": r, "row_values": v,
+             "entity_key": None if row[job.entity_key] is None else str(row[job.entity_key]),
+             "reasons": row["reasons"],
+             "row_values": json.dumps(_original_values({k: v for k, v in row.items() if k != "reasons"}),
+                                      default=str),
              "quarantined_at": now}
-            for k, r, v in zip(frame[job.entity_key].tolist(), frame["reasons"], values, strict=True)
+            for row in rows
         ]
 
 

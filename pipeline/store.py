@@ -38,6 +38,7 @@ PREDICTION_COLUMNS = [
     "model_version",
     "run_id",
     "scored_at",
+    "flags",
 ]
 CONNECT_ATTEMPTS = 3
 LIBPQ_EXTRA = ("options", "sslmode", "sslrootcert", "connect_timeout", "application_name")
@@ -223,6 +224,10 @@ def ensure_predictions(engine: Engine, table: str, key: str, key_type: str) -> N
     with begin(engine) as conn:
         for stmt in render_sql(conn, "010_predictions.sql", key_type=key_type, **ids):
             conn.exec_driver_sql(stmt)
+        # tables created before a column existed get it (the column list is the DDL's)
+        have = {c["name"] for c in sa.inspect(conn).get_columns(table)}
+        if "flags" not in have:
+            conn.exec_driver_sql(f"ALTER TABLE {_quote(conn, table)} ADD COLUMN flags TEXT")
         for stmt in render_sql(conn, "020_views.sql", **ids):
             conn.exec_driver_sql(stmt)
 

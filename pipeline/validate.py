@@ -26,41 +26,70 @@ def _gx() -> Any:
     return gx
 
 
-def contract_expectations(inputs: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
-    """The expectations implied by an input contract, as ``{type, kwargs}`` dicts."""
-    out: list[dict[str, Any]] = [{"type": "expect_column_values_to_not_be_null", "kwargs": {"column": key}}]
+def expectation(type_: str, reason: str, on_fail: str = "quarantine", **kwargs: Any) -> dict[str, Any]:
+    """One check: a GX expectation, the reason code its failing rows get, and what happens to them."""
+    return {"type": type_, "kwargs": kwargs, "reason": reason, "on_fail": on_fail}
+
+
+def contract_expectations(
+    inputs: list[dict[str, Any]], key: str, *, unknown_categories: str = "quarantine"
+) -> list[dict[str, Any]]:
+    """The expectations implied by an input contract (nulls, ranges, categories, usable numbers)."""
+    from pipeline.ingest import RAW_PREFIX, numeric_columns
+
+    out = [expectation("expect_column_values_to_not_be_null", f"not_null:{key}", column=key)]
     for column in inputs:
         name = column["name"]
         if not column.get("nullable", True):
-            out.append({"type": "expect_column_values_to_not_be_null", "kwargs": {"column": name}})
+            out.append(expectation("expect_column_values_to_not_be_null", f"not_null:{name}", column=name))
         if column["type"] in ("float", "int") and ("min" in column or "max" in column):
-            out.append(
-                {
-                    "type": "expect_column_values_to_be_between",
-                    "kwargs": {"column": name, "min_value": column.get("min"), "max_value": column.get("max")},
-                }
-            )
+            out.append(expectation("expect_column_values_to_be_between", f"be_between:{name}", column=name,
+                                   min_value=column.get("min"), max_value=column.get("max")))
         if column["type"] == "category" and column.get("categories"):
-            out.append(
-                {
-                    "type": "expect_column_values_to_be_in_set",
-                    "kwargs": {"column": name, "value_set": list(column["categories"])},
-                }
-            )
+            out.append(expectation("expect_column_values_to_be_in_set", f"unknown_category:{name}",
+                                   unknown_categories, column=name, value_set=list(column["categories"])))
+    for name in numeric_columns(inputs):  # blank or unparseable text, NaN, infinities (see ingest)
+        out.append(expectation("expect_column_values_to_be_null", f"invalid_number:{name}",
+                               column=RAW_PREFIX + name))
     return out
 
 
-def reason_of(expectation: dict[str, Any]) -> str:
-    """Short, stable reason code of a row-level expectation, e.g. ``not_null:age``."""
-    kind = expectation["type"].removeprefix("expect_column_values_to_")
-    return f"{kind}:{expectation['kwargs'].get('column')}"
+def job_expectations(configured: list[Any]) -> list[dict[str, Any]]:
+    """The job file's extra expectations, with reason codes such as ``be_between:age``."""
+    out = []
+    for exp in configured:
+        kwargs = dict(exp.kwargs)
+        target = kwargs.get("column") or "+".join(
+            str(kwargs.get(k)) for k in ("column_A", "column_B") if kwargs.get(k)) or "+".join(
+            kwargs.get("column_list") or [])
+        kind = exp.type.removeprefix("expect_").removeprefix("column_values_to_")
+        out.append(expectation(exp.type, f"{kind}:{target}", exp.on_fail, **kwargs))
+    return out
+
+
+def columns_of(exp: dict[str, Any]) -> list[str]:
+    """The columns an expectation reads."""
+    kw = exp["kwargs"]
+    cols = [kw[k] for k in ("column", "column_A", "column_B") if kw.get(k)]
+    return cols + list(kw.get("column_list") or [])
+
+
+def reason_of(exp: dict[str, Any]) -> str:
+    """Reason code of a row-level expectation, e.g. ``not_null:age``."""
+    if exp.get("reason"):
+        return str(exp["reason"])
+    kind = exp["type"].removeprefix("expect_column_values_to_")
+    return f"{kind}:{exp['kwargs'].get('column')}"
 
 
 @dataclass
 class BatchOutcome:
-    valid: pd.DataFrame
+    valid: pd.DataFrame  # with a ``__flags`` column: reasons of 'flag' checks, or None
     quarantined: pd.DataFrame  # original values plus a ``reasons`` column
     failures: dict[str, int] = field(default_factory=dict)
+
+
+FLAGS = "__flags"
 
 
 class RowValidator:
@@ -77,52 +106,73 @@ class RowValidator:
         self.batch_definition = asset.add_batch_definition_whole_dataframe("batch")
         self.suite = self._suite(name, expectations)
         self.totals: dict[str, int] = {}
+        self.samples: dict[str, list[Any]] = {}
         self.evaluated_rows = 0
 
     def _suite(self, name: str, expectations: list[dict[str, Any]]) -> Any:
         gx = _gx()
         from great_expectations.expectations.registry import get_expectation_impl
 
+        from pipeline.errors import ConfigError
+
         suite = gx.ExpectationSuite(name=f"{name}_suite")
         for exp in expectations:
-            suite.add_expectation(get_expectation_impl(exp["type"])(**exp["kwargs"]))
+            try:
+                impl = get_expectation_impl(exp["type"])
+                suite.add_expectation(impl(**exp["kwargs"], meta={"reason": reason_of(exp),
+                                                                  "on_fail": exp.get("on_fail", "quarantine")}))
+            except Exception as exc:  # GX raises its own types for unknown names and bad arguments
+                raise ConfigError(f"expectation {exp['type']} {exp['kwargs']} is not valid: "
+                                  f"{type(exc).__name__}: {exc}") from None
         return suite
 
     def check(self, frame: pd.DataFrame) -> BatchOutcome:
-        """Validate one batch; split it into valid and quarantined rows."""
+        """Validate one batch; split it into valid (flagged where asked) and quarantined rows."""
         frame = frame.reset_index(drop=True)
         batch = self.batch_definition.get_batch(batch_parameters={"dataframe": frame})
         result = batch.validate(self.suite, result_format={"result_format": "COMPLETE"})
         reasons: dict[int, list[str]] = {}
+        flags: dict[int, list[str]] = {}
         failures: dict[str, int] = {}
         for res in result.results:
             config = res.expectation_config
-            exp = {"type": config.type, "kwargs": dict(config.kwargs)}
+            meta = config.meta or {}
             if res.exception_info and res.exception_info.get("raised_exception"):
                 raise RuntimeError(
-                    f"expectation {exp['type']} on {exp['kwargs'].get('column')} could not run: "
+                    f"expectation {config.type} on {config.kwargs.get('column')} could not run: "
                     f"{res.exception_info.get('exception_message')}"
                 )
             if res.success:
                 continue
-            code = reason_of(exp)
+            code = meta.get("reason") or reason_of({"type": config.type, "kwargs": dict(config.kwargs)})
             idx = res.result.get("unexpected_index_list") or []
             failures[code] = failures.get(code, 0) + len(idx)
+            sample = self.samples.setdefault(code, [])
+            for value in (res.result.get("partial_unexpected_list") or [])[: 5 - len(sample)]:
+                sample.append(value)
+            target = flags if meta.get("on_fail") == "flag" else reasons
             for i in idx:
-                reasons.setdefault(int(i), []).append(code)
+                target.setdefault(int(i), []).append(code)
         for code, n in failures.items():
             self.totals[code] = self.totals.get(code, 0) + n
         self.evaluated_rows += len(frame)
         bad = sorted(reasons)
         quarantined = frame.iloc[bad].copy()
-        quarantined["reasons"] = ["; ".join(reasons[i]) for i in bad]
+        quarantined["reasons"] = ["; ".join(reasons[i] + flags.get(i, [])) for i in bad]
         valid = frame.drop(index=bad)
+        valid[FLAGS] = [("; ".join(flags[i]) if i in flags else None) for i in valid.index]
         return BatchOutcome(valid, quarantined, failures)
 
     def report(self) -> dict[str, Any]:
-        """Summary of the whole partition: rows evaluated and failures per expectation."""
+        """Summary of the whole partition: rows evaluated, failures and samples per check."""
+        checks = []
+        for exp in self.expectations:
+            code = reason_of(exp)
+            checks.append({"expectation": exp["type"], "kwargs": exp["kwargs"], "reason": code,
+                           "on_fail": exp.get("on_fail", "quarantine"), "unexpected": self.totals.get(code, 0),
+                           "sample": [str(v) for v in self.samples.get(code, [])]})
         return {
             "rows_evaluated": self.evaluated_rows,
-            "expectations": self.expectations,
+            "checks": checks,
             "unexpected_counts": dict(sorted(self.totals.items())),
         }

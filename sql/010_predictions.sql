@@ -9,5 +9,6 @@ CREATE TABLE IF NOT EXISTS {predictions} (
     model_version   INTEGER NOT NULL,
     run_id          TEXT NOT NULL,
     scored_at       TIMESTAMP NOT NULL,
+    flags           TEXT,                   -- reasons of 'flag' checks (e.g. unknown_category:plan), else NULL
     PRIMARY KEY (partition_date, {key})
 );

@@ -83,7 +83,7 @@ def test_flaky_receiver_ends_with_exactly_the_scored_rows(home: Path, monkeypatc
     first = posts[0]
     assert first.headers["X-Scoring-Job"] == "churn_test" and first.headers["X-Scoring-Model"] == "churn:1"
     assert first.headers["Authorization"] == f"Bearer {TOKEN}"
-    assert set(first.rows[0]) == {"customer_id", "prediction", "score", "partition_date", "model_name",
+    assert set(first.rows[0]) == {"customer_id", "prediction", "score", "flags", "partition_date", "model_name",
                                   "model_version"}
     # the 429 asked for 1 s: the next request came no sooner
     i = next(i for i, entry in enumerate(log) if entry[1] == "429:1")

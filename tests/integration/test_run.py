@@ -80,7 +80,8 @@ def test_failure_mid_persist_keeps_the_previous_copy(any_db: str, home: Path) ->
         yield pa.table({"customer_id": pa.array([1, 2], pa.int64()), "partition_date": [DAY, DAY],
                         "prediction": ["1", "0"], "score": [0.9, 0.1], "model_name": ["churn"] * 2,
                         "model_version": [9, 9], "run_id": ["bad"] * 2,
-                        "scored_at": pa.array([dt.datetime(2026, 11, 21)] * 2, pa.timestamp("us"))})
+                        "scored_at": pa.array([dt.datetime(2026, 11, 21)] * 2, pa.timestamp("us")),
+                    "flags": pa.array([None, None], pa.string())})
         raise OSError("disk went away half-way")
 
     with pytest.raises(OSError, match="half-way"):
@@ -97,7 +98,8 @@ def test_database_error_mid_persist_is_a_store_error_and_rolls_back(any_db: str,
     dup = pa.table({"customer_id": pa.array([5, 5], pa.int64()), "partition_date": [DAY, DAY],
                     "prediction": ["1", "0"], "score": [0.9, 0.1], "model_name": ["churn"] * 2,
                     "model_version": [9, 9], "run_id": ["bad"] * 2,
-                    "scored_at": pa.array([dt.datetime(2026, 11, 21)] * 2, pa.timestamp("us"))})
+                    "scored_at": pa.array([dt.datetime(2026, 11, 21)] * 2, pa.timestamp("us")),
+                    "flags": pa.array([None, None], pa.string())})
     with pytest.raises(StoreError, match="previous copy of the partition is unchanged"):
         store.replace_partition(_engine(), table=job.output.table, key="customer_id", job_id=job.job_id,
                                 partition_date=DAY, batches=[dup])
