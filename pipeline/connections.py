@@ -71,8 +71,11 @@ def get(conn_id: str, resolver: Resolver | None = None) -> Conn:
     if env:
         try:
             return from_uri(conn_id, env)
-        except (ValueError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"AIRFLOW_CONN_{conn_id.upper()} is not a connection URI or JSON: {exc}") from None
+        except (ValueError, json.JSONDecodeError):  # the message may quote the password: not shown
+            raise ConfigError(
+                f"AIRFLOW_CONN_{conn_id.upper()} is not a valid connection URI or JSON (special characters in the "
+                "login or password, such as / # @ :, must be URL-encoded, e.g. with urllib.parse.quote)"
+            ) from None
     if resolver is not None:
         return resolver(conn_id)
     raise ConfigError(

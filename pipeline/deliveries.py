@@ -20,6 +20,7 @@ def plan(
     job_id: str,
     partition_date: dt.date,
     sink: str,
+    plan_sig: str,
     keys: list[str],
     row_counts: list[int],
     model_name: str,
@@ -29,17 +30,19 @@ def plan(
 ) -> list[int]:
     """Record a partition's batches; return the batch numbers still to deliver.
 
-    A batch already delivered with the same idempotency key to the same sink is skipped,
-    unless ``resend``. Rows of batches past the new batch count (an earlier plan) go.
+    A batch already delivered with the same idempotency key (same content) to the same sink
+    is skipped, unless ``resend`` (and this run has not resent it already: a retry of a
+    resend resumes too). Rows of batches past the new batch count (an earlier plan) go.
     """
     where = {"j": job_id, "d": partition_date}
     todo: list[int] = []
     t = now()
     with begin(engine) as conn:
+        lock_partition(conn, job_id, partition_date)
         existing = {
             r.batch_no: r
             for r in conn.execute(
-                sa.text("SELECT batch_no, idempotency_key, sink, status FROM scoring_deliveries "
+                sa.text("SELECT batch_no, idempotency_key, sink, status, run_id FROM scoring_deliveries "
                         "WHERE job_id = :j AND partition_date = :d"), where)
         }
         conn.execute(sa.text("DELETE FROM scoring_deliveries WHERE job_id = :j AND partition_date = :d "
@@ -48,11 +51,11 @@ def plan(
         for no, (key, rows) in enumerate(zip(keys, row_counts, strict=True)):
             old = existing.get(no)
             same = old is not None and old.idempotency_key == key and old.sink == sink
-            if same and old.status == DELIVERED and not resend:
+            if same and old.status == DELIVERED and (not resend or old.run_id == run_id):
                 continue
             todo.append(no)
-            values = {**where, "no": no, "n": len(keys), "k": key, "s": sink, "mn": model_name, "mv": model_version,
-                      "rows": rows, "r": run_id, "t": t}
+            values = {**where, "no": no, "n": len(keys), "k": key, "p": plan_sig, "s": sink, "mn": model_name,
+                      "mv": model_version, "rows": rows, "r": run_id, "t": t}
             if old is None:
                 inserts.append(values)
             elif same and not resend:
@@ -62,19 +65,27 @@ def plan(
         if inserts:
             conn.execute(sa.text(
                 "INSERT INTO scoring_deliveries (job_id, partition_date, batch_no, batch_count, idempotency_key, "
-                "sink, model_name, model_version, row_count, status, attempts, run_id, updated_at) VALUES "
-                "(:j, :d, :no, :n, :k, :s, :mn, :mv, :rows, 'pending', 0, :r, :t)"), inserts)
+                "plan, sink, model_name, model_version, row_count, status, attempts, run_id, updated_at) VALUES "
+                "(:j, :d, :no, :n, :k, :p, :s, :mn, :mv, :rows, 'pending', 0, :r, :t)"), inserts)
         if resets:
             conn.execute(sa.text(
-                "UPDATE scoring_deliveries SET batch_count = :n, idempotency_key = :k, sink = :s, model_name = :mn, "
+                "UPDATE scoring_deliveries SET batch_count = :n, idempotency_key = :k, plan = :p, sink = :s, "
+                "model_name = :mn, "
                 "model_version = :mv, row_count = :rows, status = 'pending', attempts = 0, last_error = NULL, "
                 "dead_letter_path = NULL, delivered_at = NULL, run_id = :r, updated_at = :t "
                 "WHERE job_id = :j AND partition_date = :d AND batch_no = :no"), resets)
         if touches:
             conn.execute(sa.text(
-                "UPDATE scoring_deliveries SET batch_count = :n, run_id = :r, updated_at = :t "
+                "UPDATE scoring_deliveries SET batch_count = :n, row_count = :rows, run_id = :r, updated_at = :t "
                 "WHERE job_id = :j AND partition_date = :d AND batch_no = :no"), touches)
     return todo
+
+
+def lock_partition(conn: Any, job_id: str, partition_date: dt.date) -> None:
+    """PostgreSQL: serialise planners of one partition (two runs at once) until commit."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                     {"k": f"scoring_deliveries:{job_id}:{partition_date}"})
 
 
 def mark(
@@ -86,24 +97,30 @@ def mark(
     status: str,
     attempts: int,
     run_id: str,
+    key: str,
     error: str | None = None,
     dead_letter_path: str | None = None,
     sink: str | None = None,
 ) -> None:
-    """Record the outcome of one batch's delivery (``attempts`` are added to the batch's count)."""
+    """Record the outcome of one batch's delivery (``attempts`` are added to the batch's count).
+
+    Only the row still planned with ``key`` is updated: a run that re-planned the partition
+    in the meantime (other content or model) is not overwritten by a stale one.
+    """
     t = now()
     sets = ("status = :st, attempts = attempts + :a, last_error = :e, dead_letter_path = :p, run_id = :r, "
             "updated_at = :t, delivered_at = :da")
     params: dict[str, Any] = {"st": status, "a": attempts, "e": error[:4000] if error else None,
                               "p": dead_letter_path, "r": run_id, "t": t,
                               "da": t if status == DELIVERED else None,
-                              "j": job_id, "d": partition_date, "no": batch_no}
+                              "j": job_id, "d": partition_date, "no": batch_no, "k": key}
     if sink is not None:
         sets += ", sink = :s"
         params["s"] = sink
     with begin(engine) as conn:
         conn.execute(sa.text(f"UPDATE scoring_deliveries SET {sets} "
-                             "WHERE job_id = :j AND partition_date = :d AND batch_no = :no"), params)
+                             "WHERE job_id = :j AND partition_date = :d AND batch_no = :no "
+                             "AND idempotency_key = :k"), params)
 
 
 def batches(engine: Engine, job_id: str, partition_date: dt.date, status: str | None = None) -> list[dict[str, Any]]:

@@ -45,3 +45,7 @@ class DeliveryError(ScoringError):
 
 class PermanentDeliveryError(DeliveryError):
     """Push mode: the receiver refused batches in a way a retry cannot fix (HTTP 4xx, unroutable)."""
+
+
+class DriftError(ScoringError):
+    """Drift above the job's threshold with ``drift.block: true``: the run publishes nothing."""

@@ -3,9 +3,11 @@
 - **Outbox.** The scored rows (optionally only the top candidates) are staged as
   ``outbox.parquet`` with one row group per batch, in a deterministic order, so batch *i*
   holds the same rows on every attempt.
-- **Idempotency key.** ``sha256(job | partition | model name | model version | plan | i)``,
-  where the plan is the batch size, the selection and the body format: stable across task
-  retries, re-runs and re-drives of the same partition and model version.
+- **Idempotency key.** ``sha256(job | partition | model name | model version | plan | i |
+  content)``, where the plan is the batch size, the selection and the body format and the
+  content is a digest of the batch's rows: stable across task retries, re-runs and
+  re-drives of the same partition and model version, and new when the rows changed (a
+  corrected upstream export), so a re-run sends the changed batches.
 - **Delivery state.** ``scoring_deliveries`` has one row per batch; a retry or re-run sends
   only the batches not yet delivered (``resend`` sends them all).
 - **Retries.** Per batch, exponential backoff with jitter on retryable failures (5xx, 429
@@ -67,10 +69,21 @@ def plan_signature(job: JobConfig) -> str:
 
 
 def idempotency_key(job_id: str, partition_date: str, model_name: str, model_version: int, plan: str,
-                    batch_no: int) -> str:
-    """Stable key of one batch: the same job, partition, model version, plan and batch give the same key."""
-    text = f"{job_id}|{partition_date}|{model_name}|{model_version}|{plan}|{batch_no}"
+                    batch_no: int, digest: str = "") -> str:
+    """Stable key of one batch: the same job, partition, model version, plan, batch and rows give the same key."""
+    text = f"{job_id}|{partition_date}|{model_name}|{model_version}|{plan}|{batch_no}|{digest}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def content_digest(read: Callable[[], Iterator[pa.Table]]) -> str:
+    """sha256 of a batch's rows (Arrow IPC stream of its record batches)."""
+    digest = hashlib.sha256()
+    for table in read():
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        digest.update(sink.getvalue())
+    return digest.hexdigest()
 
 
 def build_outbox(job: JobConfig, scored: Path, out: Path, *, partition_date: str, model_name: str,
@@ -130,8 +143,17 @@ def outbox_batches(path: Path, per_partition: bool) -> list[tuple[int, Callable[
     pf = pq.ParquetFile(path)
     meta = pf.metadata
     if per_partition:
-        return [(meta.num_rows, lambda: (pa.Table.from_batches([b]) for b in pq.ParquetFile(path).iter_batches()))]
+        return [(meta.num_rows, lambda: _whole_file(path))]
     return [(meta.row_group(i).num_rows, _row_group_reader(path, i)) for i in range(meta.num_row_groups)]
+
+
+def _whole_file(path: Path) -> Iterator[pa.Table]:
+    pf = pq.ParquetFile(path)
+    if pf.metadata.num_rows == 0:  # still one (empty) table, so a per-partition file gets its schema
+        yield pf.schema_arrow.empty_table()
+        return
+    for batch in pf.iter_batches():
+        yield pa.Table.from_batches([batch])
 
 
 def _row_group_reader(path: Path, index: int) -> Callable[[], Iterator[pa.Table]]:
@@ -238,7 +260,8 @@ def send_all(engine: Engine, sink: Sink, cfg: Any, items: list[tuple[Batch, str 
             in_a_row = 0
             tally.sent_ok += batch.rows
             deliveries.mark(engine, job_id=batch.job_id, partition_date=day, batch_no=batch.batch_no,
-                            status=deliveries.DELIVERED, attempts=outcome.attempts, run_id=run_id, sink=sink.target)
+                            status=deliveries.DELIVERED, attempts=outcome.attempts, run_id=run_id, sink=sink.target,
+                            key=batch.key)
             _drop_deadletter(dead_path)
         else:
             in_a_row += 1
@@ -249,7 +272,7 @@ def send_all(engine: Engine, sink: Sink, cfg: Any, items: list[tuple[Batch, str 
             tally.dead_batches += 1
             deliveries.mark(engine, job_id=batch.job_id, partition_date=day, batch_no=batch.batch_no,
                             status=deliveries.DEAD_LETTER, attempts=outcome.attempts, run_id=run_id,
-                            error=outcome.error, dead_letter_path=str(path), sink=sink.target)
+                            error=outcome.error, dead_letter_path=str(path), sink=sink.target, key=batch.key)
             log.error("batch %d/%d (%d rows) not delivered to %s after %d attempts: %s; dead-lettered to %s",
                       batch.batch_no + 1, batch.batch_count, batch.rows, sink.target, outcome.attempts,
                       outcome.error, path)
@@ -280,12 +303,14 @@ def push_partition(
     per_partition = getattr(cfg, "per", "batch") == "partition"
     parts = outbox_batches(outbox, per_partition)
     plan = plan_signature(job)
-    keys = [idempotency_key(job.job_id, partition_date, model_name, model_version, plan, i) for i in range(len(parts))]
+    keys = [idempotency_key(job.job_id, partition_date, model_name, model_version, plan, i, content_digest(read))
+            for i, (_, read) in enumerate(parts)]
     day = dt.date.fromisoformat(partition_date)
     with open_sink(cfg, job.job_id, resolver) as sink:
-        todo = deliveries.plan(engine, job_id=job.job_id, partition_date=day, sink=sink.target, keys=keys,
-                               row_counts=[rows for rows, _ in parts], model_name=model_name,
+        todo = deliveries.plan(engine, job_id=job.job_id, partition_date=day, sink=sink.target, plan_sig=plan,
+                               keys=keys, row_counts=[rows for rows, _ in parts], model_name=model_name,
                                model_version=model_version, run_id=run_id, resend=resend)
+        _sync_deadletter(engine, job.job_id, day)
         skipped = len(parts) - len(todo)
         log.info("push: %d batches (%d rows) to %s; %d already delivered%s, %d to send", len(parts),
                  sum(r for r, _ in parts), sink.target, skipped, " (resend asked: sending all)" if resend else "",
@@ -327,6 +352,17 @@ def _undelivered_error(job: JobConfig, partition_date: str, target: str, tally: 
     return error
 
 
+def _sync_deadletter(engine: Engine, job_id: str, day: dt.date) -> None:
+    """Remove dead-letter files that no dead-lettered batch points to any more (re-planned batches)."""
+    folder = deadletter_dir(job_id, day.isoformat())
+    if not folder.exists():
+        return
+    keep = {r["dead_letter_path"] for r in deliveries.batches(engine, job_id, day, status=deliveries.DEAD_LETTER)}
+    for path in folder.glob("batch-*.parquet"):
+        if str(path) not in keep:
+            _drop_deadletter(str(path))
+
+
 def _clean_stale_deadletter(job_id: str, partition_date: str) -> None:
     folder = deadletter_dir(job_id, partition_date)
     if folder.exists():
@@ -352,10 +388,32 @@ def redrive(
     dead = deliveries.batches(engine, job.job_id, partition_date, status=deliveries.DEAD_LETTER)
     if not dead:
         return {"status": "nothing to re-drive", "rows_in": 0, "rows_delivered": 0, "rows_dead_lettered": 0}
-    run_id = f"redrive__{day}__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
-    attempt = ledger.start_attempt(engine, job_id=job.job_id, run_id=run_id, partition_date=partition_date,
-                                   mode="redrive", dry_run=False, model_name=dead[0]["model_name"],
-                                   model_version=dead[0]["model_version"])
+    plan = plan_signature(job)
+    with open_sink(push.sink, job.job_id, resolver) as sink:
+        changed = [r["batch_no"] for r in dead if r["plan"] != plan or r["sink"] != sink.target]
+        if changed:
+            raise PermanentDeliveryError(
+                f"partition {day}: the job's sink or batch plan changed since batches {changed} were dead-lettered "
+                f"(they were planned for {dead[0]['sink']}); re-driving them now would mix two layouts. Re-run "
+                f"the partition instead (`scoring run {job.job_id} --date {day} --mode push`), which plans and "
+                "sends it again under the current configuration."
+            )
+        run_id = f"redrive__{day}__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
+        attempt = ledger.start_attempt(engine, job_id=job.job_id, run_id=run_id, partition_date=partition_date,
+                                       mode="redrive", dry_run=False, model_name=dead[0]["model_name"],
+                                       model_version=dead[0]["model_version"])
+        try:
+            return _redrive(engine, job, sink, dead, run_id, attempt, sleep)
+        except BaseException as exc:
+            ledger.update(engine, job.job_id, run_id, attempt, status="failed", finished_at=ledger.now(),
+                          failed_stage="redrive", error=str(exc)[:4000])
+            raise
+
+
+def _redrive(engine: Engine, job: JobConfig, sink: Sink, dead: list[dict[str, Any]], run_id: str, attempt: int,
+             sleep: Callable[[float], None]) -> dict[str, Any]:
+    day = str(dead[0]["partition_date"])[:10]
+    partition_date = dt.date.fromisoformat(day)
     rows_in = sum(r["row_count"] for r in dead)
     items = []
     missing = []
@@ -366,25 +424,24 @@ def redrive(
             continue
         items.append((Batch(job.job_id, day, r["model_name"], r["model_version"], r["batch_no"], r["batch_count"],
                             r["idempotency_key"], r["row_count"], _file_reader(Path(path))), path))
-    log.info("redrive %s %s: %d dead-lettered batches (%d rows)", job.job_id, day, len(dead), rows_in)
-    with open_sink(push.sink, job.job_id, resolver) as sink:
-        tally = send_all(engine, sink, push.sink, items, run_id=run_id, sleep=sleep)
-        state = deliveries.summary(engine, job.job_id, partition_date)
-        if set(state) <= {deliveries.DELIVERED}:
-            sink.finish(dead[0]["batch_count"])
-            _clean_stale_deadletter(job.job_id, day)
+    log.info("redrive %s %s: %d dead-lettered batches (%d rows) to %s", job.job_id, day, len(dead), rows_in,
+             sink.target)
+    assert job.output.push is not None
+    tally = send_all(engine, sink, job.output.push.sink, items, run_id=run_id, sleep=sleep)
+    state = deliveries.summary(engine, job.job_id, partition_date)
+    if set(state) <= {deliveries.DELIVERED}:
+        sink.finish(dead[0]["batch_count"])
+        _clean_stale_deadletter(job.job_id, day)
     remaining = state.get(deliveries.DEAD_LETTER, {}).get("rows", 0)
     counts = {"rows_in": rows_in, "rows_delivered": tally.sent_ok, "rows_failed": tally.failed_rows,
               "rows_dead_lettered": remaining, "sink": sink.target}
-    ok = not tally.dead_batches and not missing
-    ledger.update(engine, job.job_id, run_id, attempt, status="success" if ok else "failed",
-                  finished_at=ledger.now(), error=None if ok else (tally.first_error or f"missing files: {missing}"),
-                  **counts)
+    ledger.update(engine, job.job_id, run_id, attempt, **counts)
     if missing:
         raise DeliveryError(f"dead-letter files are missing for {len(missing)} batches ({'; '.join(missing)}): "
-                            f"re-run the partition with resend to deliver them again")
+                            f"re-run the partition to plan and send them again")
     if tally.dead_batches:
         raise _undelivered_error(job, day, sink.target, tally, state, counts)
+    ledger.update(engine, job.job_id, run_id, attempt, status="success", finished_at=ledger.now())
     return {"status": "success", "run_id": run_id, **counts}
 
 

@@ -180,16 +180,24 @@ def render_sql(engine: Engine | Connection, filename: str, **identifiers: str) -
     return [stmt.format(**names) for stmt in _statements((sql_dir() / filename).read_text())]
 
 
-LEDGER_FILES = ("001_scoring_runs.sql", "002_quarantine.sql", "003_deliveries.sql", "004_schema_migrations.sql")
+LEDGER_FILES = ("001_scoring_runs.sql", "002_quarantine.sql", "003_deliveries.sql", "004_schema_migrations.sql",
+                "005_drift.sql")
 
 
 def ensure_ledger(engine: Engine) -> None:
     """Create the ledger, quarantine and delivery tables if missing; apply ``sql/migrations/``."""
     with begin(engine) as conn:
+        _ddl_lock(conn)
         for name in LEDGER_FILES:
             for stmt in render_sql(conn, name):
                 conn.exec_driver_sql(stmt)
     apply_migrations(engine)
+
+
+def _ddl_lock(conn: Connection) -> None:
+    """PostgreSQL: one schema change at a time (concurrent CREATE ... IF NOT EXISTS can collide)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('scoring_pipeline_ddl'))"))
 
 
 def apply_migrations(engine: Engine) -> list[str]:
@@ -222,6 +230,7 @@ def ensure_predictions(engine: Engine, table: str, key: str, key_type: str) -> N
     """Create a job's predictions table and its analyst views if they are missing."""
     ids = {"predictions": table, "key": key, "latest": f"{table}_latest", "daily": f"{table}_daily"}
     with begin(engine) as conn:
+        _ddl_lock(conn)
         for stmt in render_sql(conn, "010_predictions.sql", key_type=key_type, **ids):
             conn.exec_driver_sql(stmt)
         # tables created before a column existed get it (the column list is the DDL's)

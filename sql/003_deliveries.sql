@@ -5,7 +5,8 @@ CREATE TABLE IF NOT EXISTS scoring_deliveries (
     partition_date    DATE NOT NULL,
     batch_no          INTEGER NOT NULL,
     batch_count       INTEGER NOT NULL,
-    idempotency_key   TEXT NOT NULL,
+    idempotency_key   TEXT NOT NULL,          -- covers job, partition, model version, plan, batch and content
+    plan              TEXT NOT NULL,          -- signature of batch size, selection, format and layout
     sink              TEXT NOT NULL,          -- e.g. webhook:http://host:port/offers (no credentials)
     model_name        TEXT NOT NULL,
     model_version     INTEGER NOT NULL,

@@ -21,7 +21,8 @@ log = logging.getLogger(__name__)
 
 # Errors that a retry cannot fix: fail the task at once, keeping the message.
 _FINAL = ("ConfigError", "InputError", "ValidationFailedError", "ModelNotFoundError",
-          "ModelIntegrityError", "ReconciliationError", "PartitionNotFoundError", "PermanentDeliveryError")
+          "ModelIntegrityError", "ReconciliationError", "PartitionNotFoundError", "PermanentDeliveryError",
+          "DriftError", "AirflowNotFoundException")
 
 
 def partition_of(context: Any, job: JobConfig) -> dt.date:

@@ -84,6 +84,15 @@ class RabbitMQSink(Sink):
             ) from exc
         except pe.NackError as exc:
             raise DeliveryFailed(f"RabbitMQ at {self.where} refused (nack) the message", retryable=True) from exc
+        except (pe.ProbableAuthenticationError, pe.ProbableAccessDeniedError) as exc:
+            self.close()
+            raise DeliveryFailed(f"RabbitMQ at {self.where} refused the login or the vhost: {exc}; check the "
+                                 "connection's credentials", retryable=False) from exc
+        except pe.ChannelClosedByBroker as exc:
+            self.close()
+            permanent = exc.reply_code in (403, 404, 406)  # access refused, no such exchange, precondition
+            raise DeliveryFailed(f"RabbitMQ at {self.where} closed the channel: {exc.reply_code} {exc.reply_text}",
+                                 retryable=not permanent) from exc
         except (pe.AMQPError, OSError) as exc:
             self.close()
             raise DeliveryFailed(f"RabbitMQ at {self.where}: {type(exc).__name__}: {exc}", retryable=True) from exc
@@ -133,8 +142,12 @@ class RedisStreamSink(Sink):
             self.client.xadd(self.cfg.stream, fields, maxlen=self.cfg.maxlen,
                              approximate=self.cfg.maxlen is not None)
         except redis.ResponseError as exc:
+            # READONLY (failover), OOM, LOADING, BUSY, TRYAGAIN pass; WRONGTYPE and syntax errors do not
+            transient = str(exc).split(" ", 1)[0].upper() in ("READONLY", "OOM", "LOADING", "BUSY", "TRYAGAIN",
+                                                              "MASTERDOWN", "CLUSTERDOWN")
+            transient = transient or isinstance(exc, redis.exceptions.ReadOnlyError)
             raise DeliveryFailed(f"Redis at {self.where} refused XADD to {self.cfg.stream!r}: {exc}",
-                                 retryable=False) from exc
+                                 retryable=transient) from exc
         except (redis.RedisError, OSError) as exc:
             raise DeliveryFailed(f"Redis at {self.where}: {type(exc).__name__}: {exc}", retryable=True) from exc
 

@@ -101,6 +101,8 @@ class WebhookSink(Sink):
             raise DeliveryFailed(f"POST {self.url} timed out after {self.timeout:g}s: {exc}", retryable=True) from exc
         except requests.ConnectionError as exc:
             raise DeliveryFailed(f"POST {self.url}: connection failed: {root_cause(exc)}", retryable=True) from exc
+        except requests.RequestException as exc:  # a broken response (bad chunking, headers): try again
+            raise DeliveryFailed(f"POST {self.url}: {type(exc).__name__}: {root_cause(exc)}", retryable=True) from exc
         if 200 <= resp.status_code < 300:
             return
         text = resp.text[:2000].strip()

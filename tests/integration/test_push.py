@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
@@ -145,7 +146,8 @@ def test_receiver_down_dead_letters_then_redrive_delivers(home: Path, monkeypatc
     assert again.returncode == 0 and "nothing to re-drive" in again.stdout
 
 
-def test_task_retry_resumes_without_resending_delivered_batches(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_task_retry_resumes_without_resending_delivered_batches(any_db: str, home: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     write_partition(home, n=1200)
     with Receiver(token=TOKEN, faults=["ok", "ok", "ok"]) as receiver:
         receiver.status_when_empty = "500"  # after three batches the receiver breaks
@@ -171,6 +173,62 @@ def test_task_retry_resumes_without_resending_delivered_batches(home: Path, monk
         # unless a full resend is asked for: every batch again, with the same keys
         run.run_partition(job, DAY, run_id="resend", resend=True)
         assert [p.key for p in receiver.store.posts[len(keys):]] == keys
+        # a resend that fails half-way resumes too: its retry does not start the resend over
+        receiver.faults.extend(["ok", "ok"])
+        receiver.status_when_empty = "500"
+        spec = run.start(job, run_id="resend-2", partition_date=DAY, resend=True)
+        for step in (run.ingest, run.validate, run.preprocess, run.score):
+            step(job, spec)
+        with pytest.raises(DeliveryError):
+            run.push(job, spec)
+        receiver.status_when_empty = None
+        run.push(job, spec)
+        assert [p.key for p in receiver.store.posts[2 * len(keys):]] == keys
+
+
+def test_changed_input_resends_only_the_changed_batches(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = write_partition(home, n=1000)
+    with Receiver(token=TOKEN) as receiver:
+        job = push_job(home, webhook(monkeypatch, receiver, batch_rows=250))
+        run.run_partition(job, DAY, run_id="v1")
+        first = [p.key for p in receiver.store.posts]
+        # upstream re-exports the day with one customer's usage corrected (first row of the first file)
+        path = sorted(folder.glob("*.parquet"))[0]
+        table = pq.read_table(path)
+        tickets = table["support_tickets_90d"].to_pylist()
+        tickets[0] = (tickets[0] or 0) + 25
+        pq.write_table(table.set_column(table.schema.get_field_index("support_tickets_90d"),
+                                        "support_tickets_90d", pa.array(tickets, pa.float64())), path)
+        summary = run.run_partition(job, DAY, run_id="v2")
+        resent = receiver.store.posts[len(first):]
+    assert len(resent) == 1 and resent[0].key not in first and resent[0].headers["X-Scoring-Batch"] == "0"
+    assert summary["status"] == "success" and summary["rows_delivered"] == summary["rows_scored"]
+
+
+def test_redrive_refuses_when_the_sink_plan_changed(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_partition(home, n=600)
+    down = Receiver()
+    port = down.port
+    down.server.server_close()
+    monkeypatch.setenv("AIRFLOW_CONN_PROMO_HOOK", f"http://127.0.0.1:{port}")
+    job = push_job(home, {"kind": "webhook", "connection": "promo_hook", "max_attempts": 1})
+    with pytest.raises(DeliveryError):
+        run.run_partition(job, DAY, run_id="down")
+    push_job(home, {"kind": "webhook", "connection": "promo_hook", "batch_rows": 50})  # the job file changes
+    with pytest.raises(PermanentDeliveryError, match="batch plan changed.*Re-run the partition"):
+        run.redrive(run.find_job("churn_test"), DAY)
+    rows = ledger.recent(_engine(), "churn_test")
+    assert rows[0]["run_id"] == "down", "a refused redrive opens no ledger row"
+
+
+def test_files_sink_per_partition_with_nothing_selected_writes_a_readable_empty_file(home: Path) -> None:
+    write_partition(home, n=300)
+    out = home / "outbox"
+    job = push_job(home, {"kind": "files", "uri": str(out), "per": "partition"}, select={"min_score": 2.0})
+    summary = run.run_partition(job, DAY, run_id="none")
+    table = pq.read_table(out / "churn_test" / f"date={DAY}" / "predictions.parquet")
+    assert table.num_rows == 0 and "score" in table.column_names
+    assert summary["rows_not_selected"] == summary["rows_scored"] and summary["rows_delivered"] == 0
 
 
 def test_4xx_fails_the_batch_at_once_with_the_body(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,6 +33,13 @@ def test_connection_uri_and_json_forms() -> None:
     assert (j.host, j.port, j.password, j.extra["headers"]) == ("127.0.0.1", 9000, "t", {"X-Team": "crm"})
 
 
+def test_a_malformed_connection_uri_does_not_echo_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_LEAKY", "http://:s3cr3t/T0k3n@host:8099")
+    with pytest.raises(ConfigError, match="must be URL-encoded") as err:
+        get("leaky")
+    assert "s3cr3t" not in str(err.value)
+
+
 def test_missing_connection_says_how_to_create_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AIRFLOW_CONN_NOPE", raising=False)
     with pytest.raises(ConfigError, match="AIRFLOW_CONN_NOPE"):
