@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 ARROW_TYPES = {"float": pa.float64(), "int": pa.float64(), "category": pa.string(), "bool": pa.bool_()}
 RAW_PREFIX = "__raw__"
+# An empty CSV field is a missing value in every column (also in text columns); a field of
+# spaces is not, and a numeric column holding one is quarantined as invalid_number.
+CSV_CONVERT = pacsv.ConvertOptions(strings_can_be_null=True)
 NUMBER_RE = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 
 
@@ -56,14 +59,15 @@ def _file_batches(path: Path, fmt: str, batch_rows: int) -> Iterator[pa.RecordBa
     if fmt == "parquet":
         yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
     else:
-        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 24))
+        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 24),
+                                convert_options=CSV_CONVERT)
         yield from reader
 
 
 def _file_schema(path: Path, fmt: str) -> pa.Schema:
     if fmt == "parquet":
         return pq.read_schema(path)
-    return pacsv.open_csv(path).schema
+    return pacsv.open_csv(path, convert_options=CSV_CONVERT).schema
 
 
 @dataclass
@@ -72,6 +76,7 @@ class IngestResult:
     files: list[str]
     duplicate_keys: list[Any]
     ignored_columns: list[str]
+    schema: pa.Schema
 
 
 def ingest(
@@ -107,7 +112,8 @@ def ingest(
                 f"required by the model's input contract (found: {', '.join(schemas[path].names)}). "
                 "Fix the export or register a model whose contract matches."
             )
-    _same_types_in_every_file(schemas, wanted, partition_date)
+    if fmt == "parquet":  # CSV has no schema: its per-file type inference is not a schema change
+        _same_types_in_every_file(schemas, wanted, partition_date)
     key_type = _key_type(schemas, key, partition_date)
     target = contract_schema(inputs, key, key_type)
     ignored = sorted({n for s in schemas.values() for n in s.names} - set(wanted))
@@ -129,7 +135,7 @@ def ingest(
             ) from None
     duplicates = _duplicates(keys)
     log.info("partition %s: ingested %d rows from %d files", partition_date, rows, len(files))
-    return IngestResult(rows, [str(f) for f in files], duplicates, ignored)
+    return IngestResult(rows, [str(f) for f in files], duplicates, ignored, target)
 
 
 def _same_types_in_every_file(schemas: dict[Path, pa.Schema], wanted: list[str], partition_date: dt.date) -> None:
@@ -150,7 +156,9 @@ def _same_types_in_every_file(schemas: dict[Path, pa.Schema], wanted: list[str],
 
 
 def _key_type(schemas: dict[Path, pa.Schema], key: str, partition_date: dt.date) -> pa.DataType:
-    types = {s.field(key).type for s in schemas.values()}
+    types = {s.field(key).type for s in schemas.values()} - {pa.null()}  # all-null keys: validation's job
+    if not types:
+        return pa.int64()
     if all(pa.types.is_integer(t) for t in types):
         return pa.int64()
     if all(pa.types.is_string(t) or pa.types.is_large_string(t) for t in types):

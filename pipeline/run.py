@@ -25,6 +25,7 @@ from pipeline.config import JobConfig, jobs_dir, load_job, project_home
 from pipeline.errors import (
     ConfigError,
     DeliveryError,
+    DriftError,
     InputError,
     ReconciliationError,
     ScoringError,
@@ -168,6 +169,7 @@ def ingest(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str, A
                 files, fmt=job.source.format, inputs=card["inputs"], key=job.entity_key,
                 partition_date=day, batch_rows=job.source.batch_rows, write=writer.write,
             )
+            writer.schema = writer.schema or result.schema  # an empty partition still has its schema
         spec.write_json("ingest", {"files": result.files, "duplicate_keys": result.duplicate_keys,
                                    "ignored_columns": result.ignored_columns})
         counts["rows_in"] = result.rows
@@ -328,7 +330,41 @@ def score(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str, An
                           done / max(time.perf_counter() - started, 1e-9))
         spec.write_json("score", {"scored_at": ledger.now().isoformat()})
         counts["rows_scored"] = writer.rows
+        _check_drift(job, spec, writer.rows, url)
     return counts
+
+
+def _check_drift(job: JobConfig, spec: RunSpec, rows: int, url: str | None) -> None:
+    """PSI of the inputs and scores against training (``drift.json``); with drift.block, stop before publishing."""
+    from pipeline import drift
+
+    rlog = run_log(spec)
+    if rows < job.drift.min_rows:
+        rlog.info("drift: %d scored rows, fewer than drift.min_rows (%d): not checked", rows, job.drift.min_rows)
+        spec.write_json("drift", [])
+        return
+    card = Registry().resolve(spec.model_name, spec.model_version).card
+    results = drift.compute(card, spec.path("valid"), spec.path("scored"), threshold=job.drift.psi_threshold,
+                            batch_rows=job.source.batch_rows)
+    spec.write_json("drift", results)
+    bad = drift.drifted(results)
+    if not bad:
+        rlog.info("drift: none above PSI %g (largest: %s)", job.drift.psi_threshold,
+                  drift.describe(sorted(results, key=lambda r: -r["value"])[:3]))
+        return
+    rlog.warning("drift above PSI %g: %s", job.drift.psi_threshold, drift.describe(bad))
+    if job.drift.block:
+        eng = engine(job, url)
+        store.ensure_ledger(eng)
+        drift.replace(eng, job_id=job.job_id, partition_date=parse_date(spec.partition_date), run_id=spec.run_id,
+                      model_name=spec.model_name, model_version=spec.model_version, results=results)
+        raise DriftError(
+            f"partition {spec.partition_date}: inputs or scores drifted from the training data of "
+            f"{spec.model_name} v{spec.model_version} above PSI {job.drift.psi_threshold:g}: {drift.describe(bad)}. "
+            "drift.block is true, so nothing was published (details in table scoring_drift). If the shift is "
+            "real and expected, retrain and register a new model version, or set drift.block: false to publish "
+            "with a warning."
+        )
 
 
 def persist(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str, Any]:
@@ -445,15 +481,38 @@ def finalize(job: JobConfig, spec: RunSpec, url: str | None = None, keep_staging
                 f"partition {spec.partition_date}: the run does not reconcile: {'; '.join(problems)}. "
                 f"Staging kept in {spec.staging_dir} for inspection; re-run the partition."
             )
+        drifted = _record_drift(job, spec, eng)
     finished = ledger.now()
     ledger.update(eng, spec.job_id, spec.run_id, spec.attempt, status="success", finished_at=finished,
                   duration_s=(finished - dt.datetime.fromisoformat(str(row["started_at"]))).total_seconds())
     if not keep_staging:
         spec.cleanup()
     summary = ledger.get(eng, spec.job_id, spec.run_id, spec.attempt)
-    fields = ("status", "mode", *ledger.COUNT_FIELDS, *(ledger.PUSH_COUNT_FIELDS if spec.mode == "push" else ()))
+    summary["drifted_features"] = drifted
+    fields = ("status", "mode", "drifted_features", *ledger.COUNT_FIELDS, *(ledger.PUSH_COUNT_FIELDS if spec.mode == "push" else ()))
     run_log(spec).info("finalized: %s", {k: summary[k] for k in fields})
     return summary
+
+
+def _record_drift(job: JobConfig, spec: RunSpec, eng: Any) -> list[str]:
+    """Write the run's drift results (computed at score) to ``scoring_drift``; return the drifted names."""
+    from pipeline import drift
+
+    path = spec.staging / "drift.json"
+    results = spec.read_json("drift") if path.exists() else []
+    if not spec.dry_run:
+        drift.replace(eng, job_id=job.job_id, partition_date=parse_date(spec.partition_date), run_id=spec.run_id,
+                      model_name=spec.model_name, model_version=spec.model_version, results=results)
+    return [r["feature"] for r in drift.drifted(results)]
+
+
+def drift_alert(job: JobConfig, partition_date: dt.date | str, run_id: str, url: str | None = None,
+                resolver: connections.Resolver | None = None) -> str | None:
+    """Alert (ERROR log, optional webhook) if the run's partition drifted; the DAG's finalize callback."""
+    from pipeline import drift
+
+    rows = drift.drifted_rows(engine(job, url), job.job_id, parse_date(partition_date), run_id)
+    return drift.alert(job, partition_date, run_id, rows, resolver)
 
 
 def run_partition(
@@ -481,7 +540,10 @@ def run_partition(
         push(job, spec, url, resolver)
     else:
         persist(job, spec, url)
-    return finalize(job, spec, url)
+    summary = finalize(job, spec, url)
+    if summary["drifted_features"]:
+        drift_alert(job, day, run_id, url, resolver)
+    return summary
 
 
 def redrive(job: JobConfig, partition_date: dt.date | str, url: str | None = None,

@@ -42,7 +42,11 @@ PREDICTION_COLUMNS = [
 ]
 CONNECT_ATTEMPTS = 3
 LIBPQ_EXTRA = ("options", "sslmode", "sslrootcert", "connect_timeout", "application_name")
-CONNECT_BACKOFF_S = float(os.environ.get("SCORING_DB_RETRY_BACKOFF_S", "2"))
+
+
+def connect_backoff_s() -> float:
+    """First wait before retrying a refused connection (``SCORING_DB_RETRY_BACKOFF_S``, default 2 s)."""
+    return float(os.environ.get("SCORING_DB_RETRY_BACKOFF_S", "2"))
 
 
 def sql_dir() -> Path:
@@ -150,7 +154,7 @@ def begin(engine: Engine) -> Iterator[Connection]:
             log.warning("database %s unreachable (attempt %d/%d): %s", describe(engine), attempt,
                         CONNECT_ATTEMPTS, str(exc).splitlines()[0])
             if attempt < CONNECT_ATTEMPTS:
-                time.sleep(CONNECT_BACKOFF_S * 2 ** (attempt - 1))
+                time.sleep(connect_backoff_s() * 2 ** (attempt - 1))
     if conn is None:
         raise StoreError(
             f"cannot reach the output database {describe(engine)} after {CONNECT_ATTEMPTS} attempts: "

@@ -80,6 +80,18 @@ def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         raise
 
 
+def drift_callback(job_file: str) -> Any:
+    """finalize's on_success_callback: a drifted partition logs an ERROR alert and posts to the job's webhook."""
+
+    def callback(context: Any) -> None:
+        from pipeline import run
+
+        job, url = job_and_url(job_file)
+        run.drift_alert(job, partition_of(context, job), context["run_id"], url, airflow_connection)
+
+    return callback
+
+
 class PartitionSensor(BaseSensorOperator):
     """Wait (in reschedule mode) until the run's partition has data files."""
 
@@ -246,7 +258,7 @@ def build_dag(job: JobConfig, path: Path) -> DAG:
             """The run's output mode (the form's override or the job's) picks persist or push."""
             return str(spec.get("mode") or job.output.mode)
 
-        @task(trigger_rule="none_failed_min_one_success")
+        @task(trigger_rule="none_failed_min_one_success", on_success_callback=drift_callback(job_file))
         def finalize(spec: dict[str, Any]) -> dict[str, Any]:
             from pipeline import run
             from pipeline.staging import RunSpec

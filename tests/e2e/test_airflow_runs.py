@@ -147,3 +147,22 @@ def test_backfill_over_three_days_scores_three_partitions(
     for day in days:
         assert _count(day) > 500
     shutil.rmtree(airflow_home / "logs", ignore_errors=True)
+
+
+def test_drift_alert_fires_from_the_finalize_callback(home: Path, migrated_home: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.receiver import Receiver
+
+    write_partition(home, n=2000, shift=1.0)
+    write_job(home, drift={"alert_connection": "drift_hook"})
+    with Receiver() as hook:
+        monkeypatch.setenv("AIRFLOW_CONN_DRIFT_HOOK", hook.url)
+        out = dags_test(migrated_home, "churn_test", DAY.isoformat())
+        alerts = [p.rows[0] for p in hook.store.posts]
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-4000:]
+    [row] = _ledger()
+    assert row["status"] == "success" and _count(DAY) == row["rows_written"]  # drift warns, does not block
+    assert "DRIFT ALERT job churn_test" in text and "support_tickets_90d (PSI" in text
+    [alert] = alerts
+    assert alert["run_id"] == row["run_id"] and "support_tickets_90d" in {d["feature"] for d in alert["drifted"]}

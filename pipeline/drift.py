@@ -1,0 +1,175 @@
+"""Drift: the Population Stability Index of each input and of the score against training.
+
+The model card holds the training statistics: decile bin edges and shares of each numeric
+input, category shares of each categorical input, the score's bins and the predicted class
+shares. A partition's values are counted into the same bins batch by batch (memory does
+not grow with the partition), and
+
+    PSI = sum over bins of (actual - expected) * ln(actual / expected)
+
+with shares floored at 1e-4 so that empty bins and unseen categories count without
+dividing by zero. Usual reading: < 0.1 stable, 0.1-0.25 moderate, > 0.25 large shift.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from pipeline.store import begin
+
+log = logging.getLogger("pipeline.drift")
+EPS = 1e-4
+SCORE, PREDICTION = "__score__", "__prediction__"
+
+
+def psi(expected: list[float] | np.ndarray, actual: list[float] | np.ndarray) -> float:
+    """PSI of two share vectors over the same bins."""
+    e = np.maximum(np.asarray(expected, dtype="float64"), EPS)
+    a = np.maximum(np.asarray(actual, dtype="float64"), EPS)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+class _Numeric:
+    def __init__(self, edges: list[float], shares: list[float]) -> None:
+        self.inner = np.asarray(edges[1:-1], dtype="float64")  # outer bins take values beyond training's range
+        self.shares = shares
+        self.counts = np.zeros(len(shares), dtype="int64")
+
+    def add(self, values: np.ndarray) -> None:
+        values = values[~np.isnan(values)]
+        self.counts += np.bincount(np.searchsorted(self.inner, values, side="right"), minlength=len(self.shares))
+
+    def value(self) -> tuple[float, int]:
+        n = int(self.counts.sum())
+        return (psi(self.shares, self.counts / n) if n else 0.0), n
+
+
+class _Categorical:
+    def __init__(self, shares: dict[str, float]) -> None:
+        self.shares = shares
+        self.counts: Counter[str] = Counter()
+
+    def add(self, values: list[Any]) -> None:
+        self.counts.update(str(v) for v in values if v is not None)
+
+    def value(self) -> tuple[float, int]:
+        n = sum(self.counts.values())
+        if not n:
+            return 0.0, 0
+        keys = sorted(set(self.shares) | set(self.counts))
+        return psi([self.shares.get(k, 0.0) for k in keys], [self.counts[k] / n for k in keys]), n
+
+
+def compute(card: dict[str, Any], valid: Path, scored: Path, *, threshold: float, batch_rows: int) -> list[dict[str, Any]]:
+    """PSI per input, for the score and for the predicted classes; one dict per row of ``scoring_drift``."""
+    training = card.get("training") or {}
+    trackers: dict[str, tuple[str, Any]] = {}
+    for name, stats in (training.get("stats") or {}).items():
+        if stats.get("kind") == "numeric" and len(stats.get("bin_edges") or []) > 2:
+            trackers[name] = ("numeric", _Numeric(stats["bin_edges"], stats["bin_shares"]))
+        elif stats.get("kind") == "categorical" and stats.get("shares"):
+            trackers[name] = ("categorical", _Categorical(stats["shares"]))
+    columns = [c for c in trackers if c in pq.read_schema(valid).names]
+    for batch in pq.ParquetFile(valid).iter_batches(batch_size=batch_rows, columns=columns):
+        for name in columns:
+            kind, tracker = trackers[name]
+            column = batch.column(name)
+            tracker.add(column.to_numpy(zero_copy_only=False).astype("float64") if kind == "numeric"
+                        else column.to_pylist())
+    outputs: dict[str, tuple[str, Any]] = {}
+    score_stats = training.get("score_stats") or {}
+    if len(score_stats.get("bin_edges") or []) > 2:
+        outputs[SCORE] = ("score", _Numeric(score_stats["bin_edges"], score_stats["bin_shares"]))
+    if training.get("prediction_shares"):
+        outputs[PREDICTION] = ("prediction", _Categorical(training["prediction_shares"]))
+    for batch in pq.ParquetFile(scored).iter_batches(batch_size=batch_rows, columns=["prediction", "score"]):
+        if SCORE in outputs:
+            outputs[SCORE][1].add(batch.column("score").to_numpy(zero_copy_only=False).astype("float64"))
+        if PREDICTION in outputs:
+            outputs[PREDICTION][1].add(batch.column("prediction").to_pylist())
+    results = []
+    for name, (kind, tracker) in [*((c, trackers[c]) for c in columns), *outputs.items()]:
+        value, n = tracker.value()
+        results.append({"feature": name, "kind": kind, "statistic": "psi", "value": round(value, 6),
+                        "threshold": threshold, "drifted": bool(n and value > threshold), "row_count": n})
+    return results
+
+
+def drifted(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in results if r["drifted"]]
+
+
+def describe(results: list[dict[str, Any]]) -> str:
+    """``contract_type (PSI 0.41), __score__ (PSI 0.27)``, largest first."""
+    return ", ".join(f"{r['feature']} (PSI {r['value']:.2f})" for r in sorted(results, key=lambda r: -r["value"]))
+
+
+def replace(engine: Engine, *, job_id: str, partition_date: dt.date, run_id: str, model_name: str,
+            model_version: int, results: list[dict[str, Any]]) -> None:
+    """Replace a partition's drift rows (one transaction), like the predictions."""
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    rows = [{**r, "job_id": job_id, "partition_date": partition_date, "run_id": run_id, "model_name": model_name,
+             "model_version": model_version, "computed_at": now} for r in results]
+    with begin(engine) as conn:
+        conn.execute(sa.text("DELETE FROM scoring_drift WHERE job_id = :j AND partition_date = :d"),
+                     {"j": job_id, "d": partition_date})
+        if rows:
+            conn.execute(sa.text(
+                "INSERT INTO scoring_drift (job_id, partition_date, run_id, model_name, model_version, feature, kind, "
+                "statistic, value, threshold, drifted, row_count, computed_at) VALUES (:job_id, :partition_date, "
+                ":run_id, :model_name, :model_version, :feature, :kind, :statistic, :value, :threshold, :drifted, "
+                ":row_count, :computed_at)"), rows)
+
+
+def drifted_rows(engine: Engine, job_id: str, partition_date: dt.date, run_id: str) -> list[dict[str, Any]]:
+    """The features a run found drifted (what an alert reports)."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT feature, kind, value, threshold, row_count FROM scoring_drift WHERE job_id = :j AND "
+            "partition_date = :d AND run_id = :r AND drifted = :t ORDER BY value DESC"),
+            {"j": job_id, "d": partition_date, "r": run_id, "t": True}).mappings()
+        return [dict(r) for r in rows]
+
+
+def alert(job: Any, partition_date: dt.date | str, run_id: str, rows: list[dict[str, Any]],
+          resolver: Any = None) -> str | None:
+    """Log the drift at ERROR and, if the job names a webhook connection, POST it there.
+
+    Returns the alert text (None when nothing drifted). A failing webhook is logged, never
+    raised: an alert must not fail a run that published correctly.
+    """
+    if not rows:
+        return None
+    text = (f"DRIFT ALERT job {job.job_id} partition {partition_date} run {run_id}: {len(rows)} input(s) or "
+            f"output(s) drifted above PSI {job.drift.psi_threshold:g}: {describe(rows)}. Scores were "
+            f"{'not published (drift.block)' if job.drift.block else 'published'}; see table scoring_drift.")
+    log.error(text)
+    if job.drift.alert_connection:
+        import requests
+
+        from pipeline.connections import get
+        from pipeline.sinks.webhook import auth_headers, base_url
+
+        try:
+            conn = get(job.drift.alert_connection, resolver)
+            body = {"text": text, "job_id": job.job_id, "partition_date": str(partition_date), "run_id": run_id,
+                    "drifted": [{k: (float(v) if k in ("value", "threshold") else v) for k, v in r.items()}
+                                for r in rows]}
+            resp = requests.post(base_url(conn), data=json.dumps(body, default=str), timeout=10,
+                                 headers={**auth_headers(conn), "Content-Type": "application/json",
+                                          "Idempotency-Key": f"drift-{job.job_id}-{partition_date}-{run_id}"})
+            resp.raise_for_status()
+            log.info("drift alert posted to connection %s (HTTP %d)", job.drift.alert_connection, resp.status_code)
+        except Exception as exc:  # noqa: BLE001 - the ERROR log above is the alert of record
+            log.error("could not post the drift alert to connection %s: %s", job.drift.alert_connection, exc)
+    return text
