@@ -147,6 +147,16 @@ def persist_demo(day: dt.date) -> int:
     print(f"rows in {run['rows_in']}, quarantined {run['rows_quarantined']}, scored {run['rows_scored']}, "
           f"written {run['rows_written']}; churn_predictions holds {count} rows for {day}")
     print(f"stage seconds: {run['stage_seconds']}")
+    reports = sorted((ROOT / "reports" / "churn_daily" / str(day)).glob("*.html"), key=lambda q: q.stat().st_mtime)
+    if reports:
+        print(f"validation report (open in a browser): {reports[-1].relative_to(ROOT)}")
+    with engine.connect() as conn:
+        drift = conn.execute(sa.text(
+            "SELECT feature, value, drifted FROM scoring_drift WHERE job_id = 'churn_daily' AND partition_date = :d "
+            "ORDER BY value DESC LIMIT 3"), {"d": day}).all()
+    if drift:
+        print("drift vs training (PSI, largest 3): " + ", ".join(
+            f"{f} {v:.3f}{' DRIFTED' if d else ''}" for f, v, d in drift))
     query = (f"SELECT customer_id, score, prediction, model_version FROM churn_predictions "
              f"WHERE partition_date = '{day}' ORDER BY score DESC LIMIT 10;")
     print("\nTop churn risks, paste into a SQL client:")
