@@ -12,7 +12,7 @@ export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := False
 
-.PHONY: help venv demo demo-push test test-fast lint schema lock clean
+.PHONY: help venv demo demo-push test test-fast lint bench schema lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ test: $(STAMP) ## ruff, then the whole test suite (PostgreSQL at 127.0.0.1:5432 
 
 test-fast: $(STAMP) ## unit and DAG tests only
 	$(BIN)/python -m pytest tests/unit tests/dags
+
+bench: $(STAMP) ## throughput and peak RSS at 1M and 10M rows vs a naive baseline (PostgreSQL) -> benchmarks/latest.json
+	$(BIN)/python benchmarks/bench.py
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .

@@ -1,0 +1,256 @@
+"""`make bench`: throughput and peak memory of the pipeline against a naive baseline.
+
+Measures, on this machine, for partitions of 1M and 10M rows of the churn demo data
+(15 inputs: 11 numeric, 4 categorical) persisted to the local PostgreSQL:
+
+- end to end: ``run_partition`` (ingest, validate with Great Expectations, preprocess,
+  score, persist with COPY, finalize), wall time and the child process's peak RSS;
+- the stages' own sum: the per-stage seconds the same run recorded in its ledger row;
+- naive: pandas ``read_parquet``, the same preprocessing, ``predict_proba`` and pandas
+  ``to_sql`` (default settings) into PostgreSQL, 1M rows only;
+- Airflow's overhead per task: ``airflow dags test`` of the 1M partition minus its stages.
+
+Each measurement runs in its own process (clean peak RSS). Prints a table and writes
+``benchmarks/latest.json``. Data, model and Airflow home are cached in ``benchmarks/.work``.
+A benchmark measures; nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "benchmarks" / ".work"
+DAY = dt.date(2026, 11, 20)
+CHUNK = 500_000
+PG = os.environ.get("SCORING_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+SCHEMA = "scoring_bench"
+
+
+def env() -> dict[str, str]:
+    uri = f"{PG}?options=-csearch_path%3D{SCHEMA}"
+    return dict(os.environ, SCORING_HOME=str(ROOT), SCORING_MODELS_DIR=str(WORK / "models"),
+                SCORING_STAGING_DIR=str(WORK / "staging"), SCORING_REPORTS_DIR=str(WORK / "reports"),
+                SCORING_JOBS_DIR=str(WORK / "jobs"), SCORING_DEADLETTER_DIR=str(WORK / "deadletter"),
+                AIRFLOW_CONN_SCORING_DB=uri, PYTHONPATH=str(ROOT))
+
+
+def job_id(rows: int) -> str:
+    return f"bench_{rows // 1_000_000}m"
+
+
+def prepare(sizes: list[int]) -> None:
+    """Demo model, one partition per size (chunks of 500k rows, unique keys), job files, a fresh schema."""
+    os.environ.update(env())
+    sys.path.insert(0, str(ROOT))
+    import psycopg
+    import yaml
+
+    from pipeline import demo_data
+    from pipeline.registry import Registry
+    from pipeline.train import train_churn
+
+    for name in ("jobs", "staging", "reports"):
+        (WORK / name).mkdir(parents=True, exist_ok=True)
+    registry = Registry(WORK / "models")
+    if not registry.versions("churn"):
+        train_churn(registry, end=DAY - dt.timedelta(days=3))
+    for rows in sizes:
+        folder = WORK / "data" / job_id(rows) / f"date={DAY}"
+        marker = folder / "_COMPLETE"
+        if not marker.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            started = time.perf_counter()
+            for i in range(-(-rows // CHUNK)):
+                frame = demo_data.customers(DAY, n=int(CHUNK / 0.98) + 50, seed=100 + i).head(CHUNK)
+                frame[demo_data.KEY] += i * 100_000_000
+                frame.head(min(CHUNK, rows - i * CHUNK)).to_parquet(folder / f"part-{i:04d}.parquet", index=False)
+            marker.touch()
+            print(f"generated {rows:,} rows in {time.perf_counter() - started:.0f}s", flush=True)
+        doc = {"job_id": job_id(rows), "schedule": None, "start_date": "2026-11-01", "entity_key": "customer_id",
+               "source": {"path": str(WORK / "data" / job_id(rows)), "batch_rows": 250_000},
+               "model": {"name": "churn"}, "output": {"table": f"{job_id(rows)}_predictions"},
+               "validation": {"max_quarantine_share": 0.05}}
+        (WORK / "jobs" / f"{job_id(rows)}.yaml").write_text(yaml.safe_dump(doc))
+    with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        conn.execute(f"CREATE SCHEMA {SCHEMA}")
+
+
+def child(kind: str, rows: int) -> dict[str, Any]:
+    """Runs inside a fresh process; returns the measurement."""
+    sys.path.insert(0, str(ROOT))
+    if kind == "pipeline":
+        from pipeline import run
+
+        job = run.find_job(job_id(rows))
+        run.engine(job)  # connect outside the timed section, like a warm worker
+        started = time.perf_counter()
+        summary = run.run_partition(job, DAY, run_id=f"bench-{time.time_ns()}")
+        wall = time.perf_counter() - started
+        stages = json.loads(summary["stage_seconds"])
+        return {"wall_s": wall, "stages": stages, "rows": summary["rows_in"], "scored": summary["rows_scored"]}
+    if kind == "naive":
+        import pandas as pd
+        import sqlalchemy as sa
+
+        from pipeline import preprocess, store
+        from pipeline.registry import Registry
+        from pipeline.score import load_scorer
+
+        registry = Registry()
+        mv = registry.resolve("churn", "champion")
+        scorer = load_scorer(registry, "churn", mv.version)
+        engine = store.engine_for(store.resolve_url("scoring_db"))
+        inputs = [c["name"] for c in mv.card["inputs"]]
+        started = time.perf_counter()
+        frame = pd.read_parquet(WORK / "data" / job_id(rows) / f"date={DAY}")
+        features = preprocess.for_card(mv.card)(frame[inputs])
+        _, score = scorer.predict(features)
+        out = pd.DataFrame({"customer_id": frame["customer_id"], "score": score, "partition_date": DAY})
+        out.to_sql("naive_predictions", engine, if_exists="replace", index=False)
+        wall = time.perf_counter() - started
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT COUNT(*) FROM naive_predictions")).scalar() == len(frame)
+        return {"wall_s": wall, "rows": len(frame)}
+    raise ValueError(kind)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM). ru_maxrss is not used: on Linux it carries the forking parent's peak."""
+    try:
+        return int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]) / 1024
+    except (OSError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(kind: str, rows: int) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, "--child", kind, "--rows", str(rows)], env=env(),
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"{kind} {rows:,} failed:\n{out.stderr[-4000:]}")
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    return json.loads(line[7:])
+
+
+def airflow_overhead(rows: int) -> dict[str, Any]:
+    """`airflow dags test` wall time of a partition minus the stages' own seconds, per task."""
+    home = WORK / "airflow"
+    home.mkdir(parents=True, exist_ok=True)
+    e = dict(env(), AIRFLOW_HOME=str(home), AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
+             AIRFLOW__CORE__LOAD_EXAMPLES="False", AIRFLOW__CORE__UNIT_TEST_MODE="False")
+    airflow = str(Path(sys.executable).parent / "airflow")
+    subprocess.run([airflow, "db", "migrate"], env=e, capture_output=True, check=True)
+    started = time.perf_counter()
+    out = subprocess.run([airflow, "dags", "test", job_id(rows), DAY.isoformat()], env=e, capture_output=True,
+                         text=True)
+    wall = time.perf_counter() - started
+    if out.returncode != 0:
+        raise SystemExit(f"airflow dags test failed:\n{out.stdout[-3000:]}{out.stderr[-3000:]}")
+    sys.path.insert(0, str(ROOT))
+    os.environ.update(env())
+    import sqlalchemy as sa
+
+    from pipeline import store
+
+    with store.engine_for(store.resolve_url("scoring_db")).connect() as conn:
+        stages = json.loads(conn.execute(sa.text(
+            "SELECT stage_seconds FROM scoring_runs WHERE job_id = :j AND run_id LIKE 'manual__%' "
+            "ORDER BY started_at DESC LIMIT 1"), {"j": job_id(rows)}).scalar_one())
+    tasks = 8  # wait_for_partition, ingest, validate, preprocess, score, persist, finalize (+ the DAG run)
+    return {"wall_s": wall, "stage_sum_s": sum(stages.values()),
+            "overhead_per_task_s": (wall - sum(stages.values())) / tasks}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--child")
+    parser.add_argument("--rows", type=int, nargs="*", default=[1_000_000, 10_000_000])
+    parser.add_argument("--no-airflow", action="store_true", help="skip the Airflow overhead measurement")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "latest.json"))
+    args = parser.parse_args()
+    if args.child:
+        result = child(args.child, args.rows[0])
+        result["peak_rss_mb"] = peak_rss_mb()
+        print("RESULT " + json.dumps(result), flush=True)
+        return 0
+
+    sizes = sorted(args.rows)
+    prepare(sizes)
+    results: dict[str, Any] = {}
+    for rows in sizes:
+        print(f"pipeline, {rows:,} rows ...", flush=True)
+        results[f"pipeline_{rows}"] = measure("pipeline", rows)
+    small = sizes[0]
+    print(f"naive baseline, {small:,} rows ...", flush=True)
+    results["naive"] = measure("naive", small)
+    if not args.no_airflow:
+        print(f"airflow dags test, {small:,} rows ...", flush=True)
+        results["airflow"] = airflow_overhead(small)
+
+    def rate(rows: int, seconds: float) -> float:
+        return rows / seconds if seconds else 0.0
+
+    lines = [f"{'measure':<34}{'rows':>12}{'seconds':>10}{'rows/s':>12}{'peak RSS MB':>13}"]
+    for rows in sizes:
+        r = results[f"pipeline_{rows}"]
+        for stage, seconds in sorted(r["stages"].items(), key=lambda kv: list(STAGES).index(kv[0])):
+            lines.append(f"  {stage:<32}{rows:>12,}{seconds:>10.2f}{rate(rows, seconds):>12,.0f}")
+        stage_sum = sum(r["stages"].values())
+        lines.append(f"{'stages, sum':<34}{rows:>12,}{stage_sum:>10.2f}{rate(rows, stage_sum):>12,.0f}")
+        lines.append(f"{'end to end (run_partition)':<34}{rows:>12,}{r['wall_s']:>10.2f}"
+                     f"{rate(rows, r['wall_s']):>12,.0f}{r['peak_rss_mb']:>13,.0f}")
+    naive = results["naive"]
+    lines.append(f"{'naive (read, predict, to_sql)':<34}{naive['rows']:>12,}{naive['wall_s']:>10.2f}"
+                 f"{rate(naive['rows'], naive['wall_s']):>12,.0f}{naive['peak_rss_mb']:>13,.0f}")
+    first = results[f"pipeline_{small}"]
+    e2e = rate(small, first["wall_s"])
+    stage_sum_rate = rate(small, sum(first["stages"].values()))
+    naive_rate = rate(naive["rows"], naive["wall_s"])
+    largest = results[f"pipeline_{sizes[-1]}"]
+    summary = {
+        "machine": f"{platform.node()} {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
+                   f"Python {platform.python_version()}",
+        "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "rows": small,
+        "e2e_rows_per_s": round(e2e),
+        "stage_sum_rows_per_s": round(stage_sum_rate),
+        "naive_rows_per_s": round(naive_rate),
+        "e2e_vs_stage_sum": round(e2e / stage_sum_rate, 3),
+        "e2e_vs_naive": round(e2e / naive_rate, 2),
+        f"peak_rss_mb_{sizes[-1] // 1_000_000}m": round(largest["peak_rss_mb"]),
+        "peak_rss_mb_10m": round(results.get("pipeline_10000000", largest)["peak_rss_mb"]),
+        "results": results,
+    }
+    if "airflow" in results:
+        summary["airflow_overhead_per_task_s"] = round(results["airflow"]["overhead_per_task_s"], 2)
+    lines.append("")
+    lines.append(f"end to end / stages' sum: {summary['e2e_vs_stage_sum']:.0%} (target >= 80%)")
+    lines.append(f"end to end / naive:       {summary['e2e_vs_naive']:.1f}x (target >= 5x)")
+    lines.append(f"peak RSS at {sizes[-1]:,} rows: {largest['peak_rss_mb']:,.0f} MB (target < 1,500 MB)")
+    if "airflow" in results:
+        a = results["airflow"]
+        lines.append(f"airflow dags test: {a['wall_s']:.1f}s for {a['stage_sum_s']:.1f}s of stages: "
+                     f"about {a['overhead_per_task_s']:.2f}s of Airflow per task")
+    print("\n".join(lines))
+    Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+STAGES = {"ingest": 0, "validate": 1, "preprocess": 2, "score": 3, "persist": 4, "finalize": 5}
+
+if __name__ == "__main__":
+    raise SystemExit(main())
