@@ -430,11 +430,11 @@ def _prediction_batches(spec: RunSpec, job: JobConfig, day: dt.date, scored_at: 
         n = batch.num_rows
         table = pa.Table.from_batches([batch])
         yield (
-            table.append_column("partition_date", pa.array([day] * n, pa.date32()))
-            .append_column("model_name", pa.array([spec.model_name] * n, pa.string()))
-            .append_column("model_version", pa.array([spec.model_version] * n, pa.int32()))
-            .append_column("run_id", pa.array([spec.run_id] * n, pa.string()))
-            .append_column("scored_at", pa.array([scored_at] * n, pa.timestamp("us")))
+            table.append_column("partition_date", pa.repeat(pa.scalar(day, pa.date32()), n))
+            .append_column("model_name", pa.repeat(pa.scalar(spec.model_name, pa.string()), n))
+            .append_column("model_version", pa.repeat(pa.scalar(spec.model_version, pa.int32()), n))
+            .append_column("run_id", pa.repeat(pa.scalar(spec.run_id, pa.string()), n))
+            .append_column("scored_at", pa.repeat(pa.scalar(scored_at, pa.timestamp("us")), n))
         )
 
 

@@ -2,13 +2,14 @@
 
 A partition is replaced in one transaction (delete, then bulk insert), so readers see the
 old partition or the new one, never a mix, and a failure half-way leaves the old one.
-PostgreSQL takes ``COPY ... FROM STDIN`` with CSV produced by Arrow; SQLite executemany.
+PostgreSQL takes ADBC (``adbc_ingest``: Arrow record batches streamed by binary COPY) in
+the same transaction as the delete; SQLite takes executemany.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
+import itertools
 import json
 import logging
 import os
@@ -21,7 +22,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
@@ -265,14 +265,17 @@ def replace_partition(
     qt = _quote(engine, table)
     written = 0
     started = time.perf_counter()
+    columns = [key, *PREDICTION_COLUMNS]
     try:
-        with begin(engine) as conn:
-            conn.execute(sa.text(f"DELETE FROM {qt} WHERE partition_date = :d"), {"d": partition_date})
-            _delete_quarantine(conn, job_id, partition_date)
-            columns = [key, *PREDICTION_COLUMNS]
-            for batch in batches:
-                written += _insert(conn, qt, columns, batch.select(columns))
-            _insert_quarantine(conn, quarantine)
+        if engine.dialect.name == "postgresql":
+            written = _replace_adbc(engine, table, columns, job_id, partition_date, batches, quarantine)
+        else:
+            with begin(engine) as conn:
+                conn.execute(sa.text(f"DELETE FROM {qt} WHERE partition_date = :d"), {"d": partition_date})
+                _delete_quarantine(conn, job_id, partition_date)
+                for batch in batches:
+                    written += _insert(conn, qt, columns, batch.select(columns))
+                _insert_quarantine(conn, quarantine)
     except Exception as exc:
         if not _is_db_error(exc):
             raise
@@ -326,19 +329,67 @@ def _insert_quarantine(conn: Connection, quarantine: Iterable[list[dict[str, Any
 
 
 def _is_db_error(exc: BaseException) -> bool:
-    """SQLAlchemy errors and raw driver errors (COPY runs on the driver connection)."""
-    return isinstance(exc, sa.exc.SQLAlchemyError) or type(exc).__module__.startswith(("psycopg", "sqlite3"))
+    """SQLAlchemy errors and raw driver errors (ADBC, psycopg, sqlite3)."""
+    return isinstance(exc, sa.exc.SQLAlchemyError) or type(exc).__module__.startswith(
+        ("psycopg", "sqlite3", "adbc_driver"))
+
+
+QUARANTINE_SCHEMA = pa.schema([("job_id", pa.string()), ("partition_date", pa.date32()), ("run_id", pa.string()),
+                               ("entity_key", pa.string()), ("reasons", pa.string()), ("row_values", pa.string()),
+                               ("quarantined_at", pa.timestamp("us"))])
+
+
+def libpq_uri(engine: Engine) -> str:
+    """The engine's PostgreSQL URL as a libpq URI (for ADBC)."""
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, partition_date: dt.date,
+                  batches: Iterable[pa.Table], quarantine: Iterable[list[dict[str, Any]]]) -> int:
+    """PostgreSQL: delete the partition and stream the new rows by binary COPY, in one ADBC transaction."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    check_identifier(table)
+    qt = engine.dialect.identifier_preparer.quote(table)
+    pending = iter(batches)
+    first = next(pending, None)
+    written = 0
+    with adbc.connect(libpq_uri(engine)) as conn, conn.cursor() as cur:  # autocommit off: one transaction
+        cur.execute("SELECT current_schema()")
+        db_schema = cur.fetchone()[0]
+        cur.execute(f"DELETE FROM {qt} WHERE partition_date = $1", parameters=(partition_date,))
+        cur.execute("DELETE FROM scoring_quarantine WHERE job_id = $1 AND partition_date = $2",
+                    parameters=(job_id, partition_date))
+        if first is not None:
+            schema = first.select(columns).schema
+            failure: list[BaseException] = []
+
+            def record_batches() -> Iterator[pa.RecordBatch]:
+                try:
+                    for batch in itertools.chain([first], pending):
+                        yield from batch.select(columns).cast(schema).to_batches()
+                except BaseException as exc:  # ADBC would wrap it: keep the original to re-raise
+                    failure.append(exc)
+                    raise
+
+            try:
+                written = cur.adbc_ingest(table, pa.RecordBatchReader.from_batches(schema, record_batches()),
+                                          mode="append", db_schema_name=db_schema)
+            except Exception:
+                if failure:
+                    raise failure[0] from None
+                raise
+        for rows in quarantine:
+            if rows:
+                cur.adbc_ingest("scoring_quarantine", pa.Table.from_pylist(rows, QUARANTINE_SCHEMA), mode="append",
+                                db_schema_name=db_schema)
+        conn.commit()
+    return written
 
 
 def _insert(conn: Connection, qtable: str, columns: list[str], batch: pa.Table) -> int:
+    """SQLite: executemany (PostgreSQL takes ADBC, see _replace_adbc)."""
     quoted = ", ".join(_quote(conn, c) for c in columns)
-    if conn.dialect.name == "postgresql":
-        buf = io.BytesIO()
-        pacsv.write_csv(batch, buf, pacsv.WriteOptions(include_header=False))
-        raw = conn.connection.driver_connection
-        with raw.cursor() as cur, cur.copy(f"COPY {qtable} ({quoted}) FROM STDIN (FORMAT csv)") as copy:
-            copy.write(buf.getbuffer())
-        return batch.num_rows
     marks = ", ".join("?" for _ in columns)
     rows = list(zip(*(batch.column(c).to_pylist() for c in columns), strict=True))
     conn.exec_driver_sql(f"INSERT INTO {qtable} ({quoted}) VALUES ({marks})", rows)
