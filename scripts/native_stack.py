@@ -93,7 +93,7 @@ def up(home: Path, workers: int, metadata_db: str, scoring_db: str, redis_db: in
                     "--queues", "default"] for i in range(workers)]
     pids = []
     for args in components:
-        name = args[0] if args[0] != "celery" else args[4].split("@")[0]
+        name = args[0] if args[0] != "celery" else args[3].split("@")[0]
         log = (home / f"{name}.log").open("w")
         proc = subprocess.Popen([AIRFLOW, *args], env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, cwd=home)
