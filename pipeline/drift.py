@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -59,8 +61,12 @@ class _Categorical:
         self.shares = shares
         self.counts: Counter[str] = Counter()
 
-    def add(self, values: list[Any]) -> None:
-        self.counts.update(str(v) for v in values if v is not None)
+    def add(self, values: Any) -> None:
+        """Count an Arrow array's values (nulls skipped) without a Python loop over the rows."""
+        counts = pc.value_counts(pc.cast(values, pa.string()))
+        for value, n in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True):
+            if value is not None:
+                self.counts[value] += n
 
     def value(self) -> tuple[float, int]:
         n = sum(self.counts.values())
@@ -84,8 +90,7 @@ def compute(card: dict[str, Any], valid: Path, scored: Path, *, threshold: float
         for name in columns:
             kind, tracker = trackers[name]
             column = batch.column(name)
-            tracker.add(column.to_numpy(zero_copy_only=False).astype("float64") if kind == "numeric"
-                        else column.to_pylist())
+            tracker.add(column.to_numpy(zero_copy_only=False).astype("float64") if kind == "numeric" else column)
     outputs: dict[str, tuple[str, Any]] = {}
     score_stats = training.get("score_stats") or {}
     if len(score_stats.get("bin_edges") or []) > 2:
@@ -96,7 +101,7 @@ def compute(card: dict[str, Any], valid: Path, scored: Path, *, threshold: float
         if SCORE in outputs:
             outputs[SCORE][1].add(batch.column("score").to_numpy(zero_copy_only=False).astype("float64"))
         if PREDICTION in outputs:
-            outputs[PREDICTION][1].add(batch.column("prediction").to_pylist())
+            outputs[PREDICTION][1].add(batch.column("prediction"))
     results = []
     for name, (kind, tracker) in [*((c, trackers[c]) for c in columns), *outputs.items()]:
         value, n = tracker.value()

@@ -104,7 +104,9 @@ class RowValidator:
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         asset = self.context.data_sources.add_pandas(f"{name}_source").add_dataframe_asset(f"{name}_rows")
         self.batch_definition = asset.add_batch_definition_whole_dataframe("batch")
+        self.name = name
         self.suite = self._suite(name, expectations)
+        self._subsuites: dict[tuple[str, ...], tuple[Any, list[str]]] = {}
         self.totals: dict[str, int] = {}
         self.samples: dict[str, list[Any]] = {}
         self.evaluated_rows = 0
@@ -127,32 +129,43 @@ class RowValidator:
         return suite
 
     def check(self, frame: pd.DataFrame) -> BatchOutcome:
-        """Validate one batch; split it into valid (flagged where asked) and quarantined rows."""
+        """Validate one batch; split it into valid (flagged where asked) and quarantined rows.
+
+        Two passes, both Great Expectations: the whole suite with ``BOOLEAN_ONLY`` (cheap: no
+        row lists), then only the failed expectations with ``COMPLETE`` on just their columns,
+        for the failing rows' indices. On mostly clean data this is about twice as fast as
+        one ``COMPLETE`` pass over every column.
+        """
         frame = frame.reset_index(drop=True)
         batch = self.batch_definition.get_batch(batch_parameters={"dataframe": frame})
-        result = batch.validate(self.suite, result_format={"result_format": "COMPLETE"})
+        first = batch.validate(self.suite, result_format={"result_format": "BOOLEAN_ONLY"})
+        self._raise_on_exceptions(first)
+        failed = [reason_of({"type": r.expectation_config.type, "kwargs": dict(r.expectation_config.kwargs),
+                             "reason": (r.expectation_config.meta or {}).get("reason")})
+                  for r in first.results if not r.success]
         reasons: dict[int, list[str]] = {}
         flags: dict[int, list[str]] = {}
         failures: dict[str, int] = {}
-        for res in result.results:
-            config = res.expectation_config
-            meta = config.meta or {}
-            if res.exception_info and res.exception_info.get("raised_exception"):
-                raise RuntimeError(
-                    f"expectation {config.type} on {config.kwargs.get('column')} could not run: "
-                    f"{res.exception_info.get('exception_message')}"
-                )
-            if res.success:
-                continue
-            code = meta.get("reason") or reason_of({"type": config.type, "kwargs": dict(config.kwargs)})
-            idx = res.result.get("unexpected_index_list") or []
-            failures[code] = failures.get(code, 0) + len(idx)
-            sample = self.samples.setdefault(code, [])
-            for value in (res.result.get("partial_unexpected_list") or [])[: 5 - len(sample)]:
-                sample.append(value)
-            target = flags if meta.get("on_fail") == "flag" else reasons
-            for i in idx:
-                target.setdefault(int(i), []).append(code)
+        if failed:
+            suite, columns = self._suite_of(tuple(failed))
+            narrow = frame[columns] if columns else frame
+            second = self.batch_definition.get_batch(batch_parameters={"dataframe": narrow}).validate(
+                suite, result_format={"result_format": "COMPLETE"})
+            self._raise_on_exceptions(second)
+            for res in second.results:
+                config = res.expectation_config
+                meta = config.meta or {}
+                if res.success:
+                    continue
+                code = meta.get("reason") or reason_of({"type": config.type, "kwargs": dict(config.kwargs)})
+                idx = res.result.get("unexpected_index_list") or []
+                failures[code] = failures.get(code, 0) + len(idx)
+                sample = self.samples.setdefault(code, [])
+                for value in (res.result.get("partial_unexpected_list") or [])[: 5 - len(sample)]:
+                    sample.append(value)
+                target = flags if meta.get("on_fail") == "flag" else reasons
+                for i in idx:
+                    target.setdefault(int(i), []).append(code)
         for code, n in failures.items():
             self.totals[code] = self.totals.get(code, 0) + n
         self.evaluated_rows += len(frame)
@@ -162,6 +175,24 @@ class RowValidator:
         valid = frame.drop(index=bad)
         valid[FLAGS] = [("; ".join(flags[i]) if i in flags else None) for i in valid.index]
         return BatchOutcome(valid, quarantined, failures)
+
+    def _suite_of(self, failed: tuple[str, ...]) -> tuple[Any, list[str]]:
+        """The sub-suite of the failed expectations (cached) and the columns they read."""
+        if failed not in self._subsuites:
+            chosen = [e for e in self.expectations if reason_of(e) in failed]
+            columns = sorted({c for e in chosen for c in columns_of(e)})
+            self._subsuites[failed] = (self._suite(f"{self.name}_{len(self._subsuites)}", chosen), columns)
+        return self._subsuites[failed]
+
+    @staticmethod
+    def _raise_on_exceptions(result: Any) -> None:
+        for res in result.results:
+            if res.exception_info and res.exception_info.get("raised_exception"):
+                config = res.expectation_config
+                raise RuntimeError(
+                    f"expectation {config.type} on {config.kwargs.get('column')} could not run: "
+                    f"{res.exception_info.get('exception_message')}"
+                )
 
     def report(self) -> dict[str, Any]:
         """Summary of the whole partition: rows evaluated, failures and samples per check."""
