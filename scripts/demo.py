@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -65,6 +66,17 @@ def dags_test(job_id: str, day: dt.date) -> tuple[int, Path, float]:
     return rc, log, time.perf_counter() - started
 
 
+def failed(rc: int, run: Any, log: Path) -> bool:
+    """Say why a demo run failed (Airflow's exit code, the log's tail, the ledger's error)."""
+    if rc == 0 and run is not None and run["status"] == "success":
+        return False
+    print(f"FAILED (airflow exit code {rc}); last lines of {log}:")
+    print("\n".join(log.read_text().splitlines()[-25:]))
+    if run:
+        print(f"ledger: status={run['status']} error={run['error']}")
+    return True
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--date", default="2026-11-20", help="partition to score")
@@ -101,11 +113,7 @@ def push_demo(day: dt.date) -> int:
             "SELECT status, COUNT(*), SUM(row_count) FROM scoring_deliveries WHERE job_id = 'promotions_daily' "
             "AND partition_date = :d GROUP BY status"), {"d": day}).all()
     print()
-    if rc != 0 or run is None or run["status"] != "success":
-        print(f"FAILED (airflow exit code {rc}); last lines of {log}:")
-        print("\n".join(log.read_text().splitlines()[-25:]))
-        if run:
-            print(f"ledger: status={run['status']} error={run['error']}")
+    if failed(rc, run, log):
         return 1
     print(f"run {run['run_id']}: {run['status']} in {seconds:.1f}s, mode {run['mode']}, model churn "
           f"v{run['model_version']}, sink {run['sink']}")
@@ -137,11 +145,7 @@ def persist_demo(day: dt.date) -> int:
         count = conn.execute(sa.text("SELECT COUNT(*) FROM churn_predictions WHERE partition_date = :d"),
                              {"d": day}).scalar() if run else 0
     print()
-    if rc != 0 or run is None or run["status"] != "success":
-        print(f"FAILED (airflow exit code {rc}); last lines of {log}:")
-        print("\n".join(log.read_text().splitlines()[-25:]))
-        if run:
-            print(f"ledger: status={run['status']} error={run['error']}")
+    if failed(rc, run, log):
         return 1
     print(f"run {run['run_id']}: status {run['status']} in {seconds:.1f}s (model churn v{run['model_version']})")
     print(f"rows in {run['rows_in']}, quarantined {run['rows_quarantined']}, scored {run['rows_scored']}, "
