@@ -228,8 +228,11 @@ class OutputConfig(_Strict):
 
 
 ROW_EXPECTATION_RE = re.compile(
-    r"^expect_(column_values|column_pair_values|multicolumn_values|compound_columns|select_column_values)_\w+$"
+    r"^expect_(column_values_to_\w+|column_pair_values_\w+|multicolumn_sum_to_equal"
+    r"|select_column_values_to_be_unique_within_record)$"
 )
+# uniqueness over the whole partition cannot be judged batch by batch (duplicate entity keys are)
+BATCH_BLIND = ("expect_column_values_to_be_unique",)
 
 
 class JobExpectation(_Strict):
@@ -244,11 +247,15 @@ class JobExpectation(_Strict):
     @field_validator("type")
     @classmethod
     def _row_level(cls, value: str) -> str:
+        if value in BATCH_BLIND:
+            raise ValueError(f"{value!r} needs the whole partition at once; the pipeline validates batch by "
+                             "batch (duplicate entity keys are checked across the partition already)")
         if not ROW_EXPECTATION_RE.match(value):
             raise ValueError(
                 f"{value!r} is not a row-level expectation: use expect_column_values_to_*, "
-                "expect_column_pair_values_*, expect_multicolumn_values_* or expect_compound_columns_* "
-                "(aggregate checks cannot split rows into valid and quarantined)"
+                "expect_column_pair_values_*, expect_multicolumn_sum_to_equal or "
+                "expect_select_column_values_to_be_unique_within_record (aggregate checks cannot split "
+                "rows into valid and quarantined)"
             )
         return value
 
@@ -258,6 +265,8 @@ class JobExpectation(_Strict):
         if "mostly" in value:
             raise ValueError("'mostly' is not supported: every failing row is quarantined or flagged; "
                              "the tolerated share is validation.max_quarantine_share")
+        if "row_condition" in value or "condition_parser" in value:
+            raise ValueError("'row_condition' is not supported: the check runs on every row")
         return value
 
 

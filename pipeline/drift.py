@@ -41,24 +41,44 @@ def psi(expected: list[float] | np.ndarray, actual: list[float] | np.ndarray) ->
     return float(np.sum((a - e) * np.log(a / e)))
 
 
+def _with_nulls(shares: list[float], null_share: float | None) -> list[float]:
+    """Training shares over the value bins plus one bin for missing values (when the card has it)."""
+    if null_share is None:
+        return list(shares)
+    return [s * (1 - null_share) for s in shares] + [null_share]
+
+
 class _Numeric:
-    def __init__(self, edges: list[float], shares: list[float]) -> None:
+    """Counts into the training bins; missing values are a bin of their own (a column that
+    turns all-null drifts)."""
+
+    def __init__(self, edges: list[float], shares: list[float], null_share: float | None = None) -> None:
         self.inner = np.asarray(edges[1:-1], dtype="float64")  # outer bins take values beyond training's range
-        self.shares = shares
+        self.shares = _with_nulls(shares, null_share)
+        self.track_nulls = null_share is not None
         self.counts = np.zeros(len(shares), dtype="int64")
+        self.nulls = 0
 
     def add(self, values: np.ndarray) -> None:
-        values = values[~np.isnan(values)]
-        self.counts += np.bincount(np.searchsorted(self.inner, values, side="right"), minlength=len(self.shares))
+        missing = np.isnan(values)
+        self.nulls += int(missing.sum())
+        values = values[~missing]
+        self.counts += np.bincount(np.searchsorted(self.inner, values, side="right"), minlength=len(self.counts))
 
     def value(self) -> tuple[float, int]:
-        n = int(self.counts.sum())
-        return (psi(self.shares, self.counts / n) if n else 0.0), n
+        counts = np.append(self.counts, self.nulls) if self.track_nulls else self.counts
+        n = int(counts.sum())
+        return (psi(self.shares, counts / n) if n else 0.0), n
 
 
 class _Categorical:
-    def __init__(self, shares: dict[str, float]) -> None:
-        self.shares = shares
+    NULL = "\x00null"
+
+    def __init__(self, shares: dict[str, float], null_share: float | None = None) -> None:
+        self.shares = dict(zip(shares, _with_nulls(list(shares.values()), null_share), strict=False))
+        if null_share is not None:
+            self.shares[self.NULL] = null_share
+        self.track_nulls = null_share is not None
         self.counts: Counter[str] = Counter()
 
     def add(self, values: Any) -> None:
@@ -67,6 +87,8 @@ class _Categorical:
         for value, n in zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True):
             if value is not None:
                 self.counts[value] += n
+            elif self.track_nulls:
+                self.counts[self.NULL] += n
 
     def value(self) -> tuple[float, int]:
         n = sum(self.counts.values())
@@ -82,9 +104,9 @@ def compute(card: dict[str, Any], valid: Path, scored: Path, *, threshold: float
     trackers: dict[str, tuple[str, Any]] = {}
     for name, stats in (training.get("stats") or {}).items():
         if stats.get("kind") == "numeric" and len(stats.get("bin_edges") or []) > 2:
-            trackers[name] = ("numeric", _Numeric(stats["bin_edges"], stats["bin_shares"]))
+            trackers[name] = ("numeric", _Numeric(stats["bin_edges"], stats["bin_shares"], stats.get("null_share")))
         elif stats.get("kind") == "categorical" and stats.get("shares"):
-            trackers[name] = ("categorical", _Categorical(stats["shares"]))
+            trackers[name] = ("categorical", _Categorical(stats["shares"], stats.get("null_share")))
     columns = [c for c in trackers if c in pq.read_schema(valid).names]
     for batch in pq.ParquetFile(valid).iter_batches(batch_size=batch_rows, columns=columns):
         for name in columns:

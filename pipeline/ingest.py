@@ -30,9 +30,14 @@ log = logging.getLogger(__name__)
 
 ARROW_TYPES = {"float": pa.float64(), "int": pa.float64(), "category": pa.string(), "bool": pa.bool_()}
 RAW_PREFIX = "__raw__"
-# An empty CSV field is a missing value in every column (also in text columns); a field of
-# spaces is not, and a numeric column holding one is quarantined as invalid_number.
-CSV_CONVERT = pacsv.ConvertOptions(strings_can_be_null=True)
+# CSV: only an empty field is a missing value ("NA", "null", "NaN" are text: an invalid
+# number, or a category); the contract's columns are read as text and parsed here, so a
+# value far into a file never breaks Arrow's type guess from the first block.
+
+
+def csv_convert(inputs: list[dict[str, Any]] | None = None) -> pacsv.ConvertOptions:
+    text = {c["name"]: pa.string() for c in inputs or []}
+    return pacsv.ConvertOptions(column_types=text, null_values=[""], strings_can_be_null=True)
 NUMBER_RE = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 
 
@@ -51,24 +56,30 @@ def _family(t: pa.DataType) -> str:
         return "null"
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
         return "number"
-    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_dictionary(t):
+    if pa.types.is_dictionary(t):
+        return _family(t.value_type)
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
         return "text"
     return str(t)
 
 
-def _file_batches(path: Path, fmt: str, batch_rows: int) -> Iterator[pa.RecordBatch]:
+def _file_batches(path: Path, fmt: str, batch_rows: int, columns: list[str],
+                  inputs: list[dict[str, Any]]) -> Iterator[pa.RecordBatch]:
     if fmt == "parquet":
-        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
+        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns)
     else:
         reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 24),
-                                convert_options=CSV_CONVERT)
+                                convert_options=csv_convert(inputs))
         yield from reader
 
 
-def _file_schema(path: Path, fmt: str) -> pa.Schema:
+def _file_schema(path: Path, fmt: str, inputs: list[dict[str, Any]]) -> pa.Schema | None:
+    """The file's schema; None for a zero-byte CSV (a file with no rows, not a broken one)."""
     if fmt == "parquet":
         return pq.read_schema(path)
-    return pacsv.open_csv(path, convert_options=CSV_CONVERT).schema
+    if path.stat().st_size == 0:
+        return None
+    return pacsv.open_csv(path, convert_options=csv_convert(inputs)).schema
 
 
 @dataclass
@@ -99,13 +110,23 @@ def ingest(
     schemas: dict[Path, pa.Schema] = {}
     for path in files:
         try:
-            schemas[path] = _file_schema(path, fmt)
+            schema = _file_schema(path, fmt, inputs)
         except (pa.ArrowException, OSError) as exc:
             raise InputError(
                 f"partition {partition_date}: cannot read file {path}: {exc}. "
                 "The file is truncated or not valid "
                 f"{fmt}; re-export it upstream, then re-run this partition."
             ) from None
+        if schema is None:
+            log.warning("partition %s: %s is empty (0 bytes): no rows from it", partition_date, path)
+            continue
+        schemas[path] = schema
+        repeated = sorted({n for n in schema.names if schema.names.count(n) > 1})
+        if repeated:
+            raise InputError(
+                f"partition {partition_date}: file {path} has column(s) {', '.join(repeated)} more than once; "
+                "fix the export so that every column name is unique."
+            )
         missing = [c for c in wanted if c not in schemas[path].names]
         if missing:
             raise InputError(
@@ -122,9 +143,9 @@ def ingest(
         log.info("partition %s: ignoring columns not in the contract: %s", partition_date, ignored)
     rows = 0
     keys: list[pa.ChunkedArray] = []
-    for path in files:
+    for path in schemas:
         try:
-            for batch in _file_batches(path, fmt, batch_rows):
+            for batch in _file_batches(path, fmt, batch_rows, wanted, inputs):
                 table = _conform(pa.Table.from_batches([batch]).select(wanted), target, path, partition_date)
                 write(table)
                 rows += table.num_rows
@@ -208,9 +229,16 @@ def _number(column: pa.ChunkedArray, name: str, path: Path, partition_date: dt.d
                 f"{len(column)} rows parses. The column's content or type changed upstream; fix the export."
             )
         values = pc.cast(pc.if_else(ok, text, pa.scalar(None, pa.string())), pa.float64())
+        huge = pc.fill_null(pc.is_inf(values), False)  # '1e400' parses to infinity: not a usable number
+        if pc.any(huge).as_py():
+            bad = pc.or_(bad, huge)
+            values = pc.if_else(huge, pa.scalar(None, pa.float64()), values)
         return values, pc.if_else(bad, pc.cast(column, pa.string()), nulls)
     try:
-        values = pc.cast(column, pa.float64())
+        # integers beyond 2**53 lose precision as float64 (the contract's type): accepted, as
+        # float64 features always are
+        values = pc.cast(column, pa.float64(), safe=False) if pa.types.is_integer(column.type) else pc.cast(
+            column, pa.float64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise InputError(
             f"partition {partition_date}: file {path}, column {name!r} has type {column.type} that cannot be "

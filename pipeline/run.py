@@ -211,7 +211,7 @@ def validate(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str,
                     f"{', '.join(unknown)} that the input does not have (columns: "
                     f"{', '.join(n for n in schema.names if not n.startswith('__'))})"
                 )
-        expectations += extra
+        expectations = val.unique_reasons(expectations + extra)
         validator = val.RowValidator(expectations, job.job_id)
         total = staged_rows(source)
         q_schema = schema.append(pa.field("reasons", pa.string()))
@@ -221,7 +221,7 @@ def validate(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str,
         flagged = 0
         with StagedWriter(spec.path("valid"), v_schema) as good, StagedWriter(spec.path("quarantine"), q_schema) as bad:
             for batch in read_batches(source, job.source.batch_rows):
-                outcome = validator.check(batch.to_pandas())
+                outcome = validator.check(batch.to_pandas(types_mapper=_exact_integers))
                 flagged += int(outcome.valid[val.FLAGS].notna().sum())
                 good.write(pa.Table.from_pandas(outcome.valid, schema=v_schema, preserve_index=False))
                 if len(outcome.quarantined):
@@ -258,6 +258,13 @@ def validate(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str,
     return counts
 
 
+def _exact_integers(arrow_type: pa.DataType) -> Any:
+    """to_pandas types: integers stay exact with nulls (pandas' Int64), not float64."""
+    import pandas as pd
+
+    return pd.Int64Dtype() if pa.types.is_integer(arrow_type) else None
+
+
 def _sample(path: Path, n: int) -> list[dict[str, Any]]:
     """The first ``n`` rows of a staged file, for reports."""
     pf = pq.ParquetFile(path)
@@ -292,7 +299,10 @@ def preprocess(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[st
                 features = transform(frame[inputs])
                 features.insert(0, job.entity_key, frame[job.entity_key].to_numpy())
                 features[FLAGS] = frame[FLAGS].to_numpy()
-                writer.write(pa.Table.from_pandas(features, preserve_index=False))
+                table = pa.Table.from_pandas(features, preserve_index=False)
+                # a batch without flags would make the column Arrow's null type: keep it text
+                writer.write(table.set_column(table.schema.get_field_index(FLAGS), FLAGS,
+                                              table[FLAGS].cast(pa.string())))
             if writer.schema is None:  # zero valid rows: an empty file with the feature schema
                 empty = pq.read_schema(spec.path("valid")).empty_table().to_pandas()
                 features = transform(empty[inputs])
@@ -358,6 +368,7 @@ def _check_drift(job: JobConfig, spec: RunSpec, rows: int, url: str | None) -> N
         store.ensure_ledger(eng)
         drift.replace(eng, job_id=job.job_id, partition_date=parse_date(spec.partition_date), run_id=spec.run_id,
                       model_name=spec.model_name, model_version=spec.model_version, results=results)
+        drift.alert(job, spec.partition_date, spec.run_id, bad)  # AIRFLOW_CONN_* connections only here
         raise DriftError(
             f"partition {spec.partition_date}: inputs or scores drifted from the training data of "
             f"{spec.model_name} v{spec.model_version} above PSI {job.drift.psi_threshold:g}: {drift.describe(bad)}. "

@@ -67,6 +67,17 @@ def job_expectations(configured: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
+def unique_reasons(expectations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give every check its own reason code (``be_between:age``, then ``be_between:age#2``)."""
+    seen: dict[str, int] = {}
+    out = []
+    for exp in expectations:
+        code = reason_of(exp)
+        seen[code] = seen.get(code, 0) + 1
+        out.append({**exp, "reason": code if seen[code] == 1 else f"{code}#{seen[code]}"})
+    return out
+
+
 def columns_of(exp: dict[str, Any]) -> list[str]:
     """The columns an expectation reads."""
     kw = exp["kwargs"]
@@ -158,6 +169,11 @@ class RowValidator:
                 if res.success:
                     continue
                 code = meta.get("reason") or reason_of({"type": config.type, "kwargs": dict(config.kwargs)})
+                if "unexpected_index_list" not in res.result:
+                    from pipeline.errors import ConfigError
+
+                    raise ConfigError(f"expectation {config.type} {dict(config.kwargs)} failed without naming "
+                                      "rows: only row-level expectations can split a partition")
                 idx = res.result.get("unexpected_index_list") or []
                 failures[code] = failures.get(code, 0) + len(idx)
                 sample = self.samples.setdefault(code, [])
@@ -186,12 +202,20 @@ class RowValidator:
 
     @staticmethod
     def _raise_on_exceptions(result: Any) -> None:
+        """An expectation that could not run is a configuration error, never a silent pass or fail."""
+        from pipeline.errors import ConfigError
+
         for res in result.results:
-            if res.exception_info and res.exception_info.get("raised_exception"):
+            info = res.exception_info or {}
+            # GX 1.x keeps metric errors nested by metric id; older shapes keep them at the top
+            errors = [info] if info.get("raised_exception") else [
+                v for v in info.values() if isinstance(v, dict) and v.get("raised_exception")]
+            if errors:
                 config = res.expectation_config
-                raise RuntimeError(
-                    f"expectation {config.type} on {config.kwargs.get('column')} could not run: "
-                    f"{res.exception_info.get('exception_message')}"
+                raise ConfigError(
+                    f"expectation {config.type} {dict(config.kwargs)} could not run on the partition's rows: "
+                    f"{errors[0].get('exception_message')}. Fix the expectation in the job file "
+                    "(validation.expectations) or the model's input contract."
                 )
 
     def report(self) -> dict[str, Any]:

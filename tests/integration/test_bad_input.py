@@ -237,8 +237,9 @@ def test_job_file_expectations_quarantine_or_flag(home: Path) -> None:
     summary = run.run_partition(job, DAY, run_id="extra")
     q = _quarantine()
     assert {int(r["entity_key"]) for r in q} == young
-    assert {r["reasons"].split("; ")[0] for r in q} == {"be_between:age"}
-    flagged = {k for k, p in _predictions().items() if p["flags"] == "be_between:support_tickets_90d"}
+    # the contract already has be_between:age and be_between:support_tickets_90d: the job's get #2
+    assert {r["reasons"].split("; ")[0] for r in q} == {"be_between:age#2"}
+    flagged = {k for k, p in _predictions().items() if p["flags"] == "be_between:support_tickets_90d#2"}
     assert flagged == heavy - young
     _reconciles(summary, set(frame["customer_id"].astype(int)) - young)
 
@@ -368,3 +369,85 @@ def test_quarantine_is_replaced_with_the_partition(home: Path) -> None:
     with _engine().connect() as conn:
         rows = conn.execute(sa.text("SELECT entity_key, run_id FROM scoring_quarantine")).all()
     assert [tuple(r) for r in rows] == [(str(frame.loc[2, "customer_id"]), "q2")]
+
+
+# -- found in review ------------------------------------------------------------------
+def test_flags_appearing_only_in_a_later_batch(home: Path) -> None:
+    frame = _frame(n=600)
+    frame.loc[len(frame) - 3:, "plan"] = "platinum-2027"  # only the last batch has flagged rows
+    _write(home, [frame])
+    doc = {"max_quarantine_share": 0.5, "unknown_categories": "flag"}
+    job = load_job(write_job(home, validation=doc, source={"path": str(home / "data" / "churn"), "batch_rows": 100}))
+    summary = run.run_partition(job, DAY, run_id="late-flags")
+    flagged = [k for k, p in _predictions().items() if p["flags"]]
+    assert len(flagged) == 3 and summary["rows_scored"] == len(frame)
+
+
+def test_large_integer_keys_stay_exact_next_to_a_null_key(home: Path) -> None:
+    frame = _frame(n=50)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    keys = [9_007_199_254_740_993 + i for i in range(len(frame))]
+    keys[4] = None
+    table = table.set_column(table.schema.get_field_index("customer_id"), "customer_id", pa.array(keys, pa.int64()))
+    _write(home, [table])
+    summary = run.run_partition(_job(home), DAY, run_id="bigkeys")
+    assert summary["rows_quarantined"] == 1 and _quarantine()[0]["reasons"] == "not_null:customer_id"
+    assert set(_predictions()) == {k for k in keys if k is not None}
+
+
+def test_csv_text_like_na_is_not_silently_a_missing_value(home: Path) -> None:
+    frame = _frame()
+    frame["age"] = frame["age"].astype(object)
+    frame.loc[1, "age"] = "NaN"
+    frame.loc[2, "age"] = "n/a"
+    frame.loc[3, "region"] = "NA"
+    _write(home, [frame], "csv")
+    run.run_partition(_job(home, "csv"), DAY, run_id="na")
+    q = {int(r["entity_key"]): r["reasons"] for r in _quarantine()}
+    ids = frame["customer_id"].astype(int)
+    assert q == {ids[1]: "invalid_number:age", ids[2]: "invalid_number:age", ids[3]: "unknown_category:region"}
+
+
+def test_zero_byte_csv_is_an_empty_file_not_a_broken_one(home: Path) -> None:
+    first, empty = _write(home, [_frame(), _frame().head(0)], "csv")
+    empty.write_bytes(b"")
+    summary = run.run_partition(_job(home, "csv"), DAY, run_id="zero")
+    assert summary["status"] == "success" and summary["rows_in"] == len(_frame())
+
+
+def test_duplicate_column_names_fail_the_partition_clearly(home: Path) -> None:
+    folder = home / "data" / "churn" / FOLDER
+    folder.mkdir(parents=True)
+    path = folder / "part-0000.csv"
+    text = _frame().to_csv(index=False)
+    header, rest = text.split("\n", 1)
+    path.write_text(header + ",age\n" + "\n".join(line + ",30" for line in rest.splitlines()) + "\n")
+    _fails_before_writing(_job(home, "csv"), InputError, "ingest", f"file {path} has column(s) age more than once")
+
+
+def test_an_expectation_that_cannot_run_is_a_config_error(home: Path) -> None:
+    _write(home, [_frame()])
+    job = _job(home, expectations=[{"type": "expect_column_values_to_be_between",
+                                    "kwargs": {"column": "plan", "min_value": 1}}])
+    _fails_before_writing(job, ConfigError, "validate", "could not run on the partition's rows", "plan")
+
+
+def test_same_reason_code_twice_gets_its_own_code(home: Path) -> None:
+    frame = _frame()
+    _write(home, [frame])
+    job = _job(home, expectations=[
+        {"type": "expect_column_values_to_be_between", "kwargs": {"column": "age", "min_value": 25}},
+        {"type": "expect_column_values_to_be_between", "on_fail": "flag", "kwargs": {"column": "age", "max_value": 70}},
+    ])
+    run.run_partition(job, DAY, run_id="codes")
+    flags = {p["flags"] for p in _predictions().values() if p["flags"]}
+    assert flags == {"be_between:age#3"}  # the contract's be_between:age, then the two job checks
+    assert {r["reasons"].split("; ")[0] for r in _quarantine()} == {"be_between:age#2"}
+
+
+def test_row_condition_and_partition_wide_uniqueness_are_refused_at_load(home: Path) -> None:
+    with pytest.raises(ConfigError, match="row_condition"):
+        _job(home, expectations=[{"type": "expect_column_values_to_not_be_null",
+                                  "kwargs": {"column": "age", "row_condition": 'plan=="basic"'}}])
+    with pytest.raises(ConfigError, match="needs the whole partition"):
+        _job(home, expectations=[{"type": "expect_column_values_to_be_unique", "kwargs": {"column": "age"}}])

@@ -23,8 +23,10 @@ from pipeline.train import CHURN_CONTRACT
 from tests.conftest import DAY, write_job
 
 NUMERIC = [c["name"] for c in CHURN_CONTRACT if c["type"] == "float"]
-CATEGORIES = {"contract_type": ["monthly", "one_year", "two_year"], "payment_method": ["card", "bank", "paypal"],
-              "region": ["north", "south", "east", "west"], "plan": ["basic", "plus", "pro"]}
+# the model card's categories (mostly valid rows, so scoring, flags and drift see data too)
+CATEGORIES = {"contract_type": ["month-to-month", "one-year", "two-year"],
+              "payment_method": ["bank-transfer", "card", "check", "paypal"],
+              "region": ["central", "east", "north", "south", "west"], "plan": ["basic", "premium", "standard"]}
 RUNS = itertools.count()
 
 numbers = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True, width=64),
@@ -42,11 +44,20 @@ def partitions(draw: Any) -> tuple[str, list[pd.DataFrame]]:
     text_columns = set(draw(st.lists(st.sampled_from(NUMERIC), max_size=3)))
     rows = []
     for _ in range(n):
-        row: dict[str, Any] = {"customer_id": draw(st.one_of(st.integers(1, 30), st.none()))}
-        for name in NUMERIC:
-            row[name] = draw(texts if name in text_columns else numbers)
-        for name, known in CATEGORIES.items():
-            row[name] = draw(st.one_of(st.sampled_from(known), st.sampled_from(["zzz", ""]), st.none()))
+        row: dict[str, Any] = {"customer_id": draw(st.one_of(st.integers(1, 60), st.integers(2**53, 2**62),
+                                                             st.none()))}
+        if draw(st.booleans()):  # a clean row: in range, known categories
+            for c in CHURN_CONTRACT:
+                if c["type"] == "float":
+                    value = draw(st.floats(c["min"], c["max"], allow_nan=False))
+                    row[c["name"]] = repr(value) if c["name"] in text_columns else value
+            for name, known in CATEGORIES.items():
+                row[name] = draw(st.sampled_from(known))
+        else:  # a messy one
+            for name in NUMERIC:
+                row[name] = draw(texts if name in text_columns else numbers)
+            for name, known in CATEGORIES.items():
+                row[name] = draw(st.one_of(st.sampled_from(known), st.sampled_from(["zzz", ""]), st.none()))
         rows.append(row)
     frame = pd.DataFrame(rows, columns=["customer_id", *NUMERIC, *CATEGORIES])
     frame["customer_id"] = frame["customer_id"].astype("Int64")
@@ -88,6 +99,7 @@ def test_messy_partitions_are_scored_quarantined_or_refused(home: Path) -> None:
     engine = store.engine_for(store.resolve_url("scoring_db"))
     folder = home / "data" / "churn" / f"date={DAY}"
     outcomes: dict[str, int] = {}
+    scored_total = [0]
 
     @settings(max_examples=30, deadline=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -95,7 +107,7 @@ def test_messy_partitions_are_scored_quarantined_or_refused(home: Path) -> None:
     def check(partition: tuple[str, list[pd.DataFrame]]) -> None:
         fmt, files = partition
         rows = _write(folder, fmt, files)
-        job = load_job(write_job(home, source={"path": str(home / "data" / "churn"), "format": fmt},
+        job = load_job(write_job(home, source={"path": str(home / "data" / "churn"), "format": fmt, "batch_rows": 7},
                                  validation={"max_quarantine_share": 1.0, "on_empty": "succeed"}))
         before = _partition_rows(engine)
         run_id = f"prop-{next(RUNS)}"
@@ -107,6 +119,7 @@ def test_messy_partitions_are_scored_quarantined_or_refused(home: Path) -> None:
             assert _partition_rows(engine) == before
             return
         outcomes["success"] = outcomes.get("success", 0) + 1
+        scored_total[0] += summary["rows_scored"]
         assert summary["rows_in"] == rows
         assert summary["rows_scored"] + summary["rows_quarantined"] == rows
         published = _partition_rows(engine)
@@ -116,5 +129,6 @@ def test_messy_partitions_are_scored_quarantined_or_refused(home: Path) -> None:
         assert len(keys) == len(set(keys)) and None not in keys
 
     check()
-    print(f"outcomes over the generated partitions: {outcomes}")
+    print(f"outcomes over the generated partitions: {outcomes}, rows scored in all: {scored_total[0]}")
     assert outcomes.get("success", 0) >= 5, outcomes
+    assert scored_total[0] > 50, "the generated rows must reach the model, not only the quarantine"
