@@ -69,6 +69,12 @@ class SourceConfig(_Strict):
     batch_rows: int = Field(
         250_000, gt=0, description="Rows per record batch in every stage; bounds memory."
     )
+    shards: int = Field(
+        1, ge=1, le=256,
+        description="Split a partition's files into up to this many shards, scored in parallel by mapped "
+        "Airflow tasks (on different workers with CeleryExecutor); one publish step makes the partition "
+        "visible only when every shard succeeded. 1 = no sharding.",
+    )
 
     @field_validator("layout")
     @classmethod

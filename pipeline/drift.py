@@ -98,7 +98,8 @@ class _Categorical:
         return psi([self.shares.get(k, 0.0) for k in keys], [self.counts[k] / n for k in keys]), n
 
 
-def compute(card: dict[str, Any], valid: Path, scored: Path, *, threshold: float, batch_rows: int) -> list[dict[str, Any]]:
+def compute(card: dict[str, Any], valid: Path | list[Path], scored: Path | list[Path], *, threshold: float,
+            batch_rows: int) -> list[dict[str, Any]]:
     """PSI per input, for the score and for the predicted classes; one dict per row of ``scoring_drift``."""
     training = card.get("training") or {}
     trackers: dict[str, tuple[str, Any]] = {}
@@ -107,8 +108,11 @@ def compute(card: dict[str, Any], valid: Path, scored: Path, *, threshold: float
             trackers[name] = ("numeric", _Numeric(stats["bin_edges"], stats["bin_shares"], stats.get("null_share")))
         elif stats.get("kind") == "categorical" and stats.get("shares"):
             trackers[name] = ("categorical", _Categorical(stats["shares"], stats.get("null_share")))
-    columns = [c for c in trackers if c in pq.read_schema(valid).names]
-    for batch in pq.ParquetFile(valid).iter_batches(batch_size=batch_rows, columns=columns):
+    from pipeline.staging import read_batches
+
+    valid_parts = valid if isinstance(valid, list) else [valid]
+    columns = [c for c in trackers if c in pq.read_schema(valid_parts[0]).names]
+    for batch in read_batches(valid_parts, batch_rows, columns):
         for name in columns:
             kind, tracker = trackers[name]
             column = batch.column(name)
@@ -119,7 +123,7 @@ def compute(card: dict[str, Any], valid: Path, scored: Path, *, threshold: float
         outputs[SCORE] = ("score", _Numeric(score_stats["bin_edges"], score_stats["bin_shares"]))
     if training.get("prediction_shares"):
         outputs[PREDICTION] = ("prediction", _Categorical(training["prediction_shares"]))
-    for batch in pq.ParquetFile(scored).iter_batches(batch_size=batch_rows, columns=["prediction", "score"]):
+    for batch in read_batches(scored if isinstance(scored, list) else [scored], batch_rows, ["prediction", "score"]):
         if SCORE in outputs:
             outputs[SCORE][1].add(batch.column("score").to_numpy(zero_copy_only=False).astype("float64"))
         if PREDICTION in outputs:

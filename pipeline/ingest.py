@@ -250,6 +250,27 @@ def _number(column: pa.ChunkedArray, name: str, path: Path, partition_date: dt.d
     return pc.if_else(bad, pa.scalar(None, pa.float64()), values), pc.if_else(bad, pc.cast(values, pa.string()), nulls)
 
 
+def partition_keys(files: list[Path], fmt: str, key: str) -> list[Any]:
+    """Duplicate entity keys across a partition's files, reading only the key column.
+
+    Files that cannot be read here are skipped: the shard that reads them reports why.
+    """
+    columns = []
+    for path in files:
+        try:
+            if fmt == "parquet":
+                table = pq.read_table(path, columns=[key])
+            elif path.stat().st_size:
+                table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(include_columns=[key]))
+            else:
+                continue
+        except (pa.ArrowException, OSError, KeyError):
+            continue
+        if key in table.column_names:
+            columns.append(table.column(key))
+    return _duplicates(columns)
+
+
 def _duplicates(keys: list[pa.ChunkedArray]) -> list[Any]:
     """Entity keys that occur more than once in the partition (nulls are validation's job).
 

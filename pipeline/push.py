@@ -86,19 +86,22 @@ def content_digest(read: Callable[[], Iterator[pa.Table]]) -> str:
     return digest.hexdigest()
 
 
-def build_outbox(job: JobConfig, scored: Path, out: Path, *, partition_date: str, model_name: str,
+def build_outbox(job: JobConfig, scored: Path | list[Path], out: Path, *, partition_date: str, model_name: str,
                  model_version: int, batch_rows: int) -> tuple[int, int]:
     """Stage the rows to send (one row group per batch); return (rows selected, rows not selected)."""
     push = job.output.push
     assert push is not None
     key = job.entity_key
     select = push.select
-    total = pq.ParquetFile(scored).metadata.num_rows
+    from pipeline.staging import read_batches, staged_rows
+
+    parts = scored if isinstance(scored, list) else [scored]
+    total = staged_rows(parts)
     chosen: pa.Table | None = None
     order = [("score", "descending"), (key, "ascending")]
 
     def filtered() -> Iterator[pa.Table]:
-        for batch in pq.ParquetFile(scored).iter_batches(batch_size=job.source.batch_rows):
+        for batch in read_batches(parts, job.source.batch_rows):
             table = pa.Table.from_batches([batch])
             if select.min_score is not None:
                 table = table.filter(pc.greater_equal(table["score"], select.min_score))
@@ -109,7 +112,7 @@ def build_outbox(job: JobConfig, scored: Path, out: Path, *, partition_date: str
             chosen = table if chosen is None else pa.concat_tables([chosen, table])
             if chosen.num_rows > select.top_n:
                 chosen = chosen.take(pc.select_k_unstable(chosen, k=select.top_n, sort_keys=order))
-        chosen = (chosen if chosen is not None else pq.read_schema(scored).empty_table()).sort_by(order)
+        chosen = (chosen if chosen is not None else pq.read_schema(parts[0]).empty_table()).sort_by(order)
         source: Iterator[pa.Table] = iter([chosen.append_column(
             "rank", pa.array(range(1, chosen.num_rows + 1), pa.int32()))])
     else:
@@ -127,7 +130,7 @@ def build_outbox(job: JobConfig, scored: Path, out: Path, *, partition_date: str
             writer.write(table)
             selected += n
         if writer.schema is None:
-            writer.schema = pa.schema([*pq.read_schema(scored), ("partition_date", pa.string()),
+            writer.schema = pa.schema([*pq.read_schema(parts[0]), ("partition_date", pa.string()),
                                        ("model_name", pa.string()), ("model_version", pa.int32())])
     return selected, total - selected
 

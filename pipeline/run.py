@@ -138,22 +138,32 @@ def stage(job: JobConfig, spec: RunSpec, name: str, url: str | None = None) -> I
     rlog = run_log(spec)
     counts: dict[str, Any] = {}
     started = time.perf_counter()
-    ledger.update(eng, spec.job_id, spec.run_id, spec.attempt, status="running")
-    rlog.info("%s: started", name)
+    sharded = spec.shard is not None
+    label = f"{name}[shard {spec.shard}]" if sharded else name
+    if not sharded:
+        ledger.update(eng, spec.job_id, spec.run_id, spec.attempt, status="running")
+    rlog.info("%s: started", label)
     try:
         yield counts
     except BaseException as exc:
         message = str(exc) if isinstance(exc, ScoringError) else f"{type(exc).__name__}: {exc}"
-        rlog.error("%s failed: %s", name, message)
+        rlog.error("%s failed: %s", label, message)
         try:
             ledger.update(eng, spec.job_id, spec.run_id, spec.attempt, status="failed",
-                          failed_stage=name, error=message[:4000], finished_at=ledger.now(), **counts)
+                          failed_stage=label, error=message[:4000], finished_at=ledger.now(),
+                          **({} if sharded else counts))
         except Exception as ledger_exc:  # noqa: BLE001 - the original error matters more
             rlog.error("could not record the failure in the ledger: %s", ledger_exc)
         raise
     seconds = time.perf_counter() - started
-    ledger.update(eng, spec.job_id, spec.run_id, spec.attempt, stage=name, seconds=seconds, **counts)
-    rlog.info("%s: done in %.2fs %s", name, seconds, counts)
+    if sharded:  # parallel shards never write the same ledger row; combine() adds them up
+        state = spec.read_json("shard") if (spec.staging / "shard.json").exists() else {"counts": {}, "seconds": {}}
+        state["counts"].update(counts)
+        state["seconds"][name] = round(seconds, 3)
+        spec.write_json("shard", state)
+    else:
+        ledger.update(eng, spec.job_id, spec.run_id, spec.attempt, stage=name, seconds=seconds, **counts)
+    rlog.info("%s: done in %.2fs %s", label, seconds, counts)
 
 
 def ingest(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str, Any]:
@@ -163,7 +173,11 @@ def ingest(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str, A
     with stage(job, spec, "ingest", url) as counts:
         card = Registry().resolve(spec.model_name, spec.model_version).card
         day = parse_date(spec.partition_date)
-        files = partition_files(job.source_root(), job.source.layout, job.source.format, day)
+        if spec.shard is not None:  # the files the plan saw, so a retried shard reads the same ones
+            planned = [Path(f) for f in json.loads((spec.root / "keys.json").read_text())["files"]]
+            files = shard_files(planned, spec.shards, spec.shard)
+        else:
+            files = partition_files(job.source_root(), job.source.layout, job.source.format, day)
         with StagedWriter(spec.path("ingested")) as writer:
             result = ingest_mod.ingest(
                 files, fmt=job.source.format, inputs=card["inputs"], key=job.entity_key,
@@ -173,7 +187,7 @@ def ingest(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str, A
         spec.write_json("ingest", {"files": result.files, "duplicate_keys": result.duplicate_keys,
                                    "ignored_columns": result.ignored_columns})
         counts["rows_in"] = result.rows
-        if result.rows == 0:
+        if result.rows == 0 and spec.shard is None:
             where = partition_path(job, day)
             if job.validation.on_empty == "fail":
                 raise InputError(
@@ -195,7 +209,8 @@ def validate(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str,
         card = Registry().resolve(spec.model_name, spec.model_version).card
         expectations = val.contract_expectations(card["inputs"], job.entity_key,
                                                  unknown_categories=job.validation.unknown_categories)
-        dups = spec.read_json("ingest")["duplicate_keys"]
+        dups = (json.loads((spec.root / "keys.json").read_text())["duplicate_keys"] if spec.shard is not None
+                else spec.read_json("ingest")["duplicate_keys"])
         if dups:  # keys seen more than once across the partition's files
             expectations.append(val.expectation("expect_column_values_to_not_be_in_set",
                                                 f"duplicate_key:{job.entity_key}", column=job.entity_key,
@@ -235,7 +250,8 @@ def validate(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str,
                       max_quarantine_share=job.validation.max_quarantine_share,
                       model=f"{spec.model_name} v{spec.model_version}",
                       quarantine_sample=_sample(spec.path("quarantine"), 20))
-        stem = reports_dir() / job.job_id / spec.partition_date / safe_name(spec.run_id)
+        stem = reports_dir() / job.job_id / spec.partition_date / (
+            safe_name(spec.run_id) + ("" if spec.shard is None else f".shard-{spec.shard:03d}"))
         stem.parent.mkdir(parents=True, exist_ok=True)
         report_path = stem.with_name(stem.name + ".html")
         stem.with_name(stem.name + ".json").write_text(json.dumps(report, indent=2, default=str))
@@ -244,18 +260,25 @@ def validate(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str,
         report_path.write_text(validation_html(report))
         rlog.info("validation report: %s (JSON beside it)", report_path)
         counts.update(rows_valid=good.rows, rows_quarantined=bad.rows)
-        share = bad.rows / total if total else 0.0
-        if share > job.validation.max_quarantine_share:
-            top = ", ".join(f"{k} ({v})" for k, v in sorted(report["unexpected_counts"].items(),
-                                                           key=lambda kv: -kv[1])[:5])
-            raise ValidationFailedError(
-                f"partition {spec.partition_date}: {bad.rows} of {total} rows ({share:.1%}) failed "
-                f"validation, above the job's max_quarantine_share of "
-                f"{job.validation.max_quarantine_share:.1%}. Nothing was published. Most frequent "
-                f"failures: {top}. Report: {report_path}. Fix the input upstream, or raise "
-                "validation.max_quarantine_share in the job file if this is expected."
-            )
+        if spec.shard is None:
+            check_threshold(job, spec, total, bad.rows, report["unexpected_counts"], report_path)
     return counts
+
+
+def check_threshold(job: JobConfig, spec: RunSpec, total: int, quarantined: int, unexpected: dict[str, int],
+                    report_path: Path | str) -> None:
+    """Fail (publishing nothing) when the quarantined share passes the job's threshold."""
+    share = quarantined / total if total else 0.0
+    if share <= job.validation.max_quarantine_share:
+        return
+    top = ", ".join(f"{k} ({v})" for k, v in sorted(unexpected.items(), key=lambda kv: -kv[1])[:5])
+    raise ValidationFailedError(
+        f"partition {spec.partition_date}: {quarantined} of {total} rows ({share:.1%}) failed "
+        f"validation, above the job's max_quarantine_share of "
+        f"{job.validation.max_quarantine_share:.1%}. Nothing was published. Most frequent "
+        f"failures: {top}. Report: {report_path}. Fix the input upstream, or raise "
+        "validation.max_quarantine_share in the job file if this is expected."
+    )
 
 
 def _exact_integers(arrow_type: pa.DataType) -> Any:
@@ -340,7 +363,8 @@ def score(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str, An
                           done / max(time.perf_counter() - started, 1e-9))
         spec.write_json("score", {"scored_at": ledger.now().isoformat()})
         counts["rows_scored"] = writer.rows
-        _check_drift(job, spec, writer.rows, url)
+        if spec.shard is None:  # a sharded run checks drift over every shard in combine()
+            _check_drift(job, spec, writer.rows, url)
     return counts
 
 
@@ -354,7 +378,7 @@ def _check_drift(job: JobConfig, spec: RunSpec, rows: int, url: str | None) -> N
         spec.write_json("drift", [])
         return
     card = Registry().resolve(spec.model_name, spec.model_version).card
-    results = drift.compute(card, spec.path("valid"), spec.path("scored"), threshold=job.drift.psi_threshold,
+    results = drift.compute(card, spec.parts("valid"), spec.parts("scored"), threshold=job.drift.psi_threshold,
                             batch_rows=job.source.batch_rows)
     spec.write_json("drift", results)
     bad = drift.drifted(results)
@@ -387,8 +411,7 @@ def persist(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str, 
             counts["rows_written"] = 0
             return counts
         eng = engine(job, url)
-        source = spec.path("scored")
-        key_type = pq.read_schema(source).field(job.entity_key).type
+        key_type = pq.read_schema(spec.parts("scored")[0]).field(job.entity_key).type
         store.ensure_predictions(eng, job.output.table, job.entity_key,
                                  "int" if pa.types.is_integer(key_type) else "str")
         scored_at = dt.datetime.fromisoformat(spec.read_json("score")["scored_at"])
@@ -413,7 +436,7 @@ def push(job: JobConfig, spec: RunSpec, url: str | None = None,
         day = parse_date(spec.partition_date)
         outbox = spec.path("outbox")
         selected, not_selected = push_mod.build_outbox(
-            job, spec.path("scored"), outbox, partition_date=spec.partition_date, model_name=spec.model_name,
+            job, spec.parts("scored"), outbox, partition_date=spec.partition_date, model_name=spec.model_name,
             model_version=spec.model_version, batch_rows=job.output.push.sink.batch_rows)
         counts["rows_not_selected"] = not_selected
         rlog.info("push: %d rows selected to send, %d not selected (%s)", selected, not_selected,
@@ -437,7 +460,7 @@ def push(job: JobConfig, spec: RunSpec, url: str | None = None,
 
 
 def _prediction_batches(spec: RunSpec, job: JobConfig, day: dt.date, scored_at: dt.datetime) -> Iterator[pa.Table]:
-    for batch in read_batches(spec.path("scored"), job.source.batch_rows):
+    for batch in read_batches(spec.parts("scored"), job.source.batch_rows):
         n = batch.num_rows
         table = pa.Table.from_batches([batch])
         yield (
@@ -451,7 +474,7 @@ def _prediction_batches(spec: RunSpec, job: JobConfig, day: dt.date, scored_at: 
 
 def _quarantine_rows(spec: RunSpec, job: JobConfig, day: dt.date) -> Iterator[list[dict[str, Any]]]:
     now = ledger.now()
-    for batch in read_batches(spec.path("quarantine"), job.source.batch_rows):
+    for batch in read_batches(spec.parts("quarantine"), job.source.batch_rows):
         rows = batch.to_pylist()
         if not rows:
             continue
@@ -526,6 +549,73 @@ def drift_alert(job: JobConfig, partition_date: dt.date | str, run_id: str, url:
     return drift.alert(job, partition_date, run_id, rows, resolver)
 
 
+# -- sharded runs ------------------------------------------------------------------------
+def shard_files(files: list[Path], shards: int, shard: int) -> list[Path]:
+    """A shard's share of a partition's files (round robin over the sorted files)."""
+    return files[shard::shards]
+
+
+def plan_shards(job: JobConfig, spec: RunSpec) -> tuple[RunSpec, list[RunSpec]]:
+    """Split a partition into shards by file; find duplicate keys across all of them first.
+
+    Returns the run's root spec (with the number of shards actually used: never more than
+    files) and one spec per shard. The duplicate keys go to ``keys.json`` in the staging area,
+    so each shard's validation sees duplicates that span shards.
+    """
+    from dataclasses import replace
+
+    from pipeline.ingest import partition_keys
+
+    day = parse_date(spec.partition_date)
+    files = partition_files(job.source_root(), job.source.layout, job.source.format, day)
+    shards = max(1, min(job.source.shards, len(files)))
+    root = replace(spec, shards=shards, shard=None)
+    duplicates = partition_keys(files, job.source.format, job.entity_key)
+    root.root.mkdir(parents=True, exist_ok=True)
+    root.write_json("keys", {"duplicate_keys": duplicates, "files": [str(f) for f in files]})
+    run_log(root).info("planned %d shard(s) over %d file(s); %d duplicate key(s) across the partition", shards,
+                       len(files), len(duplicates))
+    return root, [root.for_shard(i) for i in range(shards)]
+
+
+def score_shard(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str, Any]:
+    """One shard, start to scores: ingest, validate, preprocess, score (its own staging folder)."""
+    for step in (ingest, validate, preprocess, score):
+        step(job, spec, url)
+    return spec.read_json("shard")["counts"]
+
+
+def combine(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str, Any]:
+    """After every shard: add up their counts in the ledger, apply the threshold and drift to the partition."""
+    with stage(job, spec, "combine", url) as counts:
+        states = [spec.for_shard(i).read_json("shard") for i in range(spec.shards)]
+        for field in ("rows_in", "rows_valid", "rows_quarantined", "rows_scored"):
+            counts[field] = sum(int(st["counts"].get(field, 0)) for st in states)
+        eng = engine(job, url)
+        for name in ("ingest", "validate", "preprocess", "score"):  # wall time of the slowest shard
+            ledger.update(eng, spec.job_id, spec.run_id, spec.attempt, stage=name,
+                          seconds=max(st["seconds"].get(name, 0.0) for st in states))
+        if counts["rows_in"] == 0 and job.validation.on_empty == "fail":
+            raise InputError(
+                f"partition {spec.partition_date}: the files in {partition_path(job, parse_date(spec.partition_date))} "
+                "hold no rows. Nothing was published. If the upstream export is incomplete, re-export it and "
+                "re-run the partition; if an empty day is normal, set validation.on_empty: succeed."
+            )
+        unexpected: dict[str, int] = {}
+        stem = reports_dir() / job.job_id / spec.partition_date / safe_name(spec.run_id)
+        for i in range(spec.shards):
+            shard_report = stem.with_name(f"{stem.name}.shard-{i:03d}.json")
+            for code, n in json.loads(shard_report.read_text())["unexpected_counts"].items():
+                unexpected[code] = unexpected.get(code, 0) + n
+        check_threshold(job, spec, counts["rows_in"], counts["rows_quarantined"], unexpected,
+                        f"{stem}.shard-*.html")
+        scored_at = max(st_spec.read_json("score")["scored_at"] for st_spec in
+                        (spec.for_shard(i) for i in range(spec.shards)))
+        spec.write_json("score", {"scored_at": scored_at})
+        _check_drift(job, spec, counts["rows_scored"], url)
+    return counts
+
+
 def run_partition(
     job: JobConfig,
     partition_date: dt.date | str,
@@ -545,8 +635,14 @@ def run_partition(
     run_id = run_id or f"cli__{day.isoformat()}__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
     spec = start(job, run_id=run_id, partition_date=day, model_ref=model_ref, dry_run=dry_run, url=url,
                  mode=mode, resend=resend)
-    for step in (ingest, validate, preprocess, score):
-        step(job, spec, url)
+    if job.source.shards > 1:
+        spec, shards = plan_shards(job, spec)
+        for shard in shards:  # one after the other here; the DAG maps them onto workers
+            score_shard(job, shard, url)
+        combine(job, spec, url)
+    else:
+        for step in (ingest, validate, preprocess, score):
+            step(job, spec, url)
     if spec.mode == "push":
         push(job, spec, url, resolver)
     else:

@@ -7,7 +7,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,8 @@ class RunSpec:
     staging_dir: str
     mode: str = "persist"
     resend: bool = False
+    shards: int = 1
+    shard: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,12 +53,26 @@ class RunSpec:
         return cls(**data)
 
     @property
-    def staging(self) -> Path:
+    def root(self) -> Path:
+        """The run's staging area (shards have a folder each below it)."""
         return Path(self.staging_dir)
+
+    @property
+    def staging(self) -> Path:
+        return self.root if self.shard is None else self.root / f"shard-{self.shard:03d}"
+
+    def for_shard(self, shard: int) -> RunSpec:
+        return replace(self, shard=shard)
 
     def path(self, name: str) -> Path:
         """Path of a staged dataset, e.g. ``spec.path('scored')``."""
         return self.staging / f"{name}.parquet"
+
+    def parts(self, name: str) -> list[Path]:
+        """Every file of a staged dataset: one per shard for a sharded run's root spec, else one."""
+        if self.shard is None and self.shards > 1:
+            return [self.for_shard(i).path(name) for i in range(self.shards)]
+        return [self.path(name)]
 
     def write_json(self, name: str, data: Any) -> Path:
         path = self.staging / f"{name}.json"
@@ -69,7 +85,7 @@ class RunSpec:
         return json.loads((self.staging / f"{name}.json").read_text())
 
     def cleanup(self) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 class StagedWriter:
@@ -140,11 +156,11 @@ class StagedWriter:
             self.tmp.unlink(missing_ok=True)
 
 
-def read_batches(path: Path, batch_rows: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-    """Stream a staged Parquet file batch by batch."""
-    pf = pq.ParquetFile(path)
-    yield from pf.iter_batches(batch_size=batch_rows, columns=columns)
+def read_batches(path: Path | list[Path], batch_rows: int, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """Stream a staged Parquet file (or the files of every shard, in order) batch by batch."""
+    for one in path if isinstance(path, list) else [path]:
+        yield from pq.ParquetFile(one).iter_batches(batch_size=batch_rows, columns=columns)
 
 
-def staged_rows(path: Path) -> int:
-    return pq.ParquetFile(path).metadata.num_rows
+def staged_rows(path: Path | list[Path]) -> int:
+    return sum(pq.ParquetFile(one).metadata.num_rows for one in (path if isinstance(path, list) else [path]))

@@ -267,10 +267,50 @@ def build_dag(job: JobConfig, path: Path) -> DAG:
             summary = call(run.finalize, job_, RunSpec.from_dict(spec), url)
             return {k: str(v) for k, v in summary.items()}
 
-        spec = ingest()
-        wait >> spec
-        for name in ("validate", "preprocess", "score"):
-            spec = stage_task(name)(spec)
+        @task
+        def plan(**context: Any) -> list[dict[str, Any]]:
+            """Sharded jobs: open the run, split the partition's files into shards (one spec each)."""
+            from pipeline import run
+
+            job_, url = job_and_url(job_file)
+            params = context["params"]
+            spec = call(run.start, job_, run_id=context["run_id"], partition_date=partition_of(context, job_),
+                        model_ref=params.get("model_ref") or None, dry_run=bool(params.get("dry_run")),
+                        url=url, mode=params.get("output_mode") or None, resend=bool(params.get("resend")))
+            _, shards = call(run.plan_shards, job_, spec)
+            return [shard.to_dict() for shard in shards]
+
+        @task
+        def score_shard(shard: dict[str, Any]) -> dict[str, Any]:
+            """One shard: ingest, validate, preprocess, score. A failed shard is retried alone."""
+            from pipeline import run
+            from pipeline.staging import RunSpec
+
+            job_, url = job_and_url(job_file)
+            return call(run.score_shard, job_, RunSpec.from_dict(shard), url)
+
+        @task
+        def combine(shards: list[dict[str, Any]]) -> dict[str, Any]:
+            """Every shard succeeded: add up the counts, apply the threshold and drift to the partition."""
+            from pipeline import run
+            from pipeline.staging import RunSpec
+
+            job_, url = job_and_url(job_file)
+            root = RunSpec.from_dict({**shards[0], "shard": None})  # the run's spec, above its shards
+            call(run.combine, job_, root, url)
+            return root.to_dict()
+
+        if job.source.shards > 1:  # mapped tasks score the shards, possibly on different workers
+            planned = plan()
+            wait >> planned
+            scored = score_shard.expand(shard=planned)
+            spec = combine(planned)
+            scored >> spec
+        else:
+            spec = ingest()
+            wait >> spec
+            for name in ("validate", "preprocess", "score"):
+                spec = stage_task(name)(spec)
         outputs = {"persist": stage_task("persist"), "push": push}
         if len(job.output.modes) == 1:  # one way out: no branch in the graph
             finalize(outputs[job.output.modes[0]](spec))

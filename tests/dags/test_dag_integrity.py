@@ -32,6 +32,7 @@ for dag_id, dag in bag.dags.items():
         "sensor_mode": getattr(dag.task_dict.get("wait_for_partition"), "mode", None),
         "upstream": {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks},
         "trigger_rules": {t.task_id: getattr(t.trigger_rule, "value", t.trigger_rule) for t in dag.tasks},
+        "mapped": sorted(t.task_id for t in dag.tasks if "Mapped" in type(t).__name__ or hasattr(t, "expand_input")),
     }
 print("JSON:" + json.dumps(out, default=str))
 """
@@ -115,3 +116,17 @@ def test_a_job_file_with_a_typo_gives_a_visible_error_dag(tmp_path: Path) -> Non
     assert broken["tasks"] == ["config_error"] and "config-error" in broken["tags"]
     assert "unknown key 'output.tabel'" in broken["doc_md"] and "did you mean 'table'" in broken["doc_md"]
     assert str(jobs / "typo_job.yaml") in broken["doc_md"]
+
+
+def test_a_sharded_job_maps_its_shards_and_publishes_once(tmp_path: Path) -> None:
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    doc = yaml.safe_load((ROOT / "dags" / "jobs" / "churn_daily.yaml").read_text())
+    doc["source"]["shards"] = 4
+    (jobs / "churn_daily.yaml").write_text(yaml.safe_dump(doc))
+    dag = parse(jobs, tmp=tmp_path)["dags"]["churn_daily"]
+    assert dag["tasks"] == ["wait_for_partition", "plan", "score_shard", "combine", "persist", "finalize"]
+    assert dag["upstream"]["score_shard"] == ["plan"]
+    assert dag["upstream"]["combine"] == ["plan", "score_shard"]
+    assert dag["upstream"]["persist"] == ["combine"]
+    assert dag["mapped"] == ["score_shard"]

@@ -166,3 +166,19 @@ def test_drift_alert_fires_from_the_finalize_callback(home: Path, migrated_home:
     assert "DRIFT ALERT job churn_test" in text and "support_tickets_90d (PSI" in text
     [alert] = alerts
     assert alert["run_id"] == row["run_id"] and "support_tickets_90d" in {d["feature"] for d in alert["drifted"]}
+
+
+def test_sharded_job_maps_shards_and_publishes_once(home: Path, migrated_home: Path) -> None:
+    write_partition(home, n=2000, files=4)
+    write_job(home, source={"path": str(home / "data" / "churn"), "shards": 3, "batch_rows": 500,
+                            "wait_timeout_minutes": 0.05, "poke_interval_seconds": 1})
+    out = dags_test(migrated_home, "churn_test", DAY.isoformat())
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-4000:]
+    assert "planned 3 shard(s) over 4 file(s)" in text
+    for i in range(3):
+        assert f"score[shard {i}]: done" in text
+    [row] = _ledger()
+    assert row["status"] == "success" and row["rows_in"] == row["rows_scored"] + row["rows_quarantined"]
+    assert _count(DAY) == row["rows_written"] == row["rows_scored"] > 1900
+    assert not list((home / "staging").rglob("*.parquet"))

@@ -1,4 +1,5 @@
-"""The docker-compose topology started natively: CeleryExecutor, 2 workers, Redis, PostgreSQL.
+"""The docker-compose topology started natively: CeleryExecutor, 2 workers, Redis, PostgreSQL,
+and sharded runs whose mapped shard tasks the workers execute.
 
 `scripts/native_stack.py up` starts api-server, scheduler, DAG processor, triggerer and two
 Celery workers against the local PostgreSQL (metadata and predictions in two databases)
@@ -40,7 +41,8 @@ def test_rest_triggered_runs_execute_on_two_celery_workers(home: Path, tmp_path:
     days = [dt.date(2026, 10, 5), dt.date(2026, 10, 6)]
     for day in days:
         write_partition(home, day=day, n=1500)
-    write_job(home, start_date="2026-09-01")
+    # two shards per run: the mapped score_shard tasks go to the workers through Redis
+    write_job(home, start_date="2026-09-01", source={"path": str(home / "data" / "churn"), "shards": 2})
     suffix = uuid.uuid4().hex[:8]
     metadata, scoring, redis_db = f"airflow_{suffix}", f"scoring_{suffix}", random.randint(8, 15)
     broker = redis.Redis(host="127.0.0.1", port=6379, db=redis_db)
