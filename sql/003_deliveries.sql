@@ -1,12 +1,12 @@
 -- Push mode: the delivery state of every batch of a partition (one row per batch).
 -- A task retry or a re-run skips batches already 'delivered' with the same idempotency key.
+-- Later columns come from sql/migrations/ (plan: 002).
 CREATE TABLE IF NOT EXISTS scoring_deliveries (
     job_id            TEXT NOT NULL,
     partition_date    DATE NOT NULL,
     batch_no          INTEGER NOT NULL,
     batch_count       INTEGER NOT NULL,
     idempotency_key   TEXT NOT NULL,          -- covers job, partition, model version, plan, batch and content
-    plan              TEXT NOT NULL,          -- signature of batch size, selection, format and layout
     sink              TEXT NOT NULL,          -- e.g. webhook:http://host:port/offers (no credentials)
     model_name        TEXT NOT NULL,
     model_version     INTEGER NOT NULL,

@@ -165,7 +165,21 @@ def test_migrations_upgrade_an_old_ledger_once(tmp_path: Path) -> None:
     store.ensure_ledger(engine)
     columns = {c["name"] for c in sa.inspect(engine).get_columns("scoring_runs")}
     assert {"rows_delivered", "rows_dead_lettered", "rows_not_selected", "rows_failed", "sink"} <= columns
-    assert sa.inspect(engine).has_table("scoring_deliveries")
+    assert "plan" in {c["name"] for c in sa.inspect(engine).get_columns("scoring_deliveries")}
     assert store.apply_migrations(engine) == []  # a second call applies nothing
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT COUNT(*) FROM scoring_schema_migrations")).scalar() == 1
+        applied = conn.execute(sa.text("SELECT COUNT(*) FROM scoring_schema_migrations")).scalar()
+    assert applied == len(list((ROOT / "sql" / "migrations").glob("*.sql")))
+
+
+def test_a_database_from_before_the_plan_column_is_upgraded(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'early.db'}")
+    with engine.begin() as conn:  # deliveries and migrations as the first push-mode commit made them
+        for name in ("001_scoring_runs.sql", "003_deliveries.sql", "004_schema_migrations.sql"):
+            for stmt in store.render_sql(conn, name):
+                conn.exec_driver_sql(stmt)
+        conn.execute(sa.text("INSERT INTO scoring_schema_migrations VALUES ('001_push_counts.sql', '2026-11-21')"))
+        for stmt in store._statements((ROOT / "sql" / "migrations" / "001_push_counts.sql").read_text()):
+            conn.exec_driver_sql(stmt)
+    assert store.apply_migrations(engine) == ["002_deliveries_plan.sql"]
+    assert "plan" in {c["name"] for c in sa.inspect(engine).get_columns("scoring_deliveries")}
