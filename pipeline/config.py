@@ -46,6 +46,13 @@ def check_identifier(value: str, what: str = "identifier") -> str:
     return value
 
 
+def _connection_id(value: str | None) -> str | None:
+    """An optional Airflow connection id, validated like every identifier."""
+    if value is not None:
+        check_identifier(value, "connection id")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -121,12 +128,7 @@ class _SinkBase(_Strict):
         "(the sink is down; a task retry or 'scoring redrive' sends them later).",
     )
 
-    @field_validator("connection", check_fields=False)
-    @classmethod
-    def _conn_id(cls, value: str | None) -> str | None:
-        if value is not None:
-            check_identifier(value, "connection id")
-        return value
+    _conn_id = field_validator("connection", check_fields=False)(lambda v: _connection_id(v))
 
 
 class WebhookSink(_SinkBase):
@@ -311,12 +313,7 @@ class DriftConfig(_Strict):
         None, description="Airflow connection of a webhook that drift alerts are POSTed to (besides the ERROR log)."
     )
 
-    @field_validator("alert_connection")
-    @classmethod
-    def _conn_id(cls, value: str | None) -> str | None:
-        if value is not None:
-            check_identifier(value, "connection id")
-        return value
+    _conn_id = field_validator("alert_connection")(lambda v: _connection_id(v))
 
 
 class JobConfig(_Strict):

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from pipeline.staging import read_batches
 from pipeline.store import begin
 
 log = logging.getLogger("pipeline.drift")
@@ -108,8 +109,6 @@ def compute(card: dict[str, Any], valid: Path | list[Path], scored: Path | list[
             trackers[name] = ("numeric", _Numeric(stats["bin_edges"], stats["bin_shares"], stats.get("null_share")))
         elif stats.get("kind") == "categorical" and stats.get("shares"):
             trackers[name] = ("categorical", _Categorical(stats["shares"], stats.get("null_share")))
-    from pipeline.staging import read_batches
-
     valid_parts = valid if isinstance(valid, list) else [valid]
     columns = [c for c in trackers if c in pq.read_schema(valid_parts[0]).names]
     for batch in read_batches(valid_parts, batch_rows, columns):

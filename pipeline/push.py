@@ -42,6 +42,7 @@ from pipeline.config import JobConfig, project_home
 from pipeline.connections import Resolver
 from pipeline.errors import DeliveryError, PermanentDeliveryError
 from pipeline.sinks import Batch, DeliveryFailed, Sink, open_sink
+from pipeline.staging import StagedWriter, read_batches, staged_rows
 
 log = logging.getLogger("pipeline.push")
 
@@ -93,8 +94,6 @@ def build_outbox(job: JobConfig, scored: Path | list[Path], out: Path, *, partit
     assert push is not None
     key = job.entity_key
     select = push.select
-    from pipeline.staging import read_batches, staged_rows
-
     parts = scored if isinstance(scored, list) else [scored]
     total = staged_rows(parts)
     chosen: pa.Table | None = None
@@ -119,7 +118,7 @@ def build_outbox(job: JobConfig, scored: Path | list[Path], out: Path, *, partit
         source = filtered()
 
     selected = 0
-    with _outbox_writer(out, batch_rows) as writer:
+    with StagedWriter(out, row_group_rows=batch_rows) as writer:
         for table in source:
             n = table.num_rows
             table = (table.append_column("partition_date", pa.array([partition_date] * n, pa.string()))
@@ -133,12 +132,6 @@ def build_outbox(job: JobConfig, scored: Path | list[Path], out: Path, *, partit
             writer.schema = pa.schema([*pq.read_schema(parts[0]), ("partition_date", pa.string()),
                                        ("model_name", pa.string()), ("model_version", pa.int32())])
     return selected, total - selected
-
-
-def _outbox_writer(path: Path, batch_rows: int) -> Any:
-    from pipeline.staging import StagedWriter
-
-    return StagedWriter(path, row_group_rows=batch_rows)
 
 
 def outbox_batches(path: Path, per_partition: bool) -> list[tuple[int, Callable[[], Iterator[pa.Table]]]]:
@@ -325,7 +318,7 @@ def push_partition(
         state = deliveries.summary(engine, job.job_id, day)
         if not tally.dead_batches and set(state) <= {deliveries.DELIVERED}:
             sink.finish(len(parts))
-            _clean_stale_deadletter(job.job_id, partition_date)
+            _sync_deadletter(engine, job.job_id, day)
         counts = {
             "rows_delivered": state.get(deliveries.DELIVERED, {}).get("rows", 0),
             "rows_dead_lettered": state.get(deliveries.DEAD_LETTER, {}).get("rows", 0),
@@ -356,7 +349,8 @@ def _undelivered_error(job: JobConfig, partition_date: str, target: str, tally: 
 
 
 def _sync_deadletter(engine: Engine, job_id: str, day: dt.date) -> None:
-    """Remove dead-letter files that no dead-lettered batch points to any more (re-planned batches)."""
+    """Remove dead-letter files that no dead-lettered batch points to any more (re-planned or
+    delivered batches); remove the partition's folder once it is empty."""
     folder = deadletter_dir(job_id, day.isoformat())
     if not folder.exists():
         return
@@ -364,15 +358,8 @@ def _sync_deadletter(engine: Engine, job_id: str, day: dt.date) -> None:
     for path in folder.glob("batch-*.parquet"):
         if str(path) not in keep:
             _drop_deadletter(str(path))
-
-
-def _clean_stale_deadletter(job_id: str, partition_date: str) -> None:
-    folder = deadletter_dir(job_id, partition_date)
-    if folder.exists():
-        for path in folder.glob("batch-*"):
-            path.unlink(missing_ok=True)
-        if not any(folder.iterdir()):
-            folder.rmdir()
+    if not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def redrive(
@@ -434,7 +421,7 @@ def _redrive(engine: Engine, job: JobConfig, sink: Sink, dead: list[dict[str, An
     state = deliveries.summary(engine, job.job_id, partition_date)
     if set(state) <= {deliveries.DELIVERED}:
         sink.finish(dead[0]["batch_count"])
-        _clean_stale_deadletter(job.job_id, day)
+        _sync_deadletter(engine, job.job_id, partition_date)
     remaining = state.get(deliveries.DEAD_LETTER, {}).get("rows", 0)
     counts = {"rows_in": rows_in, "rows_delivered": tally.sent_ok, "rows_failed": tally.failed_rows,
               "rows_dead_lettered": remaining, "sink": sink.target}

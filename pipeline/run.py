@@ -389,7 +389,6 @@ def _check_drift(job: JobConfig, spec: RunSpec, rows: int, url: str | None) -> N
     rlog.warning("drift above PSI %g: %s", job.drift.psi_threshold, drift.describe(bad))
     if job.drift.block:
         eng = engine(job, url)
-        store.ensure_ledger(eng)
         drift.replace(eng, job_id=job.job_id, partition_date=parse_date(spec.partition_date), run_id=spec.run_id,
                       model_name=spec.model_name, model_version=spec.model_version, results=results)
         drift.alert(job, spec.partition_date, spec.run_id, bad)  # AIRFLOW_CONN_* connections only here
@@ -446,7 +445,6 @@ def push(job: JobConfig, spec: RunSpec, url: str | None = None,
             counts.update(rows_delivered=0, rows_dead_lettered=0, rows_failed=0)
             return counts
         eng = engine(job, url)
-        store.ensure_ledger(eng)
         store.replace_quarantine(eng, job_id=job.job_id, partition_date=day,
                                  quarantine=_quarantine_rows(spec, job, day))
         try:

@@ -45,11 +45,8 @@ def db_url(job: JobConfig) -> str:
     try:
         return store.resolve_url(job.output.connection)
     except ConfigError:  # no env var: ask Airflow's connections (secrets backend, metadata DB)
-        from airflow.sdk import BaseHook
-
-        conn = BaseHook.get_connection(job.output.connection)
-        return store.url_from_connection(conn.conn_type, conn.host, conn.login, conn.password,
-                                         conn.port, conn.schema, conn.extra_dejson)
+        c = airflow_connection(job.output.connection)
+        return store.url_from_connection(c.conn_type, c.host, c.login, c.password, c.port, c.schema, c.extra)
 
 
 def airflow_connection(conn_id: str) -> Any:
@@ -68,6 +65,16 @@ def job_and_url(job_file: str) -> tuple[JobConfig, str]:
 
     job = load_job(job_file)
     return job, call(db_url, job)  # a missing connection is final: no retry can fix it
+
+
+def start_run(context: Any, job: JobConfig, url: str) -> Any:
+    """Open the run (ledger row, staging area) with the trigger form's params."""
+    from pipeline import run
+
+    params = context["params"]
+    return call(run.start, job, run_id=context["run_id"], partition_date=partition_of(context, job),
+                model_ref=params.get("model_ref") or None, dry_run=bool(params.get("dry_run")), url=url,
+                mode=params.get("output_mode") or None, resend=bool(params.get("resend")))
 
 
 def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -225,10 +232,7 @@ def build_dag(job: JobConfig, path: Path) -> DAG:
             from pipeline import run
 
             job_, url = job_and_url(job_file)
-            params = context["params"]
-            spec = call(run.start, job_, run_id=context["run_id"], partition_date=partition_of(context, job_),
-                        model_ref=params.get("model_ref") or None, dry_run=bool(params.get("dry_run")),
-                        url=url, mode=params.get("output_mode") or None, resend=bool(params.get("resend")))
+            spec = start_run(context, job_, url)
             call(run.ingest, job_, spec, url)
             return spec.to_dict()
 
@@ -273,10 +277,7 @@ def build_dag(job: JobConfig, path: Path) -> DAG:
             from pipeline import run
 
             job_, url = job_and_url(job_file)
-            params = context["params"]
-            spec = call(run.start, job_, run_id=context["run_id"], partition_date=partition_of(context, job_),
-                        model_ref=params.get("model_ref") or None, dry_run=bool(params.get("dry_run")),
-                        url=url, mode=params.get("output_mode") or None, resend=bool(params.get("resend")))
+            spec = start_run(context, job_, url)
             _, shards = call(run.plan_shards, job_, spec)
             return [shard.to_dict() for shard in shards]
 
