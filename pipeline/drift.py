@@ -23,11 +23,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from pipeline.staging import read_batches
+from pipeline.staging import read_batches, staged_schema
 from pipeline.store import begin
 
 log = logging.getLogger("pipeline.drift")
@@ -110,7 +109,7 @@ def compute(card: dict[str, Any], valid: Path | list[Path], scored: Path | list[
         elif stats.get("kind") == "categorical" and stats.get("shares"):
             trackers[name] = ("categorical", _Categorical(stats["shares"], stats.get("null_share")))
     valid_parts = valid if isinstance(valid, list) else [valid]
-    columns = [c for c in trackers if c in pq.read_schema(valid_parts[0]).names]
+    columns = [c for c in trackers if c in staged_schema(valid_parts[0]).names]
     for batch in read_batches(valid_parts, batch_rows, columns):
         for name in columns:
             kind, tracker = trackers[name]

@@ -42,7 +42,7 @@ from pipeline.config import JobConfig, project_home
 from pipeline.connections import Resolver
 from pipeline.errors import DeliveryError, PermanentDeliveryError
 from pipeline.sinks import Batch, DeliveryFailed, Sink, open_sink
-from pipeline.staging import StagedWriter, read_batches, staged_rows
+from pipeline.staging import StagedWriter, read_batches, staged_rows, staged_schema
 
 log = logging.getLogger("pipeline.push")
 
@@ -111,7 +111,7 @@ def build_outbox(job: JobConfig, scored: Path | list[Path], out: Path, *, partit
             chosen = table if chosen is None else pa.concat_tables([chosen, table])
             if chosen.num_rows > select.top_n:
                 chosen = chosen.take(pc.select_k_unstable(chosen, k=select.top_n, sort_keys=order))
-        chosen = (chosen if chosen is not None else pq.read_schema(parts[0]).empty_table()).sort_by(order)
+        chosen = (chosen if chosen is not None else staged_schema(parts[0]).empty_table()).sort_by(order)
         source: Iterator[pa.Table] = iter([chosen.append_column(
             "rank", pa.array(range(1, chosen.num_rows + 1), pa.int32()))])
     else:
@@ -129,7 +129,7 @@ def build_outbox(job: JobConfig, scored: Path | list[Path], out: Path, *, partit
             writer.write(table)
             selected += n
         if writer.schema is None:
-            writer.schema = pa.schema([*pq.read_schema(parts[0]), ("partition_date", pa.string()),
+            writer.schema = pa.schema([*staged_schema(parts[0]), ("partition_date", pa.string()),
                                        ("model_name", pa.string()), ("model_version", pa.int32())])
     return selected, total - selected
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline import connections, ledger, store
 from pipeline.config import JobConfig, jobs_dir, load_job, project_home
@@ -39,6 +38,7 @@ from pipeline.staging import (
     read_batches,
     safe_name,
     staged_rows,
+    staged_schema,
     staging_root,
 )
 
@@ -167,7 +167,7 @@ def stage(job: JobConfig, spec: RunSpec, name: str, url: str | None = None) -> I
 
 
 def ingest(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str, Any]:
-    """Read the partition's files into ``ingested.parquet`` in the contract's schema."""
+    """Read the partition's files into ``ingested.arrow`` in the contract's schema."""
     from pipeline import ingest as ingest_mod
 
     with stage(job, spec, "ingest", url) as counts:
@@ -216,7 +216,7 @@ def validate(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str,
                                                 f"duplicate_key:{job.entity_key}", column=job.entity_key,
                                                 value_set=dups))
         source = spec.path("ingested")
-        schema = pq.read_schema(source)
+        schema = staged_schema(source)
         extra = val.job_expectations(job.validation.expectations)
         for i, exp in enumerate(extra):
             unknown = [c for c in val.columns_of(exp) if c not in schema.names]
@@ -290,11 +290,8 @@ def _exact_integers(arrow_type: pa.DataType) -> Any:
 
 def _sample(path: Path, n: int) -> list[dict[str, Any]]:
     """The first ``n`` rows of a staged file, for reports."""
-    pf = pq.ParquetFile(path)
-    if not pf.metadata.num_rows:
-        return []
-    rows = next(pf.iter_batches(batch_size=n)).to_pylist()
-    return [_original_values(r) for r in rows]
+    first = next(read_batches(path, n), None)
+    return [_original_values(r) for r in first.to_pylist()] if first is not None else []
 
 
 def _original_values(row: dict[str, Any]) -> dict[str, Any]:
@@ -309,7 +306,7 @@ def _original_values(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def preprocess(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str, Any]:
-    """Apply the model's registered preprocessing to the valid rows (``features.parquet``)."""
+    """Apply the model's registered preprocessing to the valid rows (``features.arrow``)."""
     from pipeline import preprocess as prep
 
     with stage(job, spec, "preprocess", url):
@@ -327,7 +324,7 @@ def preprocess(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[st
                 writer.write(table.set_column(table.schema.get_field_index(FLAGS), FLAGS,
                                               table[FLAGS].cast(pa.string())))
             if writer.schema is None:  # zero valid rows: an empty file with the feature schema
-                empty = pq.read_schema(spec.path("valid")).empty_table().to_pandas()
+                empty = staged_schema(spec.path("valid")).empty_table().to_pandas()
                 features = transform(empty[inputs])
                 features.insert(0, job.entity_key, empty[job.entity_key])
                 features[FLAGS] = empty[FLAGS]
@@ -345,7 +342,7 @@ def score(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str, An
         scorer = load_scorer(Registry(), spec.model_name, spec.model_version)
         source = spec.path("features")
         total = staged_rows(source)
-        key_type = pq.read_schema(source).field(job.entity_key).type
+        key_type = staged_schema(source).field(job.entity_key).type
         out_schema = pa.schema([(job.entity_key, key_type), ("prediction", pa.string()), ("score", pa.float64()),
                                 ("flags", pa.string())])
         done = 0
@@ -410,7 +407,7 @@ def persist(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str, 
             counts["rows_written"] = 0
             return counts
         eng = engine(job, url)
-        key_type = pq.read_schema(spec.parts("scored")[0]).field(job.entity_key).type
+        key_type = staged_schema(spec.parts("scored")[0]).field(job.entity_key).type
         store.ensure_predictions(eng, job.output.table, job.entity_key,
                                  "int" if pa.types.is_integer(key_type) else "str")
         scored_at = dt.datetime.fromisoformat(spec.read_json("score")["scored_at"])
@@ -433,7 +430,7 @@ def push(job: JobConfig, spec: RunSpec, url: str | None = None,
         if job.output.push is None:
             raise ConfigError(f"job {job.job_id} has no output.push sink")
         day = parse_date(spec.partition_date)
-        outbox = spec.path("outbox")
+        outbox = spec.staging / "outbox.parquet"  # Parquet: its row groups are the batches
         selected, not_selected = push_mod.build_outbox(
             job, spec.parts("scored"), outbox, partition_date=spec.partition_date, model_name=spec.model_name,
             model_version=spec.model_version, batch_rows=job.output.push.sink.batch_rows)

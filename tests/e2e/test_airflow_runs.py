@@ -39,7 +39,7 @@ def test_dags_test_end_to_end(any_db: str, home: Path, migrated_home: Path) -> N
     assert row["rows_in"] == row["rows_scored"] + row["rows_quarantined"]
     assert _count(DAY) == row["rows_written"] == row["rows_scored"] > 1000
     assert set(json.loads(row["stage_seconds"])) == {"ingest", "validate", "preprocess", "score", "persist", "finalize"}
-    assert not list((home / "staging").rglob("*.parquet"))
+    assert not list((home / "staging").rglob("*.arrow")) and not list((home / "staging").rglob("*.parquet"))
 
 
 def test_output_database_from_an_airflow_connection(home: Path, migrated_home: Path, pg_url: str,
@@ -181,4 +181,4 @@ def test_sharded_job_maps_shards_and_publishes_once(home: Path, migrated_home: P
     [row] = _ledger()
     assert row["status"] == "success" and row["rows_in"] == row["rows_scored"] + row["rows_quarantined"]
     assert _count(DAY) == row["rows_written"] == row["rows_scored"] > 1900
-    assert not list((home / "staging").rglob("*.parquet"))
+    assert not list((home / "staging").rglob("*.arrow")) and not list((home / "staging").rglob("*.parquet"))

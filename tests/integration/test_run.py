@@ -52,7 +52,7 @@ def test_run_reconciles_and_lands_every_row(any_db: str, home: Path) -> None:
     assert any("be_between:monthly_charges" in r.reasons for r in q)
     assert "customer_id" in json.loads(q[0].row_values)
     assert latest == daily == len(rows)
-    assert not list((home / "staging").rglob("*.parquet")), "staging is cleaned after success"
+    assert not list((home / "staging").rglob("*.arrow")) and not list((home / "staging").rglob("*.parquet")), "staging is cleaned after success"
 
 
 def test_three_runs_leave_one_copy_with_the_last_run_id(any_db: str, home: Path) -> None:
