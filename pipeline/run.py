@@ -236,11 +236,16 @@ def validate(job: JobConfig, spec: RunSpec, url: str | None = None) -> dict[str,
         flagged = 0
         with StagedWriter(spec.path("valid"), v_schema) as good, StagedWriter(spec.path("quarantine"), q_schema) as bad:
             for batch in read_batches(source, job.source.batch_rows):
-                outcome = validator.check(batch.to_pandas(types_mapper=_exact_integers))
-                flagged += int(outcome.valid[val.FLAGS].notna().sum())
-                good.write(pa.Table.from_pandas(outcome.valid, schema=v_schema, preserve_index=False))
-                if len(outcome.quarantined):
-                    bad.write(pa.Table.from_pandas(outcome.quarantined, schema=q_schema, preserve_index=False))
+                outcome = validator.check(batch.to_pandas(types_mapper=_exact_integers, strings_to_categorical=True))
+                keep = outcome.keep_mask()
+                valid = pa.Table.from_batches([batch.filter(pa.array(keep))])
+                flags = (pa.array(outcome.flags[keep], pa.string()) if outcome.flags is not None
+                         else pa.nulls(valid.num_rows, pa.string()))
+                flagged += valid.num_rows - flags.null_count
+                good.write(valid.append_column(val.FLAGS, flags))
+                if len(outcome.bad):
+                    bad.write(pa.Table.from_batches([batch.take(pa.array(outcome.bad))])
+                              .append_column("reasons", pa.array(outcome.reasons, pa.string())))
                 done += batch.num_rows
                 rate = done / max(time.perf_counter() - started, 1e-9)
                 rlog.info("validate: %d/%d rows (%.0f rows/s)", done, total, rate)

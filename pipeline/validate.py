@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -95,9 +96,18 @@ def reason_of(exp: dict[str, Any]) -> str:
 
 @dataclass
 class BatchOutcome:
-    valid: pd.DataFrame  # with a ``__flags`` column: reasons of 'flag' checks, or None
-    quarantined: pd.DataFrame  # original values plus a ``reasons`` column
+    """Which rows of a batch failed: positions to quarantine (with reasons) and 'flag' reasons."""
+
+    rows: int
+    bad: np.ndarray  # sorted row positions to quarantine
+    reasons: list[str]  # for each of ``bad``: its reason codes, "; "-joined
+    flags: np.ndarray | None  # per row: the 'flag' reasons ("; "-joined) or None; None when no row has any
     failures: dict[str, int] = field(default_factory=dict)
+
+    def keep_mask(self) -> np.ndarray:
+        mask = np.ones(self.rows, dtype=bool)
+        mask[self.bad] = False
+        return mask
 
 
 FLAGS = "__flags"
@@ -140,7 +150,11 @@ class RowValidator:
         return suite
 
     def check(self, frame: pd.DataFrame) -> BatchOutcome:
-        """Validate one batch; split it into valid (flagged where asked) and quarantined rows.
+        """Validate one batch: which rows to quarantine (and why) and which to flag.
+
+        Text columns are best passed as pandas categoricals (``to_pandas(strings_to_categorical=True)``):
+        Great Expectations filters the whole frame once per expectation, and taking rows of a
+        categorical moves small integer codes instead of strings.
 
         Two passes, both Great Expectations: the whole suite with ``BOOLEAN_ONLY`` (cheap: no
         row lists), then only the failed expectations with ``COMPLETE`` on just their columns,
@@ -186,11 +200,13 @@ class RowValidator:
             self.totals[code] = self.totals.get(code, 0) + n
         self.evaluated_rows += len(frame)
         bad = sorted(reasons)
-        quarantined = frame.iloc[bad].copy()
-        quarantined["reasons"] = ["; ".join(reasons[i] + flags.get(i, [])) for i in bad]
-        valid = frame.drop(index=bad)
-        valid[FLAGS] = [("; ".join(flags[i]) if i in flags else None) for i in valid.index]
-        return BatchOutcome(valid, quarantined, failures)
+        flag_values = None
+        if flags:
+            flag_values = np.full(len(frame), None, dtype=object)
+            for i, codes in flags.items():
+                flag_values[i] = "; ".join(codes)
+        return BatchOutcome(len(frame), np.asarray(bad, dtype=np.int64),
+                            ["; ".join(reasons[i] + flags.get(i, [])) for i in bad], flag_values, failures)
 
     def _suite_of(self, failed: tuple[str, ...]) -> tuple[Any, list[str]]:
         """The sub-suite of the failed expectations (cached) and the columns they read."""
