@@ -43,26 +43,13 @@ CHURN_CONTRACT: list[dict[str, Any]] = [
 DRIFT_BINS = 10
 
 
-def build_estimator(numeric: list[str], categorical: list[str]) -> Any:
-    """The scikit-learn Pipeline: impute and encode, then gradient boosting."""
-    from sklearn.compose import ColumnTransformer
+def build_estimator(categorical: list[str]) -> Any:
+    """Gradient boosting with native categorical support: the categories arrive as integer codes
+    (preprocessing ``churn_features@2``), missing values are handled by the trees themselves."""
     from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.impute import SimpleImputer
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder
 
-    categorical_steps = Pipeline(
-        [
-            ("impute", SimpleImputer(strategy="constant", fill_value="missing")),
-            ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
-        ]
-    )
-    columns = ColumnTransformer(
-        [("num", "passthrough", numeric), ("cat", categorical_steps, categorical)],
-        verbose_feature_names_out=False,
-    )
-    model = HistGradientBoostingClassifier(max_iter=150, learning_rate=0.08, max_leaf_nodes=31, random_state=0)
-    return Pipeline([("columns", columns), ("model", model)])
+    return HistGradientBoostingClassifier(max_iter=150, learning_rate=0.08, max_leaf_nodes=31, random_state=0,
+                                          categorical_features=categorical)
 
 
 def numeric_stats(values: pd.Series) -> dict[str, Any]:
@@ -110,14 +97,20 @@ def train_churn(
     # train on rows that satisfy the contract, as scoring will (validation quarantines the rest)
     raw = raw[(raw["monthly_charges"] >= 0) & raw["region"].notna()].reset_index(drop=True)
     inputs = [c["name"] for c in CHURN_CONTRACT]
-    transform = preprocess.spec("churn_features", 1)
-    features = preprocess.get("churn_features", 1)(raw[inputs])
+    contract = []
+    for column in CHURN_CONTRACT:
+        entry = dict(column)
+        if column["type"] == "category":
+            entry["categories"] = sorted(raw[column["name"]].dropna().astype(str).unique().tolist())
+        contract.append(entry)
+    transform = preprocess.spec("churn_features", 2)
+    features = preprocess.bind(preprocess.get("churn_features", 2), contract)(raw[inputs])
     categorical = [c["name"] for c in CHURN_CONTRACT if c["type"] == "category"]
     numeric = [c for c in features.columns if c not in categorical]
     x_train, x_test, y_train, y_test, raw_train, raw_test = train_test_split(
         features, raw["churned"], raw[[demo_data.KEY, *inputs]], test_size=0.2, random_state=seed
     )
-    estimator = build_estimator(numeric, categorical)
+    estimator = build_estimator(categorical)
     estimator.fit(x_train, y_train)
     proba = estimator.predict_proba(x_test)[:, 1]
     metrics = {
@@ -127,12 +120,6 @@ def train_churn(
         "positive_rate": round(float(y_test.mean()), 4),
         "holdout_rows": int(len(y_test)),
     }
-    contract = []
-    for column in CHURN_CONTRACT:
-        entry = dict(column)
-        if column["type"] == "category":
-            entry["categories"] = sorted(raw[column["name"]].dropna().astype(str).unique().tolist())
-        contract.append(entry)
     stats = {
         c["name"]: (categorical_stats if c["type"] == "category" else numeric_stats)(raw_train[c["name"]])
         for c in CHURN_CONTRACT
