@@ -5,8 +5,9 @@ rows, or the rows and the model card's input contract (for example to encode cat
 the order the model was trained with). Its name,
 version and a fingerprint of its code are written into the model card at training time;
 scoring looks the same transformation up and refuses to run if its code has changed
-since the model was trained (a new behaviour needs a new version). Imputation and
-encoding stay inside the scikit-learn Pipeline, so they are pickled with the model.
+since the model was trained (a new behaviour needs a new version). Learned steps
+(imputation, encoders) belong inside the model's scikit-learn Pipeline, so they are pickled
+with it; a transformation holds only fixed rules.
 """
 
 from __future__ import annotations
