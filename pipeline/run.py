@@ -85,7 +85,7 @@ def preload() -> None:
     """
     from pipeline import drift, preprocess, score, validate  # noqa: F401
 
-    validate._gx()
+    validate.load_gx()
     import sklearn.ensemble  # noqa: F401
 
 

@@ -188,12 +188,16 @@ def read_batches(path: Path | list[Path], batch_rows: int, columns: list[str] | 
         if one.suffix == ".parquet":
             yield from pq.ParquetFile(one).iter_batches(batch_size=batch_rows, columns=columns)
             continue
+        options = None
+        if columns is not None:  # decompress only the columns asked for
+            names = staged_schema(one).names
+            options = ipc.IpcReadOptions(included_fields=sorted(names.index(c) for c in columns))
         with pa.OSFile(str(one)) as source:  # read, not memory-mapped: only the current batch is resident
-            reader = ipc.open_file(source)
+            reader = ipc.open_file(source, options=options)
             for i in range(reader.num_record_batches):
                 batch = reader.get_batch(i)
                 if columns is not None:
-                    batch = batch.select(columns)
+                    batch = batch.select(columns)  # the caller's order
                 for start in range(0, batch.num_rows, batch_rows):
                     yield batch.slice(start, batch_rows)
 

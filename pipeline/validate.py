@@ -18,7 +18,8 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 
-def _gx() -> Any:
+def load_gx() -> Any:
+    """Import Great Expectations (seconds: done once, on first use), quiet and without analytics."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
@@ -117,7 +118,7 @@ class RowValidator:
     """Runs one expectation suite over successive batches of a partition."""
 
     def __init__(self, expectations: list[dict[str, Any]], name: str = "scoring") -> None:
-        gx = _gx()
+        gx = load_gx()
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
         self.expectations = expectations
@@ -133,7 +134,7 @@ class RowValidator:
         self.evaluated_rows = 0
 
     def _suite(self, name: str, expectations: list[dict[str, Any]]) -> Any:
-        gx = _gx()
+        gx = load_gx()
         from great_expectations.expectations.registry import get_expectation_impl
 
         from pipeline.errors import ConfigError
