@@ -62,9 +62,9 @@ def prepare(sizes: list[int]) -> None:
     import psycopg
     import yaml
 
-    from pipeline import demo_data
+    from pipeline.demo import data as demo_data
+    from pipeline.demo.train import train_churn
     from pipeline.registry import Registry
-    from pipeline.train import train_churn
 
     for name in ("jobs", "staging", "reports"):
         (WORK / name).mkdir(parents=True, exist_ok=True)
@@ -99,14 +99,14 @@ def child(kind: str, rows: int) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
     if kind == "pipeline":
         started = time.perf_counter()
-        from pipeline import run
+        from pipeline import local, run
 
         run.preload()  # the libraries the stages import (the naive child imports its own before timing too)
         job = run.find_job(job_id(rows))
         run.engine(job)  # connect outside the timed section, like a warm worker
         imports = time.perf_counter() - started
         started = time.perf_counter()
-        summary = run.run_partition(job, DAY, run_id=f"bench-{time.time_ns()}")
+        summary = local.run_partition(job, DAY, run_id=f"bench-{time.time_ns()}")
         wall = time.perf_counter() - started
         stages = json.loads(summary["stage_seconds"])
         return {"wall_s": wall, "stages": stages, "rows": summary["rows_in"], "scored": summary["rows_scored"],

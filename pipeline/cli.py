@@ -1,9 +1,12 @@
-"""``scoring``: run a job without Airflow, manage the model registry, make the demo."""
+"""``scoring``: run a job without Airflow, re-drive a push, manage the model registry, check job files.
+
+The demo's commands (data, training, the webhook receiver) are ``scoring-demo``
+(``pipeline/demo/cli.py``).
+"""
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 import sys
@@ -13,20 +16,21 @@ from pipeline.errors import ScoringError
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline import run
+    from pipeline import local, run
+    from pipeline.config import load_job
 
-    job = run.find_job(args.job) if not args.job_file else run.load_job(args.job_file)
-    summary = run.run_partition(job, args.date, model_ref=args.model, dry_run=args.dry_run, run_id=args.run_id,
+    job = run.find_job(args.job) if not args.job_file else load_job(args.job_file)
+    summary = local.run_partition(job, args.date, model_ref=args.model, dry_run=args.dry_run, run_id=args.run_id,
                                 mode=args.mode, resend=args.resend)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
 
 def _redrive(args: argparse.Namespace) -> int:
-    from pipeline import run
+    from pipeline import local, run
 
     job = run.find_job(args.job)
-    summary = run.redrive(job, args.date)
+    summary = local.redrive(job, args.date)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -50,13 +54,6 @@ def _deliveries(args: argparse.Namespace) -> int:
     print(f"{job.job_id} {day} -> {rows[0]['sink']}: " + ", ".join(
         f"{status} {v['batches']} batches / {v['rows']} rows" for status, v in sorted(total.items())))
     return 1 if deliveries.DEAD_LETTER in total else 0
-
-
-def _receiver(args: argparse.Namespace) -> int:
-    from pipeline.receiver import serve
-
-    serve(args.host, args.port, args.token, Path(args.out) if args.out else None, args.fault or [])
-    return 0
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -97,7 +94,7 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _jobs(args: argparse.Namespace) -> int:
-    from pipeline import config, run
+    from pipeline import config, settings
 
     if args.jobs_cmd == "schema":
         text = json.dumps(config.job_json_schema(), indent=2) + "\n"
@@ -107,34 +104,12 @@ def _jobs(args: argparse.Namespace) -> int:
         else:
             sys.stdout.write(text)
         return 0
-    loaded = config.load_jobs(args.folder or run.jobs_dir())
+    loaded = config.load_jobs(args.folder or settings.jobs_dir())
     for job_id in loaded.jobs:
         print(f"ok\t{job_id}")
     for path, error in loaded.errors.items():
         print(f"ERROR\t{path}\n{error}", file=sys.stderr)
     return 1 if loaded.errors else 0
-
-
-def _demo_data(args: argparse.Namespace) -> int:
-    from pipeline import demo_data
-    from pipeline.config import project_home
-
-    root = Path(args.out) if args.out else project_home() / "data" / "churn"
-    start = dt.date.fromisoformat(args.start)
-    demo_data.write_days(root, start, args.days, n=args.customers, seed=args.seed, fmt=args.format)
-    print(f"partitions {start} .. {start + dt.timedelta(days=args.days - 1)} in {root}")
-    return 0
-
-
-def _train(args: argparse.Namespace) -> int:
-    from pipeline.registry import Registry
-    from pipeline.train import train_churn
-
-    registry = Registry(Path(args.models_dir) if args.models_dir else None)
-    mv = train_churn(registry, end=dt.date.fromisoformat(args.end), n=args.customers, seed=args.seed,
-                     alias=args.alias)
-    print(f"registered {mv.name} v{mv.version}: {json.dumps(mv.card['metrics'])}")
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -163,15 +138,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date", required=True, help="partition date YYYY-MM-DD")
     p.add_argument("--all", action="store_true", help="list delivered batches too")
     p.set_defaults(fn=_deliveries)
-
-    p = sub.add_parser("receiver", help="run the demo webhook receiver (a stand-in promotions engine)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8099)
-    p.add_argument("--token", help="require 'Authorization: Bearer TOKEN'")
-    p.add_argument("--out", help="append the received rows (deduplicated by key) to this JSON-lines file")
-    p.add_argument("--fault", action="append", help="misbehave on the next request: 500, 429:SECONDS, drop, "
-                   "accept-drop, 400 (repeat for a script)")
-    p.set_defaults(fn=_receiver)
 
     p = sub.add_parser("models", help="list, show, register, promote, roll back, verify models")
     p.add_argument("--models-dir", help="registry root (default: SCORING_MODELS_DIR or ./models)")
@@ -207,27 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--write", help="write the schema to this file")
     p.set_defaults(fn=_jobs)
 
-    p = sub.add_parser("demo-data", help="write seeded churn partitions")
-    p.add_argument("--start", required=True)
-    p.add_argument("--days", type=int, default=1)
-    p.add_argument("--customers", type=int, default=30_000)
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--format", choices=["parquet", "csv"], default="parquet")
-    p.add_argument("--out")
-    p.set_defaults(fn=_demo_data)
-
-    p = sub.add_parser("train-demo", help="train the churn demo model and register it")
-    p.add_argument("--end", required=True, help="train on the days before this date")
-    p.add_argument("--customers", type=int, default=30_000)
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--alias", default="champion")
-    p.add_argument("--models-dir")
-    p.set_defaults(fn=_train)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """Parse, set up logging, run the command; a ScoringError prints its message and exits 2."""
+    args = (parser or build_parser()).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,21 +18,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipeline import settings
 from pipeline.errors import ConfigError
 
 IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-
-def project_home() -> Path:
-    """Root that relative paths in job files are resolved against (``SCORING_HOME``)."""
-    env = os.environ.get("SCORING_HOME")
-    return Path(env) if env else Path(__file__).resolve().parents[1]
-
-
-def jobs_dir() -> Path:
-    """Folder of job files (``SCORING_JOBS_DIR``, default ``<home>/dags/jobs``)."""
-    env = os.environ.get("SCORING_JOBS_DIR")
-    return Path(env) if env else project_home() / "dags" / "jobs"
 
 
 def check_identifier(value: str, what: str = "identifier") -> str:
@@ -115,7 +103,7 @@ class SelectConfig(_Strict):
     min_score: float | None = Field(None, description="Send only rows whose score is at least this.")
 
 
-class _SinkBase(_Strict):
+class _SinkConfigBase(_Strict):
     batch_rows: int = Field(1000, gt=0, description="Rows per delivered batch (one request, message or file).")
     max_attempts: int = Field(6, ge=1, le=50, description="Delivery attempts per batch before it is dead-lettered.")
     backoff_seconds: float = Field(
@@ -131,7 +119,7 @@ class _SinkBase(_Strict):
     _conn_id = field_validator("connection", check_fields=False)(lambda v: _connection_id(v))
 
 
-class WebhookSink(_SinkBase):
+class WebhookSinkConfig(_SinkConfigBase):
     """POST batches to an HTTP endpoint."""
 
     kind: Literal["webhook"]
@@ -146,7 +134,7 @@ class WebhookSink(_SinkBase):
     timeout_seconds: float = Field(30, gt=0, description="Connect and read timeout of one request.")
 
 
-class FilesSink(_SinkBase):
+class FilesSinkConfig(_SinkConfigBase):
     """Write Parquet or CSV files to a directory or any fsspec URI."""
 
     kind: Literal["files"]
@@ -163,7 +151,7 @@ class FilesSink(_SinkBase):
     )
 
 
-class RabbitMQSink(_SinkBase):
+class RabbitMQSinkConfig(_SinkConfigBase):
     """Publish one persistent message per batch to RabbitMQ, with publisher confirms."""
 
     kind: Literal["rabbitmq"]
@@ -176,7 +164,7 @@ class RabbitMQSink(_SinkBase):
     format: Literal["jsonl", "json"] = Field("jsonl", description="Message body format.")
 
 
-class RedisSink(_SinkBase):
+class RedisSinkConfig(_SinkConfigBase):
     """Append one entry per batch to a Redis stream (XADD, acknowledged by the server)."""
 
     kind: Literal["redis"]
@@ -187,7 +175,7 @@ class RedisSink(_SinkBase):
 
 
 SinkConfig = Annotated[
-    WebhookSink | FilesSink | RabbitMQSink | RedisSink, Field(discriminator="kind")
+    WebhookSinkConfig | FilesSinkConfig | RabbitMQSinkConfig | RedisSinkConfig, Field(discriminator="kind")
 ]
 
 
@@ -372,7 +360,7 @@ class JobConfig(_Strict):
     def source_root(self) -> Path:
         """Absolute directory holding the partitions."""
         path = Path(self.source.path)
-        return path if path.is_absolute() else project_home() / path
+        return path if path.is_absolute() else settings.home() / path
 
 
 def _format_error(path: Path, err: dict[str, Any], model: type[BaseModel]) -> str:

@@ -65,9 +65,18 @@ def from_uri(conn_id: str, uri: str) -> Conn:
     )
 
 
+def env_var(conn_id: str) -> str:
+    """The environment variable Airflow reads a connection from."""
+    return f"AIRFLOW_CONN_{conn_id.upper()}"
+
+
+def in_environment(conn_id: str) -> bool:
+    return bool(os.environ.get(env_var(conn_id)))
+
+
 def get(conn_id: str, resolver: Resolver | None = None) -> Conn:
     """The connection ``conn_id``: ``AIRFLOW_CONN_<ID>`` first, else ``resolver``, else ConfigError."""
-    env = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
+    env = os.environ.get(env_var(conn_id))
     if env:
         try:
             return from_uri(conn_id, env)

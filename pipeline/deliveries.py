@@ -62,23 +62,29 @@ def plan(
                 touches.append(values)  # pending or dead-lettered: keep its attempts and error
             else:
                 resets.append(values)
-        if inserts:
-            conn.execute(sa.text(
-                "INSERT INTO scoring_deliveries (job_id, partition_date, batch_no, batch_count, idempotency_key, "
-                "plan, sink, model_name, model_version, row_count, status, attempts, run_id, updated_at) VALUES "
-                "(:j, :d, :no, :n, :k, :p, :s, :mn, :mv, :rows, 'pending', 0, :r, :t)"), inserts)
-        if resets:
-            conn.execute(sa.text(
-                "UPDATE scoring_deliveries SET batch_count = :n, idempotency_key = :k, plan = :p, sink = :s, "
-                "model_name = :mn, "
-                "model_version = :mv, row_count = :rows, status = 'pending', attempts = 0, last_error = NULL, "
-                "dead_letter_path = NULL, delivered_at = NULL, run_id = :r, updated_at = :t "
-                "WHERE job_id = :j AND partition_date = :d AND batch_no = :no"), resets)
-        if touches:
-            conn.execute(sa.text(
-                "UPDATE scoring_deliveries SET batch_count = :n, row_count = :rows, run_id = :r, updated_at = :t "
-                "WHERE job_id = :j AND partition_date = :d AND batch_no = :no"), touches)
+        _write_plan(conn, inserts, resets, touches)
     return todo
+
+
+def _write_plan(conn: Any, inserts: list[dict[str, Any]], resets: list[dict[str, Any]],
+                touches: list[dict[str, Any]]) -> None:
+    """New batches, batches planned afresh (new key or resend), and batches whose state is kept."""
+    if inserts:
+        conn.execute(sa.text(
+            "INSERT INTO scoring_deliveries (job_id, partition_date, batch_no, batch_count, idempotency_key, "
+            "plan, sink, model_name, model_version, row_count, status, attempts, run_id, updated_at) VALUES "
+            "(:j, :d, :no, :n, :k, :p, :s, :mn, :mv, :rows, 'pending', 0, :r, :t)"), inserts)
+    if resets:
+        conn.execute(sa.text(
+            "UPDATE scoring_deliveries SET batch_count = :n, idempotency_key = :k, plan = :p, sink = :s, "
+            "model_name = :mn, "
+            "model_version = :mv, row_count = :rows, status = 'pending', attempts = 0, last_error = NULL, "
+            "dead_letter_path = NULL, delivered_at = NULL, run_id = :r, updated_at = :t "
+            "WHERE job_id = :j AND partition_date = :d AND batch_no = :no"), resets)
+    if touches:
+        conn.execute(sa.text(
+            "UPDATE scoring_deliveries SET batch_count = :n, row_count = :rows, run_id = :r, updated_at = :t "
+            "WHERE job_id = :j AND partition_date = :d AND batch_no = :no"), touches)
 
 
 def lock_partition(conn: Any, job_id: str, partition_date: dt.date) -> None:

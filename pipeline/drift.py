@@ -18,7 +18,7 @@ import json
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,8 +26,14 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from pipeline import steps
+from pipeline.errors import DriftError
+from pipeline.partition import parse_date
 from pipeline.staging import read_batches, staged_schema
 from pipeline.store import begin
+
+if TYPE_CHECKING:
+    from pipeline.context import RunContext
 
 log = logging.getLogger("pipeline.drift")
 EPS = 1e-4
@@ -202,3 +208,55 @@ def alert(job: Any, partition_date: dt.date | str, run_id: str, rows: list[dict[
         except Exception as exc:  # noqa: BLE001 - the ERROR log above is the alert of record
             log.error("could not post the drift alert to connection %s: %s", job.drift.alert_connection, exc)
     return text
+
+
+# -- the stage's policy: check at score (or combine), record at finalize, alert after ------
+def check(ctx: RunContext, rows: int, counts: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """PSI of the run's inputs and scores against training (``drift.json``); with drift.block, stop.
+
+    A blocking drift is recorded in ``scoring_drift`` and alerted at once, then raises DriftError
+    (carrying ``counts`` for the ledger), so nothing is published.
+    """
+    job, spec, log_ = ctx.job, ctx.spec, ctx.log
+    if rows < job.drift.min_rows:
+        log_.info("drift: %d scored rows, fewer than drift.min_rows (%d): not checked", rows, job.drift.min_rows)
+        spec.write_json(steps.DRIFT_STATE, [])
+        return []
+    results = compute(ctx.card, ctx.parts(steps.VALID), ctx.parts(steps.SCORED), threshold=job.drift.psi_threshold,
+                      batch_rows=ctx.batch_rows)
+    spec.write_json(steps.DRIFT_STATE, results)
+    bad = drifted(results)
+    if not bad:
+        log_.info("drift: none above PSI %g (largest: %s)", job.drift.psi_threshold,
+                  describe(sorted(results, key=lambda r: -r["value"])[:3]))
+        return results
+    log_.warning("drift above PSI %g: %s", job.drift.psi_threshold, describe(bad))
+    if job.drift.block:
+        _store(ctx, results)
+        alert(job, spec.partition_date, spec.run_id, bad)  # AIRFLOW_CONN_* connections only here
+        raise DriftError(
+            f"partition {spec.partition_date}: inputs or scores drifted from the training data of "
+            f"{spec.model_name} v{spec.model_version} above PSI {job.drift.psi_threshold:g}: {describe(bad)}. "
+            "drift.block is true, so nothing was published (details in table scoring_drift). If the shift is "
+            "real and expected, retrain and register a new model version, or set drift.block: false to publish "
+            "with a warning.",
+            counts=counts,
+        )
+    return results
+
+
+def record(ctx: RunContext, results: list[dict[str, Any]] | None = None) -> list[str]:
+    """Write the run's drift results (computed at score) to ``scoring_drift``; return the drifted names."""
+    spec = ctx.spec
+    if results is None:
+        state = spec.staging / f"{steps.DRIFT_STATE}.json"
+        results = spec.read_json(steps.DRIFT_STATE) if state.exists() else []
+    if not spec.dry_run:
+        _store(ctx, results)
+    return [r["feature"] for r in drifted(results)]
+
+
+def _store(ctx: RunContext, results: list[dict[str, Any]]) -> None:
+    spec = ctx.spec
+    replace(ctx.engine, job_id=spec.job_id, partition_date=parse_date(spec.partition_date), run_id=spec.run_id,
+            model_name=spec.model_name, model_version=spec.model_version, results=results)

@@ -16,7 +16,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -24,7 +24,13 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from pipeline import steps
 from pipeline.errors import InputError
+from pipeline.partition import parse_date, partition_dir, partition_files
+from pipeline.staging import StagedWriter
+
+if TYPE_CHECKING:
+    from pipeline.context import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +113,36 @@ def ingest(
         write: called with each pyarrow Table in contract schema (e.g. StagedWriter.write).
     """
     wanted = [key] + [c["name"] for c in inputs]
+    schemas = _file_schemas(files, fmt, inputs, wanted, partition_date)
+    if fmt == "parquet":  # CSV has no schema: its per-file type inference is not a schema change
+        _same_types_in_every_file(schemas, wanted, partition_date)
+    key_type = _key_type(schemas, key, partition_date)
+    target = contract_schema(inputs, key, key_type)
+    ignored = sorted({n for s in schemas.values() for n in s.names} - set(wanted))
+    if ignored:
+        log.info("partition %s: ignoring columns not in the contract: %s", partition_date, ignored)
+    rows = 0
+    keys: list[pa.ChunkedArray] = []
+    for path in schemas:
+        try:
+            for batch in _file_batches(path, fmt, batch_rows, wanted, inputs):
+                table = _conform(pa.Table.from_batches([batch]).select(wanted), target, path, partition_date)
+                write(table)
+                rows += table.num_rows
+                keys.append(table.column(key))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+            raise InputError(
+                f"partition {partition_date}: cannot read file {path}: {exc}. "
+                "The file is truncated or corrupt; re-export it upstream, then re-run."
+            ) from None
+    duplicates = _duplicates(keys)
+    log.info("partition %s: ingested %d rows from %d files", partition_date, rows, len(files))
+    return IngestResult(rows, [str(f) for f in files], duplicates, ignored, target)
+
+
+def _file_schemas(files: list[Path], fmt: str, inputs: list[dict[str, Any]], wanted: list[str],
+                  partition_date: dt.date) -> dict[Path, pa.Schema]:
+    """Each readable file's schema; an unreadable file, a repeated or a missing column fails the partition."""
     schemas: dict[Path, pa.Schema] = {}
     for path in files:
         try:
@@ -134,30 +170,7 @@ def ingest(
                 f"required by the model's input contract (found: {', '.join(schemas[path].names)}). "
                 "Fix the export or register a model whose contract matches."
             )
-    if fmt == "parquet":  # CSV has no schema: its per-file type inference is not a schema change
-        _same_types_in_every_file(schemas, wanted, partition_date)
-    key_type = _key_type(schemas, key, partition_date)
-    target = contract_schema(inputs, key, key_type)
-    ignored = sorted({n for s in schemas.values() for n in s.names} - set(wanted))
-    if ignored:
-        log.info("partition %s: ignoring columns not in the contract: %s", partition_date, ignored)
-    rows = 0
-    keys: list[pa.ChunkedArray] = []
-    for path in schemas:
-        try:
-            for batch in _file_batches(path, fmt, batch_rows, wanted, inputs):
-                table = _conform(pa.Table.from_batches([batch]).select(wanted), target, path, partition_date)
-                write(table)
-                rows += table.num_rows
-                keys.append(table.column(key))
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-            raise InputError(
-                f"partition {partition_date}: cannot read file {path}: {exc}. "
-                "The file is truncated or corrupt; re-export it upstream, then re-run."
-            ) from None
-    duplicates = _duplicates(keys)
-    log.info("partition %s: ingested %d rows from %d files", partition_date, rows, len(files))
-    return IngestResult(rows, [str(f) for f in files], duplicates, ignored, target)
+    return schemas
 
 
 def _same_types_in_every_file(schemas: dict[Path, pa.Schema], wanted: list[str], partition_date: dt.date) -> None:
@@ -289,3 +302,42 @@ def _duplicates(keys: list[pa.ChunkedArray]) -> list[Any]:
     values, freq = counts.field("values"), counts.field("counts")
     mask = pc.and_(pc.greater(freq, 1), pc.is_valid(values))
     return pc.filter(values, mask).to_pylist()
+
+
+# -- the stage ---------------------------------------------------------------------------
+def ingest_partition(ctx: RunContext) -> dict[str, Any]:
+    """The ingest stage: the run's files (a shard's share of them) into ``ingested.arrow``; rows_in."""
+    from pipeline.sharding import files_of_shard
+
+    job, spec = ctx.job, ctx.spec
+    day = parse_date(spec.partition_date)
+    if spec.shard is not None:  # the files the plan saw, so a retried shard reads the same ones
+        files = files_of_shard(spec)
+    else:
+        files = partition_files(job.source_root(), job.source.layout, job.source.format, day)
+    with StagedWriter(ctx.path(steps.INGESTED)) as writer:
+        result = ingest(files, fmt=job.source.format, inputs=ctx.card["inputs"], key=job.entity_key,
+                        partition_date=day, batch_rows=ctx.batch_rows, write=writer.write)
+        writer.schema = writer.schema or result.schema  # an empty partition still has its schema
+    spec.write_json(steps.INGEST_STATE, {"files": result.files, "duplicate_keys": result.duplicate_keys,
+                                         "ignored_columns": result.ignored_columns})
+    if spec.shard is None:  # a sharded run checks the whole partition in combine
+        check_not_empty(ctx, result.rows, len(files))
+    return {"rows_in": result.rows}
+
+
+def check_not_empty(ctx: RunContext, rows: int, files: int, counts: dict[str, Any] | None = None) -> None:
+    """An empty partition fails (``validation.on_empty: fail``, the default) or goes on with a warning."""
+    if rows:
+        return
+    job, day = ctx.job, parse_date(ctx.spec.partition_date)
+    where = partition_dir(job.source_root(), job.source.layout, day)
+    if job.validation.on_empty == "fail":
+        raise InputError(
+            f"partition {day}: the {files} file(s) in {where} hold no rows. Nothing was published. "
+            "If the upstream export is incomplete, re-export it and re-run the partition; if an empty "
+            "day is normal for this job, set validation.on_empty: succeed in the job file.",
+            counts=counts or {"rows_in": 0},
+        )
+    ctx.log.warning("partition %s is empty (%d file(s) in %s, 0 rows): continuing with zero rows "
+                    "(validation.on_empty: succeed)", day, files, where)

@@ -14,18 +14,25 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
 import inspect
+import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from pipeline import steps
 from pipeline.errors import ModelIntegrityError
+from pipeline.staging import StagedWriter, read_batches, staged_schema
+
+if TYPE_CHECKING:
+    from pipeline.context import RunContext
 
 Transform = Callable[[pd.DataFrame], pd.DataFrame]
+ENTRY_POINTS = "scoring_pipeline.transforms"
+log = logging.getLogger(__name__)
 _TRANSFORMS: dict[tuple[str, int], Callable[..., pd.DataFrame]] = {}
 
 
@@ -50,13 +57,32 @@ def spec(name: str, version: int) -> dict[str, Any]:
 
 
 def get(name: str, version: int) -> Callable[..., pd.DataFrame]:
+    """A registered transformation; modules named by ``scoring_pipeline.transforms`` entry points are
+    imported (they register theirs) the first time a name is not known."""
+    if (name, version) not in _TRANSFORMS:
+        load_plugins()
     try:
         return _TRANSFORMS[(name, version)]
     except KeyError:
         known = ", ".join(f"{n}@{v}" for n, v in sorted(_TRANSFORMS)) or "none"
         raise ModelIntegrityError(
-            f"preprocessing {name}@{version} is not registered in pipeline.preprocess (known: {known})"
+            f"preprocessing {name}@{version} is not registered (known: {known}). Install the package that "
+            f"registers it (entry point group {ENTRY_POINTS!r}) or register it with pipeline.preprocess.register."
         ) from None
+
+
+@functools.cache
+def load_plugins() -> list[str]:
+    """Import every module named in the ``scoring_pipeline.transforms`` entry point group, once."""
+    loaded = []
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINTS):
+        try:
+            entry.load()
+            loaded.append(entry.value)
+        except Exception as exc:  # noqa: BLE001 - one broken plug-in must not hide the others
+            log.warning("transform entry point %s (%s) failed to load: %s: %s", entry.name, entry.value,
+                        type(exc).__name__, exc)
+    return loaded
 
 
 def bind(fn: Callable[..., pd.DataFrame], contract: list[dict[str, Any]]) -> Transform:
@@ -86,41 +112,27 @@ def identity(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-@register("churn_features", 1)
-def churn_features_v1(df: pd.DataFrame) -> pd.DataFrame:
-    """Churn features: the raw contract plus ratios that make tenure comparable."""
-    out = df.copy()
-    tenure = out["tenure_months"].clip(lower=1)
-    out["charges_per_tenure_month"] = out["total_charges"] / tenure
-    out["tickets_per_product"] = out["support_tickets_90d"] / out["num_products"].clip(lower=1)
-    out["inactive_week"] = (out["days_since_last_login"] > 7).astype("float64")
-    out.loc[out["days_since_last_login"].isna(), "inactive_week"] = np.nan
-    return out
+# -- the stage ---------------------------------------------------------------------------
+def transform_file(ctx: RunContext) -> dict[str, Any]:
+    """The preprocess stage: the card's transformation over ``valid`` -> ``features`` (key and flags kept)."""
+    transform = for_card(ctx.card)
+    inputs = [c["name"] for c in ctx.card["inputs"]]
+    key = ctx.job.entity_key
+    with StagedWriter(ctx.path(steps.FEATURES)) as writer:
+        for batch in read_batches(ctx.path(steps.VALID), ctx.batch_rows):
+            writer.write(_features(transform, batch.to_pandas(), inputs, key))
+        if writer.schema is None:  # zero valid rows: an empty file with the feature schema
+            empty = staged_schema(ctx.path(steps.VALID)).empty_table().to_pandas()
+            writer.schema = _features(transform, empty, inputs, key).schema
+    return {}
 
 
-@register("churn_features", 2)
-def churn_features_v2(df: pd.DataFrame, contract: list[dict[str, Any]]) -> pd.DataFrame:
-    """Churn features v1, with each category replaced by its position in the contract's list.
-
-    The model (gradient boosting with native categorical support) reads the codes directly,
-    so scoring needs no one-hot encoding of strings. Missing and unknown categories are NaN,
-    which the model treats as missing. (v1's ratios are repeated here, not called, so that
-    this function's fingerprint covers all of its behaviour.)
-    """
-    out = df.copy()
-    tenure = out["tenure_months"].clip(lower=1)
-    out["charges_per_tenure_month"] = out["total_charges"] / tenure
-    out["tickets_per_product"] = out["support_tickets_90d"] / out["num_products"].clip(lower=1)
-    out["inactive_week"] = (out["days_since_last_login"] > 7).astype("float64")
-    out.loc[out["days_since_last_login"].isna(), "inactive_week"] = np.nan
-    for column in contract:
-        if column["type"] != "category" or column["name"] not in out:
-            continue
-        values = pa.array(out[column["name"]], from_pandas=True)
-        if pa.types.is_dictionary(values.type):
-            values = values.dictionary_decode()
-        if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
-            values = values.cast(pa.string())
-        codes = pc.index_in(values, value_set=pa.array(column.get("categories") or [], values.type))
-        out[column["name"]] = codes.cast(pa.float64()).to_numpy(zero_copy_only=False)
-    return out
+def _features(transform: Transform, frame: pd.DataFrame, inputs: list[str], key: str) -> pa.Table:
+    """One batch's features, with the entity key first and the flags last (always text)."""
+    features = transform(frame[inputs])
+    features.insert(0, key, frame[key].to_numpy())
+    features[steps.FLAGS] = frame[steps.FLAGS].to_numpy()
+    table = pa.Table.from_pandas(features, preserve_index=False)
+    # a batch without flags would make the column Arrow's null type: keep it text
+    return table.set_column(table.schema.get_field_index(steps.FLAGS), steps.FLAGS,
+                            table[steps.FLAGS].cast(pa.string()))

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,26 +37,23 @@ import pyarrow.parquet as pq
 from sqlalchemy.engine import Engine
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from pipeline import deliveries, ledger
-from pipeline.config import JobConfig, project_home
+from pipeline import deliveries, ledger, settings, steps
+from pipeline.config import JobConfig
 from pipeline.connections import Resolver
-from pipeline.errors import DeliveryError, PermanentDeliveryError
+from pipeline.errors import ConfigError, DeliveryError, PermanentDeliveryError
 from pipeline.sinks import Batch, DeliveryFailed, Sink, open_sink
 from pipeline.staging import StagedWriter, read_batches, staged_rows, staged_schema
+
+if TYPE_CHECKING:
+    from pipeline.context import RunContext
 
 log = logging.getLogger("pipeline.push")
 
 MAX_RETRY_AFTER_S = 600.0
 
 
-def deadletter_root() -> Path:
-    """Root of dead-lettered batches (``SCORING_DEADLETTER_DIR``, default ``<home>/deadletter``)."""
-    env = os.environ.get("SCORING_DEADLETTER_DIR")
-    return Path(env) if env else project_home() / "deadletter"
-
-
 def deadletter_dir(job_id: str, partition_date: str) -> Path:
-    return deadletter_root() / job_id / f"date={partition_date}"
+    return settings.deadletter_dir() / job_id / f"date={partition_date}"
 
 
 # -- outbox ----------------------------------------------------------------------------
@@ -279,6 +276,39 @@ def send_all(engine: Engine, sink: Sink, cfg: Any, items: list[tuple[Batch, str 
     return tally
 
 
+def push_file(ctx: RunContext) -> dict[str, Any]:
+    """The push stage: stage ``scored`` (or its top candidates) as the outbox, send it; keep none.
+
+    The quarantine table is still replaced. A failed delivery raises DeliveryError carrying
+    the delivery counts, so the ledger records what was sent and what was dead-lettered.
+    """
+    from pipeline import persist, store
+
+    job, spec = ctx.job, ctx.spec
+    if job.output.push is None:
+        raise ConfigError(f"job {job.job_id} has no output.push sink")
+    outbox = spec.staging / f"{steps.OUTBOX}.parquet"  # Parquet: its row groups are the batches
+    selected, not_selected = build_outbox(
+        job, ctx.parts(steps.SCORED), outbox, partition_date=spec.partition_date, model_name=spec.model_name,
+        model_version=spec.model_version, batch_rows=job.output.push.sink.batch_rows)
+    counts: dict[str, Any] = {"rows_not_selected": not_selected}
+    ctx.log.info("push: %d rows selected to send, %d not selected (%s)", selected, not_selected,
+                 job.output.push.select.model_dump(exclude_none=True) or "no selection")
+    if spec.dry_run:
+        ctx.log.info("push: dry run, nothing sent")
+        return {**counts, "rows_delivered": 0, "rows_dead_lettered": 0, "rows_failed": 0}
+    store.replace_quarantine(ctx.engine, job_id=job.job_id, partition_date=dt.date.fromisoformat(spec.partition_date),
+                             quarantine=persist.quarantine_rows(ctx))
+    try:
+        counts.update(push_partition(
+            ctx.engine, job, run_id=spec.run_id, partition_date=spec.partition_date, model_name=spec.model_name,
+            model_version=spec.model_version, outbox=outbox, resend=spec.resend, resolver=ctx.resolver))
+    except DeliveryError as exc:
+        exc.counts = {**counts, **exc.counts}
+        raise
+    return counts
+
+
 def push_partition(
     engine: Engine,
     job: JobConfig,
@@ -344,7 +374,7 @@ def _undelivered_error(job: JobConfig, partition_date: str, target: str, tally: 
         f"re-drive them with `scoring redrive {job.job_id} --date {partition_date}` or clear this task; "
         "batches already delivered are not sent again."
     )
-    error.counts = counts  # type: ignore[attr-defined]
+    error.counts = counts
     return error
 
 

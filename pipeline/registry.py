@@ -24,19 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import check_identifier, project_home
+from pipeline import settings
+from pipeline.config import check_identifier
 from pipeline.errors import ModelIntegrityError, ModelNotFoundError
 
 ARTIFACT = "model.joblib"
 CARD = "card.json"
 GOLDEN = "golden.parquet"
-ALLOW_VERSION_MISMATCH_ENV = "SCORING_ALLOW_SKLEARN_VERSION_MISMATCH"
-
-
-def models_dir() -> Path:
-    """Root folder of the registry."""
-    env = os.environ.get("SCORING_MODELS_DIR")
-    return Path(env) if env else project_home() / "models"
 
 
 def sha256_of(path: Path) -> str:
@@ -79,7 +73,7 @@ class Registry:
     """Read and change the model registry below ``root``."""
 
     def __init__(self, root: Path | None = None) -> None:
-        self.root = Path(root) if root else models_dir()
+        self.root = Path(root) if root else settings.models_dir()
 
     # -- reading ------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -157,17 +151,17 @@ class Registry:
         mismatch = [w for w in caught if issubclass(w.category, InconsistentVersionWarning)]
         if mismatch:
             text = str(mismatch[0].message)
-            if os.environ.get(ALLOW_VERSION_MISMATCH_ENV) != "1":
+            if not settings.allow_sklearn_version_mismatch():
                 raise ModelIntegrityError(
                     f"model {mv.name} v{mv.version} was saved with another scikit-learn version "
                     f"({text}). Retrain and register it with this environment, or set "
-                    f"{ALLOW_VERSION_MISMATCH_ENV}=1 to score anyway at your own risk."
+                    f"{settings.ALLOW_VERSION_MISMATCH}=1 to score anyway at your own risk."
                 )
             import logging
 
             logging.getLogger(__name__).warning(
                 "scoring with a model saved by another scikit-learn version (%s=1): %s",
-                ALLOW_VERSION_MISMATCH_ENV,
+                settings.ALLOW_VERSION_MISMATCH,
                 text,
             )
         return model

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from pipeline import preprocess
+from pipeline import ledger, preprocess, steps
+from pipeline.context import Progress
 from pipeline.errors import ModelIntegrityError
 from pipeline.registry import ModelVersion, Registry
+from pipeline.staging import StagedWriter, read_batches, staged_rows, staged_schema
+
+if TYPE_CHECKING:
+    from pipeline.context import RunContext
 
 log = logging.getLogger(__name__)
 GOLDEN_TOLERANCE = 1e-9
@@ -74,7 +80,40 @@ def verify_golden(scorer: Scorer) -> None:
         )
 
 
-def score_frame(scorer: Scorer, raw: pd.DataFrame, key: str) -> pd.DataFrame:
-    """Score contract rows; the result has the entity key, prediction and score."""
-    prediction, score = scorer.predict(scorer.features(raw))
-    return pd.DataFrame({key: raw[key].to_numpy(), "prediction": prediction.astype(str), "score": score})
+# -- the stage ---------------------------------------------------------------------------
+def score_file(ctx: RunContext) -> dict[str, Any]:
+    """The score stage: the pinned model (sha256, golden rows checked) over ``features`` -> ``scored``.
+
+    Then the drift check over the partition (``drift.check``), unless the run is sharded: a
+    sharded run checks drift over every shard in ``combine``.
+    """
+    from pipeline import drift
+
+    scorer = load_scorer(Registry(), ctx.model.name, ctx.model.version)
+    source = ctx.path(steps.FEATURES)
+    key = ctx.job.entity_key
+    schema = scored_schema(key, staged_schema(source).field(key).type)
+    progress = Progress(ctx.log, "score", staged_rows(source))
+    with StagedWriter(ctx.path(steps.SCORED), schema) as writer:
+        for batch in read_batches(source, ctx.batch_rows):
+            writer.write(score_batch(scorer, batch, key, schema))
+            progress.add(batch.num_rows)
+    ctx.spec.write_json(steps.SCORE_STATE, {"scored_at": ledger.now().isoformat()})
+    counts = {"rows_scored": writer.rows}
+    if ctx.spec.shard is None:
+        drift.check(ctx, writer.rows, counts)
+    return counts
+
+
+def scored_schema(key: str, key_type: pa.DataType) -> pa.Schema:
+    """The rows the score stage stages: entity key, prediction, score and flags."""
+    return pa.schema([(key, key_type), ("prediction", pa.string()), ("score", pa.float64()),
+                      ("flags", pa.string())])
+
+
+def score_batch(scorer: Scorer, batch: pa.RecordBatch, key: str, schema: pa.Schema) -> pa.Table:
+    """One batch of features scored, keeping its entity keys and flags."""
+    prediction, score = scorer.predict(batch.to_pandas().drop(columns=[key, steps.FLAGS]))
+    return pa.table({key: batch.column(key), "prediction": pa.array(prediction.astype(str)),
+                     "score": pa.array(score, pa.float64()), "flags": batch.column(steps.FLAGS).cast(pa.string())},
+                    schema=schema)

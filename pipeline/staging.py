@@ -21,14 +21,6 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from pipeline.config import project_home
-
-
-def staging_root() -> Path:
-    """Root of all staging areas (``SCORING_STAGING_DIR``, default ``<home>/.staging``)."""
-    env = os.environ.get("SCORING_STAGING_DIR")
-    return Path(env) if env else project_home() / ".staging"
-
 
 def safe_name(text: str) -> str:
     """A run id made safe as one path component."""

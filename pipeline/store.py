@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import json
 import logging
-import os
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from pipeline import connections, settings
 from pipeline.config import check_identifier
+from pipeline.connections import Conn
 from pipeline.errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
@@ -44,16 +43,6 @@ CONNECT_ATTEMPTS = 3
 LIBPQ_EXTRA = ("options", "sslmode", "sslrootcert", "connect_timeout", "application_name")
 
 
-def connect_backoff_s() -> float:
-    """First wait before retrying a refused connection (``SCORING_DB_RETRY_BACKOFF_S``, default 2 s)."""
-    return float(os.environ.get("SCORING_DB_RETRY_BACKOFF_S", "2"))
-
-
-def sql_dir() -> Path:
-    """The project's ``sql/`` folder (next to the package)."""
-    return Path(__file__).resolve().parents[1] / "sql"
-
-
 # -- connections ---------------------------------------------------------------------
 def url_from_connection(
     conn_type: str,
@@ -67,51 +56,40 @@ def url_from_connection(
     """SQLAlchemy URL of an Airflow-style connection (sqlite or postgres)."""
     if extra and extra.get("sqlalchemy_url"):
         return str(extra["sqlalchemy_url"])
-    kind = (conn_type or "").lower()
-    if kind == "sqlite":
-        return f"sqlite:///{host}"
+    kind, _, driver = (conn_type or "").lower().partition("+")
+    if kind == "sqlite":  # Airflow keeps the file in host; a sqlite:////abs/path URI has it in the path
+        return f"sqlite:///{host or schema or ''}"
     if kind in ("postgres", "postgresql"):
         # libpq settings that Airflow keeps in the connection's extra
         query = {k: str(v) for k, v in (extra or {}).items() if k in LIBPQ_EXTRA}
         url = sa.URL.create(
-            "postgresql+psycopg", username=login or None, password=password or None,
+            f"postgresql+{driver or 'psycopg'}", username=login or None, password=password or None,
             host=host or None, port=port or None, database=schema or None, query=query,
         )
         return url.render_as_string(hide_password=False)
     raise ConfigError(f"connection type {conn_type!r} is not supported: use sqlite or postgres")
 
 
+def database_url(conn: Conn) -> str:
+    """SQLAlchemy URL of a parsed connection (``pipeline.connections``)."""
+    return url_from_connection(conn.conn_type, conn.host, conn.login, conn.password, conn.port, conn.schema,
+                               conn.extra)
+
+
 def url_from_uri(uri: str) -> str:
     """SQLAlchemy URL of an Airflow connection URI or JSON (as in AIRFLOW_CONN_* variables)."""
-    uri = uri.strip()
-    if uri.startswith("{"):
-        doc = json.loads(uri)
-        return url_from_connection(
-            doc.get("conn_type", ""), doc.get("host"), doc.get("login"), doc.get("password"),
-            doc.get("port"), doc.get("schema"), doc.get("extra"),
+    return database_url(connections.from_uri("db", uri))
+
+
+def resolve_url(conn_id: str, resolver: connections.Resolver | None = None) -> str:
+    """The output database of a job: ``AIRFLOW_CONN_<ID>`` first, else ``resolver`` (Airflow's store)."""
+    if resolver is None and not connections.in_environment(conn_id):
+        raise ConfigError(
+            f"no database connection {conn_id!r}: set AIRFLOW_CONN_{conn_id.upper()} "
+            "(e.g. sqlite:////abs/path/scoring.db or postgresql://user@host:5432/db) "
+            "or create the Airflow connection"
         )
-    scheme = urlsplit(uri).scheme
-    if scheme == "sqlite":
-        return uri
-    if scheme in ("postgres", "postgresql"):
-        return "postgresql+psycopg" + uri[len(scheme):]
-    if scheme.startswith("postgresql+"):
-        return uri
-    raise ConfigError(f"connection URI scheme {scheme!r} is not supported: use sqlite:/// or postgresql://")
-
-
-def resolve_url(conn_id: str, airflow_uri: str | None = None) -> str:
-    """The output database of a job: ``AIRFLOW_CONN_<ID>`` first, else Airflow's connection."""
-    env = os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}")
-    if env:
-        return url_from_uri(env)
-    if airflow_uri:
-        return url_from_uri(airflow_uri)
-    raise ConfigError(
-        f"no database connection {conn_id!r}: set AIRFLOW_CONN_{conn_id.upper()} "
-        "(e.g. sqlite:////abs/path/scoring.db or postgresql://user@host:5432/db) "
-        "or create the Airflow connection"
-    )
+    return database_url(connections.get(conn_id, resolver))
 
 
 @lru_cache(maxsize=16)
@@ -154,7 +132,7 @@ def begin(engine: Engine) -> Iterator[Connection]:
             log.warning("database %s unreachable (attempt %d/%d): %s", describe(engine), attempt,
                         CONNECT_ATTEMPTS, str(exc).splitlines()[0])
             if attempt < CONNECT_ATTEMPTS:
-                time.sleep(connect_backoff_s() * 2 ** (attempt - 1))
+                time.sleep(settings.db_retry_backoff_s() * 2 ** (attempt - 1))
     if conn is None:
         raise StoreError(
             f"cannot reach the output database {describe(engine)} after {CONNECT_ATTEMPTS} attempts: "
@@ -181,7 +159,7 @@ def render_sql(engine: Engine | Connection, filename: str, **identifiers: str) -
     names = {k: _quote(engine, v) for k, v in identifiers.items() if k != "key_type"}
     if "key_type" in identifiers:
         names["key_type"] = {"int": "BIGINT", "str": "TEXT"}[identifiers["key_type"]]
-    return [stmt.format(**names) for stmt in _statements((sql_dir() / filename).read_text())]
+    return [stmt.format(**names) for stmt in _statements((settings.sql_dir() / filename).read_text())]
 
 
 LEDGER_FILES = ("001_scoring_runs.sql", "002_quarantine.sql", "003_deliveries.sql", "004_schema_migrations.sql",
@@ -213,7 +191,7 @@ def apply_migrations(engine: Engine) -> list[str]:
     with engine.connect() as conn:
         done = set(conn.execute(sa.text("SELECT name FROM scoring_schema_migrations")).scalars())
     applied = []
-    for path in sorted((sql_dir() / "migrations").glob("*.sql")):
+    for path in sorted((settings.sql_dir() / "migrations").glob("*.sql")):
         if path.name in done:
             continue
         try:

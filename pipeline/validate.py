@@ -7,13 +7,32 @@ names of the expectations it failed, so the report and the quarantine always agr
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+
+from pipeline import settings, steps
+from pipeline.context import Progress
+from pipeline.errors import ConfigError, ValidationFailedError
+from pipeline.ingest import RAW_PREFIX, numeric_columns
+from pipeline.staging import (
+    RunSpec,
+    StagedWriter,
+    read_batches,
+    safe_name,
+    staged_rows,
+    staged_schema,
+)
+
+if TYPE_CHECKING:
+    from pipeline.context import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +56,6 @@ def contract_expectations(
     inputs: list[dict[str, Any]], key: str, *, unknown_categories: str = "quarantine"
 ) -> list[dict[str, Any]]:
     """The expectations implied by an input contract (nulls, ranges, categories, usable numbers)."""
-    from pipeline.ingest import RAW_PREFIX, numeric_columns
-
     out = [expectation("expect_column_values_to_not_be_null", f"not_null:{key}", column=key)]
     for column in inputs:
         name = column["name"]
@@ -111,7 +128,7 @@ class BatchOutcome:
         return mask
 
 
-FLAGS = "__flags"
+FLAGS = steps.FLAGS
 
 
 class RowValidator:
@@ -136,8 +153,6 @@ class RowValidator:
     def _suite(self, name: str, expectations: list[dict[str, Any]]) -> Any:
         gx = load_gx()
         from great_expectations.expectations.registry import get_expectation_impl
-
-        from pipeline.errors import ConfigError
 
         suite = gx.ExpectationSuite(name=f"{name}_suite")
         for exp in expectations:
@@ -185,8 +200,6 @@ class RowValidator:
                     continue
                 code = meta.get("reason") or reason_of({"type": config.type, "kwargs": dict(config.kwargs)})
                 if "unexpected_index_list" not in res.result:
-                    from pipeline.errors import ConfigError
-
                     raise ConfigError(f"expectation {config.type} {dict(config.kwargs)} failed without naming "
                                       "rows: only row-level expectations can split a partition")
                 idx = res.result.get("unexpected_index_list") or []
@@ -220,8 +233,6 @@ class RowValidator:
     @staticmethod
     def _raise_on_exceptions(result: Any) -> None:
         """An expectation that could not run is a configuration error, never a silent pass or fail."""
-        from pipeline.errors import ConfigError
-
         for res in result.results:
             info = res.exception_info or {}
             # GX 1.x keeps metric errors nested by metric id; older shapes keep them at the top
@@ -248,3 +259,132 @@ class RowValidator:
             "checks": checks,
             "unexpected_counts": dict(sorted(self.totals.items())),
         }
+
+
+# -- the stage ---------------------------------------------------------------------------
+def suite_for(ctx: RunContext, schema: pa.Schema, duplicate_keys: list[Any]) -> list[dict[str, Any]]:
+    """The run's checks: the card's contract, duplicate keys, then the job file's own expectations."""
+    job = ctx.job
+    checks = contract_expectations(ctx.card["inputs"], job.entity_key,
+                                   unknown_categories=job.validation.unknown_categories)
+    if duplicate_keys:  # keys seen more than once across the partition's files
+        checks.append(expectation("expect_column_values_to_not_be_in_set", f"duplicate_key:{job.entity_key}",
+                                  column=job.entity_key, value_set=duplicate_keys))
+    extra = job_expectations(job.validation.expectations)
+    for i, exp in enumerate(extra):
+        unknown = [c for c in columns_of(exp) if c not in schema.names]
+        if unknown:
+            raise ConfigError(
+                f"job {job.job_id}: validation.expectations[{i}] ({exp['type']}) names column(s) "
+                f"{', '.join(unknown)} that the input does not have (columns: "
+                f"{', '.join(n for n in schema.names if not n.startswith('__'))})"
+            )
+    return unique_reasons(checks + extra)
+
+
+def duplicate_keys_of(ctx: RunContext) -> list[Any]:
+    """Keys seen more than once in the partition: from the shard plan, else from ingest."""
+    spec = ctx.spec
+    if spec.shard is not None:
+        return list(json.loads((spec.root / f"{steps.PLAN_STATE}.json").read_text())["duplicate_keys"])
+    return list(spec.read_json(steps.INGEST_STATE)["duplicate_keys"])
+
+
+def validate_file(ctx: RunContext) -> dict[str, Any]:
+    """The validate stage: ``ingested`` -> ``valid`` + ``quarantine``, a report, then the threshold."""
+    source = ctx.path(steps.INGESTED)
+    schema = staged_schema(source)
+    validator = RowValidator(suite_for(ctx, schema, duplicate_keys_of(ctx)), ctx.job.job_id)
+    total = staged_rows(source)
+    progress = Progress(ctx.log, "validate", total)
+    flagged = 0
+    with StagedWriter(ctx.path(steps.VALID), schema.append(pa.field(FLAGS, pa.string()))) as good, \
+            StagedWriter(ctx.path(steps.QUARANTINE), schema.append(pa.field("reasons", pa.string()))) as bad:
+        for batch in read_batches(source, ctx.batch_rows):
+            valid, rejected, n_flagged = split_batch(validator, batch)
+            good.write(valid)
+            if rejected is not None:
+                bad.write(rejected)
+            flagged += n_flagged
+            progress.add(batch.num_rows)
+    counts = {"rows_valid": good.rows, "rows_quarantined": bad.rows}
+    summary = validator.report()
+    report_path = write_report(ctx, summary, rows_in=total, **counts, rows_flagged=flagged)
+    if ctx.spec.shard is None:  # a sharded run applies the threshold to the whole partition in combine
+        check_threshold(ctx, total, bad.rows, summary["unexpected_counts"], report_path, counts)
+    return counts
+
+
+def split_batch(validator: RowValidator, batch: pa.RecordBatch) -> tuple[pa.Table, pa.Table | None, int]:
+    """One batch: (valid rows with their flags, quarantined rows with their reasons or None, rows flagged)."""
+    outcome = validator.check(batch.to_pandas(types_mapper=_exact_integers, strings_to_categorical=True))
+    keep = outcome.keep_mask()
+    valid = pa.Table.from_batches([batch.filter(pa.array(keep))])
+    flags = (pa.array(outcome.flags[keep], pa.string()) if outcome.flags is not None
+             else pa.nulls(valid.num_rows, pa.string()))
+    rejected = None
+    if len(outcome.bad):
+        rejected = (pa.Table.from_batches([batch.take(pa.array(outcome.bad))])
+                    .append_column("reasons", pa.array(outcome.reasons, pa.string())))
+    return valid.append_column(FLAGS, flags), rejected, valid.num_rows - flags.null_count
+
+
+def report_stem(spec: RunSpec, shard: int | None = None) -> Path:
+    """Where a run's (or a shard's) report goes, without the suffix."""
+    name = safe_name(spec.run_id) + ("" if shard is None else f".shard-{shard:03d}")
+    return settings.reports_dir() / spec.job_id / spec.partition_date / name
+
+
+def write_report(ctx: RunContext, summary: dict[str, Any], **counts: int) -> Path:
+    """The validation report as JSON and HTML (counts: rows_in, rows_valid, ...); returns the HTML's path."""
+    from pipeline.report import validation_html
+
+    spec = ctx.spec
+    report = {**summary, "job_id": spec.job_id, "partition": spec.partition_date, "run_id": spec.run_id,
+              **counts, "max_quarantine_share": ctx.job.validation.max_quarantine_share,
+              "model": f"{spec.model_name} v{spec.model_version}",
+              "quarantine_sample": sample(ctx.path(steps.QUARANTINE), 20)}
+    stem = report_stem(spec, spec.shard)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    html = stem.with_name(stem.name + ".html")
+    stem.with_name(stem.name + ".json").write_text(json.dumps(report, indent=2, default=str))
+    html.write_text(validation_html(report))
+    ctx.log.info("validation report: %s (JSON beside it)", html)
+    return html
+
+
+def check_threshold(ctx: RunContext, total: int, quarantined: int, unexpected: dict[str, int],
+                    report_path: Path | str, counts: dict[str, Any] | None = None) -> None:
+    """Fail (publishing nothing) when the quarantined share passes the job's threshold."""
+    limit = ctx.job.validation.max_quarantine_share
+    share = quarantined / total if total else 0.0
+    if share <= limit:
+        return
+    top = ", ".join(f"{k} ({v})" for k, v in sorted(unexpected.items(), key=lambda kv: -kv[1])[:5])
+    raise ValidationFailedError(
+        f"partition {ctx.spec.partition_date}: {quarantined} of {total} rows ({share:.1%}) failed "
+        f"validation, above the job's max_quarantine_share of {limit:.1%}. Nothing was published. Most "
+        f"frequent failures: {top}. Report: {report_path}. Fix the input upstream, or raise "
+        "validation.max_quarantine_share in the job file if this is expected.",
+        counts=counts,
+    )
+
+
+def _exact_integers(arrow_type: pa.DataType) -> Any:
+    """to_pandas types: integers stay exact with nulls (pandas' Int64), not float64."""
+    return pd.Int64Dtype() if pa.types.is_integer(arrow_type) else None
+
+
+def sample(path: Path, n: int) -> list[dict[str, Any]]:
+    """The first ``n`` rows of a staged file as they arrived, for reports."""
+    first = next(read_batches(path, n), None)
+    return [original_values(r) for r in first.to_pylist()] if first is not None else []
+
+
+def original_values(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as it arrived: ``__raw__`` text back in its column, bookkeeping columns dropped."""
+    out = {k: v for k, v in row.items() if not k.startswith("__")}
+    for k, v in row.items():
+        if k.startswith(RAW_PREFIX) and v is not None:
+            out[k[len(RAW_PREFIX):]] = v
+    return out

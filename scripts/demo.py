@@ -6,7 +6,7 @@ Airflow home (.airflow/, SQLite) and runs `airflow dags test <job> <date>`.
 - `make demo` (churn_daily, persist mode): prints the rows written, the run's ledger row
   and a query to paste.
 - `make demo-push` (promotions_daily, push mode): starts the project's webhook receiver
-  (pipeline/receiver.py, a stand-in promotions engine) on a free 127.0.0.1 port, points
+  (pipeline/demo/receiver.py, a stand-in promotions engine) on a free 127.0.0.1 port, points
   the job's connection at it, and prints what the receiver got and the delivery state.
 """
 
@@ -38,9 +38,9 @@ def prepare(day: dt.date) -> Path:
     os.environ.setdefault("AIRFLOW_CONN_SCORING_DB", f"sqlite:///{db}")
     os.environ.setdefault("SCORING_HOME", str(ROOT))
 
-    from pipeline import demo_data
+    from pipeline.demo import data as demo_data
+    from pipeline.demo.train import train_churn
     from pipeline.registry import Registry
-    from pipeline.train import train_churn
 
     data_root = ROOT / "data" / "churn"
     first = day - dt.timedelta(days=2)
@@ -88,7 +88,7 @@ def main() -> int:
 
 def push_demo(day: dt.date) -> int:
     db = prepare(day)
-    from pipeline.receiver import Receiver
+    from pipeline.demo.receiver import Receiver
 
     token = secrets.token_urlsafe(16)  # made up per demo run: no credential lives in the repo
     out = ROOT / ".data" / f"promotions-received-{day}.jsonl"

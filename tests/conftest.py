@@ -20,8 +20,8 @@ PG_BASE = os.environ.get("SCORING_TEST_PG", "postgresql://postgres@127.0.0.1:543
 @pytest.fixture(scope="session")
 def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A registry holding churn v1 (champion), trained once per session on small data."""
+    from pipeline.demo.train import train_churn
     from pipeline.registry import Registry
-    from pipeline.train import train_churn
 
     root = tmp_path_factory.mktemp("models")
     train_churn(Registry(root), end=DAY - dt.timedelta(days=3), days=2, n=3000)
@@ -48,7 +48,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trained_models: Path) 
 
 
 def write_partition(home: Path, day: dt.date = DAY, n: int = 2000, shift: float = 0.0, **kw: Any) -> Path:
-    from pipeline import demo_data
+    from pipeline.demo import data as demo_data
 
     files = demo_data.write_partition(home / "data" / "churn", day, demo_data.customers(day, n=n, shift=shift), **kw)
     return files[0].parent

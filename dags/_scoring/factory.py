@@ -1,7 +1,8 @@
-"""Build one Airflow DAG per scoring job file.
+"""Build one Airflow DAG per scoring job file, following the step table of ``pipeline.steps``.
 
-Every task body is a few lines that call ``pipeline.run``; pandas, scikit-learn and the
-database drivers are imported inside the tasks, so parsing stays fast.
+Every task is made by ``make_task``: it loads the job file, resolves the output database
+and runs a small ``do_*`` body that calls ``pipeline.run`` / ``pipeline.sharding``. pandas,
+scikit-learn and the database drivers are imported inside the tasks, so parsing stays fast.
 """
 
 from __future__ import annotations
@@ -12,17 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import DAG, BaseSensorOperator, CronDataIntervalTimetable, Param, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+from airflow.sdk.exceptions import (
+    AirflowFailException,
+    AirflowNotFoundException,
+    AirflowSensorTimeout,
+)
 
+from pipeline import steps
 from pipeline.config import JobConfig, load_jobs
 from pipeline.partition import resolve_partition_date
 
 log = logging.getLogger(__name__)
-
-# Errors that a retry cannot fix: fail the task at once, keeping the message.
-_FINAL = ("ConfigError", "InputError", "ValidationFailedError", "ModelNotFoundError",
-          "ModelIntegrityError", "ReconciliationError", "PartitionNotFoundError", "PermanentDeliveryError",
-          "DriftError", "AirflowNotFoundException")
 
 
 def partition_of(context: Any, job: JobConfig) -> dt.date:
@@ -37,18 +38,6 @@ def partition_of(context: Any, job: JobConfig) -> dt.date:
     )
 
 
-def db_url(job: JobConfig) -> str:
-    """The job's output database: AIRFLOW_CONN_<ID> env var, else the Airflow connection."""
-    from pipeline import store
-    from pipeline.errors import ConfigError
-
-    try:
-        return store.resolve_url(job.output.connection)
-    except ConfigError:  # no env var: ask Airflow's connections (secrets backend, metadata DB)
-        c = airflow_connection(job.output.connection)
-        return store.url_from_connection(c.conn_type, c.host, c.login, c.password, c.port, c.schema, c.extra)
-
-
 def airflow_connection(conn_id: str) -> Any:
     """An Airflow connection (secrets backend, metadata DB) as a ``pipeline.connections.Conn``."""
     from airflow.sdk import BaseHook
@@ -60,31 +49,111 @@ def airflow_connection(conn_id: str) -> Any:
 
 
 def job_and_url(job_file: str) -> tuple[JobConfig, str]:
-    """The job as its file says now, and its output database URL (read at task run time)."""
+    """The job as its file says now, and its output database URL (``AIRFLOW_CONN_<ID>``, else Airflow's)."""
+    from pipeline import store
     from pipeline.config import load_job
 
     job = load_job(job_file)
-    return job, call(db_url, job)  # a missing connection is final: no retry can fix it
+    # a missing connection is final: no retry can fix it
+    return job, call(store.resolve_url, job.output.connection, airflow_connection)
 
 
-def start_run(context: Any, job: JobConfig, url: str) -> Any:
+def retryable(exc: BaseException) -> bool:
+    """Whether a task's retry can fix this error (the exception class says; see pipeline.errors)."""
+    if isinstance(exc, AirflowNotFoundException):  # a connection that is not defined
+        return False
+    return bool(getattr(exc, "retryable", True))
+
+
+def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call into the pipeline; an error a retry cannot fix fails the task at once, keeping the message."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:
+        if not retryable(exc):
+            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
+        raise
+
+
+# -- what each task does (job, database URL, upstream XCom value, Airflow context) ---------
+def _context(job: JobConfig, url: str, spec: dict[str, Any]) -> Any:
+    from pipeline import run
+    from pipeline.staging import RunSpec
+
+    return run.context(job, RunSpec.from_dict(spec), url, airflow_connection)
+
+
+def _start(job: JobConfig, url: str, context: Any) -> Any:
     """Open the run (ledger row, staging area) with the trigger form's params."""
     from pipeline import run
 
     params = context["params"]
-    return call(run.start, job, run_id=context["run_id"], partition_date=partition_of(context, job),
-                model_ref=params.get("model_ref") or None, dry_run=bool(params.get("dry_run")), url=url,
-                mode=params.get("output_mode") or None, resend=bool(params.get("resend")))
+    return run.start(job, run_id=context["run_id"], partition_date=partition_of(context, job),
+                     model_ref=params.get("model_ref") or None, dry_run=bool(params.get("dry_run")), url=url,
+                     mode=params.get("output_mode") or None, resend=bool(params.get("resend")))
 
 
-def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call a pipeline stage; errors a retry cannot fix fail the task without retrying."""
-    try:
-        return fn(*args, **kwargs)
-    except Exception as exc:
-        if type(exc).__name__ in _FINAL:
-            raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
-        raise
+def do_ingest(job: JobConfig, url: str, _: Any, context: Any) -> dict[str, Any]:
+    """Open the run, then ingest: the first task of an unsharded run."""
+    from pipeline import run
+
+    spec = _start(job, url, context)
+    run.run_step(_context(job, url, spec.to_dict()), steps.INGEST)
+    return spec.to_dict()
+
+
+def do_step(step: steps.Step) -> Any:
+    """A task body that runs one step on the run's staged data and hands the spec on."""
+
+    def work(job: JobConfig, url: str, spec: dict[str, Any], _: Any) -> dict[str, Any]:
+        from pipeline import run
+
+        run.run_step(_context(job, url, spec), step)
+        return spec
+
+    return work
+
+
+def do_plan(job: JobConfig, url: str, _: Any, context: Any) -> list[dict[str, Any]]:
+    """Sharded jobs: open the run, split the partition's files into shards (one spec each)."""
+    from pipeline import sharding
+
+    spec = _start(job, url, context)
+    _, shards = sharding.plan(_context(job, url, spec.to_dict()))
+    return [shard.to_dict() for shard in shards]
+
+
+def do_score_shard(job: JobConfig, url: str, shard: dict[str, Any], _: Any) -> dict[str, Any]:
+    """One shard: the scoring steps. A failed shard is retried alone."""
+    from pipeline import sharding
+
+    return sharding.score_shard(_context(job, url, shard))
+
+
+def do_combine(job: JobConfig, url: str, shards: list[dict[str, Any]], _: Any) -> dict[str, Any]:
+    """Every shard succeeded: add up the counts, apply the threshold and drift to the partition."""
+    from pipeline import run
+
+    root = {**shards[0], "shard": None}  # the run's spec, above its shards
+    run.run_step(_context(job, url, root), steps.COMBINE)
+    return root
+
+
+def do_finalize(job: JobConfig, url: str, spec: dict[str, Any], _: Any) -> dict[str, str]:
+    from pipeline import run
+
+    return {k: str(v) for k, v in run.finalize(_context(job, url, spec)).items()}
+
+
+def make_task(job_file: str, task_id: str, work: Any, **task_kwargs: Any) -> Any:
+    """An Airflow task that loads the job file, resolves its database and runs ``work`` through ``call``."""
+
+    @task(task_id=task_id, doc=(work.__doc__ or "").strip() or None, **task_kwargs)
+    def _task(upstream: Any = None, **context: Any) -> Any:
+        job, url = job_and_url(job_file)
+        return call(work, job, url, upstream, context)
+
+    return _task
 
 
 def drift_callback(job_file: str) -> Any:
@@ -174,153 +243,85 @@ output mode, full resend (push), dry run. Re-drive dead-lettered batches of a pu
 """
 
 
+def params(job: JobConfig) -> dict[str, Param]:
+    """The trigger form: partition date, model version or alias, output mode, full resend, dry run."""
+    return {
+        "partition_date": Param(
+            None, type=["null", "string"], format="date", title="Partition date",
+            description="Day to score (YYYY-MM-DD). Empty: the run's logical date.",
+        ),
+        "model_ref": Param(
+            None, type=["null", "string"], title="Model version or alias",
+            description=f"e.g. 2 or champion. Empty: the job's ({job.model.ref}).",
+        ),
+        "output_mode": Param(
+            job.output.mode, type="string", enum=job.output.modes, title="Output mode",
+            description="persist: replace the partition in the predictions table; push: send the "
+            "predictions to the job's sink and keep none.",
+        ),
+        "resend": Param(
+            False, type="boolean", title="Full resend (push)",
+            description="Send every batch again, even batches delivered before.",
+        ),
+        "dry_run": Param(
+            False, type="boolean", title="Dry run",
+            description="Run every stage, write or send no predictions.",
+        ),
+    }
+
+
+def dag_arguments(job: JobConfig, path: Path) -> dict[str, Any]:
+    """The DAG's own settings (all but its schedule): start, tags, owner, retries, docs, the trigger form."""
+    return {
+        "dag_id": job.job_id,
+        "description": job.description or None,
+        "start_date": dt.datetime.combine(job.start_date, dt.time(), tzinfo=job.tz),
+        "catchup": job.catchup,
+        "tags": sorted({"scoring", job.output.mode, *job.tags}),
+        "doc_md": _doc(job, path),
+        "max_active_runs": 4,
+        "default_args": {"owner": job.owner, "retries": job.retries,
+                         "retry_delay": dt.timedelta(minutes=job.retry_delay_minutes),
+                         "retry_exponential_backoff": True},
+        "params": params(job),
+    }
+
+
+@task.branch
+def choose_output(spec: dict[str, Any]) -> str:
+    """The run's output mode (the form's override or the job's) picks persist or push."""
+    return str(spec["mode"])
+
+
 def build_dag(job: JobConfig, path: Path) -> DAG:
-    """The scoring DAG of one job."""
-    tz_start = dt.datetime.combine(job.start_date, dt.time(), tzinfo=job.tz)
-    schedule = CronDataIntervalTimetable(job.schedule, timezone=job.timezone) if job.schedule else None
+    """The scoring DAG of one job: the steps of ``pipeline.steps``, one task each."""
     job_file = str(path)
-    with DAG(
-        dag_id=job.job_id,
-        description=job.description or None,
-        schedule=schedule,
-        start_date=tz_start,
-        catchup=job.catchup,
-        tags=sorted({"scoring", job.output.mode, *job.tags}),
-        doc_md=_doc(job, path),
-        max_active_runs=4,
-        default_args={
-            "owner": job.owner,
-            "retries": job.retries,
-            "retry_delay": dt.timedelta(minutes=job.retry_delay_minutes),
-            "retry_exponential_backoff": True,
-        },
-        params={
-            "partition_date": Param(
-                None, type=["null", "string"], format="date", title="Partition date",
-                description="Day to score (YYYY-MM-DD). Empty: the run's logical date.",
-            ),
-            "model_ref": Param(
-                None, type=["null", "string"], title="Model version or alias",
-                description=f"e.g. 2 or champion. Empty: the job's ({job.model.ref}).",
-            ),
-            "output_mode": Param(
-                job.output.mode, type="string", enum=job.output.modes, title="Output mode",
-                description="persist: replace the partition in the predictions table; push: send the "
-                "predictions to the job's sink and keep none.",
-            ),
-            "resend": Param(
-                False, type="boolean", title="Full resend (push)",
-                description="Send every batch again, even batches delivered before.",
-            ),
-            "dry_run": Param(
-                False, type="boolean", title="Dry run",
-                description="Run every stage, write or send no predictions.",
-            ),
-        },
-    ) as dag:
-        wait = PartitionSensor(
-            task_id="wait_for_partition",
-            job_file=job_file,
-            mode="reschedule",
-            poke_interval=job.source.poke_interval_seconds,
-            timeout=job.source.wait_timeout_minutes * 60,
-            retries=0,
-        )
-
-        @task
-        def ingest(**context: Any) -> dict[str, Any]:
-            from pipeline import run
-
-            job_, url = job_and_url(job_file)
-            spec = start_run(context, job_, url)
-            call(run.ingest, job_, spec, url)
-            return spec.to_dict()
-
-        def stage_task(name: str) -> Any:
-            @task(task_id=name)
-            def _stage(spec: dict[str, Any]) -> dict[str, Any]:
-                from pipeline import run
-                from pipeline.staging import RunSpec
-
-                job_, url = job_and_url(job_file)
-                call(getattr(run, name), job_, RunSpec.from_dict(spec), url)
-                return spec
-
-            return _stage
-
-        @task
-        def push(spec: dict[str, Any]) -> dict[str, Any]:
-            from pipeline import run
-            from pipeline.staging import RunSpec
-
-            job_, url = job_and_url(job_file)
-            call(run.push, job_, RunSpec.from_dict(spec), url, airflow_connection)
-            return spec
-
-        @task.branch
-        def choose_output(spec: dict[str, Any]) -> str:
-            """The run's output mode (the form's override or the job's) picks persist or push."""
-            return str(spec.get("mode") or job.output.mode)
-
-        @task(trigger_rule="none_failed_min_one_success", on_success_callback=drift_callback(job_file))
-        def finalize(spec: dict[str, Any]) -> dict[str, Any]:
-            from pipeline import run
-            from pipeline.staging import RunSpec
-
-            job_, url = job_and_url(job_file)
-            summary = call(run.finalize, job_, RunSpec.from_dict(spec), url)
-            return {k: str(v) for k, v in summary.items()}
-
-        @task
-        def plan(**context: Any) -> list[dict[str, Any]]:
-            """Sharded jobs: open the run, split the partition's files into shards (one spec each)."""
-            from pipeline import run
-
-            job_, url = job_and_url(job_file)
-            spec = start_run(context, job_, url)
-            _, shards = call(run.plan_shards, job_, spec)
-            return [shard.to_dict() for shard in shards]
-
-        @task
-        def score_shard(shard: dict[str, Any]) -> dict[str, Any]:
-            """One shard: ingest, validate, preprocess, score. A failed shard is retried alone."""
-            from pipeline import run
-            from pipeline.staging import RunSpec
-
-            job_, url = job_and_url(job_file)
-            return call(run.score_shard, job_, RunSpec.from_dict(shard), url)
-
-        @task
-        def combine(shards: list[dict[str, Any]]) -> dict[str, Any]:
-            """Every shard succeeded: add up the counts, apply the threshold and drift to the partition."""
-            from pipeline import run
-            from pipeline.staging import RunSpec
-
-            job_, url = job_and_url(job_file)
-            root = RunSpec.from_dict({**shards[0], "shard": None})  # the run's spec, above its shards
-            call(run.combine, job_, root, url)
-            return root.to_dict()
-
+    schedule = CronDataIntervalTimetable(job.schedule, timezone=job.timezone) if job.schedule else None
+    with DAG(schedule=schedule, **dag_arguments(job, path)) as dag:
+        wait = PartitionSensor(task_id="wait_for_partition", job_file=job_file, mode="reschedule",
+                               poke_interval=job.source.poke_interval_seconds,
+                               timeout=job.source.wait_timeout_minutes * 60, retries=0)
         if job.source.shards > 1:  # mapped tasks score the shards, possibly on different workers
-            planned = plan()
+            planned = make_task(job_file, steps.PLAN.name, do_plan)()
+            scored = make_task(job_file, steps.SCORE_SHARD.name, do_score_shard).expand(upstream=planned)
+            spec = make_task(job_file, steps.COMBINE.name, do_combine)(planned)
             wait >> planned
-            scored = score_shard.expand(shard=planned)
-            spec = combine(planned)
             scored >> spec
         else:
-            spec = ingest()
+            spec = make_task(job_file, steps.INGEST.name, do_ingest)()
             wait >> spec
-            for name in ("validate", "preprocess", "score"):
-                spec = stage_task(name)(spec)
-        outputs = {"persist": stage_task("persist"), "push": push}
-        if len(job.output.modes) == 1:  # one way out: no branch in the graph
-            finalize(outputs[job.output.modes[0]](spec))
+            for step in steps.SCORING[1:]:
+                spec = make_task(job_file, step.name, do_step(step))(spec)
+        outputs = [make_task(job_file, mode, do_step(steps.OUTPUTS[mode])) for mode in job.output.modes]
+        done = make_task(job_file, steps.FINALIZE.name, do_finalize, trigger_rule="none_failed_min_one_success",
+                         on_success_callback=drift_callback(job_file))
+        if len(outputs) == 1:  # one way out: no branch in the graph
+            done(outputs[0](spec))
         else:
             branch = choose_output(spec)
-            ends = [outputs[mode](spec) for mode in job.output.modes]
+            ends = [output(spec) for output in outputs]
             branch >> ends
-            done = finalize(spec)
-            ends >> done
+            ends >> done(spec)
     return dag
 
 

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from pipeline.config import project_home
+from pipeline import settings
 from pipeline.connections import Conn
 from pipeline.sinks import Batch, DeliveryFailed, Sink
 
@@ -30,7 +30,7 @@ class FilesSink(Sink):
     def __init__(self, cfg: Any, conn: Conn | None, job_id: str) -> None:
         uri = cfg.uri
         if "://" not in uri and not os.path.isabs(uri):
-            uri = str(project_home() / uri)
+            uri = str(settings.home() / uri)
         options = dict(conn.extra) if conn else {}
         self.fs, self.root = url_to_fs(uri, **options)
         self.uri = uri

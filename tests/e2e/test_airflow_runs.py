@@ -151,7 +151,7 @@ def test_backfill_over_three_days_scores_three_partitions(
 
 def test_drift_alert_fires_from_the_finalize_callback(home: Path, migrated_home: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline.receiver import Receiver
+    from pipeline.demo.receiver import Receiver
 
     write_partition(home, n=2000, shift=1.0)
     write_job(home, drift={"alert_connection": "drift_hook"})

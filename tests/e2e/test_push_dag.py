@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import yaml
 
 from pipeline import store
-from pipeline.receiver import Receiver
+from pipeline.demo.receiver import Receiver
 from tests.conftest import DAY, ROOT, write_job, write_partition
 from tests.e2e.conftest import dags_test
 

@@ -18,8 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from pipeline import demo_data, ledger, run, store
+from pipeline import ledger, local, store
 from pipeline.config import load_job
+from pipeline.demo import data as demo_data
+from pipeline.demo.receiver import Receiver
 from pipeline.errors import (
     ConfigError,
     DriftError,
@@ -28,7 +30,6 @@ from pipeline.errors import (
     ModelNotFoundError,
     StoreError,
 )
-from pipeline.receiver import Receiver
 from tests.conftest import DAY, write_job
 
 FOLDER = f"date={DAY}"
@@ -90,7 +91,7 @@ def _reconciles(summary: dict[str, Any], scored_keys: set[int]) -> None:
 
 def _fails_before_writing(job: Any, error: type[Exception], stage: str, *fragments: str) -> str:
     with pytest.raises(error) as err:
-        run.run_partition(job, DAY, run_id="bad")
+        local.run_partition(job, DAY, run_id="bad")
     text = str(err.value)
     for fragment in fragments:
         assert fragment in text, text
@@ -109,7 +110,7 @@ def test_empty_partition_fails_by_default(home: Path) -> None:
 def test_empty_partition_can_succeed_with_a_warning(home: Path, caplog: pytest.LogCaptureFixture) -> None:
     _write(home, [_frame().head(0)])
     with caplog.at_level(logging.WARNING, logger="pipeline.run"):
-        summary = run.run_partition(_job(home, on_empty="succeed"), DAY, run_id="empty")
+        summary = local.run_partition(_job(home, on_empty="succeed"), DAY, run_id="empty")
     assert any("is empty" in r.message and r.levelno == logging.WARNING for r in caplog.records)
     assert (summary["status"], summary["rows_in"], summary["rows_scored"], summary["rows_written"]) == (
         "success", 0, 0, 0)
@@ -164,7 +165,7 @@ def test_nulls_ranges_nan_inf_and_duplicates_are_quarantined_with_reasons(home: 
     discount[2] = float("nan")                       # NaN in a required feature
     i = table.schema.get_field_index("discount_pct")
     _write(home, [table.set_column(i, "discount_pct", pa.array(discount, pa.float64())), b])
-    summary = run.run_partition(_job(home), DAY, run_id="rows")
+    summary = local.run_partition(_job(home), DAY, run_id="rows")
     q = {int(r["entity_key"]): r for r in _quarantine()}
     dup = int(a.loc[10, "customer_id"])
     assert {k: r["reasons"] for k, r in q.items()} == {
@@ -192,7 +193,7 @@ def test_blank_or_unparseable_value_in_a_numeric_column_quarantines_the_row(home
     if fmt == "parquet":
         frame.loc[frame["age"] == "", "age"] = None
     _write(home, [frame], fmt)
-    summary = run.run_partition(_job(home, fmt), DAY, run_id="text")
+    summary = local.run_partition(_job(home, fmt), DAY, run_id="text")
     q = {int(r["entity_key"]): r for r in _quarantine()}
     bad = {int(frame.loc[5, "customer_id"]), int(frame.loc[6, "customer_id"])}
     assert set(q) == bad and {r["reasons"] for r in q.values()} == {"invalid_number:age"}
@@ -205,7 +206,7 @@ def test_unknown_category_quarantined_by_default(home: Path) -> None:
     frame = _frame()
     frame.loc[[3, 4], "plan"] = "platinum-2027"
     _write(home, [frame])
-    summary = run.run_partition(_job(home), DAY, run_id="cat")
+    summary = local.run_partition(_job(home), DAY, run_id="cat")
     q = _quarantine()
     assert {r["reasons"] for r in q} == {"unknown_category:plan"} and len(q) == 2
     _reconciles(summary, set(frame["customer_id"].astype(int)) - {int(r["entity_key"]) for r in q})
@@ -215,7 +216,7 @@ def test_unknown_category_scored_and_flagged_when_the_job_says_so(home: Path) ->
     frame = _frame()
     frame.loc[[3, 4], "plan"] = "platinum-2027"
     _write(home, [frame])
-    summary = run.run_partition(_job(home, unknown_categories="flag"), DAY, run_id="flag")
+    summary = local.run_partition(_job(home, unknown_categories="flag"), DAY, run_id="flag")
     assert _quarantine() == [] and summary["rows_scored"] == len(frame)
     predictions = _predictions()
     flagged = {k: p["flags"] for k, p in predictions.items() if p["flags"]}
@@ -234,7 +235,7 @@ def test_job_file_expectations_quarantine_or_flag(home: Path) -> None:
         {"type": "expect_column_values_to_be_between", "on_fail": "flag",
          "kwargs": {"column": "support_tickets_90d", "max_value": 4}},
     ])
-    summary = run.run_partition(job, DAY, run_id="extra")
+    summary = local.run_partition(job, DAY, run_id="extra")
     q = _quarantine()
     assert {int(r["entity_key"]) for r in q} == young
     # the contract already has be_between:age and be_between:support_tickets_90d: the job's get #2
@@ -255,7 +256,7 @@ def test_the_report_is_html_people_can_open(home: Path, caplog: pytest.LogCaptur
     frame.loc[1, "monthly_charges"] = -1.0
     _write(home, [frame])
     with caplog.at_level(logging.INFO, logger="pipeline.run"):
-        run.run_partition(_job(home), DAY, run_id="report")
+        local.run_partition(_job(home), DAY, run_id="report")
     [html] = list((home / "reports" / "churn_test" / str(DAY)).glob("*.html"))
     assert any(f"validation report: {html}" in r.message for r in caplog.records)
     text = html.read_text()
@@ -269,7 +270,7 @@ def test_the_report_is_html_people_can_open(home: Path, caplog: pytest.LogCaptur
 def test_missing_model_version(home: Path) -> None:
     _write(home, [_frame()])
     with pytest.raises(ModelNotFoundError, match=r"no version or alias '7'\. Known versions: 1; aliases: champion->v1"):
-        run.run_partition(_job(home), DAY, model_ref="7")
+        local.run_partition(_job(home), DAY, model_ref="7")
 
 
 def test_model_saved_by_another_sklearn_version_is_refused_unless_overridden(
@@ -292,10 +293,10 @@ def test_model_saved_by_another_sklearn_version_is_refused_unless_overridden(
     _write(home, [_frame()])
     job = _job(home)
     with pytest.raises(ModelIntegrityError, match=r"(?s)saved with another scikit-learn version.*from version 1\.0\.2.*SCORING_ALLOW_SKLEARN_VERSION_MISMATCH=1"):
-        run.run_partition(job, DAY, model_ref=str(v2.version), run_id="old")
+        local.run_partition(job, DAY, model_ref=str(v2.version), run_id="old")
     monkeypatch.setenv("SCORING_ALLOW_SKLEARN_VERSION_MISMATCH", "1")
     with caplog.at_level(logging.WARNING):
-        summary = run.run_partition(job, DAY, model_ref=str(v2.version), run_id="override")
+        summary = local.run_partition(job, DAY, model_ref=str(v2.version), run_id="override")
     assert summary["status"] == "success" and summary["model_version"] == v2.version
     assert any("SCORING_ALLOW_SKLEARN_VERSION_MISMATCH" in r.message for r in caplog.records)
 
@@ -303,12 +304,12 @@ def test_model_saved_by_another_sklearn_version_is_refused_unless_overridden(
 def test_unreachable_database_names_the_host_and_writes_nothing(home: Path) -> None:
     _write(home, [_frame()])
     job = _job(home)
-    run.run_partition(job, DAY, run_id="good")
+    local.run_partition(job, DAY, run_id="good")
     before = _predictions()
     dead = "postgresql+psycopg://postgres@127.0.0.1:1/test"
     with pytest.raises(StoreError, match=r"cannot reach the output database postgresql 127\.0\.0\.1:1/test after 3 "
                                          r"attempts.*Nothing was written"):
-        run.run_partition(job, DAY, run_id="dead", url=dead)
+        local.run_partition(job, DAY, run_id="dead", url=dead)
     assert _predictions() == before
 
 
@@ -323,7 +324,7 @@ def test_drift_alert_fires_for_a_shifted_partition_only(home: Path, monkeypatch:
         monkeypatch.setenv("AIRFLOW_CONN_DRIFT_HOOK", hook.url)
         job = load_job(write_job(home, drift={"psi_threshold": 0.2, "alert_connection": "drift_hook"}))
         with caplog.at_level(logging.ERROR, logger="pipeline.drift"):
-            summary = run.run_partition(job, DAY, run_id=f"shift-{shift}")
+            summary = local.run_partition(job, DAY, run_id=f"shift-{shift}")
         alerts = [p.rows[0] for p in hook.store.posts]
     with _engine().connect() as conn:
         drift = {r.feature: (r.value, r.drifted) for r in conn.execute(sa.text(
@@ -348,7 +349,7 @@ def test_drift_blocks_publishing_when_the_job_says_so(home: Path) -> None:
     write_partition(home, n=2000, shift=1.0)
     job = load_job(write_job(home, drift={"block": True}))
     with pytest.raises(DriftError, match="drift.block is true, so nothing was published"):
-        run.run_partition(job, DAY, run_id="blocked")
+        local.run_partition(job, DAY, run_id="blocked")
     assert _predictions() == {}
     row = ledger.get(_engine(), "churn_test", "blocked")
     assert row["status"] == "failed" and row["failed_stage"] == "score"
@@ -361,11 +362,11 @@ def test_quarantine_is_replaced_with_the_partition(home: Path) -> None:
     frame.loc[1, "monthly_charges"] = -1.0
     _write(home, [frame])
     job = _job(home)
-    run.run_partition(job, DAY, run_id="q1")
+    local.run_partition(job, DAY, run_id="q1")
     frame.loc[1, "monthly_charges"] = 10.0
     frame.loc[2, "monthly_charges"] = -2.0
     _write(home, [frame])
-    run.run_partition(job, DAY, run_id="q2")
+    local.run_partition(job, DAY, run_id="q2")
     with _engine().connect() as conn:
         rows = conn.execute(sa.text("SELECT entity_key, run_id FROM scoring_quarantine")).all()
     assert [tuple(r) for r in rows] == [(str(frame.loc[2, "customer_id"]), "q2")]
@@ -378,7 +379,7 @@ def test_flags_appearing_only_in_a_later_batch(home: Path) -> None:
     _write(home, [frame])
     doc = {"max_quarantine_share": 0.5, "unknown_categories": "flag"}
     job = load_job(write_job(home, validation=doc, source={"path": str(home / "data" / "churn"), "batch_rows": 100}))
-    summary = run.run_partition(job, DAY, run_id="late-flags")
+    summary = local.run_partition(job, DAY, run_id="late-flags")
     flagged = [k for k, p in _predictions().items() if p["flags"]]
     assert len(flagged) == 3 and summary["rows_scored"] == len(frame)
 
@@ -390,7 +391,7 @@ def test_large_integer_keys_stay_exact_next_to_a_null_key(home: Path) -> None:
     keys[4] = None
     table = table.set_column(table.schema.get_field_index("customer_id"), "customer_id", pa.array(keys, pa.int64()))
     _write(home, [table])
-    summary = run.run_partition(_job(home), DAY, run_id="bigkeys")
+    summary = local.run_partition(_job(home), DAY, run_id="bigkeys")
     assert summary["rows_quarantined"] == 1 and _quarantine()[0]["reasons"] == "not_null:customer_id"
     assert set(_predictions()) == {k for k in keys if k is not None}
 
@@ -402,7 +403,7 @@ def test_csv_text_like_na_is_not_silently_a_missing_value(home: Path) -> None:
     frame.loc[2, "age"] = "n/a"
     frame.loc[3, "region"] = "NA"
     _write(home, [frame], "csv")
-    run.run_partition(_job(home, "csv"), DAY, run_id="na")
+    local.run_partition(_job(home, "csv"), DAY, run_id="na")
     q = {int(r["entity_key"]): r["reasons"] for r in _quarantine()}
     ids = frame["customer_id"].astype(int)
     assert q == {ids[1]: "invalid_number:age", ids[2]: "invalid_number:age", ids[3]: "unknown_category:region"}
@@ -411,7 +412,7 @@ def test_csv_text_like_na_is_not_silently_a_missing_value(home: Path) -> None:
 def test_zero_byte_csv_is_an_empty_file_not_a_broken_one(home: Path) -> None:
     first, empty = _write(home, [_frame(), _frame().head(0)], "csv")
     empty.write_bytes(b"")
-    summary = run.run_partition(_job(home, "csv"), DAY, run_id="zero")
+    summary = local.run_partition(_job(home, "csv"), DAY, run_id="zero")
     assert summary["status"] == "success" and summary["rows_in"] == len(_frame())
 
 
@@ -439,7 +440,7 @@ def test_same_reason_code_twice_gets_its_own_code(home: Path) -> None:
         {"type": "expect_column_values_to_be_between", "kwargs": {"column": "age", "min_value": 25}},
         {"type": "expect_column_values_to_be_between", "on_fail": "flag", "kwargs": {"column": "age", "max_value": 70}},
     ])
-    run.run_partition(job, DAY, run_id="codes")
+    local.run_partition(job, DAY, run_id="codes")
     flags = {p["flags"] for p in _predictions().values() if p["flags"]}
     assert flags == {"be_between:age#3"}  # the contract's be_between:age, then the two job checks
     assert {r["reasons"].split("; ")[0] for r in _quarantine()} == {"be_between:age#2"}

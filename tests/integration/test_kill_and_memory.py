@@ -14,7 +14,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from pipeline import ledger, run
+from pipeline import ledger, local, run, steps
 from pipeline.config import load_job
 from tests.conftest import DAY, ROOT, write_job, write_partition
 
@@ -22,10 +22,10 @@ pytestmark = pytest.mark.slow
 
 PERSIST = """
 import json, sys
-from pipeline import run
+from pipeline import run, steps
 from pipeline.staging import RunSpec
 job = run.find_job("churn_test")
-run.persist(job, RunSpec.from_dict(json.loads(sys.argv[1])))
+run.run_step(run.context(job, RunSpec.from_dict(json.loads(sys.argv[1]))), steps.PERSIST)
 """
 
 
@@ -40,12 +40,13 @@ def test_sigkill_mid_copy_keeps_the_previous_partition_and_a_retry_completes(hom
     write_partition(home, n=120_000)
     job = load_job(write_job(home, source={"path": str(home / "data" / "churn"), "batch_rows": 4000}))
     engine = run.engine(job)
-    good = run.run_partition(job, DAY, run_id="good")
+    good = local.run_partition(job, DAY, run_id="good")
     assert _partition(engine) == (good["rows_written"], {"good"})
 
     spec = run.start(job, run_id="killed", partition_date=DAY)
-    for step in (run.ingest, run.validate, run.preprocess, run.score):
-        step(job, spec)
+    ctx = run.context(job, spec)
+    for step in steps.SCORING:
+        run.run_step(ctx, step)
     proc = subprocess.Popen([sys.executable, "-c", PERSIST, json.dumps(spec.to_dict())], env=dict(os.environ),
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     copying = None
@@ -67,8 +68,8 @@ def test_sigkill_mid_copy_keeps_the_previous_partition_and_a_retry_completes(hom
     assert _partition(engine) == (good["rows_written"], {"good"}), "the previous copy must be intact"
     assert ledger.get(engine, "churn_test", "killed")["status"] == "running"  # the dead process recorded nothing
 
-    run.persist(job, spec)  # Airflow's retry of the persist task: same run spec, same staged files
-    summary = run.finalize(job, spec)
+    run.run_step(ctx, steps.PERSIST)  # Airflow's retry of the persist task: same run spec, same staged files
+    summary = run.finalize(ctx)
     assert summary["status"] == "success"
     assert _partition(engine) == (summary["rows_written"], {"killed"})
 
@@ -76,9 +77,9 @@ def test_sigkill_mid_copy_keeps_the_previous_partition_and_a_retry_completes(hom
 # VmHWM is this process's own peak RSS (ru_maxrss would carry the forking parent's peak over exec)
 MEASURE = """
 import json, sys
-from pipeline import run
+from pipeline import local, run
 job = run.find_job(sys.argv[1])
-summary = run.run_partition(job, "2026-11-20", run_id=sys.argv[1])
+summary = local.run_partition(job, "2026-11-20", run_id=sys.argv[1])
 hwm = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
 print("RESULT " + json.dumps({"rows": summary["rows_scored"], "peak_rss_mb": hwm}))
 """

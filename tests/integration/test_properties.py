@@ -16,10 +16,10 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import run, store
+from pipeline import local, store
 from pipeline.config import load_job
+from pipeline.demo.train import CHURN_CONTRACT
 from pipeline.errors import ScoringError
-from pipeline.train import CHURN_CONTRACT
 from tests.conftest import DAY, write_job
 
 NUMERIC = [c["name"] for c in CHURN_CONTRACT if c["type"] == "float"]
@@ -112,7 +112,7 @@ def test_messy_partitions_are_scored_quarantined_or_refused(home: Path) -> None:
         before = _partition_rows(engine)
         run_id = f"prop-{next(RUNS)}"
         try:
-            summary = run.run_partition(job, DAY, run_id=run_id)
+            summary = local.run_partition(job, DAY, run_id=run_id)
         except ScoringError as exc:  # a project error with a message: the previous copy stays
             outcomes[type(exc).__name__] = outcomes.get(type(exc).__name__, 0) + 1
             assert str(exc)

@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from pipeline import deliveries, ledger, run
+from pipeline import deliveries, ledger, local, run, steps
 from pipeline.config import load_job
+from pipeline.demo.receiver import Receiver
 from pipeline.errors import ConfigError, DeliveryError, PermanentDeliveryError
-from pipeline.receiver import Receiver
 from tests.conftest import DAY, write_job, write_partition
 
 TOKEN = "test-token"
@@ -51,7 +51,7 @@ def _engine() -> sa.Engine:
 def _persisted_scores(home: Path) -> dict[int, float]:
     """What a persist run of the same partition scores: the reference for what must arrive."""
     job = load_job(write_job(home, job_id="churn_ref"))
-    run.run_partition(job, DAY, run_id="reference")
+    local.run_partition(job, DAY, run_id="reference")
     with _engine().connect() as conn:
         rows = conn.execute(sa.text("SELECT customer_id, score FROM churn_ref_predictions")).all()
     return {int(k): float(s) for k, s in rows}
@@ -63,7 +63,7 @@ def test_flaky_receiver_ends_with_exactly_the_scored_rows(home: Path, monkeypatc
     faults = ["500", "500", "429:1", "ok", "drop", "ok", "accept-drop"]
     with Receiver(token=TOKEN, faults=faults) as receiver:
         job = push_job(home, webhook(monkeypatch, receiver))
-        summary = run.run_partition(job, DAY, run_id="p1")
+        summary = local.run_partition(job, DAY, run_id="p1")
         posts = receiver.store.posts
         log = receiver.store.log
     assert summary["status"] == "success" and summary["mode"] == "push"
@@ -107,7 +107,7 @@ def test_receiver_down_dead_letters_then_redrive_delivers(home: Path, monkeypatc
     monkeypatch.setenv("AIRFLOW_CONN_PROMO_HOOK", f"http://:{TOKEN}@127.0.0.1:{port}")
     job = push_job(home, {"kind": "webhook", "connection": "promo_hook", "max_attempts": 2})
     with pytest.raises(DeliveryError) as err:
-        run.run_partition(job, DAY, run_id="down")
+        local.run_partition(job, DAY, run_id="down")
     assert not isinstance(err.value, PermanentDeliveryError)
     row = ledger.get(_engine(), "churn_test", "down")
     scored = row["rows_scored"]
@@ -153,36 +153,38 @@ def test_task_retry_resumes_without_resending_delivered_batches(any_db: str, hom
         receiver.status_when_empty = "500"  # after three batches the receiver breaks
         job = push_job(home, webhook(monkeypatch, receiver, max_attempts=2, give_up_after_failed_batches=1))
         spec = run.start(job, run_id="resume", partition_date=DAY)
-        for step in (run.ingest, run.validate, run.preprocess, run.score):
-            step(job, spec)
+        ctx = run.context(job, spec)
+        for step in steps.SCORING:
+            run.run_step(ctx, step)
         with pytest.raises(DeliveryError, match="were not delivered"):
-            run.push(job, spec)
+            run.run_step(ctx, steps.PUSH)
         first_keys = [p.key for p in receiver.store.posts]
         assert len(first_keys) == 3
         receiver.status_when_empty = None  # fixed; Airflow retries the push task with the same spec
-        run.push(job, spec)
-        summary = run.finalize(job, spec)
+        run.run_step(ctx, steps.PUSH)
+        summary = run.finalize(ctx)
         keys = [p.key for p in receiver.store.posts]
         assert len(keys) == len(set(keys)), "no batch was sent twice"
         assert keys[:3] == first_keys
         assert summary["status"] == "success" and summary["rows_delivered"] == summary["rows_scored"]
         assert len(receiver.store.unique_rows()) == summary["rows_scored"]
         # a new run of the partition resumes too: everything is delivered, so nothing is sent
-        run.run_partition(job, DAY, run_id="rerun")
+        local.run_partition(job, DAY, run_id="rerun")
         assert len(receiver.store.posts) == len(keys)
         # unless a full resend is asked for: every batch again, with the same keys
-        run.run_partition(job, DAY, run_id="resend", resend=True)
+        local.run_partition(job, DAY, run_id="resend", resend=True)
         assert [p.key for p in receiver.store.posts[len(keys):]] == keys
         # a resend that fails half-way resumes too: its retry does not start the resend over
         receiver.faults.extend(["ok", "ok"])
         receiver.status_when_empty = "500"
         spec = run.start(job, run_id="resend-2", partition_date=DAY, resend=True)
-        for step in (run.ingest, run.validate, run.preprocess, run.score):
-            step(job, spec)
+        ctx = run.context(job, spec)
+        for step in steps.SCORING:
+            run.run_step(ctx, step)
         with pytest.raises(DeliveryError):
-            run.push(job, spec)
+            run.run_step(ctx, steps.PUSH)
         receiver.status_when_empty = None
-        run.push(job, spec)
+        run.run_step(ctx, steps.PUSH)
         assert [p.key for p in receiver.store.posts[2 * len(keys):]] == keys
 
 
@@ -190,7 +192,7 @@ def test_changed_input_resends_only_the_changed_batches(home: Path, monkeypatch:
     folder = write_partition(home, n=1000)
     with Receiver(token=TOKEN) as receiver:
         job = push_job(home, webhook(monkeypatch, receiver, batch_rows=250))
-        run.run_partition(job, DAY, run_id="v1")
+        local.run_partition(job, DAY, run_id="v1")
         first = [p.key for p in receiver.store.posts]
         # upstream re-exports the day with one customer's usage corrected (first row of the first file)
         path = sorted(folder.glob("*.parquet"))[0]
@@ -199,7 +201,7 @@ def test_changed_input_resends_only_the_changed_batches(home: Path, monkeypatch:
         tickets[0] = (tickets[0] or 0) + 25
         pq.write_table(table.set_column(table.schema.get_field_index("support_tickets_90d"),
                                         "support_tickets_90d", pa.array(tickets, pa.float64())), path)
-        summary = run.run_partition(job, DAY, run_id="v2")
+        summary = local.run_partition(job, DAY, run_id="v2")
         resent = receiver.store.posts[len(first):]
     assert len(resent) == 1 and resent[0].key not in first and resent[0].headers["X-Scoring-Batch"] == "0"
     assert summary["status"] == "success" and summary["rows_delivered"] == summary["rows_scored"]
@@ -213,10 +215,10 @@ def test_redrive_refuses_when_the_sink_plan_changed(home: Path, monkeypatch: pyt
     monkeypatch.setenv("AIRFLOW_CONN_PROMO_HOOK", f"http://127.0.0.1:{port}")
     job = push_job(home, {"kind": "webhook", "connection": "promo_hook", "max_attempts": 1})
     with pytest.raises(DeliveryError):
-        run.run_partition(job, DAY, run_id="down")
+        local.run_partition(job, DAY, run_id="down")
     push_job(home, {"kind": "webhook", "connection": "promo_hook", "batch_rows": 50})  # the job file changes
     with pytest.raises(PermanentDeliveryError, match="batch plan changed.*Re-run the partition"):
-        run.redrive(run.find_job("churn_test"), DAY)
+        local.redrive(run.find_job("churn_test"), DAY)
     rows = ledger.recent(_engine(), "churn_test")
     assert rows[0]["run_id"] == "down", "a refused redrive opens no ledger row"
 
@@ -225,7 +227,7 @@ def test_files_sink_per_partition_with_nothing_selected_writes_a_readable_empty_
     write_partition(home, n=300)
     out = home / "outbox"
     job = push_job(home, {"kind": "files", "uri": str(out), "per": "partition"}, select={"min_score": 2.0})
-    summary = run.run_partition(job, DAY, run_id="none")
+    summary = local.run_partition(job, DAY, run_id="none")
     table = pq.read_table(out / "churn_test" / f"date={DAY}" / "predictions.parquet")
     assert table.num_rows == 0 and "score" in table.column_names
     assert summary["rows_not_selected"] == summary["rows_scored"] and summary["rows_delivered"] == 0
@@ -236,7 +238,7 @@ def test_4xx_fails_the_batch_at_once_with_the_body(home: Path, monkeypatch: pyte
     with Receiver(token=TOKEN, faults=["400"]) as receiver:
         job = push_job(home, webhook(monkeypatch, receiver))
         with pytest.raises(PermanentDeliveryError) as err:
-            run.run_partition(job, DAY, run_id="bad")
+            local.run_partition(job, DAY, run_id="bad")
         assert receiver.store.requests == 1 + (len(deliveries.batches(_engine(), "churn_test", DAY)) - 1)
     assert "HTTP 400" in str(err.value) and "field 'score' is not accepted" in str(err.value)
     assert "a retry fixes" in str(err.value)
@@ -249,7 +251,7 @@ def test_wrong_token_is_refused_with_the_receivers_message(home: Path, monkeypat
     with Receiver(token="the-right-one") as receiver:
         job = push_job(home, webhook(monkeypatch, receiver))
         with pytest.raises(PermanentDeliveryError, match="HTTP 401.*wrong bearer token"):
-            run.run_partition(job, DAY, run_id="auth")
+            local.run_partition(job, DAY, run_id="auth")
 
 
 def test_top_n_selection_sends_the_best_candidates_ranked(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -258,7 +260,7 @@ def test_top_n_selection_sends_the_best_candidates_ranked(home: Path, monkeypatc
     top = sorted(expected.items(), key=lambda kv: (-kv[1], kv[0]))[:50]
     with Receiver(token=TOKEN) as receiver:
         job = push_job(home, webhook(monkeypatch, receiver, batch_rows=20), select={"top_n": 50})
-        summary = run.run_partition(job, DAY, run_id="top")
+        summary = local.run_partition(job, DAY, run_id="top")
         rows = [r for p in receiver.store.posts for r in p.rows]
     assert [(r["customer_id"], r["rank"]) for r in rows] == [(k, i + 1) for i, (k, _) in enumerate(top)]
     assert [r["score"] for r in rows] == pytest.approx([s for _, s in top])
@@ -271,19 +273,19 @@ def test_output_mode_override_and_unconfigured_mode(home: Path, monkeypatch: pyt
     write_partition(home, n=400)
     with Receiver(token=TOKEN) as receiver:
         job = push_job(home, webhook(monkeypatch, receiver), table=True)
-        summary = run.run_partition(job, DAY, run_id="as-persist", mode="persist")
+        summary = local.run_partition(job, DAY, run_id="as-persist", mode="persist")
         assert receiver.store.requests == 0
     assert summary["mode"] == "persist" and summary["rows_written"] == summary["rows_scored"]
     only_push = push_job(home, {"kind": "webhook", "connection": "promo_hook"})
     with pytest.raises(ConfigError, match="output mode 'persist' is not configured.*no output.table"):
-        run.run_partition(only_push, DAY, mode="persist")
+        local.run_partition(only_push, DAY, mode="persist")
 
 
 def test_files_sink_writes_atomically_and_reruns_overwrite(home: Path) -> None:
     write_partition(home, n=1000)
     out = home / "outbox"
     job = push_job(home, {"kind": "files", "uri": str(out), "batch_rows": 300})
-    first = run.run_partition(job, DAY, run_id="f1")
+    first = local.run_partition(job, DAY, run_id="f1")
     folder = out / "churn_test" / f"date={DAY}"
     names = sorted(p.name for p in folder.iterdir())
     n = -(-first["rows_scored"] // 300)
@@ -291,12 +293,12 @@ def test_files_sink_writes_atomically_and_reruns_overwrite(home: Path) -> None:
     table = pq.ParquetDataset(folder).read()
     assert table.num_rows == first["rows_scored"] == len(set(table["customer_id"].to_pylist()))
     # a re-run with a full resend overwrites the same names: still one copy of each row
-    run.run_partition(job, DAY, run_id="f2", resend=True)
+    local.run_partition(job, DAY, run_id="f2", resend=True)
     assert sorted(p.name for p in folder.iterdir()) == names
     assert pq.ParquetDataset(folder).read().num_rows == first["rows_scored"]
     # a new layout (one CSV per partition) replaces the part files rather than adding to them
     job = push_job(home, {"kind": "files", "uri": str(out), "format": "csv", "per": "partition"})
-    run.run_partition(job, DAY, run_id="f3")
+    local.run_partition(job, DAY, run_id="f3")
     assert sorted(p.name for p in folder.iterdir()) == ["predictions.csv"]
     lines = (folder / "predictions.csv").read_text().splitlines()
     assert len(lines) == first["rows_scored"] + 1 and lines[0].startswith('"customer_id","prediction","score"')
@@ -315,7 +317,7 @@ def test_rabbitmq_sink_with_publisher_confirms(home: Path, monkeypatch: pytest.M
         monkeypatch.setenv("AIRFLOW_CONN_PROMO_AMQP", "amqp://guest:guest@127.0.0.1:5672")
         job = push_job(home, {"kind": "rabbitmq", "connection": "promo_amqp", "routing_key": queue,
                               "batch_rows": 250})
-        summary = run.run_partition(job, DAY, run_id="mq")
+        summary = local.run_partition(job, DAY, run_id="mq")
         channel = connection.channel()
         rows, ids = [], []
         while True:
@@ -332,7 +334,7 @@ def test_rabbitmq_sink_with_publisher_confirms(home: Path, monkeypatch: pytest.M
         job = push_job(home, {"kind": "rabbitmq", "connection": "promo_amqp", "exchange": "amq.direct",
                               "routing_key": f"nobody_{queue}", "declare_queue": False})
         with pytest.raises(PermanentDeliveryError, match="could not route"):
-            run.run_partition(job, DAY, run_id="mq-unroutable", resend=True)
+            local.run_partition(job, DAY, run_id="mq-unroutable", resend=True)
     finally:
         with contextlib.suppress(Exception):  # best-effort clean-up of the test queue
             connection.channel().queue_delete(queue)
@@ -351,7 +353,7 @@ def test_redis_stream_sink(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         write_partition(home, n=700)
         monkeypatch.setenv("AIRFLOW_CONN_PROMO_REDIS", "redis://127.0.0.1:6379/0")
         job = push_job(home, {"kind": "redis", "connection": "promo_redis", "stream": stream, "format": "json"})
-        summary = run.run_partition(job, DAY, run_id="rs")
+        summary = local.run_partition(job, DAY, run_id="rs")
         entries = client.xrange(stream)
         rows = [r for _, fields in entries for r in json.loads(fields[b"body"])]
         assert len(rows) == summary["rows_delivered"] == summary["rows_scored"]

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from pipeline import ledger, run, store
+from pipeline import ledger, local, run, store
 from pipeline.config import load_job
 from pipeline.errors import ModelIntegrityError, StoreError, ValidationFailedError
 from pipeline.registry import Registry
@@ -33,7 +33,7 @@ def _rows(table: str = "churn_test_predictions", day: dt.date = DAY) -> list[dic
 def test_run_reconciles_and_lands_every_row(any_db: str, home: Path) -> None:
     write_partition(home, n=2000)
     job = load_job(write_job(home))
-    summary = run.run_partition(job, DAY, run_id="r1")
+    summary = local.run_partition(job, DAY, run_id="r1")
     assert summary["status"] == "success"
     assert summary["rows_in"] == summary["rows_scored"] + summary["rows_quarantined"]
     assert summary["rows_quarantined"] > 0  # the demo data carries a few broken records
@@ -58,7 +58,7 @@ def test_run_reconciles_and_lands_every_row(any_db: str, home: Path) -> None:
 def test_three_runs_leave_one_copy_with_the_last_run_id(any_db: str, home: Path) -> None:
     write_partition(home, n=1500)
     job = load_job(write_job(home))
-    results = [run.run_partition(job, DAY, run_id=f"run-{i}") for i in range(3)]
+    results = [local.run_partition(job, DAY, run_id=f"run-{i}") for i in range(3)]
     rows = _rows()
     assert len(rows) == results[-1]["rows_scored"]
     assert {r["run_id"] for r in rows} == {"run-2"}
@@ -73,7 +73,7 @@ def test_three_runs_leave_one_copy_with_the_last_run_id(any_db: str, home: Path)
 def test_failure_mid_persist_keeps_the_previous_copy(any_db: str, home: Path) -> None:
     write_partition(home, n=1500)
     job = load_job(write_job(home))
-    run.run_partition(job, DAY, run_id="good")
+    local.run_partition(job, DAY, run_id="good")
     before = _rows()
 
     def batches():
@@ -94,7 +94,7 @@ def test_failure_mid_persist_keeps_the_previous_copy(any_db: str, home: Path) ->
 def test_database_error_mid_persist_is_a_store_error_and_rolls_back(any_db: str, home: Path) -> None:
     write_partition(home, n=800)
     job = load_job(write_job(home))
-    run.run_partition(job, DAY, run_id="good")
+    local.run_partition(job, DAY, run_id="good")
     dup = pa.table({"customer_id": pa.array([5, 5], pa.int64()), "partition_date": [DAY, DAY],
                     "prediction": ["1", "0"], "score": [0.9, 0.1], "model_name": ["churn"] * 2,
                     "model_version": [9, 9], "run_id": ["bad"] * 2,
@@ -112,7 +112,7 @@ def test_tampered_model_is_refused_and_recorded(home: Path) -> None:
     artifact = Registry().resolve("churn", "champion").artifact
     artifact.write_bytes(artifact.read_bytes() + b"evil")
     with pytest.raises(ModelIntegrityError, match="sha256"):
-        run.run_partition(job, DAY, run_id="t1")
+        local.run_partition(job, DAY, run_id="t1")
     row = ledger.get(_engine(), "churn_test", "t1")
     assert row["status"] == "failed" and row["failed_stage"] == "score" and "sha256" in row["error"]
     with _engine().connect() as conn:
@@ -123,7 +123,7 @@ def test_too_many_quarantined_rows_publish_nothing(home: Path) -> None:
     folder = write_partition(home, n=2000)
     job = load_job(write_job(home, validation={"max_quarantine_share": 0.0}))
     with pytest.raises(ValidationFailedError, match=r"above the job's max_quarantine_share of 0\.0%"):
-        run.run_partition(job, DAY, run_id="v1")
+        local.run_partition(job, DAY, run_id="v1")
     row = ledger.get(_engine(), "churn_test", "v1")
     assert row["status"] == "failed" and row["failed_stage"] == "validate"
     assert row["rows_in"] == pq.ParquetDataset(folder).read().num_rows and row["rows_quarantined"] > 0
@@ -134,7 +134,7 @@ def test_too_many_quarantined_rows_publish_nothing(home: Path) -> None:
 def test_dry_run_writes_no_predictions(home: Path) -> None:
     write_partition(home, n=500)
     job = load_job(write_job(home))
-    summary = run.run_partition(job, DAY, run_id="d1", dry_run=True)
+    summary = local.run_partition(job, DAY, run_id="d1", dry_run=True)
     assert summary["status"] == "success" and summary["rows_written"] == 0 and summary["rows_scored"] > 0
     with _engine().connect() as conn:
         assert not sa.inspect(conn).has_table("churn_test_predictions")

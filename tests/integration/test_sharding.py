@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from pipeline import ledger, run, store
+from pipeline import ledger, local, run, sharding, steps, store
 from pipeline.config import load_job
 from pipeline.errors import InputError
 from tests.conftest import DAY, write_job, write_partition
@@ -57,8 +57,8 @@ def _five_files_with_a_duplicate_across_them(home: Path) -> list[Path]:
 def test_sharded_and_unsharded_runs_give_identical_tables(any_db: str, home: Path) -> None:
     _five_files_with_a_duplicate_across_them(home)
     plain, sharded = _jobs(home)
-    a = run.run_partition(plain, DAY, run_id="plain")
-    b = run.run_partition(sharded, DAY, run_id="sharded")
+    a = local.run_partition(plain, DAY, run_id="plain")
+    b = local.run_partition(sharded, DAY, run_id="sharded")
     assert _table("churn_plain_predictions") == _table("churn_sharded_predictions")
     assert len(_table("churn_sharded_predictions")) == b["rows_written"] > 2000
     assert _quarantine("churn_plain") == _quarantine("churn_sharded")
@@ -71,25 +71,26 @@ def test_sharded_and_unsharded_runs_give_identical_tables(any_db: str, home: Pat
 def test_a_failed_shard_is_retried_alone(home: Path) -> None:
     files = _five_files_with_a_duplicate_across_them(home)
     plain, sharded = _jobs(home)
-    run.run_partition(plain, DAY, run_id="plain")
+    local.run_partition(plain, DAY, run_id="plain")
     spec = run.start(sharded, run_id="retry", partition_date=DAY)
-    root, shards = run.plan_shards(sharded, spec)
+    root, shards = sharding.plan(run.context(sharded, spec))
     assert [s.shard for s in shards] == [0, 1, 2] and root.shards == 3
     good = files[1].read_bytes()
     files[1].write_bytes(good[: len(good) // 2])  # shard 1 meets a broken file
     for shard in (shards[0], shards[2]):
-        run.score_shard(sharded, shard)
+        sharding.score_shard(run.context(sharded, shard))
     with pytest.raises(InputError, match="cannot read file"):
-        run.score_shard(sharded, shards[1])
+        sharding.score_shard(run.context(sharded, shards[1]))
     row = ledger.get(_engine(), "churn_sharded", "retry")
     assert row["status"] == "failed" and row["failed_stage"] == "ingest[shard 1]"
     done = {i: shards[i].path("scored").stat().st_mtime_ns for i in (0, 2)}
     files[1].write_bytes(good)  # fixed upstream: Airflow retries the failed mapped task only
-    run.score_shard(sharded, shards[1])
+    sharding.score_shard(run.context(sharded, shards[1]))
     assert {i: shards[i].path("scored").stat().st_mtime_ns for i in (0, 2)} == done, "shards 0 and 2 not redone"
-    run.combine(sharded, root)
-    run.persist(sharded, root)
-    summary = run.finalize(sharded, root)
+    ctx = run.context(sharded, root)
+    run.run_step(ctx, steps.COMBINE)
+    run.run_step(ctx, steps.PERSIST)
+    summary = run.finalize(ctx)
     assert summary["status"] == "success"
     assert _table("churn_sharded_predictions") == _table("churn_plain_predictions")
     assert not root.root.exists(), "the staging area (all shards) is removed after success"
@@ -99,6 +100,6 @@ def test_more_shards_than_files_uses_one_per_file(home: Path) -> None:
     write_partition(home, n=600, files=2)
     _, sharded = _jobs(home, shards=8)
     spec = run.start(sharded, run_id="few", partition_date=DAY)
-    root, shards = run.plan_shards(sharded, spec)
+    root, shards = sharding.plan(run.context(sharded, spec))
     assert root.shards == 2 and len(shards) == 2
     assert dt.date.fromisoformat(root.partition_date) == DAY

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline import preprocess
+from pipeline.errors import ModelIntegrityError
 from pipeline.staging import StagedWriter, read_batches
 
 CONTRACT = [{"name": "plan", "type": "category", "categories": ["basic", "premium", "standard"]},
@@ -47,3 +48,25 @@ def test_staged_ipc_files_are_read_in_batches_and_by_column(tmp_path) -> None:
     batches = list(read_batches(path, 4, ["c", "a"]))
     assert [b.num_rows for b in batches] == [4, 4, 2]
     assert batches[0].schema.names == ["c", "a"] and batches[2].column("a").to_pylist() == [8, 9]
+
+
+# sha256 of the functions' source before they moved from pipeline/preprocess.py to pipeline/demo/transforms.py:
+# demo models trained before the move keep scoring only while these stay the same.
+FINGERPRINTS_BEFORE_THE_MOVE = {
+    1: "9c9ba88555b9e84c5944513842780906c3f8839450991fb2f9b911ed7187cd66",
+    2: "89347ae45934c4ab551a20a50bb000b02761c56430b097eb2715661144c82073",
+}
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_the_demo_transforms_kept_their_fingerprints_and_are_found_by_entry_point(version: int) -> None:
+    fn = preprocess.get("churn_features", version)  # found through the scoring_pipeline.transforms entry point
+    assert fn.__module__ == "pipeline.demo.transforms"
+    assert preprocess.fingerprint(fn) == FINGERPRINTS_BEFORE_THE_MOVE[version]
+    assert "pipeline.demo.transforms" in preprocess.load_plugins()
+
+
+def test_an_unknown_transform_names_the_entry_point_group() -> None:
+    with pytest.raises(ModelIntegrityError, match="scoring_pipeline.transforms") as err:
+        preprocess.get("no_such_transform", 1)
+    assert "identity@1" in str(err.value) and "churn_features@2" in str(err.value)

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 import yaml
 
 from pipeline import push, store
-from pipeline.config import FilesSink, WebhookSink, parse_job
+from pipeline.config import FilesSinkConfig, WebhookSinkConfig, parse_job
 from pipeline.connections import Conn, from_uri, get
 from pipeline.errors import ConfigError
 from pipeline.sinks import Batch, DeliveryFailed, Sink
@@ -112,7 +112,7 @@ def _batch() -> Batch:
 
 
 def _cfg(**kw: Any) -> Any:
-    return WebhookSink(kind="webhook", connection="c", **{"backoff_seconds": 1.0, "max_backoff_seconds": 8.0, **kw})
+    return WebhookSinkConfig(kind="webhook", connection="c", **{"backoff_seconds": 1.0, "max_backoff_seconds": 8.0, **kw})
 
 
 def test_retries_back_off_exponentially_and_honour_retry_after() -> None:
@@ -154,7 +154,7 @@ def test_job_file_output_rules() -> None:
     with pytest.raises(ConfigError, match="unknown key 'output.push.sink.webhook.password'"):
         _job({"mode": "push", "push": {"sink": {"kind": "webhook", "connection": "c", "password": "x"}}})
     job = _job({"mode": "push", "table": "t", "push": {"sink": {"kind": "files", "uri": "out"}}})
-    assert job.output.modes == ["persist", "push"] and isinstance(job.output.push.sink, FilesSink)
+    assert job.output.modes == ["persist", "push"] and isinstance(job.output.push.sink, FilesSinkConfig)
 
 
 def test_migrations_upgrade_an_old_ledger_once(tmp_path: Path) -> None:

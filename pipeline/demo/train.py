@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import demo_data, preprocess
+from pipeline import preprocess
+from pipeline.demo import data as demo_data
+from pipeline.demo import transforms  # noqa: F401 - registers churn_features@1 and @2
 from pipeline.registry import ModelVersion, Registry
 
 log = logging.getLogger(__name__)
@@ -89,20 +91,13 @@ def train_churn(
     alias: str | None = "champion",
 ) -> ModelVersion:
     """Fit the churn model on labelled history before ``end`` and register it."""
-    from sklearn import __version__ as sklearn_version
-    from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
     from sklearn.model_selection import train_test_split
 
     raw = demo_data.training_set(end, days=days, n=n, seed=seed)
     # train on rows that satisfy the contract, as scoring will (validation quarantines the rest)
     raw = raw[(raw["monthly_charges"] >= 0) & raw["region"].notna()].reset_index(drop=True)
     inputs = [c["name"] for c in CHURN_CONTRACT]
-    contract = []
-    for column in CHURN_CONTRACT:
-        entry = dict(column)
-        if column["type"] == "category":
-            entry["categories"] = sorted(raw[column["name"]].dropna().astype(str).unique().tolist())
-        contract.append(entry)
+    contract = contract_of(raw)
     transform = preprocess.spec("churn_features", 2)
     features = preprocess.bind(preprocess.get("churn_features", 2), contract)(raw[inputs])
     categorical = [c["name"] for c in CHURN_CONTRACT if c["type"] == "category"]
@@ -113,17 +108,7 @@ def train_churn(
     estimator = build_estimator(categorical)
     estimator.fit(x_train, y_train)
     proba = estimator.predict_proba(x_test)[:, 1]
-    metrics = {
-        "roc_auc": round(float(roc_auc_score(y_test, proba)), 4),
-        "accuracy": round(float(accuracy_score(y_test, proba >= 0.5)), 4),
-        "log_loss": round(float(log_loss(y_test, proba)), 4),
-        "positive_rate": round(float(y_test.mean()), 4),
-        "holdout_rows": int(len(y_test)),
-    }
-    stats = {
-        c["name"]: (categorical_stats if c["type"] == "category" else numeric_stats)(raw_train[c["name"]])
-        for c in CHURN_CONTRACT
-    }
+    metrics = holdout_metrics(y_test, proba)
     card = {
         "description": "Customer churn within 30 days (demo): HistGradientBoosting on usage and contract features.",
         "task": "binary_classification",
@@ -133,36 +118,65 @@ def train_churn(
         "inputs": contract,
         "features": {"numeric": numeric, "categorical": categorical},
         "preprocess": transform,
-        "output": {
-            "prediction": "predicted class (1 = churns)",
-            "score": "probability of the positive class",
-        },
+        "output": {"prediction": "predicted class (1 = churns)", "score": "probability of the positive class"},
         "training": {
-            "data": f"demo_data.training_set(end={end}, days={days}, n={n}, seed={seed})",
+            "data": f"pipeline.demo.data.training_set(end={end}, days={days}, n={n}, seed={seed})",
             "rows": int(len(x_train)),
             "label": "churned",
-            "stats": stats,
+            "stats": {c["name"]: (categorical_stats if c["type"] == "category" else numeric_stats)(
+                raw_train[c["name"]]) for c in CHURN_CONTRACT},
             "score_stats": numeric_stats(pd.Series(proba)),
             "prediction_shares": {"0": float((proba < 0.5).mean()), "1": float((proba >= 0.5).mean())},
         },
         "metrics": metrics,
-        "library_versions": {
-            "scikit-learn": sklearn_version,
-            "pandas": pd.__version__,
-            "numpy": np.__version__,
-            "python": platform.python_version(),
-        },
-        "sklearn_version": sklearn_version,
+        "library_versions": library_versions(),
+        "sklearn_version": library_versions()["scikit-learn"],
     }
+    golden = raw_test.head(200).copy()
+    golden["expected_score"] = estimator.predict_proba(x_test.head(200))[:, 1]
+    mv = register(registry, estimator, card, golden, alias)
+    log.info("registered churn v%s: %s", mv.version, metrics)
+    return mv
+
+
+def library_versions() -> dict[str, str]:
+    from sklearn import __version__ as sklearn_version
+
+    return {"scikit-learn": sklearn_version, "pandas": pd.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def contract_of(raw: pd.DataFrame) -> list[dict[str, Any]]:
+    """The churn contract with each category column's categories as seen in training."""
+    contract = []
+    for column in CHURN_CONTRACT:
+        entry = dict(column)
+        if column["type"] == "category":
+            entry["categories"] = sorted(raw[column["name"]].dropna().astype(str).unique().tolist())
+        contract.append(entry)
+    return contract
+
+
+def holdout_metrics(y_test: pd.Series, proba: np.ndarray) -> dict[str, Any]:
+    from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+
+    return {
+        "roc_auc": round(float(roc_auc_score(y_test, proba)), 4),
+        "accuracy": round(float(accuracy_score(y_test, proba >= 0.5)), 4),
+        "log_loss": round(float(log_loss(y_test, proba)), 4),
+        "positive_rate": round(float(y_test.mean()), 4),
+        "holdout_rows": int(len(y_test)),
+    }
+
+
+def register(registry: Registry, estimator: Any, card: dict[str, Any], golden: pd.DataFrame,
+             alias: str | None) -> ModelVersion:
+    """Save the estimator and its golden rows, register them with the card."""
     import joblib
 
     with tempfile.TemporaryDirectory() as tmp:
         artifact = Path(tmp) / "model.joblib"
         joblib.dump(estimator, artifact)
-        golden = raw_test.head(200).copy()
-        golden["expected_score"] = estimator.predict_proba(x_test.head(200))[:, 1]
         golden_path = Path(tmp) / "golden.parquet"
         golden.to_parquet(golden_path, index=False)
-        mv = registry.register("churn", artifact, card, golden=golden_path, alias=alias)
-    log.info("registered churn v%s: %s", mv.version, metrics)
-    return mv
+        return registry.register("churn", artifact, card, golden=golden_path, alias=alias)

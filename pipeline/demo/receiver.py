@@ -5,7 +5,7 @@ is set, deduplicates by ``Idempotency-Key`` and can misbehave on purpose: answer
 429 with Retry-After, or drop the connection (before or after taking the batch). It listens
 on 127.0.0.1 by default. ``GET /stats`` reports what it holds.
 
-    scoring receiver --port 8099 --token demo-token --out received.jsonl
+    scoring-demo receiver --port 8099 --token demo-token --out received.jsonl
 """
 
 from __future__ import annotations
@@ -63,6 +63,87 @@ class Store:
                     "rows_unique": sum(len(r) for r in {p.key: p.rows for p in self.posts}.values())}
 
 
+class Handler(BaseHTTPRequestHandler):
+    """One request: GET /stats or /rows, POST a batch (with the receiver's scripted faults)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        log.debug("receiver: " + fmt, *args)
+
+    def _answer(self, code: int, doc: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(doc).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path == "/stats":
+            self._answer(200, self.receiver.store.stats())
+        elif self.path == "/rows":
+            self._answer(200, {"rows": self.receiver.store.unique_rows()})
+        else:
+            self._answer(404, {"error": "GET /stats or /rows"})
+
+    @property
+    def receiver(self) -> Receiver:
+        return self.server.receiver  # type: ignore[attr-defined]
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        with self.receiver.store.lock:
+            self.receiver.store.requests += 1
+            fault = self.receiver.faults.popleft() if self.receiver.faults else self.receiver.status_when_empty
+            self.receiver.store.log.append((time.monotonic(), fault or "ok",
+                                            self.headers.get("Idempotency-Key", "")))
+        if self._injected(fault):
+            return
+        self._accept(body, fault)
+
+    def _injected(self, fault: str | None) -> bool:
+        """Answer with the scripted fault, if it is one that refuses the batch; True when answered."""
+        if fault == "drop":
+            self.close_connection = True
+        elif fault and fault.startswith("429"):
+            wait = fault.split(":", 1)[1] if ":" in fault else "1"
+            self._answer(429, {"error": "slow down"}, {"Retry-After": wait})
+        elif fault in ("500", "503"):
+            self._answer(int(fault), {"error": "receiver failure (injected)"})
+        elif fault == "400":
+            self._answer(400, {"error": "rejected: field 'score' is not accepted (injected)"})
+        else:
+            return False
+        return True
+
+    def _accept(self, body: bytes, fault: str | None) -> None:
+        """Check the token, key and body; hold the batch (a duplicate key is held and reported)."""
+        if self.receiver.token and self.headers.get("Authorization") != f"Bearer {self.receiver.token}":
+            self._answer(401, {"error": "missing or wrong bearer token"})
+            return
+        key = self.headers.get("Idempotency-Key")
+        if not key:
+            self._answer(400, {"error": "Idempotency-Key header is required"})
+            return
+        try:
+            rows = self.receiver.parse(body, self.headers.get("Content-Type", ""))
+        except ValueError as exc:
+            self._answer(400, {"error": f"body is not JSON lines or a JSON array: {exc}"})
+            return
+        if len(rows) != int(self.headers.get("X-Scoring-Rows", len(rows))):
+            self._answer(400, {"error": "X-Scoring-Rows does not match the body"})
+            return
+        duplicate = self.receiver.take(key, dict(self.headers), rows)
+        if fault == "accept-drop":
+            self.close_connection = True
+            return
+        self._answer(200, {"accepted": len(rows), "duplicate": duplicate})
+
+
 class Receiver:
     """A threaded HTTP server on ``host:port`` (port 0 = any free port)."""
 
@@ -73,75 +154,8 @@ class Receiver:
         self.token = token
         self.out = out
         self.status_when_empty: str | None = None  # e.g. "500": fail every request after the script
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, fmt: str, *args: Any) -> None:
-                log.debug("receiver: " + fmt, *args)
-
-            def _answer(self, code: int, doc: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-                body = json.dumps(doc).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                if self.path == "/stats":
-                    self._answer(200, receiver.store.stats())
-                elif self.path == "/rows":
-                    self._answer(200, {"rows": receiver.store.unique_rows()})
-                else:
-                    self._answer(404, {"error": "GET /stats or /rows"})
-
-            def do_POST(self) -> None:  # noqa: N802
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length)
-                with receiver.store.lock:
-                    receiver.store.requests += 1
-                    fault = receiver.faults.popleft() if receiver.faults else receiver.status_when_empty
-                    receiver.store.log.append((time.monotonic(), fault or "ok",
-                                               self.headers.get("Idempotency-Key", "")))
-                if fault == "drop":
-                    self.close_connection = True
-                    return
-                if fault and fault.startswith("429"):
-                    wait = fault.split(":", 1)[1] if ":" in fault else "1"
-                    self._answer(429, {"error": "slow down"}, {"Retry-After": wait})
-                    return
-                if fault in ("500", "503"):
-                    self._answer(int(fault), {"error": "receiver failure (injected)"})
-                    return
-                if fault == "400":
-                    self._answer(400, {"error": "rejected: field 'score' is not accepted (injected)"})
-                    return
-                if receiver.token and self.headers.get("Authorization") != f"Bearer {receiver.token}":
-                    self._answer(401, {"error": "missing or wrong bearer token"})
-                    return
-                key = self.headers.get("Idempotency-Key")
-                if not key:
-                    self._answer(400, {"error": "Idempotency-Key header is required"})
-                    return
-                try:
-                    rows = receiver.parse(body, self.headers.get("Content-Type", ""))
-                except ValueError as exc:
-                    self._answer(400, {"error": f"body is not JSON lines or a JSON array: {exc}"})
-                    return
-                if len(rows) != int(self.headers.get("X-Scoring-Rows", len(rows))):
-                    self._answer(400, {"error": "X-Scoring-Rows does not match the body"})
-                    return
-                duplicate = receiver.take(key, dict(self.headers), rows)
-                if fault == "accept-drop":
-                    self.close_connection = True
-                    return
-                self._answer(200, {"accepted": len(rows), "duplicate": duplicate})
-
         self.server = ThreadingHTTPServer((host, port), Handler)
+        self.server.receiver = self  # type: ignore[attr-defined]
         self.server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

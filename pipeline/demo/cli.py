@@ -1,0 +1,86 @@
+"""``scoring-demo``: the churn demo's data, model and webhook receiver.
+
+    scoring-demo data --start 2026-11-18 --days 3
+    scoring-demo train --end 2026-11-18
+    scoring-demo receiver --port 8099 --token T --out rows.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+from pathlib import Path
+
+from pipeline import cli
+
+
+def _receiver(args: argparse.Namespace) -> int:
+    from pipeline.demo.receiver import serve
+
+    serve(args.host, args.port, args.token, Path(args.out) if args.out else None, args.fault or [])
+    return 0
+
+
+def _demo_data(args: argparse.Namespace) -> int:
+    from pipeline import settings
+    from pipeline.demo import data
+
+    root = Path(args.out) if args.out else settings.home() / "data" / "churn"
+    start = dt.date.fromisoformat(args.start)
+    data.write_days(root, start, args.days, n=args.customers, seed=args.seed, fmt=args.format)
+    print(f"partitions {start} .. {start + dt.timedelta(days=args.days - 1)} in {root}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pipeline.demo.train import train_churn
+    from pipeline.registry import Registry
+
+    registry = Registry(Path(args.models_dir) if args.models_dir else None)
+    mv = train_churn(registry, end=dt.date.fromisoformat(args.end), n=args.customers, seed=args.seed,
+                     alias=args.alias)
+    print(f"registered {mv.name} v{mv.version}: {json.dumps(mv.card['metrics'])}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="scoring-demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("data", help="write seeded churn partitions")
+    p.add_argument("--start", required=True)
+    p.add_argument("--days", type=int, default=1)
+    p.add_argument("--customers", type=int, default=30_000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    p.add_argument("--out")
+    p.set_defaults(fn=_demo_data)
+
+    p = sub.add_parser("train", help="train the churn demo model and register it")
+    p.add_argument("--end", required=True, help="train on the days before this date")
+    p.add_argument("--customers", type=int, default=30_000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--alias", default="champion")
+    p.add_argument("--models-dir")
+    p.set_defaults(fn=_train)
+    p = sub.add_parser("receiver", help="run the demo webhook receiver (a stand-in promotions engine)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8099)
+    p.add_argument("--token", help="require 'Authorization: Bearer TOKEN'")
+    p.add_argument("--out", help="append the received rows (deduplicated by key) to this JSON-lines file")
+    p.add_argument("--fault", action="append", help="misbehave on the next request: 500, 429:SECONDS, drop, "
+                   "accept-drop, 400 (repeat for a script)")
+    p.set_defaults(fn=_receiver)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli.main(argv, build_parser())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

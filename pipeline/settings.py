@@ -1,0 +1,71 @@
+"""Every ``SCORING_*`` setting in one place: folders and knobs, read when asked, never at import.
+
+| variable | default | what it is |
+|---|---|---|
+| ``SCORING_HOME`` | the checkout (parent of ``pipeline/``) | root that relative paths in job files resolve against |
+| ``SCORING_JOBS_DIR`` | ``<home>/dags/jobs`` | job files |
+| ``SCORING_MODELS_DIR`` | ``<home>/models`` | the model registry |
+| ``SCORING_STAGING_DIR`` | ``<home>/.staging`` | run-scoped staging areas |
+| ``SCORING_REPORTS_DIR`` | ``<home>/reports`` | validation reports |
+| ``SCORING_DEADLETTER_DIR`` | ``<home>/deadletter`` | push batches that could not be delivered |
+| ``SCORING_DB_RETRY_BACKOFF_S`` | ``2`` | first wait before retrying a refused database connection |
+| ``SCORING_ALLOW_SKLEARN_VERSION_MISMATCH`` | unset | ``1``: score a model pickled by another scikit-learn |
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ALLOW_VERSION_MISMATCH = "SCORING_ALLOW_SKLEARN_VERSION_MISMATCH"
+
+
+def _folder(variable: str, default: str) -> Path:
+    value = os.environ.get(variable)
+    return Path(value) if value else home() / default
+
+
+def home() -> Path:
+    """Root that relative paths in job files are resolved against (``SCORING_HOME``)."""
+    value = os.environ.get("SCORING_HOME")
+    return Path(value) if value else Path(__file__).resolve().parents[1]
+
+
+def jobs_dir() -> Path:
+    """Folder of job files (``SCORING_JOBS_DIR``)."""
+    return _folder("SCORING_JOBS_DIR", "dags/jobs")
+
+
+def models_dir() -> Path:
+    """Root folder of the model registry (``SCORING_MODELS_DIR``)."""
+    return _folder("SCORING_MODELS_DIR", "models")
+
+
+def staging_dir() -> Path:
+    """Root of all staging areas (``SCORING_STAGING_DIR``)."""
+    return _folder("SCORING_STAGING_DIR", ".staging")
+
+
+def reports_dir() -> Path:
+    """Folder of validation reports (``SCORING_REPORTS_DIR``)."""
+    return _folder("SCORING_REPORTS_DIR", "reports")
+
+
+def deadletter_dir() -> Path:
+    """Root of dead-lettered push batches (``SCORING_DEADLETTER_DIR``)."""
+    return _folder("SCORING_DEADLETTER_DIR", "deadletter")
+
+
+def db_retry_backoff_s() -> float:
+    """First wait before retrying a refused database connection (``SCORING_DB_RETRY_BACKOFF_S``)."""
+    return float(os.environ.get("SCORING_DB_RETRY_BACKOFF_S", "2"))
+
+
+def allow_sklearn_version_mismatch() -> bool:
+    """Score a model saved by another scikit-learn version (``SCORING_ALLOW_SKLEARN_VERSION_MISMATCH=1``)."""
+    return os.environ.get(ALLOW_VERSION_MISMATCH) == "1"
+
+
+def sql_dir() -> Path:
+    """The project's ``sql/`` folder (next to the package)."""
+    return Path(__file__).resolve().parents[1] / "sql"

@@ -1,0 +1,91 @@
+"""Sharded runs: one partition split by file, scored in parallel, published once.
+
+``plan`` splits the partition's files into shards and finds duplicate keys across all of
+them (reading only the key columns); ``score_shard`` runs the scoring steps of
+``pipeline.steps.SCORING`` on one shard in its own staging folder (an Airflow mapped task
+each, so a failed shard is retried alone); ``combine`` adds up the shards' counts and
+applies the partition-wide policies (empty partition, quarantine threshold, drift). The
+output step and finalize then treat the run's root like an unsharded run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline import ledger, steps
+from pipeline.partition import parse_date, partition_files
+from pipeline.staging import RunSpec
+
+if TYPE_CHECKING:
+    from pipeline.context import RunContext
+
+
+def shard_files(files: list[Path], shards: int, shard: int) -> list[Path]:
+    """A shard's share of a partition's files (round robin over the sorted files)."""
+    return files[shard::shards]
+
+
+def files_of_shard(spec: RunSpec) -> list[Path]:
+    """The files of one shard, from the plan (so a retried shard reads the same files)."""
+    planned = json.loads((spec.root / f"{steps.PLAN_STATE}.json").read_text())["files"]
+    return shard_files([Path(f) for f in planned], spec.shards, int(spec.shard or 0))
+
+
+def plan(ctx: RunContext) -> tuple[RunSpec, list[RunSpec]]:
+    """Split a partition into shards by file; find duplicate keys across all of them first.
+
+    Returns the run's root spec (with the number of shards actually used: never more than
+    files) and one spec per shard. The duplicate keys go to the plan state file, so each
+    shard's validation sees duplicates that span shards.
+    """
+    from pipeline.ingest import partition_keys
+
+    job, spec = ctx.job, ctx.spec
+    files = partition_files(job.source_root(), job.source.layout, job.source.format, parse_date(spec.partition_date))
+    shards = max(1, min(job.source.shards, len(files)))
+    root = replace(spec, shards=shards, shard=None)
+    duplicates = partition_keys(files, job.source.format, job.entity_key)
+    root.root.mkdir(parents=True, exist_ok=True)
+    root.write_json(steps.PLAN_STATE, {"duplicate_keys": duplicates, "files": [str(f) for f in files]})
+    ctx.log.info("planned %d shard(s) over %d file(s); %d duplicate key(s) across the partition", shards,
+                 len(files), len(duplicates))
+    return root, [root.for_shard(i) for i in range(shards)]
+
+
+def score_shard(ctx: RunContext) -> dict[str, Any]:
+    """One shard, start to scores: the steps of ``steps.SCORING`` in the shard's own staging folder."""
+    from pipeline import run
+
+    for step in steps.SCORING:
+        run.run_step(ctx, step)
+    return ctx.spec.read_json(steps.SHARD_STATE)["counts"]
+
+
+def combine(ctx: RunContext) -> dict[str, Any]:
+    """After every shard: add up their counts in the ledger, apply the threshold and drift to the partition."""
+    from pipeline import drift, ingest, validate
+
+    spec = ctx.spec
+    shard_specs = [spec.for_shard(i) for i in range(spec.shards)]
+    states = [s.read_json(steps.SHARD_STATE) for s in shard_specs]
+    counts = {field: sum(int(st["counts"].get(field, 0)) for st in states)
+              for field in ("rows_in", "rows_valid", "rows_quarantined", "rows_scored")}
+    for step in steps.SCORING:  # wall time of the slowest shard
+        ledger.update(ctx.engine, spec.job_id, spec.run_id, spec.attempt, stage=step.name,
+                      seconds=max(st["seconds"].get(step.name, 0.0) for st in states))
+    planned = json.loads((spec.root / f"{steps.PLAN_STATE}.json").read_text())["files"]
+    ingest.check_not_empty(ctx, counts["rows_in"], len(planned), counts)
+    unexpected: dict[str, int] = {}
+    for i in range(spec.shards):
+        stem = validate.report_stem(spec, i)
+        for code, n in json.loads(stem.with_name(stem.name + ".json").read_text())["unexpected_counts"].items():
+            unexpected[code] = unexpected.get(code, 0) + n
+    validate.check_threshold(ctx, counts["rows_in"], counts["rows_quarantined"], unexpected,
+                             f"{validate.report_stem(spec)}.shard-*.html", counts)
+    spec.write_json(steps.SCORE_STATE, {"scored_at": max(s.read_json(steps.SCORE_STATE)["scored_at"]
+                                                         for s in shard_specs)})
+    drift.check(ctx, counts["rows_scored"], counts)
+    return counts
