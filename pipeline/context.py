@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,10 @@ class RunContext:
     model: ModelVersion
     engine: Any = None
     resolver: Resolver | None = None
+    log: RunLog = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "log", run_log(self.spec))  # frozen: set once, here
 
     @classmethod
     def build(cls, job: JobConfig, spec: RunSpec, url: str | None = None,
@@ -79,10 +83,6 @@ class RunContext:
     @property
     def card(self) -> dict[str, Any]:
         return self.model.card
-
-    @property
-    def log(self) -> RunLog:
-        return run_log(self.spec)
 
     @property
     def batch_rows(self) -> int:

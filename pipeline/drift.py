@@ -249,8 +249,7 @@ def record(ctx: RunContext, results: list[dict[str, Any]] | None = None) -> list
     """Write the run's drift results (computed at score) to ``scoring_drift``; return the drifted names."""
     spec = ctx.spec
     if results is None:
-        state = spec.staging / f"{steps.DRIFT_STATE}.json"
-        results = spec.read_json(steps.DRIFT_STATE) if state.exists() else []
+        results = spec.read_json(steps.DRIFT_STATE, default=[])
     if not spec.dry_run:
         _store(ctx, results)
     return [r["feature"] for r in drifted(results)]

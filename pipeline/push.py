@@ -287,7 +287,7 @@ def push_file(ctx: RunContext) -> dict[str, Any]:
     job, spec = ctx.job, ctx.spec
     if job.output.push is None:
         raise ConfigError(f"job {job.job_id} has no output.push sink")
-    outbox = spec.staging / f"{steps.OUTBOX}.parquet"  # Parquet: its row groups are the batches
+    outbox = spec.work_dir / f"{steps.OUTBOX}.parquet"  # Parquet: its row groups are the batches
     selected, not_selected = build_outbox(
         job, ctx.parts(steps.SCORED), outbox, partition_date=spec.partition_date, model_name=spec.model_name,
         model_version=spec.model_version, batch_rows=job.output.push.sink.batch_rows)

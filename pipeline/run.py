@@ -168,8 +168,7 @@ def stage(ctx: RunContext, name: str) -> Iterator[dict[str, Any]]:
         raise
     seconds = time.perf_counter() - started
     if sharded:  # parallel shards never write the same ledger row; combine() adds them up
-        state = spec.read_json(steps.SHARD_STATE) if (spec.staging / "shard.json").exists() else {
-            "counts": {}, "seconds": {}}
+        state = spec.read_json(steps.SHARD_STATE, default={"counts": {}, "seconds": {}})
         state["counts"].update(counts)
         state["seconds"][name] = round(seconds, 3)
         spec.write_json(steps.SHARD_STATE, state)

@@ -55,9 +55,12 @@ class Scorer:
 
 def load_scorer(registry: Registry, name: str, version: int) -> Scorer:
     """Resolve, verify (sha256, golden rows) and load a model version."""
-    mv = registry.resolve(name, version)
-    estimator = registry.load(mv)
-    scorer = Scorer(mv, estimator, preprocess.for_card(mv.card))
+    return scorer_for(registry, registry.resolve(name, version))
+
+
+def scorer_for(registry: Registry, mv: ModelVersion) -> Scorer:
+    """Verify (sha256 before unpickling, golden rows after) and load a resolved model version."""
+    scorer = Scorer(mv, registry.load(mv), preprocess.for_card(mv.card))
     verify_golden(scorer)
     return scorer
 
@@ -89,7 +92,7 @@ def score_file(ctx: RunContext) -> dict[str, Any]:
     """
     from pipeline import drift
 
-    scorer = load_scorer(Registry(), ctx.model.name, ctx.model.version)
+    scorer = scorer_for(Registry(), ctx.model)
     source = ctx.path(steps.FEATURES)
     key = ctx.job.entity_key
     schema = scored_schema(key, staged_schema(source).field(key).type)

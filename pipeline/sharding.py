@@ -30,7 +30,7 @@ def shard_files(files: list[Path], shards: int, shard: int) -> list[Path]:
 
 def files_of_shard(spec: RunSpec) -> list[Path]:
     """The files of one shard, from the plan (so a retried shard reads the same files)."""
-    planned = json.loads((spec.root / f"{steps.PLAN_STATE}.json").read_text())["files"]
+    planned = spec.read_json(steps.PLAN_STATE, run_level=True)["files"]
     return shard_files([Path(f) for f in planned], spec.shards, int(spec.shard or 0))
 
 
@@ -48,7 +48,7 @@ def plan(ctx: RunContext) -> tuple[RunSpec, list[RunSpec]]:
     shards = max(1, min(job.source.shards, len(files)))
     root = replace(spec, shards=shards, shard=None)
     duplicates = partition_keys(files, job.source.format, job.entity_key)
-    root.root.mkdir(parents=True, exist_ok=True)
+    root.run_dir.mkdir(parents=True, exist_ok=True)
     root.write_json(steps.PLAN_STATE, {"duplicate_keys": duplicates, "files": [str(f) for f in files]})
     ctx.log.info("planned %d shard(s) over %d file(s); %d duplicate key(s) across the partition", shards,
                  len(files), len(duplicates))
@@ -76,7 +76,7 @@ def combine(ctx: RunContext) -> dict[str, Any]:
     for step in steps.SCORING:  # wall time of the slowest shard
         ledger.update(ctx.engine, spec.job_id, spec.run_id, spec.attempt, stage=step.name,
                       seconds=max(st["seconds"].get(step.name, 0.0) for st in states))
-    planned = json.loads((spec.root / f"{steps.PLAN_STATE}.json").read_text())["files"]
+    planned = spec.read_json(steps.PLAN_STATE)["files"]
     ingest.check_not_empty(ctx, counts["rows_in"], len(planned), counts)
     unexpected: dict[str, int] = {}
     for i in range(spec.shards):

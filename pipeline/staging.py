@@ -52,20 +52,21 @@ class RunSpec:
         return cls(**data)
 
     @property
-    def root(self) -> Path:
-        """The run's staging area (shards have a folder each below it)."""
+    def run_dir(self) -> Path:
+        """The run's staging area, for all its tasks (a sharded run's shards have a folder each below it)."""
         return Path(self.staging_dir)
 
     @property
-    def staging(self) -> Path:
-        return self.root if self.shard is None else self.root / f"shard-{self.shard:03d}"
+    def work_dir(self) -> Path:
+        """This spec's own folder: its shard's, or the run's for an unsharded run or a sharded run's root."""
+        return self.run_dir if self.shard is None else self.run_dir / f"shard-{self.shard:03d}"
 
     def for_shard(self, shard: int) -> RunSpec:
         return replace(self, shard=shard)
 
     def path(self, name: str) -> Path:
         """Path of a staged dataset, e.g. ``spec.path('scored')`` (an Arrow IPC file)."""
-        return self.staging / f"{name}.arrow"
+        return self.work_dir / f"{name}.arrow"
 
     def parts(self, name: str) -> list[Path]:
         """Every file of a staged dataset: one per shard for a sharded run's root spec, else one."""
@@ -73,18 +74,26 @@ class RunSpec:
             return [self.for_shard(i).path(name) for i in range(self.shards)]
         return [self.path(name)]
 
+    def json_path(self, name: str, run_level: bool = False) -> Path:
+        """A JSON state file of this spec's folder (or, ``run_level``, of the run's folder above its shards)."""
+        return (self.run_dir if run_level else self.work_dir) / f"{name}.json"
+
     def write_json(self, name: str, data: Any) -> Path:
-        path = self.staging / f"{name}.json"
+        path = self.json_path(name)
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(data, indent=2, default=str))
         tmp.replace(path)
         return path
 
-    def read_json(self, name: str) -> Any:
-        return json.loads((self.staging / f"{name}.json").read_text())
+    def read_json(self, name: str, default: Any = None, run_level: bool = False) -> Any:
+        """A JSON state file's content; ``default`` when it does not exist (if given)."""
+        path = self.json_path(name, run_level)
+        if default is not None and not path.exists():
+            return default
+        return json.loads(path.read_text())
 
     def cleanup(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
 IPC_OPTIONS = ipc.IpcWriteOptions(compression="lz4")

@@ -286,7 +286,7 @@ def duplicate_keys_of(ctx: RunContext) -> list[Any]:
     """Keys seen more than once in the partition: from the shard plan, else from ingest."""
     spec = ctx.spec
     if spec.shard is not None:
-        return list(json.loads((spec.root / f"{steps.PLAN_STATE}.json").read_text())["duplicate_keys"])
+        return list(spec.read_json(steps.PLAN_STATE, run_level=True)["duplicate_keys"])
     return list(spec.read_json(steps.INGEST_STATE)["duplicate_keys"])
 
 
@@ -376,9 +376,13 @@ def _exact_integers(arrow_type: pa.DataType) -> Any:
 
 
 def sample(path: Path, n: int) -> list[dict[str, Any]]:
-    """The first ``n`` rows of a staged file as they arrived, for reports."""
-    first = next(read_batches(path, n), None)
-    return [original_values(r) for r in first.to_pylist()] if first is not None else []
+    """The first ``n`` rows of a staged file as they arrived (across its record batches), for reports."""
+    rows: list[dict[str, Any]] = []
+    for batch in read_batches(path, n):
+        rows.extend(original_values(r) for r in batch.slice(0, n - len(rows)).to_pylist())
+        if len(rows) >= n:
+            break
+    return rows
 
 
 def original_values(row: dict[str, Any]) -> dict[str, Any]:

@@ -93,7 +93,7 @@ def test_a_failed_shard_is_retried_alone(home: Path) -> None:
     summary = run.finalize(ctx)
     assert summary["status"] == "success"
     assert _table("churn_sharded_predictions") == _table("churn_plain_predictions")
-    assert not root.root.exists(), "the staging area (all shards) is removed after success"
+    assert not root.run_dir.exists(), "the staging area (all shards) is removed after success"
 
 
 def test_more_shards_than_files_uses_one_per_file(home: Path) -> None:
