@@ -11,8 +11,9 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
-from pipeline.errors import ScoringError
+from pipeline.errors import ConfigError, ScoringError
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -60,36 +61,117 @@ def _models(args: argparse.Namespace) -> int:
     from pipeline.registry import Registry
 
     registry = Registry(Path(args.models_dir) if args.models_dir else None)
-    if args.models_cmd == "list":
-        names = [args.name] if args.name else registry.names()
-        for name in names:
-            aliases = registry.aliases(name)
-            for version in registry.versions(name):
-                card = registry.resolve(name, version).card
-                tags = ",".join(a for a, v in sorted(aliases.items()) if v == version)
-                print(f"{name}\tv{version}\t{tags or '-'}\t{card.get('registered_at', '')}\t"
-                      f"sklearn {card.get('sklearn_version')}\t{json.dumps(card.get('metrics', {}))}")
-        if not names:
-            print(f"no models registered in {registry.root}")
-    elif args.models_cmd == "show":
-        print(json.dumps(registry.resolve(args.name, args.ref).card, indent=2))
-    elif args.models_cmd == "register":
+    commands = {"list": _models_list, "show": _models_show, "register": _models_register, "promote": _models_promote,
+                "rollback": _models_rollback, "verify": _models_verify, "archive": _models_archive,
+                "restore": _models_restore, "delete": _models_delete, "schema": _models_schema}
+    return int(commands[args.models_cmd](registry, args) or 0)
+
+
+def _version(text: str) -> int:
+    return int(str(text).lstrip("v"))
+
+
+def _models_list(registry: Any, args: argparse.Namespace) -> int:
+    """One line per version (name, version, aliases, registered at, status, task, metrics), then the history."""
+    names = [args.name] if args.name else registry.names()
+    if not names:
+        print(f"no models registered in {registry.root}")
+    for name in names:
+        for row in registry.describe(name):
+            print(f"{name}\tv{row['version']}\t{','.join(row['aliases']) or '-'}\t{row.get('registered_at') or ''}"
+                  f"\t{row['status']}\t{row.get('task') or '-'}\t{json.dumps(row.get('metrics') or {})}")
+        for event in registry.history(name):
+            moved = f"{event.get('from') or '-'} -> {event.get('to') or '-'}" if "to" in event else ""
+            print(f"  {name} history: {event.get('at', '')} {event.get('event', 'promote')} "
+                  f"{event.get('alias') or ''} {moved} v{event.get('version') or ''} by {event.get('by', '?')}"
+                  .replace(" v ", " ").rstrip())
+    return 0
+
+
+def _models_show(registry: Any, args: argparse.Namespace) -> int:
+    print(json.dumps(registry.resolve(args.name, args.ref).card, indent=2))
+    return 0
+
+
+def _models_register(registry: Any, args: argparse.Namespace) -> int:
+    """A hand-written card (--card), or one inferred from the training data (--training-data)."""
+    if bool(args.card) == bool(args.training_data):
+        raise ConfigError("models register: give either --training-data (the card is inferred) or --card")
+    if args.card:
         card = json.loads(Path(args.card).read_text())
         mv = registry.register(args.name, Path(args.artifact), card,
                                golden=Path(args.golden) if args.golden else None, alias=args.alias)
-        print(f"registered {mv.name} v{mv.version} sha256={mv.card['sha256']}")
-    elif args.models_cmd == "promote":
-        registry.promote(args.name, int(str(args.version).lstrip("v")), args.alias)
-        print(f"{args.name}: {args.alias} -> v{registry.aliases(args.name)[args.alias]}")
-    elif args.models_cmd == "rollback":
-        version = registry.rollback(args.name, args.alias)
-        print(f"{args.name}: {args.alias} rolled back to v{version}")
-    elif args.models_cmd == "verify":
-        from pipeline.score import load_scorer
+    else:
+        import joblib
+        import yaml
 
-        mv = registry.resolve(args.name, args.ref)
-        load_scorer(registry, mv.name, mv.version)
-        print(f"{mv.name} v{mv.version}: sha256 ok, golden rows reproduced")
+        from pipeline import onboard
+
+        overrides = yaml.safe_load(Path(args.overrides).read_text()) if args.overrides else None
+        mv = onboard.register_model(
+            registry, args.name, joblib.load(args.artifact), onboard.read_frame(Path(args.training_data)),
+            target=args.target, key=args.key, alias=args.alias, overrides=overrides,
+            preprocess_ref=args.preprocess, preprocess_module=args.preprocess_module, data=args.training_data)
+    inputs = ", ".join(f"{c['name']}:{c['type']}" for c in mv.card["inputs"])
+    print(f"registered {mv.name} v{mv.version} sha256={mv.card['sha256']}\ninputs: {inputs}")
+    return 0
+
+
+def _models_promote(registry: Any, args: argparse.Namespace) -> int:
+    registry.promote(args.name, _version(args.version), args.alias)
+    print(f"{args.name}: {args.alias} -> v{registry.aliases(args.name)[args.alias]}")
+    return 0
+
+
+def _models_rollback(registry: Any, args: argparse.Namespace) -> int:
+    version = registry.rollback(args.name, args.alias, to=_version(args.to) if args.to else None)
+    print(f"{args.name}: {args.alias} rolled back to v{version}")
+    return 0
+
+
+def _models_verify(registry: Any, args: argparse.Namespace) -> int:
+    from pipeline.score import load_scorer
+
+    mv = registry.resolve(args.name, args.ref)
+    load_scorer(registry, mv.name, mv.version)  # sha256, then the golden rows if there are any
+    if mv.golden.exists():
+        import pyarrow.parquet as pq
+
+        print(f"{mv.name} v{mv.version}: sha256 ok, {pq.ParquetFile(mv.golden).metadata.num_rows} golden rows "
+              "reproduced")
+        return 0
+    print(f"{mv.name} v{mv.version}: sha256 ok; NO golden rows, so training/scoring parity was not checked "
+          "(register with --training-data to get them)")
+    return 1
+
+
+def _models_archive(registry: Any, args: argparse.Namespace) -> int:
+    registry.archive(args.name, _version(args.version))
+    print(f"{args.name} v{_version(args.version)} archived (restore with `scoring models restore`)")
+    return 0
+
+
+def _models_restore(registry: Any, args: argparse.Namespace) -> int:
+    registry.restore(args.name, _version(args.version))
+    print(f"{args.name} v{_version(args.version)} restored")
+    return 0
+
+
+def _models_delete(registry: Any, args: argparse.Namespace) -> int:
+    registry.delete(args.name, _version(args.version))
+    print(f"{args.name} v{_version(args.version)} deleted")
+    return 0
+
+
+def _models_schema(_: Any, args: argparse.Namespace) -> int:
+    from pipeline.card import card_json_schema
+
+    text = json.dumps(card_json_schema(), indent=2) + "\n"
+    if args.write:
+        Path(args.write).write_text(text)
+        print(f"wrote {args.write}")
+    else:
+        sys.stdout.write(text)
     return 0
 
 
@@ -139,30 +221,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="list delivered batches too")
     p.set_defaults(fn=_deliveries)
 
-    p = sub.add_parser("models", help="list, show, register, promote, roll back, verify models")
+    p = sub.add_parser("models", help="list, show, register, promote, roll back, archive, verify models")
     p.add_argument("--models-dir", help="registry root (default: SCORING_MODELS_DIR or ./models)")
     msub = p.add_subparsers(dest="models_cmd", required=True)
-    q = msub.add_parser("list")
+    q = msub.add_parser("list", help="versions with their aliases and status, then the alias history")
     q.add_argument("name", nargs="?")
-    q = msub.add_parser("show")
+    q = msub.add_parser("show", help="print a version's model card")
     q.add_argument("name")
     q.add_argument("ref", nargs="?", default="champion")
-    q = msub.add_parser("register")
+    q = msub.add_parser("register", help="register a fitted estimator: its card inferred from --training-data, "
+                        "or a hand-written --card")
     q.add_argument("name")
-    q.add_argument("--artifact", required=True, help="joblib file of the fitted estimator")
-    q.add_argument("--card", required=True, help="JSON model card (inputs, outputs, stats, metrics)")
-    q.add_argument("--golden", help="Parquet of input rows with an expected_score column")
+    q.add_argument("--artifact", required=True, help="joblib file of the fitted estimator or Pipeline")
+    q.add_argument("--training-data", help="Parquet or CSV the model was trained on: the card is inferred from it")
+    q.add_argument("--target", help="with --training-data: the label column (gives metrics; not an input)")
+    q.add_argument("--key", help="with --training-data: the entity key column (not an input)")
+    q.add_argument("--overrides", help="with --training-data: YAML of what inference cannot know "
+                   "(positive_class, description, inputs.<col>.{nullable,min,max,categories,blank_is_missing})")
+    q.add_argument("--preprocess", help="with --training-data: transform NAME@VERSION (default: identity, or "
+                   "categories@1 when the frame has category columns)")
+    q.add_argument("--preprocess-module", help="module that registers that transform, e.g. acme.features")
+    q.add_argument("--card", help="a hand-written JSON model card (schema: scoring models schema)")
+    q.add_argument("--golden", help="with --card: Parquet of input rows with an expected_score column")
     q.add_argument("--alias", help="also point this alias at the new version")
-    q = msub.add_parser("promote")
+    q = msub.add_parser("promote", help="point an alias at a version")
     q.add_argument("name")
     q.add_argument("version")
     q.add_argument("--alias", default="champion")
-    q = msub.add_parser("rollback")
+    q = msub.add_parser("rollback", help="move an alias back one promotion, or --to a version")
     q.add_argument("name")
     q.add_argument("--alias", default="champion")
-    q = msub.add_parser("verify")
+    q.add_argument("--to", help="the version to point the alias at")
+    for verb, text in (("archive", "set a version no alias points to aside (not resolvable; restorable)"),
+                       ("restore", "bring an archived version back"),
+                       ("delete", "delete an archived version for good")):
+        q = msub.add_parser(verb, help=text)
+        q.add_argument("name")
+        q.add_argument("version")
+    q = msub.add_parser("verify", help="check sha256 and re-score the golden rows")
     q.add_argument("name")
     q.add_argument("ref", nargs="?", default="champion")
+    q = msub.add_parser("schema", help="print the model card JSON schema")
+    q.add_argument("--write", help="write the schema to this file")
     p.set_defaults(fn=_models)
 
     p = sub.add_parser("jobs", help="check job files, print the job JSON schema")

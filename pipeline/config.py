@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,6 +23,24 @@ from pipeline import settings
 from pipeline.errors import ConfigError
 
 IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+# The predictions table's own columns besides the entity key (sql/010_predictions.sql; the
+# store re-exports this list): an entity key may not take one of these names.
+PREDICTION_COLUMNS = [
+    "partition_date",
+    "prediction",
+    "score",
+    "model_name",
+    "model_version",
+    "run_id",
+    "scored_at",
+    "flags",
+]
+# Names a column of the input may not have because a stage adds a column of that name beside
+# it: validation's quarantine file adds 'reasons' to the input's columns; the entity key also
+# sits beside the predictions table's columns and, in push mode, the 'rank' of a top_n.
+RESERVED_INPUT_NAMES = frozenset(["reasons"])
+RESERVED_KEY_NAMES = frozenset([*PREDICTION_COLUMNS, *RESERVED_INPUT_NAMES, "rank"])
+MAX_NAME_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1: longer names are silently truncated
 
 
 def check_identifier(value: str, what: str = "identifier") -> str:
@@ -31,6 +50,43 @@ def check_identifier(value: str, what: str = "identifier") -> str:
             f"{what} {value!r} is not allowed: use lower-case letters, digits and '_', "
             "starting with a letter or '_', at most 63 characters"
         )
+    return value
+
+
+def check_column_name(value: Any, what: str = "column", fix: str | None = None, *,
+                      reserved: frozenset[str] = RESERVED_KEY_NAMES) -> str:
+    """Return ``value`` if it can name a column of the input and of the output tables, else raise ConfigError.
+
+    Any name a file can have is accepted (mixed case, spaces, punctuation, any script): the
+    store quotes it with the database's identifier preparer. Refused: an empty name, more
+    than 63 bytes in UTF-8, NUL or other control characters, a leading ``__`` (the
+    pipeline's own columns, such as ``__raw__<column>`` and ``__flags``) and the names of
+    the columns a stage adds beside it (``reserved``; for an entity key, the predictions
+    table's own columns), compared without case as SQLite compares identifiers.
+
+    Args:
+        what: the job-file or card key the name came from, e.g. ``entity_key``; it starts the message.
+        fix: what to do about it (default: rename the column upstream or with ``source.rename``).
+        reserved: lower-case names refused; ``RESERVED_INPUT_NAMES`` for a column of the model's input
+            contract (which never goes into the predictions table).
+    """
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{what} {value!r} is not allowed: a column name must be a non-empty string")
+    problem = None
+    size = len(value.encode("utf-8"))
+    control = sorted({f"U+{ord(ch):04X}" for ch in value if unicodedata.category(ch) == "Cc"})
+    if size > MAX_NAME_BYTES:
+        problem = f"it is {size} bytes long in UTF-8; PostgreSQL allows at most {MAX_NAME_BYTES}"
+    elif control:
+        problem = f"it holds control character(s) {', '.join(control)} (tabs, newlines, NUL...)"
+    elif value.startswith("__"):
+        problem = "names starting with '__' are reserved for the pipeline's own columns (e.g. __raw__x, __flags)"
+    elif value.casefold() in reserved:
+        problem = ("the pipeline adds a column of that name beside it (reserved: "
+                   f"{', '.join(sorted(reserved))}; compared without case)")
+    if problem:
+        raise ConfigError(f"{what} {value!r} is not allowed: {problem}. " + (fix or (
+            "Rename the column in the export, or map it to another name with source.rename in the job file")))
     return value
 
 
@@ -70,12 +126,37 @@ class SourceConfig(_Strict):
         "Airflow tasks (on different workers with CeleryExecutor); one publish step makes the partition "
         "visible only when every shard succeeded. 1 = no sharding.",
     )
+    rename: dict[str, str] = Field(
+        default_factory=dict,
+        description="Column names to change as every file is read, before any check: {name in the export: "
+        "name used by the job (entity_key, validation) and the model's input contract}, e.g. "
+        "{'Customer ID': customer_id}. Maps an export without changing it upstream.",
+    )
 
     @field_validator("layout")
     @classmethod
     def _layout_has_date(cls, value: str) -> str:
         if "{date}" not in value:
             raise ValueError("layout must contain '{date}', e.g. 'date={date}'")
+        return value
+
+    @field_validator("rename")
+    @classmethod
+    def _rename_targets(cls, value: dict[str, str]) -> dict[str, str]:
+        seen: dict[str, str] = {}
+        for original, new in value.items():
+            if not original:
+                raise ValueError("an export column name (a key of the map) must not be empty")
+            try:
+                # the entity_key check refuses a key renamed onto a predictions table column
+                check_column_name(new, f"source.rename[{original!r}]", "Choose another name",
+                                  reserved=RESERVED_INPUT_NAMES)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+            if new in seen:
+                raise ValueError(f"{seen[new]!r} and {original!r} are both renamed to {new!r}: a column name "
+                                 "must be unique")
+            seen[new] = original
         return value
 
 
@@ -287,6 +368,13 @@ class ValidationConfig(_Strict):
     expectations: list[JobExpectation] = Field(
         default_factory=list, description="Extra row-level Great Expectations checks of this job."
     )
+    blank_is_missing: bool | list[str] = Field(
+        False,
+        description="Numeric columns (of the model's input contract) in which empty or whitespace-only text "
+        "is a missing value (null, for the model's imputer) instead of an invalid number; true = every "
+        "numeric column. A column that is not nullable in the contract is still quarantined "
+        "(not_null:<column>). The card can say the same per column with blank_is_missing: true.",
+    )
 
 
 class DriftConfig(_Strict):
@@ -320,18 +408,29 @@ class JobConfig(_Strict):
     catchup: bool = Field(False, description="Let the scheduler create runs for missed intervals.")
     retries: int = Field(2, ge=0, le=10, description="Task retries before a task fails.")
     retry_delay_minutes: float = Field(5, ge=0, description="Wait between task retries.")
-    entity_key: str = Field(..., description="Column identifying one entity; one prediction per entity per day.")
+    entity_key: str = Field(
+        ..., description="Column identifying one entity; one prediction per entity per day. Any name the export "
+        "has (e.g. 'customerID', 'Customer ID'), or the name source.rename gives it; quoted in SQL.",
+    )
     source: SourceConfig
     model: ModelRef
     output: OutputConfig
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
 
-    @field_validator("job_id", "entity_key")
+    @field_validator("job_id")
     @classmethod
     def _identifier(cls, value: str) -> str:
         check_identifier(value, "name")
         return value
+
+    @field_validator("entity_key")
+    @classmethod
+    def _column_name(cls, value: str) -> str:
+        try:
+            return check_column_name(value, "entity_key")
+        except ConfigError as exc:  # reported with the file and the key, like every other bad value
+            raise ValueError(str(exc)) from None
 
     @field_validator("timezone")
     @classmethod

@@ -70,10 +70,6 @@ def env_var(conn_id: str) -> str:
     return f"AIRFLOW_CONN_{conn_id.upper()}"
 
 
-def in_environment(conn_id: str) -> bool:
-    return bool(os.environ.get(env_var(conn_id)))
-
-
 def get(conn_id: str, resolver: Resolver | None = None) -> Conn:
     """The connection ``conn_id``: ``AIRFLOW_CONN_<ID>`` first, else ``resolver``, else ConfigError."""
     env = os.environ.get(env_var(conn_id))

@@ -48,6 +48,14 @@ class Progress:
         self.log.info("%s: %d/%d rows (%.0f rows/s)", self.what, self.done, self.total, rate)
 
 
+def counted(counts: dict[str, Any] | None, **values: Any) -> dict[str, Any]:
+    """Fill a stage's counts in place: ``run_step`` passes its own dict, so what a stage counted is
+    recorded in the ledger even when a later part of the stage fails."""
+    counts = {} if counts is None else counts
+    counts.update(values)
+    return counts
+
+
 def engine_for_job(job: JobConfig, url: str | None = None, resolver: Resolver | None = None) -> Any:
     """The job's output database engine (``url`` when the caller resolved it already)."""
     from pipeline import store
@@ -65,7 +73,7 @@ class RunContext:
 
     job: JobConfig
     spec: RunSpec
-    model: ModelVersion
+    model: ModelVersion | None = None
     engine: Any = None
     resolver: Resolver | None = None
     log: RunLog = field(init=False, repr=False, compare=False)
@@ -76,13 +84,20 @@ class RunContext:
     @classmethod
     def build(cls, job: JobConfig, spec: RunSpec, url: str | None = None,
               resolver: Resolver | None = None) -> RunContext:
-        """Resolve the pinned model version and the output engine once."""
-        model = Registry().resolve(spec.model_name, spec.model_version)
-        return cls(job, spec, model, engine_for_job(job, url, resolver), resolver)
+        """The context of one task: its output engine now, the pinned model version on first use."""
+        return cls(job, spec, None, engine_for_job(job, url, resolver), resolver)
+
+    def pinned(self) -> ModelVersion:
+        """The run's pinned model version, resolved once, on first use (inside a stage, so that a
+        missing version or a broken card is recorded in the ledger as the stage's failure)."""
+        if self.model is None:
+            object.__setattr__(self, "model", Registry().resolve(self.spec.model_name, self.spec.model_version))
+        assert self.model is not None
+        return self.model
 
     @property
     def card(self) -> dict[str, Any]:
-        return self.model.card
+        return self.pinned().card
 
     @property
     def batch_rows(self) -> int:
@@ -95,9 +110,6 @@ class RunContext:
     def parts(self, name: str) -> list[Path]:
         """Every file of a staged dataset: one per shard for a sharded run's root, else one."""
         return self.spec.parts(name)
-
-    def for_shard(self, shard: int) -> RunContext:
-        return replace(self, spec=self.spec.for_shard(shard))
 
     def with_spec(self, spec: RunSpec) -> RunContext:
         return replace(self, spec=spec)

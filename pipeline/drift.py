@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pipeline.drift")
 EPS = 1e-4
 SCORE, PREDICTION = "__score__", "__prediction__"
+NOT_CHECKED = "drift_not_checked"  # the ledger flag (scoring_runs.warnings) of a card without statistics
 
 
 def psi(expected: list[float] | np.ndarray, actual: list[float] | np.ndarray) -> float:
@@ -107,13 +108,7 @@ class _Categorical:
 def compute(card: dict[str, Any], valid: Path | list[Path], scored: Path | list[Path], *, threshold: float,
             batch_rows: int) -> list[dict[str, Any]]:
     """PSI per input, for the score and for the predicted classes; one dict per row of ``scoring_drift``."""
-    training = card.get("training") or {}
-    trackers: dict[str, tuple[str, Any]] = {}
-    for name, stats in (training.get("stats") or {}).items():
-        if stats.get("kind") == "numeric" and len(stats.get("bin_edges") or []) > 2:
-            trackers[name] = ("numeric", _Numeric(stats["bin_edges"], stats["bin_shares"], stats.get("null_share")))
-        elif stats.get("kind") == "categorical" and stats.get("shares"):
-            trackers[name] = ("categorical", _Categorical(stats["shares"], stats.get("null_share")))
+    trackers, outputs = _trackers(card)
     valid_parts = valid if isinstance(valid, list) else [valid]
     columns = [c for c in trackers if c in staged_schema(valid_parts[0]).names]
     for batch in read_batches(valid_parts, batch_rows, columns):
@@ -121,12 +116,6 @@ def compute(card: dict[str, Any], valid: Path | list[Path], scored: Path | list[
             kind, tracker = trackers[name]
             column = batch.column(name)
             tracker.add(column.to_numpy(zero_copy_only=False).astype("float64") if kind == "numeric" else column)
-    outputs: dict[str, tuple[str, Any]] = {}
-    score_stats = training.get("score_stats") or {}
-    if len(score_stats.get("bin_edges") or []) > 2:
-        outputs[SCORE] = ("score", _Numeric(score_stats["bin_edges"], score_stats["bin_shares"]))
-    if training.get("prediction_shares"):
-        outputs[PREDICTION] = ("prediction", _Categorical(training["prediction_shares"]))
     for batch in read_batches(scored if isinstance(scored, list) else [scored], batch_rows, ["prediction", "score"]):
         if SCORE in outputs:
             outputs[SCORE][1].add(batch.column("score").to_numpy(zero_copy_only=False).astype("float64"))
@@ -138,6 +127,30 @@ def compute(card: dict[str, Any], valid: Path | list[Path], scored: Path | list[
         results.append({"feature": name, "kind": kind, "statistic": "psi", "value": round(value, 6),
                         "threshold": threshold, "drifted": bool(n and value > threshold), "row_count": n})
     return results
+
+
+def _trackers(card: dict[str, Any]) -> tuple[dict[str, tuple[str, Any]], dict[str, tuple[str, Any]]]:
+    """A tracker per input and per output the card has usable training statistics for."""
+    training = card.get("training") or {}
+    inputs: dict[str, tuple[str, Any]] = {}
+    for name, stats in (training.get("stats") or {}).items():
+        if stats.get("kind") == "numeric" and len(stats.get("bin_edges") or []) > 2:
+            inputs[name] = ("numeric", _Numeric(stats["bin_edges"], stats["bin_shares"], stats.get("null_share")))
+        elif stats.get("kind") == "categorical" and stats.get("shares"):
+            inputs[name] = ("categorical", _Categorical(stats["shares"], stats.get("null_share")))
+    outputs: dict[str, tuple[str, Any]] = {}
+    score_stats = training.get("score_stats") or {}
+    if len(score_stats.get("bin_edges") or []) > 2:
+        outputs[SCORE] = ("score", _Numeric(score_stats["bin_edges"], score_stats["bin_shares"]))
+    if training.get("prediction_shares"):
+        outputs[PREDICTION] = ("prediction", _Categorical(training["prediction_shares"]))
+    return inputs, outputs
+
+
+def has_statistics(card: dict[str, Any]) -> bool:
+    """Whether the card holds training statistics drift can compare with (inputs' bins or shares, the score's)."""
+    inputs, outputs = _trackers(card)
+    return bool(inputs) or SCORE in outputs
 
 
 def drifted(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -215,12 +228,25 @@ def check(ctx: RunContext, rows: int, counts: dict[str, Any] | None = None) -> l
     """PSI of the run's inputs and scores against training (``drift.json``); with drift.block, stop.
 
     A blocking drift is recorded in ``scoring_drift`` and alerted at once, then raises DriftError
-    (carrying ``counts`` for the ledger), so nothing is published.
+    (carrying ``counts`` for the ledger), so nothing is published. A card without training
+    statistics is never a silent pass: a WARNING, and ``counts["warnings"]`` (the ledger's
+    ``scoring_runs.warnings``) says that drift was not checked.
     """
     job, spec, log_ = ctx.job, ctx.spec, ctx.log
     if rows < job.drift.min_rows:
         log_.info("drift: %d scored rows, fewer than drift.min_rows (%d): not checked", rows, job.drift.min_rows)
         spec.write_json(steps.DRIFT_STATE, [])
+        return []
+    if not has_statistics(ctx.card):
+        log_.warning(
+            "drift NOT checked: model %s v%s has no training statistics in its card (training.stats with bins "
+            "or shares, training.score_stats), so a shift in its inputs or scores cannot be seen. Register the "
+            "model with its training data, `scoring models register %s --artifact ... --training-data ...`, "
+            "to get drift statistics.", spec.model_name, spec.model_version, spec.model_name)
+        spec.write_json(steps.DRIFT_STATE, [])
+        if counts is not None:
+            note = f"{NOT_CHECKED}: model {spec.model_name} v{spec.model_version} has no training statistics"
+            counts["warnings"] = "; ".join(w for w in (counts.get("warnings"), note) if w)
         return []
     results = compute(ctx.card, ctx.parts(steps.VALID), ctx.parts(steps.SCORED), threshold=job.drift.psi_threshold,
                       batch_rows=ctx.batch_rows)

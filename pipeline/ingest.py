@@ -7,13 +7,22 @@ problems are validation's job. A numeric value that is not a usable number (a bl
 unparseable string, NaN, an infinity) becomes null and its original text is kept in a
 ``__raw__<column>`` column, which validation's suite expects to be null: the row is then
 quarantined with the reason ``invalid_number:<column>`` and its original value.
+
+Column names are the user's: the job file's ``source.rename`` maps an export's names onto the
+job's (the entity key) and the contract's before any check, and an error about a missing
+column says whether the job file's ``entity_key`` or the model's input contract asked for it.
+Blank text (empty or whitespace only) in a numeric column is an invalid number by default;
+in the columns of the blank policy (``blank_policy``: the card's ``blank_is_missing`` or the
+job file's ``validation.blank_is_missing``) it is a missing value, null with no ``__raw__``
+text, so the row reaches the model unless the contract says the column is not nullable.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import logging
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +34,9 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from pipeline import steps
-from pipeline.errors import InputError
+from pipeline.config import RESERVED_INPUT_NAMES, check_column_name
+from pipeline.context import counted
+from pipeline.errors import ConfigError, InputError
 from pipeline.partition import parse_date, partition_dir, partition_files
 from pipeline.staging import StagedWriter
 
@@ -36,14 +47,24 @@ log = logging.getLogger(__name__)
 
 ARROW_TYPES = {"float": pa.float64(), "int": pa.float64(), "category": pa.string(), "bool": pa.bool_()}
 RAW_PREFIX = "__raw__"
+# blank_is_missing columns: the original text of a blank value (it is null in its column and
+# no __raw__ text is kept, so the row is scored); the quarantine puts it back if the row is
+# rejected for another reason or because the contract says the column is not nullable
+BLANK_PREFIX = "__blank__"
 # CSV: only an empty field is a missing value ("NA", "null", "NaN" are text: an invalid
 # number, or a category); the contract's columns are read as text and parsed here, so a
 # value far into a file never breaks Arrow's type guess from the first block.
 
 
-def csv_convert(inputs: list[dict[str, Any]] | None = None) -> pacsv.ConvertOptions:
-    text = {c["name"]: pa.string() for c in inputs or []}
+def csv_convert(inputs: list[dict[str, Any]] | None = None,
+                rename: Mapping[str, str] | None = None) -> pacsv.ConvertOptions:
+    """CSV options: the contract's columns (under their own name or the export's, see ``rename``) as text."""
+    names = {c["name"] for c in inputs or []}
+    text = {name: pa.string() for name in names}
+    text.update({original: pa.string() for original, new in (rename or {}).items() if new in names})
     return pacsv.ConvertOptions(column_types=text, null_values=[""], strings_can_be_null=True)
+
+
 NUMBER_RE = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 
 
@@ -51,10 +72,50 @@ def numeric_columns(inputs: list[dict[str, Any]]) -> list[str]:
     return [c["name"] for c in inputs if ARROW_TYPES[c["type"]] == pa.float64()]
 
 
-def contract_schema(inputs: list[dict[str, Any]], key: str, key_type: pa.DataType) -> pa.Schema:
-    """Arrow schema of ingested rows: the key, the contract's columns, then ``__raw__`` columns."""
+def contract_schema(inputs: list[dict[str, Any]], key: str, key_type: pa.DataType,
+                    blank_is_missing: Collection[str] = ()) -> pa.Schema:
+    """Arrow schema of ingested rows: the key, the contract's columns, ``__raw__`` then ``__blank__`` columns."""
     fields = [pa.field(key, key_type)] + [pa.field(c["name"], ARROW_TYPES[c["type"]]) for c in inputs]
-    return pa.schema(fields + [pa.field(RAW_PREFIX + n, pa.string()) for n in numeric_columns(inputs)])
+    numeric = numeric_columns(inputs)
+    raw = [pa.field(RAW_PREFIX + n, pa.string()) for n in numeric]
+    return pa.schema(fields + raw + [pa.field(BLANK_PREFIX + n, pa.string()) for n in numeric
+                                     if n in blank_is_missing])
+
+
+def check_contract_names(inputs: list[dict[str, Any]]) -> None:
+    """Every column name of the model's input contract can be read, staged and quoted (``check_column_name``)."""
+    for column in inputs:
+        check_column_name(column["name"], "the model's input contract column",
+                          "Register the model with another name for that column; the export's column can "
+                          "keep its name (source.rename in the job file maps it)", reserved=RESERVED_INPUT_NAMES)
+
+
+def blank_policy(inputs: list[dict[str, Any]], configured: bool | Collection[str] = False) -> list[str]:
+    """The numeric columns in which blank text (empty or whitespace only) is a missing value.
+
+    A column is in it when its contract entry says ``"blank_is_missing": true`` or the job file's
+    ``validation.blank_is_missing`` lists it (``true``: every numeric column of the contract).
+
+    Raises:
+        ConfigError: the job file lists a column that is not a numeric column of the contract.
+    """
+    numeric = numeric_columns(inputs)
+    chosen = {c["name"] for c in inputs if c.get("blank_is_missing") and c["name"] in numeric}
+    if configured is True:
+        chosen.update(numeric)
+    elif configured and not isinstance(configured, bool):
+        types = {c["name"]: c["type"] for c in inputs}
+        wrong = [n for n in configured if n not in numeric]
+        if wrong:
+            detail = ", ".join(f"{n!r} ({types[n]})" if n in types else f"{n!r} (not in the contract)" for n in wrong)
+            raise ConfigError(
+                f"the job file's validation.blank_is_missing names column(s) that are not numeric in the model's "
+                f"input contract: {detail}. Only float and int columns can read blank text as missing "
+                f"(numeric columns: {', '.join(numeric) or 'none'}); remove them from the list, or use true "
+                "for every numeric column."
+            )
+        chosen.update(configured)
+    return [n for n in numeric if n in chosen]
 
 
 def _family(t: pa.DataType) -> str:
@@ -69,23 +130,33 @@ def _family(t: pa.DataType) -> str:
     return str(t)
 
 
-def _file_batches(path: Path, fmt: str, batch_rows: int, columns: list[str],
-                  inputs: list[dict[str, Any]]) -> Iterator[pa.RecordBatch]:
+@dataclass(frozen=True)
+class _FileColumns:
+    """One file's schema under the job's names (``source.rename`` applied) and the export's names it reads."""
+
+    schema: pa.Schema  # every column, renamed
+    source: list[str]  # the export's names of the wanted columns, in their order
+
+
+def _file_batches(path: Path, fmt: str, batch_rows: int, columns: _FileColumns, wanted: list[str],
+                  convert: pacsv.ConvertOptions) -> Iterator[pa.Table]:
+    """The file's wanted columns, batch by batch, under the job's names."""
     if fmt == "parquet":
-        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns)
+        batches: Iterator[pa.RecordBatch] = pq.ParquetFile(path).iter_batches(batch_size=batch_rows,
+                                                                              columns=columns.source)
     else:
-        reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 24),
-                                convert_options=csv_convert(inputs))
-        yield from reader
+        batches = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 24), convert_options=convert)
+    for batch in batches:
+        yield pa.Table.from_batches([batch]).select(columns.source).rename_columns(wanted)
 
 
-def _file_schema(path: Path, fmt: str, inputs: list[dict[str, Any]]) -> pa.Schema | None:
+def _file_schema(path: Path, fmt: str, convert: pacsv.ConvertOptions) -> pa.Schema | None:
     """The file's schema; None for a zero-byte CSV (a file with no rows, not a broken one)."""
     if fmt == "parquet":
         return pq.read_schema(path)
     if path.stat().st_size == 0:
         return None
-    return pacsv.open_csv(path, convert_options=csv_convert(inputs)).schema
+    return pacsv.open_csv(path, convert_options=convert).schema
 
 
 @dataclass
@@ -106,27 +177,38 @@ def ingest(
     partition_date: dt.date,
     batch_rows: int,
     write: Any,
+    rename: Mapping[str, str] | None = None,
+    blank_is_missing: Collection[str] = (),
 ) -> IngestResult:
     """Stream ``files`` into ``write(table)`` in the contract schema; return counts.
 
     Args:
         write: called with each pyarrow Table in contract schema (e.g. StagedWriter.write).
+        rename: the job file's ``source.rename``: {export's column name: name used by the job and
+            the contract}, applied to every file's columns before any check.
+        blank_is_missing: numeric columns in which blank text is a missing value, not an invalid
+            number (``blank_policy``).
     """
+    check_contract_names(inputs)
+    rename = dict(rename or {})
     wanted = [key] + [c["name"] for c in inputs]
-    schemas = _file_schemas(files, fmt, inputs, wanted, partition_date)
+    convert = csv_convert(inputs, rename)
+    columns = _file_schemas(files, fmt, convert, key, wanted, rename, partition_date)
+    schemas = {path: c.schema for path, c in columns.items()}
     if fmt == "parquet":  # CSV has no schema: its per-file type inference is not a schema change
         _same_types_in_every_file(schemas, wanted, partition_date)
     key_type = _key_type(schemas, key, partition_date)
-    target = contract_schema(inputs, key, key_type)
+    blank = set(blank_is_missing)
+    target = contract_schema(inputs, key, key_type, blank)
     ignored = sorted({n for s in schemas.values() for n in s.names} - set(wanted))
     if ignored:
         log.info("partition %s: ignoring columns not in the contract: %s", partition_date, ignored)
     rows = 0
     keys: list[pa.ChunkedArray] = []
-    for path in schemas:
+    for path, file_columns in columns.items():
         try:
-            for batch in _file_batches(path, fmt, batch_rows, wanted, inputs):
-                table = _conform(pa.Table.from_batches([batch]).select(wanted), target, path, partition_date)
+            for table in _file_batches(path, fmt, batch_rows, file_columns, wanted, convert):
+                table = _conform(table, target, blank, path, partition_date)
                 write(table)
                 rows += table.num_rows
                 keys.append(table.column(key))
@@ -140,13 +222,13 @@ def ingest(
     return IngestResult(rows, [str(f) for f in files], duplicates, ignored, target)
 
 
-def _file_schemas(files: list[Path], fmt: str, inputs: list[dict[str, Any]], wanted: list[str],
-                  partition_date: dt.date) -> dict[Path, pa.Schema]:
-    """Each readable file's schema; an unreadable file, a repeated or a missing column fails the partition."""
-    schemas: dict[Path, pa.Schema] = {}
+def _file_schemas(files: list[Path], fmt: str, convert: pacsv.ConvertOptions, key: str, wanted: list[str],
+                  rename: dict[str, str], partition_date: dt.date) -> dict[Path, _FileColumns]:
+    """Each readable file's columns; an unreadable file, a repeated or a missing column fails the partition."""
+    out: dict[Path, _FileColumns] = {}
     for path in files:
         try:
-            schema = _file_schema(path, fmt, inputs)
+            schema = _file_schema(path, fmt, convert)
         except (pa.ArrowException, OSError) as exc:
             raise InputError(
                 f"partition {partition_date}: cannot read file {path}: {exc}. "
@@ -156,21 +238,75 @@ def _file_schemas(files: list[Path], fmt: str, inputs: list[dict[str, Any]], wan
         if schema is None:
             log.warning("partition %s: %s is empty (0 bytes): no rows from it", partition_date, path)
             continue
-        schemas[path] = schema
         repeated = sorted({n for n in schema.names if schema.names.count(n) > 1})
         if repeated:
             raise InputError(
                 f"partition {partition_date}: file {path} has column(s) {', '.join(repeated)} more than once; "
                 "fix the export so that every column name is unique."
             )
-        missing = [c for c in wanted if c not in schemas[path].names]
-        if missing:
-            raise InputError(
-                f"partition {partition_date}: file {path} has no column(s) {', '.join(missing)} "
-                f"required by the model's input contract (found: {', '.join(schemas[path].names)}). "
-                "Fix the export or register a model whose contract matches."
-            )
-    return schemas
+        renamed = _renamed(schema, rename, path, partition_date)
+        _check_wanted(renamed, schema.names, rename, key, wanted, path, partition_date)
+        source = {new: old for old, new in zip(schema.names, renamed.names, strict=True)}
+        out[path] = _FileColumns(renamed, [source[name] for name in wanted])
+    return out
+
+
+def _renamed(schema: pa.Schema, rename: dict[str, str], path: Path, partition_date: dt.date) -> pa.Schema:
+    """The file's schema under the job's names; a rename onto a name the file already has fails."""
+    if not rename:
+        return schema
+    names = [rename.get(n, n) for n in schema.names]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        clash = [old for old, new in zip(schema.names, names, strict=True) if new == name]
+        raise InputError(
+            f"partition {partition_date}: file {path}: source.rename maps column(s) "
+            f"{', '.join(repr(c) for c in clash if c != name)} onto {name!r}, a name the file already has "
+            f"(columns {', '.join(repr(c) for c in clash)} would all be {name!r}). Remove the entry from "
+            "source.rename in the job file, or drop one of the columns from the export."
+        )
+    return pa.schema([field.with_name(new) for field, new in zip(schema, names, strict=True)],
+                     metadata=schema.metadata)
+
+
+def _check_wanted(renamed: pa.Schema, original: list[str], rename: dict[str, str], key: str, wanted: list[str],
+                  path: Path, partition_date: dt.date) -> None:
+    """The entity key (a job-file name) and the contract's columns are in the file, each error naming its source."""
+    present = set(renamed.names)
+    found = ", ".join(f"{old} (renamed {new})" if old != new else old
+                      for old, new in zip(original, renamed.names, strict=True))
+    problems = []
+    if key not in present:
+        hint = _close_to(key, original)
+        problems.append(
+            f"file {path} has no column {key!r} named by the job file's entity_key {key!r}"
+            f"{f' (did you mean {hint!r}?)' if hint else ''} (found: {found}). Set entity_key to the "
+            f"export's column name (any spelling, e.g. {hint or 'customerID'!r}), or map it with source.rename: "
+            f"{{{hint or '<export name>'!r}: {key!r}}} in the job file."
+        )
+    missing = [c for c in wanted[1:] if c not in present]
+    if missing:
+        hints = {c: h for c in missing if (h := _close_to(c, original))}
+        did_you_mean = (" Similar names in the file: " + ", ".join(f"{h!r} for {c!r}" for c, h in hints.items())
+                        + "; source.rename in the job file can map them.") if hints else ""
+        problems.append(
+            f"file {path} has no column(s) {', '.join(missing)} required by the model's input contract "
+            f"(found: {found}). Fix the export, map its names with source.rename in the job file, or register "
+            f"a model whose contract matches.{did_you_mean}"
+        )
+    if problems:
+        raise InputError(f"partition {partition_date}: " + " Also, ".join(problems))
+
+
+def _close_to(name: str, names: list[str]) -> str | None:
+    """The file column that ``name`` most likely means: the same letters and digits, else a close spelling."""
+    def squash(s: str) -> str:
+        return "".join(ch for ch in s.casefold() if ch.isalnum())
+
+    same = [n for n in names if squash(n) == squash(name)]
+    if same:
+        return same[0]
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+    return close[0] if close else None
 
 
 def _same_types_in_every_file(schemas: dict[Path, pa.Schema], wanted: list[str], partition_date: dt.date) -> None:
@@ -204,14 +340,17 @@ def _key_type(schemas: dict[Path, pa.Schema], key: str, partition_date: dt.date)
     )
 
 
-def _conform(table: pa.Table, target: pa.Schema, path: Path, partition_date: dt.date) -> pa.Table:
+def _conform(table: pa.Table, target: pa.Schema, blank: set[str], path: Path, partition_date: dt.date) -> pa.Table:
     columns: dict[str, pa.Array | pa.ChunkedArray] = {}
     for field in target:
-        if field.name.startswith(RAW_PREFIX):
+        if field.name.startswith((RAW_PREFIX, BLANK_PREFIX)):
             continue
         column = table.column(field.name)
         if field.type == pa.float64():
-            columns[field.name], columns[RAW_PREFIX + field.name] = _number(column, field.name, path, partition_date)
+            values, raw, blank_text = _number(column, field.name, path, partition_date, field.name in blank)
+            columns[field.name], columns[RAW_PREFIX + field.name] = values, raw
+            if field.name in blank:
+                columns[BLANK_PREFIX + field.name] = blank_text
             continue
         if column.type != field.type:
             try:
@@ -226,14 +365,24 @@ def _conform(table: pa.Table, target: pa.Schema, path: Path, partition_date: dt.
     return pa.Table.from_arrays([columns[f.name] for f in target], schema=target)
 
 
-def _number(column: pa.ChunkedArray, name: str, path: Path, partition_date: dt.date) -> tuple[Any, Any]:
-    """(float64 values, original text of the values that are not usable numbers, else null)."""
+def _number(column: pa.ChunkedArray, name: str, path: Path, partition_date: dt.date,
+            blank_is_missing: bool = False) -> tuple[Any, Any, Any]:
+    """(float64 values, original text of the values that are not usable numbers, original text of blanks).
+
+    Blank text (empty or whitespace only) is not a usable number unless ``blank_is_missing``:
+    then it is a missing value (null, no ``__raw__`` text) and its text is the third array.
+    """
     column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     nulls = pa.nulls(len(column), pa.string())
     if _family(column.type) == "text":
-        text = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+        original = pc.cast(column, pa.string())
+        text = pc.utf8_trim_whitespace(original)
         ok = pc.match_substring_regex(text, NUMBER_RE)
         bad = pc.and_(pc.is_valid(column), pc.invert(pc.fill_null(ok, False)))
+        blank = None
+        if blank_is_missing:
+            blank = pc.fill_null(pc.equal(text, ""), False)
+            bad = pc.and_(bad, pc.invert(blank))
         if pc.any(bad).as_py() and not pc.any(ok).as_py():
             sample = pc.unique(pc.filter(column, bad))[:3].to_pylist()
             raise InputError(
@@ -246,7 +395,8 @@ def _number(column: pa.ChunkedArray, name: str, path: Path, partition_date: dt.d
         if pc.any(huge).as_py():
             bad = pc.or_(bad, huge)
             values = pc.if_else(huge, pa.scalar(None, pa.float64()), values)
-        return values, pc.if_else(bad, pc.cast(column, pa.string()), nulls)
+        blank_text = nulls if blank is None else pc.if_else(blank, original, nulls)
+        return values, pc.if_else(bad, original, nulls), blank_text
     try:
         # integers beyond 2**53 lose precision as float64 (the contract's type): accepted, as
         # float64 features always are
@@ -259,28 +409,37 @@ def _number(column: pa.ChunkedArray, name: str, path: Path, partition_date: dt.d
         ) from None
     bad = pc.fill_null(pc.or_(pc.is_nan(values), pc.is_inf(values)), False)
     if not pc.any(bad).as_py():
-        return values, nulls
-    return pc.if_else(bad, pa.scalar(None, pa.float64()), values), pc.if_else(bad, pc.cast(values, pa.string()), nulls)
+        return values, nulls, nulls
+    return (pc.if_else(bad, pa.scalar(None, pa.float64()), values), pc.if_else(bad, pc.cast(values, pa.string()), nulls),
+            nulls)
 
 
-def partition_keys(files: list[Path], fmt: str, key: str) -> list[Any]:
+def partition_keys(files: list[Path], fmt: str, key: str, rename: Mapping[str, str] | None = None) -> list[Any]:
     """Duplicate entity keys across a partition's files, reading only the key column.
 
-    Files that cannot be read here are skipped: the shard that reads them reports why.
+    ``rename`` is the job file's ``source.rename``: a file's key column may have the export's
+    name. Files that cannot be read here are skipped: the shard that reads them reports why.
     """
+    names = [original for original, new in (rename or {}).items() if new == key] + [key]
     columns = []
     for path in files:
         try:
             if fmt == "parquet":
-                table = pq.read_table(path, columns=[key])
+                have = pq.read_schema(path).names
             elif path.stat().st_size:
-                table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(include_columns=[key]))
+                have = pacsv.open_csv(path).schema.names
             else:
                 continue
+            column = next((n for n in names if n in have), None)
+            if column is None:
+                continue
+            if fmt == "parquet":
+                table = pq.read_table(path, columns=[column])
+            else:
+                table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(include_columns=[column]))
         except (pa.ArrowException, OSError, KeyError):
             continue
-        if key in table.column_names:
-            columns.append(table.column(key))
+        columns.append(table.column(column))
     return _duplicates(columns)
 
 
@@ -305,7 +464,7 @@ def _duplicates(keys: list[pa.ChunkedArray]) -> list[Any]:
 
 
 # -- the stage ---------------------------------------------------------------------------
-def ingest_partition(ctx: RunContext) -> dict[str, Any]:
+def ingest_partition(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ingest stage: the run's files (a shard's share of them) into ``ingested.arrow``; rows_in."""
     from pipeline.sharding import files_of_shard
 
@@ -317,13 +476,16 @@ def ingest_partition(ctx: RunContext) -> dict[str, Any]:
         files = partition_files(job.source_root(), job.source.layout, job.source.format, day)
     with StagedWriter(ctx.path(steps.INGESTED)) as writer:
         result = ingest(files, fmt=job.source.format, inputs=ctx.card["inputs"], key=job.entity_key,
-                        partition_date=day, batch_rows=ctx.batch_rows, write=writer.write)
+                        partition_date=day, batch_rows=ctx.batch_rows, write=writer.write,
+                        rename=job.source.rename,
+                        blank_is_missing=blank_policy(ctx.card["inputs"], job.validation.blank_is_missing))
         writer.schema = writer.schema or result.schema  # an empty partition still has its schema
     spec.write_json(steps.INGEST_STATE, {"files": result.files, "duplicate_keys": result.duplicate_keys,
                                          "ignored_columns": result.ignored_columns})
     if spec.shard is None:  # a sharded run checks the whole partition in combine
-        check_not_empty(ctx, result.rows, len(files))
-    return {"rows_in": result.rows}
+        counts = counted(counts, rows_in=result.rows)
+        check_not_empty(ctx, result.rows, len(files), counts)
+    return counted(counts, rows_in=result.rows)
 
 
 def check_not_empty(ctx: RunContext, rows: int, files: int, counts: dict[str, Any] | None = None) -> None:
@@ -341,3 +503,15 @@ def check_not_empty(ctx: RunContext, rows: int, files: int, counts: dict[str, An
         )
     ctx.log.warning("partition %s is empty (%d file(s) in %s, 0 rows): continuing with zero rows "
                     "(validation.on_empty: succeed)", day, files, where)
+
+
+def original_values(row: dict[str, Any]) -> dict[str, Any]:
+    """A staged row as it arrived: invalid numbers' text (``__raw__``) and blanks read as missing
+    (``__blank__``) back in their columns; the pipeline's own ``__`` columns dropped."""
+    out = {k: v for k, v in row.items() if not k.startswith("__")}
+    for name, text in row.items():
+        for prefix in (RAW_PREFIX, BLANK_PREFIX):
+            if name.startswith(prefix) and text is not None:
+                out[name[len(prefix):]] = text
+    return out
+

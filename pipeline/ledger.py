@@ -14,7 +14,7 @@ from pipeline.store import begin
 COUNT_FIELDS = ("rows_in", "rows_valid", "rows_quarantined", "rows_scored", "rows_written")
 PUSH_COUNT_FIELDS = ("rows_not_selected", "rows_delivered", "rows_failed", "rows_dead_lettered")
 UPDATABLE = {
-    "status", "failed_stage", "error", "finished_at", "duration_s", "model_version", "sink",
+    "status", "failed_stage", "error", "finished_at", "duration_s", "model_version", "sink", "warnings",
     *COUNT_FIELDS, *PUSH_COUNT_FIELDS,
 }
 

@@ -16,19 +16,20 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from pipeline import ledger, steps, store
+from pipeline.context import counted
+from pipeline.ingest import original_values
 from pipeline.partition import parse_date
 from pipeline.staging import read_batches, staged_schema
-from pipeline.validate import original_values
 
 if TYPE_CHECKING:
     from pipeline.context import RunContext
 
 
-def persist_file(ctx: RunContext) -> dict[str, Any]:
+def persist_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str, Any]:
     """The persist stage: ``scored`` + ``quarantine`` replace the partition (nothing on a dry run)."""
     if ctx.spec.dry_run:
         ctx.log.info("persist: dry run, nothing written")
-        return {"rows_written": 0}
+        return counted(counts, rows_written=0)
     job = ctx.job
     key_type = staged_schema(ctx.parts(steps.SCORED)[0]).field(job.entity_key).type
     store.ensure_predictions(ctx.engine, job.output.table, job.entity_key,
@@ -38,7 +39,7 @@ def persist_file(ctx: RunContext) -> dict[str, Any]:
         partition_date=parse_date(ctx.spec.partition_date), batches=prediction_batches(ctx),
         quarantine=quarantine_rows(ctx),
     )
-    return {"rows_written": written}
+    return counted(counts, rows_written=written)
 
 
 def prediction_batches(ctx: RunContext) -> Iterator[pa.Table]:
@@ -76,3 +77,4 @@ def quarantine_rows(ctx: RunContext) -> Iterator[list[dict[str, Any]]]:
              "quarantined_at": now}
             for row in rows
         ]
+

@@ -24,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pipeline import steps
+from pipeline.card import MODULE_RE
 from pipeline.errors import ModelIntegrityError
 from pipeline.staging import StagedWriter, read_batches, staged_schema
 
@@ -51,23 +52,48 @@ def fingerprint(fn: Callable[..., pd.DataFrame]) -> str:
     return hashlib.sha256(inspect.getsource(fn).encode()).hexdigest()
 
 
-def spec(name: str, version: int) -> dict[str, Any]:
-    """The card entry of a transformation."""
-    return {"name": name, "version": version, "fingerprint": fingerprint(get(name, version))}
+def spec(name: str, version: int, module: str | None = None) -> dict[str, Any]:
+    """The card entry of a transformation: name, version, code fingerprint and the module that registers it."""
+    fn = get(name, version, module)
+    entry = {"name": name, "version": version, "fingerprint": fingerprint(fn)}
+    if fn.__module__ != __name__:  # found again at scoring by importing it
+        entry["module"] = fn.__module__
+    return entry
 
 
-def get(name: str, version: int) -> Callable[..., pd.DataFrame]:
-    """A registered transformation; modules named by ``scoring_pipeline.transforms`` entry points are
-    imported (they register theirs) the first time a name is not known."""
+def get(name: str, version: int, module: str | None = None) -> Callable[..., pd.DataFrame]:
+    """A registered transformation.
+
+    When ``name@version`` is not registered yet, ``module`` (the card's ``preprocess.module``) is
+    imported, then the modules named by ``scoring_pipeline.transforms`` entry points: importing
+    a module registers its transforms.
+    """
+    if (name, version) not in _TRANSFORMS and module:
+        _import(module, f"{name}@{version}")
     if (name, version) not in _TRANSFORMS:
         load_plugins()
     try:
         return _TRANSFORMS[(name, version)]
     except KeyError:
         known = ", ".join(f"{n}@{v}" for n, v in sorted(_TRANSFORMS)) or "none"
+        where = f" (module {module} registers no such transform)" if module else ""
         raise ModelIntegrityError(
-            f"preprocessing {name}@{version} is not registered (known: {known}). Install the package that "
-            f"registers it (entry point group {ENTRY_POINTS!r}) or register it with pipeline.preprocess.register."
+            f"preprocessing {name}@{version} is not registered{where} (known: {known}). Install the package that "
+            f"registers it (entry point group {ENTRY_POINTS!r}, or the card's preprocess.module), or register it "
+            "with pipeline.preprocess.register."
+        ) from None
+
+
+def _import(module: str, wanted: str) -> None:
+    """Import the module a card names for its transform (a dotted module path, never a file)."""
+    if not MODULE_RE.match(module):
+        raise ModelIntegrityError(f"preprocess.module {module!r} is not a module path such as 'acme.features'")
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise ModelIntegrityError(
+            f"preprocessing {wanted}: cannot import module {module!r} ({exc}). Install it where the pipeline "
+            "runs (every Airflow worker), or put it on PYTHONPATH."
         ) from None
 
 
@@ -95,7 +121,7 @@ def bind(fn: Callable[..., pd.DataFrame], contract: list[dict[str, Any]]) -> Tra
 def for_card(card: dict[str, Any]) -> Transform:
     """The transformation a model card was trained with (bound to its contract); refuse if its code changed."""
     entry = card.get("preprocess") or {"name": "identity", "version": 1}
-    fn = get(entry["name"], int(entry["version"]))
+    fn = get(entry["name"], int(entry["version"]), entry.get("module"))
     expected = entry.get("fingerprint")
     if expected and expected != fingerprint(fn):
         raise ModelIntegrityError(
@@ -112,8 +138,23 @@ def identity(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+@register("categories", 1)
+def categories(df: pd.DataFrame, contract: list[dict[str, Any]]) -> pd.DataFrame:
+    """Category columns as pandas Categoricals with the contract's categories.
+
+    For estimators trained on pandas ``category`` columns that read the dtype (HistGradientBoosting
+    with ``categorical_features="from_dtype"``, LightGBM): scoring reads text, this gives them
+    the dtype they were trained with.
+    """
+    out = df.copy()
+    for column in contract:
+        if column["type"] == "category" and column["name"] in out:
+            out[column["name"]] = pd.Categorical(out[column["name"]], categories=column.get("categories") or None)
+    return out
+
+
 # -- the stage ---------------------------------------------------------------------------
-def transform_file(ctx: RunContext) -> dict[str, Any]:
+def transform_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str, Any]:
     """The preprocess stage: the card's transformation over ``valid`` -> ``features`` (key and flags kept)."""
     transform = for_card(ctx.card)
     inputs = [c["name"] for c in ctx.card["inputs"]]
@@ -124,7 +165,7 @@ def transform_file(ctx: RunContext) -> dict[str, Any]:
         if writer.schema is None:  # zero valid rows: an empty file with the feature schema
             empty = staged_schema(ctx.path(steps.VALID)).empty_table().to_pandas()
             writer.schema = _features(transform, empty, inputs, key).schema
-    return {}
+    return {} if counts is None else counts
 
 
 def _features(transform: Transform, frame: pd.DataFrame, inputs: list[str], key: str) -> pa.Table:

@@ -40,7 +40,9 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from pipeline import deliveries, ledger, settings, steps
 from pipeline.config import JobConfig
 from pipeline.connections import Resolver
+from pipeline.context import counted
 from pipeline.errors import ConfigError, DeliveryError, PermanentDeliveryError
+from pipeline.partition import parse_date
 from pipeline.sinks import Batch, DeliveryFailed, Sink, open_sink
 from pipeline.staging import StagedWriter, read_batches, staged_rows, staged_schema
 
@@ -276,7 +278,7 @@ def send_all(engine: Engine, sink: Sink, cfg: Any, items: list[tuple[Batch, str 
     return tally
 
 
-def push_file(ctx: RunContext) -> dict[str, Any]:
+def push_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str, Any]:
     """The push stage: stage ``scored`` (or its top candidates) as the outbox, send it; keep none.
 
     The quarantine table is still replaced. A failed delivery raises DeliveryError carrying
@@ -291,13 +293,13 @@ def push_file(ctx: RunContext) -> dict[str, Any]:
     selected, not_selected = build_outbox(
         job, ctx.parts(steps.SCORED), outbox, partition_date=spec.partition_date, model_name=spec.model_name,
         model_version=spec.model_version, batch_rows=job.output.push.sink.batch_rows)
-    counts: dict[str, Any] = {"rows_not_selected": not_selected}
+    counts = counted(counts, rows_not_selected=not_selected)
     ctx.log.info("push: %d rows selected to send, %d not selected (%s)", selected, not_selected,
                  job.output.push.select.model_dump(exclude_none=True) or "no selection")
     if spec.dry_run:
         ctx.log.info("push: dry run, nothing sent")
-        return {**counts, "rows_delivered": 0, "rows_dead_lettered": 0, "rows_failed": 0}
-    store.replace_quarantine(ctx.engine, job_id=job.job_id, partition_date=dt.date.fromisoformat(spec.partition_date),
+        return counted(counts, rows_delivered=0, rows_dead_lettered=0, rows_failed=0)
+    store.replace_quarantine(ctx.engine, job_id=job.job_id, partition_date=parse_date(spec.partition_date),
                              quarantine=persist.quarantine_rows(ctx))
     try:
         counts.update(push_partition(

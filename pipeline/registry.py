@@ -5,7 +5,17 @@ Layout (``SCORING_MODELS_DIR``, default ``<SCORING_HOME>/models``)::
     models/<name>/v<version>/model.joblib   the fitted scikit-learn estimator
     models/<name>/v<version>/card.json      the model card (inputs, outputs, stats, sha256)
     models/<name>/v<version>/golden.parquet a few training rows with the scores they got
-    models/<name>/aliases.json              {"aliases": {...}, "history": [...]}
+    models/<name>/archive/v<version>/       an archived version: kept, but not listed or resolvable
+    models/<name>/aliases.json              {"aliases": {...}, "history": [...], "last_version": N}
+
+A version's lifecycle: registered (live) -> archived (``archive``; ``restore`` brings it back)
+-> deleted (``delete``, archived versions only). A version an alias points at cannot be
+archived. Version numbers are never reused, not even a deleted one's (``last_version``).
+
+Every change is a ``history`` entry with ``event``, ``at`` (UTC) and ``by`` (login name):
+``promote`` and ``rollback`` also carry ``alias``, ``from`` and ``to``; ``archive``,
+``restore`` and ``delete`` carry ``version``. Entries written before events were recorded
+have no ``event`` key and count as promotes.
 
 Loading checks the artifact's sha256 against the card *before* unpickling it.
 """
@@ -13,6 +23,7 @@ Loading checks the artifact's sha256 against the card *before* unpickling it.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import getpass
 import hashlib
 import json
@@ -20,17 +31,23 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipeline import settings
+from pipeline.card import parse
 from pipeline.config import check_identifier
-from pipeline.errors import ModelIntegrityError, ModelNotFoundError
+from pipeline.errors import ConfigError, ModelIntegrityError, ModelNotFoundError
 
 ARTIFACT = "model.joblib"
 CARD = "card.json"
 GOLDEN = "golden.parquet"
+ARCHIVE = "archive"
+ALIASES = "aliases.json"
+PROMOTE, ROLLBACK, ARCHIVED, RESTORE, DELETE = "promote", "rollback", "archive", "restore", "delete"
 
 
 def sha256_of(path: Path) -> str:
@@ -77,35 +94,62 @@ class Registry:
 
     # -- reading ------------------------------------------------------------------
     def names(self) -> list[str]:
+        """Models with at least one live or archived version."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and any(p.glob("v*/" + CARD)))
+        return sorted(p.name for p in self.root.iterdir()
+                      if p.is_dir() and (any(p.glob("v*/" + CARD)) or any(p.glob(f"{ARCHIVE}/v*/{CARD}"))))
 
     def versions(self, name: str) -> list[int]:
-        folder = self.root / name
-        found = []
-        for card in folder.glob(f"v*/{CARD}"):
-            try:
-                found.append(int(card.parent.name[1:]))
-            except ValueError:
-                continue
-        return sorted(found)
+        """The live versions of a model (archived ones are not listed)."""
+        return _versions_in(self.root / name)
+
+    def archived(self, name: str) -> list[int]:
+        """The archived versions of a model."""
+        return _versions_in(self.root / name / ARCHIVE)
 
     def aliases(self, name: str) -> dict[str, int]:
         return dict(self._alias_doc(name)["aliases"])
 
     def history(self, name: str) -> list[dict[str, Any]]:
-        return list(self._alias_doc(name)["history"])
+        """Every promote, rollback, archive, restore and delete, oldest first (each with its ``event``)."""
+        return [{"event": PROMOTE, **h} for h in self._alias_doc(name)["history"]]
+
+    def describe(self, name: str) -> list[dict[str, Any]]:
+        """One row per live and archived version: status, the aliases pointing at it, card facts."""
+        aliases = self.aliases(name)
+        rows = []
+        folders = [(v, "live", self.root / name / f"v{v}") for v in self.versions(name)]
+        folders += [(v, "archived", self.root / name / ARCHIVE / f"v{v}") for v in self.archived(name)]
+        for version, status, path in sorted(folders):
+            card = json.loads((path / CARD).read_text())
+            rows.append({
+                "version": version,
+                "status": status,
+                "aliases": sorted(a for a, v in aliases.items() if v == version),
+                "registered_at": card.get("registered_at"),
+                "task": card.get("task"),
+                "metrics": card.get("metrics", {}),
+                "sklearn_version": card.get("sklearn_version"),
+            })
+        return rows
 
     def _alias_doc(self, name: str) -> dict[str, Any]:
-        path = self.root / name / "aliases.json"
-        if not path.exists():
-            return {"aliases": {}, "history": []}
-        return json.loads(path.read_text())
+        path = self.root / name / ALIASES
+        doc = json.loads(path.read_text()) if path.exists() else {}
+        doc.setdefault("aliases", {})
+        doc.setdefault("history", [])
+        return doc
 
     def resolve(self, name: str, ref: str | int) -> ModelVersion:
         """Resolve a version number or alias; an unknown one lists what exists."""
         versions = self.versions(name)
+        if not versions and self.archived(name):
+            raise ModelNotFoundError(
+                f"model {name!r} has no live version in {self.root}, only archived ones "
+                f"({', '.join(f'v{v}' for v in self.archived(name))}): restore one (`scoring models restore "
+                f"{name} N`) or register a new version."
+            )
         if not versions:
             known = ", ".join(self.names()) or "none"
             raise ModelNotFoundError(
@@ -121,13 +165,19 @@ class Registry:
         else:
             version = -1
         if version not in versions:
+            if version in self.archived(name):
+                raise ModelNotFoundError(
+                    f"model {name!r} v{version} is archived ({self.root / name / ARCHIVE / f'v{version}'}): "
+                    f"restore it first (`scoring models restore {name} {version}`) to use it. Live versions: "
+                    f"{', '.join(map(str, versions))}."
+                )
             raise ModelNotFoundError(
                 f"model {name!r} has no version or alias {text!r}. Known versions: "
                 f"{', '.join(map(str, versions))}; aliases: "
                 f"{', '.join(f'{a}->v{v}' for a, v in sorted(aliases.items())) or 'none'}."
             )
         path = self.root / name / f"v{version}"
-        card = json.loads((path / CARD).read_text())
+        card = parse(json.loads((path / CARD).read_text()), f"the card of model {name} v{version} ({path / CARD})")
         return ModelVersion(name, version, path, card)
 
     def load(self, mv: ModelVersion) -> Any:
@@ -175,9 +225,15 @@ class Registry:
         golden: Path | None = None,
         alias: str | None = None,
     ) -> ModelVersion:
-        """Copy an artifact in as the next version, with its card and sha256."""
+        """Check the card (its schema, then against the estimator), copy the artifact in as the next version.
+
+        The check unpickles ``artifact``: the caller's own file, before it enters the registry.
+        """
+        from pipeline.onboard import check_registration
+
         check_identifier(name, "model name")
-        version = max(self.versions(name), default=0) + 1
+        check_registration(card, artifact, golden)
+        version = self._next_version(name)
         final = self.root / name / f"v{version}"
         tmp = Path(tempfile.mkdtemp(dir=self._ensure(self.root / name), prefix=f".v{version}."))
         shutil.copyfile(artifact, tmp / ARTIFACT)
@@ -200,34 +256,173 @@ class Registry:
     def promote(self, name: str, version: int, alias: str = "champion") -> None:
         """Point ``alias`` at ``version``, keeping the history for rollback."""
         check_identifier(alias, "alias")
-        if version not in self.versions(name):
-            self.resolve(name, version)  # raises with the known versions
-        doc = self._alias_doc(name)
-        doc["history"].append(
-            {
-                "alias": alias,
-                "from": doc["aliases"].get(alias),
-                "to": version,
-                "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "by": _user(),
-            }
-        )
-        doc["aliases"][alias] = version
-        _write_json_atomic(self.root / name / "aliases.json", doc)
+        with self._locked(name):
+            self._move_alias(name, alias, version, PROMOTE)
 
-    def rollback(self, name: str, alias: str = "champion") -> int:
-        """Move ``alias`` back to the version it pointed at before its last move."""
-        moves = [h for h in self.history(name) if h["alias"] == alias]
-        if not moves or moves[-1]["from"] is None:
-            raise ModelNotFoundError(f"alias {alias!r} of model {name!r} has no earlier version to roll back to")
-        previous = int(moves[-1]["from"])
-        self.promote(name, previous, alias)
-        return previous
+    def rollback(self, name: str, alias: str = "champion", to: int | None = None) -> int:
+        """Move ``alias`` back one step of its promote history, or to the live version ``to``; return it.
+
+        The alias's history is a stack: a promote pushes its version, a rollback pops one, so
+        rollbacks in a row after promoting v1, v2, v3 go v3 -> v2 -> v1.
+        """
+        with self._locked(name):
+            if to is None:
+                stack = self._alias_stack(name, alias)
+                if len(stack) < 2:
+                    raise ModelNotFoundError(
+                        f"alias {alias!r} of model {name!r} has no earlier version to roll back to "
+                        f"(it points at {_v(stack[-1] if stack else None)} and was never promoted from another "
+                        "version, or every earlier one was rolled back already). Promote a version, or roll "
+                        f"back to an explicit one (`scoring models rollback {name} --alias {alias} --to N`)."
+                    )
+                to = stack[-2]
+                if to not in self.versions(name):
+                    state = "archived" if to in self.archived(name) else "deleted"
+                    raise ModelNotFoundError(
+                        f"alias {alias!r} of model {name!r} would roll back to v{to}, but v{to} is {state}. "
+                        + (f"Restore it first (`scoring models restore {name} {to}`), or " if state == "archived" else "")
+                        + f"roll back to an explicit live version (`scoring models rollback {name} --alias {alias} "
+                        f"--to N`; live: {', '.join(f'v{v}' for v in self.versions(name))})."
+                    )
+            self._move_alias(name, alias, int(to), ROLLBACK)
+        return int(to)
+
+    def archive(self, name: str, version: int) -> Path:
+        """Move a live version no alias points at to ``archive/``; return its new folder."""
+        with self._locked(name):
+            live = self._live_path(name, version)
+            pointing = sorted(a for a, v in self.aliases(name).items() if v == version)
+            if pointing:
+                raise ConfigError(
+                    f"model {name!r} v{version} cannot be archived: alias(es) {', '.join(pointing)} point at it. "
+                    f"Promote another version first (e.g. 'scoring models promote {name} N --alias "
+                    f"{pointing[0]}'), then archive v{version}."
+                )
+            target = self._ensure(self.root / name / ARCHIVE) / f"v{version}"
+            if target.exists():
+                raise ConfigError(f"model {name!r} v{version}: {target} exists already; move it away first")
+            os.rename(live, target)
+            self._record(name, {"event": ARCHIVED, "version": version})
+        return target
+
+    def restore(self, name: str, version: int) -> ModelVersion:
+        """Move an archived version back among the live ones."""
+        with self._locked(name):
+            archived = self._archived_path(name, version)
+            target = self.root / name / f"v{version}"
+            if target.exists():
+                raise ConfigError(f"model {name!r} v{version}: {target} exists already; move it away first")
+            os.rename(archived, target)
+            self._record(name, {"event": RESTORE, "version": version})
+        return self.resolve(name, version)
+
+    def delete(self, name: str, version: int) -> None:
+        """Remove an archived version for good (its number is never given out again)."""
+        with self._locked(name):
+            if version in self.versions(name):
+                raise ConfigError(
+                    f"model {name!r} v{version} is live: only an archived version can be deleted. "
+                    f"Archive it first (`scoring models archive {name} {version}`), then delete it."
+                )
+            archived = self._archived_path(name, version)
+            doc = self._alias_doc(name)
+            doc["last_version"] = max(self._next_version(name) - 1, version)
+            _write_json_atomic(self.root / name / ALIASES, doc)  # before the folder goes: never reused
+            trash = Path(tempfile.mkdtemp(dir=archived.parent, prefix=f".deleting-v{version}."))
+            os.rename(archived, trash / archived.name)
+            self._record(name, {"event": DELETE, "version": version})
+            shutil.rmtree(trash)
+
+    # -- helpers ------------------------------------------------------------------
+    def _next_version(self, name: str) -> int:
+        """One more than any version ever registered: live, archived or deleted."""
+        used = [*self.versions(name), *self.archived(name), int(self._alias_doc(name).get("last_version") or 0)]
+        return max(used, default=0) + 1
+
+    def _live_path(self, name: str, version: int) -> Path:
+        if version not in self.versions(name):
+            where = "is archived already" if version in self.archived(name) else "is not registered"
+            raise ModelNotFoundError(
+                f"model {name!r} v{version} {where}. Live versions: "
+                f"{', '.join(map(str, self.versions(name))) or 'none'}."
+            )
+        return self.root / name / f"v{version}"
+
+    def _archived_path(self, name: str, version: int) -> Path:
+        if version not in self.archived(name):
+            where = "is live, not archived" if version in self.versions(name) else "is not archived"
+            raise ModelNotFoundError(
+                f"model {name!r} v{version} {where}. Archived versions: "
+                f"{', '.join(map(str, self.archived(name))) or 'none'}."
+            )
+        return self.root / name / ARCHIVE / f"v{version}"
+
+    def _alias_stack(self, name: str, alias: str) -> list[int]:
+        """Replay the alias's history: a promote pushes its version, a rollback pops back to its target."""
+        stack: list[int] = []
+        for entry in self.history(name):
+            if entry.get("alias") != alias:
+                continue
+            to = int(entry["to"])
+            if entry["event"] == ROLLBACK:
+                if to in stack:  # back to where it was (its latest place): drop what came after
+                    del stack[len(stack) - stack[::-1].index(to):]
+                    continue
+                if stack:  # an explicit version it never had: it replaces the one rolled back from
+                    stack.pop()
+            if not stack or stack[-1] != to:
+                stack.append(to)
+        return stack
+
+    def _move_alias(self, name: str, alias: str, version: int, event: str) -> None:
+        if version not in self.versions(name):
+            self.resolve(name, version)  # raises with the known versions (or says it is archived)
+        doc = self._alias_doc(name)
+        doc["history"].append({"event": event, "alias": alias, "from": doc["aliases"].get(alias), "to": version,
+                               "at": _now(), "by": _user()})
+        doc["aliases"][alias] = version
+        _write_json_atomic(self.root / name / ALIASES, doc)
+
+    def _record(self, name: str, entry: dict[str, Any]) -> None:
+        doc = self._alias_doc(name)
+        doc["history"].append({**entry, "at": _now(), "by": _user()})
+        _write_json_atomic(self.root / name / ALIASES, doc)
+
+    @contextmanager
+    def _locked(self, name: str) -> Iterator[None]:
+        """One change of a model's aliases or versions at a time (two promotes, a promote and an archive)."""
+        folder = self.root / name
+        if not folder.is_dir():
+            self.resolve(name, 0)  # raises: not registered, naming the models that are
+        with (folder / ".lock").open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     @staticmethod
     def _ensure(path: Path) -> Path:
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+def _versions_in(folder: Path) -> list[int]:
+    found = []
+    for card in folder.glob(f"v*/{CARD}"):
+        try:
+            found.append(int(card.parent.name[1:]))
+        except ValueError:
+            continue
+    return sorted(found)
+
+
+def _v(version: int | None) -> str:
+    return "nothing" if version is None else f"v{version}"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def _user() -> str:

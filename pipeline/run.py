@@ -1,6 +1,6 @@
 """The run lifecycle: open a run, run its steps with their bookkeeping, finalize it.
 
-A step's work lives in its stage module (``STAGES`` names the function); this module only
+A step's work lives in its stage module (``stages()`` names the function); this module only
 starts the run, times each step, records its counts in the ledger (or, on failure, the
 error and what was counted) and closes the run. The DAG's tasks, the sharded path
 (``pipeline.sharding``) and ``scoring run`` (``pipeline.local``) all call ``run_step``
@@ -25,7 +25,7 @@ from pipeline.partition import data_files, parse_date, partition_dir
 from pipeline.registry import Registry
 from pipeline.staging import RunSpec, safe_name
 
-StageFn = Callable[[RunContext], dict[str, Any]]
+StageFn = Callable[[RunContext, dict[str, Any]], dict[str, Any]]
 
 
 def stages() -> dict[str, StageFn]:
@@ -124,7 +124,7 @@ def run_step(ctx: RunContext, step: steps.Step) -> dict[str, Any]:
     """Run one step of ``pipeline.steps`` on the run's staged data, with its bookkeeping."""
     with stage(ctx, step.name) as counts:
         check_inputs(ctx, step)
-        counts.update(stages()[step.name](ctx))
+        stages()[step.name](ctx, counts)  # the stage fills counts as it goes: a late failure keeps them
     return counts
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pipeline import ledger, preprocess, steps
-from pipeline.context import Progress
+from pipeline.context import Progress, counted
 from pipeline.errors import ModelIntegrityError
 from pipeline.registry import ModelVersion, Registry
 from pipeline.staging import StagedWriter, read_batches, staged_rows, staged_schema
@@ -84,7 +84,7 @@ def verify_golden(scorer: Scorer) -> None:
 
 
 # -- the stage ---------------------------------------------------------------------------
-def score_file(ctx: RunContext) -> dict[str, Any]:
+def score_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str, Any]:
     """The score stage: the pinned model (sha256, golden rows checked) over ``features`` -> ``scored``.
 
     Then the drift check over the partition (``drift.check``), unless the run is sharded: a
@@ -92,7 +92,7 @@ def score_file(ctx: RunContext) -> dict[str, Any]:
     """
     from pipeline import drift
 
-    scorer = scorer_for(Registry(), ctx.model)
+    scorer = scorer_for(Registry(), ctx.pinned())
     source = ctx.path(steps.FEATURES)
     key = ctx.job.entity_key
     schema = scored_schema(key, staged_schema(source).field(key).type)
@@ -102,9 +102,9 @@ def score_file(ctx: RunContext) -> dict[str, Any]:
             writer.write(score_batch(scorer, batch, key, schema))
             progress.add(batch.num_rows)
     ctx.spec.write_json(steps.SCORE_STATE, {"scored_at": ledger.now().isoformat()})
-    counts = {"rows_scored": writer.rows}
+    counts = counted(counts, rows_scored=writer.rows)
     if ctx.spec.shard is None:
-        drift.check(ctx, writer.rows, counts)
+        drift.check(ctx, writer.rows, counts)  # adds counts["warnings"] if the card has no drift statistics
     return counts
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import ledger, steps
+from pipeline.context import counted
 from pipeline.partition import parse_date, partition_files
 from pipeline.staging import RunSpec
 
@@ -47,7 +48,7 @@ def plan(ctx: RunContext) -> tuple[RunSpec, list[RunSpec]]:
     files = partition_files(job.source_root(), job.source.layout, job.source.format, parse_date(spec.partition_date))
     shards = max(1, min(job.source.shards, len(files)))
     root = replace(spec, shards=shards, shard=None)
-    duplicates = partition_keys(files, job.source.format, job.entity_key)
+    duplicates = partition_keys(files, job.source.format, job.entity_key, job.source.rename)
     root.run_dir.mkdir(parents=True, exist_ok=True)
     root.write_json(steps.PLAN_STATE, {"duplicate_keys": duplicates, "files": [str(f) for f in files]})
     ctx.log.info("planned %d shard(s) over %d file(s); %d duplicate key(s) across the partition", shards,
@@ -64,19 +65,19 @@ def score_shard(ctx: RunContext) -> dict[str, Any]:
     return ctx.spec.read_json(steps.SHARD_STATE)["counts"]
 
 
-def combine(ctx: RunContext) -> dict[str, Any]:
+def combine(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str, Any]:
     """After every shard: add up their counts in the ledger, apply the threshold and drift to the partition."""
     from pipeline import drift, ingest, validate
 
     spec = ctx.spec
     shard_specs = [spec.for_shard(i) for i in range(spec.shards)]
     states = [s.read_json(steps.SHARD_STATE) for s in shard_specs]
-    counts = {field: sum(int(st["counts"].get(field, 0)) for st in states)
-              for field in ("rows_in", "rows_valid", "rows_quarantined", "rows_scored")}
+    counts = counted(counts, **{field: sum(int(st["counts"].get(field, 0)) for st in states)
+                                for field in ("rows_in", "rows_valid", "rows_quarantined", "rows_scored")})
     for step in steps.SCORING:  # wall time of the slowest shard
         ledger.update(ctx.engine, spec.job_id, spec.run_id, spec.attempt, stage=step.name,
                       seconds=max(st["seconds"].get(step.name, 0.0) for st in states))
-    planned = spec.read_json(steps.PLAN_STATE)["files"]
+    planned = spec.read_json(steps.PLAN_STATE, run_level=True)["files"]
     ingest.check_not_empty(ctx, counts["rows_in"], len(planned), counts)
     unexpected: dict[str, int] = {}
     for i in range(spec.shards):

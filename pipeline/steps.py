@@ -1,7 +1,7 @@
 """The shape of a run, declared once: its steps in order and the staged datasets each reads and writes.
 
 The DAG factory, the sharded path and the local runner (``scoring run``) all follow this
-table; the function that does a step's work is named in ``pipeline.run.STAGES``. Nothing
+table; the function that does a step's work is named in ``pipeline.run.stages()``. Nothing
 heavy is imported here, so the DAG file can read the table while it parses.
 
 Staged datasets are files in the run's staging area (``RunSpec.path(name)``): Arrow IPC

@@ -11,34 +11,28 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import logging
+import os
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from pipeline import connections, settings
-from pipeline.config import check_identifier
+from pipeline.config import PREDICTION_COLUMNS, check_column_name, check_identifier
 from pipeline.connections import Conn
 from pipeline.errors import ConfigError, StoreError
 
 log = logging.getLogger(__name__)
 
-PREDICTION_COLUMNS = [
-    "partition_date",
-    "prediction",
-    "score",
-    "model_name",
-    "model_version",
-    "run_id",
-    "scored_at",
-    "flags",
-]
+# PREDICTION_COLUMNS, the predictions table's columns besides the entity key, is defined in config
+# (which refuses an entity key named like one of them) and read by everyone as store.PREDICTION_COLUMNS
 CONNECT_ATTEMPTS = 3
 LIBPQ_EXTRA = ("options", "sslmode", "sslrootcert", "connect_timeout", "application_name")
 
@@ -52,16 +46,23 @@ def url_from_connection(
     port: int | None = None,
     schema: str | None = None,
     extra: dict[str, Any] | None = None,
+    *,
+    query_keys: tuple[str, ...] | None = LIBPQ_EXTRA,
 ) -> str:
-    """SQLAlchemy URL of an Airflow-style connection (sqlite or postgres)."""
+    """SQLAlchemy URL of an Airflow-style connection (sqlite or postgres).
+
+    Args:
+        query_keys: which ``extra`` keys become URL query parameters: the libpq settings Airflow
+            keeps in a stored connection's extra, or None for all (a URI's own query string).
+    """
     if extra and extra.get("sqlalchemy_url"):
         return str(extra["sqlalchemy_url"])
+    query = {k: str(v) for k, v in (extra or {}).items()
+             if (query_keys is None or k in query_keys) and not isinstance(v, dict | list)}
     kind, _, driver = (conn_type or "").lower().partition("+")
     if kind == "sqlite":  # Airflow keeps the file in host; a sqlite:////abs/path URI has it in the path
-        return f"sqlite:///{host or schema or ''}"
+        return f"sqlite:///{host or schema or ''}" + (f"?{urlencode(query)}" if query else "")
     if kind in ("postgres", "postgresql"):
-        # libpq settings that Airflow keeps in the connection's extra
-        query = {k: str(v) for k, v in (extra or {}).items() if k in LIBPQ_EXTRA}
         url = sa.URL.create(
             f"postgresql+{driver or 'psycopg'}", username=login or None, password=password or None,
             host=host or None, port=port or None, database=schema or None, query=query,
@@ -70,26 +71,31 @@ def url_from_connection(
     raise ConfigError(f"connection type {conn_type!r} is not supported: use sqlite or postgres")
 
 
-def database_url(conn: Conn) -> str:
-    """SQLAlchemy URL of a parsed connection (``pipeline.connections``)."""
+def database_url(conn: Conn, whole_query: bool = False) -> str:
+    """SQLAlchemy URL of a parsed connection (``pipeline.connections``); ``whole_query``: it came from a
+    URI, whose every query parameter is kept (a stored connection's extra keeps its libpq settings only)."""
     return url_from_connection(conn.conn_type, conn.host, conn.login, conn.password, conn.port, conn.schema,
-                               conn.extra)
+                               conn.extra, query_keys=None if whole_query else LIBPQ_EXTRA)
 
 
 def url_from_uri(uri: str) -> str:
     """SQLAlchemy URL of an Airflow connection URI or JSON (as in AIRFLOW_CONN_* variables)."""
-    return database_url(connections.from_uri("db", uri))
+    return database_url(connections.from_uri("db", uri), whole_query=not uri.strip().startswith("{"))
 
 
 def resolve_url(conn_id: str, resolver: connections.Resolver | None = None) -> str:
     """The output database of a job: ``AIRFLOW_CONN_<ID>`` first, else ``resolver`` (Airflow's store)."""
-    if resolver is None and not connections.in_environment(conn_id):
+    env = os.environ.get(connections.env_var(conn_id))
+    if env:
+        connections.get(conn_id)  # the same checks and messages as every connection
+        return url_from_uri(env)
+    if resolver is None:
         raise ConfigError(
             f"no database connection {conn_id!r}: set AIRFLOW_CONN_{conn_id.upper()} "
             "(e.g. sqlite:////abs/path/scoring.db or postgresql://user@host:5432/db) "
             "or create the Airflow connection"
         )
-    return database_url(connections.get(conn_id, resolver))
+    return database_url(resolver(conn_id))
 
 
 @lru_cache(maxsize=16)
@@ -145,7 +151,23 @@ def begin(engine: Engine) -> Iterator[Connection]:
 
 # -- schema --------------------------------------------------------------------------
 def _quote(engine: Engine | Connection, name: str) -> str:
+    """A table or view name: a lower-case identifier (``check_identifier``), quoted."""
     return engine.dialect.identifier_preparer.quote(check_identifier(name))
+
+
+def quote_column(engine: Engine | Connection, name: str, what: str = "entity_key") -> str:
+    """A column name from the job or the card (any case, spaces, quotes...), validated and quoted.
+
+    The dialect's identifier preparer doubles an embedded double quote, so the name can never
+    end the identifier early; ``check_column_name`` refuses what no database should hold.
+    """
+    return engine.dialect.identifier_preparer.quote_identifier(check_column_name(name, what))
+
+
+def _prediction_columns(engine: Engine | Connection, key: str) -> list[str]:
+    """The quoted columns of a predictions table's rows: the entity key, then ``PREDICTION_COLUMNS``."""
+    preparer = engine.dialect.identifier_preparer
+    return [quote_column(engine, key), *(preparer.quote(c) for c in PREDICTION_COLUMNS)]
 
 
 def _statements(sql: str) -> list[str]:
@@ -154,9 +176,17 @@ def _statements(sql: str) -> list[str]:
     return [s.strip() for s in body.split(";") if s.strip()]
 
 
+COLUMN_PLACEHOLDERS = ("key",)  # the entity key: a column name from the job file, any case and spelling
+
+
 def render_sql(engine: Engine | Connection, filename: str, **identifiers: str) -> list[str]:
-    """Statements of ``sql/<filename>`` with validated, quoted identifiers filled in."""
-    names = {k: _quote(engine, v) for k, v in identifiers.items() if k != "key_type"}
+    """Statements of ``sql/<filename>`` with validated, quoted identifiers filled in.
+
+    ``{key}`` is a column name (``check_column_name``, always quoted); every other placeholder but
+    ``{key_type}`` is a table or view name (``check_identifier``).
+    """
+    names = {k: quote_column(engine, v) if k in COLUMN_PLACEHOLDERS else _quote(engine, v)
+             for k, v in identifiers.items() if k != "key_type"}
     if "key_type" in identifiers:
         names["key_type"] = {"int": "BIGINT", "str": "TEXT"}[identifiers["key_type"]]
     return [stmt.format(**names) for stmt in _statements((settings.sql_dir() / filename).read_text())]
@@ -241,6 +271,7 @@ def replace_partition(
         quarantine: lists of quarantine rows (dicts of the scoring_quarantine columns).
     """
     qt = _quote(engine, table)
+    check_column_name(key, "entity_key")  # a bad name is the job file's error, not the database's
     written = 0
     started = time.perf_counter()
     columns = [key, *PREDICTION_COLUMNS]
@@ -252,7 +283,7 @@ def replace_partition(
                 conn.execute(sa.text(f"DELETE FROM {qt} WHERE partition_date = :d"), {"d": partition_date})
                 _delete_quarantine(conn, job_id, partition_date)
                 for batch in batches:
-                    written += _insert(conn, qt, columns, batch.select(columns))
+                    written += _insert(conn, qt, key, batch.select(columns))
                 _insert_quarantine(conn, quarantine)
     except Exception as exc:
         if not _is_db_error(exc):
@@ -324,10 +355,17 @@ def libpq_uri(engine: Engine) -> str:
 
 def _replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, partition_date: dt.date,
                   batches: Iterable[pa.Table], quarantine: Iterable[list[dict[str, Any]]]) -> int:
-    """PostgreSQL: delete the partition and stream the new rows by binary COPY, in one ADBC transaction."""
+    """PostgreSQL: delete the partition and stream the new rows by binary COPY, in one ADBC transaction.
+
+    ``adbc_ingest`` (adbc-driver-postgresql 1.13) matches the Arrow columns to the table's by
+    name and quotes them itself in its COPY, embedded double quotes included: the entity key
+    may have any name ``check_column_name`` accepts. tests/integration/test_user_columns.py
+    writes keys with a space, mixed case and a double quote through this path.
+    """
     import adbc_driver_postgresql.dbapi as adbc
 
     check_identifier(table)
+    check_column_name(columns[0], "entity_key")
     qt = engine.dialect.identifier_preparer.quote(table)
     pending = iter(batches)
     first = next(pending, None)
@@ -365,9 +403,10 @@ def _replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, p
     return written
 
 
-def _insert(conn: Connection, qtable: str, columns: list[str], batch: pa.Table) -> int:
-    """SQLite: executemany (PostgreSQL takes ADBC, see _replace_adbc)."""
-    quoted = ", ".join(_quote(conn, c) for c in columns)
+def _insert(conn: Connection, qtable: str, key: str, batch: pa.Table) -> int:
+    """SQLite: executemany (PostgreSQL takes ADBC, see _replace_adbc) of the key and ``PREDICTION_COLUMNS``."""
+    columns = [key, *PREDICTION_COLUMNS]
+    quoted = ", ".join(_prediction_columns(conn, key))
     marks = ", ".join("?" for _ in columns)
     rows = list(zip(*(batch.column(c).to_pylist() for c in columns), strict=True))
     conn.exec_driver_sql(f"INSERT INTO {qtable} ({quoted}) VALUES ({marks})", rows)

@@ -19,9 +19,9 @@ import pandas as pd
 import pyarrow as pa
 
 from pipeline import settings, steps
-from pipeline.context import Progress
+from pipeline.context import Progress, counted
 from pipeline.errors import ConfigError, ValidationFailedError
-from pipeline.ingest import RAW_PREFIX, numeric_columns
+from pipeline.ingest import RAW_PREFIX, numeric_columns, original_values
 from pipeline.staging import (
     RunSpec,
     StagedWriter,
@@ -290,7 +290,7 @@ def duplicate_keys_of(ctx: RunContext) -> list[Any]:
     return list(spec.read_json(steps.INGEST_STATE)["duplicate_keys"])
 
 
-def validate_file(ctx: RunContext) -> dict[str, Any]:
+def validate_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str, Any]:
     """The validate stage: ``ingested`` -> ``valid`` + ``quarantine``, a report, then the threshold."""
     source = ctx.path(steps.INGESTED)
     schema = staged_schema(source)
@@ -307,9 +307,10 @@ def validate_file(ctx: RunContext) -> dict[str, Any]:
                 bad.write(rejected)
             flagged += n_flagged
             progress.add(batch.num_rows)
-    counts = {"rows_valid": good.rows, "rows_quarantined": bad.rows}
+    counts = counted(counts, rows_valid=good.rows, rows_quarantined=bad.rows)
     summary = validator.report()
-    report_path = write_report(ctx, summary, rows_in=total, **counts, rows_flagged=flagged)
+    report_path = write_report(ctx, summary, rows_in=total, rows_valid=good.rows, rows_quarantined=bad.rows,
+                               rows_flagged=flagged)
     if ctx.spec.shard is None:  # a sharded run applies the threshold to the whole partition in combine
         check_threshold(ctx, total, bad.rows, summary["unexpected_counts"], report_path, counts)
     return counts
@@ -383,12 +384,3 @@ def sample(path: Path, n: int) -> list[dict[str, Any]]:
         if len(rows) >= n:
             break
     return rows
-
-
-def original_values(row: dict[str, Any]) -> dict[str, Any]:
-    """A row as it arrived: ``__raw__`` text back in its column, bookkeeping columns dropped."""
-    out = {k: v for k, v in row.items() if not k.startswith("__")}
-    for k, v in row.items():
-        if k.startswith(RAW_PREFIX) and v is not None:
-            out[k[len(RAW_PREFIX):]] = v
-    return out

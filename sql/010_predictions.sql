@@ -1,4 +1,5 @@
--- One predictions table per job; {predictions} and {key} are validated identifiers.
+-- One predictions table per job; {predictions} is a validated lower-case identifier, {key} the
+-- job's entity key column (any name check_column_name accepts, always quoted by the store).
 -- One row per entity per partition, with the model version and run behind it.
 CREATE TABLE IF NOT EXISTS {predictions} (
     partition_date  DATE NOT NULL,

@@ -1,4 +1,4 @@
--- Views for analysts over one predictions table.
+-- Views for analysts over one predictions table ({key}: the quoted entity key column).
 -- {latest}: the most recent prediction of every entity.
 DROP VIEW IF EXISTS {latest};
 CREATE VIEW {latest} AS

@@ -21,6 +21,7 @@ from airflow.sdk.exceptions import (
 
 from pipeline import steps
 from pipeline.config import JobConfig, load_jobs
+from pipeline.errors import ScoringError
 from pipeline.partition import resolve_partition_date
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def retryable(exc: BaseException) -> bool:
     """Whether a task's retry can fix this error (the exception class says; see pipeline.errors)."""
     if isinstance(exc, AirflowNotFoundException):  # a connection that is not defined
         return False
-    return bool(getattr(exc, "retryable", True))
+    return exc.retryable if isinstance(exc, ScoringError) else True
 
 
 def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -111,6 +112,7 @@ def do_step(step: steps.Step) -> Any:
         run.run_step(_context(job, url, spec), step)
         return spec
 
+    work.__doc__ = f"{step.name}: {step.doc}."
     return work
 
 

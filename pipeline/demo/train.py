@@ -21,6 +21,7 @@ from pipeline import preprocess
 from pipeline.demo import data as demo_data
 from pipeline.demo import transforms  # noqa: F401 - registers churn_features@1 and @2
 from pipeline.registry import ModelVersion, Registry
+from pipeline.stats import categorical_stats, numeric_stats
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,6 @@ CHURN_CONTRACT: list[dict[str, Any]] = [
     {"name": "region", "type": "category", "nullable": False},
     {"name": "plan", "type": "category", "nullable": False},
 ]
-DRIFT_BINS = 10
 
 
 def build_estimator(categorical: list[str]) -> Any:
@@ -52,33 +52,6 @@ def build_estimator(categorical: list[str]) -> Any:
 
     return HistGradientBoostingClassifier(max_iter=150, learning_rate=0.08, max_leaf_nodes=31, random_state=0,
                                           categorical_features=categorical)
-
-
-def numeric_stats(values: pd.Series) -> dict[str, Any]:
-    """Training statistics of a numeric input: moments, nulls and decile bins for PSI."""
-    clean = values.dropna().astype("float64")
-    edges = np.unique(np.quantile(clean, np.linspace(0, 1, DRIFT_BINS + 1))) if len(clean) else np.array([])
-    counts = np.histogram(clean, bins=edges)[0] if len(edges) > 1 else np.array([len(clean)])
-    return {
-        "kind": "numeric",
-        "mean": float(clean.mean()) if len(clean) else None,
-        "std": float(clean.std()) if len(clean) else None,
-        "min": float(clean.min()) if len(clean) else None,
-        "max": float(clean.max()) if len(clean) else None,
-        "null_share": float(values.isna().mean()),
-        "bin_edges": [float(e) for e in edges],
-        "bin_shares": [float(c) / max(len(clean), 1) for c in counts],
-    }
-
-
-def categorical_stats(values: pd.Series) -> dict[str, Any]:
-    """Training statistics of a categorical input: category shares and nulls."""
-    shares = values.dropna().astype(str).value_counts(normalize=True).sort_index()
-    return {
-        "kind": "categorical",
-        "null_share": float(values.isna().mean()),
-        "shares": {str(k): float(v) for k, v in shares.items()},
-    }
 
 
 def train_churn(

@@ -14,6 +14,12 @@ from pipeline.errors import ConfigError
         ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
         ('{"conn_type": "postgres", "host": "db", "login": "u", "schema": "s", "port": 5433}',
          "postgresql+psycopg://u@db:5433/s"),
+        # a URI's whole query string is the caller's: libpq keys beyond Airflow's extras are kept
+        ("postgresql:///db?host=/var/run/postgresql", "postgresql+psycopg:///db?host=%2Fvar%2Frun%2Fpostgresql"),
+        ("postgresql://u@h/db?sslcert=/c.pem&keepalives=1&target_session_attrs=read-write",
+         "postgresql+psycopg://u@h/db?keepalives=1&sslcert=%2Fc.pem&target_session_attrs=read-write"),
+        ("sqlite:////abs/x.db?mode=ro", "sqlite:////abs/x.db?mode=ro"),
+        ("postgresql://u:p%40x@h:5432/db?options=-csearch_path%3Ds1", "postgresql+psycopg://u:p%40x@h:5432/db?options=-csearch_path%3Ds1"),
     ],
 )
 def test_connection_uris(uri: str, url: str) -> None:

@@ -1,0 +1,277 @@
+"""Bring your own model: register a fitted estimator from its training frame in one call.
+
+``register_model`` infers the whole model card, as MLflow infers a signature: the input
+contract from the estimator's ``feature_names_in_`` and the frame's types (float, int,
+category with its values, bool), the nullability and ranges seen, drift statistics, score
+statistics, metrics when a target is given, golden rows with their expected scores and the
+library versions; it checks the card against the estimator and registers the version. What
+inference cannot know (a column that may be null in production, a wider range, the
+positive class) comes as overrides. ``check_registration`` is the check every registration
+goes through, hand-written cards included.
+"""
+
+from __future__ import annotations
+
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline import card as cards
+from pipeline import preprocess, stats
+from pipeline.errors import ModelIntegrityError
+from pipeline.registry import ModelVersion, Registry
+from pipeline.score import Scorer
+
+GOLDEN_ROWS = 200
+OVERRIDE_KEYS = {"description", "positive_class", "inputs"}
+INPUT_OVERRIDES = {"type", "nullable", "min", "max", "categories", "blank_is_missing"}
+
+
+def register_model(registry: Registry, name: str, estimator: Any, frame: pd.DataFrame, *,
+                   target: str | None = None, key: str | None = None, alias: str | None = None,
+                   overrides: dict[str, Any] | None = None, preprocess_ref: str | None = None,
+                   preprocess_module: str | None = None, data: str | None = None) -> ModelVersion:
+    """Infer the card of a fitted ``estimator`` from its training ``frame`` and register a new version.
+
+    Args:
+        target: the label column (gives metrics; never an input).
+        key: the entity key column (kept on the golden rows; never an input).
+        overrides: ``{"positive_class": 1, "inputs": {"col": {"nullable": True, "min": None}}}``.
+        preprocess_ref: ``name@version`` of a registered transform (default: identity, or
+            ``categories@1`` when the frame has pandas category columns).
+        data: where the frame came from, recorded in the card.
+    """
+    card, golden = infer_card(estimator, frame, target=target, key=key, overrides=overrides,
+                              preprocess_ref=preprocess_ref, preprocess_module=preprocess_module, data=data)
+    import joblib
+
+    with tempfile.TemporaryDirectory() as tmp:
+        artifact, golden_path = Path(tmp) / "model.joblib", Path(tmp) / "golden.parquet"
+        joblib.dump(estimator, artifact)
+        golden.to_parquet(golden_path, index=False)
+        return registry.register(name, artifact, card, golden=golden_path, alias=alias)
+
+
+def read_frame(path: Path) -> pd.DataFrame:
+    """A training frame from Parquet or CSV (by suffix)."""
+    if not path.exists():
+        raise ModelIntegrityError(f"training data {path} does not exist")
+    if path.suffix.lower() == ".csv":
+        return pd.read_csv(path)
+    if path.suffix.lower() in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    raise ModelIntegrityError(f"training data {path}: use a .parquet or .csv file")
+
+
+def infer_card(estimator: Any, frame: pd.DataFrame, *, target: str | None = None, key: str | None = None,
+               overrides: dict[str, Any] | None = None, preprocess_ref: str | None = None,
+               preprocess_module: str | None = None, data: str | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The card of ``estimator`` trained on ``frame``, and its golden rows (inputs + ``expected_score``)."""
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - OVERRIDE_KEYS)
+    if unknown:
+        raise ModelIntegrityError(f"overrides: unknown key(s) {', '.join(unknown)}; allowed: "
+                                  f"{', '.join(sorted(OVERRIDE_KEYS))}")
+    for option, column in (("target", target), ("key", key)):
+        if column is not None and column not in frame.columns:
+            raise ModelIntegrityError(f"--{option} {column!r} is not a column of the training data (columns: "
+                                      f"{', '.join(map(str, frame.columns))})")
+    transform_entry = _transform_entry(frame, preprocess_ref, preprocess_module)
+    names = _input_names(estimator, frame, transform_entry, {target, key} - {None})
+    contract = _apply_overrides([infer_column(frame[n], n) for n in names], overrides.get("inputs") or {})
+    card: dict[str, Any] = {"description": str(overrides.get("description") or ""), "inputs": contract,
+                            "preprocess": transform_entry, "entity_key": key}
+    card.update(_task(estimator, overrides.get("positive_class")))
+    scorer = check_estimator(card, estimator, frame[names])
+    prediction, score = scorer.predict(scorer.features(frame[names]))
+    card["metrics"] = _metrics(card, estimator, scorer, frame, target, prediction, score)
+    card["training"] = {"data": data, "rows": len(frame), "label": target, "stats": stats.input_stats(frame, contract),
+                        "score_stats": stats.numeric_stats(pd.Series(score))}
+    if card["task"] != "regression":
+        card["training"]["prediction_shares"] = stats.prediction_shares(prediction)
+    card["library_versions"] = library_versions(estimator)
+    card["sklearn_version"] = card["library_versions"]["scikit-learn"]
+    golden = frame[[*([key] if key else []), *names]].head(GOLDEN_ROWS).copy()
+    golden["expected_score"] = score[: len(golden)]
+    cards.parse(card, "the inferred model card")
+    return card, golden
+
+
+def infer_column(values: pd.Series, name: str) -> dict[str, Any]:
+    """One contract entry from a training column: its type, whether it had nulls, its range or categories."""
+    dtype = values.dtype
+    entry: dict[str, Any] = {"name": str(name), "nullable": bool(values.isna().any())}
+    if pd.api.types.is_bool_dtype(dtype):
+        entry["type"] = "bool"
+    elif isinstance(dtype, pd.CategoricalDtype):
+        entry.update(type="category", categories=[str(c) for c in dtype.categories])
+    elif pd.api.types.is_numeric_dtype(dtype):
+        entry["type"] = "int" if pd.api.types.is_integer_dtype(dtype) else "float"
+        clean = values.dropna()
+        if len(clean):
+            entry.update(min=float(clean.min()), max=float(clean.max()))
+    elif pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+        raise ModelIntegrityError(
+            f"column {name!r} holds dates or times ({dtype}): the contract reads float, int, category or bool; "
+            "turn it into a number (e.g. days since an event) before training, or in a registered transform")
+    else:
+        entry.update(type="category", categories=sorted(values.dropna().astype(str).unique().tolist()))
+    return entry
+
+
+def _apply_overrides(contract: list[dict[str, Any]], changes: dict[str, Any]) -> list[dict[str, Any]]:
+    by_name = {c["name"]: c for c in contract}
+    for column, change in changes.items():
+        if column not in by_name:
+            raise ModelIntegrityError(f"overrides.inputs.{column}: not an input of the model (inputs: "
+                                      f"{', '.join(by_name)})")
+        bad = sorted(set(change or {}) - INPUT_OVERRIDES)
+        if bad:
+            raise ModelIntegrityError(f"overrides.inputs.{column}: unknown key(s) {', '.join(bad)}; allowed: "
+                                      f"{', '.join(sorted(INPUT_OVERRIDES))}")
+        for k, v in (change or {}).items():
+            if v is None:
+                by_name[column].pop(k, None)
+            else:
+                by_name[column][k] = v
+    return contract
+
+
+def _transform_entry(frame: pd.DataFrame, ref: str | None, module: str | None) -> dict[str, Any]:
+    if ref is None:
+        has_categoricals = any(isinstance(t, pd.CategoricalDtype) for t in frame.dtypes)
+        ref = "categories@1" if has_categoricals else "identity@1"
+    name, _, version = ref.partition("@")
+    if not version.isdigit():
+        raise ModelIntegrityError(f"preprocess {ref!r}: use NAME@VERSION, e.g. my_features@1")
+    return preprocess.spec(name, int(version), module)
+
+
+def _input_names(estimator: Any, frame: pd.DataFrame, transform: dict[str, Any], exclude: set[str]) -> list[str]:
+    """The contract's columns: what the estimator was fitted on (when it reads the frame directly), else
+    every column of the frame but the target and the key."""
+    fitted = getattr(estimator, "feature_names_in_", None)
+    if fitted is not None and transform["name"] in ("identity", "categories"):
+        names = [str(n) for n in fitted]
+        missing = [n for n in names if n not in frame.columns]
+        if missing:
+            raise ModelIntegrityError(f"the estimator was fitted on column(s) {', '.join(missing)} that the "
+                                      "training data does not have: pass the frame the model was trained on")
+        return names
+    return [str(c) for c in frame.columns if c not in exclude]
+
+
+def _task(estimator: Any, positive: Any) -> dict[str, Any]:
+    classes = getattr(estimator, "classes_", None)
+    if classes is None or not hasattr(estimator, "predict_proba"):
+        if positive is not None:
+            raise ModelIntegrityError("overrides.positive_class: the estimator is not a classifier")
+        return {"task": "regression", "output": {"prediction": "predicted value", "score": "predicted value"}}
+    labels = [c.item() if hasattr(c, "item") else c for c in classes]
+    binary = len(labels) == 2
+    out: dict[str, Any] = {"task": "binary_classification" if binary else "multiclass_classification",
+                           "classes": labels}
+    if binary:
+        out["positive_class"] = labels[-1] if positive is None else positive
+        out["output"] = {"prediction": "predicted class", "score": f"probability of class {out['positive_class']}"}
+    else:
+        out["output"] = {"prediction": "predicted class", "score": "probability of the predicted class"}
+    return out
+
+
+def check_estimator(card: dict[str, Any], estimator: Any, sample: pd.DataFrame | None = None) -> Scorer:
+    """The card must fit the estimator: it predicts, reads only columns the contract makes, knows the
+    positive class. Returns a scorer of the two (scoring a sample of rows when one is given)."""
+    if not hasattr(estimator, "predict"):
+        raise ModelIntegrityError(f"the artifact is a {type(estimator).__name__}, which has no predict(): "
+                                  "register a fitted scikit-learn estimator or Pipeline")
+    classes = getattr(estimator, "classes_", None)
+    if card.get("positive_class") is not None:
+        labels = [c.item() if hasattr(c, "item") else c for c in (classes if classes is not None else [])]
+        if card["positive_class"] not in labels:
+            raise ModelIntegrityError(f"positive_class {card['positive_class']!r} is not one of the estimator's "
+                                      f"classes {labels}: set positive_class to one of them")
+    mv = ModelVersion(str(card.get("name") or "new"), int(card.get("version") or 0), Path("."), card)
+    scorer = Scorer(mv, estimator, preprocess.for_card(card))
+    rows = sample if sample is not None else _synthetic_rows(card["inputs"])
+    features = scorer.features(rows.head(50))
+    needed = [str(n) for n in getattr(estimator, "feature_names_in_", [])]
+    missing = [n for n in needed if n not in features.columns]
+    if missing:
+        raise ModelIntegrityError(
+            f"the estimator needs column(s) {', '.join(missing)} that the card's inputs (after preprocessing "
+            f"{card['preprocess']['name']}@{card['preprocess']['version']}) do not give it: add them to inputs")
+    try:
+        scorer.predict(features)
+    except Exception as exc:  # noqa: BLE001 - any estimator error means card and artifact disagree
+        raise ModelIntegrityError(f"the estimator cannot score rows shaped by the card: {type(exc).__name__}: "
+                                  f"{exc}. Check the inputs' types and the preprocessing") from None
+    return scorer
+
+
+def _synthetic_rows(inputs: list[dict[str, Any]]) -> pd.DataFrame:
+    """One plausible row per contract (for checking a hand-written card that comes without golden rows)."""
+    row: dict[str, Any] = {}
+    for c in inputs:
+        if c["type"] in ("float", "int"):
+            row[c["name"]] = float(c.get("min") if c.get("min") is not None else 0.0)
+        elif c["type"] == "bool":
+            row[c["name"]] = False
+        else:
+            row[c["name"]] = (c.get("categories") or ["x"])[0]
+    return pd.DataFrame([row])
+
+
+def _metrics(card: dict[str, Any], estimator: Any, scorer: Scorer, frame: pd.DataFrame, target: str | None,
+             prediction: np.ndarray, score: np.ndarray) -> dict[str, Any]:
+    """Metrics on the registration frame (pass a holdout frame for honest ones)."""
+    if target is None:
+        return {}
+    from sklearn import metrics
+
+    y = frame[target].to_numpy()
+    out: dict[str, Any] = {"evaluated_on": "registration data", "rows": int(len(y))}
+    if card["task"] == "regression":
+        out.update(rmse=float(np.sqrt(metrics.mean_squared_error(y, prediction.astype(float)))),
+                   mae=float(metrics.mean_absolute_error(y, prediction.astype(float))),
+                   r2=float(metrics.r2_score(y, prediction.astype(float))))
+        return out
+    out["accuracy"] = float(metrics.accuracy_score(y.astype(str), prediction.astype(str)))
+    if card["task"] == "binary_classification":
+        out["roc_auc"] = float(metrics.roc_auc_score(y.astype(str) == str(card["positive_class"]), score))
+    return out
+
+
+def library_versions(estimator: Any) -> dict[str, str]:
+    """scikit-learn, pandas, numpy, python, and the estimator's own library (LightGBM, XGBoost) if another."""
+    import sklearn
+
+    out = {"scikit-learn": sklearn.__version__, "pandas": pd.__version__, "numpy": np.__version__,
+           "python": platform.python_version()}
+    root = type(estimator).__module__.split(".")[0]
+    if root not in ("sklearn", "pipeline"):
+        import importlib
+
+        module = importlib.import_module(root)
+        out[root] = str(getattr(module, "__version__", "unknown"))
+    return out
+
+
+def check_registration(card: dict[str, Any], artifact: Path, golden: Path | None) -> None:
+    """What every registration checks: the card's schema, then the card against its estimator."""
+    cards.parse(card)
+    import joblib
+
+    estimator = joblib.load(artifact)  # the caller's own artifact, before it enters the registry
+    sample = pd.read_parquet(golden).drop(columns=["expected_score"], errors="ignore") if golden else None
+    names = [c["name"] for c in card["inputs"]]
+    if sample is not None:
+        missing = [n for n in names if n not in sample.columns]
+        if missing:
+            raise ModelIntegrityError(f"golden rows lack input column(s) {', '.join(missing)}")
+        sample = sample[names]
+    check_estimator(card, estimator, sample)
