@@ -62,8 +62,8 @@ def _models(args: argparse.Namespace) -> int:
 
     registry = Registry(Path(args.models_dir) if args.models_dir else None)
     commands = {"list": _models_list, "show": _models_show, "register": _models_register, "promote": _models_promote,
-                "rollback": _models_rollback, "verify": _models_verify, "archive": _models_archive,
-                "restore": _models_restore, "delete": _models_delete, "schema": _models_schema}
+                "rollback": _models_rollback, "verify": _models_verify, "archive": _models_lifecycle,
+                "restore": _models_lifecycle, "delete": _models_lifecycle, "schema": _models_schema}
     return int(commands[args.models_cmd](registry, args) or 0)
 
 
@@ -145,21 +145,13 @@ def _models_verify(registry: Any, args: argparse.Namespace) -> int:
     return 1
 
 
-def _models_archive(registry: Any, args: argparse.Namespace) -> int:
-    registry.archive(args.name, _version(args.version))
-    print(f"{args.name} v{_version(args.version)} archived (restore with `scoring models restore`)")
-    return 0
-
-
-def _models_restore(registry: Any, args: argparse.Namespace) -> int:
-    registry.restore(args.name, _version(args.version))
-    print(f"{args.name} v{_version(args.version)} restored")
-    return 0
-
-
-def _models_delete(registry: Any, args: argparse.Namespace) -> int:
-    registry.delete(args.name, _version(args.version))
-    print(f"{args.name} v{_version(args.version)} deleted")
+def _models_lifecycle(registry: Any, args: argparse.Namespace) -> int:
+    """archive, restore or delete one version."""
+    version = _version(args.version)
+    verbs = {"archive": registry.archive, "restore": registry.restore, "delete": registry.delete}
+    verbs[args.models_cmd](args.name, version)
+    done = {"archive": "archived (restore with `scoring models restore`)", "restore": "restored", "delete": "deleted"}
+    print(f"{args.name} v{version} {done[args.models_cmd]}")
     return 0
 
 
