@@ -111,7 +111,8 @@ def _models_register(registry: Any, args: argparse.Namespace) -> int:
         mv = onboard.register_model(
             registry, args.name, joblib.load(args.artifact), onboard.read_frame(Path(args.training_data)),
             target=args.target, key=args.key, alias=args.alias, overrides=overrides,
-            preprocess_ref=args.preprocess, preprocess_module=args.preprocess_module, data=args.training_data)
+            preprocess_ref=args.preprocess, preprocess_module=args.preprocess_module, data=args.training_data,
+            artifact=Path(args.artifact))
     inputs = ", ".join(f"{c['name']}:{c['type']}" for c in mv.card["inputs"])
     print(f"registered {mv.name} v{mv.version} sha256={mv.card['sha256']}\ninputs: {inputs}")
     return 0

@@ -34,7 +34,8 @@ INPUT_OVERRIDES = {"type", "nullable", "min", "max", "categories", "blank_is_mis
 def register_model(registry: Registry, name: str, estimator: Any, frame: pd.DataFrame, *,
                    target: str | None = None, key: str | None = None, alias: str | None = None,
                    overrides: dict[str, Any] | None = None, preprocess_ref: str | None = None,
-                   preprocess_module: str | None = None, data: str | None = None) -> ModelVersion:
+                   preprocess_module: str | None = None, data: str | None = None,
+                   artifact: Path | None = None) -> ModelVersion:
     """Infer the card of a fitted ``estimator`` from its training ``frame`` and register a new version.
 
     Args:
@@ -44,15 +45,19 @@ def register_model(registry: Registry, name: str, estimator: Any, frame: pd.Data
         preprocess_ref: ``name@version`` of a registered transform (default: identity, or
             ``categories@1`` when the frame has pandas category columns).
         data: where the frame came from, recorded in the card.
+        artifact: the joblib file ``estimator`` was loaded from, registered as it is (its sha256 is
+            the file's); without it the estimator is saved with joblib.
     """
     card, golden = infer_card(estimator, frame, target=target, key=key, overrides=overrides,
                               preprocess_ref=preprocess_ref, preprocess_module=preprocess_module, data=data)
     import joblib
 
     with tempfile.TemporaryDirectory() as tmp:
-        artifact, golden_path = Path(tmp) / "model.joblib", Path(tmp) / "golden.parquet"
-        joblib.dump(estimator, artifact)
+        golden_path = Path(tmp) / "golden.parquet"
         golden.to_parquet(golden_path, index=False)
+        if artifact is None:
+            artifact = Path(tmp) / "model.joblib"
+            joblib.dump(estimator, artifact)
         return registry.register(name, artifact, card, golden=golden_path, alias=alias)
 
 

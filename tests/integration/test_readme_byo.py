@@ -42,5 +42,9 @@ def test_the_readme_steps_work_as_written(tmp_path: Path) -> None:
     assert run["rows_scored"] == 500 and run["rows_quarantined"] == 0, "blank TotalCharges reach the imputer"
     assert "registered telco v1" in out.stdout and "telco\tv1\tchampion" in out.stdout
     assert "ok\ttelco_daily" in out.stdout
+    from pipeline.registry import Registry, sha256_of
+
+    card = Registry(tmp_path / "models").resolve("telco", "champion").card
+    assert card["sha256"] == sha256_of(tmp_path / "telco.joblib"), "the user's own file is what got registered"
     top = [ln for ln in out.stdout.splitlines() if ln.startswith("('")]
     assert len(top) == 5 and all(ln.endswith(", '1', 1)") or ln.endswith(", '0', 1)") for ln in top)
