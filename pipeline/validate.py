@@ -40,9 +40,9 @@ log = logging.getLogger(__name__)
 def load_gx() -> Any:
     """Import Great Expectations (seconds: done once, on first use), quiet and without analytics."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import great_expectations as gx
-
+    # before the import: importing GX logs ~200 INFO lines ("Skipping registering function ...")
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    import great_expectations as gx
 
     return gx
 

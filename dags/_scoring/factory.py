@@ -30,13 +30,14 @@ log = logging.getLogger(__name__)
 def partition_of(context: Any, job: JobConfig) -> dt.date:
     """The partition a running task works on (rule in pipeline/partition.py)."""
     dag_run = context["dag_run"]
-    return resolve_partition_date(
-        tz=job.tz,
-        param=context["params"].get("partition_date"),
-        logical_date=getattr(dag_run, "logical_date", None),
-        run_after=getattr(dag_run, "run_after", None),
-        schedule=job.schedule,
-    )
+    run_type = getattr(dag_run, "run_type", None)
+    return call(resolve_partition_date,
+                tz=job.tz,
+                param=context["params"].get("partition_date"),
+                logical_date=getattr(dag_run, "logical_date", None),
+                run_after=getattr(dag_run, "run_after", None),
+                schedule=job.schedule,
+                run_type=str(getattr(run_type, "value", run_type) or ""))
 
 
 def airflow_connection(conn_id: str) -> Any:
@@ -189,10 +190,19 @@ class PartitionSensor(BaseSensorOperator):
 
         job = self._job()
         day = partition_of(context, job)
-        ready = run.partition_ready(job, day)
-        self.log.info("partition %s at %s: %s", day, run.partition_path(job, day),
-                      "ready" if ready else "not there yet")
-        return ready
+        where = run.partition_path(job, day)
+        if run.partition_ready(job, day):
+            self.log.info("partition %s at %s: ready", day, where)
+            return True
+        now = dt.datetime.now(dt.UTC)  # for the log line only: when the next look is
+        first = context["ti"].get_first_reschedule_date(context) or now
+        deadline = first + dt.timedelta(seconds=float(self.timeout))
+        self.log.info("partition %s at %s: not there yet (no *.%s files); next look at %s (in %gs); gives up at "
+                      "%s (source.wait_timeout_minutes: %g)", day, where, job.source.format,
+                      f"{now + dt.timedelta(seconds=float(self.poke_interval)):%Y-%m-%d %H:%M:%S} UTC",
+                      float(self.poke_interval), f"{deadline:%Y-%m-%d %H:%M:%S} UTC",
+                      job.source.wait_timeout_minutes)
+        return False
 
     def execute(self, context: Any) -> Any:
         try:
@@ -236,40 +246,60 @@ def _doc(job: JobConfig, path: Path) -> str:
 | schedule | `{job.schedule}` ({job.timezone}) |
 | max quarantined share | {job.validation.max_quarantine_share:.1%} |
 
-**Partition rule.** The `partition_date` param wins; otherwise a run scores the date of its
-logical date (the start of its cron interval: the 02:00 run on 21 Nov scores 20 Nov).
+**Partition rule.** The `partition_date` param wins (refused in a backfill, whose logical
+dates choose the days). Otherwise a run scores its logical date's day once that day is over:
+a scheduled run's logical date is the start of its cron interval (the 02:00 run on 21 Nov
+scores 20 Nov, so `backfill__2026-11-21T02:00`-style ids name the interval's end, not the
+partition); a trigger from the form with the logical date it fills in (now) scores the last
+complete day instead, never today. The first task's log and XCom name the partition.
 
 **Trigger by hand:** *Trigger DAG* shows a form: partition date, model version or alias,
-output mode, full resend (push), dry run. Re-drive dead-lettered batches of a push:
+the output mode (jobs with two), full resend (jobs that push), dry run. Re-drive dead-lettered batches of a push:
 `scoring redrive {job.job_id} --date D`, or clear the `push` task. **Backfill:** `airflow backfill create --dag-id {job.job_id} --from-date D1 --to-date D2`.
 """
 
 
 def params(job: JobConfig) -> dict[str, Param]:
-    """The trigger form: partition date, model version or alias, output mode, full resend, dry run."""
-    return {
+    """The trigger form: partition date, model version or alias, dry run; the output mode only when the
+    job has two, and full resend only when it can push."""
+    form = {
         "partition_date": Param(
             None, type=["null", "string"], format="date", title="Partition date",
-            description="Day to score (YYYY-MM-DD). Empty: the run's logical date.",
+            description="Day to score, YYYY-MM-DD. Empty: the last complete day at the moment of the trigger "
+            "(what the schedule would score then), or the logical date's day if that day is over.",
         ),
         "model_ref": Param(
             None, type=["null", "string"], title="Model version or alias",
-            description=f"e.g. 2 or champion. Empty: the job's ({job.model.ref}).",
+            description=f"Empty: the job's ({job.model.ref}). Registered: {_model_refs(job.model.name)}.",
         ),
-        "output_mode": Param(
+    }
+    if len(job.output.modes) > 1:
+        form["output_mode"] = Param(
             job.output.mode, type="string", enum=job.output.modes, title="Output mode",
             description="persist: replace the partition in the predictions table; push: send the "
             "predictions to the job's sink and keep none.",
-        ),
-        "resend": Param(
+        )
+    if "push" in job.output.modes:
+        form["resend"] = Param(
             False, type="boolean", title="Full resend (push)",
             description="Send every batch again, even batches delivered before.",
-        ),
-        "dry_run": Param(
-            False, type="boolean", title="Dry run",
-            description="Run every stage, write or send no predictions.",
-        ),
-    }
+        )
+    form["dry_run"] = Param(
+        False, type="boolean", title="Dry run", description="Run every stage, write or send no predictions.")
+    return form
+
+
+def _model_refs(name: str) -> str:
+    """The versions and aliases of a model when the DAG was parsed (the registry's JSON files only)."""
+    from pipeline.registry import Registry
+
+    registry = Registry()
+    try:
+        versions, aliases = registry.versions(name), registry.aliases(name)
+    except (OSError, ValueError):
+        return "unknown (registry unreadable)"
+    listed = [f"v{v}" for v in versions] + [f"{a} (v{v})" for a, v in sorted(aliases.items())]
+    return ", ".join(listed) or f"none yet (scoring models register {name} ...)"
 
 
 def dag_arguments(job: JobConfig, path: Path) -> dict[str, Any]:

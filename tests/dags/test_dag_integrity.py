@@ -67,16 +67,16 @@ def test_shipped_dags_import_cleanly_with_the_expected_shape(tmp_path: Path) -> 
     assert all(r >= 2 for t, r in dag["retries"].items() if t != "wait_for_partition")
     assert dag["sensor_mode"] == "reschedule"
     assert dag["timetable"] == "CronDataIntervalTimetable"
-    assert set(dag["params"]) == {"partition_date", "model_ref", "output_mode", "resend", "dry_run"}
+    # a persist-only job's form has no output-mode choice and no push-only resend (issue 12)
+    assert set(dag["params"]) == {"partition_date", "model_ref", "dry_run"}
     assert dag["params"]["dry_run"]["value"] is False
     assert dag["params"]["partition_date"]["schema"]["format"] == "date"
-    assert dag["params"]["output_mode"]["value"] == "persist"
-    assert dag["params"]["output_mode"]["schema"]["enum"] == ["persist"]
+    assert "last complete day" in dag["params"]["partition_date"]["description"]
     assert "Partition rule" in dag["doc_md"]
     promo = result["dags"]["promotions_daily"]
     assert promo["tasks"] == ["wait_for_partition", "ingest", "validate", "preprocess", "score", "push", "finalize"]
     assert promo["upstream"]["finalize"] == ["push"] and promo["upstream"]["push"] == ["score"]
-    assert promo["params"]["output_mode"]["schema"]["enum"] == ["push"]
+    assert set(promo["params"]) == {"partition_date", "model_ref", "resend", "dry_run"}
     assert "push" in promo["tags"] and promo["owner"] == "crm-team"
 
 

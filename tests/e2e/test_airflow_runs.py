@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -40,6 +41,12 @@ def test_dags_test_end_to_end(any_db: str, home: Path, migrated_home: Path) -> N
     assert _count(DAY) == row["rows_written"] == row["rows_scored"] > 1000
     assert set(json.loads(row["stage_seconds"])) == {"ingest", "validate", "preprocess", "score", "persist", "finalize"}
     assert not list((home / "staging").rglob("*.arrow")) and not list((home / "staging").rglob("*.parquet"))
+    log = out.stdout + out.stderr  # what an operator reads in the task logs
+    assert "Skipping registering function" not in log, "Great Expectations' import noise is kept out"
+    for stage in ("ingest", "validate", "preprocess", "score", "persist", "finalize"):
+        assert f"{stage}: started" in log and re.search(rf"{stage}: done in \d+\.\d+s", log), stage
+    assert re.search(r"validate: \d+/\d+ rows \(\d+ rows/s\)", log) and re.search(r"score: \d+/\d+ rows", log)
+    assert "validation report: " in log
 
 
 def test_output_database_from_an_airflow_connection(home: Path, migrated_home: Path, pg_url: str,
@@ -81,6 +88,7 @@ def test_missing_partition_fails_the_sensor_naming_the_path(home: Path, migrated
     text = out.stdout + out.stderr
     expected = str(home / "data" / "churn" / "date=2026-11-05")
     assert f"did not appear at {expected}" in text, text[-4000:]
+    assert re.search(r"not there yet \(no \*\.parquet files\); next look at \S+ \S+ UTC \(in 1s\); gives up at", text)
     assert not _has_ledger() or _ledger() == [], "nothing may start before the partition is there"
 
 

@@ -54,3 +54,31 @@ def test_bad_param_says_what_is_expected() -> None:
 def test_nothing_to_go_on() -> None:
     with pytest.raises(ConfigError, match="cannot tell the partition"):
         resolve_partition_date(tz=UTC)
+
+
+def test_a_ui_trigger_whose_logical_date_is_now_scores_the_last_complete_day() -> None:
+    # the trigger form fills the logical date with the trigger time: that day is not over
+    now = dt.datetime(2026, 12, 1, 10, 37, tzinfo=dt.UTC)
+    got = resolve_partition_date(tz=UTC, logical_date=now, run_after=now, schedule="0 2 * * *")
+    assert got == dt.date(2026, 11, 30)
+    before_the_tick = dt.datetime(2026, 12, 1, 1, 0, tzinfo=dt.UTC)
+    assert resolve_partition_date(tz=UTC, logical_date=before_the_tick, run_after=before_the_tick,
+                                  schedule="0 2 * * *") == dt.date(2026, 11, 29)
+    assert resolve_partition_date(tz=UTC, logical_date=now, run_after=now) == dt.date(2026, 11, 30)  # manual-only
+
+
+def test_a_past_logical_date_scores_its_day_and_a_scheduled_run_its_interval() -> None:
+    later = dt.datetime(2026, 12, 1, 10, 0, tzinfo=dt.UTC)
+    dags_test = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)  # `airflow dags test JOB 2026-11-20` today
+    assert resolve_partition_date(tz=UTC, logical_date=dags_test, run_after=later, schedule="0 2 * * *") == \
+        dt.date(2026, 11, 20)
+    start, end = dt.datetime(2026, 11, 20, 2, tzinfo=dt.UTC), dt.datetime(2026, 11, 21, 2, tzinfo=dt.UTC)
+    assert resolve_partition_date(tz=UTC, logical_date=start, run_after=end, schedule="0 2 * * *") == \
+        dt.date(2026, 11, 20)
+
+
+def test_a_partition_date_in_a_backfill_is_refused() -> None:
+    with pytest.raises(ConfigError, match="given to a backfill: every run of the backfill would score that one day"):
+        resolve_partition_date(tz=UTC, param="2026-11-20", run_type="backfill",
+                               logical_date=dt.datetime(2026, 11, 2, 2, tzinfo=dt.UTC))
+    assert resolve_partition_date(tz=UTC, param="2026-11-20", run_type="manual") == dt.date(2026, 11, 20)
