@@ -33,7 +33,7 @@ def start_attempt(
     mode: str,
     dry_run: bool,
     model_name: str,
-    model_version: int,
+    model_version: int | None,
 ) -> int:
     """Open the run's ledger row: reuse a running attempt (task retry), else start a new one."""
     with begin(engine) as conn:

@@ -29,8 +29,8 @@ def run_partition(
 ) -> dict[str, Any]:
     """Every step of one partition's run in order; returns the finalized ledger row."""
     day = parse_date(partition_date)
-    run.output_mode(job, mode)
-    partition_files(job.source_root(), job.source.layout, job.source.format, day)  # fail before the ledger
+    # a partition that is not there is no attempt (as the DAG's sensor waits before anything starts)
+    partition_files(job.source_root(), job.source.layout, job.source.format, day)
     run_id = run_id or f"cli__{day.isoformat()}__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
     spec = run.start(job, run_id=run_id, partition_date=day, model_ref=model_ref, dry_run=dry_run, url=url,
                      mode=mode, resend=resend)

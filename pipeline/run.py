@@ -84,12 +84,24 @@ def partition_ready(job: JobConfig, partition_date: dt.date) -> bool:
 # -- opening a run ---------------------------------------------------------------------
 def start(job: JobConfig, *, run_id: str, partition_date: dt.date | str, model_ref: str | None = None,
           dry_run: bool = False, url: str | None = None, mode: str | None = None, resend: bool = False) -> RunSpec:
-    """Pin the model version and output mode for the run, open its ledger row and staging area."""
+    """Pin the model version and output mode for the run, open its ledger row and staging area.
+
+    A run refused here (an unknown model version or alias, an output mode the job lacks) still
+    gets its ledger row: status ``failed``, stage ``start``, with the error.
+    """
     day = parse_date(partition_date)
-    mode = output_mode(job, mode)
-    mv = Registry().resolve(job.model.name, model_ref or job.model.ref)
     eng = engine(job, url)
     store.ensure_ledger(eng)
+    try:
+        mode = output_mode(job, mode)
+        mv = Registry().resolve(job.model.name, model_ref or job.model.ref)
+    except ScoringError as exc:
+        attempt = ledger.start_attempt(eng, job_id=job.job_id, run_id=run_id, partition_date=day,
+                                       mode=mode or job.output.mode, dry_run=dry_run, model_name=job.model.name,
+                                       model_version=None)
+        ledger.update(eng, job.job_id, run_id, attempt, status="failed", failed_stage="start", error=str(exc)[:4000],
+                      finished_at=ledger.now())
+        raise
     attempt = ledger.start_attempt(eng, job_id=job.job_id, run_id=run_id, partition_date=day, mode=mode,
                                    dry_run=dry_run, model_name=mv.name, model_version=mv.version)
     staging = settings.staging_dir() / job.job_id / day.isoformat() / f"{safe_name(run_id)}.{attempt}"

@@ -270,7 +270,10 @@ def test_the_report_is_html_people_can_open(home: Path, caplog: pytest.LogCaptur
 def test_missing_model_version(home: Path) -> None:
     _write(home, [_frame()])
     with pytest.raises(ModelNotFoundError, match=r"no version or alias '7'\. Known versions: 1; aliases: champion->v1"):
-        local.run_partition(_job(home), DAY, model_ref="7")
+        local.run_partition(_job(home), DAY, model_ref="7", run_id="unknown-version")
+    row = ledger.get(_engine(), "churn_test", "unknown-version")  # the refused attempt is in the ledger too
+    assert row["status"] == "failed" and row["failed_stage"] == "start" and "no version or alias '7'" in row["error"]
+    assert row["model_version"] is None and str(row["partition_date"]) == str(DAY)
 
 
 def test_model_saved_by_another_sklearn_version_is_refused_unless_overridden(
