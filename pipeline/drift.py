@@ -259,7 +259,7 @@ def check(ctx: RunContext, rows: int, counts: dict[str, Any] | None = None) -> l
     log_.warning("drift above PSI %g: %s", job.drift.psi_threshold, describe(bad))
     if job.drift.block:
         _store(ctx, results)
-        alert(job, spec.partition_date, spec.run_id, bad)  # AIRFLOW_CONN_* connections only here
+        alert(job, spec.partition_date, spec.run_id, bad, ctx.resolver)  # the task's resolver: Airflow connections too
         raise DriftError(
             f"partition {spec.partition_date}: inputs or scores drifted from the training data of "
             f"{spec.model_name} v{spec.model_version} above PSI {job.drift.psi_threshold:g}: {describe(bad)}. "
