@@ -249,6 +249,8 @@ def ensure_predictions(engine: Engine, table: str, key: str, key_type: str) -> N
         have = {c["name"] for c in sa.inspect(conn).get_columns(table)}
         if "flags" not in have:
             conn.exec_driver_sql(f"ALTER TABLE {_quote(conn, table)} ADD COLUMN flags TEXT")
+        for stmt in render_sql(conn, "015_predictions_index.sql", predictions=table, key=key, by_key=f"{table}_by_key"):
+            conn.exec_driver_sql(stmt)
         for stmt in render_sql(conn, "020_views.sql", **ids):
             conn.exec_driver_sql(stmt)
 

@@ -49,12 +49,21 @@ def test_rest_triggered_runs_execute_on_two_celery_workers(home: Path, tmp_path:
     broker.flushdb()
     stack_home = tmp_path / "stack"
     up = subprocess.run([*STACK, "up", "--home", str(stack_home), "--workers", "2", "--metadata-db", metadata,
-                         "--scoring-db", scoring, "--redis-db", str(redis_db)],
+                         "--scoring-db", scoring, "--redis-db", str(redis_db), "--port", "0"],
                         capture_output=True, text=True, timeout=300)
     try:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         api = json.loads(up.stdout.strip().splitlines()[-1])["api"]
-        password = json.loads((stack_home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+        passwords = stack_home / "simple_auth_manager_passwords.json.generated"
+        # what an operator is told, and what stays private
+        assert f"Airflow UI and API: {api}  (user admin, password in {passwords}" in up.stdout
+        assert api.startswith("http://127.0.0.1:")
+        assert (stack_home / "stack.env.json").stat().st_mode & 0o777 == 0o600
+        assert passwords.stat().st_mode & 0o777 == 0o600
+        env = subprocess.run([*STACK, "env", "--home", str(stack_home)], capture_output=True, text=True, timeout=60)
+        assert f"export AIRFLOW_HOME={stack_home}" in env.stdout and "export AIRFLOW__CORE__EXECUTOR=CeleryExecutor" \
+            in env.stdout
+        password = json.loads(passwords.read_text())["admin"]
         token = requests.post(f"{api}/auth/token", json={"username": "admin", "password": password},
                               timeout=30).json()["access_token"]
         http = requests.Session()
@@ -93,6 +102,8 @@ def test_rest_triggered_runs_execute_on_two_celery_workers(home: Path, tmp_path:
         for worker in ("worker1", "worker2"):
             log = (stack_home / f"{worker}.log").read_text()
             assert "churn_test" in log, f"{worker} ran no task:\n{log[-2000:]}"
+            assert "address already in use" not in log.lower(), "each worker has its own log-server port"
+        assert "127.0.0.1" in (stack_home / "api-server.log").read_text()
     finally:
         subprocess.run([*STACK, "down", "--home", str(stack_home)], capture_output=True, timeout=120)
         broker.flushdb()
