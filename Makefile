@@ -46,8 +46,10 @@ bench: $(STAMP) ## throughput and peak RSS at 1M and 10M rows vs a naive baselin
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
 
-schema: $(STAMP) ## regenerate pipeline/job.schema.json from the job model
+schema: $(STAMP) ## regenerate the published job and card schemas and docs/data-dictionary.md
 	$(BIN)/scoring jobs schema --write pipeline/job.schema.json
+	$(BIN)/scoring models schema --write pipeline/card.schema.json
+	$(BIN)/scoring db dictionary --write docs/data-dictionary.md
 
 lock: ## re-resolve requirements.in into the pinned requirements.txt
 	rm -rf /tmp/scoring-lock && $(PYTHON) -m venv /tmp/scoring-lock

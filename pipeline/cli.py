@@ -168,6 +168,28 @@ def _models_schema(_: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _db(args: argparse.Namespace) -> int:
+    """grant-reader: a read-only role on the analysts' schema; dictionary: the data dictionary as Markdown."""
+    if args.db_cmd == "dictionary":
+        from pipeline import dictionary
+
+        text = dictionary.markdown()
+        if args.write:
+            Path(args.write).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.write).write_text(text)
+            print(f"wrote {args.write}")
+        else:
+            sys.stdout.write(text)
+        return 0
+    from pipeline import store
+
+    store.grant_reader(store.engine_for(store.resolve_url(args.connection)), args.schema, args.role)
+    print(f"role {args.role} may SELECT every table and view in schema {args.schema} (and those created there "
+          f"later), nothing else. Give it to a login: GRANT {args.role} TO <login>; it connects with "
+          f"postgresql://<login>@<host>:5432/<db>?options=-csearch_path%3D{args.schema}")
+    return 0
+
+
 def _jobs(args: argparse.Namespace) -> int:
     from pipeline import config, settings
 
@@ -257,6 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
     q = msub.add_parser("schema", help="print the model card JSON schema")
     q.add_argument("--write", help="write the schema to this file")
     p.set_defaults(fn=_models)
+
+    p = sub.add_parser("db", help="the output database: a read-only role for analysts, the data dictionary")
+    dsub = p.add_subparsers(dest="db_cmd", required=True)
+    q = dsub.add_parser("grant-reader", help="PostgreSQL: a role that may read the analysts' schema only")
+    q.add_argument("--schema", required=True, help="the analysts' schema (the jobs' output.schema)")
+    q.add_argument("--role", default="scoring_reader", help="role to create (NOLOGIN) or update")
+    q.add_argument("--connection", default="scoring_db", help="connection id of the output database")
+    q = dsub.add_parser("dictionary", help="print the data dictionary (Markdown)")
+    q.add_argument("--write", help="write it to this file (docs/data-dictionary.md)")
+    p.set_defaults(fn=_db)
 
     p = sub.add_parser("jobs", help="check job files, print the job JSON schema")
     jsub = p.add_subparsers(dest="jobs_cmd", required=True)

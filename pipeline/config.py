@@ -281,9 +281,16 @@ class OutputConfig(_Strict):
         "predictions table, the run ledger, the quarantine and the delivery state.",
     )
     table: str | None = Field(None, description="Predictions table (lower-case SQL identifier); persist mode.")
+    schema_: str | None = Field(
+        None, alias="schema",
+        description="PostgreSQL: the analysts' schema that holds the predictions table and its views (created "
+        "if missing), apart from the operational tables (ledger, quarantine, deliveries) in the connection's "
+        "schema; `scoring db grant-reader` gives a read-only role SELECT on it. Empty: the connection's schema. "
+        "SQLite has one schema and ignores it.",
+    )
     push: PushConfig | None = Field(None, description="Sink of push mode.")
 
-    @field_validator("table", "connection")
+    @field_validator("table", "connection", "schema_")
     @classmethod
     def _identifier(cls, value: str | None) -> str | None:
         if value is not None:

@@ -33,11 +33,11 @@ def persist_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[
     job = ctx.job
     key_type = staged_schema(ctx.parts(steps.SCORED)[0]).field(job.entity_key).type
     store.ensure_predictions(ctx.engine, job.output.table, job.entity_key,
-                             "int" if pa.types.is_integer(key_type) else "str")
+                             "int" if pa.types.is_integer(key_type) else "str", job.output.schema_)
     written = store.replace_partition(
         ctx.engine, table=job.output.table, key=job.entity_key, job_id=job.job_id,
         partition_date=parse_date(ctx.spec.partition_date), batches=prediction_batches(ctx),
-        quarantine=quarantine_rows(ctx),
+        quarantine=quarantine_rows(ctx), schema=job.output.schema_,
     )
     return counted(counts, rows_written=written)
 

@@ -235,7 +235,7 @@ def reconciliation_problems(ctx: RunContext, row: dict[str, Any]) -> list[str]:
                 f"rows_quarantined {quarantined}")
         return problems
     table = ctx.job.output.table
-    in_table = store.count_partition(ctx.engine, table, parse_date(spec.partition_date))
+    in_table = store.count_partition(ctx.engine, table, parse_date(spec.partition_date), ctx.job.output.schema_)
     if row["rows_written"] != scored or in_table != scored:
         problems.append(f"rows_scored {scored}, rows_written {row['rows_written']}, "
                         f"rows in {table} for the partition {in_table}")

@@ -24,7 +24,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from pipeline import connections, settings
+from pipeline import connections, dictionary, settings
 from pipeline.config import PREDICTION_COLUMNS, check_column_name, check_identifier
 from pipeline.connections import Conn
 from pipeline.errors import ConfigError, StoreError
@@ -155,6 +155,17 @@ def _quote(engine: Engine | Connection, name: str) -> str:
     return engine.dialect.identifier_preparer.quote(check_identifier(name))
 
 
+def analyst_schema(engine: Engine | Connection, schema: str | None) -> str | None:
+    """The schema of the predictions table and its views: the job's ``output.schema`` on PostgreSQL."""
+    return schema if schema and engine.dialect.name == "postgresql" else None
+
+
+def table_name(engine: Engine | Connection, table: str, schema: str | None = None) -> str:
+    """A predictions table or view, quoted, qualified by the analysts' schema when it has one."""
+    schema = analyst_schema(engine, schema)
+    return f"{_quote(engine, schema)}.{_quote(engine, table)}" if schema else _quote(engine, table)
+
+
 def quote_column(engine: Engine | Connection, name: str, what: str = "entity_key") -> str:
     """A column name from the job or the card (any case, spaces, quotes...), validated and quoted.
 
@@ -179,19 +190,25 @@ def _statements(sql: str) -> list[str]:
 COLUMN_PLACEHOLDERS = ("key",)  # the entity key: a column name from the job file, any case and spelling
 
 
-def render_sql(engine: Engine | Connection, filename: str, **identifiers: str) -> list[str]:
+def render_sql(engine: Engine | Connection, filename: str, schema: str | None = None, **identifiers: str) -> list[str]:
     """Statements of ``sql/<filename>`` with validated, quoted identifiers filled in.
 
-    ``{key}`` is a column name (``check_column_name``, always quoted); every other placeholder but
-    ``{key_type}`` is a table or view name (``check_identifier``).
+    ``{key}`` is a column name (``check_column_name``, always quoted); ``{by_key}`` an index name;
+    every other placeholder but ``{key_type}`` is a table or view name (``check_identifier``),
+    qualified by ``schema`` (PostgreSQL) when one is given.
     """
-    names = {k: quote_column(engine, v) if k in COLUMN_PLACEHOLDERS else _quote(engine, v)
-             for k, v in identifiers.items() if k != "key_type"}
+    def one(k: str, v: str) -> str:
+        if k in COLUMN_PLACEHOLDERS:
+            return quote_column(engine, v)
+        return _quote(engine, v) if k in UNQUALIFIED_PLACEHOLDERS else table_name(engine, v, schema)
+
+    names = {k: one(k, v) for k, v in identifiers.items() if k != "key_type"}
     if "key_type" in identifiers:
         names["key_type"] = {"int": "BIGINT", "str": "TEXT"}[identifiers["key_type"]]
     return [stmt.format(**names) for stmt in _statements((settings.sql_dir() / filename).read_text())]
 
 
+UNQUALIFIED_PLACEHOLDERS = frozenset({"by_key"})  # index names live in their table's schema
 LEDGER_FILES = ("001_scoring_runs.sql", "002_quarantine.sql", "003_deliveries.sql", "004_schema_migrations.sql",
                 "005_drift.sql")
 
@@ -204,6 +221,9 @@ def ensure_ledger(engine: Engine) -> None:
             for stmt in render_sql(conn, name):
                 conn.exec_driver_sql(stmt)
     apply_migrations(engine)
+    with begin(engine) as conn:
+        _ddl_lock(conn)
+        comment(conn, dictionary.objects("operational"))
 
 
 def _ddl_lock(conn: Connection) -> None:
@@ -238,21 +258,66 @@ def apply_migrations(engine: Engine) -> list[str]:
     return applied
 
 
-def ensure_predictions(engine: Engine, table: str, key: str, key_type: str) -> None:
-    """Create a job's predictions table and its analyst views if they are missing."""
+def ensure_predictions(engine: Engine, table: str, key: str, key_type: str, schema: str | None = None) -> None:
+    """Create a job's predictions table, its index and its analyst views if they are missing (in the
+    analysts' ``schema`` on PostgreSQL), with their comments."""
     ids = {"predictions": table, "key": key, "latest": f"{table}_latest", "daily": f"{table}_daily"}
     with begin(engine) as conn:
         _ddl_lock(conn)
-        for stmt in render_sql(conn, "010_predictions.sql", key_type=key_type, **ids):
+        home = analyst_schema(conn, schema)
+        if schema and not home:
+            log.info("%s has one schema: predictions table %s stays there (output.schema %r is for PostgreSQL)",
+                     conn.dialect.name, table, schema)
+        if home:
+            conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {_quote(conn, home)}")
+        for stmt in render_sql(conn, "010_predictions.sql", schema, key_type=key_type, **ids):
             conn.exec_driver_sql(stmt)
         # tables created before a column existed get it (the column list is the DDL's)
-        have = {c["name"] for c in sa.inspect(conn).get_columns(table)}
+        have = {c["name"] for c in sa.inspect(conn).get_columns(table, schema=home)}
         if "flags" not in have:
-            conn.exec_driver_sql(f"ALTER TABLE {_quote(conn, table)} ADD COLUMN flags TEXT")
-        for stmt in render_sql(conn, "015_predictions_index.sql", predictions=table, key=key, by_key=f"{table}_by_key"):
-            conn.exec_driver_sql(stmt)
-        for stmt in render_sql(conn, "020_views.sql", **ids):
-            conn.exec_driver_sql(stmt)
+            conn.exec_driver_sql(f"ALTER TABLE {table_name(conn, table, schema)} ADD COLUMN flags TEXT")
+        for name in ("015_predictions_index.sql", "020_views.sql"):
+            for stmt in render_sql(conn, name, schema, by_key=f"{table}_by_key", **ids):
+                conn.exec_driver_sql(stmt)
+        comment(conn, dictionary.objects("analyst", table, key), schema)
+
+
+def comment(conn: Connection, objects: list[dictionary.DbObject], schema: str | None = None) -> None:
+    """PostgreSQL: ``COMMENT ON`` every table or view and each of its columns (texts: sql/dictionary.yaml)."""
+    if conn.dialect.name != "postgresql":
+        return
+    for obj in objects:
+        name = table_name(conn, obj.name, schema)
+        conn.exec_driver_sql(f"COMMENT ON {'VIEW' if obj.kind == 'view' else 'TABLE'} {name} IS "
+                             f"{_literal(conn, obj.description)}")
+        for column, text in obj.columns.items():
+            quoted = conn.dialect.identifier_preparer.quote_identifier(
+                check_column_name(column, "column", reserved=frozenset()))
+            conn.exec_driver_sql(f"COMMENT ON COLUMN {name}.{quoted} IS {_literal(conn, text)}")
+
+
+def _literal(conn: Connection, text: str) -> str:
+    """A string literal for a statement that takes no bound parameters (COMMENT): the dialect quotes it."""
+    return str(sa.literal(text, sa.String()).compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+
+
+def grant_reader(engine: Engine, schema: str, role: str) -> None:
+    """PostgreSQL: a role (created NOLOGIN if missing) that may read the analysts' schema and nothing else.
+
+    SELECT on every table and view in ``schema`` and on those created there later; no right on the
+    operational tables. Give it to people with ``GRANT <role> TO <login>``.
+    """
+    if engine.dialect.name != "postgresql":
+        raise ConfigError("a read-only role needs PostgreSQL: SQLite has no roles (share a read-only copy instead)")
+    with begin(engine) as conn:
+        _ddl_lock(conn)
+        q_schema, q_role = _quote(conn, schema), _quote(conn, role)
+        conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {q_schema}")
+        if conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first() is None:
+            conn.exec_driver_sql(f"CREATE ROLE {q_role} NOLOGIN")
+        conn.exec_driver_sql(f"GRANT USAGE ON SCHEMA {q_schema} TO {q_role}")
+        conn.exec_driver_sql(f"GRANT SELECT ON ALL TABLES IN SCHEMA {q_schema} TO {q_role}")
+        conn.exec_driver_sql(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {q_schema} GRANT SELECT ON TABLES TO {q_role}")
 
 
 # -- writes --------------------------------------------------------------------------
@@ -265,6 +330,7 @@ def replace_partition(
     partition_date: dt.date,
     batches: Iterable[pa.Table],
     quarantine: Iterable[list[dict[str, Any]]] = (),
+    schema: str | None = None,
 ) -> int:
     """Replace one partition's predictions (and quarantine rows) in one transaction.
 
@@ -272,14 +338,15 @@ def replace_partition(
         batches: tables with the key column and PREDICTION_COLUMNS.
         quarantine: lists of quarantine rows (dicts of the scoring_quarantine columns).
     """
-    qt = _quote(engine, table)
+    qt = table_name(engine, table, schema)
     check_column_name(key, "entity_key")  # a bad name is the job file's error, not the database's
     written = 0
     started = time.perf_counter()
     columns = [key, *PREDICTION_COLUMNS]
     try:
         if engine.dialect.name == "postgresql":
-            written = _replace_adbc(engine, table, columns, job_id, partition_date, batches, quarantine)
+            written = _replace_adbc(engine, table, columns, job_id, partition_date, batches, quarantine,
+                                    analyst_schema(engine, schema))
         else:
             with begin(engine) as conn:
                 conn.execute(sa.text(f"DELETE FROM {qt} WHERE partition_date = :d"), {"d": partition_date})
@@ -356,7 +423,8 @@ def libpq_uri(engine: Engine) -> str:
 
 
 def _replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, partition_date: dt.date,
-                  batches: Iterable[pa.Table], quarantine: Iterable[list[dict[str, Any]]]) -> int:
+                  batches: Iterable[pa.Table], quarantine: Iterable[list[dict[str, Any]]],
+                  schema: str | None = None) -> int:
     """PostgreSQL: delete the partition and stream the new rows by binary COPY, in one ADBC transaction.
 
     ``adbc_ingest`` (adbc-driver-postgresql 1.13) matches the Arrow columns to the table's by
@@ -366,33 +434,32 @@ def _replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, p
     """
     import adbc_driver_postgresql.dbapi as adbc
 
-    check_identifier(table)
     check_column_name(columns[0], "entity_key")
-    qt = engine.dialect.identifier_preparer.quote(table)
+    qt = table_name(engine, table, schema)
     pending = iter(batches)
     first = next(pending, None)
     written = 0
     with adbc.connect(libpq_uri(engine)) as conn, conn.cursor() as cur:  # autocommit off: one transaction
         cur.execute("SELECT current_schema()")
-        db_schema = cur.fetchone()[0]
+        db_schema = cur.fetchone()[0]  # the operational tables' (the quarantine's)
         cur.execute(f"DELETE FROM {qt} WHERE partition_date = $1", parameters=(partition_date,))
         cur.execute("DELETE FROM scoring_quarantine WHERE job_id = $1 AND partition_date = $2",
                     parameters=(job_id, partition_date))
         if first is not None:
-            schema = first.select(columns).schema
+            arrow = first.select(columns).schema
             failure: list[BaseException] = []
 
             def record_batches() -> Iterator[pa.RecordBatch]:
                 try:
                     for batch in itertools.chain([first], pending):
-                        yield from batch.select(columns).cast(schema).to_batches()
+                        yield from batch.select(columns).cast(arrow).to_batches()
                 except BaseException as exc:  # ADBC would wrap it: keep the original to re-raise
                     failure.append(exc)
                     raise
 
             try:
-                written = cur.adbc_ingest(table, pa.RecordBatchReader.from_batches(schema, record_batches()),
-                                          mode="append", db_schema_name=db_schema)
+                written = cur.adbc_ingest(table, pa.RecordBatchReader.from_batches(arrow, record_batches()),
+                                          mode="append", db_schema_name=schema or db_schema)
             except Exception:
                 if failure:
                     raise failure[0] from None
@@ -415,12 +482,12 @@ def _insert(conn: Connection, qtable: str, key: str, batch: pa.Table) -> int:
     return batch.num_rows
 
 
-def count_partition(engine: Engine, table: str, partition_date: dt.date) -> int:
+def count_partition(engine: Engine, table: str, partition_date: dt.date, schema: str | None = None) -> int:
     """Rows of one partition in a predictions table."""
     with engine.connect() as conn:
         return int(
             conn.execute(
-                sa.text(f"SELECT COUNT(*) FROM {_quote(engine, table)} WHERE partition_date = :d"),
+                sa.text(f"SELECT COUNT(*) FROM {table_name(engine, table, schema)} WHERE partition_date = :d"),
                 {"d": partition_date},
             ).scalar_one()
         )
