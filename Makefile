@@ -33,7 +33,12 @@ demo: $(STAMP) ## demo data + model if absent, run the churn DAG for one partiti
 demo-push: $(STAMP) ## push-mode demo: promotions_daily sends its top 500 to a local webhook receiver
 	$(BIN)/python scripts/demo.py --push --date $(DEMO_DATE)
 
-test: $(STAMP) ## ruff, then the whole test suite (PostgreSQL at 127.0.0.1:5432 required when CI=true)
+BROWSER := /usr/bin/chromium
+$(BROWSER): # Debian's chromium for the browser tests (Playwright drives it; nothing is downloaded by Playwright)
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "browser tests need Debian's chromium: sudo apt-get install chromium (without it they skip)"; fi
+
+test: $(STAMP) $(BROWSER) ## ruff, then the whole test suite (PostgreSQL at 127.0.0.1:5432 required when CI=true)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -60,6 +60,7 @@ class _Numeric:
     turns all-null drifts)."""
 
     def __init__(self, edges: list[float], shares: list[float], null_share: float | None = None) -> None:
+        self.edges = [float(e) for e in edges]
         self.inner = np.asarray(edges[1:-1], dtype="float64")  # outer bins take values beyond training's range
         self.shares = _with_nulls(shares, null_share)
         self.track_nulls = null_share is not None
@@ -76,6 +77,16 @@ class _Numeric:
         counts = np.append(self.counts, self.nulls) if self.track_nulls else self.counts
         n = int(counts.sum())
         return (psi(self.shares, counts / n) if n else 0.0), n
+
+    def distribution(self) -> dict[str, list[Any]]:
+        """Training and partition shares per bin, with the bins' labels (for the report's charts)."""
+        edges = self.edges
+        counts = np.append(self.counts, self.nulls) if self.track_nulls else self.counts
+        n = max(int(counts.sum()), 1)
+        labels = [f"< {edges[1]:.4g}", *(f"{a:.4g} - {b:.4g}" for a, b in zip(edges[1:-2], edges[2:-1], strict=True)),
+                  f">= {edges[-2]:.4g}"] + (["missing"] if self.track_nulls else [])
+        return {"labels": labels, "expected": [round(float(x), 6) for x in self.shares],
+                "actual": [round(float(c) / n, 6) for c in counts]}
 
 
 class _Categorical:
@@ -104,6 +115,14 @@ class _Categorical:
         keys = sorted(set(self.shares) | set(self.counts))
         return psi([self.shares.get(k, 0.0) for k in keys], [self.counts[k] / n for k in keys]), n
 
+    def distribution(self) -> dict[str, list[Any]]:
+        """Training and partition shares per category (for the report's charts)."""
+        n = max(sum(self.counts.values()), 1)
+        keys = sorted(set(self.shares) | set(self.counts))
+        return {"labels": ["missing" if k == self.NULL else k for k in keys],
+                "expected": [round(self.shares.get(k, 0.0), 6) for k in keys],
+                "actual": [round(self.counts[k] / n, 6) for k in keys]}
+
 
 def compute(card: dict[str, Any], valid: Path | list[Path], scored: Path | list[Path], *, threshold: float,
             batch_rows: int) -> list[dict[str, Any]]:
@@ -125,7 +144,8 @@ def compute(card: dict[str, Any], valid: Path | list[Path], scored: Path | list[
     for name, (kind, tracker) in [*((c, trackers[c]) for c in columns), *outputs.items()]:
         value, n = tracker.value()
         results.append({"feature": name, "kind": kind, "statistic": "psi", "value": round(value, 6),
-                        "threshold": threshold, "drifted": bool(n and value > threshold), "row_count": n})
+                        "threshold": threshold, "drifted": bool(n and value > threshold), "row_count": n,
+                        "bins": tracker.distribution()})  # the report's charts; not a scoring_drift column
     return results
 
 

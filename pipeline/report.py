@@ -1,65 +1,178 @@
-"""The validation report people open: one self-contained HTML page per run.
+"""The run report people open: one self-contained HTML page per run (no scripts, no external files).
 
-It shows what Great Expectations checked on the partition (each expectation, its reason
-code, what happens to failing rows, how many failed and sample values), the quarantined
-share against the job's threshold, and the first quarantined rows with their reasons.
+What failed comes first: the quarantined share against the job's threshold, a chart of the
+reasons, the failed checks, then the checks that passed. After scoring, finalize adds the
+score distribution against training, drift per input (PSI bars against the threshold) and,
+for push runs, the delivery outcome. Missing values read ``null`` everywhere.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from html import escape
 from typing import Any
 
 STYLE = """
-body{font-family:system-ui,sans-serif;margin:2rem;color:#222}
+body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:72rem}
 table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
 th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:left;vertical-align:top}
 th{background:#f3f3f3} .fail{color:#a00;font-weight:600} .ok{color:#070} code{font-size:.85rem}
+.null{color:#888;font-style:italic} .verdict{font-size:1.1rem;padding:.6rem 1rem;border-radius:.3rem}
+.verdict.fail{background:#fde8e8} .verdict.ok{background:#e8f6e8} svg text{font-size:11px;font-family:inherit}
 """
+BAR, GOOD, BAD, TRAINING = "#4a78b5", "#3b8a3b", "#b33", "#bbb"
 
 
-def _cell(value: Any) -> str:
+def _value(value: Any) -> str:
+    """A cell: text as it is, missing values as ``null`` (None and NaN alike), other values as JSON."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "<span class='null'>null</span>"
     return escape(value if isinstance(value, str) else json.dumps(value, default=str))
 
 
-def validation_html(report: dict[str, Any]) -> str:
-    """Render a validation report dict (see ``pipeline.run.validate``) as HTML."""
+def _sample(text: str) -> str:
+    """A sample value as Great Expectations reported it (text): its ways of saying missing read ``null``."""
+    return _value(None) if text in ("nan", "None", "<NA>", "NaT", "NaN") else escape(text)
+
+
+def bars(items: list[tuple[str, float]], *, unit: str = "", color: str = BAR, limit: float | None = None,
+         width: int = 560) -> str:
+    """A horizontal bar chart (SVG) of labelled values; ``limit`` draws a threshold line, bars above it red."""
+    if not items:
+        return "<p>Nothing to chart.</p>"
+    top = max([v for _, v in items] + [limit or 0.0]) or 1.0
+    label_w, row_h, plot_w = 190, 18, width - 190 - 70
+    rows = []
+    for i, (label, value) in enumerate(items):
+        y = i * row_h
+        fill = BAD if limit is not None and value > limit else color
+        rows.append(f"<text x='{label_w - 6}' y='{y + 13}' text-anchor='end'>{escape(label[:32])}</text>"
+                    f"<rect class='bar' x='{label_w}' y='{y + 3}' width='{max(value / top * plot_w, 1):.1f}' "
+                    f"height='{row_h - 6}' fill='{fill}'><title>{escape(label)}: {value:g}{unit}</title></rect>"
+                    f"<text x='{label_w + value / top * plot_w + 4:.1f}' y='{y + 13}'>{value:g}{unit}</text>")
+    height = len(items) * row_h + 6
+    if limit is not None:
+        x = label_w + limit / top * plot_w
+        rows.append(f"<line x1='{x:.1f}' x2='{x:.1f}' y1='0' y2='{height}' stroke='{BAD}' stroke-dasharray='4 3'/>"
+                    f"<text x='{x + 3:.1f}' y='{height}' fill='{BAD}'>threshold {limit:g}</text>")
+    return f"<svg role='img' width='{width}' height='{height + 14}'>{''.join(rows)}</svg>"
+
+
+def paired_bars(labels: list[str], expected: list[float], actual: list[float], width: int = 640) -> str:
+    """Training (grey) against this partition (blue) shares per bin, as an SVG column chart."""
+    if not labels:
+        return "<p>Nothing to chart.</p>"
+    top = max(expected + actual) or 1.0
+    plot_h, col_w = 140, max(min((width - 40) // len(labels), 60), 14)
+    cols = []
+    for i, (label, e, a) in enumerate(zip(labels, expected, actual, strict=True)):
+        x = 30 + i * col_w
+        for j, (share, fill, who) in enumerate(((e, TRAINING, "training"), (a, BAR, "this partition"))):
+            h = share / top * plot_h
+            cols.append(f"<rect class='bar' x='{x + j * (col_w // 2 - 1)}' y='{plot_h - h + 10:.1f}' "
+                        f"width='{col_w // 2 - 2}' height='{max(h, 0.5):.1f}' fill='{fill}'>"
+                        f"<title>{escape(label)}, {who}: {share:.1%}</title></rect>")
+        cols.append(f"<text x='{x + col_w / 2:.0f}' y='{plot_h + 24}' text-anchor='middle'>{escape(label[:9])}</text>")
+    legend = (f"<rect x='30' y='0' width='10' height='8' fill='{TRAINING}'/><text x='44' y='8'>training</text>"
+              f"<rect x='110' y='0' width='10' height='8' fill='{BAR}'/><text x='124' y='8'>this partition</text>")
+    return (f"<svg role='img' width='{max(30 + len(labels) * col_w + 10, 220)}' height='{plot_h + 32}'>{legend}"
+            f"{''.join(cols)}</svg>")
+
+
+def _summary(report: dict[str, Any]) -> str:
     rows_in = report.get("rows_in") or 0
     quarantined = report.get("rows_quarantined") or 0
     share = quarantined / rows_in if rows_in else 0.0
     limit = report.get("max_quarantine_share", 0)
-    verdict = ("<span class='fail'>above the threshold: nothing published</span>" if share > limit
-               else "<span class='ok'>within the threshold</span>")
-    checks = "".join(
-        f"<tr><td><code>{escape(c['expectation'])}</code></td><td><code>{_cell(c['kwargs'])}</code></td>"
-        f"<td><code>{escape(c['reason'])}</code></td><td>{escape(c['on_fail'])}</td>"
-        f"<td class='{'fail' if c['unexpected'] else 'ok'}'>{c['unexpected']}</td>"
-        f"<td>{escape(', '.join(c['sample']))}</td></tr>"
-        for c in report.get("checks", [])
-    )
+    above = share > limit
+    verdict = (f"<p class='verdict {'fail' if above else 'ok'}'>{quarantined} of {rows_in} rows quarantined "
+               f"({share:.2%}): {'above the threshold of ' if above else 'within the threshold of '}{limit:.2%}"
+               f"{': nothing was published' if above else ''}.</p>")
+    return verdict + (
+        "<table><tr><th>rows in</th><th>valid</th><th>quarantined</th><th>flagged</th><th>scored</th></tr>"
+        f"<tr><td>{rows_in}</td><td>{_value(report.get('rows_valid'))}</td><td>{quarantined}</td>"
+        f"<td>{report.get('rows_flagged', 0)}</td><td>{_value(report.get('rows_scored'))}</td></tr></table>")
+
+
+def _checks(report: dict[str, Any]) -> str:
+    checks = sorted(report.get("checks", []), key=lambda c: -c["unexpected"])  # failures first
+    failed = [c for c in checks if c["unexpected"]]
+
+    def row(c: dict[str, Any]) -> str:
+        return (f"<tr><td class='{'fail' if c['unexpected'] else 'ok'}'>{c['unexpected']}</td>"
+                f"<td><code>{escape(c['reason'])}</code></td><td>{escape(c['on_fail'])}</td>"
+                f"<td><code>{escape(c['expectation'])}</code></td><td><code>{_value(c['kwargs'])}</code></td>"
+                f"<td>{', '.join(_sample(v) for v in c['sample'])}</td></tr>")
+
+    head = ("<tr><th>failed rows</th><th>reason code</th><th>failing rows are</th><th>expectation</th>"
+            "<th>arguments</th><th>sample values</th></tr>")
+    passed = [c for c in checks if not c["unexpected"]]
+    chart = bars([(c["reason"], float(c["unexpected"])) for c in failed], unit=" rows", color=BAD)
+    failures = (f"{chart}<table id='checks'>{head}{''.join(row(c) for c in failed)}</table>" if failed
+                else "<p class='ok'>No row failed a check.</p>")
+    return (f"<h2>What failed</h2>{failures}<details><summary>{len(passed)} checks passed</summary>"
+            f"<table id='passed'>{head}{''.join(row(c) for c in passed)}</table></details>")
+
+
+def _quarantine(report: dict[str, Any]) -> str:
     sample = report.get("quarantine_sample") or []
-    columns = list(sample[0]) if sample else []
-    quarantine = "".join(
-        "<tr>" + "".join(f"<td>{_cell(row.get(c))}</td>" for c in columns) + "</tr>" for row in sample
-    )
+    if not sample:
+        return "<h2>Quarantined rows</h2><p>None.</p>"
+    columns = list(dict.fromkeys(c for row in sample for c in row))
     head = "".join(f"<th>{escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_value(row.get(c))}</td>" for c in columns) + "</tr>" for row in sample)
+    return (f"<h2>Quarantined rows (first {len(sample)})</h2><table>{head}{body}</table>"
+            "<p>All of them: table <code>scoring_quarantine</code> (job, partition, run, reasons, original values).</p>")
+
+
+def _scores_and_drift(report: dict[str, Any]) -> str:
+    drift = report.get("drift")
+    if drift is None:
+        return "<h2>Scores and drift</h2><p>Added when the run finishes (after scoring).</p>"
+    if not drift:
+        return ("<h2>Scores and drift</h2><p>Not checked: the model card has no training statistics, or the "
+                "partition has fewer rows than drift.min_rows.</p>")
+    out = ["<h2>Scores against training</h2>"]
+    for r in drift:
+        if r["kind"] in ("score", "prediction") and r.get("bins"):
+            title = "score distribution" if r["kind"] == "score" else "predicted classes"
+            out.append(f"<h3>{title} (PSI {r['value']:.3f})</h3>"
+                       + paired_bars(r["bins"]["labels"], r["bins"]["expected"], r["bins"]["actual"]))
+    inputs = sorted((r for r in drift if r["kind"] in ("numeric", "categorical")), key=lambda r: -r["value"])
+    threshold = drift[0]["threshold"]
+    out.append(f"<h2 id='drift'>Drift per input (PSI; threshold {threshold:g})</h2>")
+    out.append(bars([(r["feature"], float(r["value"])) for r in inputs], limit=float(threshold), color=GOOD))
+    drifted = [r["feature"] for r in drift if r["drifted"]]
+    out.append(f"<p class='fail'>Drifted: {escape(', '.join(drifted))}.</p>" if drifted else "<p class='ok'>No drift "
+               "above the threshold.</p>")
+    return "".join(out)
+
+
+def _delivery(report: dict[str, Any]) -> str:
+    delivery = report.get("delivery")
+    if not delivery:
+        return ""
+    items = [(k.removeprefix("rows_").replace("_", " "), float(delivery.get(k) or 0))
+             for k in ("rows_delivered", "rows_dead_lettered", "rows_not_selected", "rows_failed")]
+    return f"<h2>Delivery ({escape(str(delivery.get('sink') or 'sink'))})</h2>" + bars(items, unit=" rows")
+
+
+def validation_html(report: dict[str, Any]) -> str:
+    """Render a run report dict (written by validate, completed by finalize) as HTML."""
+    job, partition = escape(str(report.get("job_id"))), escape(str(report.get("partition")))
     return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>Validation {escape(str(report.get('job_id')))} {escape(str(report.get('partition')))}</title>
+<html><head><meta charset="utf-8"><title>Run report {job} {partition}</title>
 <style>{STYLE}</style></head><body>
-<h1>Validation of {escape(str(report.get('job_id')))}, partition {escape(str(report.get('partition')))}</h1>
+<h1>{job}, partition {partition}</h1>
 <p>Run <code>{escape(str(report.get('run_id')))}</code>, model {escape(str(report.get('model')))}.
 Checked by Great Expectations: the suite comes from the model card's input contract plus the job's
 own expectations; rows failing a <em>quarantine</em> check are quarantined with its reason code,
 rows failing a <em>flag</em> check are scored and flagged.</p>
-<table><tr><th>rows in</th><th>valid</th><th>quarantined</th><th>flagged</th><th>quarantined share</th><th>max share</th></tr>
-<tr><td>{rows_in}</td><td>{report.get('rows_valid')}</td><td>{quarantined}</td><td>{report.get('rows_flagged', 0)}</td>
-<td>{share:.2%} ({verdict})</td><td>{limit:.2%}</td></tr></table>
-<h2>Checks</h2>
-<table><tr><th>expectation</th><th>arguments</th><th>reason code</th><th>failing rows</th><th>failed</th><th>sample values</th></tr>
-{checks}</table>
-<h2>Quarantined rows (first {len(sample)})</h2>
-{f"<table><tr>{head}</tr>{quarantine}</table>" if sample else "<p>None.</p>"}
-<p>All quarantined rows: table <code>scoring_quarantine</code> (job, partition, run, reasons, original values).</p>
+{_summary(report)}
+{_checks(report)}
+{_quarantine(report)}
+{_scores_and_drift(report)}
+{_delivery(report)}
 </body></html>
 """

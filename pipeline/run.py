@@ -192,7 +192,7 @@ def stage(ctx: RunContext, name: str) -> Iterator[dict[str, Any]]:
 # -- closing a run ---------------------------------------------------------------------
 def finalize(ctx: RunContext, keep_staging: bool = False) -> dict[str, Any]:
     """Check the reconciliation, record drift, mark the attempt successful, clean the staging area."""
-    from pipeline import drift
+    from pipeline import drift, validate
 
     spec, eng = ctx.spec, ctx.engine
     with stage(ctx, steps.FINALIZE.name):
@@ -204,6 +204,7 @@ def finalize(ctx: RunContext, keep_staging: bool = False) -> dict[str, Any]:
                 f"Staging kept in {spec.staging_dir} for inspection; re-run the partition."
             )
         drifted = drift.record(ctx)
+        validate.finish_report(ctx, row)
     finished = ledger.now()
     ledger.update(eng, spec.job_id, spec.run_id, spec.attempt, status="success", finished_at=finished,
                   duration_s=(finished - dt.datetime.fromisoformat(str(row["started_at"]))).total_seconds())

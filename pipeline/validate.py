@@ -384,3 +384,53 @@ def sample(path: Path, n: int) -> list[dict[str, Any]]:
         if len(rows) >= n:
             break
     return rows
+
+
+def finish_report(ctx: RunContext, row: dict[str, Any]) -> Path | None:
+    """After the run: the report completed with the scored count, drift and (push) the delivery outcome.
+
+    A sharded run's shard reports are merged into one report of the partition first.
+    """
+    spec = ctx.spec
+    stem = report_stem(spec)
+    json_path = stem.with_name(stem.name + ".json")
+    if spec.shards > 1:
+        json_path.write_text(json.dumps(_merged_shards(spec), indent=2, default=str))
+    if not json_path.exists():
+        return None
+    report = json.loads(json_path.read_text())
+    report["rows_scored"] = row["rows_scored"]
+    report["drift"] = spec.read_json(steps.DRIFT_STATE, default=[])
+    if spec.mode == "push":
+        report["delivery"] = {k: row.get(k) for k in ("sink", "rows_delivered", "rows_dead_lettered",
+                                                      "rows_not_selected", "rows_failed")}
+    from pipeline.report import validation_html
+
+    json_path.write_text(json.dumps(report, indent=2, default=str))
+    html = stem.with_name(stem.name + ".html")
+    html.write_text(validation_html(report))
+    ctx.log.info("run report: %s", html)
+    return html
+
+
+def _merged_shards(spec: RunSpec) -> dict[str, Any]:
+    """One partition report from its shards' reports: counts and failures added up, samples joined."""
+    parts = []
+    for i in range(spec.shards):
+        stem = report_stem(spec, i)
+        parts.append(json.loads(stem.with_name(stem.name + ".json").read_text()))
+    merged = {**parts[0], "run_id": spec.run_id}
+    for key in ("rows_in", "rows_valid", "rows_quarantined", "rows_flagged", "rows_evaluated"):
+        merged[key] = sum(int(p.get(key) or 0) for p in parts)
+    merged["unexpected_counts"] = {}
+    for part in parts:
+        for code, n in part["unexpected_counts"].items():
+            merged["unexpected_counts"][code] = merged["unexpected_counts"].get(code, 0) + n
+    checks = {c["reason"]: {**c, "unexpected": 0, "sample": []} for c in parts[0]["checks"]}
+    for part in parts:
+        for c in part["checks"]:
+            checks[c["reason"]]["unexpected"] += c["unexpected"]
+            checks[c["reason"]]["sample"] = (checks[c["reason"]]["sample"] + c["sample"])[:5]
+    merged["checks"] = list(checks.values())
+    merged["quarantine_sample"] = [row for p in parts for row in p.get("quarantine_sample") or []][:20]
+    return merged
