@@ -6,9 +6,11 @@ COPY --chown=airflow:root requirements.txt pyproject.toml README.md ./
 RUN pip install --no-cache-dir -r requirements.txt
 COPY --chown=airflow:root pipeline ./pipeline
 COPY --chown=airflow:root dags ./dags
+COPY --chown=airflow:root plugins ./plugins
 COPY --chown=airflow:root sql ./sql
 COPY --chown=airflow:root scripts ./scripts
 RUN pip install --no-cache-dir --no-deps -e .
 ENV SCORING_HOME=/opt/scoring \
     AIRFLOW__CORE__DAGS_FOLDER=/opt/scoring/dags \
+    AIRFLOW__CORE__PLUGINS_FOLDER=/opt/scoring/plugins \
     AIRFLOW__CORE__LOAD_EXAMPLES=False

@@ -62,6 +62,7 @@ def stack_env(home: Path, port: int, metadata: str, scoring: str, redis_db: int)
         os.environ,
         AIRFLOW_HOME=str(home),
         AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
+        AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),  # the run reports' page, tab and link
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__CORE__UNIT_TEST_MODE="False",
         AIRFLOW__CORE__EXECUTOR="CeleryExecutor",

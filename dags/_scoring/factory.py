@@ -265,7 +265,8 @@ def params(job: JobConfig) -> dict[str, Param]:
     form = {
         "partition_date": Param(
             None, type=["null", "string"], format="date", title="Partition date",
-            description="Day to score, YYYY-MM-DD. Empty: the last complete day at the moment of the trigger "
+            description="Day to score (the date picker; YYYY-MM-DD in an API or CLI conf). Empty: the last complete "
+            "day at the moment of the trigger "
             "(what the schedule would score then), or the logical date's day if that day is over.",
         ),
         "model_ref": Param(

@@ -5,8 +5,6 @@ Screenshots land in test-output/ at the checkout's root (git-ignored) and their 
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,25 +13,7 @@ from pipeline import local
 from pipeline.config import load_job
 from tests.conftest import DAY, ROOT, write_job, write_partition
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def browser():  # type: ignore[no-untyped-def]
-    if not Path(CHROMIUM).exists():
-        message = "Debian's chromium is not installed (make test installs it as root)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
-        yield browser
-        browser.close()
 
 
 def test_the_run_report_shows_failures_first_with_charts_and_drift(home: Path, browser) -> None:  # type: ignore[no-untyped-def]
