@@ -130,6 +130,35 @@ def _family(t: pa.DataType) -> str:
     return str(t)
 
 
+@dataclass
+class _TextNumbers:
+    """One file's evidence that a numeric column turned into text: values that parse, text that does not.
+
+    Judged once the whole file is read, so that the verdict never depends on how its rows were
+    batched; blank or whitespace text counts as an invalid number (quarantined), not as evidence.
+    """
+
+    parsed: dict[str, int]
+    unparsed: dict[str, int]
+    samples: dict[str, list[Any]]
+    rows: int = 0
+
+    def add(self, name: str, parsed: int, unparsed: int, sample: list[Any]) -> None:
+        self.parsed[name] = self.parsed.get(name, 0) + parsed
+        self.unparsed[name] = self.unparsed.get(name, 0) + unparsed
+        self.samples[name] = (self.samples.get(name, []) + [v for v in sample if v not in self.samples.get(name, [])])[:3]
+
+    def check(self, path: Path, partition_date: dt.date) -> None:
+        """Fail when a numeric column holds text and not one value of the whole file parses."""
+        for name, unparsed in self.unparsed.items():
+            if unparsed and not self.parsed.get(name):
+                raise InputError(
+                    f"partition {partition_date}: file {path}, column {name!r} holds text that cannot be read as "
+                    f"numbers (e.g. {', '.join(repr(v) for v in self.samples[name])}): not one value of the "
+                    f"file's {self.rows} rows parses. The column's content or type changed upstream; fix the export."
+                )
+
+
 @dataclass(frozen=True)
 class _FileColumns:
     """One file's schema under the job's names (``source.rename`` applied) and the export's names it reads."""
@@ -206,12 +235,15 @@ def ingest(
     rows = 0
     keys: list[pa.ChunkedArray] = []
     for path, file_columns in columns.items():
+        evidence = _TextNumbers({}, {}, {})
         try:
             for table in _file_batches(path, fmt, batch_rows, file_columns, wanted, convert):
-                table = _conform(table, target, blank, path, partition_date)
+                table = _conform(table, target, blank, path, partition_date, evidence)
                 write(table)
                 rows += table.num_rows
+                evidence.rows += table.num_rows
                 keys.append(table.column(key))
+            evidence.check(path, partition_date)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
             raise InputError(
                 f"partition {partition_date}: cannot read file {path}: {exc}. "
@@ -340,14 +372,15 @@ def _key_type(schemas: dict[Path, pa.Schema], key: str, partition_date: dt.date)
     )
 
 
-def _conform(table: pa.Table, target: pa.Schema, blank: set[str], path: Path, partition_date: dt.date) -> pa.Table:
+def _conform(table: pa.Table, target: pa.Schema, blank: set[str], path: Path, partition_date: dt.date,
+             evidence: _TextNumbers) -> pa.Table:
     columns: dict[str, pa.Array | pa.ChunkedArray] = {}
     for field in target:
         if field.name.startswith((RAW_PREFIX, BLANK_PREFIX)):
             continue
         column = table.column(field.name)
         if field.type == pa.float64():
-            values, raw, blank_text = _number(column, field.name, path, partition_date, field.name in blank)
+            values, raw, blank_text = _number(column, field.name, path, partition_date, field.name in blank, evidence)
             columns[field.name], columns[RAW_PREFIX + field.name] = values, raw
             if field.name in blank:
                 columns[BLANK_PREFIX + field.name] = blank_text
@@ -366,7 +399,7 @@ def _conform(table: pa.Table, target: pa.Schema, blank: set[str], path: Path, pa
 
 
 def _number(column: pa.ChunkedArray, name: str, path: Path, partition_date: dt.date,
-            blank_is_missing: bool = False) -> tuple[Any, Any, Any]:
+            blank_is_missing: bool = False, evidence: _TextNumbers | None = None) -> tuple[Any, Any, Any]:
     """(float64 values, original text of the values that are not usable numbers, original text of blanks).
 
     Blank text (empty or whitespace only) is not a usable number unless ``blank_is_missing``:
@@ -383,13 +416,10 @@ def _number(column: pa.ChunkedArray, name: str, path: Path, partition_date: dt.d
         if blank_is_missing:
             blank = pc.fill_null(pc.equal(text, ""), False)
             bad = pc.and_(bad, pc.invert(blank))
-        if pc.any(bad).as_py() and not pc.any(ok).as_py():
-            sample = pc.unique(pc.filter(column, bad))[:3].to_pylist()
-            raise InputError(
-                f"partition {partition_date}: file {path}, column {name!r} holds text that cannot be read as "
-                f"numbers (e.g. {', '.join(repr(v) for v in sample)}): not one value in a batch of "
-                f"{len(column)} rows parses. The column's content or type changed upstream; fix the export."
-            )
+        if evidence is not None:  # text that is not blank and does not parse: the file decides at its end
+            words = pc.and_(bad, pc.invert(pc.fill_null(pc.equal(text, ""), False)))
+            evidence.add(name, int(pc.sum(pc.fill_null(ok, False)).as_py() or 0), int(pc.sum(words).as_py() or 0),
+                         pc.unique(pc.filter(column, words))[:3].to_pylist())
         values = pc.cast(pc.if_else(ok, text, pa.scalar(None, pa.string())), pa.float64())
         huge = pc.fill_null(pc.is_inf(values), False)  # '1e400' parses to infinity: not a usable number
         if pc.any(huge).as_py():

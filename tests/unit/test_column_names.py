@@ -288,11 +288,11 @@ def test_blank_text_is_missing_only_with_the_policy(tmp_path: Path, fmt: str) ->
         None, None, " ")
 
 
-def test_a_batch_of_only_blanks_with_the_policy_is_not_a_partition_failure(tmp_path: Path) -> None:
+def test_a_file_of_only_blanks_is_quarantined_by_row_and_missing_with_the_policy(tmp_path: Path) -> None:
     path = _folder(tmp_path) / "p.parquet"
     pq.write_table(pa.table({"id": [1, 2], "age": [" ", ""], "visits": [1, 2], "plan": ["a", "b"]}), path)
-    with pytest.raises(InputError, match="not one value in a batch"):
-        _ingest([path], "parquet")
+    strict, _ = _ingest([path], "parquet")  # blanks are invalid numbers (quarantined), not a changed column type
+    assert [(r["age"], r["__raw__age"]) for r in strict] == [(None, " "), (None, "")]
     rows, _ = _ingest([path], "parquet", blank_is_missing=["age"])
     assert [(r["age"], r["__raw__age"]) for r in rows] == [(None, None), (None, None)]
 

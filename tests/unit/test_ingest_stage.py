@@ -135,9 +135,6 @@ def test_an_empty_partition_with_on_empty_succeed_stages_an_empty_file(tmp_path:
     assert ctx.spec.read_json(steps.INGEST_STATE)["duplicate_keys"] == []
 
 
-@pytest.mark.xfail(strict=True, raises=InputError,
-                   reason="issue 13 (3): ingest._number judges 'no value parses' per batch: a last batch holding "
-                   "only bad numbers fails the whole partition, depending on batch_rows")
 def test_a_batch_of_only_bad_numbers_is_quarantined_not_a_partition_failure(tmp_path: Path) -> None:
     pq.write_table(pa.table({"id": [1, 2, 3, 4], "age": ["1", "2", "3", "x"], "plan": ["a"] * 4}),
                    _folder(tmp_path) / "p.parquet")
