@@ -159,10 +159,15 @@ def _models_lifecycle(registry: Any, args: argparse.Namespace) -> int:
 def _models_schema(_: Any, args: argparse.Namespace) -> int:
     from pipeline.card import card_json_schema
 
-    text = json.dumps(card_json_schema(), indent=2) + "\n"
-    if args.write:
-        Path(args.write).write_text(text)
-        print(f"wrote {args.write}")
+    return _emit(json.dumps(card_json_schema(), indent=2) + "\n", args.write)
+
+
+def _emit(text: str, path: str | None) -> int:
+    """Write a generated document to ``path``, or print it."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
+        print(f"wrote {path}")
     else:
         sys.stdout.write(text)
     return 0
@@ -173,14 +178,7 @@ def _db(args: argparse.Namespace) -> int:
     if args.db_cmd == "dictionary":
         from pipeline import dictionary
 
-        text = dictionary.markdown()
-        if args.write:
-            Path(args.write).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.write).write_text(text)
-            print(f"wrote {args.write}")
-        else:
-            sys.stdout.write(text)
-        return 0
+        return _emit(dictionary.markdown(), args.write)
     from pipeline import store
 
     store.grant_reader(store.engine_for(store.resolve_url(args.connection)), args.schema, args.role)
@@ -194,13 +192,7 @@ def _jobs(args: argparse.Namespace) -> int:
     from pipeline import config, settings
 
     if args.jobs_cmd == "schema":
-        text = json.dumps(config.job_json_schema(), indent=2) + "\n"
-        if args.write:
-            Path(args.write).write_text(text)
-            print(f"wrote {args.write}")
-        else:
-            sys.stdout.write(text)
-        return 0
+        return _emit(json.dumps(config.job_json_schema(), indent=2) + "\n", args.write)
     loaded = config.load_jobs(args.folder or settings.jobs_dir())
     for job_id in loaded.jobs:
         print(f"ok\t{job_id}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -11,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -158,3 +160,23 @@ def browser():  # type: ignore[no-untyped-def]
             "--disable-component-update", "--disable-sync"])
         yield browser
         browser.close()
+
+
+def stack_session(api: str, stack_home: Path) -> tuple[str, Any]:
+    """A JWT of the native stack's admin (password from the file the stack names) and a session using it."""
+    import requests
+
+    password = json.loads((stack_home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+    token = requests.post(f"{api}/auth/token", json={"username": "admin", "password": password},
+                          timeout=30).json()["access_token"]
+    http = requests.Session()
+    http.headers["Authorization"] = f"Bearer {token}"
+    return token, http
+
+
+def wait_for_dag(http: Any, api: str, dag_id: str, timeout: float = 180) -> None:
+    """Until the stack's DAG processor has parsed ``dag_id``."""
+    deadline = time.monotonic() + timeout
+    while http.get(f"{api}/api/v2/dags/{dag_id}", timeout=30).status_code != 200:
+        assert time.monotonic() < deadline, f"the DAG processor never parsed {dag_id}"
+        time.sleep(2)

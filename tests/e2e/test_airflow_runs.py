@@ -154,6 +154,20 @@ def test_backfill_over_three_days_scores_three_partitions(
     assert sorted(str(r["partition_date"]) for r in rows) == [d.isoformat() for d in days]
     for day in days:
         assert _count(day) > 500
+
+    # a partition_date in a backfill's conf would make every run score that one day: refused (3 runs: 5-7 Oct)
+    second = ["backfill", "create", "--dag-id", "churn_test", "--from-date", "2026-10-05", "--to-date", "2026-10-07",
+              "--dag-run-conf", json.dumps({"partition_date": "2026-10-01"})]
+    # one backfill per DAG at a time: the first one closes a moment after its runs succeed
+    stack.wait_for("the second backfill to be created", lambda: stack.cli(*second, check=False).returncode == 0)
+
+    def refused() -> list[Path]:
+        return [p for p in (airflow_home / "logs").rglob("*.log")
+                if "run_id=backfill__2026-10-0" in str(p) and "given to a backfill" in p.read_text()]
+
+    stack.wait_for("the backfill with a partition_date to be refused", lambda: len(refused()) == 3, timeout=300)
+    assert "every run of the backfill would score that one day" in refused()[0].read_text()
+    assert sorted(str(r["partition_date"]) for r in _ledger()) == [d.isoformat() for d in days], "nothing else ran"
     shutil.rmtree(airflow_home / "logs", ignore_errors=True)
 
 

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import requests
 
 from tests.conftest import ROOT, write_job, write_partition
+from tests.e2e.conftest import stack_session, wait_for_dag
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow, pytest.mark.postgres]
 STACK = [sys.executable, str(ROOT / "scripts" / "native_stack.py")]
@@ -63,16 +63,8 @@ def test_rest_triggered_runs_execute_on_two_celery_workers(home: Path, tmp_path:
         env = subprocess.run([*STACK, "env", "--home", str(stack_home)], capture_output=True, text=True, timeout=60)
         assert f"export AIRFLOW_HOME={stack_home}" in env.stdout and "export AIRFLOW__CORE__EXECUTOR=CeleryExecutor" \
             in env.stdout
-        password = json.loads(passwords.read_text())["admin"]
-        token = requests.post(f"{api}/auth/token", json={"username": "admin", "password": password},
-                              timeout=30).json()["access_token"]
-        http = requests.Session()
-        http.headers["Authorization"] = f"Bearer {token}"
-
-        deadline = time.monotonic() + 180
-        while http.get(f"{api}/api/v2/dags/churn_test", timeout=30).status_code != 200:
-            assert time.monotonic() < deadline, "the DAG processor never parsed churn_test"
-            time.sleep(2)
+        _, http = stack_session(api, stack_home)
+        wait_for_dag(http, api, "churn_test")
         assert http.patch(f"{api}/api/v2/dags/churn_test", json={"is_paused": False}, timeout=30).ok
         run_ids = []
         for day in days:  # the trigger form: conf holds the params

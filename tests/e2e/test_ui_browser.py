@@ -21,6 +21,7 @@ import requests
 
 from pipeline.partition import last_complete_day
 from tests.conftest import ROOT, write_job, write_partition
+from tests.e2e.conftest import stack_session, wait_for_dag
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow, pytest.mark.postgres]
 STACK = [sys.executable, str(ROOT / "scripts" / "native_stack.py")]
@@ -50,15 +51,8 @@ def test_form_trigger_scores_the_last_complete_day_and_the_report_is_one_click_a
     try:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         api = json.loads(up.stdout.strip().splitlines()[-1])["api"]
-        password = json.loads((stack_home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
-        token = requests.post(f"{api}/auth/token", json={"username": "admin", "password": password},
-                              timeout=30).json()["access_token"]
-        http = requests.Session()
-        http.headers["Authorization"] = f"Bearer {token}"
-        deadline = time.monotonic() + 180
-        while http.get(f"{api}/api/v2/dags/churn_test", timeout=30).status_code != 200:
-            assert time.monotonic() < deadline, "the DAG processor never parsed churn_test"
-            time.sleep(2)
+        token, http = stack_session(api, stack_home)
+        wait_for_dag(http, api, "churn_test")
 
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         context.add_cookies([{"name": "_token", "value": token, "url": api}])  # logged in, as after the login page
