@@ -68,6 +68,9 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _version(text: str) -> int:
+    """A version number as typed (``3`` or ``v3``)."""
+    if not str(text).lstrip("v").isdigit():
+        raise ConfigError(f"version {text!r} is not a number (e.g. 3 or v3)")
     return int(str(text).lstrip("v"))
 
 
@@ -98,18 +101,23 @@ def _models_register(registry: Any, args: argparse.Namespace) -> int:
     if bool(args.card) == bool(args.training_data):
         raise ConfigError("models register: give either --training-data (the card is inferred) or --card")
     if args.card:
-        card = json.loads(Path(args.card).read_text())
+        try:
+            card = json.loads(Path(args.card).read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--card {args.card}: not a readable JSON file ({exc})") from None
         mv = registry.register(args.name, Path(args.artifact), card,
                                golden=Path(args.golden) if args.golden else None, alias=args.alias)
     else:
-        import joblib
         import yaml
 
         from pipeline import onboard
 
-        overrides = yaml.safe_load(Path(args.overrides).read_text()) if args.overrides else None
+        try:
+            overrides = yaml.safe_load(Path(args.overrides).read_text()) if args.overrides else None
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"--overrides {args.overrides}: not a readable YAML file ({exc})") from None
         mv = onboard.register_model(
-            registry, args.name, joblib.load(args.artifact), onboard.read_frame(Path(args.training_data)),
+            registry, args.name, onboard.load_artifact(Path(args.artifact)), onboard.read_frame(Path(args.training_data)),
             target=args.target, key=args.key, alias=args.alias, overrides=overrides,
             preprocess_ref=args.preprocess, preprocess_module=args.preprocess_module, data=args.training_data,
             artifact=Path(args.artifact))

@@ -65,17 +65,35 @@ def read_frame(path: Path) -> pd.DataFrame:
     """A training frame from Parquet or CSV (by suffix)."""
     if not path.exists():
         raise ModelIntegrityError(f"training data {path} does not exist")
-    if path.suffix.lower() == ".csv":
-        return pd.read_csv(path)
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    raise ModelIntegrityError(f"training data {path}: use a .parquet or .csv file")
+    if path.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise ModelIntegrityError(f"training data {path}: use a .parquet or .csv file")
+    try:
+        return pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - pandas and pyarrow raise many kinds
+        raise ModelIntegrityError(f"training data {path} cannot be read: {type(exc).__name__}: {exc}") from None
+
+
+def load_artifact(path: Path) -> Any:
+    """The estimator in a joblib file the user gives (their own file: it is unpickled to be checked)."""
+    import joblib
+
+    if not path.exists():
+        raise ModelIntegrityError(f"--artifact {path} does not exist")
+    try:
+        return joblib.load(path)
+    except Exception as exc:  # noqa: BLE001 - a missing library, a corrupt file, a class pickled from __main__
+        raise ModelIntegrityError(
+            f"--artifact {path} cannot be loaded: {type(exc).__name__}: {exc}. Save the fitted estimator with "
+            "joblib.dump in an environment like this one (its libraries installed; classes importable, not "
+            "defined in __main__)") from None
 
 
 def infer_card(estimator: Any, frame: pd.DataFrame, *, target: str | None = None, key: str | None = None,
                overrides: dict[str, Any] | None = None, preprocess_ref: str | None = None,
                preprocess_module: str | None = None, data: str | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
     """The card of ``estimator`` trained on ``frame``, and its golden rows (inputs + ``expected_score``)."""
+    if not isinstance(overrides or {}, dict) or not isinstance((overrides or {}).get("inputs") or {}, dict):
+        raise ModelIntegrityError("overrides: a mapping such as {positive_class: 1, inputs: {col: {nullable: true}}}")
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - OVERRIDE_KEYS)
     if unknown:
@@ -92,8 +110,12 @@ def infer_card(estimator: Any, frame: pd.DataFrame, *, target: str | None = None
                             "preprocess": transform_entry, "entity_key": key}
     card.update(_task(estimator, overrides.get("positive_class")))
     scorer = check_estimator(card, estimator, frame[names])
-    prediction, score = scorer.predict(scorer.features(frame[names]))
-    card["metrics"] = _metrics(card, estimator, scorer, frame, target, prediction, score)
+    try:
+        prediction, score = scorer.predict(scorer.features(frame[names]))
+        card["metrics"] = _metrics(card, estimator, scorer, frame, target, prediction, score)
+    except Exception as exc:  # noqa: BLE001 - the estimator's or sklearn's own errors, for the person registering
+        raise ModelIntegrityError(f"scoring the training data with the estimator failed: {type(exc).__name__}: {exc}. "
+                                  "Pass the frame the model was trained on (after the same cleaning)") from None
     card["training"] = {"data": data, "rows": len(frame), "label": target, "stats": stats.input_stats(frame, contract),
                         "score_stats": stats.numeric_stats(pd.Series(score))}
     if card["task"] != "regression":
@@ -134,6 +156,8 @@ def _apply_overrides(contract: list[dict[str, Any]], changes: dict[str, Any]) ->
         if column not in by_name:
             raise ModelIntegrityError(f"overrides.inputs.{column}: not an input of the model (inputs: "
                                       f"{', '.join(by_name)})")
+        if not isinstance(change or {}, dict):
+            raise ModelIntegrityError(f"overrides.inputs.{column}: a mapping of keys such as {{nullable: true}}")
         bad = sorted(set(change or {}) - INPUT_OVERRIDES)
         if bad:
             raise ModelIntegrityError(f"overrides.inputs.{column}: unknown key(s) {', '.join(bad)}; allowed: "
@@ -172,7 +196,12 @@ def _input_names(estimator: Any, frame: pd.DataFrame, transform: dict[str, Any],
 
 def _task(estimator: Any, positive: Any) -> dict[str, Any]:
     classes = getattr(estimator, "classes_", None)
-    if classes is None or not hasattr(estimator, "predict_proba"):
+    if classes is not None and not hasattr(estimator, "predict_proba"):
+        raise ModelIntegrityError(
+            f"the estimator ({type(estimator).__name__}) is a classifier without predict_proba: the pipeline scores "
+            "a classifier by its class probability. Wrap it in CalibratedClassifierCV, or use a classifier with "
+            "predict_proba (LogisticRegression, gradient boosting, ...)")
+    if classes is None:
         if positive is not None:
             raise ModelIntegrityError("overrides.positive_class: the estimator is not a classifier")
         return {"task": "regression", "output": {"prediction": "predicted value", "score": "predicted value"}}
@@ -209,13 +238,18 @@ def check_estimator(card: dict[str, Any], estimator: Any, sample: pd.DataFrame |
     if missing:
         raise ModelIntegrityError(
             f"the estimator needs column(s) {', '.join(missing)} that the card's inputs (after preprocessing "
-            f"{card['preprocess']['name']}@{card['preprocess']['version']}) do not give it: add them to inputs")
+            f"{_transform_name(card)}) do not give it: add them to inputs")
     try:
         scorer.predict(features)
     except Exception as exc:  # noqa: BLE001 - any estimator error means card and artifact disagree
         raise ModelIntegrityError(f"the estimator cannot score rows shaped by the card: {type(exc).__name__}: "
                                   f"{exc}. Check the inputs' types and the preprocessing") from None
     return scorer
+
+
+def _transform_name(card: dict[str, Any]) -> str:
+    entry = card.get("preprocess") or {"name": "identity", "version": 1}
+    return f"{entry.get('name', 'identity')}@{entry.get('version', 1)}"
 
 
 def _synthetic_rows(inputs: list[dict[str, Any]]) -> pd.DataFrame:
@@ -269,9 +303,7 @@ def library_versions(estimator: Any) -> dict[str, str]:
 def check_registration(card: dict[str, Any], artifact: Path, golden: Path | None) -> None:
     """What every registration checks: the card's schema, then the card against its estimator."""
     cards.parse(card)
-    import joblib
-
-    estimator = joblib.load(artifact)  # the caller's own artifact, before it enters the registry
+    estimator = load_artifact(artifact)  # the caller's own artifact, before it enters the registry
     sample = pd.read_parquet(golden).drop(columns=["expected_score"], errors="ignore") if golden else None
     names = [c["name"] for c in card["inputs"]]
     if sample is not None:

@@ -78,17 +78,17 @@ def last_complete_day(moment: dt.datetime, schedule: str | None) -> dt.date:
     # Airflow aligns a trigger that falls exactly on a tick to that tick: so does the +1 s.
     end = croniter(schedule, moment + dt.timedelta(seconds=1)).get_prev(dt.datetime)
     start = croniter(schedule, end).get_prev(dt.datetime)
-    return start.date()
+    # a schedule ticking more than daily (0 */6 * * *) must not make today, an unfinished day, the partition
+    return min(start.date(), moment.date() - dt.timedelta(days=1))
 
 
 def _over(logical: dt.datetime, run_after: dt.datetime, schedule: str | None) -> bool:
-    """Whether the interval starting at the logical date had ended when the run was made."""
-    if schedule is None:
-        end = dt.datetime.combine(logical.date() + dt.timedelta(days=1), dt.time(), logical.tzinfo)
-    else:
+    """Whether the logical date's day and the interval starting at it had both ended when the run was made."""
+    end = dt.datetime.combine(logical.date() + dt.timedelta(days=1), dt.time(), logical.tzinfo)
+    if schedule is not None:
         from croniter import croniter
 
-        end = croniter(schedule, logical).get_next(dt.datetime)
+        end = max(end, croniter(schedule, logical).get_next(dt.datetime))
     return run_after >= end
 
 

@@ -23,7 +23,8 @@ from pipeline.context import RunContext, engine_for_job, run_log
 from pipeline.errors import ConfigError, ReconciliationError, ScoringError, StagingError
 from pipeline.partition import data_files, parse_date, partition_dir
 from pipeline.registry import Registry
-from pipeline.staging import RunSpec, safe_name
+from pipeline.settings import safe_name
+from pipeline.staging import RunSpec
 
 StageFn = Callable[[RunContext, dict[str, Any]], dict[str, Any]]
 

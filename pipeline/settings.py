@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 ALLOW_VERSION_MISMATCH = "SCORING_ALLOW_SKLEARN_VERSION_MISMATCH"
@@ -69,3 +70,8 @@ def allow_sklearn_version_mismatch() -> bool:
 def sql_dir() -> Path:
     """The project's ``sql/`` folder (next to the package)."""
     return Path(__file__).resolve().parents[1] / "sql"
+
+
+def safe_name(text: str) -> str:
+    """A run id made safe as one path component (staging folders, report files)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:200]

@@ -79,13 +79,9 @@ def combine(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str, 
                       seconds=max(st["seconds"].get(step.name, 0.0) for st in states))
     planned = spec.read_json(steps.PLAN_STATE, run_level=True)["files"]
     ingest.check_not_empty(ctx, counts["rows_in"], len(planned), counts)
-    unexpected: dict[str, int] = {}
-    for i in range(spec.shards):
-        stem = validate.report_stem(spec, i)
-        for code, n in json.loads(stem.with_name(stem.name + ".json").read_text())["unexpected_counts"].items():
-            unexpected[code] = unexpected.get(code, 0) + n
-    validate.check_threshold(ctx, counts["rows_in"], counts["rows_quarantined"], unexpected,
-                             f"{validate.report_stem(spec)}.shard-*.html", counts)
+    report = validate.merge_shard_reports(ctx)  # before the threshold: a failing run has its report too
+    unexpected = json.loads(report.with_suffix(".json").read_text())["unexpected_counts"]
+    validate.check_threshold(ctx, counts["rows_in"], counts["rows_quarantined"], unexpected, report, counts)
     spec.write_json(steps.SCORE_STATE, {"scored_at": max(s.read_json(steps.SCORE_STATE)["scored_at"]
                                                          for s in shard_specs)})
     drift.check(ctx, counts["rows_scored"], counts)

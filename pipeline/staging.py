@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
@@ -20,11 +19,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
-
-
-def safe_name(text: str) -> str:
-    """A run id made safe as one path component."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:200]
 
 
 @dataclass(frozen=True)

@@ -276,10 +276,29 @@ def ensure_predictions(engine: Engine, table: str, key: str, key_type: str, sche
         have = {c["name"] for c in sa.inspect(conn).get_columns(table, schema=home)}
         if "flags" not in have:
             conn.exec_driver_sql(f"ALTER TABLE {table_name(conn, table, schema)} ADD COLUMN flags TEXT")
+        readers = _view_readers(conn, home, [ids["latest"], ids["daily"]])
         for name in ("015_predictions_index.sql", "020_views.sql"):
             for stmt in render_sql(conn, name, schema, by_key=f"{table}_by_key", **ids):
                 conn.exec_driver_sql(stmt)
+        for view, grantee in readers:  # the views are made anew: who could read them still can
+            conn.exec_driver_sql(f"GRANT SELECT ON {table_name(conn, view, schema)} TO {_quote_role(conn, grantee)}")
         comment(conn, dictionary.objects("analyst", table, key), schema)
+
+
+def _view_readers(conn: Connection, schema: str | None, views: list[str]) -> list[tuple[str, str]]:
+    """PostgreSQL: (view, role) of every SELECT granted on the views to roles other than their owner."""
+    if conn.dialect.name != "postgresql":
+        return []
+    rows = conn.execute(sa.text(
+        "SELECT table_name, grantee FROM information_schema.role_table_grants WHERE privilege_type = 'SELECT' "
+        "AND table_schema = COALESCE(:s, current_schema()) AND table_name = ANY(:v) AND grantee <> current_user"),
+        {"s": schema, "v": views}).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+def _quote_role(conn: Connection, role: str) -> str:
+    """A role name read from the catalogue, quoted (roles may have any name PostgreSQL allows)."""
+    return conn.dialect.identifier_preparer.quote_identifier(role)
 
 
 def comment(conn: Connection, objects: list[dictionary.DbObject], schema: str | None = None) -> None:
@@ -311,6 +330,10 @@ def grant_reader(engine: Engine, schema: str, role: str) -> None:
         raise ConfigError("a read-only role needs PostgreSQL: SQLite has no roles (share a read-only copy instead)")
     with begin(engine) as conn:
         _ddl_lock(conn)
+        if conn.execute(sa.text("SELECT current_schema()")).scalar_one() == schema:
+            raise ConfigError(
+                f"schema {schema!r} is this connection's own, where the ledger and the quarantine live: a reader "
+                "there could read them. Give the jobs an output.schema of their own (e.g. analytics) and grant that.")
         q_schema, q_role = _quote(conn, schema), _quote(conn, role)
         conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {q_schema}")
         if conn.execute(sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}).first() is None:

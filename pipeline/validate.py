@@ -22,14 +22,8 @@ from pipeline import settings, steps
 from pipeline.context import Progress, counted
 from pipeline.errors import ConfigError, ValidationFailedError
 from pipeline.ingest import RAW_PREFIX, numeric_columns, original_values
-from pipeline.staging import (
-    RunSpec,
-    StagedWriter,
-    read_batches,
-    safe_name,
-    staged_rows,
-    staged_schema,
-)
+from pipeline.settings import safe_name
+from pipeline.staging import RunSpec, StagedWriter, read_batches, staged_rows, staged_schema
 
 if TYPE_CHECKING:
     from pipeline.context import RunContext
@@ -395,7 +389,7 @@ def finish_report(ctx: RunContext, row: dict[str, Any]) -> Path | None:
     stem = report_stem(spec)
     json_path = stem.with_name(stem.name + ".json")
     if spec.shards > 1:
-        json_path.write_text(json.dumps(_merged_shards(spec), indent=2, default=str))
+        merge_shard_reports(ctx)
     if not json_path.exists():
         return None
     report = json.loads(json_path.read_text())
@@ -410,6 +404,22 @@ def finish_report(ctx: RunContext, row: dict[str, Any]) -> Path | None:
     html = stem.with_name(stem.name + ".html")
     html.write_text(validation_html(report))
     ctx.log.info("run report: %s", html)
+    return html
+
+
+def merge_shard_reports(ctx: RunContext) -> Path:
+    """A sharded run's partition report (``<run>.html`` and JSON) from its shards' reports; its HTML path.
+
+    Written by combine, before the partition-wide threshold, so a run that fails there has its report.
+    """
+    from pipeline.report import validation_html
+
+    stem = report_stem(ctx.spec)
+    report = _merged_shards(ctx.spec)
+    stem.with_name(stem.name + ".json").write_text(json.dumps(report, indent=2, default=str))
+    html = stem.with_name(stem.name + ".html")
+    html.write_text(validation_html(report))
+    ctx.log.info("validation report of the partition (%d shards): %s", ctx.spec.shards, html)
     return html
 
 

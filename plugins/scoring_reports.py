@@ -30,14 +30,13 @@ app = FastAPI(title="Scoring run reports")
 
 def report_path(dag_id: str, run_id: str) -> Path | None:
     """The newest report of a run (its partition folder is not in the URL), or None."""
-    from pipeline import settings
-    from pipeline.staging import safe_name
+    from pipeline import settings  # light: no pandas or pyarrow in the api-server for this
 
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", dag_id):
         return None
-    found = sorted((settings.reports_dir() / dag_id).glob(f"*/{safe_name(run_id)}.html"),
-                   key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
+    found = [(p.stat().st_mtime, p) for p in (settings.reports_dir() / dag_id).glob(
+        f"*/{settings.safe_name(run_id)}.html") if p.exists()]
+    return max(found)[1] if found else None
 
 
 @app.get("/{dag_id}/{run_id}", response_class=HTMLResponse,
@@ -45,8 +44,8 @@ def report_path(dag_id: str, run_id: str) -> Path | None:
 def run_report(dag_id: str, run_id: str) -> HTMLResponse:
     path = report_path(dag_id, run_id)
     if path is None:
-        raise HTTPException(404, f"no report for run {run_id} of {dag_id} yet: the validate task writes it "
-                                 "(a run that stopped before validate has none)")
+        raise HTTPException(404, f"no report for run {run_id} of {dag_id} yet: the validate task (combine, for "
+                                 "a sharded job) writes it; a run that stopped before has none")
     return HTMLResponse(path.read_text())
 
 

@@ -85,7 +85,12 @@ def stack_env(home: Path, port: int, metadata: str, scoring: str, redis_db: int)
 
 def up(home: Path, workers: int, metadata_db: str, scoring_db: str, redis_db: int, extra_env: dict[str, str],
        port: int = 8080, host: str = "127.0.0.1") -> dict:
+    # the home holds secrets (the env file, the generated admin password, which the api-server also
+    # prints into its log): everything in it is the owner's only, from the start
+    os.umask(0o077)
     home.mkdir(parents=True, exist_ok=True)
+    home.chmod(0o700)
+    (home / PASSWORDS).touch(mode=0o600)  # the auth manager appends to it: it keeps this mode
     port = port or free_port()
     env = stack_env(home, port, create_database(metadata_db), create_database(scoring_db), redis_db)
     env.update(extra_env)
@@ -102,7 +107,7 @@ def up(home: Path, workers: int, metadata_db: str, scoring_db: str, redis_db: in
     pids = []
     for args, own in components:
         name = args[0] if args[0] != "celery" else args[3].split("@")[0]
-        log = (home / f"{name}.log").open("w")
+        log = os.fdopen(os.open(home / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w")
         proc = subprocess.Popen([AIRFLOW, *args], env={**env, **own}, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, cwd=home)
         pids.append({"name": name, "pid": proc.pid})

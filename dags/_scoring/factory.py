@@ -297,7 +297,7 @@ def _model_refs(name: str) -> str:
     registry = Registry()
     try:
         versions, aliases = registry.versions(name), registry.aliases(name)
-    except (OSError, ValueError):
+    except Exception:  # noqa: BLE001 - an odd registry file must not take every DAG down at parse time
         return "unknown (registry unreadable)"
     listed = [f"v{v}" for v in versions] + [f"{a} (v{v})" for a, v in sorted(aliases.items())]
     return ", ".join(listed) or f"none yet (scoring models register {name} ...)"

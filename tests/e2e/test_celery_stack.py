@@ -60,6 +60,8 @@ def test_rest_triggered_runs_execute_on_two_celery_workers(home: Path, tmp_path:
         assert api.startswith("http://127.0.0.1:")
         assert (stack_home / "stack.env.json").stat().st_mode & 0o777 == 0o600
         assert passwords.stat().st_mode & 0o777 == 0o600
+        assert stack_home.stat().st_mode & 0o777 == 0o700
+        assert {p.stat().st_mode & 0o777 for p in stack_home.glob("*.log")} == {0o600}, "logs hold the password too"
         env = subprocess.run([*STACK, "env", "--home", str(stack_home)], capture_output=True, text=True, timeout=60)
         assert f"export AIRFLOW_HOME={stack_home}" in env.stdout and "export AIRFLOW__CORE__EXECUTOR=CeleryExecutor" \
             in env.stdout

@@ -52,6 +52,10 @@ def test_predictions_live_in_the_analysts_schema_with_comments_and_a_read_only_r
                                  timeout=120)
             assert out.returncode == 0, out.stderr
             assert f"options=-csearch_path%3D{analytics}" in out.stdout
+            own = subprocess.run([sys.executable, "-m", "pipeline.cli", "db", "grant-reader", "--schema", ops,
+                                  "--role", role], env=dict(os.environ), cwd=ROOT, capture_output=True, text=True,
+                                 timeout=120)
+            assert own.returncode == 2 and "where the ledger and the quarantine live" in own.stderr
             admin.execute(f'CREATE ROLE "{login}" LOGIN')
             admin.execute(f'GRANT "{role}" TO "{login}"')
         base = pg_server.rsplit("/", 1)[0].replace("postgres@", f"{login}@")
@@ -60,6 +64,9 @@ def test_predictions_live_in_the_analysts_schema_with_comments_and_a_read_only_r
             assert count == summary["rows_written"]
             assert analyst.execute("SELECT COUNT(*) FROM churn_test_predictions_latest WHERE NOT is_stale"
                                    ).fetchone()[0] == count
+        local.run_partition(job, DAY, run_id="a2")  # a re-run makes the views anew: the reader keeps them
+        with psycopg.connect(f"{base}/test?options=-csearch_path%3D{analytics}", autocommit=True) as analyst:
+            assert analyst.execute("SELECT COUNT(*) FROM churn_test_predictions_daily").fetchone()[0] == 1
             for statement in ("INSERT INTO churn_test_predictions SELECT * FROM churn_test_predictions LIMIT 1",
                               "UPDATE churn_test_predictions SET score = 0",
                               "DELETE FROM churn_test_predictions",

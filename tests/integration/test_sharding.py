@@ -103,3 +103,20 @@ def test_more_shards_than_files_uses_one_per_file(home: Path) -> None:
     root, shards = sharding.plan(run.context(sharded, spec))
     assert root.shards == 2 and len(shards) == 2
     assert dt.date.fromisoformat(root.partition_date) == DAY
+
+
+def test_a_sharded_run_failing_its_threshold_has_one_partition_report(home: Path) -> None:
+    from pipeline.errors import ValidationFailedError
+
+    write_partition(home, n=1200, files=3)
+    source = {"path": str(home / "data" / "churn"), "batch_rows": 300, "shards": 3}
+    job = load_job(write_job(home, job_id="churn_sharded", source=source,
+                             validation={"max_quarantine_share": 0.0}))  # any quarantined row fails the run
+    with pytest.raises(ValidationFailedError, match=r"Report: .*churn_sharded/2026-11-20/strict\.html"):
+        local.run_partition(job, DAY, run_id="strict")
+    report = json.loads((home / "reports" / "churn_sharded" / str(DAY) / "strict.json").read_text())
+    shards = [json.loads(p.read_text()) for p in sorted((home / "reports" / "churn_sharded" / str(DAY)).glob(
+        "strict.shard-*.json"))]
+    assert len(shards) == 3 and report["rows_in"] == sum(s["rows_in"] for s in shards) > 1000
+    assert report["rows_quarantined"] == sum(s["rows_quarantined"] for s in shards) > 0
+    assert (home / "reports" / "churn_sharded" / str(DAY) / "strict.html").exists()

@@ -116,3 +116,37 @@ def test_infer_column_types_nullability_and_ranges() -> None:
     assert infer_column(pd.Series([True, False]), "b")["type"] == "bool"
     with pytest.raises(ModelIntegrityError, match="holds dates or times"):
         infer_column(pd.Series(pd.to_datetime(["2026-01-01"])), "d")
+
+
+def _register_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", "models", "--models-dir", str(tmp_path / "models"),
+                           "register", "m", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_bad_inputs_to_register_are_messages_not_tracebacks(tmp_path: Path, artifact: Path) -> None:
+    frame = tmp_path / "train.parquet"
+    X.assign(y=Y).to_parquet(frame)
+    (tmp_path / "broken.joblib").write_bytes(b"not a pickle")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    (tmp_path / "bad.csv").write_bytes(b"\xff\xfe\x00garbage")
+    cases = [
+        (["--artifact", str(tmp_path / "nope.joblib"), "--training-data", str(frame)], "does not exist"),
+        (["--artifact", str(tmp_path / "broken.joblib"), "--training-data", str(frame)], "cannot be loaded"),
+        (["--artifact", str(artifact), "--training-data", str(frame), "--overrides", str(tmp_path / "list.yaml")],
+         "overrides: a mapping"),
+        (["--artifact", str(artifact), "--training-data", str(tmp_path / "bad.csv")], "cannot be read"),
+        (["--artifact", str(artifact), "--training-data", str(frame), "--target", "Y"], "--target 'Y' is not a column"),
+    ]
+    for args, message in cases:
+        out = _register_cli(tmp_path, *args)
+        assert out.returncode == 2 and "Traceback" not in out.stderr and message in out.stderr, (args, out.stderr)
+    assert not (tmp_path / "models" / "m").exists() or not list((tmp_path / "models" / "m").glob("v*"))
+
+
+def test_a_classifier_without_predict_proba_is_refused(tmp_path: Path) -> None:
+    from sklearn.svm import LinearSVC
+
+    from pipeline.onboard import register_model
+
+    with pytest.raises(ModelIntegrityError, match="classifier without predict_proba.*CalibratedClassifierCV"):
+        register_model(Registry(tmp_path / "models"), "m", LinearSVC().fit(X, Y), X.assign(y=Y), target="y")

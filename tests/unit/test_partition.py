@@ -82,3 +82,11 @@ def test_a_partition_date_in_a_backfill_is_refused() -> None:
         resolve_partition_date(tz=UTC, param="2026-11-20", run_type="backfill",
                                logical_date=dt.datetime(2026, 11, 2, 2, tzinfo=dt.UTC))
     assert resolve_partition_date(tz=UTC, param="2026-11-20", run_type="manual") == dt.date(2026, 11, 20)
+
+
+def test_a_schedule_ticking_more_than_daily_never_scores_today() -> None:
+    noon = dt.datetime(2026, 12, 1, 12, 5, tzinfo=dt.UTC)
+    six_am = dt.datetime(2026, 12, 1, 6, tzinfo=dt.UTC)
+    assert resolve_partition_date(tz=UTC, logical_date=six_am, run_after=noon, schedule="0 */6 * * *") == \
+        dt.date(2026, 11, 30)
+    assert resolve_partition_date(tz=UTC, run_after=noon, schedule="0 */6 * * *") == dt.date(2026, 11, 30)
