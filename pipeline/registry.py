@@ -290,7 +290,7 @@ class Registry:
     def archive(self, name: str, version: int) -> Path:
         """Move a live version no alias points at to ``archive/``; return its new folder."""
         with self._locked(name):
-            live = self._live_path(name, version)
+            live = self._version_path(name, version)
             pointing = sorted(a for a, v in self.aliases(name).items() if v == version)
             if pointing:
                 raise ConfigError(
@@ -308,7 +308,7 @@ class Registry:
     def restore(self, name: str, version: int) -> ModelVersion:
         """Move an archived version back among the live ones."""
         with self._locked(name):
-            archived = self._archived_path(name, version)
+            archived = self._version_path(name, version, archived=True)
             target = self.root / name / f"v{version}"
             if target.exists():
                 raise ConfigError(f"model {name!r} v{version}: {target} exists already; move it away first")
@@ -324,7 +324,7 @@ class Registry:
                     f"model {name!r} v{version} is live: only an archived version can be deleted. "
                     f"Archive it first (`scoring models archive {name} {version}`), then delete it."
                 )
-            archived = self._archived_path(name, version)
+            archived = self._version_path(name, version, archived=True)
             doc = self._alias_doc(name)
             doc["last_version"] = max(self._next_version(name) - 1, version)
             _write_json_atomic(self.root / name / ALIASES, doc)  # before the folder goes: never reused
@@ -339,23 +339,20 @@ class Registry:
         used = [*self.versions(name), *self.archived(name), int(self._alias_doc(name).get("last_version") or 0)]
         return max(used, default=0) + 1
 
-    def _live_path(self, name: str, version: int) -> Path:
-        if version not in self.versions(name):
-            where = "is archived already" if version in self.archived(name) else "is not registered"
+    def _version_path(self, name: str, version: int, *, archived: bool = False) -> Path:
+        """The folder of a live (or, ``archived``, an archived) version; otherwise say where it is."""
+        live, gone = self.versions(name), self.archived(name)
+        here, there = (gone, live) if archived else (live, gone)
+        if version not in here:
+            if archived:
+                where = "is live, not archived" if version in there else "is not archived"
+            else:
+                where = "is archived already" if version in there else "is not registered"
             raise ModelNotFoundError(
-                f"model {name!r} v{version} {where}. Live versions: "
-                f"{', '.join(map(str, self.versions(name))) or 'none'}."
+                f"model {name!r} v{version} {where}. {'Archived' if archived else 'Live'} versions: "
+                f"{', '.join(map(str, here)) or 'none'}."
             )
-        return self.root / name / f"v{version}"
-
-    def _archived_path(self, name: str, version: int) -> Path:
-        if version not in self.archived(name):
-            where = "is live, not archived" if version in self.versions(name) else "is not archived"
-            raise ModelNotFoundError(
-                f"model {name!r} v{version} {where}. Archived versions: "
-                f"{', '.join(map(str, self.archived(name))) or 'none'}."
-            )
-        return self.root / name / ARCHIVE / f"v{version}"
+        return self.root / name / (ARCHIVE if archived else "") / f"v{version}"
 
     def _alias_stack(self, name: str, alias: str) -> list[int]:
         """Replay the alias's history: a promote pushes its version, a rollback pops back to its target."""

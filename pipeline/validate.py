@@ -122,7 +122,6 @@ class BatchOutcome:
         return mask
 
 
-FLAGS = steps.FLAGS
 
 
 class RowValidator:
@@ -292,7 +291,7 @@ def validate_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict
     total = staged_rows(source)
     progress = Progress(ctx.log, "validate", total)
     flagged = 0
-    with StagedWriter(ctx.path(steps.VALID), schema.append(pa.field(FLAGS, pa.string()))) as good, \
+    with StagedWriter(ctx.path(steps.VALID), schema.append(pa.field(steps.FLAGS, pa.string()))) as good, \
             StagedWriter(ctx.path(steps.QUARANTINE), schema.append(pa.field("reasons", pa.string()))) as bad:
         for batch in read_batches(source, ctx.batch_rows):
             valid, rejected, n_flagged = split_batch(validator, batch)
@@ -321,7 +320,7 @@ def split_batch(validator: RowValidator, batch: pa.RecordBatch) -> tuple[pa.Tabl
     if len(outcome.bad):
         rejected = (pa.Table.from_batches([batch.take(pa.array(outcome.bad))])
                     .append_column("reasons", pa.array(outcome.reasons, pa.string())))
-    return valid.append_column(FLAGS, flags), rejected, valid.num_rows - flags.null_count
+    return valid.append_column(steps.FLAGS, flags), rejected, valid.num_rows - flags.null_count
 
 
 def report_stem(spec: RunSpec, shard: int | None = None) -> Path:
@@ -332,19 +331,24 @@ def report_stem(spec: RunSpec, shard: int | None = None) -> Path:
 
 def write_report(ctx: RunContext, summary: dict[str, Any], **counts: int) -> Path:
     """The validation report as JSON and HTML (counts: rows_in, rows_valid, ...); returns the HTML's path."""
-    from pipeline.report import validation_html
-
     spec = ctx.spec
     report = {**summary, "job_id": spec.job_id, "partition": spec.partition_date, "run_id": spec.run_id,
               **counts, "max_quarantine_share": ctx.job.validation.max_quarantine_share,
               "model": f"{spec.model_name} v{spec.model_version}",
               "quarantine_sample": sample(ctx.path(steps.QUARANTINE), 20)}
-    stem = report_stem(spec, spec.shard)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    html = stem.with_name(stem.name + ".html")
-    stem.with_name(stem.name + ".json").write_text(json.dumps(report, indent=2, default=str))
-    html.write_text(validation_html(report))
+    html = _save_report(report_stem(spec, spec.shard), report)
     ctx.log.info("validation report: %s (JSON beside it)", html)
+    return html
+
+
+def _save_report(stem: Path, report: dict[str, Any]) -> Path:
+    """A report as ``<stem>.json`` and ``<stem>.html``; returns the HTML's path."""
+    from pipeline.report import validation_html
+
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_name(stem.name + ".json").write_text(json.dumps(report, indent=2, default=str))
+    html = stem.with_name(stem.name + ".html")
+    html.write_text(validation_html(report))
     return html
 
 
@@ -383,13 +387,11 @@ def sample(path: Path, n: int) -> list[dict[str, Any]]:
 def finish_report(ctx: RunContext, row: dict[str, Any]) -> Path | None:
     """After the run: the report completed with the scored count, drift and (push) the delivery outcome.
 
-    A sharded run's shard reports are merged into one report of the partition first.
+    (A sharded run's partition report is the one combine merged from its shards.)
     """
     spec = ctx.spec
     stem = report_stem(spec)
     json_path = stem.with_name(stem.name + ".json")
-    if spec.shards > 1:
-        merge_shard_reports(ctx)
     if not json_path.exists():
         return None
     report = json.loads(json_path.read_text())
@@ -398,11 +400,7 @@ def finish_report(ctx: RunContext, row: dict[str, Any]) -> Path | None:
     if spec.mode == "push":
         report["delivery"] = {k: row.get(k) for k in ("sink", "rows_delivered", "rows_dead_lettered",
                                                       "rows_not_selected", "rows_failed")}
-    from pipeline.report import validation_html
-
-    json_path.write_text(json.dumps(report, indent=2, default=str))
-    html = stem.with_name(stem.name + ".html")
-    html.write_text(validation_html(report))
+    html = _save_report(stem, report)
     ctx.log.info("run report: %s", html)
     return html
 
@@ -412,13 +410,7 @@ def merge_shard_reports(ctx: RunContext) -> Path:
 
     Written by combine, before the partition-wide threshold, so a run that fails there has its report.
     """
-    from pipeline.report import validation_html
-
-    stem = report_stem(ctx.spec)
-    report = _merged_shards(ctx.spec)
-    stem.with_name(stem.name + ".json").write_text(json.dumps(report, indent=2, default=str))
-    html = stem.with_name(stem.name + ".html")
-    html.write_text(validation_html(report))
+    html = _save_report(report_stem(ctx.spec), _merged_shards(ctx.spec))
     ctx.log.info("validation report of the partition (%d shards): %s", ctx.spec.shards, html)
     return html
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +184,42 @@ def wait_for_dag(http: Any, api: str, dag_id: str, timeout: float = 180) -> None
     while http.get(f"{api}/api/v2/dags/{dag_id}", timeout=30).status_code != 200:
         assert time.monotonic() < deadline, f"the DAG processor never parsed {dag_id}"
         time.sleep(2)
+
+
+STACK = [sys.executable, str(ROOT / "scripts" / "native_stack.py")]
+
+
+@dataclass
+class NativeStack:
+    """A running ``scripts/native_stack.py`` stack: its API, home, `up` output and predictions database URL."""
+
+    api: str
+    home: Path
+    up: subprocess.CompletedProcess
+    scoring_db: str
+
+
+@contextmanager
+def native_stack(tmp_path: Path, pg_server: str, workers: int) -> Iterator[NativeStack]:
+    """Start the native Celery stack on fresh databases and a fresh Redis database; stop and drop them after."""
+    import psycopg
+    import redis
+
+    suffix = uuid.uuid4().hex[:8]
+    metadata, scoring, redis_db = f"airflow_{suffix}", f"scoring_{suffix}", random.randint(8, 15)
+    broker = redis.Redis(host="127.0.0.1", port=6379, db=redis_db)
+    broker.flushdb()
+    home = tmp_path / "stack"
+    up = subprocess.run([*STACK, "up", "--home", str(home), "--workers", str(workers), "--metadata-db", metadata,
+                         "--scoring-db", scoring, "--redis-db", str(redis_db), "--port", "0"],
+                        capture_output=True, text=True, timeout=300)
+    try:
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        api = json.loads(up.stdout.strip().splitlines()[-1])["api"]
+        yield NativeStack(api, home, up, f"{pg_server.rsplit('/', 1)[0]}/{scoring}")
+    finally:
+        subprocess.run([*STACK, "down", "--home", str(home)], capture_output=True, timeout=120)
+        broker.flushdb()
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            for name in (metadata, scoring):
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

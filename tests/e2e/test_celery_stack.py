@@ -11,49 +11,27 @@ from PostgreSQL.
 from __future__ import annotations
 
 import datetime as dt
-import json
-import random
 import subprocess
-import sys
 import time
-import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.conftest import ROOT, write_job, write_partition
-from tests.e2e.conftest import stack_session, wait_for_dag
+from tests.conftest import write_job, write_partition
+from tests.e2e.conftest import STACK, native_stack, stack_session, wait_for_dag
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow, pytest.mark.postgres]
-STACK = [sys.executable, str(ROOT / "scripts" / "native_stack.py")]
-
-
-def _drop(pg: str, *names: str) -> None:
-    with psycopg.connect(pg, autocommit=True) as conn:
-        for name in names:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_rest_triggered_runs_execute_on_two_celery_workers(home: Path, tmp_path: Path, pg_server: str) -> None:
-    import redis
-
     days = [dt.date(2026, 10, 5), dt.date(2026, 10, 6)]
     for day in days:
         write_partition(home, day=day, n=1500)
     # two shards per run: the mapped score_shard tasks go to the workers through Redis
     write_job(home, start_date="2026-09-01", source={"path": str(home / "data" / "churn"), "shards": 2})
-    suffix = uuid.uuid4().hex[:8]
-    metadata, scoring, redis_db = f"airflow_{suffix}", f"scoring_{suffix}", random.randint(8, 15)
-    broker = redis.Redis(host="127.0.0.1", port=6379, db=redis_db)
-    broker.flushdb()
-    stack_home = tmp_path / "stack"
-    up = subprocess.run([*STACK, "up", "--home", str(stack_home), "--workers", "2", "--metadata-db", metadata,
-                         "--scoring-db", scoring, "--redis-db", str(redis_db), "--port", "0"],
-                        capture_output=True, text=True, timeout=300)
-    try:
-        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
-        api = json.loads(up.stdout.strip().splitlines()[-1])["api"]
+    with native_stack(tmp_path, pg_server, workers=2) as stack:
+        api, stack_home, up = stack.api, stack.home, stack.up
         passwords = stack_home / "simple_auth_manager_passwords.json.generated"
         # what an operator is told, and what stays private
         assert f"Airflow UI and API: {api}  (user admin, password in {passwords}" in up.stdout
@@ -84,8 +62,7 @@ def test_rest_triggered_runs_execute_on_two_celery_workers(home: Path, tmp_path:
             time.sleep(3)
         assert set(states.values()) == {"success"}, (states, _tail(stack_home))
 
-        base = pg_server.rsplit("/", 1)[0]
-        with psycopg.connect(f"{base}/{scoring}") as conn:
+        with psycopg.connect(stack.scoring_db) as conn:
             for day, run_id in zip(days, run_ids, strict=True):
                 count, runs = conn.execute("SELECT COUNT(*), array_agg(DISTINCT run_id) FROM churn_test_predictions "
                                            "WHERE partition_date = %s", (day,)).fetchone()
@@ -98,10 +75,6 @@ def test_rest_triggered_runs_execute_on_two_celery_workers(home: Path, tmp_path:
             assert "churn_test" in log, f"{worker} ran no task:\n{log[-2000:]}"
             assert "address already in use" not in log.lower(), "each worker has its own log-server port"
         assert "127.0.0.1" in (stack_home / "api-server.log").read_text()
-    finally:
-        subprocess.run([*STACK, "down", "--home", str(stack_home)], capture_output=True, timeout=120)
-        broker.flushdb()
-        _drop(pg_server, metadata, scoring)
 
 
 def _tail(home: Path) -> str:

@@ -7,12 +7,7 @@ tab and the validate task's extra link open the report. Screenshots go to test-o
 from __future__ import annotations
 
 import datetime as dt
-import json
-import random
-import subprocess
-import sys
 import time
-import uuid
 from pathlib import Path
 
 import psycopg
@@ -21,17 +16,10 @@ import requests
 
 from pipeline.partition import last_complete_day
 from tests.conftest import ROOT, write_job, write_partition
-from tests.e2e.conftest import stack_session, wait_for_dag
+from tests.e2e.conftest import native_stack, stack_session, wait_for_dag
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow, pytest.mark.postgres]
-STACK = [sys.executable, str(ROOT / "scripts" / "native_stack.py")]
 SHOTS = ROOT / "test-output"
-
-
-def _drop(pg: str, *names: str) -> None:
-    with psycopg.connect(pg, autocommit=True) as conn:
-        for name in names:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_form_trigger_scores_the_last_complete_day_and_the_report_is_one_click_away(
@@ -42,15 +30,8 @@ def test_form_trigger_scores_the_last_complete_day_and_the_report_is_one_click_a
         write_partition(home, day=day, n=800)
     # start today: the scheduler has no complete interval to run, only the form's trigger runs
     write_job(home, start_date=now.date().isoformat(), schedule="0 0 * * *")
-    suffix = uuid.uuid4().hex[:8]
-    metadata, scoring, redis_db = f"airflow_{suffix}", f"scoring_{suffix}", random.randint(8, 15)
-    stack_home = tmp_path / "stack"
-    up = subprocess.run([*STACK, "up", "--home", str(stack_home), "--workers", "1", "--metadata-db", metadata,
-                         "--scoring-db", scoring, "--redis-db", str(redis_db), "--port", "0"],
-                        capture_output=True, text=True, timeout=300)
-    try:
-        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
-        api = json.loads(up.stdout.strip().splitlines()[-1])["api"]
+    with native_stack(tmp_path, pg_server, workers=1) as stack:
+        api, stack_home = stack.api, stack.home
         token, http = stack_session(api, stack_home)
         wait_for_dag(http, api, "churn_test")
 
@@ -76,8 +57,7 @@ def test_form_trigger_scores_the_last_complete_day_and_the_report_is_one_click_a
                     break
             time.sleep(3)
         assert state == "success", (state, run_id)
-        base = pg_server.rsplit("/", 1)[0]
-        with psycopg.connect(f"{base}/{scoring}") as conn:
+        with psycopg.connect(stack.scoring_db) as conn:
             [(partition,)] = conn.execute("SELECT partition_date FROM scoring_runs WHERE run_id = %s",
                                           (run_id,)).fetchall()
         assert partition == expected, f"the form's defaults scored {partition}, not the last complete day"
@@ -97,6 +77,3 @@ def test_form_trigger_scores_the_last_complete_day_and_the_report_is_one_click_a
         assert f"partition {expected}" in frame.locator("h1").inner_text(timeout=30_000)
         page.screenshot(path=str(SHOTS / "ui-run-report-tab.png"))
         print(f"screenshots: {SHOTS}")
-    finally:
-        subprocess.run([*STACK, "down", "--home", str(stack_home)], capture_output=True, timeout=120)
-        _drop(pg_server, metadata, scoring)

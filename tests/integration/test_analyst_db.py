@@ -56,6 +56,8 @@ def test_predictions_live_in_the_analysts_schema_with_comments_and_a_read_only_r
                                   "--role", role], env=dict(os.environ), cwd=ROOT, capture_output=True, text=True,
                                  timeout=120)
             assert own.returncode == 2 and "where the ledger and the quarantine live" in own.stderr
+            # as when the pipeline's user is not the one that ran grant-reader: no default privilege re-grants
+            admin.execute(f'ALTER DEFAULT PRIVILEGES IN SCHEMA "{analytics}" REVOKE SELECT ON TABLES FROM "{role}"')
             admin.execute(f'CREATE ROLE "{login}" LOGIN')
             admin.execute(f'GRANT "{role}" TO "{login}"')
         base = pg_server.rsplit("/", 1)[0].replace("postgres@", f"{login}@")
@@ -88,3 +90,17 @@ def test_the_data_dictionary_in_the_docs_is_current() -> None:
 
     assert (ROOT / "docs" / "data-dictionary.md").read_text() == dictionary.markdown(), \
         "run `make schema` (it regenerates docs/data-dictionary.md)"
+
+
+def test_a_second_start_rewrites_no_comment(pg_url: str) -> None:
+    import sqlalchemy as sa
+
+    from pipeline import store
+
+    engine = store.engine_for(store.resolve_url("scoring_db"))
+    store.ensure_ledger(engine)
+    written: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute",
+                    lambda conn, cursor, statement, *_: written.append(statement) if "COMMENT ON" in statement else None)
+    store.ensure_ledger(engine)  # what every run's start does
+    assert written == []

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -12,14 +11,22 @@ def scoring(*args: str, models: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_models_cli_register_promote_rollback(tmp_path: Path, trained_models: Path) -> None:
+def _registry_with_card(tmp_path: Path, trained_models: Path) -> tuple[Path, Path]:
+    """A copy of the trained registry, and a copy of churn v1's card to register again."""
     models = tmp_path / "models"
     shutil.copytree(trained_models, models)
-    v1 = models / "churn" / "v1"
-    card = json.loads((v1 / "card.json").read_text())
-    (tmp_path / "card.json").write_text(json.dumps(card))
-    out = scoring("register", "churn", "--artifact", str(v1 / "model.joblib"), "--card", str(tmp_path / "card.json"),
-                  "--golden", str(v1 / "golden.parquet"), models=models)
+    (tmp_path / "card.json").write_text((models / "churn" / "v1" / "card.json").read_text())
+    return models, models / "churn" / "v1"
+
+
+def _register_again(tmp_path: Path, models: Path, v1: Path) -> subprocess.CompletedProcess:
+    return scoring("register", "churn", "--artifact", str(v1 / "model.joblib"), "--card", str(tmp_path / "card.json"),
+                   "--golden", str(v1 / "golden.parquet"), models=models)
+
+
+def test_models_cli_register_promote_rollback(tmp_path: Path, trained_models: Path) -> None:
+    models, v1 = _registry_with_card(tmp_path, trained_models)
+    out = _register_again(tmp_path, models, v1)
     assert out.returncode == 0, out.stderr
     assert "registered churn v2 sha256=" in out.stdout
     assert scoring("promote", "churn", "2", models=models).stdout.strip() == "churn: champion -> v2"
@@ -32,14 +39,9 @@ def test_models_cli_register_promote_rollback(tmp_path: Path, trained_models: Pa
 
 
 def test_models_cli_archive_restore_delete_and_rollback_to(tmp_path: Path, trained_models: Path) -> None:
-    models = tmp_path / "models"
-    shutil.copytree(trained_models, models)
-    v1 = models / "churn" / "v1"
-    card = json.loads((v1 / "card.json").read_text())
-    (tmp_path / "card.json").write_text(json.dumps(card))
+    models, v1 = _registry_with_card(tmp_path, trained_models)
     for _ in range(2):  # v2, v3
-        out = scoring("register", "churn", "--artifact", str(v1 / "model.joblib"), "--card",
-                      str(tmp_path / "card.json"), "--golden", str(v1 / "golden.parquet"), models=models)
+        out = _register_again(tmp_path, models, v1)
         assert out.returncode == 0, out.stderr
     assert scoring("promote", "churn", "3", models=models).stdout.strip() == "churn: champion -> v3"
     refused = scoring("archive", "churn", "3", models=models)
@@ -52,6 +54,5 @@ def test_models_cli_archive_restore_delete_and_rollback_to(tmp_path: Path, train
     assert "restored" in scoring("restore", "churn", "2", models=models).stdout
     assert scoring("archive", "churn", "3", models=models).returncode == 0
     assert "deleted" in scoring("delete", "churn", "3", models=models).stdout
-    out = scoring("register", "churn", "--artifact", str(v1 / "model.joblib"), "--card", str(tmp_path / "card.json"),
-                  "--golden", str(v1 / "golden.parquet"), models=models)
+    out = _register_again(tmp_path, models, v1)
     assert "registered churn v4" in out.stdout, "a deleted version's number is not reused"
