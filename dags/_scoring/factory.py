@@ -251,7 +251,8 @@ dates choose the days). Otherwise a run scores its logical date's day once that 
 a scheduled run's logical date is the start of its cron interval (the 02:00 run on 21 Nov
 scores 20 Nov, so `backfill__2026-11-21T02:00`-style ids name the interval's end, not the
 partition); a trigger from the form with the logical date it fills in (now) scores the last
-complete day instead, never today. The first task's log and XCom name the partition.
+complete day instead, never today. Each run's **note** says which day it scores (written when
+the scheduler starts it), as do the first task's log and XCom.
 
 **Trigger by hand:** *Trigger DAG* shows a form: partition date, model version or alias,
 the output mode (jobs with two), full resend (jobs that push), dry run. Re-drive dead-lettered batches of a push:
@@ -261,7 +262,8 @@ the output mode (jobs with two), full resend (jobs that push), dry run. Re-drive
 
 def params(job: JobConfig) -> dict[str, Param]:
     """The trigger form: partition date, model version or alias, dry run; the output mode only when the
-    job has two, and full resend only when it can push."""
+    job has two, and full resend only when it can push. Switches are typed boolean-or-null: the form marks
+    a field required unless its type admits null, and a switch always has a value."""
     form = {
         "partition_date": Param(
             None, type=["null", "string"], format="date", title="Partition date",
@@ -282,11 +284,11 @@ def params(job: JobConfig) -> dict[str, Param]:
         )
     if "push" in job.output.modes:
         form["resend"] = Param(
-            False, type="boolean", title="Full resend (push)",
+            False, type=["boolean", "null"], title="Full resend (push)",
             description="Send every batch again, even batches delivered before.",
         )
     form["dry_run"] = Param(
-        False, type="boolean", title="Dry run", description="Run every stage, write or send no predictions.")
+        False, type=["boolean", "null"], title="Dry run", description="Run every stage, write or send no predictions.")
     return form
 
 

@@ -70,6 +70,9 @@ def test_shipped_dags_import_cleanly_with_the_expected_shape(tmp_path: Path) -> 
     # a persist-only job's form has no output-mode choice and no push-only resend (issue 12)
     assert set(dag["params"]) == {"partition_date", "model_ref", "dry_run"}
     assert dag["params"]["dry_run"]["value"] is False
+    # no field is marked required: the form requires every field whose type admits no null (issue 12)
+    assert all("null" in p["schema"]["type"] for p in dag["params"].values() if "type" in p["schema"]
+               and p["schema"].get("enum") is None), dag["params"]
     assert dag["params"]["partition_date"]["schema"]["format"] == "date"
     assert "last complete day" in dag["params"]["partition_date"]["description"]
     assert "Partition rule" in dag["doc_md"]

@@ -48,11 +48,11 @@ def test_form_trigger_scores_the_last_complete_day_and_the_report_is_one_click_a
 
         run_id = None
         deadline = time.monotonic() + 300
-        state = None
+        state = note = None
         while time.monotonic() < deadline:
             runs = http.get(f"{api}/api/v2/dags/churn_test/dagRuns", timeout=30).json()["dag_runs"]
             if runs:
-                run_id, state = runs[0]["dag_run_id"], runs[0]["state"]
+                run_id, state, note = runs[0]["dag_run_id"], runs[0]["state"], runs[0]["note"]
                 if state in ("success", "failed"):
                     break
             time.sleep(3)
@@ -61,6 +61,8 @@ def test_form_trigger_scores_the_last_complete_day_and_the_report_is_one_click_a
             [(partition,)] = conn.execute("SELECT partition_date FROM scoring_runs WHERE run_id = %s",
                                           (run_id,)).fetchall()
         assert partition == expected, f"the form's defaults scored {partition}, not the last complete day"
+        # the run says which day it scores where the operator looks: its note (plugins/scoring_notes.py)
+        assert note == f"Scores partition {expected} (from the run's logical date and trigger time).", note
 
         links = http.get(f"{api}/api/v2/dags/churn_test/dagRuns/{run_id}/taskInstances/validate/links",
                          timeout=30).json()
@@ -72,6 +74,8 @@ def test_form_trigger_scores_the_last_complete_day_and_the_report_is_one_click_a
         assert anonymous.status_code in (401, 403), "the report is for users who may read the DAG's runs"
 
         page.goto(f"{api}/dags/churn_test/runs/{run_id}")
+        page.get_by_text(f"Scores partition {expected}").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(SHOTS / "ui-run-note.png"))
         page.get_by_text("Run report").first.click()
         frame = page.frame_locator("iframe").first
         assert f"partition {expected}" in frame.locator("h1").inner_text(timeout=30_000)
