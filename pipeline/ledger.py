@@ -20,8 +20,20 @@ UPDATABLE = {
 
 
 def now() -> dt.datetime:
-    """UTC now without tzinfo (stored as TIMESTAMP)."""
+    """UTC now without tzinfo: bound as is, it is UTC in SQLite's TIMESTAMP and in PostgreSQL's
+    timestamptz (the store's sessions run in UTC)."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def utc(value: Any) -> dt.datetime:
+    """A timestamp read back, as naive UTC: PostgreSQL's timestamptz comes aware, SQLite's as text."""
+    when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    return when.astimezone(dt.UTC).replace(tzinfo=None) if when.tzinfo else when
+
+
+def as_json(value: Any) -> Any:
+    """A JSON column read back: PostgreSQL's jsonb comes parsed, SQLite's as text."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
 
 
 def start_attempt(
@@ -79,7 +91,7 @@ def update(engine: Engine, job_id: str, run_id: str, attempt: int, *, stage: str
                 sa.text("SELECT stage_seconds FROM scoring_runs WHERE job_id = :j AND run_id = :r AND attempt = :a"),
                 where,
             ).scalar_one()
-            timings = json.loads(current or "{}")
+            timings = as_json(current or "{}")
             timings[stage] = round(seconds, 3)
             fields["stage_seconds"] = json.dumps(timings, sort_keys=True)
         if fields:

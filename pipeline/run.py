@@ -208,7 +208,7 @@ def finalize(ctx: RunContext, keep_staging: bool = False) -> dict[str, Any]:
         validate.finish_report(ctx, row)
     finished = ledger.now()
     ledger.update(eng, spec.job_id, spec.run_id, spec.attempt, status="success", finished_at=finished,
-                  duration_s=(finished - dt.datetime.fromisoformat(str(row["started_at"]))).total_seconds())
+                  duration_s=(finished - ledger.utc(row["started_at"])).total_seconds())
     if not keep_staging:
         spec.cleanup()
     summary = ledger.get(eng, spec.job_id, spec.run_id, spec.attempt)

@@ -115,7 +115,10 @@ def engine_for(url: str) -> Engine:
             cur.close()
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    # sessions in UTC: the pipeline binds naive UTC datetimes, which timestamptz reads in the session's zone
+    parsed = sa.engine.make_url(url)
+    options = " ".join(filter(None, [parsed.query.get("options"), "-c TimeZone=UTC"]))
+    return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10, "options": options})
 
 
 def describe(engine: Engine) -> str:
@@ -202,10 +205,45 @@ def render_sql(engine: Engine | Connection, filename: str, schema: str | None = 
             return quote_column(engine, v)
         return _quote(engine, v) if k in UNQUALIFIED_PLACEHOLDERS else table_name(engine, v, schema)
 
-    names = {k: one(k, v) for k, v in identifiers.items() if k != "key_type"}
+    names = {k: one(k, v) for k, v in identifiers.items() if k != "key_type"} | column_types(engine)
     if "key_type" in identifiers:
         names["key_type"] = {"int": "BIGINT", "str": "TEXT"}[identifiers["key_type"]]
     return [stmt.format(**names) for stmt in _statements((settings.sql_dir() / filename).read_text())]
+
+
+def column_types(engine: Engine | Connection) -> dict[str, str]:
+    """``{ts}`` and ``{json}`` of the DDL files: timestamptz and jsonb on PostgreSQL, SQLite's TIMESTAMP and TEXT."""
+    if engine.dialect.name == "postgresql":
+        return {"ts": "TIMESTAMPTZ", "json": "JSONB"}
+    return {"ts": "TIMESTAMP", "json": "TEXT"}
+
+
+# Columns whose PostgreSQL type changed (issue 12): databases made before hold them as timestamp
+# without time zone (UTC by convention) and text; upgrade_types converts them in place.
+TIMESTAMP_COLUMNS = {"scoring_runs": ("started_at", "finished_at"), "scoring_quarantine": ("quarantined_at",),
+                     "scoring_deliveries": ("updated_at", "delivered_at"), "scoring_drift": ("computed_at",),
+                     "scoring_schema_migrations": ("applied_at",)}
+JSON_COLUMNS = {"scoring_runs": ("stage_seconds",), "scoring_quarantine": ("row_values",)}
+
+
+def upgrade_types(conn: Connection, table: str, timestamps: tuple[str, ...] = (), json_columns: tuple[str, ...] = (),
+                  schema: str | None = None) -> list[str]:
+    """PostgreSQL: turn a table's old ``timestamp`` columns into ``timestamptz`` (their values were UTC)
+    and its JSON text columns into ``jsonb``; columns already converted are left alone. The migration
+    of databases made before the change, run where the tables are ensured; returns what it changed."""
+    if conn.dialect.name != "postgresql":
+        return []
+    found = dict(conn.execute(sa.text(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = COALESCE(:s, current_schema()) AND table_name = :t"), {"s": schema, "t": table}).all())
+    changes = [f"ALTER COLUMN {_quote(conn, c)} TYPE timestamptz USING {_quote(conn, c)} AT TIME ZONE 'UTC'"
+               for c in timestamps if found.get(c) == "timestamp without time zone"]
+    changes += [f"ALTER COLUMN {_quote(conn, c)} TYPE jsonb USING {_quote(conn, c)}::jsonb"
+                for c in json_columns if found.get(c) == "text"]
+    if changes:
+        conn.exec_driver_sql(f"ALTER TABLE {table_name(conn, table, schema)} {', '.join(changes)}")
+        log.info("migrated %s to timestamptz/jsonb: %d column(s)", table, len(changes))
+    return changes
 
 
 UNQUALIFIED_PLACEHOLDERS = frozenset({"by_key"})  # index names live in their table's schema
@@ -221,6 +259,10 @@ def ensure_ledger(engine: Engine) -> None:
             for stmt in render_sql(conn, name):
                 conn.exec_driver_sql(stmt)
     apply_migrations(engine)
+    with begin(engine) as conn:
+        _ddl_lock(conn)
+        for table, columns in TIMESTAMP_COLUMNS.items():
+            upgrade_types(conn, table, columns, JSON_COLUMNS.get(table, ()))
     with begin(engine) as conn:
         _ddl_lock(conn)
         comment(conn, dictionary.objects("operational"))
@@ -277,6 +319,10 @@ def ensure_predictions(engine: Engine, table: str, key: str, key_type: str, sche
         if "flags" not in have:
             conn.exec_driver_sql(f"ALTER TABLE {table_name(conn, table, schema)} ADD COLUMN flags TEXT")
         readers = _view_readers(conn, home, [ids["latest"], ids["daily"]])
+        if conn.dialect.name == "postgresql":  # the views depend on scored_at: they are made anew below
+            for view in (ids["latest"], ids["daily"]):
+                conn.exec_driver_sql(f"DROP VIEW IF EXISTS {table_name(conn, view, schema)}")
+            upgrade_types(conn, table, ("scored_at",), schema=home)
         for name in ("015_predictions_index.sql", "020_views.sql"):
             for stmt in render_sql(conn, name, schema, by_key=f"{table}_by_key", **ids):
                 conn.exec_driver_sql(stmt)
@@ -461,6 +507,13 @@ QUARANTINE_SCHEMA = pa.schema([("job_id", pa.string()), ("partition_date", pa.da
                                ("quarantined_at", pa.timestamp("us"))])
 
 
+def _quarantine_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """Quarantine rows for ADBC: ``row_values`` as Arrow's JSON type, which the driver copies into jsonb."""
+    table = pa.Table.from_pylist(rows, QUARANTINE_SCHEMA)
+    i = table.schema.get_field_index("row_values")
+    return table.set_column(i, "row_values", table.column(i).cast(pa.json_(pa.string())))
+
+
 def libpq_uri(engine: Engine) -> str:
     """The engine's PostgreSQL URL as a libpq URI (for ADBC)."""
     return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -510,7 +563,7 @@ def _replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, p
                 raise
         for rows in quarantine:
             if rows:
-                cur.adbc_ingest("scoring_quarantine", pa.Table.from_pylist(rows, QUARANTINE_SCHEMA), mode="append",
+                cur.adbc_ingest("scoring_quarantine", _quarantine_table(rows), mode="append",
                                 db_schema_name=db_schema)
         conn.commit()
     return written

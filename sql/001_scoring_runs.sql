@@ -16,10 +16,10 @@ CREATE TABLE IF NOT EXISTS scoring_runs (
     rows_quarantined  BIGINT,
     rows_scored       BIGINT,
     rows_written      BIGINT,
-    started_at        TIMESTAMP NOT NULL,
-    finished_at       TIMESTAMP,
+    started_at        {ts} NOT NULL,
+    finished_at       {ts},
     duration_s        DOUBLE PRECISION,
-    stage_seconds     TEXT,                   -- JSON: {"ingest": 1.2, ...}
+    stage_seconds     {json},                 -- JSON: {"ingest": 1.2, ...}
     error             TEXT,
     PRIMARY KEY (job_id, run_id, attempt)
 );

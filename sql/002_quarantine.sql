@@ -6,7 +6,7 @@ CREATE TABLE IF NOT EXISTS scoring_quarantine (
     run_id          TEXT NOT NULL,
     entity_key      TEXT,
     reasons         TEXT NOT NULL,
-    row_values      TEXT NOT NULL,
-    quarantined_at  TIMESTAMP NOT NULL
+    row_values      {json} NOT NULL,
+    quarantined_at  {ts} NOT NULL
 );
 CREATE INDEX IF NOT EXISTS scoring_quarantine_partition ON scoring_quarantine (job_id, partition_date);

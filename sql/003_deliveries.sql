@@ -16,7 +16,7 @@ CREATE TABLE IF NOT EXISTS scoring_deliveries (
     last_error        TEXT,
     dead_letter_path  TEXT,                   -- Parquet file holding the rows while dead-lettered
     run_id            TEXT NOT NULL,          -- the run (or redrive) that last touched the batch
-    updated_at        TIMESTAMP NOT NULL,
-    delivered_at      TIMESTAMP,
+    updated_at        {ts} NOT NULL,
+    delivered_at      {ts},
     PRIMARY KEY (job_id, partition_date, batch_no)
 );

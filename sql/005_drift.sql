@@ -13,6 +13,6 @@ CREATE TABLE IF NOT EXISTS scoring_drift (
     threshold       DOUBLE PRECISION NOT NULL,
     drifted         BOOLEAN NOT NULL,
     row_count       BIGINT NOT NULL,
-    computed_at     TIMESTAMP NOT NULL
+    computed_at     {ts} NOT NULL
 );
 CREATE INDEX IF NOT EXISTS scoring_drift_partition ON scoring_drift (job_id, partition_date);

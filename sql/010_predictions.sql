@@ -9,7 +9,7 @@ CREATE TABLE IF NOT EXISTS {predictions} (
     model_name      TEXT NOT NULL,
     model_version   INTEGER NOT NULL,
     run_id          TEXT NOT NULL,
-    scored_at       TIMESTAMP NOT NULL,
+    scored_at       {ts} NOT NULL,
     flags           TEXT,                   -- reasons of 'flag' checks (e.g. unknown_category:plan), else NULL
     PRIMARY KEY (partition_date, {key})
 );

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline import run
+from pipeline.ledger import as_json
 from tests.conftest import DAY, write_job, write_partition
 from tests.e2e.conftest import dags_test
 
@@ -39,7 +40,7 @@ def test_dags_test_end_to_end(any_db: str, home: Path, migrated_home: Path) -> N
     assert row["status"] == "success" and row["run_id"].startswith("manual__")
     assert row["rows_in"] == row["rows_scored"] + row["rows_quarantined"]
     assert _count(DAY) == row["rows_written"] == row["rows_scored"] > 1000
-    assert set(json.loads(row["stage_seconds"])) == {"ingest", "validate", "preprocess", "score", "persist", "finalize"}
+    assert set(as_json(row["stage_seconds"])) == {"ingest", "validate", "preprocess", "score", "persist", "finalize"}
     assert not list((home / "staging").rglob("*.arrow")) and not list((home / "staging").rglob("*.parquet"))
     log = out.stdout + out.stderr  # what an operator reads in the task logs
     assert "Skipping registering function" not in log, "Great Expectations' import noise is kept out"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -104,3 +105,67 @@ def test_a_second_start_rewrites_no_comment(pg_url: str) -> None:
                     lambda conn, cursor, statement, *_: written.append(statement) if "COMMENT ON" in statement else None)
     store.ensure_ledger(engine)  # what every run's start does
     assert written == []
+
+
+OLD_LEDGER = """
+CREATE TABLE scoring_runs (job_id TEXT NOT NULL, run_id TEXT NOT NULL, attempt INTEGER NOT NULL,
+    partition_date DATE NOT NULL, mode TEXT NOT NULL, dry_run BOOLEAN NOT NULL, model_name TEXT, model_version INTEGER,
+    status TEXT NOT NULL, failed_stage TEXT, rows_in BIGINT, rows_valid BIGINT, rows_quarantined BIGINT,
+    rows_scored BIGINT, rows_written BIGINT, started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP,
+    duration_s DOUBLE PRECISION, stage_seconds TEXT, error TEXT, PRIMARY KEY (job_id, run_id, attempt));
+CREATE TABLE scoring_quarantine (job_id TEXT NOT NULL, partition_date DATE NOT NULL, run_id TEXT NOT NULL,
+    entity_key TEXT, reasons TEXT NOT NULL, row_values TEXT NOT NULL, quarantined_at TIMESTAMP NOT NULL);
+CREATE TABLE churn_test_predictions (partition_date DATE NOT NULL, customer_id BIGINT NOT NULL,
+    prediction TEXT NOT NULL, score DOUBLE PRECISION, model_name TEXT NOT NULL, model_version INTEGER NOT NULL,
+    run_id TEXT NOT NULL, scored_at TIMESTAMP NOT NULL, flags TEXT, PRIMARY KEY (partition_date, customer_id));
+INSERT INTO churn_test_predictions VALUES ('2026-11-01', 1, '1', 0.9, 'churn', 1, 'old_run', '2026-11-02 02:00:02', NULL);
+CREATE VIEW churn_test_predictions_daily AS SELECT partition_date, max(scored_at) AS scored_at
+    FROM churn_test_predictions GROUP BY partition_date;
+INSERT INTO scoring_runs (job_id, run_id, attempt, partition_date, mode, dry_run, status, started_at, stage_seconds)
+    VALUES ('old_job', 'old_run', 1, '2026-11-01', 'persist', false, 'success', '2026-11-02 02:00:00', '{"ingest": 1.5}');
+INSERT INTO scoring_quarantine VALUES ('old_job', '2026-11-01', 'old_run', '7', 'missing:age', '{"age": null}',
+    '2026-11-02 02:00:01');
+"""
+
+
+def test_a_database_made_before_is_migrated_to_timestamptz_and_jsonb_keeping_every_instant(
+        home: Path, pg_url: str, pg_server: str) -> None:
+    """Old ledgers held naive UTC timestamps and JSON as text: the next start converts them in place,
+    the instants are the same whatever the analyst's session zone, and every column we create is typed."""
+    import sqlalchemy as sa
+
+    from pipeline import store
+
+    schema = pg_url.rsplit("%3D", 1)[1]
+    with psycopg.connect(pg_server, autocommit=True) as admin:
+        admin.execute(f'SET search_path TO "{schema}"')
+        admin.execute(OLD_LEDGER)
+    write_partition(home, n=300)
+    job = load_job(write_job(home))
+    assert local.run_partition(job, DAY, run_id="new")["status"] == "success"  # starts migrate, then it runs
+    with psycopg.connect(pg_server, autocommit=True) as analyst:
+        analyst.execute("SET TimeZone TO 'America/New_York'")  # an analyst's own zone must not shift a value
+        analyst.execute(f'SET search_path TO "{schema}"')
+        types = dict(((t, c), d) for t, c, d in analyst.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = %s",
+            (schema,)).fetchall())
+        started, seconds = analyst.execute(
+            "SELECT started_at, stage_seconds FROM scoring_runs WHERE run_id = 'old_run'").fetchone()
+        (values,) = analyst.execute("SELECT row_values FROM scoring_quarantine WHERE run_id = 'old_run'").fetchone()
+        new_started = analyst.execute("SELECT started_at FROM scoring_runs WHERE run_id = 'new'").fetchone()[0]
+        (scored_at,) = analyst.execute("SELECT max(scored_at) FROM churn_test_predictions").fetchone()
+        (old_scored,) = analyst.execute("SELECT scored_at FROM churn_test_predictions WHERE run_id = 'old_run'"
+                                        ).fetchone()
+    assert started == dt.datetime(2026, 11, 2, 2, tzinfo=dt.UTC), "the old naive value was UTC and stays that instant"
+    assert old_scored == dt.datetime(2026, 11, 2, 2, 0, 2, tzinfo=dt.UTC), "a view on scored_at did not stop it"
+    assert seconds == {"ingest": 1.5} and values == {"age": None}
+    assert abs(new_started - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=10)
+    assert abs(scored_at - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=10)
+    timestamps = {k for k, d in types.items() if d.startswith("timestamp")}
+    assert timestamps and all(types[k] == "timestamp with time zone" for k in timestamps), types
+    assert types[("scoring_runs", "stage_seconds")] == types[("scoring_quarantine", "row_values")] == "jsonb"
+    assert ("churn_test_predictions", "scored_at") in timestamps
+    engine = store.engine_for(store.resolve_url("scoring_db"))
+    with engine.begin() as conn:
+        assert store.upgrade_types(conn, "scoring_runs", ("started_at",), ("stage_seconds",)) == [], "idempotent"
+        assert conn.execute(sa.text("SELECT count(*) FROM scoring_quarantine")).scalar() >= 1

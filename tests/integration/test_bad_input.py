@@ -30,6 +30,7 @@ from pipeline.errors import (
     ModelNotFoundError,
     StoreError,
 )
+from pipeline.ledger import as_json
 from tests.conftest import DAY, write_job
 
 FOLDER = f"date={DAY}"
@@ -72,7 +73,7 @@ def _quarantine() -> list[dict[str, Any]]:
     with _engine().connect() as conn:
         rows = conn.execute(sa.text("SELECT entity_key, reasons, row_values FROM scoring_quarantine "
                                     "WHERE job_id = 'churn_test' ORDER BY entity_key")).mappings()
-        return [{**r, "row_values": json.loads(r["row_values"])} for r in rows]
+        return [{**r, "row_values": as_json(r["row_values"])} for r in rows]
 
 
 def _predictions() -> dict[int, dict[str, Any]]:

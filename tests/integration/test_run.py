@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from pipeline import ledger, local, run, store
 from pipeline.config import load_job
 from pipeline.errors import ModelIntegrityError, StoreError, ValidationFailedError
+from pipeline.ledger import as_json
 from pipeline.registry import Registry
 from tests.conftest import DAY, write_job, write_partition
 
@@ -50,7 +51,7 @@ def test_run_reconciles_and_lands_every_row(any_db: str, home: Path) -> None:
         daily = conn.execute(sa.text("SELECT rows_scored FROM churn_test_predictions_daily")).scalar()
     assert len(q) == summary["rows_quarantined"]
     assert any("be_between:monthly_charges" in r.reasons for r in q)
-    assert "customer_id" in json.loads(q[0].row_values)
+    assert "customer_id" in as_json(q[0].row_values)
     assert latest == daily == len(rows)
     assert not list((home / "staging").rglob("*.arrow")) and not list((home / "staging").rglob("*.parquet")), "staging is cleaned after success"
 

@@ -10,7 +10,6 @@ with the quoted key column.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import sqlalchemy as sa
 
 from pipeline import local, store
 from pipeline.config import load_job
+from pipeline.ledger import as_json
 from tests.conftest import DAY, write_job, write_partition
 
 SESSION = "Avg Session (min)"  # the export's name of the contract's avg_session_minutes
@@ -87,7 +87,7 @@ def _quarantine() -> list[dict[str, Any]]:
     with _engine().connect() as conn:
         rows = conn.execute(sa.text("SELECT entity_key, reasons, row_values FROM scoring_quarantine "
                                     "WHERE job_id = 'churn_test'")).mappings()
-        return [{**r, "row_values": json.loads(r["row_values"])} for r in rows]
+        return [{**r, "row_values": as_json(r["row_values"])} for r in rows]
 
 
 @pytest.mark.parametrize("key", ["customer ID", "customerID", 'cust "ID"'])
