@@ -29,7 +29,7 @@ class Conn:
     password: str | None = field(default=None, repr=False)
     port: int | None = None
     schema: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)  # may hold tokens or auth headers
 
     def redacted(self) -> str:
         """Where the connection points, without credentials."""
@@ -40,26 +40,90 @@ class Conn:
 Resolver = Callable[[str], Conn]
 
 
+ENCODE_HINT = ("special characters in the login or password, such as / # ? @ :, must be URL-encoded, e.g. with "
+               "urllib.parse.quote")
+
+
 def from_uri(conn_id: str, uri: str) -> Conn:
-    """Parse an Airflow connection URI (``type://login:password@host:port/schema?extra``) or JSON."""
+    """Parse an Airflow connection URI (``type://login:password@host:port/schema?extra``) or JSON.
+
+    A malformed one raises ConfigError naming the connection and what is wrong, never quoting
+    the password.
+    """
     uri = uri.strip()
     if uri.startswith("{"):
-        doc = json.loads(uri)
-        extra = doc.get("extra") or {}
-        if isinstance(extra, str):
-            extra = json.loads(extra)
-        return Conn(conn_id, doc.get("conn_type", ""), doc.get("host"), doc.get("login"), doc.get("password"),
-                    int(doc["port"]) if doc.get("port") else None, doc.get("schema"), extra)
-    parts = urlsplit(uri)
+        return _from_json(conn_id, uri)
+    return _from_url(conn_id, uri)
+
+
+def _malformed(conn_id: str, what: str) -> ConfigError:
+    return ConfigError(f"connection {conn_id!r} is not a valid connection URI or JSON: {what}")
+
+
+def _json_doc(conn_id: str, text: str, where: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:  # its message gives the position only, never the text
+        raise _malformed(conn_id, f"{where} is not valid JSON ({exc.msg} at line {exc.lineno} column "
+                                  f"{exc.colno})") from None
+    if not isinstance(doc, dict):
+        raise _malformed(conn_id, f"{where} must be a JSON object, not {type(doc).__name__}")
+    return doc
+
+
+def _from_json(conn_id: str, text: str) -> Conn:
+    doc = _json_doc(conn_id, text, "the JSON form")
+    extra = doc.get("extra") or {}
+    if isinstance(extra, str):
+        extra = _json_doc(conn_id, extra, "its 'extra'")
+    if not isinstance(extra, dict):
+        raise _malformed(conn_id, "its 'extra' must be a JSON object")
+    port = doc.get("port")
+    if port not in (None, ""):
+        if isinstance(port, bool) or not str(port).strip().isdigit() or not 0 <= int(port) <= 65535:
+            raise _malformed(conn_id, f"its port {str(port)[:20]!r} is not a number from 0 to 65535")
+        port = int(port)
+    return Conn(conn_id, doc.get("conn_type") or "", doc.get("host"), doc.get("login"), doc.get("password"),
+                port or None, doc.get("schema"), extra)
+
+
+def _port(conn_id: str, uri: str, netloc: str) -> int | None:
+    """The URI's port, or ConfigError saying what is wrong (quoting it only where it cannot be the password)."""
+    host = netloc.rpartition("@")[2]
+    text = host.rpartition("]")[2] if host.startswith("[") else host
+    text = text.partition(":")[2] if ":" in text else ""
+    if not text:
+        return None
+    if text.isdigit() and int(text) <= 65535:
+        return int(text)
+    if "@" in uri and "@" not in netloc:  # the "port" is a piece of a password cut at an unencoded / # ?
+        raise _malformed(conn_id, f"the part after the host is not a port; {ENCODE_HINT}")
+    problem = "is out of range (0 to 65535)" if text.isdigit() else "is not a number"
+    # quoted only after an '@' (then it is surely not the password: a bare http://user:secret would be)
+    shown = f" {text[:20]!r}" if "@" in netloc or text.isdigit() else ""
+    raise _malformed(conn_id, f"the port{shown} after the host {problem} (write host:port, e.g. host:8080)")
+
+
+def _from_url(conn_id: str, uri: str) -> Conn:
+    if "://" not in uri or not uri.split("://", 1)[0]:
+        raise _malformed(conn_id, "it has no type: write it as type://login:password@host:port/schema, e.g. "
+                                  "http://:TOKEN@host:8080 or postgresql://user@host:5432/db")
+    try:
+        parts = urlsplit(uri)
+        hostname = parts.hostname
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL": says what, not the text
+        raise _malformed(conn_id, f"{exc} ({ENCODE_HINT})") from None
+    port = _port(conn_id, uri, parts.netloc)
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    extra: dict[str, Any] = json.loads(query.pop("__extra__")) if "__extra__" in query else query
+    extra: dict[str, Any] = _json_doc(conn_id, query.pop("__extra__"), "its __extra__") if "__extra__" in query \
+        else query
     return Conn(
         conn_id,
         parts.scheme.replace("-", "_"),
-        unquote(parts.hostname) if parts.hostname else None,
+        unquote(hostname) if hostname else None,
         unquote(parts.username) if parts.username else None,
         unquote(parts.password) if parts.password else None,
-        parts.port,
+        port,
         unquote(parts.path[1:]) if parts.path else None,
         extra,
     )
@@ -76,11 +140,10 @@ def get(conn_id: str, resolver: Resolver | None = None) -> Conn:
     if env:
         try:
             return from_uri(conn_id, env)
-        except (ValueError, json.JSONDecodeError):  # the message may quote the password: not shown
-            raise ConfigError(
-                f"AIRFLOW_CONN_{conn_id.upper()} is not a valid connection URI or JSON (special characters in the "
-                "login or password, such as / # @ :, must be URL-encoded, e.g. with urllib.parse.quote)"
-            ) from None
+        except ConfigError as exc:
+            raise ConfigError(f"{env_var(conn_id)}: {exc}") from None
+        except (ValueError, TypeError):  # anything else: its message may quote the password, so not shown
+            raise ConfigError(f"{env_var(conn_id)} is not a valid connection URI or JSON ({ENCODE_HINT})") from None
     if resolver is not None:
         return resolver(conn_id)
     raise ConfigError(

@@ -23,7 +23,8 @@ log = logging.getLogger("pipeline.run")
 
 
 class RunLog(logging.LoggerAdapter):
-    """Prefix every line with the job, partition and run id."""
+    """Prefix every line with the job, partition and run id; the run logger redacts every record
+    (URL credentials, secret parameters: ``pipeline.redact.RedactFilter``)."""
 
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         e = self.extra or {}
@@ -31,6 +32,10 @@ class RunLog(logging.LoggerAdapter):
 
 
 def run_log(spec: RunSpec) -> RunLog:
+    """The run's logger adapter; installs the redaction filter on ``pipeline.run`` (once)."""
+    from pipeline import redact
+
+    redact.install(log)
     return RunLog(log, {"job": spec.job_id, "partition": spec.partition_date, "run": spec.run_id})
 
 

@@ -1,4 +1,8 @@
-"""Delivery state of push mode (``scoring_deliveries``): one row per batch of a partition."""
+"""Delivery state of push mode (``scoring_deliveries``): one row per batch of a partition.
+
+The sink and the last error are stored redacted (:mod:`pipeline.redact`): no credential of a
+URL or an auth header reaches the table.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pipeline.ledger import now
+from pipeline.redact import redact
 from pipeline.store import begin
 
 PENDING, DELIVERED, DEAD_LETTER = "pending", "delivered", "dead_letter"
@@ -35,6 +40,7 @@ def plan(
     resend resumes too). Rows of batches past the new batch count (an earlier plan) go.
     """
     where = {"j": job_id, "d": partition_date}
+    sink = redact(sink)
     todo: list[int] = []
     t = now()
     with begin(engine) as conn:
@@ -47,11 +53,14 @@ def plan(
         }
         conn.execute(sa.text("DELETE FROM scoring_deliveries WHERE job_id = :j AND partition_date = :d "
                              "AND batch_no >= :n"), {**where, "n": len(keys)})
-        inserts, resets, touches = [], [], []
+        inserts, resets, touches, renames = [], [], [], []
         for no, (key, rows) in enumerate(zip(keys, row_counts, strict=True)):
             old = existing.get(no)
-            same = old is not None and old.idempotency_key == key and old.sink == sink
+            # the stored sink redacted too: a row from before sinks were redacted is still the same sink
+            same = old is not None and old.idempotency_key == key and redact(old.sink) == sink
             if same and old.status == DELIVERED and (not resend or old.run_id == run_id):
+                if old.sink != sink:  # stored before sinks were redacted: redact it now
+                    renames.append({**where, "no": no, "s": sink})
                 continue
             todo.append(no)
             values = {**where, "no": no, "n": len(keys), "k": key, "p": plan_sig, "s": sink, "mn": model_name,
@@ -63,6 +72,9 @@ def plan(
             else:
                 resets.append(values)
         _write_plan(conn, inserts, resets, touches)
+        if renames:
+            conn.execute(sa.text("UPDATE scoring_deliveries SET sink = :s WHERE job_id = :j AND partition_date = :d "
+                                 "AND batch_no = :no"), renames)
     return todo
 
 
@@ -83,8 +95,8 @@ def _write_plan(conn: Any, inserts: list[dict[str, Any]], resets: list[dict[str,
             "WHERE job_id = :j AND partition_date = :d AND batch_no = :no"), resets)
     if touches:
         conn.execute(sa.text(
-            "UPDATE scoring_deliveries SET batch_count = :n, row_count = :rows, run_id = :r, updated_at = :t "
-            "WHERE job_id = :j AND partition_date = :d AND batch_no = :no"), touches)
+            "UPDATE scoring_deliveries SET batch_count = :n, row_count = :rows, sink = :s, run_id = :r, "
+            "updated_at = :t WHERE job_id = :j AND partition_date = :d AND batch_no = :no"), touches)
 
 
 def lock_partition(conn: Any, job_id: str, partition_date: dt.date) -> None:
@@ -114,6 +126,7 @@ def mark(
     in the meantime (other content or model) is not overwritten by a stale one.
     """
     t = now()
+    error = redact(error)
     sets = ("status = :st, attempts = attempts + :a, last_error = :e, dead_letter_path = :p, run_id = :r, "
             "updated_at = :t, delivered_at = :da")
     params: dict[str, Any] = {"st": status, "a": attempts, "e": error[:4000] if error else None,
@@ -122,7 +135,7 @@ def mark(
                               "j": job_id, "d": partition_date, "no": batch_no, "k": key}
     if sink is not None:
         sets += ", sink = :s"
-        params["s"] = sink
+        params["s"] = redact(sink)
     with begin(engine) as conn:
         conn.execute(sa.text(f"UPDATE scoring_deliveries SET {sets} "
                              "WHERE job_id = :j AND partition_date = :d AND batch_no = :no "

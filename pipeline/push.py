@@ -16,6 +16,9 @@
   ``<SCORING_DEADLETTER_DIR>/<job>/date=<partition>/batch-NNNNN.parquet`` with its error
   beside it; the run then fails saying how many rows are there. ``scoring redrive`` sends
   them with the same keys once the receiver is back.
+- **No secrets shown.** What is logged, stored (delivery state, ledger, dead-letter JSON) or
+  raised names the sink by its redacted target (:mod:`pipeline.redact`): no URL user info,
+  no ``?token=``.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import pyarrow.parquet as pq
 from sqlalchemy.engine import Engine
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from pipeline import deliveries, ledger, settings, steps
+from pipeline import deliveries, ledger, redact, settings, steps
 from pipeline.config import JobConfig
 from pipeline.connections import Resolver
 from pipeline.context import counted
@@ -49,7 +52,7 @@ from pipeline.staging import StagedWriter, read_batches, staged_rows, staged_sch
 if TYPE_CHECKING:
     from pipeline.context import RunContext
 
-log = logging.getLogger("pipeline.push")
+log = logging.getLogger("pipeline.push")  # redact.install(log) when a push or re-drive starts
 
 MAX_RETRY_AFTER_S = 600.0
 
@@ -194,7 +197,7 @@ def deliver(sink: Sink, batch: Batch, cfg: Any, sleep: Callable[[float], None] =
                 attempts = attempt.retry_state.attempt_number
                 sink.send(batch)
     except DeliveryFailed as exc:
-        return Outcome(False, attempts, str(exc), permanent=not exc.retryable)
+        return Outcome(False, attempts, redact.redact(str(exc)), permanent=not exc.retryable)
     return Outcome(True, attempts)
 
 
@@ -208,8 +211,9 @@ def write_deadletter(batch: Batch, sink: Sink, error: str, attempts: int) -> Pat
     os.replace(tmp, path)
     meta = {"job_id": batch.job_id, "partition_date": batch.partition_date, "batch_no": batch.batch_no,
             "batch_count": batch.batch_count, "idempotency_key": batch.key, "rows": batch.rows,
-            "model_name": batch.model_name, "model_version": batch.model_version, "sink": sink.target,
-            "attempts": attempts, "error": error, "dead_lettered_at": ledger.now().isoformat()}
+            "model_name": batch.model_name, "model_version": batch.model_version,
+            "sink": redact.redact(sink.target), "attempts": attempts, "error": redact.redact(error),
+            "dead_lettered_at": ledger.now().isoformat()}
     path.with_suffix(".json").write_text(json.dumps(meta, indent=2))
     return path
 
@@ -328,6 +332,7 @@ def push_partition(
     push = job.output.push
     assert push is not None
     cfg = push.sink
+    redact.install(log)
     per_partition = getattr(cfg, "per", "batch") == "partition"
     parts = outbox_batches(outbox, per_partition)
     plan = plan_signature(job)
@@ -368,14 +373,14 @@ def _undelivered_error(job: JobConfig, partition_date: str, target: str, tally: 
     batches_total = sum(s["batches"] for s in state.values())
     dead = state.get(deliveries.DEAD_LETTER, {"rows": 0, "batches": 0})
     cls = PermanentDeliveryError if tally.permanent else DeliveryError
-    error = cls(
+    error = cls(redact.redact(
         f"partition {partition_date}: {dead['rows']} of {total} rows ({dead['batches']} of {batches_total} "
         f"batches) were not delivered to {target}. First error: {tally.first_error}. The rows are in "
         f"{deadletter_dir(job.job_id, partition_date)} (table scoring_deliveries, status 'dead_letter'). "
         f"{'Fix the request or the receiver (the error is not one a retry fixes), then' if tally.permanent else 'When the receiver is back,'} "
         f"re-drive them with `scoring redrive {job.job_id} --date {partition_date}` or clear this task; "
         "batches already delivered are not sent again."
-    )
+    ))
     error.counts = counts
     return error
 
@@ -411,12 +416,15 @@ def redrive(
     if not dead:
         return {"status": "nothing to re-drive", "rows_in": 0, "rows_delivered": 0, "rows_dead_lettered": 0}
     plan = plan_signature(job)
+    redact.install(log)
     with open_sink(push.sink, job.job_id, resolver) as sink:
-        changed = [r["batch_no"] for r in dead if r["plan"] != plan or r["sink"] != sink.target]
+        # redacted both sides: a row stored before targets were redacted still matches its sink
+        changed = [r["batch_no"] for r in dead if r["plan"] != plan or redact.redact(r["sink"]) != sink.target]
         if changed:
             raise PermanentDeliveryError(
                 f"partition {day}: the job's sink or batch plan changed since batches {changed} were dead-lettered "
-                f"(they were planned for {dead[0]['sink']}); re-driving them now would mix two layouts. Re-run "
+                f"(they were planned for {redact.redact(dead[0]['sink'])}); re-driving them now would mix two "
+                "layouts. Re-run "
                 f"the partition instead (`scoring run {job.job_id} --date {day} --mode push`), which plans and "
                 "sends it again under the current configuration."
             )
@@ -428,7 +436,7 @@ def redrive(
             return _redrive(engine, job, sink, dead, run_id, attempt, sleep)
         except BaseException as exc:
             ledger.update(engine, job.job_id, run_id, attempt, status="failed", finished_at=ledger.now(),
-                          failed_stage="redrive", error=str(exc)[:4000])
+                          failed_stage="redrive", error=redact.redact(str(exc))[:4000])
             raise
 
 

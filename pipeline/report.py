@@ -13,6 +13,8 @@ import math
 from html import escape
 from typing import Any
 
+from pipeline.redact import redact
+
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:72rem}
 table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
@@ -155,7 +157,8 @@ def _delivery(report: dict[str, Any]) -> str:
         return ""
     items = [(k.removeprefix("rows_").replace("_", " "), float(delivery.get(k) or 0))
              for k in ("rows_delivered", "rows_dead_lettered", "rows_not_selected", "rows_failed")]
-    return f"<h2>Delivery ({escape(str(delivery.get('sink') or 'sink'))})</h2>" + bars(items, unit=" rows")
+    sink = redact(str(delivery.get("sink") or "sink"))  # a target stored before targets were redacted, too
+    return f"<h2>Delivery ({escape(sink)})</h2>" + bars(items, unit=" rows")
 
 
 def validation_html(report: dict[str, Any]) -> str:

@@ -16,10 +16,11 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.connections import Resolver, get
+from pipeline.redact import redact
 
 
 class DeliveryFailed(Exception):
-    """One delivery attempt failed.
+    """One delivery attempt failed (its message is redacted: no credential of a URL or header in it).
 
     Args:
         retryable: another attempt may succeed (5xx, 429, a dropped connection, a broker nack).
@@ -27,7 +28,7 @@ class DeliveryFailed(Exception):
     """
 
     def __init__(self, message: str, *, retryable: bool, retry_after: float | None = None) -> None:
-        super().__init__(message)
+        super().__init__(redact(message))
         self.retryable = retryable
         self.retry_after = retry_after
 
@@ -79,7 +80,7 @@ class Sink(ABC):
     @property
     @abstractmethod
     def target(self) -> str:
-        """Where batches go, without credentials (kept in the delivery state and messages)."""
+        """Where batches go, without credentials (kept in the delivery state and messages; see pipeline.redact)."""
 
     @abstractmethod
     def send(self, batch: Batch) -> None:

@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from pipeline.connections import Conn
 from pipeline.errors import ConfigError
+from pipeline.redact import redact
 from pipeline.sinks import Batch, DeliveryFailed, Sink
 
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "json": "application/json"}
@@ -87,15 +88,15 @@ class RabbitMQSink(Sink):
         except (pe.ProbableAuthenticationError, pe.ProbableAccessDeniedError) as exc:
             self.close()
             raise DeliveryFailed(f"RabbitMQ at {self.where} refused the login or the vhost: {exc}; check the "
-                                 "connection's credentials", retryable=False) from exc
+                                 "connection's credentials", retryable=False) from None
         except pe.ChannelClosedByBroker as exc:
             self.close()
             permanent = exc.reply_code in (403, 404, 406)  # access refused, no such exchange, precondition
             raise DeliveryFailed(f"RabbitMQ at {self.where} closed the channel: {exc.reply_code} {exc.reply_text}",
                                  retryable=not permanent) from exc
-        except (pe.AMQPError, OSError) as exc:
+        except (pe.AMQPError, OSError) as exc:  # not chained: pika's errors may carry the connection parameters
             self.close()
-            raise DeliveryFailed(f"RabbitMQ at {self.where}: {type(exc).__name__}: {exc}", retryable=True) from exc
+            raise DeliveryFailed(f"RabbitMQ at {self.where}: {type(exc).__name__}: {exc}", retryable=True) from None
 
     def close(self) -> None:
         if self._conn is not None:
@@ -126,7 +127,11 @@ class RedisStreamSink(Sink):
 
         self.cfg = cfg
         self.where = f"{conn.host}:{conn.port or 6379}"
-        self.client = redis.Redis.from_url(redis_url(conn), socket_timeout=10, socket_connect_timeout=10)
+        try:
+            self.client = redis.Redis.from_url(redis_url(conn), socket_timeout=10, socket_connect_timeout=10)
+        except ValueError as exc:  # a bad db number or option; its text may quote the URL
+            raise ConfigError(f"connection {conn.conn_id!r} is not a usable Redis connection: "
+                              f"{redact(str(exc))}") from None
 
     @property
     def target(self) -> str:
@@ -148,8 +153,8 @@ class RedisStreamSink(Sink):
             transient = transient or isinstance(exc, redis.exceptions.ReadOnlyError)
             raise DeliveryFailed(f"Redis at {self.where} refused XADD to {self.cfg.stream!r}: {exc}",
                                  retryable=transient) from exc
-        except (redis.RedisError, OSError) as exc:
-            raise DeliveryFailed(f"Redis at {self.where}: {type(exc).__name__}: {exc}", retryable=True) from exc
+        except (redis.RedisError, OSError) as exc:  # not chained: the client's errors may carry its URL
+            raise DeliveryFailed(f"Redis at {self.where}: {type(exc).__name__}: {exc}", retryable=True) from None
 
     def close(self) -> None:
         self.client.close()

@@ -15,6 +15,8 @@ from fsspec.implementations.local import LocalFileSystem
 
 from pipeline import settings
 from pipeline.connections import Conn
+from pipeline.errors import ConfigError
+from pipeline.redact import redact, redact_url
 from pipeline.sinks import Batch, DeliveryFailed, Sink
 
 PART_RE = re.compile(r"^part-(\d{5})\.(parquet|csv)$")
@@ -32,7 +34,10 @@ class FilesSink(Sink):
         if "://" not in uri and not os.path.isabs(uri):
             uri = str(settings.home() / uri)
         options = dict(conn.extra) if conn else {}
-        self.fs, self.root = url_to_fs(uri, **options)
+        try:
+            self.fs, self.root = url_to_fs(uri, **options)
+        except (ValueError, ImportError) as exc:  # unknown protocol, missing driver; may quote the URI
+            raise ConfigError(f"the files sink cannot open {redact_url(uri)}: {redact(str(exc))}") from None
         self.uri = uri
         self.job_id = job_id
         self.format = cfg.format
@@ -41,7 +46,7 @@ class FilesSink(Sink):
 
     @property
     def target(self) -> str:
-        return f"files:{self.uri}"
+        return f"files:{redact_url(self.uri)}"
 
     def folder(self, partition_date: str) -> str:
         return f"{self.root.rstrip('/')}/{self.job_id}/date={partition_date}"

@@ -12,6 +12,7 @@ import requests
 
 from pipeline.connections import Conn
 from pipeline.errors import ConfigError
+from pipeline.redact import install, redact_url
 from pipeline.sinks import Batch, DeliveryFailed, Sink
 
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "json": "application/json"}
@@ -81,7 +82,9 @@ class WebhookSink(Sink):
         if conn is None:
             raise ConfigError("the webhook sink needs a connection")
         endpoint = cfg.endpoint if not cfg.endpoint or cfg.endpoint.startswith("/") else "/" + cfg.endpoint
-        self.url = base_url(conn) + endpoint
+        self.url = base_url(conn) + endpoint  # may hold credentials (user info, ?token=): sent, never shown
+        self.shown = redact_url(self.url)
+        install("urllib3.connectionpool")  # its debug lines quote the path and query (?token=)
         self.format = cfg.format
         self.timeout = cfg.timeout_seconds
         self.session = requests.Session()
@@ -91,22 +94,25 @@ class WebhookSink(Sink):
 
     @property
     def target(self) -> str:
-        return f"webhook:{self.url}"
+        return f"webhook:{self.shown}"
 
     def send(self, batch: Batch) -> None:
         try:
             resp = self.session.post(self.url, data=batch.body(self.format), headers=batch.headers(),
                                      timeout=self.timeout, allow_redirects=False)
+        # requests' own exceptions quote the full URL (credentials too): not chained, their reason is in the message
         except requests.Timeout as exc:
-            raise DeliveryFailed(f"POST {self.url} timed out after {self.timeout:g}s: {exc}", retryable=True) from exc
+            raise DeliveryFailed(f"POST {self.shown} timed out after {self.timeout:g}s: {root_cause(exc)}",
+                                 retryable=True) from None
         except requests.ConnectionError as exc:
-            raise DeliveryFailed(f"POST {self.url}: connection failed: {root_cause(exc)}", retryable=True) from exc
+            raise DeliveryFailed(f"POST {self.shown}: connection failed: {root_cause(exc)}", retryable=True) from None
         except requests.RequestException as exc:  # a broken response (bad chunking, headers): try again
-            raise DeliveryFailed(f"POST {self.url}: {type(exc).__name__}: {root_cause(exc)}", retryable=True) from exc
+            raise DeliveryFailed(f"POST {self.shown}: {type(exc).__name__}: {root_cause(exc)}",
+                                 retryable=True) from None
         if 200 <= resp.status_code < 300:
             return
         text = resp.text[:2000].strip()
-        message = f"POST {self.url} answered HTTP {resp.status_code} {resp.reason}: {text or '(empty body)'}"
+        message = f"POST {self.shown} answered HTTP {resp.status_code} {resp.reason}: {text or '(empty body)'}"
         if resp.status_code == 429 or resp.status_code >= 500:
             raise DeliveryFailed(message, retryable=True,
                                  retry_after=retry_after_seconds(resp.headers.get("Retry-After")))

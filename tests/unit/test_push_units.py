@@ -40,6 +40,69 @@ def test_a_malformed_connection_uri_does_not_echo_the_password(monkeypatch: pyte
     assert "s3cr3t" not in str(err.value)
 
 
+@pytest.mark.parametrize(("uri", "says"), [
+    ("http://h:notaport/x", "the port after the host is not a number"),
+    ("http://user:S3cretPlanted@h:notaport/x", "the port 'notaport' after the host is not a number"),
+    ("http://user:S3cretPlanted@h:99999", "the port '99999' after the host is out of range"),
+    ("http://user:S3cretPlanted", "the port after the host is not a number"),  # no host: never quoted
+    ("http://:S3cretPlanted/x@host:8099", "must be URL-encoded"),
+    ("http://user:S3cret#Planted@host", "must be URL-encoded"),
+    ("http://[::1/S3cretPlanted", "Invalid IPv6 URL"),
+    ("garbage S3cretPlanted", "it has no type"),
+    ("://S3cretPlanted@h", "it has no type"),
+    ('{"host": "h", "password": "S3cretPlanted", "port": "80a"}', "its port '80a' is not a number"),
+    ('{"host": "h", "password": "S3cretPlanted",', "the JSON form is not valid JSON"),
+    ('{"host": "h", "password": "S3cretPlanted", "extra": "{bad"}', "its 'extra' is not valid JSON"),
+    ('{"host": "h", "password": "S3cretPlanted", "extra": [1]}', "its 'extra' must be a JSON object"),
+    ("http://h/?__extra__=%7Bx&password=S3cretPlanted", "its __extra__ is not valid JSON"),
+])
+def test_malformed_connection_uris_say_what_is_wrong_without_the_password(
+        uri: str, says: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError) as err:
+        from_uri("promo_hook", uri)
+    message = str(err.value)
+    assert "connection 'promo_hook'" in message and says in message and "S3cretPlanted" not in message
+    assert err.value.__cause__ is None  # no traceback of the parser's own error (which may quote the URI)
+    assert err.value.__context__ is None or err.value.__suppress_context__
+    monkeypatch.setenv("AIRFLOW_CONN_PROMO_HOOK", uri)
+    for call in (lambda: get("promo_hook"), lambda: store.resolve_url("promo_hook")):
+        with pytest.raises(ConfigError) as err:
+            call()
+        assert err.value.args[0].startswith("AIRFLOW_CONN_PROMO_HOOK: ") and says in str(err.value)
+        assert "S3cretPlanted" not in str(err.value)
+
+
+def test_a_connection_repr_shows_no_password_or_extra() -> None:
+    c = from_uri("x", "https://u:S3cretPlanted@h:1/v?token=T0kPlanted")
+    assert c.port == 1 and c.extra == {"token": "T0kPlanted"}
+    assert "S3cretPlanted" not in repr(c) and "T0kPlanted" not in repr(c)
+    assert from_uri("v6", "http://u:p@[::1]:8099/db").port == 8099
+
+
+def test_sink_targets_and_errors_carry_no_credentials() -> None:
+    from pipeline.sinks.files import FilesSink
+    from pipeline.sinks.webhook import WebhookSink
+
+    conn = from_uri("hook", '{"conn_type": "http", "host": "http://user:S3cretPlanted@127.0.0.1:1"}')
+    cfg = WebhookSinkConfig(kind="webhook", connection="hook", endpoint="/offers?token=T0kPlanted&team=crm",
+                            timeout_seconds=2)
+    with WebhookSink(cfg, conn) as sink:
+        assert sink.url == "http://user:S3cretPlanted@127.0.0.1:1/offers?token=T0kPlanted&team=crm"  # sent as is
+        assert sink.target == "webhook:http://***@127.0.0.1:1/offers?token=***&team=crm"
+        batch = Batch("j", "2026-11-20", "m", 1, 0, 1, "k", 1, lambda: iter([pa.table({"a": [1]})]))
+        with pytest.raises(DeliveryFailed) as err:
+            sink.send(batch)  # port 1: connection refused
+    assert "connection failed" in str(err.value) and err.value.retryable
+    assert "S3cretPlanted" not in str(err.value) and "T0kPlanted" not in str(err.value)
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+    assert str(DeliveryFailed("POST http://u:pw@h/x?sig=abc: 500", retryable=True)) == "POST http://***@h/x?sig=***: 500"
+    files = FilesSink(FilesSinkConfig(kind="files", uri="memory://u:S3cretPlanted@bucket/out"), None, "j")
+    assert "S3cretPlanted" not in files.target
+    with pytest.raises(ConfigError, match="cannot open") as err:
+        FilesSink(FilesSinkConfig(kind="files", uri="nosuchproto://u:S3cretPlanted@b/x"), None, "j")
+    assert "S3cretPlanted" not in str(err.value)
+
+
 def test_missing_connection_says_how_to_create_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AIRFLOW_CONN_NOPE", raising=False)
     with pytest.raises(ConfigError, match="AIRFLOW_CONN_NOPE"):
@@ -183,3 +246,28 @@ def test_a_database_from_before_the_plan_column_is_upgraded(tmp_path: Path) -> N
             conn.exec_driver_sql(stmt)
     assert store.apply_migrations(engine) == ["002_deliveries_plan.sql", "003_run_warnings.sql"]
     assert "plan" in {c["name"] for c in sa.inspect(engine).get_columns("scoring_deliveries")}
+
+
+def test_delivery_state_is_stored_redacted_and_old_unredacted_rows_still_match(tmp_path: Path) -> None:
+    from pipeline import deliveries
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'd.db'}")
+    store.ensure_ledger(engine)
+    day, old = dt.date(2026, 11, 20), "webhook:http://u:S3cretPlanted@h:1/x?token=T0kPlanted"
+    plan = {"job_id": "j", "partition_date": day, "plan_sig": "p", "keys": ["k0", "k1"], "row_counts": [5, 5],
+            "model_name": "m", "model_version": 1}
+    with engine.begin() as conn:  # as a run before redaction stored them: batch 0 delivered, 1 dead-lettered
+        conn.execute(sa.text(
+            "INSERT INTO scoring_deliveries (job_id, partition_date, batch_no, batch_count, idempotency_key, plan, "
+            "sink, model_name, model_version, row_count, status, attempts, run_id, updated_at, last_error) VALUES "
+            "('j', :d, :no, 2, :k, 'p', :s, 'm', 1, 5, :st, 1, 'r0', :t, :e)"),
+            [{"d": day, "no": 0, "k": "k0", "s": old, "st": "delivered", "t": dt.datetime.now(dt.UTC), "e": None},
+             {"d": day, "no": 1, "k": "k1", "s": old, "st": "dead_letter", "t": dt.datetime.now(dt.UTC),
+              "e": f"POST {old[8:]}: refused"}])
+    todo = deliveries.plan(engine, sink="webhook:http://***@h:1/x?token=***", run_id="r1", **plan)
+    assert todo == [1]  # the same sink: the delivered batch is not sent again
+    deliveries.mark(engine, job_id="j", partition_date=day, batch_no=1, status="dead_letter", attempts=1,
+                    run_id="r1", key="k1", error=f"POST {old[8:]}: refused", sink=old)
+    rows = deliveries.batches(engine, "j", day)
+    assert [r["sink"] for r in rows] == ["webhook:http://***@h:1/x?token=***"] * 2
+    assert rows[1]["last_error"] == "POST http://***@h:1/x?token=***: refused"
