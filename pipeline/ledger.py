@@ -7,14 +7,21 @@ import json
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from pipeline.store import begin
+
+try:
+    from pipeline.redact import redact
+except ImportError:  # pragma: no cover - until pipeline/redact.py lands
+    def redact(text: str | None) -> str | None:  # type: ignore[misc]
+        return text
 
 COUNT_FIELDS = ("rows_in", "rows_valid", "rows_quarantined", "rows_scored", "rows_written")
 PUSH_COUNT_FIELDS = ("rows_not_selected", "rows_delivered", "rows_failed", "rows_dead_lettered")
 UPDATABLE = {
     "status", "failed_stage", "error", "finished_at", "duration_s", "model_version", "sink", "warnings",
+    "holder", "heartbeat_at",
     *COUNT_FIELDS, *PUSH_COUNT_FIELDS,
 }
 
@@ -47,35 +54,44 @@ def start_attempt(
     model_name: str,
     model_version: int | None,
 ) -> int:
-    """Open the run's ledger row: reuse a running attempt (task retry), else start a new one."""
+    """Open the run's ledger row without the partition's lease (``pipeline.lease.open_attempt`` takes it)."""
     with begin(engine) as conn:
-        last = conn.execute(
-            sa.text(
-                "SELECT attempt, status FROM scoring_runs WHERE job_id = :j AND run_id = :r "
-                "ORDER BY attempt DESC LIMIT 1"
-            ),
-            {"j": job_id, "r": run_id},
-        ).first()
-        if last is not None and last.status == "running":
-            conn.execute(
-                sa.text(
-                    "UPDATE scoring_runs SET model_version = :v, error = NULL, failed_stage = NULL "
-                    "WHERE job_id = :j AND run_id = :r AND attempt = :a"
-                ),
-                {"v": model_version, "j": job_id, "r": run_id, "a": last.attempt},
-            )
-            return int(last.attempt)
-        attempt = 1 if last is None else int(last.attempt) + 1
+        return open_row(conn, job_id=job_id, run_id=run_id, partition_date=partition_date, mode=mode,
+                        dry_run=dry_run, model_name=model_name, model_version=model_version)
+
+
+def open_row(conn: Connection, *, job_id: str, run_id: str, partition_date: dt.date, mode: str, dry_run: bool,
+             model_name: str, model_version: int | None, holder: str | None = None,
+             refused: str | None = None) -> int:
+    """Reuse the run's running attempt (a task retry), else insert a new one; ``refused``: insert it failed
+    at stage ``start`` with that error (an attempt that never held the partition)."""
+    last = conn.execute(
+        sa.text("SELECT attempt, status FROM scoring_runs WHERE job_id = :j AND run_id = :r "
+                "ORDER BY attempt DESC LIMIT 1"),
+        {"j": job_id, "r": run_id},
+    ).first()
+    if refused is None and last is not None and last.status == "running":
         conn.execute(
-            sa.text(
-                "INSERT INTO scoring_runs (job_id, run_id, attempt, partition_date, mode, dry_run, "
-                "model_name, model_version, status, started_at, stage_seconds) VALUES (:j, :r, :a, :d, "
-                ":mode, :dry, :mn, :mv, 'running', :t, '{}')"
-            ),
-            {"j": job_id, "r": run_id, "a": attempt, "d": partition_date, "mode": mode, "dry": dry_run,
-             "mn": model_name, "mv": model_version, "t": now()},
+            sa.text("UPDATE scoring_runs SET model_version = :v, error = NULL, failed_stage = NULL, holder = :h, "
+                    "heartbeat_at = :t WHERE job_id = :j AND run_id = :r AND attempt = :a"),
+            {"v": model_version, "h": holder, "t": now(), "j": job_id, "r": run_id, "a": last.attempt},
         )
-        return attempt
+        return int(last.attempt)
+    attempt = 1 if last is None else int(last.attempt) + 1
+    stamp = now()
+    conn.execute(
+        sa.text(
+            "INSERT INTO scoring_runs (job_id, run_id, attempt, partition_date, mode, dry_run, model_name, "
+            "model_version, status, failed_stage, error, finished_at, started_at, heartbeat_at, holder, "
+            "stage_seconds) VALUES (:j, :r, :a, :d, :mode, :dry, :mn, :mv, :status, :stage, :error, :done, :t, "
+            ":t, :h, '{}')"
+        ),
+        {"j": job_id, "r": run_id, "a": attempt, "d": partition_date, "mode": mode, "dry": dry_run,
+         "mn": model_name, "mv": model_version, "t": stamp, "h": holder,
+         "status": "failed" if refused else "running", "stage": "start" if refused else None,
+         "error": redact(refused[:4000]) if refused else None, "done": stamp if refused else None},
+    )
+    return attempt
 
 
 def update(engine: Engine, job_id: str, run_id: str, attempt: int, *, stage: str | None = None,
@@ -94,6 +110,9 @@ def update(engine: Engine, job_id: str, run_id: str, attempt: int, *, stage: str
             timings = as_json(current or "{}")
             timings[stage] = round(seconds, 3)
             fields["stage_seconds"] = json.dumps(timings, sort_keys=True)
+        for name in ("error", "warnings"):  # texts quote URLs and exceptions: never a credential in the ledger
+            if isinstance(fields.get(name), str):
+                fields[name] = redact(fields[name])
         if fields:
             sets = ", ".join(f"{name} = :{name}" for name in fields)
             conn.execute(

@@ -33,7 +33,7 @@ def run_partition(
     partition_files(job.source_root(), job.source.layout, job.source.format, day)
     run_id = run_id or f"cli__{day.isoformat()}__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
     spec = run.start(job, run_id=run_id, partition_date=day, model_ref=model_ref, dry_run=dry_run, url=url,
-                     mode=mode, resend=resend)
+                     mode=mode, resend=resend, holder_kind="process")
     ctx = run.context(job, spec, url, resolver)
     summary: dict[str, Any] = {}
     for step in steps.plan(spec.mode, sharded=job.source.shards > 1):

@@ -37,7 +37,7 @@ def persist_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[
     written = store.replace_partition(
         ctx.engine, table=job.output.table, key=job.entity_key, job_id=job.job_id,
         partition_date=parse_date(ctx.spec.partition_date), batches=prediction_batches(ctx),
-        quarantine=quarantine_rows(ctx), schema=job.output.schema_,
+        quarantine=quarantine_rows(ctx), schema=job.output.schema_, attempt=(ctx.spec.run_id, ctx.spec.attempt),
     )
     return counted(counts, rows_written=written)
 

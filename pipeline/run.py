@@ -16,14 +16,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pipeline import ledger, settings, steps, store
+import sqlalchemy as sa
+
+from pipeline import lease, ledger, settings, steps, store
 from pipeline.config import JobConfig, load_job
 from pipeline.connections import Resolver
 from pipeline.context import RunContext, engine_for_job, run_log
 from pipeline.errors import ConfigError, ReconciliationError, ScoringError, StagingError
 from pipeline.partition import data_files, parse_date, partition_dir
 from pipeline.registry import Registry
-from pipeline.settings import safe_name
 from pipeline.staging import RunSpec
 
 StageFn = Callable[[RunContext, dict[str, Any]], dict[str, Any]]
@@ -84,11 +85,14 @@ def partition_ready(job: JobConfig, partition_date: dt.date) -> bool:
 
 # -- opening a run ---------------------------------------------------------------------
 def start(job: JobConfig, *, run_id: str, partition_date: dt.date | str, model_ref: str | None = None,
-          dry_run: bool = False, url: str | None = None, mode: str | None = None, resend: bool = False) -> RunSpec:
+          dry_run: bool = False, url: str | None = None, mode: str | None = None, resend: bool = False,
+          holder_kind: str = "task") -> RunSpec:
     """Pin the model version and output mode for the run, open its ledger row and staging area.
 
-    A run refused here (an unknown model version or alias, an output mode the job lacks) still
-    gets its ledger row: status ``failed``, stage ``start``, with the error.
+    A run refused here (an unknown model version or alias, an output mode the job lacks, another
+    attempt of the partition alive: ``pipeline.lease``) still gets its ledger row: status
+    ``failed``, stage ``start``, with the error. ``holder_kind`` is ``process`` when this process
+    runs every step (``scoring run``), ``task`` for one Airflow task of the run.
     """
     day = parse_date(partition_date)
     eng = engine(job, url)
@@ -103,12 +107,12 @@ def start(job: JobConfig, *, run_id: str, partition_date: dt.date | str, model_r
         ledger.update(eng, job.job_id, run_id, attempt, status="failed", failed_stage="start", error=str(exc)[:4000],
                       finished_at=ledger.now())
         raise
-    attempt = ledger.start_attempt(eng, job_id=job.job_id, run_id=run_id, partition_date=day, mode=mode,
-                                   dry_run=dry_run, model_name=mv.name, model_version=mv.version)
-    staging = settings.staging_dir() / job.job_id / day.isoformat() / f"{safe_name(run_id)}.{attempt}"
+    attempt = lease.open_attempt(eng, job_id=job.job_id, run_id=run_id, partition_date=day, mode=mode,
+                                 dry_run=dry_run, model_name=mv.name, model_version=mv.version, kind=holder_kind)
+    staging = lease.staging_of(job.job_id, day.isoformat(), run_id, attempt)
     staging.mkdir(parents=True, exist_ok=True)
     spec = RunSpec(job.job_id, run_id, attempt, day.isoformat(), mv.name, mv.version, dry_run, str(staging),
-                   mode=mode, resend=resend)
+                   mode=mode, resend=resend, holder_kind=holder_kind)
     run_log(spec).info("started attempt %d with model %s v%d (ref %r), output mode %s%s%s", attempt, mv.name,
                        mv.version, model_ref or job.model.ref, mode, " [dry run]" if dry_run else "",
                        " [full resend]" if resend else "")
@@ -163,21 +167,18 @@ def stage(ctx: RunContext, name: str) -> Iterator[dict[str, Any]]:
     started = time.perf_counter()
     sharded = spec.shard is not None
     label = f"{name}[shard {spec.shard}]" if sharded else name
-    if not sharded:
-        ledger.update(ctx.engine, spec.job_id, spec.run_id, spec.attempt, status="running")
+    if not sharded:  # a superseded attempt stops here (its row says by whom), before any work
+        lease.resume(ctx.engine, spec, spec.holder_kind)
     rlog.info("%s: started", label)
     try:
-        yield counts
+        with lease.heartbeat(ctx.engine, spec):
+            yield counts
     except BaseException as exc:
         counts.update(getattr(exc, "counts", None) or {})
-        message = str(exc) if isinstance(exc, ScoringError) else f"{type(exc).__name__}: {exc}"
+        message = failure_text(exc)
         rlog.error("%s failed: %s", label, message)
-        try:
-            ledger.update(ctx.engine, spec.job_id, spec.run_id, spec.attempt, status="failed",
-                          failed_stage=label, error=message[:4000], finished_at=ledger.now(),
-                          **({} if sharded else counts))
-        except Exception as ledger_exc:  # noqa: BLE001 - the original error matters more
-            rlog.error("could not record the failure in the ledger: %s", ledger_exc)
+        if not isinstance(exc, lease.SupersededError):  # the row is the later attempt's story now
+            record_failure(ctx, label, message, {} if sharded else counts)
         raise
     seconds = time.perf_counter() - started
     if sharded:  # parallel shards never write the same ledger row; combine() adds them up
@@ -188,6 +189,31 @@ def stage(ctx: RunContext, name: str) -> Iterator[dict[str, Any]]:
     else:
         ledger.update(ctx.engine, spec.job_id, spec.run_id, spec.attempt, stage=name, seconds=seconds, **counts)
     rlog.info("%s: done in %.2fs %s", label, seconds, counts)
+
+
+def failure_text(exc: BaseException) -> str:
+    """The error as the ledger keeps it: our messages whole; a database error's first line, without its SQL."""
+    if isinstance(exc, ScoringError):
+        return str(exc)
+    if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
+        first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+        return f"database error ({type(exc.orig).__name__}): {first}. Retry the task once the database is back."
+    return f"{type(exc).__name__}: {exc}"
+
+
+def record_failure(ctx: RunContext, label: str, message: str, counts: dict[str, Any]) -> None:
+    """Mark the attempt failed; a database that is down gets a few tries over about half a minute."""
+    spec = ctx.spec
+    for wait in (0, 1, 2, 4, 8, 15):
+        time.sleep(wait)
+        try:
+            ledger.update(ctx.engine, spec.job_id, spec.run_id, spec.attempt, status="failed", failed_stage=label,
+                          error=message[:4000], finished_at=ledger.now(), **counts)
+            return
+        except Exception as ledger_exc:  # noqa: BLE001 - the original error matters more
+            last = str(ledger_exc).splitlines()[0]
+    ctx.log.error("could not record the failure in the ledger (%s): the attempt stays 'running' until the next "
+                  "attempt of the partition finds it unseen for SCORING_LEASE_SECONDS and marks it abandoned", last)
 
 
 # -- closing a run ---------------------------------------------------------------------

@@ -62,6 +62,18 @@ def db_retry_backoff_s() -> float:
     return float(os.environ.get("SCORING_DB_RETRY_BACKOFF_S", "2"))
 
 
+def lease_seconds() -> float:
+    """How long a running attempt may go unseen before the next attempt of its partition declares it
+    abandoned (``SCORING_LEASE_SECONDS``, 600): longer than the longest wait between two of its tasks."""
+    return float(os.environ.get("SCORING_LEASE_SECONDS", "600"))
+
+
+def staging_retention_hours() -> float:
+    """Staging areas of attempts no longer running are removed after this long (``SCORING_STAGING_RETENTION_HOURS``,
+    48); those of the earlier attempts of a partition go as soon as its next attempt starts."""
+    return float(os.environ.get("SCORING_STAGING_RETENTION_HOURS", "48"))
+
+
 def allow_sklearn_version_mismatch() -> bool:
     """Score a model saved by another scikit-learn version (``SCORING_ALLOW_SKLEARN_VERSION_MISMATCH=1``)."""
     return os.environ.get(ALLOW_VERSION_MISMATCH) == "1"

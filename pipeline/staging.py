@@ -37,6 +37,7 @@ class RunSpec:
     resend: bool = False
     shards: int = 1
     shard: int | None = None
+    holder_kind: str = "task"  # "process": the whole attempt runs in one process (scoring run), see pipeline.lease
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

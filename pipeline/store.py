@@ -291,7 +291,7 @@ def apply_migrations(engine: Engine) -> list[str]:
                 conn.execute(sa.text("INSERT INTO scoring_schema_migrations (name, applied_at) VALUES (:n, :t)"),
                              {"n": path.name, "t": dt.datetime.now(dt.UTC).replace(tzinfo=None)})
                 for stmt in _statements(path.read_text()):
-                    conn.exec_driver_sql(stmt)
+                    conn.exec_driver_sql(stmt.format(**column_types(conn)))
         except sa.exc.IntegrityError:
             log.info("migration %s was applied by another process", path.name)
             continue
@@ -421,12 +421,15 @@ def replace_partition(
     batches: Iterable[pa.Table],
     quarantine: Iterable[list[dict[str, Any]]] = (),
     schema: str | None = None,
+    attempt: tuple[str, int] | None = None,
 ) -> int:
     """Replace one partition's predictions (and quarantine rows) in one transaction.
 
     Args:
         batches: tables with the key column and PREDICTION_COLUMNS.
         quarantine: lists of quarantine rows (dicts of the scoring_quarantine columns).
+        attempt: (run id, attempt) publishing: in the same transaction, ``pipeline.lease`` checks that
+            no later attempt took the partition over and marks this one the ``live`` copy.
     """
     qt = table_name(engine, table, schema)
     check_column_name(key, "entity_key")  # a bad name is the job file's error, not the database's
@@ -436,7 +439,7 @@ def replace_partition(
     try:
         if engine.dialect.name == "postgresql":
             written = _replace_adbc(engine, table, columns, job_id, partition_date, batches, quarantine,
-                                    analyst_schema(engine, schema))
+                                    analyst_schema(engine, schema), attempt)
         else:
             with begin(engine) as conn:
                 conn.execute(sa.text(f"DELETE FROM {qt} WHERE partition_date = :d"), {"d": partition_date})
@@ -444,6 +447,10 @@ def replace_partition(
                 for batch in batches:
                     written += _insert(conn, qt, key, batch.select(columns))
                 _insert_quarantine(conn, quarantine)
+                if attempt is not None:
+                    from pipeline import lease
+
+                    lease.publish(conn, job_id, *attempt, partition_date)
     except Exception as exc:
         if not _is_db_error(exc):
             raise
@@ -521,7 +528,7 @@ def libpq_uri(engine: Engine) -> str:
 
 def _replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, partition_date: dt.date,
                   batches: Iterable[pa.Table], quarantine: Iterable[list[dict[str, Any]]],
-                  schema: str | None = None) -> int:
+                  schema: str | None = None, attempt: tuple[str, int] | None = None) -> int:
     """PostgreSQL: delete the partition and stream the new rows by binary COPY, in one ADBC transaction.
 
     ``adbc_ingest`` (adbc-driver-postgresql 1.13) matches the Arrow columns to the table's by
@@ -565,6 +572,10 @@ def _replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, p
             if rows:
                 cur.adbc_ingest("scoring_quarantine", _quarantine_table(rows), mode="append",
                                 db_schema_name=db_schema)
+        if attempt is not None:
+            from pipeline import lease
+
+            lease.publish_adbc(cur, job_id, *attempt, partition_date)
         conn.commit()
     return written
 

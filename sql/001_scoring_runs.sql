@@ -9,7 +9,7 @@ CREATE TABLE IF NOT EXISTS scoring_runs (
     dry_run           BOOLEAN NOT NULL,
     model_name        TEXT,
     model_version     INTEGER,
-    status            TEXT NOT NULL,          -- running | success | failed
+    status            TEXT NOT NULL,          -- running | success | failed | abandoned
     failed_stage      TEXT,
     rows_in           BIGINT,
     rows_valid        BIGINT,

@@ -1,0 +1,326 @@
+"""One live attempt per partition, and the truth about the others.
+
+The ledger row of an attempt is its lease: ``status = 'running'``, the ``holder`` (the process
+that last worked on it) and ``heartbeat_at`` (refreshed every few seconds while one of its steps
+runs). The rules, applied under a per-partition lock (PostgreSQL: a transaction-scoped advisory
+lock; SQLite: a file lock beside the database), so two attempts never both pass them:
+
+- **Opening an attempt** (``open_attempt``) looks at the partition's other running attempts.
+  One is *dead* when it belongs to the same run (Airflow runs one try of a task at a time, so an
+  earlier attempt of the run is over), when its holder was a ``scoring run`` process on this
+  machine that no longer exists, or when it has not been seen for ``SCORING_LEASE_SECONDS``. Dead
+  ones are marked ``abandoned`` (with when they were last seen, by whom, and who took over) and
+  their staging is removed. A live one refuses the new attempt: its row is recorded ``failed`` at
+  stage ``start`` with a message naming the live attempt (retryable: Airflow's retry waits).
+- **Every step** (``resume``) first checks that no later attempt of the partition has started;
+  if one has, this attempt is *superseded* and stops (its row says by whom). Otherwise it takes
+  the lease (holder, heartbeat) and keeps it fresh while it runs (``heartbeat``).
+- **Publishing** (``publish_sql``, in the same transaction as the rows) checks the same again and
+  moves ``live`` to this attempt: the ledger says which attempt's rows are the published copy.
+
+Dry runs write nothing and take no part. Staging areas of attempts that are not running are
+removed at the next attempt of their partition, and any of the job's older than
+``SCORING_STAGING_RETENTION_HOURS`` at every start (``sweep``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import logging
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from pipeline import settings
+from pipeline.errors import ScoringError
+from pipeline.settings import safe_name
+from pipeline.store import begin
+
+log = logging.getLogger(__name__)
+REFUSED = "start"  # failed_stage of an attempt refused when it opened: it never held the partition
+
+
+class PartitionBusyError(ScoringError):
+    """Another attempt of the partition is alive; this one was refused (a retry later can succeed)."""
+
+    retryable = True
+
+
+class SupersededError(ScoringError):
+    """A later attempt of the partition has started: this one must not go on (nor publish)."""
+
+    retryable = False
+
+
+def holder(kind: str) -> str:
+    """``kind:host:pid:start``: who works on the attempt (kind ``process`` for ``scoring run``, ``task`` in Airflow)."""
+    return f"{kind}:{socket.gethostname()}:{os.getpid()}:{_started(os.getpid())}"
+
+
+def _started(pid: int) -> str:
+    """The process's start time in clock ticks since boot (tells a reused pid apart), or '' off Linux."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _process_gone(who: str | None) -> bool:
+    """True when ``who`` was a whole-attempt process on this machine that no longer runs."""
+    parts = (who or "").split(":")
+    if len(parts) != 4 or parts[0] != "process" or parts[1] != socket.gethostname():
+        return False
+    pid, started = int(parts[2]), parts[3]
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return bool(started) and _started(pid) != started
+
+
+def staging_of(job_id: str, partition_date: str, run_id: str, attempt: int) -> Path:
+    """The staging folder of an attempt (as ``run.start`` makes it)."""
+    return settings.staging_dir() / job_id / partition_date / f"{safe_name(run_id)}.{attempt}"
+
+
+# -- the per-partition lock --------------------------------------------------------------
+def lock_key(job_id: str, partition_date: str | dt.date) -> str:
+    return f"scoring_partition:{job_id}:{partition_date}"
+
+
+@contextlib.contextmanager
+def locked(engine: Engine, job_id: str, partition_date: str | dt.date) -> Iterator[Connection]:
+    """A transaction holding the partition's lock until it has committed.
+
+    PostgreSQL: an advisory lock scoped to the transaction (any machine). SQLite: a file lock
+    beside the database taken before the transaction and released after its commit (and by
+    the kernel if the process dies).
+    """
+    if engine.dialect.name == "postgresql":
+        with begin(engine) as conn:
+            _advisory(conn, job_id, partition_date)
+            yield conn
+        return
+    database = engine.url.database
+    with contextlib.ExitStack() as stack:
+        if database and database != ":memory:":
+            handle = stack.enter_context(open(f"{database}.scoring-lock", "a+"))  # noqa: SIM115 - closed by the stack
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield stack.enter_context(begin(engine))
+
+
+def _advisory(conn: Connection, job_id: str, partition_date: str | dt.date) -> None:
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": lock_key(job_id, partition_date)})
+
+
+# -- opening an attempt ------------------------------------------------------------------
+def open_attempt(engine: Engine, *, job_id: str, run_id: str, partition_date: dt.date, mode: str, dry_run: bool,
+                 model_name: str, model_version: int, kind: str) -> int:
+    """Open (or continue) the run's attempt; abandon dead attempts of the partition, refuse if one is alive."""
+    from pipeline import ledger
+
+    who = holder(kind)
+    dead: list[Path] = []
+    with locked(engine, job_id, partition_date) as conn:
+        live = None if dry_run else _claim(conn, job_id, run_id, partition_date, who, dead)
+        attempt = ledger.open_row(conn, job_id=job_id, run_id=run_id, partition_date=partition_date, mode=mode,
+                                  dry_run=dry_run, model_name=model_name, model_version=model_version,
+                                  holder=who, refused=live)
+    for folder in dead:
+        shutil.rmtree(folder, ignore_errors=True)
+    if live:
+        raise PartitionBusyError(live)
+    sweep(engine, job_id, keep=staging_of(job_id, partition_date.isoformat(), run_id, attempt))
+    return attempt
+
+
+def _claim(conn: Connection, job_id: str, run_id: str, day: dt.date, who: str, dead: list[Path]) -> str | None:
+    """Abandon the partition's dead running attempts (their staging goes to ``dead``); the message naming a live one."""
+    rows = conn.execute(sa.text(
+        "SELECT run_id, attempt, holder, heartbeat_at, started_at FROM scoring_runs WHERE job_id = :j "
+        "AND partition_date = :d AND status = 'running' AND NOT dry_run"), {"j": job_id, "d": day}).mappings().all()
+    now = _now()
+    for row in rows:
+        seen = _utc(row["heartbeat_at"] or row["started_at"])
+        quiet = (now - seen).total_seconds()
+        if row["run_id"] == run_id:
+            why = "a later attempt of the same run started"
+        elif _process_gone(row["holder"]):
+            why = f"its process ({row['holder']}) is gone"
+        elif quiet > settings.lease_seconds():
+            why = f"it was not seen for {quiet:.0f}s (SCORING_LEASE_SECONDS={settings.lease_seconds():.0f})"
+        else:
+            return (f"partition {day} of job {job_id} is being scored by run {row['run_id']!r} attempt "
+                    f"{row['attempt']} ({row['holder'] or 'unknown holder'}, last seen {quiet:.0f}s ago). This "
+                    f"attempt did not start; retry once that one has finished (an Airflow retry waits), or, if it "
+                    f"is dead, wait {settings.lease_seconds():.0f}s without a sign of it (SCORING_LEASE_SECONDS).")
+        _abandon(conn, job_id, row, seen, f"abandoned: {why}; last seen {seen:%Y-%m-%d %H:%M:%S} UTC "
+                 f"({row['holder'] or 'unknown holder'}); the partition was taken over by run {run_id!r}")
+        dead.append(staging_of(job_id, day.isoformat(), row["run_id"], row["attempt"]))
+    return None
+
+
+def _abandon(conn: Connection, job_id: str, row: Any, seen: dt.datetime, why: str) -> None:
+    conn.execute(sa.text(
+        "UPDATE scoring_runs SET status = 'abandoned', finished_at = :now, heartbeat_at = :seen, "
+        "error = :why WHERE job_id = :j AND run_id = :r AND attempt = :a AND status = 'running'"),
+        {"now": _now(), "seen": seen, "why": why, "j": job_id, "r": row["run_id"], "a": row["attempt"]})
+    log.warning("job %s: run %s attempt %s %s", job_id, row["run_id"], row["attempt"], why)
+
+
+# -- every step --------------------------------------------------------------------------
+def superseded_by(conn: Connection, job_id: str, run_id: str, attempt: int, day: Any) -> str | None:
+    """The later attempt of the partition that took it over, if one did (refused ones never do)."""
+    mine = conn.execute(sa.text(
+        "SELECT started_at, status, error FROM scoring_runs WHERE job_id = :j AND run_id = :r AND attempt = :a"),
+        {"j": job_id, "r": run_id, "a": attempt}).mappings().first()
+    if mine is None:
+        return f"its ledger row (run {run_id!r} attempt {attempt}) is gone"
+    if mine["status"] == "abandoned":
+        return str(mine["error"])
+    later = conn.execute(sa.text(
+        "SELECT run_id, attempt, status FROM scoring_runs WHERE job_id = :j AND partition_date = :d AND NOT dry_run "
+        "AND started_at > :t AND NOT (run_id = :r AND attempt = :a) "
+        "AND NOT (status = 'failed' AND COALESCE(failed_stage, '') = :refused) ORDER BY started_at DESC LIMIT 1"),
+        {"j": job_id, "d": day, "t": mine["started_at"], "r": run_id, "a": attempt, "refused": REFUSED}
+    ).mappings().first()
+    if later is None:
+        return None
+    return f"run {later['run_id']!r} attempt {later['attempt']} ({later['status']}) started later"
+
+
+def resume(engine: Engine, spec: Any, kind: str) -> None:
+    """Before a step: stop if a later attempt took the partition over, else take the lease (holder, heartbeat)."""
+    day = dt.date.fromisoformat(spec.partition_date)
+    with locked(engine, spec.job_id, day) as conn:
+        taken = None if spec.dry_run else superseded_by(conn, spec.job_id, spec.run_id, spec.attempt, day)
+        if taken:
+            raise SupersededError(
+                f"partition {day}: run {spec.run_id!r} attempt {spec.attempt} was superseded ({taken}); it stops "
+                "here and publishes nothing. The later attempt owns the partition; re-run the partition to score it "
+                "again.")
+        conn.execute(sa.text(
+            "UPDATE scoring_runs SET status = 'running', holder = :h, heartbeat_at = :t "
+            "WHERE job_id = :j AND run_id = :r AND attempt = :a"),
+            {"h": holder(kind), "t": _now(), "j": spec.job_id, "r": spec.run_id, "a": spec.attempt})
+
+
+@contextlib.contextmanager
+def heartbeat(engine: Engine, spec: Any) -> Iterator[None]:
+    """Refresh the attempt's ``heartbeat_at`` from a thread while the block runs."""
+    stop = threading.Event()
+    every = max(1.0, min(30.0, settings.lease_seconds() / 4))
+
+    def beat() -> None:
+        while not stop.wait(every):
+            try:
+                with begin(engine) as conn:
+                    conn.execute(sa.text(
+                        "UPDATE scoring_runs SET heartbeat_at = :t WHERE job_id = :j AND run_id = :r "
+                        "AND attempt = :a AND status = 'running'"),
+                        {"t": _now(), "j": spec.job_id, "r": spec.run_id, "a": spec.attempt})
+            except Exception as exc:  # noqa: BLE001 - a missed beat is logged; the lease allows for many
+                log.warning("heartbeat of run %s attempt %s failed: %s", spec.run_id, spec.attempt,
+                            str(exc).splitlines()[0])
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{spec.run_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+# -- publishing --------------------------------------------------------------------------
+def publish(conn: Connection, job_id: str, run_id: str, attempt: int, day: dt.date) -> None:
+    """In the transaction that replaces the partition's rows (SQLAlchemy): check, then move ``live`` here.
+
+    On SQLite that transaction has written already, so it holds the database's one write lock:
+    no other attempt can commit between this check and the rows' commit.
+    """
+    if conn.dialect.name == "postgresql":
+        _advisory(conn, job_id, day)
+    taken = superseded_by(conn, job_id, run_id, attempt, day)
+    if taken:
+        raise SupersededError(f"partition {day}: run {run_id!r} attempt {attempt} was superseded ({taken}) "
+                              "before it published; the rows it staged were not written.")
+    params = {"j": job_id, "d": day, "r": run_id, "a": attempt, "t": _now()}
+    for stmt in PUBLISH_SQL:
+        conn.execute(sa.text(stmt), params)
+
+
+PUBLISH_SQL = (
+    "UPDATE scoring_runs SET live = FALSE WHERE job_id = :j AND partition_date = :d AND live",
+    "UPDATE scoring_runs SET live = TRUE, published_at = :t WHERE job_id = :j AND run_id = :r AND attempt = :a",
+)
+
+
+def publish_adbc(cur: Any, job_id: str, run_id: str, attempt: int, day: dt.date) -> None:
+    """The same, on an ADBC cursor inside its transaction (PostgreSQL)."""
+    cur.execute("SELECT pg_advisory_xact_lock(hashtext($1))", parameters=(lock_key(job_id, day),))
+    cur.execute("SELECT started_at, status, error FROM scoring_runs WHERE job_id = $1 AND run_id = $2 "
+                "AND attempt = $3", parameters=(job_id, run_id, attempt))
+    mine = cur.fetchone()
+    later = None
+    if mine is not None and mine[1] != "abandoned":
+        cur.execute(
+            "SELECT run_id, attempt, status FROM scoring_runs WHERE job_id = $1 AND partition_date = $2 "
+            "AND NOT dry_run AND started_at > $3 AND NOT (run_id = $4 AND attempt = $5) "
+            "AND NOT (status = 'failed' AND COALESCE(failed_stage, '') = $6) ORDER BY started_at DESC LIMIT 1",
+            parameters=(job_id, day, mine[0], run_id, attempt, REFUSED))
+        later = cur.fetchone()
+    if mine is None or mine[1] == "abandoned" or later is not None:
+        taken = (mine[2] if mine is not None and mine[1] == "abandoned" else
+                 f"run {later[0]!r} attempt {later[1]} ({later[2]}) started later" if later else "its row is gone")
+        raise SupersededError(f"partition {day}: run {run_id!r} attempt {attempt} was superseded ({taken}) "
+                              "before it published; the rows it staged were not written.")
+    cur.execute("UPDATE scoring_runs SET live = FALSE WHERE job_id = $1 AND partition_date = $2 AND live",
+                parameters=(job_id, day))
+    cur.execute("UPDATE scoring_runs SET live = TRUE, published_at = $1 WHERE job_id = $2 AND run_id = $3 "
+                "AND attempt = $4", parameters=(_now(), job_id, run_id, attempt))
+
+
+# -- staging retention -------------------------------------------------------------------
+def sweep(engine: Engine, job_id: str, keep: Path | None = None) -> list[Path]:
+    """Remove the job's staging areas of attempts not running: at once for partitions with a newer
+    attempt (``keep``'s), after ``SCORING_STAGING_RETENTION_HOURS`` for the others. Returns what went."""
+    root = settings.staging_dir() / job_id
+    if not root.is_dir():
+        return []
+    with engine.connect() as conn:
+        running = {staging_of(job_id, str(r.partition_date), r.run_id, r.attempt) for r in conn.execute(sa.text(
+            "SELECT partition_date, run_id, attempt FROM scoring_runs WHERE job_id = :j AND status = 'running'"),
+            {"j": job_id})}
+    cutoff = time.time() - settings.staging_retention_hours() * 3600
+    removed = []
+    for folder in (p for day in root.iterdir() if day.is_dir() for p in day.iterdir() if p.is_dir()):
+        if folder == keep or folder in running:
+            continue
+        if (keep is not None and folder.parent == keep.parent) or folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    if removed:
+        log.info("job %s: removed %d staging area(s) of attempts no longer running", job_id, len(removed))
+    return removed
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _utc(value: Any) -> dt.datetime:
+    when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    return when.astimezone(dt.UTC).replace(tzinfo=None) if when.tzinfo else when
