@@ -58,12 +58,15 @@ def _deliveries(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
+    from pipeline import anchors
     from pipeline.registry import Registry
 
-    registry = Registry(Path(args.models_dir) if args.models_dir else None)
+    registry = Registry(Path(args.models_dir) if args.models_dir else None,
+                        anchors=anchors.for_connection(args.connection))
     commands = {"list": _models_list, "show": _models_show, "register": _models_register, "promote": _models_promote,
                 "rollback": _models_rollback, "verify": _models_verify, "archive": _models_lifecycle,
-                "restore": _models_lifecycle, "delete": _models_lifecycle, "schema": _models_schema}
+                "restore": _models_lifecycle, "delete": _models_lifecycle, "schema": _models_schema,
+                "anchor": _models_anchor}
     return int(commands[args.models_cmd](registry, args) or 0)
 
 
@@ -123,6 +126,20 @@ def _models_register(registry: Any, args: argparse.Namespace) -> int:
             artifact=Path(args.artifact))
     inputs = ", ".join(f"{c['name']}:{c['type']}" for c in mv.card["inputs"])
     print(f"registered {mv.name} v{mv.version} sha256={mv.card['sha256']}\ninputs: {inputs}")
+    print(f"anchored in {mv.checked_in}" if mv.anchor else
+          f"NOT anchored (no scoring database: set AIRFLOW_CONN_SCORING_DB or pass --connection, then "
+          f"`scoring models anchor {mv.name}`)")
+    return 0
+
+
+def _models_anchor(registry: Any, args: argparse.Namespace) -> int:
+    """Record the anchor of versions as the folder holds them now (registered before anchoring, or elsewhere)."""
+    adopted = registry.anchor(args.name, _version(args.version) if args.version else None)
+    for anchor in adopted:
+        print(f"{args.name} v{anchor.version}: anchored artifact sha256={anchor.artifact_sha256} "
+              f"card sha256={anchor.card_sha256}")
+    print(f"{args.name}: {len(adopted)} version(s) anchored in {registry.anchors.where}"
+          + ("" if adopted else " (every version had its anchor already)"))
     return 0
 
 
@@ -141,16 +158,18 @@ def _models_rollback(registry: Any, args: argparse.Namespace) -> int:
 def _models_verify(registry: Any, args: argparse.Namespace) -> int:
     from pipeline.score import load_scorer
 
-    mv = registry.resolve(args.name, args.ref)
+    mv = registry.resolve(args.name, args.ref)  # the card against its anchor
     load_scorer(registry, mv.name, mv.version)  # sha256, then the golden rows if there are any
+    anchored = (f"matches its anchor in {mv.checked_in}" if mv.anchor else
+                f"NOT anchored (checked against its own card only; `scoring models anchor {mv.name}`)")
     if mv.golden.exists():
         import pyarrow.parquet as pq
 
         print(f"{mv.name} v{mv.version}: sha256 ok, {pq.ParquetFile(mv.golden).metadata.num_rows} golden rows "
-              "reproduced")
-        return 0
+              f"reproduced; {anchored}")
+        return 0 if mv.anchor else 1
     print(f"{mv.name} v{mv.version}: sha256 ok; NO golden rows, so training/scoring parity was not checked "
-          "(register with --training-data to get them)")
+          f"(register with --training-data to get them); {anchored}")
     return 1
 
 
@@ -238,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list, show, register, promote, roll back, archive, verify models")
     p.add_argument("--models-dir", help="registry root (default: SCORING_MODELS_DIR or ./models)")
+    p.add_argument("--connection", help="connection id of the scoring database holding the registration records "
+                   "(anchors); default: scoring_db when AIRFLOW_CONN_SCORING_DB is set")
     msub = p.add_subparsers(dest="models_cmd", required=True)
     q = msub.add_parser("list", help="versions with their aliases and status, then the alias history")
     q.add_argument("name", nargs="?")
@@ -273,7 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
         q = msub.add_parser(verb, help=text)
         q.add_argument("name")
         q.add_argument("version")
-    q = msub.add_parser("verify", help="check sha256 and re-score the golden rows")
+    q = msub.add_parser("anchor", help="record the anchors (sha256 of artifact and card) of versions registered "
+                        "before anchoring or into another database, as the folder holds them now")
+    q.add_argument("name")
+    q.add_argument("version", nargs="?", help="one version (default: every live and archived one)")
+    q = msub.add_parser("verify", help="check sha256 (against the anchor) and re-score the golden rows")
     q.add_argument("name")
     q.add_argument("ref", nargs="?", default="champion")
     q = msub.add_parser("schema", help="print the model card JSON schema")

@@ -95,8 +95,11 @@ class RunContext:
     def pinned(self) -> ModelVersion:
         """The run's pinned model version, resolved once, on first use (inside a stage, so that a
         missing version or a broken card is recorded in the ledger as the stage's failure)."""
-        if self.model is None:
-            object.__setattr__(self, "model", Registry().resolve(self.spec.model_name, self.spec.model_version))
+        if self.model is None:  # its card checked against its anchor in the run's own database (the ledger's)
+            from pipeline.anchors import Anchors
+
+            registry = Registry(anchors=Anchors(self.engine)) if self.engine is not None else Registry()
+            object.__setattr__(self, "model", registry.resolve(self.spec.model_name, self.spec.model_version))
         assert self.model is not None
         return self.model
 

@@ -73,14 +73,19 @@ def read_frame(path: Path) -> pd.DataFrame:
         raise ModelIntegrityError(f"training data {path} cannot be read: {type(exc).__name__}: {exc}") from None
 
 
-def load_artifact(path: Path) -> Any:
-    """The estimator in a joblib file the user gives (their own file: it is unpickled to be checked)."""
+def load_artifact(path: Path, data: bytes | None = None) -> Any:
+    """The estimator in a joblib file the user gives (their own file: it is unpickled to be checked).
+
+    ``data``: the file's bytes read already (registration unpickles the bytes it then copies in).
+    """
+    import io
+
     import joblib
 
-    if not path.exists():
+    if data is None and not path.exists():
         raise ModelIntegrityError(f"--artifact {path} does not exist")
     try:
-        return joblib.load(path)
+        return joblib.load(path if data is None else io.BytesIO(data))
     except Exception as exc:  # noqa: BLE001 - a missing library, a corrupt file, a class pickled from __main__
         raise ModelIntegrityError(
             f"--artifact {path} cannot be loaded: {type(exc).__name__}: {exc}. Save the fitted estimator with "
@@ -300,10 +305,11 @@ def library_versions(estimator: Any) -> dict[str, str]:
     return out
 
 
-def check_registration(card: dict[str, Any], artifact: Path, golden: Path | None) -> None:
-    """What every registration checks: the card's schema, then the card against its estimator."""
+def check_registration(card: dict[str, Any], artifact: Path, golden: Path | None, data: bytes | None = None) -> None:
+    """What every registration checks: the card's schema, then the card against its estimator
+    (unpickled from ``data``, the artifact's bytes, when given)."""
     cards.parse(card)
-    estimator = load_artifact(artifact)  # the caller's own artifact, before it enters the registry
+    estimator = load_artifact(artifact, data)  # the caller's own artifact, before it enters the registry
     sample = pd.read_parquet(golden).drop(columns=["expected_score"], errors="ignore") if golden else None
     names = [c["name"] for c in card["inputs"]]
     if sample is not None:

@@ -17,7 +17,10 @@ Every change is a ``history`` entry with ``event``, ``at`` (UTC) and ``by`` (log
 ``restore`` and ``delete`` carry ``version``. Entries written before events were recorded
 have no ``event`` key and count as promotes.
 
-Loading checks the artifact's sha256 against the card *before* unpickling it.
+Loading reads the artifact's bytes once, checks their sha256, and unpickles those same bytes. The
+sha256 it checks is the version's registration record (its *anchor*, ``pipeline.anchors``) in the
+scoring database, outside this folder, when the model is anchored there; the card's otherwise.
+The card's own bytes are checked against the anchor when the version is resolved.
 """
 
 from __future__ import annotations
@@ -26,18 +29,22 @@ import datetime as dt
 import fcntl
 import getpass
 import hashlib
+import io
 import json
+import logging
 import os
 import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pipeline import anchors as anchoring
 from pipeline import settings
+from pipeline.anchors import Anchor, Anchors, sha256_bytes
 from pipeline.card import parse
 from pipeline.config import check_identifier
 from pipeline.errors import ConfigError, ModelIntegrityError, ModelNotFoundError
@@ -48,6 +55,8 @@ GOLDEN = "golden.parquet"
 ARCHIVE = "archive"
 ALIASES = "aliases.json"
 PROMOTE, ROLLBACK, ARCHIVED, RESTORE, DELETE = "promote", "rollback", "archive", "restore", "delete"
+_FROM_ENVIRONMENT: Any = object()
+log = logging.getLogger(__name__)
 
 
 def sha256_of(path: Path) -> str:
@@ -59,23 +68,37 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _json_bytes(data: Any) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=True, default=str) + "\n").encode()
+
+
 def _write_json_atomic(path: Path, data: Any) -> None:
+    _write_bytes_atomic(path, _json_bytes(data))
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True, default=str)
-        fh.write("\n")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
     os.replace(tmp, path)
 
 
 @dataclass(frozen=True)
 class ModelVersion:
-    """A resolved model version: its folder and its card."""
+    """A resolved model version: its folder and its card.
+
+    ``card_sha256`` is the sha256 of the card bytes that were parsed; ``checked_in`` where its anchor
+    was looked up (None: not yet), and ``anchor`` the record found there (None: the model has none).
+    """
 
     name: str
     version: int
     path: Path
     card: dict[str, Any]
+    card_sha256: str = ""
+    anchor: Anchor | None = None
+    checked_in: str | None = None
 
     @property
     def artifact(self) -> Path:
@@ -87,10 +110,22 @@ class ModelVersion:
 
 
 class Registry:
-    """Read and change the model registry below ``root``."""
+    """Read and change the model registry below ``root``.
 
-    def __init__(self, root: Path | None = None) -> None:
+    ``anchors``: the database of the registration records (``pipeline.anchors``); by default the
+    ``scoring_db`` connection when its ``AIRFLOW_CONN_SCORING_DB`` variable is set, else none
+    (registrations are then not anchored, and loads check the card alone, with a warning).
+    """
+
+    def __init__(self, root: Path | None = None, anchors: Anchors | None = _FROM_ENVIRONMENT) -> None:
         self.root = Path(root) if root else settings.models_dir()
+        self._anchors = anchors
+
+    @property
+    def anchors(self) -> Anchors | None:
+        if self._anchors is _FROM_ENVIRONMENT:
+            self._anchors = anchoring.from_environment()
+        return self._anchors
 
     # -- reading ------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -176,28 +211,40 @@ class Registry:
                 f"{', '.join(map(str, versions))}; aliases: "
                 f"{', '.join(f'{a}->v{v}' for a, v in sorted(aliases.items())) or 'none'}."
             )
-        path = self.root / name / f"v{version}"
-        card = parse(json.loads((path / CARD).read_text()), f"the card of model {name} v{version} ({path / CARD})")
-        return ModelVersion(name, version, path, card)
+        return self.checked(self._read_version(name, version, self.root / name / f"v{version}"))
+
+    @staticmethod
+    def _read_version(name: str, version: int, path: Path) -> ModelVersion:
+        """A version's card, parsed from the bytes that are hashed (read once)."""
+        raw = (path / CARD).read_bytes()
+        try:
+            doc = json.loads(raw)
+        except ValueError as exc:
+            raise ModelIntegrityError(f"the card of model {name} v{version} ({path / CARD}) is not JSON: {exc}") from None
+        card = parse(doc, f"the card of model {name} v{version} ({path / CARD})")
+        return ModelVersion(name, version, path, card, card_sha256=sha256_bytes(raw))
+
+    def checked(self, mv: ModelVersion) -> ModelVersion:
+        """The version with its card checked against its anchor (when this registry has a database)."""
+        store = self.anchors
+        if store is None or mv.checked_in is not None:
+            return mv
+        return replace(mv, anchor=store.check(mv), checked_in=store.where)
 
     def load(self, mv: ModelVersion) -> Any:
-        """Verify the artifact's sha256 against the card, then unpickle it."""
-        if not mv.artifact.exists():
-            raise ModelIntegrityError(f"model {mv.name} v{mv.version}: artifact {mv.artifact} is missing")
-        actual = sha256_of(mv.artifact)
-        expected = mv.card.get("sha256")
-        if actual != expected:
-            raise ModelIntegrityError(
-                f"model {mv.name} v{mv.version}: artifact {mv.artifact} has sha256 {actual}, "
-                f"but its model card says {expected}. Refusing to unpickle it: the file was "
-                "changed after registration. Re-register the model or restore the artifact."
-            )
+        """Read the artifact's bytes once, check their sha256 (the anchor's, else the card's), unpickle them."""
+        mv = self.checked(mv)
+        try:
+            data = mv.artifact.read_bytes()
+        except FileNotFoundError:
+            raise ModelIntegrityError(f"model {mv.name} v{mv.version}: artifact {mv.artifact} is missing") from None
+        _check_artifact(mv, sha256_bytes(data))
         import joblib
         from sklearn.exceptions import InconsistentVersionWarning
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", InconsistentVersionWarning)
-            model = joblib.load(mv.artifact)
+            model = joblib.load(io.BytesIO(data))  # the bytes just verified: no second open
         mismatch = [w for w in caught if issubclass(w.category, InconsistentVersionWarning)]
         if mismatch:
             text = str(mismatch[0].message)
@@ -207,9 +254,7 @@ class Registry:
                     f"({text}). Retrain and register it with this environment, or set "
                     f"{settings.ALLOW_VERSION_MISMATCH}=1 to score anyway at your own risk."
                 )
-            import logging
-
-            logging.getLogger(__name__).warning(
+            log.warning(
                 "scoring with a model saved by another scikit-learn version (%s=1): %s",
                 settings.ALLOW_VERSION_MISMATCH,
                 text,
@@ -225,33 +270,108 @@ class Registry:
         golden: Path | None = None,
         alias: str | None = None,
     ) -> ModelVersion:
-        """Check the card (its schema, then against the estimator), copy the artifact in as the next version.
+        """Check the card (its schema, then against the estimator), copy the artifact in as the next version,
+        and record its anchor (the sha256 of the artifact and of the card) in the registry's database.
 
-        The check unpickles ``artifact``: the caller's own file, before it enters the registry.
+        The artifact is read once: the bytes checked (unpickled: the caller's own file, before it enters
+        the registry) are the bytes copied and hashed. The first registration of a model into a database
+        adopts its versions registered before (``anchor``), so that the model is anchored as a whole.
         """
         from pipeline.onboard import check_registration
 
         check_identifier(name, "model name")
-        check_registration(card, artifact, golden)
+        data = _read_artifact(artifact)
+        check_registration(card, artifact, golden, data=data)
+        store = self.anchors
+        if store is not None and not store.of(name) and (self.versions(name) or self.archived(name)):
+            self.anchor(name, skip_broken=True)
         version = self._next_version(name)
-        final = self.root / name / f"v{version}"
         tmp = Path(tempfile.mkdtemp(dir=self._ensure(self.root / name), prefix=f".v{version}."))
-        shutil.copyfile(artifact, tmp / ARTIFACT)
+        (tmp / ARTIFACT).write_bytes(data)
         if golden is not None:
             shutil.copyfile(golden, tmp / GOLDEN)
-        card = dict(card)
-        card.update(
-            name=name,
-            version=version,
-            sha256=sha256_of(tmp / ARTIFACT),
-            registered_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        )
-        _write_json_atomic(tmp / CARD, card)
-        os.rename(tmp, final)
-        mv = ModelVersion(name, version, final, card)
+        card = {**card, "name": name, "version": version, "sha256": sha256_bytes(data),
+                "registered_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+        card_bytes = _json_bytes(card)
+        _write_bytes_atomic(tmp / CARD, card_bytes)
+        mv = self._publish(tmp, ModelVersion(name, version, self.root / name / f"v{version}", card,
+                                             card_sha256=sha256_bytes(card_bytes)))
         if alias:
             self.promote(name, version, alias)
         return mv
+
+    def _publish(self, tmp: Path, mv: ModelVersion) -> ModelVersion:
+        """Move a new version's folder in place, its anchor written in the same transaction (if anchored)."""
+        store = self.anchors
+        if store is None:
+            os.rename(tmp, mv.path)
+            log.warning("model %s v%s is registered but NOT anchored (no scoring database: set "
+                        "AIRFLOW_CONN_SCORING_DB or pass --connection): workers check it against its card alone. "
+                        "Anchor it later with `scoring models anchor %s`", mv.name, mv.version, mv.name)
+            return mv
+        from pipeline import store as db
+
+        store.ensure()
+        anchor = Anchor(mv.name, mv.version, mv.card["sha256"], mv.card_sha256, anchoring.REGISTERED,
+                        dt.datetime.now(dt.UTC), _user())
+        try:
+            with db.begin(store.engine) as conn:
+                store.insert(conn, anchor)
+                os.rename(tmp, mv.path)  # a failure rolls the record back
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return replace(mv, anchor=anchor, checked_in=store.where)
+
+    def anchor(self, name: str, version: int | None = None, *, skip_broken: bool = False) -> list[Anchor]:
+        """Adopt a version (default: every live and archived one) as it is in the folder now: record its anchor.
+
+        For versions registered before anchoring existed, or into another database. A version recorded
+        already is left as it is (an anchor is never rewritten); one whose artifact does not match its
+        own card is refused (``skip_broken``: left out, with a warning; it stays unloadable).
+        """
+        store = self.anchors
+        if store is None:
+            raise ConfigError("models anchor: no scoring database to record the anchors in: set "
+                              "AIRFLOW_CONN_SCORING_DB or pass --connection")
+        check_identifier(name, "model name")
+        with self._locked(name):
+            folders = self._version_folders(name)
+            wanted = sorted(folders) if version is None else [version]
+            if version is not None and version not in folders:
+                self._version_path(name, version)  # raises: says where it is (or that it is not registered)
+            store.ensure()
+            known = store.of(name)
+            adopted = [a for v in wanted if v not in known
+                       for a in [self._adopted(name, v, folders[v], skip_broken)] if a is not None]
+            from pipeline import store as db
+
+            with db.begin(store.engine) as conn:
+                for anchor in adopted:
+                    store.insert(conn, anchor)
+        for anchor in adopted:
+            log.warning("adopted model %s v%s as it is in the folder now: artifact sha256 %s, card sha256 %s (%s)",
+                        name, anchor.version, anchor.artifact_sha256, anchor.card_sha256, store.where)
+        return adopted
+
+    def _version_folders(self, name: str) -> dict[int, Path]:
+        live = {v: self.root / name / f"v{v}" for v in self.versions(name)}
+        return {**{v: self.root / name / ARCHIVE / f"v{v}" for v in self.archived(name)}, **live}
+
+    def _adopted(self, name: str, version: int, path: Path, skip_broken: bool = False) -> Anchor | None:
+        """The anchor of a version as its folder holds it, if its artifact matches its card."""
+        mv = self._read_version(name, version, path)
+        actual = sha256_bytes(_read_artifact(path / ARTIFACT))
+        if actual != mv.card.get("sha256"):
+            if skip_broken:
+                log.warning("model %s v%s not adopted: its artifact's sha256 %s is not its card's %s",
+                            name, version, actual, mv.card.get("sha256"))
+                return None
+            raise ModelIntegrityError(
+                f"model {name} v{version}: artifact {path / ARTIFACT} has sha256 {actual}, but its card says "
+                f"{mv.card.get('sha256')}: not adopting it (nothing was recorded). Restore the folder from a copy "
+                "you trust, or archive and delete that version.")
+        return Anchor(name, version, actual, mv.card_sha256, anchoring.ADOPTED, dt.datetime.now(dt.UTC), _user())
 
     def promote(self, name: str, version: int, alias: str = "champion") -> None:
         """Point ``alias`` at ``version``, keeping the history for rollback."""
@@ -328,6 +448,8 @@ class Registry:
             doc = self._alias_doc(name)
             doc["last_version"] = max(self._next_version(name) - 1, version)
             _write_json_atomic(self.root / name / ALIASES, doc)  # before the folder goes: never reused
+            if self.anchors is not None:
+                self.anchors.mark_deleted(name, version)  # a folder that holds it again is refused
             trash = Path(tempfile.mkdtemp(dir=archived.parent, prefix=f".deleting-v{version}."))
             os.rename(archived, trash / archived.name)
             self._record(name, {"event": DELETE, "version": version})
@@ -335,8 +457,10 @@ class Registry:
 
     # -- helpers ------------------------------------------------------------------
     def _next_version(self, name: str) -> int:
-        """One more than any version ever registered: live, archived or deleted."""
+        """One more than any version ever registered: live, archived, deleted, or recorded in the database."""
         used = [*self.versions(name), *self.archived(name), int(self._alias_doc(name).get("last_version") or 0)]
+        if self.anchors is not None:
+            used.append(self.anchors.last_version(name))
         return max(used, default=0) + 1
 
     def _version_path(self, name: str, version: int, *, archived: bool = False) -> Path:
@@ -402,6 +526,33 @@ class Registry:
     def _ensure(path: Path) -> Path:
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+
+def _read_artifact(path: Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ModelIntegrityError(f"artifact {path} does not exist") from None
+
+
+def _check_artifact(mv: ModelVersion, actual: str) -> None:
+    """The artifact's bytes must have the anchor's sha256 (when anchored) and the card's."""
+    anchor = mv.anchor
+    if anchor is not None and actual != anchor.artifact_sha256:
+        raise ModelIntegrityError(
+            f"model {mv.name} v{mv.version}: artifact {mv.artifact} has sha256 {actual}, but the artifact registered "
+            f"on {anchor.registered_at} by {anchor.registered_by} had {anchor.artifact_sha256} ({mv.checked_in}). "
+            "Refusing to unpickle it: the file was changed after registration. Restore the version's folder from a "
+            "copy you trust, or register the model again as a new version.")
+    expected = mv.card.get("sha256")
+    if actual != expected:
+        raise ModelIntegrityError(
+            f"model {mv.name} v{mv.version}: artifact {mv.artifact} has sha256 {actual}, "
+            f"but its model card says {expected}. Refusing to unpickle it: the file was "
+            "changed after registration. Re-register the model or restore the artifact.")
+    if mv.checked_in is None:
+        log.warning("model %s v%s: checked against its own card only (no scoring database configured, so no "
+                    "anchor was read)", mv.name, mv.version)
 
 
 def _versions_in(folder: Path) -> list[int]:
