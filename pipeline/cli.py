@@ -57,6 +57,24 @@ def _deliveries(args: argparse.Namespace) -> int:
     return 1 if deliveries.DEAD_LETTER in total else 0
 
 
+def _runs(args: argparse.Namespace) -> int:
+    """The job's latest attempts, after marking the dead ones abandoned (``pipeline.lease.reap``)."""
+    from pipeline import lease, ledger, run, store
+
+    job = run.find_job(args.job)
+    eng = run.engine(job)
+    store.ensure_ledger(eng)
+    found = lease.reap(eng, job.job_id)
+    if found:
+        print(f"marked {found} dead attempt(s) abandoned")
+    rows = [r for r in ledger.recent(eng, job.job_id, args.limit) if args.date in (None, str(r["partition_date"]))]
+    for r in rows:
+        print(f"{r['partition_date']}  {r['run_id']}  attempt {r['attempt']}  {r['status']:<9}"
+              f"{'  LIVE' if r['live'] else ''}  rows in {r['rows_in']}  scored {r['rows_scored']}  "
+              f"seen {r['heartbeat_at'] or r['started_at']}  {r['failed_stage'] or ''} {r['error'] or ''}".rstrip())
+    return 0
+
+
 def _models(args: argparse.Namespace) -> int:
     from pipeline import anchors
     from pipeline.registry import Registry
@@ -254,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date", required=True, help="partition date YYYY-MM-DD")
     p.add_argument("--all", action="store_true", help="list delivered batches too")
     p.set_defaults(fn=_deliveries)
+
+    p = sub.add_parser("runs", help="a job's latest attempts (the live copy marked); dead running ones become abandoned")
+    p.add_argument("job")
+    p.add_argument("--date", help="only this partition (YYYY-MM-DD)")
+    p.add_argument("--limit", type=int, default=20, help="how many attempts (default 20)")
+    p.set_defaults(fn=_runs)
 
     p = sub.add_parser("models", help="list, show, register, promote, roll back, archive, verify models")
     p.add_argument("--models-dir", help="registry root (default: SCORING_MODELS_DIR or ./models)")

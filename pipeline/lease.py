@@ -146,12 +146,13 @@ def open_attempt(engine: Engine, *, job_id: str, run_id: str, partition_date: dt
     return attempt
 
 
-def _claim(conn: Connection, job_id: str, run_id: str, day: dt.date, who: str, dead: list[Path]) -> str | None:
-    """Abandon the partition's dead running attempts (their staging goes to ``dead``); the message naming a live one."""
+def _claim(conn: Connection, job_id: str, run_id: str | None, day: Any, who: str, dead: list[Path]) -> str | None:
+    """Abandon the partition's dead running attempts (their staging goes to ``dead``); the message naming a
+    live one. ``run_id`` None: only look (``reap``), taking nothing over."""
     rows = conn.execute(sa.text(
         "SELECT run_id, attempt, holder, heartbeat_at, started_at FROM scoring_runs WHERE job_id = :j "
         "AND partition_date = :d AND status = 'running' AND NOT dry_run"), {"j": job_id, "d": day}).mappings().all()
-    now = _now()
+    now, live = _now(), None
     for row in rows:
         seen = _utc(row["heartbeat_at"] or row["started_at"])
         quiet = (now - seen).total_seconds()
@@ -162,14 +163,31 @@ def _claim(conn: Connection, job_id: str, run_id: str, day: dt.date, who: str, d
         elif quiet > settings.lease_seconds():
             why = f"it was not seen for {quiet:.0f}s (SCORING_LEASE_SECONDS={settings.lease_seconds():.0f})"
         else:
-            return (f"partition {day} of job {job_id} is being scored by run {row['run_id']!r} attempt "
-                    f"{row['attempt']} ({row['holder'] or 'unknown holder'}, last seen {quiet:.0f}s ago). This "
-                    f"attempt did not start; retry once that one has finished (an Airflow retry waits), or, if it "
-                    f"is dead, wait {settings.lease_seconds():.0f}s without a sign of it (SCORING_LEASE_SECONDS).")
+            live = live or (
+                f"partition {day} of job {job_id} is being scored by run {row['run_id']!r} attempt "
+                f"{row['attempt']} ({row['holder'] or 'unknown holder'}, last seen {quiet:.0f}s ago). This "
+                f"attempt did not start; retry once that one has finished (an Airflow retry waits), or, if it "
+                f"is dead, wait {settings.lease_seconds():.0f}s without a sign of it (SCORING_LEASE_SECONDS).")
+            continue
+        by = f"the partition was taken over by run {run_id!r}" if run_id else "found by `scoring runs`"
         _abandon(conn, job_id, row, seen, f"abandoned: {why}; last seen {seen:%Y-%m-%d %H:%M:%S} UTC "
-                 f"({row['holder'] or 'unknown holder'}); the partition was taken over by run {run_id!r}")
-        dead.append(staging_of(job_id, day.isoformat(), row["run_id"], row["attempt"]))
-    return None
+                 f"({row['holder'] or 'unknown holder'}); {by}")
+        dead.append(staging_of(job_id, str(day), row["run_id"], row["attempt"]))
+    return live
+
+
+def reap(engine: Engine, job_id: str) -> int:
+    """Mark the job's dead running attempts abandoned and remove their staging (``scoring runs``); how many."""
+    with engine.connect() as conn:
+        days = conn.execute(sa.text("SELECT DISTINCT partition_date FROM scoring_runs WHERE job_id = :j AND "
+                                    "status = 'running' AND NOT dry_run"), {"j": job_id}).scalars().all()
+    dead: list[Path] = []
+    for day in days:
+        with locked(engine, job_id, day) as conn:
+            _claim(conn, job_id, None, day, "", dead)
+    for folder in dead:
+        shutil.rmtree(folder, ignore_errors=True)
+    return len(dead)
 
 
 def _abandon(conn: Connection, job_id: str, row: Any, seen: dt.datetime, why: str) -> None:

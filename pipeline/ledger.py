@@ -9,13 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from pipeline.redact import redact
 from pipeline.store import begin
-
-try:
-    from pipeline.redact import redact
-except ImportError:  # pragma: no cover - until pipeline/redact.py lands
-    def redact(text: str | None) -> str | None:  # type: ignore[misc]
-        return text
 
 COUNT_FIELDS = ("rows_in", "rows_valid", "rows_quarantined", "rows_scored", "rows_written")
 PUSH_COUNT_FIELDS = ("rows_not_selected", "rows_delivered", "rows_failed", "rows_dead_lettered")

@@ -178,3 +178,21 @@ def test_the_retention_sweep_removes_old_staging_of_attempts_no_longer_running(
     monkeypatch.setenv("SCORING_STAGING_RETENTION_HOURS", "48")
     local.run_partition(job, DAY, run_id="today")
     assert not Path(failed.staging_dir).exists(), "older than the retention: removed at the next start"
+
+
+def test_scoring_runs_finds_a_dead_attempt_and_says_when_it_was_last_seen(home: Path) -> None:
+    write_partition(home, n=300)
+    job = load_job(write_job(home))
+    engine = run.engine(job)
+    spec = run.start(job, run_id="crashed", partition_date=DAY, holder_kind="process")
+    host = lease.holder("process").split(":")[1]
+    dead_pid = subprocess.Popen(["true"])  # noqa: S607 - a pid that has just ended
+    dead_pid.wait()
+    ledger.update(engine, "churn_test", "crashed", 1, holder=f"process:{host}:{dead_pid.pid}:1")
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "runs", "churn_test"], env=dict(os.environ),
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    row = ledger.get(engine, "churn_test", "crashed")
+    assert row["status"] == "abandoned" and f"its process (process:{host}:{dead_pid.pid}:1) is gone" in row["error"]
+    assert "crashed" in out.stdout and "abandoned" in out.stdout
+    assert not Path(spec.staging_dir).exists()
