@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 TABLE = "scoring_model_registrations"
 DDL = "006_model_registrations.sql"
-GROUP = "registry"  # its entry in sql/dictionary.yaml
 REGISTERED, ADOPTED = "registered", "adopted"
 CONNECTION = "scoring_db"  # the registry's database when none is named: the jobs' default output connection
 
@@ -112,14 +111,10 @@ class Anchors:
 
     # -- writing (registration) ----------------------------------------------------------
     def ensure(self) -> None:
-        """Create the table if missing, with its comments (PostgreSQL)."""
-        from pipeline import dictionary, store
+        """Create the table if missing, with its comments: it is one of the ledger's (``store.LEDGER_FILES``)."""
+        from pipeline import store
 
-        with store.begin(self.engine) as conn:
-            store._ddl_lock(conn)  # the ledger's DDL lock: one schema change at a time
-            for stmt in store.render_sql(conn, DDL):
-                conn.exec_driver_sql(stmt)
-            store.comment(conn, dictionary.objects(GROUP))
+        store.ensure_ledger(self.engine)
 
     def insert(self, conn: Connection, anchor: Anchor) -> None:
         """Write one record in the caller's transaction; a version recorded already is refused."""

@@ -248,7 +248,7 @@ def upgrade_types(conn: Connection, table: str, timestamps: tuple[str, ...] = ()
 
 UNQUALIFIED_PLACEHOLDERS = frozenset({"by_key"})  # index names live in their table's schema
 LEDGER_FILES = ("001_scoring_runs.sql", "002_quarantine.sql", "003_deliveries.sql", "004_schema_migrations.sql",
-                "005_drift.sql")
+                "005_drift.sql", "006_model_registrations.sql")
 
 
 def ensure_ledger(engine: Engine) -> None:
