@@ -41,6 +41,9 @@ PREDICTION_COLUMNS = [
 RESERVED_INPUT_NAMES = frozenset(["reasons"])
 RESERVED_KEY_NAMES = frozenset([*PREDICTION_COLUMNS, *RESERVED_INPUT_NAMES, "rank"])
 MAX_NAME_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1: longer names are silently truncated
+# Names the store derives from output.table (store.ensure_predictions: the analyst views and the
+# index); each must fit in MAX_NAME_BYTES as well, or the views would be truncated onto each other.
+TABLE_DERIVED = ("_latest", "_daily", "_by_key")
 
 
 def check_identifier(value: str, what: str = "identifier") -> str:
@@ -133,11 +136,31 @@ class SourceConfig(_Strict):
         "{'Customer ID': customer_id}. Maps an export without changing it upstream.",
     )
 
+    ignore: list[str] = Field(
+        default_factory=list,
+        description="Globs of file names in a partition folder that are not data and are not read, e.g. "
+        "['*.json', 'manifest.*'] (matched without case; logged). Names starting with '_' or '.' (_SUCCESS, "
+        ".crc files) are never read; any other file that is not a data file of `format` fails the run, "
+        "so that no rows are skipped silently.",
+    )
+
     @field_validator("layout")
     @classmethod
     def _layout_has_date(cls, value: str) -> str:
         if "{date}" not in value:
             raise ValueError("layout must contain '{date}', e.g. 'date={date}'")
+        if Path(value).is_absolute() or ".." in Path(value).parts:
+            raise ValueError("layout must be a folder below source.path, without '..' or a leading '/' "
+                             "(e.g. 'date={date}' or 'year=x/{date}')")
+        return value
+
+    @field_validator("ignore")
+    @classmethod
+    def _globs_are_names(cls, value: list[str]) -> list[str]:
+        for glob in value:
+            if not glob or "/" in glob:
+                raise ValueError(f"{glob!r} is not a file name glob: each entry matches the name of a file in a "
+                                 "partition folder, e.g. '*.json' (no '/')")
         return value
 
     @field_validator("rename")
@@ -163,11 +186,20 @@ class SourceConfig(_Strict):
 class ModelRef(_Strict):
     """Which registered model scores the job."""
 
-    name: str = Field(..., description="Model name in the registry (a folder of models/).")
+    name: str = Field(..., description="Model name in the registry (a folder of models/; a lower-case "
+                      "identifier, as `scoring models register` requires: no path).")
     ref: str = Field(
         "champion",
         description="Version number (e.g. '3') or alias (e.g. 'champion') to score with.",
     )
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        try:
+            return check_identifier(value, "model name")
+        except ConfigError as exc:
+            raise ValueError(f"{exc} (a model is named by its registry folder, never by a path)") from None
 
     @field_validator("ref", mode="before")
     @classmethod
@@ -295,6 +327,21 @@ class OutputConfig(_Strict):
     def _identifier(cls, value: str | None) -> str | None:
         if value is not None:
             check_identifier(value, "name")
+        return value
+
+    @field_validator("table")
+    @classmethod
+    def _derived_names_fit(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        longest = max(TABLE_DERIVED, key=len)
+        if len(value) + len(longest) > MAX_NAME_BYTES:
+            raise ValueError(
+                f"table name {value!r} is {len(value)} characters; the pipeline also creates "
+                f"{', '.join(repr(value + s) for s in TABLE_DERIVED)} beside it, and PostgreSQL names are at most "
+                f"{MAX_NAME_BYTES} bytes, so output.table may have at most {MAX_NAME_BYTES - len(longest)} "
+                "characters: choose a shorter name"
+            )
         return value
 
     @model_validator(mode="after")

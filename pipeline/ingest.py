@@ -37,7 +37,7 @@ from pipeline import steps
 from pipeline.config import RESERVED_INPUT_NAMES, check_column_name
 from pipeline.context import counted
 from pipeline.errors import ConfigError, InputError
-from pipeline.partition import parse_date, partition_dir, partition_files
+from pipeline.partition import compression, parse_date, partition_dir, partition_files
 from pipeline.staging import StagedWriter
 
 if TYPE_CHECKING:
@@ -167,25 +167,62 @@ class _FileColumns:
     source: list[str]  # the export's names of the wanted columns, in their order
 
 
+def csv_stream(path: Path) -> pa.NativeFile:
+    """A CSV file's bytes, decompressed when its name says so (``.gz``, ``.bz2``, ``.lz4``, ``.zst``, any case)."""
+    return pa.input_stream(str(path), compression=compression(path))
+
+
+def _csv_is_empty(path: Path) -> bool:
+    """A file with no bytes once decompressed: no rows, not a broken file."""
+    if compression(path) is None:
+        return path.stat().st_size == 0
+    with csv_stream(path) as stream:
+        return not stream.read(1)
+
+
 def _file_batches(path: Path, fmt: str, batch_rows: int, columns: _FileColumns, wanted: list[str],
                   convert: pacsv.ConvertOptions) -> Iterator[pa.Table]:
-    """The file's wanted columns, batch by batch, under the job's names."""
+    """The file's wanted columns, batch by batch, under the job's names.
+
+    A CSV file's wanted columns are all read as text (the key too: ``_conform`` converts it), so a
+    value far into the file that does not match the type Arrow guessed from the first block is an
+    error naming the column and the value, never a failed read; other columns are not parsed.
+    """
     if fmt == "parquet":
         batches: Iterator[pa.RecordBatch] = pq.ParquetFile(path).iter_batches(batch_size=batch_rows,
                                                                               columns=columns.source)
     else:
-        batches = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=1 << 24), convert_options=convert)
+        text = {name: pa.string() for name in columns.source}
+        options = pacsv.ConvertOptions(column_types=text, include_columns=columns.source,
+                                       null_values=convert.null_values, strings_can_be_null=True)
+        batches = pacsv.open_csv(csv_stream(path), read_options=pacsv.ReadOptions(block_size=1 << 24),
+                                 convert_options=options)
     for batch in batches:
         yield pa.Table.from_batches([batch]).select(columns.source).rename_columns(wanted)
 
 
 def _file_schema(path: Path, fmt: str, convert: pacsv.ConvertOptions) -> pa.Schema | None:
-    """The file's schema; None for a zero-byte CSV (a file with no rows, not a broken one)."""
+    """The file's schema; None for an empty CSV (a file with no rows, not a broken one)."""
     if fmt == "parquet":
         return pq.read_schema(path)
-    if path.stat().st_size == 0:
+    if _csv_is_empty(path):
         return None
-    return pacsv.open_csv(path, convert_options=convert).schema
+    return pacsv.open_csv(csv_stream(path), convert_options=convert).schema
+
+
+def _unreadable(path: Path, fmt: str, partition_date: dt.date, exc: Exception) -> InputError:
+    """The error for a file Arrow cannot read: not UTF-8 text, or truncated / not valid ``fmt``."""
+    detail = str(exc) if not isinstance(exc, UnicodeError) else type(exc).__name__
+    if "invalid UTF8" in detail:
+        return InputError(
+            f"partition {partition_date}: file {path} is not UTF-8 text ({detail}). Re-export it as UTF-8 "
+            "(or convert it, e.g. iconv -f latin1 -t utf-8), then re-run the partition."
+        )
+    return InputError(
+        f"partition {partition_date}: cannot read file {path}: {detail}. The file is truncated or not valid "
+        f"{fmt}{' (or not compressed as its name says)' if compression(path) else ''}; re-export it upstream, "
+        "then re-run the partition."
+    )
 
 
 @dataclass
@@ -244,11 +281,8 @@ def ingest(
                 evidence.rows += table.num_rows
                 keys.append(table.column(key))
             evidence.check(path, partition_date)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-            raise InputError(
-                f"partition {partition_date}: cannot read file {path}: {exc}. "
-                "The file is truncated or corrupt; re-export it upstream, then re-run."
-            ) from None
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:  # undecodable bytes in Arrow's message
+            raise _unreadable(path, fmt, partition_date, exc) from None
     duplicates = _duplicates(keys)
     log.info("partition %s: ingested %d rows from %d files", partition_date, rows, len(files))
     return IngestResult(rows, [str(f) for f in files], duplicates, ignored, target)
@@ -261,14 +295,10 @@ def _file_schemas(files: list[Path], fmt: str, convert: pacsv.ConvertOptions, ke
     for path in files:
         try:
             schema = _file_schema(path, fmt, convert)
-        except (pa.ArrowException, OSError) as exc:
-            raise InputError(
-                f"partition {partition_date}: cannot read file {path}: {exc}. "
-                "The file is truncated or not valid "
-                f"{fmt}; re-export it upstream, then re-run this partition."
-            ) from None
+        except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+            raise _unreadable(path, fmt, partition_date, exc) from None
         if schema is None:
-            log.warning("partition %s: %s is empty (0 bytes): no rows from it", partition_date, path)
+            log.warning("partition %s: %s is empty (no bytes): no rows from it", partition_date, path)
             continue
         repeated = sorted({n for n in schema.names if schema.names.count(n) > 1})
         if repeated:
@@ -386,16 +416,51 @@ def _conform(table: pa.Table, target: pa.Schema, blank: set[str], path: Path, pa
                 columns[BLANK_PREFIX + field.name] = blank_text
             continue
         if column.type != field.type:
-            try:
-                column = pc.cast(column, field.type)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise InputError(
-                    f"partition {partition_date}: file {path}, column {field.name!r} has type "
-                    f"{column.type} that cannot be read as {field.type} ({exc}). "
-                    "Fix the export's column type."
-                ) from None
+            column = _cast(column, field.type, field.name, path, partition_date, evidence.rows,
+                           is_key=field.name == target.names[0])
         columns[field.name] = column
     return pa.Table.from_arrays([columns[f.name] for f in target], schema=target)
+
+
+def _cast(column: pa.ChunkedArray, to: pa.DataType, name: str, path: Path, partition_date: dt.date,
+          offset: int, *, is_key: bool) -> pa.ChunkedArray:
+    """A column as the schema's type; a value that cannot be converted fails naming its file, column, row and text.
+
+    Text is trimmed before it becomes an integer, as Arrow's CSV reader does when it guesses one.
+    """
+    text = _family(column.type) == "text"
+    source = pc.utf8_trim_whitespace(column) if text and pa.types.is_integer(to) else column
+    try:
+        return pc.cast(source, to)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        if not text:
+            raise InputError(
+                f"partition {partition_date}: file {path}, column {name!r} has type {column.type} that cannot be "
+                f"read as {to} ({exc}). Fix the export's column type, then re-run the partition."
+            ) from None
+    row = _first_uncastable(source, to)
+    value = repr(column[row].as_py())
+    value = value if len(value) <= 80 else value[:77] + "..."
+    role, kind = ("the entity key", "an integer") if is_key else ("of the model's input contract", f"a {to} value")
+    guessed = " (guessed as integers from the first rows of the partition's files)" if is_key else ""
+    raise InputError(
+        f"partition {partition_date}: file {path}, column {name!r} ({role}) holds {value} in data row "
+        f"{offset + row + 1}, which cannot be read as {kind} like the column's other values{guessed}. Fix the "
+        "value in the export, or re-export the column with one type in every row, then re-run the partition."
+    )
+
+
+def _first_uncastable(column: pa.ChunkedArray | pa.Array, to: pa.DataType) -> int:
+    """Index of the first value of ``column`` that does not cast to ``to`` (a binary search of casts)."""
+    lo, hi = 0, len(column)  # column[lo:hi] holds a value that fails
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            pc.cast(column.slice(lo, mid - lo), to)
+            lo = mid
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            hi = mid
+    return lo
 
 
 def _number(column: pa.ChunkedArray, name: str, path: Path, partition_date: dt.date,
@@ -456,8 +521,8 @@ def partition_keys(files: list[Path], fmt: str, key: str, rename: Mapping[str, s
         try:
             if fmt == "parquet":
                 have = pq.read_schema(path).names
-            elif path.stat().st_size:
-                have = pacsv.open_csv(path).schema.names
+            elif not _csv_is_empty(path):
+                have = pacsv.open_csv(csv_stream(path)).schema.names
             else:
                 continue
             column = next((n for n in names if n in have), None)
@@ -466,8 +531,9 @@ def partition_keys(files: list[Path], fmt: str, key: str, rename: Mapping[str, s
             if fmt == "parquet":
                 table = pq.read_table(path, columns=[column])
             else:
-                table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(include_columns=[column]))
-        except (pa.ArrowException, OSError, KeyError):
+                table = pacsv.read_csv(csv_stream(path),
+                                       convert_options=pacsv.ConvertOptions(include_columns=[column]))
+        except (pa.ArrowException, OSError, KeyError, UnicodeDecodeError):
             continue
         columns.append(table.column(column))
     return _duplicates(columns)
@@ -503,7 +569,7 @@ def ingest_partition(ctx: RunContext, counts: dict[str, Any] | None = None) -> d
     if spec.shard is not None:  # the files the plan saw, so a retried shard reads the same ones
         files = files_of_shard(spec)
     else:
-        files = partition_files(job.source_root(), job.source.layout, job.source.format, day)
+        files = partition_files(job.source_root(), job.source.layout, job.source.format, day, job.source.ignore)
     with StagedWriter(ctx.path(steps.INGESTED)) as writer:
         result = ingest(files, fmt=job.source.format, inputs=ctx.card["inputs"], key=job.entity_key,
                         partition_date=day, batch_rows=ctx.batch_rows, write=writer.write,

@@ -24,10 +24,16 @@ Never ``now()``: the same run always scores the same partition.
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pipeline.errors import ConfigError, PartitionNotFoundError
+from pipeline.errors import ConfigError, InputError, PartitionNotFoundError
+
+log = logging.getLogger(__name__)
 
 
 def parse_date(value: str | dt.date) -> dt.date:
@@ -101,25 +107,140 @@ def partition_dir(root: Path, layout: str, date: dt.date) -> Path:
     return root / layout.format(date=date.isoformat())
 
 
-def data_files(folder: Path, fmt: str) -> list[Path]:
-    """A partition folder's data files, sorted; hidden and marker files (``.x``, ``_x``) excluded."""
+# -- which files of a partition folder are read ------------------------------------------
+# A data file's name ends in ``.<format>`` (any case: part-0.CSV, part-0.Parquet); a CSV may
+# also be compressed (part-0.csv.gz, .bz2, .lz4, .zst), read with pyarrow's codecs. Names that
+# start with '_' or '.' are markers and hidden files (_SUCCESS, .part-0.csv.crc, _temporary/,
+# the Spark/Hadoop convention) and are never read; so are names matching a glob of the job
+# file's ``source.ignore``. Anything else in the folder fails the run: rows are never skipped
+# because a file has an unexpected name.
+CSV_CODECS = {".gz": "gzip", ".gzip": "gzip", ".bz2": "bz2", ".lz4": "lz4", ".zst": "zstd", ".zstd": "zstd"}
+
+
+def compression(path: Path) -> str | None:
+    """The codec a CSV file is compressed with, from its name (any case); None for plain text."""
+    return CSV_CODECS.get(path.suffix.lower())
+
+
+def is_data_name(name: str, fmt: str) -> bool:
+    """Whether a file name is one of a ``fmt`` partition's data files (``x.csv``, ``x.CSV.gz``, ``x.parquet``)."""
+    lower = name.lower()
+    if fmt == "csv":
+        return lower.endswith(tuple(f".csv{ext}" for ext in ["", *CSV_CODECS]))
+    return lower.endswith(f".{fmt}")
+
+
+def _ignored(name: str, ignore: Sequence[str]) -> bool:
+    return name.startswith((".", "_")) or any(fnmatch.fnmatchcase(name.lower(), g.lower()) for g in ignore)
+
+
+def data_files(folder: Path, fmt: str, ignore: Sequence[str] = ()) -> list[Path]:
+    """The files of a partition folder whose name says they are data files, sorted (what a sensor waits for).
+
+    Markers, hidden files and names matching ``ignore`` are left out. Nothing else is checked
+    here: ``partition_files`` is what a run reads, and it refuses what this lets through.
+    """
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.suffix == f".{fmt}" and not p.name.startswith((".", "_")))
+    return sorted(p for p in folder.iterdir() if not _ignored(p.name, ignore) and is_data_name(p.name, fmt))
 
 
-def partition_files(root: Path, layout: str, fmt: str, date: dt.date) -> list[Path]:
-    """Data files of a partition, sorted; raise PartitionNotFoundError if there are none."""
+@dataclass(frozen=True)
+class FolderListing:
+    """A partition folder's entries, sorted into the files read and the rest."""
+
+    data: list[Path]  # read by the run
+    ignored: list[Path]  # markers, hidden files, source.ignore matches: never read
+    unknown: list[Path]  # neither: the run fails naming them
+    escaping: list[Path]  # symlinks whose target leaves the source root: refused
+
+
+def list_folder(root: Path, folder: Path, fmt: str, ignore: Sequence[str] = ()) -> FolderListing:
+    """Sort every entry of a partition folder (a directory that exists) into a ``FolderListing``."""
+    inside = root.resolve()
+    out = FolderListing([], [], [], [])
+    for path in sorted(folder.iterdir()):
+        if _ignored(path.name, ignore):
+            out.ignored.append(path)
+        elif not path.resolve().is_relative_to(inside):
+            out.escaping.append(path)
+        elif is_data_name(path.name, fmt) and path.is_file():
+            out.data.append(path)
+        else:  # another name, a directory, a broken symlink
+            out.unknown.append(path)
+    return out
+
+
+def partition_files(root: Path, layout: str, fmt: str, date: dt.date, ignore: Sequence[str] = ()) -> list[Path]:
+    """Data files of a partition, sorted.
+
+    Args:
+        ignore: the job file's ``source.ignore`` globs (file names to leave out on purpose).
+
+    Raises:
+        PartitionNotFoundError: the folder does not exist or holds no data file.
+        InputError: the folder, or a file in it, is a symlink leading out of ``root``; or the folder
+            holds a file that is neither a data file nor a marker (it would be skipped silently).
+    """
     folder = partition_dir(root, layout, date)
     if not folder.is_dir():
         raise PartitionNotFoundError(
             f"partition {date} not found: directory {folder} does not exist. "
             "Check that the upstream export ran, or trigger with another partition_date."
         )
-    files = data_files(folder, fmt)
-    if not files:
+    if not folder.resolve().is_relative_to(root.resolve()):
+        raise InputError(
+            f"partition {date}: the partition folder {folder} is a symlink (or below one) leading out of the job's "
+            f"source root {root}; nothing was read. Point source.path at a folder that holds the partitions "
+            "themselves, or replace the link with the files."
+        )
+    listing = list_folder(root, folder, fmt, ignore)
+    _check_listing(listing, folder, root, fmt, date)
+    if listing.ignored:
+        log.info("partition %s: not reading %d marker or ignored file(s) in %s: %s", date, len(listing.ignored),
+                 folder, ", ".join(p.name for p in listing.ignored))
+    return listing.data
+
+
+def _check_listing(listing: FolderListing, folder: Path, root: Path, fmt: str, date: dt.date) -> None:
+    """Escaping symlinks, unknown files and an empty folder fail the partition, naming the files."""
+    if listing.escaping:
+        raise InputError(
+            f"partition {date}: {folder} holds {_names(listing.escaping)}: a symlink leading out of the job's "
+            f"source root {root}, which is refused; nothing was read. Copy the file into the partition folder "
+            "(or link to a file below the source root), then re-run the partition."
+        )
+    if listing.unknown:
+        one = len(listing.unknown) == 1
+        it, glob = "it" if one else "them", _glob_for(listing.unknown[0])
+        raise InputError(
+            f"partition {date}: {folder} holds {_names(listing.unknown)}: neither {_kinds(fmt)} data nor "
+            f"{'a marker' if one else 'markers'} (names starting with '_' or '.', such as _SUCCESS). "
+            f"{'Its' if one else 'Their'} rows would be skipped, so nothing was read. If {'it holds' if one else 'they hold'} rows of the "
+            f"partition, re-export {it} as {fmt} data files; if not, remove {it} or list a glob matching "
+            f"{'its name' if one else 'their names'} in source.ignore in the job file (e.g. source: {{ignore: "
+            f"[{glob!r}]}}); then re-run the partition."
+        )
+    if not listing.data:
         raise PartitionNotFoundError(
-            f"partition {date} not found: {folder} holds no *.{fmt} files. "
+            f"partition {date} not found: {folder} holds no {_kinds(fmt)} files"
+            f"{f' (only {_names(listing.ignored)}, not read)' if listing.ignored else ''}. "
             "Check that the upstream export finished (a _SUCCESS marker is not enough)."
         )
-    return files
+
+
+def _names(paths: list[Path], most: int = 5) -> str:
+    """'a.json' (a directory), 'b.txt' and 3 more: what a folder holds, for a message."""
+    shown = [repr(p.name) + (" (a directory)" if p.is_dir() else " (a broken symlink)" if not p.exists() else "")
+             for p in paths[:most]]
+    more = f" and {len(paths) - most} more" if len(paths) > most else ""
+    return ("" if len(paths) == 1 else f"{len(paths)} entries, ") + ", ".join(shown) + more
+
+
+def _glob_for(path: Path) -> str:
+    """A source.ignore glob to suggest for an unexpected entry: its extension, else its name."""
+    return f"*{path.suffix}" if path.suffix and not path.is_dir() else path.name
+
+
+def _kinds(fmt: str) -> str:
+    return "*.csv (or .csv.gz, .csv.bz2, .csv.lz4, .csv.zst)" if fmt == "csv" else f"*.{fmt}"

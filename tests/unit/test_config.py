@@ -89,3 +89,53 @@ def test_broken_file_does_not_hide_others(tmp_path: Path) -> None:
 def test_published_schema_is_current() -> None:
     published = json.loads((ROOT / "pipeline" / "job.schema.json").read_text())
     assert published == job_json_schema(), "run `make schema` and commit pipeline/job.schema.json"
+
+
+@pytest.mark.parametrize("name", ["../..", "../other/churn", "/srv/models/churn", "churn/v1", "Churn", "churn.v2"])
+def test_a_model_name_is_an_identifier_never_a_path(tmp_path: Path, name: str) -> None:
+    path = _write(tmp_path, {**GOOD, "model": {"name": name}})
+    with pytest.raises(ConfigError) as err:
+        load_job(path)
+    text = str(err.value)
+    assert str(path) in text and "'model.name'" in text and f"model name {name!r} is not allowed" in text
+    assert "never by a path" in text
+
+
+def test_a_table_name_must_leave_room_for_its_views_and_index(tmp_path: Path) -> None:
+    longest = "p" * 56  # + '_by_key' / '_latest' = 63 bytes, PostgreSQL's limit
+    assert load_job(_write(tmp_path, {**GOOD, "output": {"table": longest}})).output.table == longest
+    path = _write(tmp_path, {**GOOD, "output": {"table": longest + "x"}})
+    with pytest.raises(ConfigError) as err:
+        load_job(path)
+    text = str(err.value)
+    assert str(path) in text and "'output.table'" in text and "is 57 characters" in text
+    assert f"'{longest}x_latest'" in text and f"'{longest}x_by_key'" in text and "at most 56 characters" in text
+
+
+def test_jobs_check_reports_names_that_would_fail_only_at_persist(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline import cli
+
+    _write(tmp_path, {**GOOD, "output": {"table": "t" * 63}})
+    _write(tmp_path, {**GOOD, "job_id": "churn_y", "model": {"name": "../../etc"}}, name="churn_y")
+    assert cli.main(["jobs", "check", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert f"ERROR\t{tmp_path / 'churn_x.yaml'}" in err and "at most 56 characters" in err
+    assert f"ERROR\t{tmp_path / 'churn_y.yaml'}" in err and "model name '../../etc' is not allowed" in err
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ({"path": "d", "ignore": ["sub/*.json"]}, "is not a file name glob"),
+    ({"path": "d", "ignore": [""]}, "is not a file name glob"),
+    ({"path": "d", "layout": "../date={date}"}, "without '..'"),
+    ({"path": "d", "layout": "/abs/{date}"}, "without '..' or a leading '/'"),
+])
+def test_source_ignore_and_layout_stay_inside_the_partition_folders(tmp_path: Path, source: dict,
+                                                                    message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_job(_write(tmp_path, {**GOOD, "source": source}))
+
+
+def test_source_ignore_is_a_list_of_globs(tmp_path: Path) -> None:
+    job = load_job(_write(tmp_path, {**GOOD, "source": {"path": "d", "ignore": ["*.json", "README*"]}}))
+    assert job.source.ignore == ["*.json", "README*"]

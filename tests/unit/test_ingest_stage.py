@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,11 @@ INPUTS = [{"name": "age", "type": "float", "nullable": False, "min": 0, "max": 1
 CARD = {"name": "m", "version": 1, "inputs": INPUTS}
 
 
-def _ctx(tmp_path: Path, fmt: str = "parquet", **validation: Any) -> RunContext:
+def _ctx(tmp_path: Path, fmt: str = "parquet", source: dict[str, Any] | None = None, **validation: Any) -> RunContext:
     job = parse_job({
         "job_id": "t", "start_date": "2026-11-01", "entity_key": "id",
-        "source": {"path": str(tmp_path / "data"), "layout": "date={date}", "format": fmt, "batch_rows": 3},
+        "source": {"path": str(tmp_path / "data"), "layout": "date={date}", "format": fmt, "batch_rows": 3,
+                   **(source or {})},
         "model": {"name": "m", "ref": "1"}, "output": {"table": "t_predictions"},
         "validation": validation,
     }, Path("t.yaml"))
@@ -141,3 +143,58 @@ def test_a_batch_of_only_bad_numbers_is_quarantined_not_a_partition_failure(tmp_
     ctx = _ctx(tmp_path)  # batch_rows 3: the second batch is the one row 'x'
     assert ingest_partition(ctx) == {"rows_in": 4}
     assert [r["__raw__age"] for r in _ingested(ctx)] == [None, None, None, "x"]
+
+
+# -- what a partition folder may hold (tests/integration/test_source_files.py runs them end to end)
+def test_source_ignore_leaves_out_named_files_and_anything_else_fails(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    (folder / "part-0.csv").write_text("id,age,plan\n1,30,a\n")
+    (folder / "Manifest.JSON").write_text('{"rows": 1}')
+    with pytest.raises(InputError, match=r"holds 'Manifest.JSON': neither .* source.ignore .*'\*\.JSON'"):
+        ingest_partition(_ctx(tmp_path, fmt="csv"))
+    ctx = _ctx(tmp_path, fmt="csv", source={"ignore": ["*.json"]})  # globs match without case
+    assert ingest_partition(ctx) == {"rows_in": 1}
+    assert ctx.spec.read_json(steps.INGEST_STATE)["files"] == [str(folder / "part-0.csv")]
+
+
+def test_gzip_csv_is_read_and_a_file_not_compressed_as_named_is_reported(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    (folder / "part-0.CSV.GZ").write_bytes(gzip.compress(b"id,age,plan\n1,30,a\n2,31,b\n"))
+    assert ingest_partition(_ctx(tmp_path, fmt="csv")) == {"rows_in": 2}
+    (folder / "part-1.csv.gz").write_text("id,age,plan\n3,30,a\n")
+    with pytest.raises(InputError, match=r"cannot read file .*part-1.csv.gz.*\(or not compressed as its name says\)"):
+        ingest_partition(_ctx(tmp_path, fmt="csv"))
+
+
+def test_an_empty_compressed_csv_is_an_empty_file_not_a_broken_one(tmp_path: Path) -> None:
+    (_folder(tmp_path) / "p.csv.gz").write_bytes(gzip.compress(b""))
+    with pytest.raises(InputError, match="hold no rows"):
+        ingest_partition(_ctx(tmp_path, fmt="csv"))
+
+
+def test_a_csv_that_is_not_utf8_says_so(tmp_path: Path) -> None:
+    (_folder(tmp_path) / "p.csv").write_bytes("id,age,plan\n1,30,caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"p.csv is not UTF-8 text .* re-run the partition"):
+        ingest_partition(_ctx(tmp_path, fmt="csv"))
+
+
+def test_csv_integer_keys_are_trimmed_and_a_later_text_key_is_named(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    (folder / "p.csv").write_text("id,age,plan\n 7 ,30,a\n007,31,b\n")
+    ctx = _ctx(tmp_path, fmt="csv")
+    ingest_partition(ctx)
+    assert [r["id"] for r in _ingested(ctx)] == [7, 7]
+    # the key's type is guessed from the first MB (integers); the text comes after it
+    rows = 150_000
+    (folder / "p.csv").write_text("id,age,plan\n" + "".join(f"{i},30,a\n" for i in range(rows)) + "x-9,1,b\n")
+    assert (folder / "p.csv").stat().st_size > 1 << 20
+    with pytest.raises(InputError) as err:
+        ingest_partition(_ctx(tmp_path, fmt="csv"))
+    assert (f"partition {DAY}: file {folder / 'p.csv'}, column 'id' (the entity key) holds 'x-9' in data row "
+            f"{rows + 1}, which cannot be read as an integer") in str(err.value)
+
+
+def test_a_csv_number_column_of_only_text_names_the_column_and_values(tmp_path: Path) -> None:
+    (_folder(tmp_path) / "p.csv").write_text("id,age,plan\n1,old,a\n2,young,b\n")
+    with pytest.raises(InputError, match=r"p.csv, column 'age' holds text .*'old', 'young'.* fix the export"):
+        ingest_partition(_ctx(tmp_path, fmt="csv"))

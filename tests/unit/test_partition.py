@@ -1,12 +1,19 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from pipeline.errors import ConfigError
-from pipeline.partition import resolve_partition_date
+from pipeline.errors import ConfigError, InputError, PartitionNotFoundError
+from pipeline.partition import (
+    compression,
+    data_files,
+    is_data_name,
+    partition_files,
+    resolve_partition_date,
+)
 
 UTC = ZoneInfo("UTC")
 PARIS = ZoneInfo("Europe/Paris")
@@ -90,3 +97,74 @@ def test_a_schedule_ticking_more_than_daily_never_scores_today() -> None:
     assert resolve_partition_date(tz=UTC, logical_date=six_am, run_after=noon, schedule="0 */6 * * *") == \
         dt.date(2026, 11, 30)
     assert resolve_partition_date(tz=UTC, run_after=noon, schedule="0 */6 * * *") == dt.date(2026, 11, 30)
+
+
+# -- which files of a partition folder are read -----------------------------------------------
+@pytest.mark.parametrize(("name", "fmt", "expected"), [
+    ("part-0.csv", "csv", True), ("part-0.CSV", "csv", True), ("part-0.csv.gz", "csv", True),
+    ("part-0.Csv.GZ", "csv", True), ("part-0.csv.bz2", "csv", True), ("part-0.csv.zst", "csv", True),
+    ("part-0.csv.lz4", "csv", True), ("part-0.parquet", "parquet", True), ("part-0.Parquet", "parquet", True),
+    ("part-0.snappy.parquet", "parquet", True), ("part-0.gz", "csv", False), ("part-0.csv.tmp", "csv", False),
+    ("part-0.parquet", "csv", False), ("part-0.csv", "parquet", False), ("part-0.parquet.gz", "parquet", False),
+])
+def test_data_file_names_any_case_and_codec(name: str, fmt: str, expected: bool) -> None:
+    assert is_data_name(name, fmt) is expected
+
+
+def test_compression_comes_from_the_name_in_any_case() -> None:
+    assert [compression(Path(n)) for n in ("a.csv", "a.csv.gz", "a.CSV.GZ", "a.csv.bz2", "a.csv.zst")] == [
+        None, "gzip", "gzip", "bz2", "zstd"]
+
+
+def _partition(tmp_path: Path, *names: str) -> Path:
+    folder = tmp_path / "root" / "date=2026-11-20"
+    folder.mkdir(parents=True)
+    for name in names:
+        (folder / name).write_text("x\n")
+    return folder
+
+
+def test_markers_hidden_and_ignored_files_are_left_out(tmp_path: Path) -> None:
+    folder = _partition(tmp_path, "b.csv", "a.CSV.gz", "_SUCCESS", ".a.csv.crc", "manifest.json")
+    files = partition_files(tmp_path / "root", "date={date}", "csv", dt.date(2026, 11, 20), ["MANIFEST.*"])
+    assert files == [folder / "a.CSV.gz", folder / "b.csv"]
+    assert data_files(folder, "csv") == [folder / "a.CSV.gz", folder / "b.csv"]
+
+
+@pytest.mark.parametrize("stray", ["notes.txt", "part-1.parquet", "part-1.csv.tmp"])
+def test_an_unexpected_file_fails_naming_it_the_partition_and_the_next_step(tmp_path: Path, stray: str) -> None:
+    folder = _partition(tmp_path, "part-0.csv", stray)
+    with pytest.raises(InputError) as err:
+        partition_files(tmp_path / "root", "date={date}", "csv", dt.date(2026, 11, 20))
+    text = str(err.value)
+    assert text.startswith(f"partition 2026-11-20: {folder} holds {stray!r}: neither *.csv")
+    assert "nothing was read" in text and "source.ignore" in text and "re-run the partition" in text
+
+
+def test_a_sub_folder_and_a_broken_link_are_unexpected_too(tmp_path: Path) -> None:
+    folder = _partition(tmp_path, "part-0.csv")
+    (folder / "region=eu").mkdir()
+    (folder / "part-1.csv").symlink_to(folder / "gone.csv")
+    with pytest.raises(InputError, match=r"holds 2 entries, 'part-1.csv' \(a broken symlink\), 'region=eu' "
+                                         r"\(a directory\)"):
+        partition_files(tmp_path / "root", "date={date}", "csv", dt.date(2026, 11, 20))
+
+
+def test_symlinks_inside_the_root_are_read_and_those_leading_out_are_refused(tmp_path: Path) -> None:
+    folder = _partition(tmp_path, "part-0.csv")
+    (tmp_path / "root" / "shared.csv").write_text("x\n")
+    (folder / "part-1.csv").symlink_to(tmp_path / "root" / "shared.csv")
+    day = dt.date(2026, 11, 20)
+    assert partition_files(tmp_path / "root", "date={date}", "csv", day) == [folder / "part-0.csv",
+                                                                            folder / "part-1.csv"]
+    (tmp_path / "outside.csv").write_text("secret\n")
+    (folder / "part-2.csv").symlink_to(tmp_path / "outside.csv")
+    with pytest.raises(InputError, match=r"holds 'part-2.csv': a symlink leading out of the job's source root") as err:
+        partition_files(tmp_path / "root", "date={date}", "csv", day)
+    assert "secret" not in str(err.value)
+
+
+def test_only_markers_is_a_partition_not_found(tmp_path: Path) -> None:
+    _partition(tmp_path, "_SUCCESS")
+    with pytest.raises(PartitionNotFoundError, match=r"holds no \*\.csv .*\(only '_SUCCESS', not read\)"):
+        partition_files(tmp_path / "root", "date={date}", "csv", dt.date(2026, 11, 20))
