@@ -6,12 +6,14 @@ shards run one after the other here, where the DAG maps them onto workers.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from typing import Any
 
 from pipeline import push, run, sharding, steps
 from pipeline.config import JobConfig
 from pipeline.connections import Resolver
+from pipeline.errors import InputError
 from pipeline.partition import parse_date, partition_files
 
 
@@ -29,8 +31,10 @@ def run_partition(
 ) -> dict[str, Any]:
     """Every step of one partition's run in order; returns the finalized ledger row."""
     day = parse_date(partition_date)
-    # a partition that is not there is no attempt (as the DAG's sensor waits before anything starts)
-    partition_files(job.source_root(), job.source.layout, job.source.format, day)
+    # a partition that is not there is no attempt (as the DAG's sensor waits before anything starts);
+    # one that holds what it should not (a stray file, an escaping link) is: ingest records why it failed
+    with contextlib.suppress(InputError):
+        partition_files(job.source_root(), job.source.layout, job.source.format, day, ignore=job.source.ignore)
     run_id = run_id or f"cli__{day.isoformat()}__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
     spec = run.start(job, run_id=run_id, partition_date=day, model_ref=model_ref, dry_run=dry_run, url=url,
                      mode=mode, resend=resend, holder_kind="process")

@@ -80,7 +80,7 @@ def partition_path(job: JobConfig, partition_date: dt.date) -> Path:
 
 def partition_ready(job: JobConfig, partition_date: dt.date) -> bool:
     """True when the partition's directory holds at least one data file."""
-    return bool(data_files(partition_path(job, partition_date), job.source.format))
+    return bool(data_files(partition_path(job, partition_date), job.source.format, job.source.ignore))
 
 
 # -- opening a run ---------------------------------------------------------------------

@@ -45,7 +45,8 @@ def plan(ctx: RunContext) -> tuple[RunSpec, list[RunSpec]]:
     from pipeline.ingest import partition_keys
 
     job, spec = ctx.job, ctx.spec
-    files = partition_files(job.source_root(), job.source.layout, job.source.format, parse_date(spec.partition_date))
+    files = partition_files(job.source_root(), job.source.layout, job.source.format, parse_date(spec.partition_date),
+                            ignore=job.source.ignore)
     shards = max(1, min(job.source.shards, len(files)))
     root = replace(spec, shards=shards, shard=None)
     duplicates = partition_keys(files, job.source.format, job.entity_key, job.source.rename)

@@ -21,6 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from pipeline.redact import redact
+
 log = logging.getLogger("pipeline.receiver")
 
 #: Scripted behaviour, one entry per request in arrival order: "ok", "500", "503",
@@ -69,7 +71,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, fmt: str, *args: Any) -> None:
-        log.debug("receiver: " + fmt, *args)
+        log.debug("receiver: %s", redact(fmt % args))  # the request line may carry ?token=...
 
     def _answer(self, code: int, doc: dict[str, Any], headers: dict[str, str] | None = None) -> None:
         body = json.dumps(doc).encode()
