@@ -41,7 +41,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from pipeline import settings
+from pipeline import ledger, settings
 from pipeline.errors import ScoringError
 from pipeline.settings import safe_name
 from pipeline.store import begin
@@ -129,8 +129,6 @@ def _advisory(conn: Connection, job_id: str, partition_date: str | dt.date) -> N
 def open_attempt(engine: Engine, *, job_id: str, run_id: str, partition_date: dt.date, mode: str, dry_run: bool,
                  model_name: str, model_version: int, kind: str) -> int:
     """Open (or continue) the run's attempt; abandon dead attempts of the partition, refuse if one is alive."""
-    from pipeline import ledger
-
     who = holder(kind)
     dead: list[Path] = []
     with locked(engine, job_id, partition_date) as conn:
@@ -152,9 +150,9 @@ def _claim(conn: Connection, job_id: str, run_id: str | None, day: Any, who: str
     rows = conn.execute(sa.text(
         "SELECT run_id, attempt, holder, heartbeat_at, started_at FROM scoring_runs WHERE job_id = :j "
         "AND partition_date = :d AND status = 'running' AND NOT dry_run"), {"j": job_id, "d": day}).mappings().all()
-    now, live = _now(), None
+    now, live = ledger.now(), None
     for row in rows:
-        seen = _utc(row["heartbeat_at"] or row["started_at"])
+        seen = ledger.utc(row["heartbeat_at"] or row["started_at"])
         quiet = (now - seen).total_seconds()
         if row["run_id"] == run_id:
             why = "a later attempt of the same run started"
@@ -194,7 +192,7 @@ def _abandon(conn: Connection, job_id: str, row: Any, seen: dt.datetime, why: st
     conn.execute(sa.text(
         "UPDATE scoring_runs SET status = 'abandoned', finished_at = :now, heartbeat_at = :seen, "
         "error = :why WHERE job_id = :j AND run_id = :r AND attempt = :a AND status = 'running'"),
-        {"now": _now(), "seen": seen, "why": why, "j": job_id, "r": row["run_id"], "a": row["attempt"]})
+        {"now": ledger.now(), "seen": seen, "why": why, "j": job_id, "r": row["run_id"], "a": row["attempt"]})
     log.warning("job %s: run %s attempt %s %s", job_id, row["run_id"], row["attempt"], why)
 
 
@@ -232,7 +230,7 @@ def resume(engine: Engine, spec: Any, kind: str) -> None:
         conn.execute(sa.text(
             "UPDATE scoring_runs SET status = 'running', holder = :h, heartbeat_at = :t "
             "WHERE job_id = :j AND run_id = :r AND attempt = :a"),
-            {"h": holder(kind), "t": _now(), "j": spec.job_id, "r": spec.run_id, "a": spec.attempt})
+            {"h": holder(kind), "t": ledger.now(), "j": spec.job_id, "r": spec.run_id, "a": spec.attempt})
 
 
 @contextlib.contextmanager
@@ -248,7 +246,7 @@ def heartbeat(engine: Engine, spec: Any) -> Iterator[None]:
                     conn.execute(sa.text(
                         "UPDATE scoring_runs SET heartbeat_at = :t WHERE job_id = :j AND run_id = :r "
                         "AND attempt = :a AND status = 'running'"),
-                        {"t": _now(), "j": spec.job_id, "r": spec.run_id, "a": spec.attempt})
+                        {"t": ledger.now(), "j": spec.job_id, "r": spec.run_id, "a": spec.attempt})
             except Exception as exc:  # noqa: BLE001 - a missed beat is logged; the lease allows for many
                 log.warning("heartbeat of run %s attempt %s failed: %s", spec.run_id, spec.attempt,
                             str(exc).splitlines()[0])
@@ -275,7 +273,7 @@ def publish(conn: Connection, job_id: str, run_id: str, attempt: int, day: dt.da
     if taken:
         raise SupersededError(f"partition {day}: run {run_id!r} attempt {attempt} was superseded ({taken}) "
                               "before it published; the rows it staged were not written.")
-    params = {"j": job_id, "d": day, "r": run_id, "a": attempt, "t": _now()}
+    params = {"j": job_id, "d": day, "r": run_id, "a": attempt, "t": ledger.now()}
     for stmt in PUBLISH_SQL:
         conn.execute(sa.text(stmt), params)
 
@@ -308,7 +306,7 @@ def publish_adbc(cur: Any, job_id: str, run_id: str, attempt: int, day: dt.date)
     cur.execute("UPDATE scoring_runs SET live = FALSE WHERE job_id = $1 AND partition_date = $2 AND live",
                 parameters=(job_id, day))
     cur.execute("UPDATE scoring_runs SET live = TRUE, published_at = $1 WHERE job_id = $2 AND run_id = $3 "
-                "AND attempt = $4", parameters=(_now(), job_id, run_id, attempt))
+                "AND attempt = $4", parameters=(ledger.now(), job_id, run_id, attempt))
 
 
 # -- staging retention -------------------------------------------------------------------
@@ -333,12 +331,3 @@ def sweep(engine: Engine, job_id: str, keep: Path | None = None) -> list[Path]:
     if removed:
         log.info("job %s: removed %d staging area(s) of attempts no longer running", job_id, len(removed))
     return removed
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
-def _utc(value: Any) -> dt.datetime:
-    when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
-    return when.astimezone(dt.UTC).replace(tzinfo=None) if when.tzinfo else when
