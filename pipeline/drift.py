@@ -239,7 +239,10 @@ def alert(job: Any, partition_date: dt.date | str, run_id: str, rows: list[dict[
             resp.raise_for_status()
             log.info("drift alert posted to connection %s (HTTP %d)", job.drift.alert_connection, resp.status_code)
         except Exception as exc:  # noqa: BLE001 - the ERROR log above is the alert of record
-            log.error("could not post the drift alert to connection %s: %s", job.drift.alert_connection, exc)
+            from pipeline.redact import redact
+
+            log.error("could not post the drift alert to connection %s: %s", job.drift.alert_connection,
+                      redact(str(exc)))  # requests quotes the URL, credentials included
     return text
 
 
