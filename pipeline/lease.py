@@ -30,11 +30,12 @@ import datetime as dt
 import fcntl
 import logging
 import os
+import re
 import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -197,31 +198,53 @@ def _abandon(conn: Connection, job_id: str, row: Any, seen: dt.datetime, why: st
 
 
 # -- every step --------------------------------------------------------------------------
-def superseded_by(conn: Connection, job_id: str, run_id: str, attempt: int, day: Any) -> str | None:
+Query = Callable[[str, dict[str, Any]], list[dict[str, Any]]]  # runs one statement with :named parameters
+
+
+def _sa(conn: Connection) -> Query:
+    """A SQLAlchemy connection as a ``Query``."""
+    def run(sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        result = conn.execute(sa.text(sql), params)
+        return [dict(r) for r in result.mappings()] if result.returns_rows else []
+    return run
+
+
+def _adbc(cur: Any) -> Query:
+    """An ADBC cursor as a ``Query``: ``:name`` parameters become PostgreSQL's ``$n``."""
+    def run(sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        names: list[str] = []
+        positional = re.sub(r"(?<!:):([a-z_]+)", lambda m: f"${names.append(m[1]) or len(names)}", sql)
+        cur.execute(positional, parameters=tuple(params[n] for n in names))
+        if cur.description is None:
+            return []
+        columns = [d[0] for d in cur.description]
+        return [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
+    return run
+
+
+def superseded_by(query: Query, job_id: str, run_id: str, attempt: int, day: Any) -> str | None:
     """The later attempt of the partition that took it over, if one did (refused ones never do)."""
-    mine = conn.execute(sa.text(
-        "SELECT started_at, status, error FROM scoring_runs WHERE job_id = :j AND run_id = :r AND attempt = :a"),
-        {"j": job_id, "r": run_id, "a": attempt}).mappings().first()
-    if mine is None:
+    mine = query("SELECT started_at, status, error FROM scoring_runs WHERE job_id = :j AND run_id = :r "
+                 "AND attempt = :a", {"j": job_id, "r": run_id, "a": attempt})
+    if not mine:
         return f"its ledger row (run {run_id!r} attempt {attempt}) is gone"
-    if mine["status"] == "abandoned":
-        return str(mine["error"])
-    later = conn.execute(sa.text(
+    if mine[0]["status"] == "abandoned":
+        return str(mine[0]["error"])
+    later = query(
         "SELECT run_id, attempt, status FROM scoring_runs WHERE job_id = :j AND partition_date = :d AND NOT dry_run "
         "AND started_at > :t AND NOT (run_id = :r AND attempt = :a) "
-        "AND NOT (status = 'failed' AND COALESCE(failed_stage, '') = :refused) ORDER BY started_at DESC LIMIT 1"),
-        {"j": job_id, "d": day, "t": mine["started_at"], "r": run_id, "a": attempt, "refused": REFUSED}
-    ).mappings().first()
-    if later is None:
+        "AND NOT (status = 'failed' AND COALESCE(failed_stage, '') = :refused) ORDER BY started_at DESC LIMIT 1",
+        {"j": job_id, "d": day, "t": mine[0]["started_at"], "r": run_id, "a": attempt, "refused": REFUSED})
+    if not later:
         return None
-    return f"run {later['run_id']!r} attempt {later['attempt']} ({later['status']}) started later"
+    return f"run {later[0]['run_id']!r} attempt {later[0]['attempt']} ({later[0]['status']}) started later"
 
 
 def resume(engine: Engine, spec: Any, kind: str) -> None:
     """Before a step: stop if a later attempt took the partition over, else take the lease (holder, heartbeat)."""
     day = dt.date.fromisoformat(spec.partition_date)
     with locked(engine, spec.job_id, day) as conn:
-        taken = None if spec.dry_run else superseded_by(conn, spec.job_id, spec.run_id, spec.attempt, day)
+        taken = None if spec.dry_run else superseded_by(_sa(conn), spec.job_id, spec.run_id, spec.attempt, day)
         if taken:
             raise SupersededError(
                 f"partition {day}: run {spec.run_id!r} attempt {spec.attempt} was superseded ({taken}); it stops "
@@ -269,44 +292,25 @@ def publish(conn: Connection, job_id: str, run_id: str, attempt: int, day: dt.da
     """
     if conn.dialect.name == "postgresql":
         _advisory(conn, job_id, day)
-    taken = superseded_by(conn, job_id, run_id, attempt, day)
-    if taken:
-        raise SupersededError(f"partition {day}: run {run_id!r} attempt {attempt} was superseded ({taken}) "
-                              "before it published; the rows it staged were not written.")
-    params = {"j": job_id, "d": day, "r": run_id, "a": attempt, "t": ledger.now()}
-    for stmt in PUBLISH_SQL:
-        conn.execute(sa.text(stmt), params)
-
-
-PUBLISH_SQL = (
-    "UPDATE scoring_runs SET live = FALSE WHERE job_id = :j AND partition_date = :d AND live",
-    "UPDATE scoring_runs SET live = TRUE, published_at = :t WHERE job_id = :j AND run_id = :r AND attempt = :a",
-)
+    _publish(_sa(conn), job_id, run_id, attempt, day)
 
 
 def publish_adbc(cur: Any, job_id: str, run_id: str, attempt: int, day: dt.date) -> None:
     """The same, on an ADBC cursor inside its transaction (PostgreSQL)."""
-    cur.execute("SELECT pg_advisory_xact_lock(hashtext($1))", parameters=(lock_key(job_id, day),))
-    cur.execute("SELECT started_at, status, error FROM scoring_runs WHERE job_id = $1 AND run_id = $2 "
-                "AND attempt = $3", parameters=(job_id, run_id, attempt))
-    mine = cur.fetchone()
-    later = None
-    if mine is not None and mine[1] != "abandoned":
-        cur.execute(
-            "SELECT run_id, attempt, status FROM scoring_runs WHERE job_id = $1 AND partition_date = $2 "
-            "AND NOT dry_run AND started_at > $3 AND NOT (run_id = $4 AND attempt = $5) "
-            "AND NOT (status = 'failed' AND COALESCE(failed_stage, '') = $6) ORDER BY started_at DESC LIMIT 1",
-            parameters=(job_id, day, mine[0], run_id, attempt, REFUSED))
-        later = cur.fetchone()
-    if mine is None or mine[1] == "abandoned" or later is not None:
-        taken = (mine[2] if mine is not None and mine[1] == "abandoned" else
-                 f"run {later[0]!r} attempt {later[1]} ({later[2]}) started later" if later else "its row is gone")
+    query = _adbc(cur)
+    query("SELECT pg_advisory_xact_lock(hashtext(:k))", {"k": lock_key(job_id, day)})
+    _publish(query, job_id, run_id, attempt, day)
+
+
+def _publish(query: Query, job_id: str, run_id: str, attempt: int, day: dt.date) -> None:
+    taken = superseded_by(query, job_id, run_id, attempt, day)
+    if taken:
         raise SupersededError(f"partition {day}: run {run_id!r} attempt {attempt} was superseded ({taken}) "
                               "before it published; the rows it staged were not written.")
-    cur.execute("UPDATE scoring_runs SET live = FALSE WHERE job_id = $1 AND partition_date = $2 AND live",
-                parameters=(job_id, day))
-    cur.execute("UPDATE scoring_runs SET live = TRUE, published_at = $1 WHERE job_id = $2 AND run_id = $3 "
-                "AND attempt = $4", parameters=(ledger.now(), job_id, run_id, attempt))
+    params = {"j": job_id, "d": day, "r": run_id, "a": attempt, "t": ledger.now()}
+    query("UPDATE scoring_runs SET live = FALSE WHERE job_id = :j AND partition_date = :d AND live", params)
+    query("UPDATE scoring_runs SET live = TRUE, published_at = :t WHERE job_id = :j AND run_id = :r AND attempt = :a",
+          params)
 
 
 # -- staging retention -------------------------------------------------------------------

@@ -227,10 +227,11 @@ JSON_COLUMNS = {"scoring_runs": ("stage_seconds",), "scoring_quarantine": ("row_
 
 
 def upgrade_types(conn: Connection, table: str, timestamps: tuple[str, ...] = (), json_columns: tuple[str, ...] = (),
-                  schema: str | None = None) -> list[str]:
+                  schema: str | None = None, views: tuple[str, ...] = ()) -> list[str]:
     """PostgreSQL: turn a table's old ``timestamp`` columns into ``timestamptz`` (their values were UTC)
     and its JSON text columns into ``jsonb``; columns already converted are left alone. The migration
-    of databases made before the change, run where the tables are ensured; returns what it changed."""
+    of databases made before the change, run where the tables are ensured; returns what it changed.
+    ``views`` depending on the columns are dropped first (the caller makes them anew)."""
     if conn.dialect.name != "postgresql":
         return []
     found = dict(conn.execute(sa.text(
@@ -241,6 +242,8 @@ def upgrade_types(conn: Connection, table: str, timestamps: tuple[str, ...] = ()
     changes += [f"ALTER COLUMN {_quote(conn, c)} TYPE jsonb USING {_quote(conn, c)}::jsonb"
                 for c in json_columns if found.get(c) == "text"]
     if changes:
+        for view in views:
+            conn.exec_driver_sql(f"DROP VIEW IF EXISTS {table_name(conn, view, schema)}")
         conn.exec_driver_sql(f"ALTER TABLE {table_name(conn, table, schema)} {', '.join(changes)}")
         log.info("migrated %s to timestamptz/jsonb: %d column(s)", table, len(changes))
     return changes
@@ -319,10 +322,8 @@ def ensure_predictions(engine: Engine, table: str, key: str, key_type: str, sche
         if "flags" not in have:
             conn.exec_driver_sql(f"ALTER TABLE {table_name(conn, table, schema)} ADD COLUMN flags TEXT")
         readers = _view_readers(conn, home, [ids["latest"], ids["daily"]])
-        if conn.dialect.name == "postgresql":  # the views depend on scored_at: they are made anew below
-            for view in (ids["latest"], ids["daily"]):
-                conn.exec_driver_sql(f"DROP VIEW IF EXISTS {table_name(conn, view, schema)}")
-            upgrade_types(conn, table, ("scored_at",), schema=home)
+        # the views depend on scored_at: dropped if it must change type, made anew below in any case
+        upgrade_types(conn, table, ("scored_at",), schema=home, views=(ids["latest"], ids["daily"]))
         for name in ("015_predictions_index.sql", "020_views.sql"):
             for stmt in render_sql(conn, name, schema, by_key=f"{table}_by_key", **ids):
                 conn.exec_driver_sql(stmt)

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from airflow.listeners import hookimpl
 from airflow.plugins_manager import AirflowPlugin
+from airflow.timetables.interval import CronDataIntervalTimetable
 
 log = logging.getLogger(__name__)
 TAG = "scoring"
@@ -34,7 +35,7 @@ def partition_note(dag: Any, dag_run: Any) -> str | None:
         return None
     tz = ZoneInfo(getattr(dag.timezone, "name", None) or "UTC")
     timetable = getattr(dag, "timetable", None)
-    cron = timetable.summary if type(timetable).__name__ == "CronDataIntervalTimetable" else None
+    cron = timetable.summary if isinstance(timetable, CronDataIntervalTimetable) else None
     conf = dag_run.conf or {}
     run_type = getattr(dag_run.run_type, "value", dag_run.run_type)
     try:

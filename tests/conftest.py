@@ -54,6 +54,14 @@ def write_partition(home: Path, day: dt.date = DAY, n: int = 2000, shift: float 
     return files[0].parent
 
 
+def clean_customers(n: int, seed: int = 3) -> Any:
+    """Demo rows without the generator's few broken records, so every row is scored and counts are exact."""
+    from pipeline.demo import data as demo_data
+
+    df = demo_data.customers(DAY, n=n, seed=seed)
+    return df[(df["monthly_charges"] >= 0) & df["region"].notna()].reset_index(drop=True)
+
+
 def write_job(home: Path, job_id: str = "churn_test", **overrides: Any) -> Path:
     """A job file in the home's jobs folder; ``overrides`` replace top-level keys."""
     doc: dict[str, Any] = {

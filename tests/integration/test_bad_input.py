@@ -20,7 +20,6 @@ import sqlalchemy as sa
 
 from pipeline import ledger, local, store
 from pipeline.config import load_job
-from pipeline.demo import data as demo_data
 from pipeline.demo.receiver import Receiver
 from pipeline.errors import (
     ConfigError,
@@ -31,7 +30,7 @@ from pipeline.errors import (
     StoreError,
 )
 from pipeline.ledger import as_json
-from tests.conftest import DAY, write_job
+from tests.conftest import DAY, clean_customers, write_job
 
 FOLDER = f"date={DAY}"
 
@@ -41,10 +40,7 @@ def _engine() -> sa.Engine:
 
 
 def _frame(n: int = 400, seed: int = 3) -> pd.DataFrame:
-    """Clean rows: the demo generator's few broken records are removed, so counts are exact."""
-    df = demo_data.customers(DAY, n=n, seed=seed)
-    df = df[(df["monthly_charges"] >= 0) & df["region"].notna()]
-    return df.reset_index(drop=True)
+    return clean_customers(n, seed)
 
 
 def _write(home: Path, frames: list[pd.DataFrame | pa.Table], fmt: str = "parquet") -> list[Path]:

@@ -21,7 +21,7 @@ from pipeline.config import load_job
 from pipeline.demo import data as demo_data
 from pipeline.errors import InputError, PartitionNotFoundError
 from pipeline.partition import data_files
-from tests.conftest import DAY, write_job
+from tests.conftest import DAY, clean_customers, write_job
 
 SECRET = "root:x:0:0:SECRET-LINE-7f3a:/root:/bin/bash"
 
@@ -31,10 +31,7 @@ def _engine() -> sa.Engine:
 
 
 def _frame(n: int = 300, seed: int = 3) -> pd.DataFrame:
-    """Clean rows (the demo generator's few broken records removed), so every row is scored."""
-    df = demo_data.customers(DAY, n=n, seed=seed)
-    df = df[(df["monthly_charges"] >= 0) & df["region"].notna()]
-    return df.reset_index(drop=True)
+    return clean_customers(n, seed)
 
 
 def _folder(home: Path) -> Path:
