@@ -196,3 +196,17 @@ def test_scoring_runs_finds_a_dead_attempt_and_says_when_it_was_last_seen(home: 
     assert row["status"] == "abandoned" and f"its process (process:{host}:{dead_pid.pid}:1) is gone" in row["error"]
     assert "crashed" in out.stdout and "abandoned" in out.stdout
     assert not Path(spec.staging_dir).exists()
+
+
+def test_a_running_step_keeps_its_attempt_seen(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The heartbeat thread refreshes heartbeat_at while a step runs (every lease/4 s, at least 1 s)."""
+    monkeypatch.setenv("SCORING_LEASE_SECONDS", "4")
+    write_partition(home, n=300)
+    job = load_job(write_job(home))
+    engine = run.engine(job)
+    spec = run.start(job, run_id="busy", partition_date=DAY)
+    before = ledger.utc(ledger.get(engine, "churn_test", "busy")["heartbeat_at"])
+    with lease.heartbeat(engine, spec):
+        time.sleep(2.5)
+    after = ledger.utc(ledger.get(engine, "churn_test", "busy")["heartbeat_at"])
+    assert after - before >= dt.timedelta(seconds=1), (before, after)
