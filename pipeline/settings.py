@@ -68,6 +68,13 @@ def lease_seconds() -> float:
     return float(os.environ.get("SCORING_LEASE_SECONDS", "600"))
 
 
+def swap_lock_timeout_s() -> float:
+    """PostgreSQL: how long the swap of a new partition waits for readers holding the predictions table
+    before it gives up and tries again, three times (``SCORING_SWAP_LOCK_TIMEOUT_S``, 20). Readers
+    queue behind the waiting swap, so a short wait keeps one long query from stalling the others."""
+    return float(os.environ.get("SCORING_SWAP_LOCK_TIMEOUT_S", "20"))
+
+
 def staging_retention_hours() -> float:
     """Staging areas of attempts no longer running are removed after this long (``SCORING_STAGING_RETENTION_HOURS``,
     48); those of the earlier attempts of a partition go as soon as its next attempt starts."""

@@ -8,13 +8,15 @@ the same transaction as the delete; SQLite takes executemany.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
 import itertools
+import json
 import logging
 import os
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -127,7 +129,7 @@ def describe(engine: Engine) -> str:
     return f"{u.get_backend_name()} {u.host or ''}{':' + str(u.port) if u.port else ''}/{u.database}"
 
 
-@contextmanager
+@contextlib.contextmanager
 def begin(engine: Engine) -> Iterator[Connection]:
     """A transaction; a refused connection is retried, then fails naming the host."""
     last: Exception | None = None
@@ -185,20 +187,34 @@ def _prediction_columns(engine: Engine | Connection, key: str) -> list[str]:
 
 
 def _statements(sql: str) -> list[str]:
-    """Split a SQL file into statements, dropping ``--`` comments (no literal holds one)."""
+    """Split a SQL file into statements, dropping ``--`` comments (no literal holds one); a ``$$`` block
+    (a ``DO`` body) is one piece whatever semicolons it holds."""
     body = "\n".join(line.split("--", 1)[0] for line in sql.splitlines())
-    return [s.strip() for s in body.split(";") if s.strip()]
+    statements, current = [], ""
+    for i, piece in enumerate(body.split("$$")):
+        if i % 2:  # inside $$ ... $$
+            current += f"$${piece}$$"
+            continue
+        head, *rest = piece.split(";")
+        if rest:
+            statements.append(current + head)
+            *done, current = rest
+            statements += done
+        else:
+            current += head
+    return [s.strip() for s in [*statements, current] if s.strip()]
 
 
 COLUMN_PLACEHOLDERS = ("key",)  # the entity key: a column name from the job file, any case and spelling
 
 
-def render_sql(engine: Engine | Connection, filename: str, schema: str | None = None, **identifiers: str) -> list[str]:
+def render_sql(engine: Engine | Connection, filename: str, schema: str | None = None,
+               literals: dict[str, str] | None = None, **identifiers: str) -> list[str]:
     """Statements of ``sql/<filename>`` with validated, quoted identifiers filled in.
 
     ``{key}`` is a column name (``check_column_name``, always quoted); ``{by_key}`` an index name;
     every other placeholder but ``{key_type}`` is a table or view name (``check_identifier``),
-    qualified by ``schema`` (PostgreSQL) when one is given.
+    qualified by ``schema`` (PostgreSQL) when one is given. ``literals`` become quoted SQL strings.
     """
     def one(k: str, v: str) -> str:
         if k in COLUMN_PLACEHOLDERS:
@@ -206,6 +222,7 @@ def render_sql(engine: Engine | Connection, filename: str, schema: str | None = 
         return _quote(engine, v) if k in UNQUALIFIED_PLACEHOLDERS else table_name(engine, v, schema)
 
     names = {k: one(k, v) for k, v in identifiers.items() if k != "key_type"} | column_types(engine)
+    names |= {k: _literal(engine, v) for k, v in (literals or {}).items()}
     if "key_type" in identifiers:
         names["key_type"] = {"int": "BIGINT", "str": "TEXT"}[identifiers["key_type"]]
     return [stmt.format(**names) for stmt in _statements((settings.sql_dir() / filename).read_text())]
@@ -214,8 +231,8 @@ def render_sql(engine: Engine | Connection, filename: str, schema: str | None = 
 def column_types(engine: Engine | Connection) -> dict[str, str]:
     """``{ts}`` and ``{json}`` of the DDL files: timestamptz and jsonb on PostgreSQL, SQLite's TIMESTAMP and TEXT."""
     if engine.dialect.name == "postgresql":
-        return {"ts": "TIMESTAMPTZ", "json": "JSONB"}
-    return {"ts": "TIMESTAMP", "json": "TEXT"}
+        return {"ts": "TIMESTAMPTZ", "json": "JSONB", "partitioned": " PARTITION BY LIST (partition_date)"}
+    return {"ts": "TIMESTAMP", "json": "TEXT", "partitioned": ""}
 
 
 # Columns whose PostgreSQL type changed (issue 12): databases made before hold them as timestamp
@@ -249,7 +266,7 @@ def upgrade_types(conn: Connection, table: str, timestamps: tuple[str, ...] = ()
     return changes
 
 
-UNQUALIFIED_PLACEHOLDERS = frozenset({"by_key"})  # index names live in their table's schema
+UNQUALIFIED_PLACEHOLDERS = frozenset({"by_key", "legacy", "legacy_by_key"})  # new names of renamed objects
 LEDGER_FILES = ("001_scoring_runs.sql", "002_quarantine.sql", "003_deliveries.sql", "004_schema_migrations.sql",
                 "005_drift.sql", "006_model_registrations.sql")
 
@@ -321,19 +338,57 @@ def ensure_predictions(engine: Engine, table: str, key: str, key_type: str, sche
         have = {c["name"] for c in sa.inspect(conn).get_columns(table, schema=home)}
         if "flags" not in have:
             conn.exec_driver_sql(f"ALTER TABLE {table_name(conn, table, schema)} ADD COLUMN flags TEXT")
-        readers = _view_readers(conn, home, [ids["latest"], ids["daily"]])
+        readers = _view_readers(conn, home, [table, ids["latest"], ids["daily"]])
         # the views depend on scored_at: dropped if it must change type, made anew below in any case
         upgrade_types(conn, table, ("scored_at",), schema=home, views=(ids["latest"], ids["daily"]))
+        if _is_plain_table(conn, table, home):
+            partition_by_day(conn, table, key, home, views=(ids["latest"], ids["daily"]))
         for name in ("015_predictions_index.sql", "020_views.sql"):
             for stmt in render_sql(conn, name, schema, by_key=f"{table}_by_key", **ids):
                 conn.exec_driver_sql(stmt)
-        for view, grantee in readers:  # the views are made anew: who could read them still can
+        for view, grantee in readers:  # views made anew, a table migrated: who could read them still can
             conn.exec_driver_sql(f"GRANT SELECT ON {table_name(conn, view, schema)} TO {_quote_role(conn, grantee)}")
         comment(conn, dictionary.objects("analyst", table, key), schema)
 
 
+def _is_plain_table(conn: Connection, table: str, schema: str | None) -> bool:
+    """PostgreSQL: the predictions table is a plain table (made before it was partitioned by day)."""
+    if conn.dialect.name != "postgresql":
+        return False
+    kind = conn.execute(sa.text(
+        "SELECT c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = COALESCE(:s, current_schema()) AND c.relname = :t"), {"s": schema, "t": table}).scalar()
+    return kind == "r"
+
+
+def partition_by_day(conn: Connection, table: str, key: str, schema: str | None, views: tuple[str, ...]) -> None:
+    """PostgreSQL: migrate a plain predictions table into one partitioned by day (``sql/030_partition_by_day.sql``),
+    in the caller's transaction; the ``views`` on it are dropped (the caller makes them anew)."""
+    home = schema or conn.execute(sa.text("SELECT current_schema()")).scalar_one()
+    rows = conn.execute(sa.text(f"SELECT COUNT(*) FROM {table_name(conn, table, schema)}")).scalar_one()
+    for view in views:
+        conn.exec_driver_sql(f"DROP VIEW IF EXISTS {table_name(conn, view, schema)}")
+    legacy = f"{table[:50]}_plain"
+    for stmt in render_sql(conn, "030_partition_by_day.sql", schema,
+                           literals={"schema": home, "prefix": partition_prefix(table)},
+                           predictions=table, key=key, legacy=legacy, legacy_q=legacy,
+                           old_by_key=f"{table}_by_key", legacy_by_key=f"{legacy}_by_key"):
+        conn.execute(sa.text(stmt))  # text(): the DO block's format() holds % signs the driver must not read
+    conn.execute(sa.text("INSERT INTO scoring_schema_migrations (name, applied_at) VALUES (:n, :t)"),
+                 {"n": f"030_partition_by_day.sql:{home}.{table}", "t": dt.datetime.now(dt.UTC).replace(tzinfo=None)})
+    log.info("migrated predictions table %s.%s (%d rows) to a table partitioned by day", home, table, rows)
+
+
+def partition_prefix(table: str) -> str:
+    """The name prefix of a predictions table's day partitions and load tables: the table's name, or for
+    a long one its first 31 characters and a hash (``<prefix>_<yyyymmdd>_load_<token>`` stays under 63)."""
+    if len(table) <= 40:
+        return table
+    return f"{table[:31]}_{hashlib.sha256(table.encode()).hexdigest()[:8]}"
+
+
 def _view_readers(conn: Connection, schema: str | None, views: list[str]) -> list[tuple[str, str]]:
-    """PostgreSQL: (view, role) of every SELECT granted on the views to roles other than their owner."""
+    """PostgreSQL: (view or table, role) of every SELECT granted on them to roles other than their owner."""
     if conn.dialect.name != "postgresql":
         return []
     rows = conn.execute(sa.text(
@@ -527,10 +582,25 @@ def libpq_uri(engine: Engine) -> str:
     return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+LOAD_MARK = "scoring load table "  # the COMMENT of a table a persist is loading: this, then JSON (table, attempt)
+SWAP_TRIES = 3
+
+
 def _replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, partition_date: dt.date,
                   batches: Iterable[pa.Table], quarantine: Iterable[list[dict[str, Any]]],
                   schema: str | None = None, attempt: tuple[str, int] | None = None) -> int:
-    """PostgreSQL: delete the partition and stream the new rows by binary COPY, in one ADBC transaction.
+    """PostgreSQL: load the partition's rows into a table of their own, index it, swap it in.
+
+    1. **load**: ``<prefix>_<yyyymmdd>_load_<token>`` (``LIKE`` the predictions table, no index) takes
+       the rows by binary COPY; committed, it is visible to no reader of the predictions table.
+    2. **index**: the primary key and the index by key, as the predictions table has them, and a
+       ``CHECK`` on the day that lets ``ATTACH`` skip its scan; ``ANALYZE``.
+    3. **swap**, one short transaction (``_swap``): the quarantine rows replaced, the publish check of
+       ``pipeline.lease``, the day's old partition detached and dropped, the new one attached.
+
+    Readers see the old partition until 3 commits, then the new one: a re-run costs what a first
+    load costs (no DELETE, no index maintenance during the COPY). A failure anywhere drops the load
+    table; one left by a killed attempt is dropped by the next persist into the table.
 
     ``adbc_ingest`` (adbc-driver-postgresql 1.13) matches the Arrow columns to the table's by
     name and quotes them itself in its COPY, embedded double quotes included: the entity key
@@ -539,46 +609,132 @@ def _replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, p
     """
     import adbc_driver_postgresql.dbapi as adbc
 
-    check_column_name(columns[0], "entity_key")
-    qt = table_name(engine, table, schema)
-    pending = iter(batches)
-    first = next(pending, None)
-    written = 0
-    with adbc.connect(libpq_uri(engine)) as conn, conn.cursor() as cur:  # autocommit off: one transaction
+    key = quote_column(engine, columns[0])
+    prefix = partition_prefix(table)
+    token = hashlib.sha256(f"{attempt}:{os.getpid()}:{time.time_ns()}".encode()).hexdigest()[:6]
+    load = f"{prefix}_{partition_date:%Y%m%d}_load_{token}"
+    mark = LOAD_MARK + json.dumps({"table": table, "job_id": job_id, "day": partition_date.isoformat(),
+                                   "run_id": attempt and attempt[0], "attempt": attempt and attempt[1]})
+    with adbc.connect(libpq_uri(engine)) as conn, conn.cursor() as cur:  # autocommit off
         cur.execute("SELECT current_schema()")
         db_schema = cur.fetchone()[0]  # the operational tables' (the quarantine's)
-        cur.execute(f"DELETE FROM {qt} WHERE partition_date = $1", parameters=(partition_date,))
-        cur.execute("DELETE FROM scoring_quarantine WHERE job_id = $1 AND partition_date = $2",
-                    parameters=(job_id, partition_date))
-        if first is not None:
-            arrow = first.select(columns).schema
-            failure: list[BaseException] = []
-
-            def record_batches() -> Iterator[pa.RecordBatch]:
-                try:
-                    for batch in itertools.chain([first], pending):
-                        yield from batch.select(columns).cast(arrow).to_batches()
-                except BaseException as exc:  # ADBC would wrap it: keep the original to re-raise
-                    failure.append(exc)
-                    raise
-
-            try:
-                written = cur.adbc_ingest(table, pa.RecordBatchReader.from_batches(arrow, record_batches()),
-                                          mode="append", db_schema_name=schema or db_schema)
-            except Exception:
-                if failure:
-                    raise failure[0] from None
-                raise
-        for rows in quarantine:
-            if rows:
-                cur.adbc_ingest("scoring_quarantine", _quarantine_table(rows), mode="append",
-                                db_schema_name=db_schema)
-        if attempt is not None:
-            from pipeline import lease
-
-            lease.publish_adbc(cur, job_id, *attempt, partition_date)
+        home = schema or db_schema
+        parent, q_load = _qualified(engine, home, table), _qualified(engine, home, load)
+        _drop_dead_loads(cur, engine, home, table, partition_date)
+        cur.execute(f"CREATE TABLE {q_load} (LIKE {parent} INCLUDING DEFAULTS)")
+        cur.execute(f"COMMENT ON TABLE {q_load} IS {_literal(engine, mark)}")
         conn.commit()
+        try:
+            written = _copy_rows(cur, load, home, columns, batches)
+            conn.commit()
+            cur.execute(f"ALTER TABLE {q_load} ADD PRIMARY KEY (partition_date, {key})")
+            cur.execute(f"CREATE INDEX ON {q_load} ({key})")
+            cur.execute(f"ALTER TABLE {q_load} ADD CHECK (partition_date = DATE '{partition_date.isoformat()}')")
+            cur.execute(f"ANALYZE {q_load}")
+            conn.commit()
+            rows = list(quarantine)  # read once: a swap that must wait for readers is tried again
+            for tried in range(1, SWAP_TRIES + 1):
+                try:
+                    _swap(cur, engine, home, table, load, partition_date, job_id, rows, db_schema, attempt, mark)
+                    conn.commit()
+                    break
+                except Exception as exc:
+                    conn.rollback()
+                    if getattr(exc, "sqlstate", None) != "55P03" or tried == SWAP_TRIES:
+                        raise
+                    log.warning("swapping partition %s of %s in: readers held the table for %.0fs (try %d/%d)",
+                                partition_date, table, settings.swap_lock_timeout_s(), tried, SWAP_TRIES)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.rollback()
+                cur.execute(f"DROP TABLE IF EXISTS {q_load}")
+                conn.commit()
+            raise
     return written
+
+
+def _qualified(engine: Engine, schema: str, name: str) -> str:
+    preparer = engine.dialect.identifier_preparer
+    return f"{preparer.quote_identifier(schema)}.{_quote(engine, name)}"
+
+
+def _copy_rows(cur: Any, table: str, schema: str, columns: list[str], batches: Iterable[pa.Table]) -> int:
+    """Binary COPY (``adbc_ingest``) of the batches' ``columns`` into ``schema.table``; an error raised while
+    reading the batches is raised as itself (ADBC would wrap it)."""
+    pending = iter(batches)
+    first = next(pending, None)
+    if first is None:
+        return 0
+    arrow = first.select(columns).schema
+    failure: list[BaseException] = []
+
+    def record_batches() -> Iterator[pa.RecordBatch]:
+        try:
+            for batch in itertools.chain([first], pending):
+                yield from batch.select(columns).cast(arrow).to_batches()
+        except BaseException as exc:
+            failure.append(exc)
+            raise
+
+    try:
+        return int(cur.adbc_ingest(table, pa.RecordBatchReader.from_batches(arrow, record_batches()),
+                                   mode="append", db_schema_name=schema))
+    except Exception:
+        if failure:
+            raise failure[0] from None
+        raise
+
+
+def _swap(cur: Any, engine: Engine, home: str, table: str, load: str, day: dt.date, job_id: str,
+          quarantine: list[list[dict[str, Any]]], db_schema: str, attempt: tuple[str, int] | None, mark: str) -> None:
+    """The swap transaction: quarantine, publish check, then (holding the table's lock only for these
+    catalogue changes) the old partition of ``day`` detached and dropped and ``load`` attached as it."""
+    cur.execute(f"SET LOCAL lock_timeout = '{int(settings.swap_lock_timeout_s() * 1000)}ms'")
+    cur.execute("DELETE FROM scoring_quarantine WHERE job_id = $1 AND partition_date = $2", parameters=(job_id, day))
+    for rows in quarantine:
+        if rows:
+            cur.adbc_ingest("scoring_quarantine", _quarantine_table(rows), mode="append", db_schema_name=db_schema)
+    if attempt is not None:
+        from pipeline import lease
+
+        lease.publish_adbc(cur, job_id, *attempt, day)
+    parent, final = _qualified(engine, home, table), f"{partition_prefix(table)}_{day:%Y%m%d}"
+    cur.execute(
+        "SELECT c.oid::regclass::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = $1::regclass AND pg_get_expr(c.relpartbound, c.oid) = $2",
+        parameters=(parent, f"FOR VALUES IN ('{day.isoformat()}')"))
+    for (old,) in cur.fetchall():
+        cur.execute(f"ALTER TABLE {parent} DETACH PARTITION {old}")
+        cur.execute(f"DROP TABLE {old}")
+    cur.execute(f"ALTER TABLE {_qualified(engine, home, load)} RENAME TO {_quote(engine, final)}")
+    cur.execute(f"ALTER TABLE {parent} ATTACH PARTITION {_qualified(engine, home, final)} "
+                f"FOR VALUES IN (DATE '{day.isoformat()}')")
+    info = json.loads(mark[len(LOAD_MARK):])
+    cur.execute(f"COMMENT ON TABLE {_qualified(engine, home, final)} IS " + _literal(
+        engine, f"Partition {day} of {table}: the rows of run {info['run_id']} attempt {info['attempt']}."))
+
+
+def _drop_dead_loads(cur: Any, engine: Engine, home: str, table: str, day: dt.date) -> None:
+    """Drop the load tables of ``table`` left by attempts that are not running (killed, failed, abandoned):
+    the next persist into the table clears them (the caller commits). Another day's running attempt
+    keeps its own."""
+    cur.execute("SELECT c.relname, obj_description(c.oid, 'pg_class') FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r' "
+                "AND starts_with(COALESCE(obj_description(c.oid, 'pg_class'), ''), $2)", parameters=(home, LOAD_MARK))
+    for name, text in cur.fetchall():
+        info = json.loads(text[len(LOAD_MARK):])
+        if info.get("table") != table:
+            continue
+        if info.get("run_id") is None:
+            dead = info.get("day") == day.isoformat()
+        else:
+            cur.execute("SELECT status FROM scoring_runs WHERE job_id = $1 AND run_id = $2 AND attempt = $3",
+                        parameters=(info["job_id"], info["run_id"], info["attempt"]))
+            row = cur.fetchone()
+            dead = row is None or row[0] != "running" or info.get("day") == day.isoformat()
+        if dead:
+            cur.execute(f"DROP TABLE IF EXISTS {_qualified(engine, home, name)}")
+            log.info("dropped load table %s.%s of an attempt no longer running", home, name)
 
 
 def _insert(conn: Connection, qtable: str, key: str, batch: pa.Table) -> int:

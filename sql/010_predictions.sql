@@ -1,6 +1,8 @@
 -- One predictions table per job; {predictions} is a validated lower-case identifier, {key} the
 -- job's entity key column (any name check_column_name accepts, always quoted by the store).
 -- One row per entity per partition, with the model version and run behind it.
+-- {partitioned}: PostgreSQL partitions the table by day (LIST on partition_date): a run loads its
+-- rows into a table of their own, indexes it and swaps it in (store._swap_partition). SQLite: empty.
 CREATE TABLE IF NOT EXISTS {predictions} (
     partition_date  DATE NOT NULL,
     {key}           {key_type} NOT NULL,
@@ -12,4 +14,4 @@ CREATE TABLE IF NOT EXISTS {predictions} (
     scored_at       {ts} NOT NULL,
     flags           TEXT,                   -- reasons of 'flag' checks (e.g. unknown_category:plan), else NULL
     PRIMARY KEY (partition_date, {key})
-);
+){partitioned};

@@ -22,7 +22,7 @@ SELECT n.nspname, c.relname, c.relkind, obj_description(c.oid, 'pg_class') AS ab
        array_agg(a.attname ORDER BY a.attnum) FILTER (WHERE col_description(c.oid, a.attnum) IS NULL) AS bare
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-WHERE n.nspname = ANY(%s) AND c.relkind IN ('r', 'v')
+WHERE n.nspname = ANY(%s) AND c.relkind IN ('p', 'r', 'v') AND NOT c.relispartition
 GROUP BY n.nspname, c.relname, c.relkind, c.oid
 """
 
