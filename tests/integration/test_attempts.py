@@ -158,6 +158,10 @@ def test_sigkills_at_random_moments_leave_no_running_attempt_no_staging_and_an_e
                 assert after[(row["run_id"], row["attempt"])]["status"] == "abandoned"
         staged = [p for p in (home / "staging" / "churn_test").rglob("*") if p.is_dir() and p.parent.name == DAY.isoformat()]
         assert staged == [], f"staging of dead attempts left behind: {staged}"
+        loads = _rows(engine, "SELECT relname FROM pg_class WHERE relname LIKE :p AND relkind = 'r' "
+                      "AND relnamespace = CAST(current_schema() AS regnamespace)",
+                      p="churn_test_predictions%load%")
+        assert loads == [], f"load tables of dead attempts left behind: {loads}"
         got = _rows(engine, "SELECT customer_id, prediction, score FROM churn_test_predictions "
                             "WHERE partition_date = :d ORDER BY customer_id", d=DAY)
         assert got == expected, "the re-run is exact"
