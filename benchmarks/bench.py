@@ -37,11 +37,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-WORK = ROOT / "benchmarks" / ".work"
+WORK = Path(os.environ.get("SCORING_BENCH_WORK", ROOT / "benchmarks" / ".work"))  # the smoke test's is its own
 DAY = dt.date(2026, 11, 20)
 CHUNK = 500_000
 PG = os.environ.get("SCORING_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
-SCHEMA = "scoring_bench"
+SCHEMA = os.environ.get("SCORING_BENCH_SCHEMA", "scoring_bench")
 
 
 def env() -> dict[str, str]:
@@ -56,7 +56,7 @@ BATCH_ROWS = 250_000
 
 
 def job_id(rows: int) -> str:
-    return f"bench_{rows // 1_000_000}m"
+    return f"bench_{rows // 1_000_000}m" if rows >= 1_000_000 else f"bench_{rows}"
 
 
 def prepare(sizes: list[int]) -> None:
@@ -88,9 +88,10 @@ def prepare(sizes: list[int]) -> None:
             folder.mkdir(parents=True)
             started = time.perf_counter()
             for i in range(-(-rows // CHUNK)):
-                frame = demo_data.customers(DAY, n=int(CHUNK / 0.98) + 50, seed=100 + i).head(CHUNK)
+                size = min(CHUNK, rows - i * CHUNK)
+                frame = demo_data.customers(DAY, n=int(size / 0.98) + 50, seed=100 + i).head(size)
                 frame[demo_data.KEY] += i * 100_000_000
-                frame.head(min(CHUNK, rows - i * CHUNK)).to_parquet(folder / f"part-{i:04d}.parquet", index=False)
+                frame.to_parquet(folder / f"part-{i:04d}.parquet", index=False)
             marker.touch()
             print(f"generated {rows:,} rows in {time.perf_counter() - started:.0f}s", flush=True)
         doc = {"job_id": job_id(rows), "schedule": None, "start_date": "2026-11-01", "entity_key": "customer_id",

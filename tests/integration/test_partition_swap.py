@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+
 import psycopg
 import pyarrow as pa
 import pytest

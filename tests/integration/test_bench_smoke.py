@@ -1,0 +1,35 @@
+"""`make bench` keeps working: the same script on tiny partitions (it measures; nothing here checks a time)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+def test_the_bench_runs_end_to_end_and_reports_the_floor_and_the_rerun(tmp_path: Path, pg_server: str) -> None:
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    out = tmp_path / "latest.json"
+    env = dict(os.environ, SCORING_BENCH_WORK=str(tmp_path / "work"), SCORING_BENCH_SCHEMA=schema,
+               SCORING_BENCH_PG=pg_server)
+    try:
+        done = subprocess.run([sys.executable, "benchmarks/bench.py", "--rows", "3000", "6000", "--no-airflow",
+                               "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        summary = json.loads(out.read_text())
+        for key in ("e2e_vs_naive", "e2e_vs_floor", "floor_s", "rerun_persist_vs_first", "peak_rss_mb_10m"):
+            assert summary[key] > 0, key
+        assert "end to end / floor:" in done.stdout and "re-run persist / first:" in done.stdout
+    finally:
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
