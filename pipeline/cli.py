@@ -84,7 +84,7 @@ def _models(args: argparse.Namespace) -> int:
     commands = {"list": _models_list, "show": _models_show, "register": _models_register, "promote": _models_promote,
                 "rollback": _models_rollback, "verify": _models_verify, "archive": _models_lifecycle,
                 "restore": _models_lifecycle, "delete": _models_lifecycle, "schema": _models_schema,
-                "anchor": _models_anchor}
+                "anchor": _models_anchor, "compare": _models_compare}
     return int(commands[args.models_cmd](registry, args) or 0)
 
 
@@ -148,6 +148,36 @@ def _models_register(registry: Any, args: argparse.Namespace) -> int:
           f"NOT anchored (no scoring database: set AIRFLOW_CONN_SCORING_DB or pass --connection, then "
           f"`scoring models anchor {mv.name}`)")
     return 0
+
+
+def _models_compare(registry: Any, args: argparse.Namespace) -> int:
+    """The champion/challenger comparisons of a model for one partition (``pipeline.shadow``); 1 if one failed."""
+    from pipeline import run, shadow, store
+    from pipeline.partition import parse_date
+
+    day = parse_date(args.date)
+    if args.job:
+        engine = run.engine(run.find_job(args.job))
+    else:
+        engine = store.engine_for(store.resolve_url(args.connection or "scoring_db"))
+    store.ensure_ledger(engine)
+    rows = shadow.comparisons(engine, args.name, day, args.job)
+    if not rows:
+        print(f"no champion/challenger comparison of {args.name} for {day} (does a job list model.challengers, "
+              "and did its run of that day succeed?)")
+        return 0
+    for r in rows:
+        head = (f"{r['job_id']} {day} {args.name}: challenger {r['challenger_ref']} "
+                f"(v{r['challenger_version'] if r['challenger_version'] is not None else '?'}) "
+                f"vs champion v{r['champion_version']}, run {r['run_id']}")
+        if r["status"] != "compared":
+            print(f"{head}\n  FAILED: {r['error']}")
+            continue
+        spearman = "n/a" if r["spearman"] is None else f"{r['spearman']:.4f}"
+        print(f"{head}\n  rows {r['rows_compared']}  agreement {r['agreement']:.4f}  mean |diff| "
+              f"{r['mean_abs_diff']:.4g}  max |diff| {r['max_abs_diff']:.4g}  spearman {spearman}  "
+              f"top-{r['top_n']} overlap {r['top_n_overlap']:.3f}  psi {r['psi']:.4f}")
+    return 1 if any(r["status"] != "compared" for r in rows) else 0
 
 
 def _models_anchor(registry: Any, args: argparse.Namespace) -> int:
@@ -327,6 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("ref", nargs="?", default="champion")
     q = msub.add_parser("schema", help="print the model card JSON schema")
     q.add_argument("--write", help="write the schema to this file")
+    q = msub.add_parser("compare", help="champion/challenger comparisons of a model for one partition")
+    q.add_argument("name")
+    q.add_argument("--date", required=True, help="the partition (YYYY-MM-DD)")
+    q.add_argument("--job", help="only this job (its output database); default: every job in --connection or "
+                   "AIRFLOW_CONN_SCORING_DB")
     p.set_defaults(fn=_models)
 
     p = sub.add_parser("db", help="the output database: a read-only role for analysts, the data dictionary")

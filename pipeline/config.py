@@ -44,6 +44,7 @@ MAX_NAME_BYTES = 63  # PostgreSQL's NAMEDATALEN - 1: longer names are silently t
 # Names the store derives from output.table (store.ensure_predictions: the analyst views and the
 # index); each must fit in MAX_NAME_BYTES as well, or the views would be truncated onto each other.
 TABLE_DERIVED = ("_latest", "_daily", "_by_key")
+SHADOW_DERIVED = ("_shadow", "_compare")  # with model.challengers (pipeline.shadow)
 
 
 def check_identifier(value: str, what: str = "identifier") -> str:
@@ -201,10 +202,24 @@ class ModelRef(_Strict):
         except ConfigError as exc:
             raise ValueError(f"{exc} (a model is named by its registry folder, never by a path)") from None
 
+    challengers: list[str] = Field(
+        default_factory=list,
+        description="Versions (e.g. '3') or aliases (e.g. 'challenger') of the same model scored in the shadow "
+        "of the champion, on the same valid rows: their predictions go to <output.table>_shadow (never to the "
+        "predictions table or the sink) and a daily comparison to scoring_shadow_comparisons "
+        "(view <output.table>_compare). A failing challenger is recorded there and never fails the run.",
+    )
+    compare_top_n: int = Field(100, gt=0, description="N of the top-N overlap in the champion/challenger comparison.")
+
     @field_validator("ref", mode="before")
     @classmethod
     def _ref_as_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) else value
+
+    @field_validator("challengers", mode="before")
+    @classmethod
+    def _refs_as_text(cls, value: Any) -> Any:
+        return [str(v) if isinstance(v, int) else v for v in value] if isinstance(value, list) else value
 
 
 class SelectConfig(_Strict):
@@ -477,6 +492,20 @@ class JobConfig(_Strict):
     def _identifier(cls, value: str) -> str:
         check_identifier(value, "name")
         return value
+
+    @model_validator(mode="after")
+    def _shadow_has_a_table(self) -> JobConfig:
+        if not self.model.challengers:
+            return self
+        if self.output.table is None:
+            raise ValueError("model.challengers need output.table: the challengers' predictions go to "
+                             "<output.table>_shadow (in push mode too), never to the sink")
+        for suffix in SHADOW_DERIVED:
+            if len(self.output.table) + len(suffix) > MAX_NAME_BYTES:
+                raise ValueError(f"with model.challengers the pipeline also creates {self.output.table + suffix!r}, "
+                                 f"longer than PostgreSQL's {MAX_NAME_BYTES} bytes: choose an output.table of at "
+                                 f"most {MAX_NAME_BYTES - len(suffix)} characters")
+        return self
 
     @field_validator("entity_key")
     @classmethod

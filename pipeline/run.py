@@ -112,11 +112,23 @@ def start(job: JobConfig, *, run_id: str, partition_date: dt.date | str, model_r
     staging = lease.staging_of(job.job_id, day.isoformat(), run_id, attempt)
     staging.mkdir(parents=True, exist_ok=True)
     spec = RunSpec(job.job_id, run_id, attempt, day.isoformat(), mv.name, mv.version, dry_run, str(staging),
-                   mode=mode, resend=resend, holder_kind=holder_kind)
+                   mode=mode, resend=resend, holder_kind=holder_kind, challengers=_pin_challengers(job))
     run_log(spec).info("started attempt %d with model %s v%d (ref %r), output mode %s%s%s", attempt, mv.name,
                        mv.version, model_ref or job.model.ref, mode, " [dry run]" if dry_run else "",
                        " [full resend]" if resend else "")
     return spec
+
+
+def _pin_challengers(job: JobConfig) -> list[dict[str, Any]]:
+    """The job's challengers resolved to versions now, for the whole run; one that does not resolve is kept
+    with its error (it is recorded as a failed comparison, the champion's run goes on)."""
+    pinned = []
+    for ref in job.model.challengers:
+        try:
+            pinned.append({"ref": ref, "version": Registry().resolve(job.model.name, ref).version, "error": None})
+        except ScoringError as exc:
+            pinned.append({"ref": ref, "version": None, "error": str(exc)})
+    return pinned
 
 
 def output_mode(job: JobConfig, override: str | None = None) -> str:
@@ -235,6 +247,10 @@ def finalize(ctx: RunContext, keep_staging: bool = False) -> dict[str, Any]:
     finished = ledger.now()
     ledger.update(eng, spec.job_id, spec.run_id, spec.attempt, status="success", finished_at=finished,
                   duration_s=(finished - ledger.utc(row["started_at"])).total_seconds())
+    if spec.challengers:  # the champion's partition stands; the challengers' rows and comparisons follow it
+        from pipeline import shadow
+
+        shadow.publish(ctx)
     if not keep_staging:
         spec.cleanup()
     summary = ledger.get(eng, spec.job_id, spec.run_id, spec.attempt)

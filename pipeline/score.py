@@ -103,6 +103,10 @@ def score_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[st
             progress.add(batch.num_rows)
     ctx.spec.write_json(steps.SCORE_STATE, {"scored_at": ledger.now().isoformat()})
     counts = counted(counts, rows_scored=writer.rows)
+    if ctx.spec.challengers:  # the same valid rows in the challengers' shadow (failures recorded, never raised)
+        from pipeline import shadow
+
+        shadow.score_challengers(ctx)
     if ctx.spec.shard is None:
         drift.check(ctx, writer.rows, counts)  # adds counts["warnings"] if the card has no drift statistics
     return counts

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,8 @@ class RunSpec:
     shards: int = 1
     shard: int | None = None
     holder_kind: str = "task"  # "process": the whole attempt runs in one process (scoring run), see pipeline.lease
+    # model.challengers pinned at start: {"ref", "version" (None if it did not resolve), "error"} (pipeline.shadow)
+    challengers: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

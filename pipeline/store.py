@@ -266,9 +266,9 @@ def upgrade_types(conn: Connection, table: str, timestamps: tuple[str, ...] = ()
     return changes
 
 
-UNQUALIFIED_PLACEHOLDERS = frozenset({"by_key", "legacy", "legacy_by_key"})  # new names of renamed objects
+UNQUALIFIED_PLACEHOLDERS = frozenset({"by_key", "legacy", "legacy_by_key", "comparisons"})  # index names, new names, operational tables
 LEDGER_FILES = ("001_scoring_runs.sql", "002_quarantine.sql", "003_deliveries.sql", "004_schema_migrations.sql",
-                "005_drift.sql", "006_model_registrations.sql")
+                "005_drift.sql", "006_model_registrations.sql", "007_shadow_comparisons.sql")
 
 
 def ensure_ledger(engine: Engine) -> None:
@@ -349,6 +349,56 @@ def ensure_predictions(engine: Engine, table: str, key: str, key_type: str, sche
         for view, grantee in readers:  # views made anew, a table migrated: who could read them still can
             conn.exec_driver_sql(f"GRANT SELECT ON {table_name(conn, view, schema)} TO {_quote_role(conn, grantee)}")
         comment(conn, dictionary.objects("analyst", table, key), schema)
+
+
+SHADOW_COLUMNS = ["partition_date", "model_name", "model_version", "prediction", "score", "run_id", "scored_at"]
+
+
+def ensure_shadow(engine: Engine, table: str, key: str, key_type: str, job_id: str, schema: str | None = None) -> None:
+    """With model.challengers: ``<table>_shadow`` and the view ``<table>_compare`` (``sql/040_shadow.sql``)."""
+    with begin(engine) as conn:
+        _ddl_lock(conn)
+        home = analyst_schema(conn, schema)
+        if home:
+            conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {_quote(conn, home)}")
+        readers = _view_readers(conn, home, [f"{table}_compare"])
+        # {comparisons} unqualified: the view binds to the operational table the session's search path finds
+        for stmt in render_sql(conn, "040_shadow.sql", schema, literals={"job": job_id}, key=key, key_type=key_type,
+                               shadow=f"{table}_shadow", compare=f"{table}_compare",
+                               comparisons="scoring_shadow_comparisons"):
+            conn.exec_driver_sql(stmt)
+        for view, grantee in readers:
+            conn.exec_driver_sql(f"GRANT SELECT ON {table_name(conn, view, schema)} TO {_quote_role(conn, grantee)}")
+        comment(conn, dictionary.objects("shadow", table, key), schema)
+
+
+def replace_shadow(engine: Engine, *, table: str, key: str, partition_date: dt.date, batches: Iterable[pa.Table],
+                   schema: str | None = None) -> int:
+    """Replace a partition's rows of every challenger in ``<table>_shadow`` in one transaction."""
+    shadow = f"{table}_shadow"
+    columns = [key, *SHADOW_COLUMNS]
+    written = 0
+    if engine.dialect.name == "postgresql":
+        import adbc_driver_postgresql.dbapi as adbc
+
+        with adbc.connect(libpq_uri(engine)) as conn, conn.cursor() as cur:
+            cur.execute("SELECT current_schema()")
+            home = analyst_schema(engine, schema) or cur.fetchone()[0]
+            cur.execute(f"DELETE FROM {_qualified(engine, home, shadow)} WHERE partition_date = $1",
+                        parameters=(partition_date,))
+            written = _copy_rows(cur, shadow, home, columns, batches)
+            conn.commit()
+        return written
+    quoted = ", ".join([quote_column(engine, key), *SHADOW_COLUMNS])
+    with begin(engine) as conn:
+        qt = table_name(conn, shadow, schema)
+        conn.execute(sa.text(f"DELETE FROM {qt} WHERE partition_date = :d"), {"d": partition_date})
+        for batch in batches:
+            rows = list(zip(*(batch.column(c).to_pylist() for c in columns), strict=True))
+            if rows:
+                conn.exec_driver_sql(f"INSERT INTO {qt} ({quoted}) VALUES ({', '.join('?' for _ in columns)})", rows)
+            written += batch.num_rows
+    return written
 
 
 def _is_plain_table(conn: Connection, table: str, schema: str | None) -> bool:
