@@ -31,7 +31,7 @@ def _load() -> dict[str, Any]:
 
 
 def objects(group: str, table: str = "{table}", key: str = "{key}") -> list[DbObject]:
-    """The ``analyst`` objects of a predictions table (names filled in), or the ``operational`` tables."""
+    """The ``analyst`` (and ``shadow``) objects of a predictions table (names filled in), or the ``operational`` tables."""
     out = []
     for name, entry in _load()[group].items():
         columns = {c.replace("{key}", key): text for c, text in entry["columns"].items()}
@@ -47,6 +47,7 @@ def markdown() -> str:
              "the same texts are the `COMMENT`s of the objects on PostgreSQL. `{table}` is a job's",
              "`output.table` (in the job's `output.schema` on PostgreSQL), `{key}` its `entity_key`.", ""]
     for group, title in (("analyst", "For analysts (the analysts' schema)"),
+                         ("shadow", "For analysts, with model.challengers (the analysts' schema)"),
                          ("operational", "Operational (the connection's schema)")):
         lines += [f"## {title}", ""]
         for obj in objects(group):

@@ -52,6 +52,9 @@ def prepare(day: dt.date) -> Path:
         print(f"demo model: trained and registered churn v{mv.version} {mv.card['metrics']}")
     else:
         print(f"demo model: churn versions {registry.versions('churn')}, aliases {registry.aliases('churn')}")
+    if "challenger" not in registry.aliases("churn"):  # churn_daily scores it in the champion's shadow
+        mv = train_churn(registry, end=first - dt.timedelta(days=2), seed=11, alias="challenger")
+        print(f"demo challenger: trained and registered churn v{mv.version} (alias challenger) {mv.card['metrics']}")
     LOGS.mkdir(parents=True, exist_ok=True)
     if sh([str(BIN / "airflow"), "db", "migrate"], LOGS / "demo-db-migrate.log") != 0:
         raise SystemExit(f"airflow db migrate failed: see {LOGS / 'demo-db-migrate.log'}")
@@ -161,6 +164,20 @@ def persist_demo(day: dt.date) -> int:
     if drift:
         print("drift vs training (PSI, largest 3): " + ", ".join(
             f"{f} {v:.3f}{' DRIFTED' if d else ''}" for f, v, d in drift))
+    with engine.connect() as conn:
+        shadow = conn.execute(sa.text(
+            "SELECT challenger_ref, challenger_version, status, rows_compared, agreement, mean_abs_diff, spearman, "
+            "top_n, top_n_overlap, psi, error FROM scoring_shadow_comparisons WHERE job_id = 'churn_daily' "
+            "AND partition_date = :d"), {"d": day}).mappings().all()
+    for c in shadow:
+        if c["status"] == "compared":
+            print(f"challenger {c['challenger_ref']} (v{c['challenger_version']}) vs champion "
+                  f"v{run['model_version']} on {c['rows_compared']} rows: agreement {c['agreement']:.3f}, mean "
+                  f"|score diff| {c['mean_abs_diff']:.4f}, spearman {c['spearman']:.3f}, top-{c['top_n']} overlap "
+                  f"{c['top_n_overlap']:.2f}, psi {c['psi']:.4f} (rows in churn_predictions_shadow; "
+                  f"scoring models compare churn --date {day})")
+        else:
+            print(f"challenger {c['challenger_ref']}: FAILED ({c['error']}); the champion's run published")
     query = (f"SELECT customer_id, score, prediction, model_version FROM churn_predictions "
              f"WHERE partition_date = '{day}' ORDER BY score DESC LIMIT 10;")
     print("\nTop churn risks, paste into a SQL client:")

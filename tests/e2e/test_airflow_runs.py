@@ -32,14 +32,24 @@ def _count(day: dt.date, table: str = "churn_test_predictions") -> int:
 
 
 def test_dags_test_end_to_end(any_db: str, home: Path, migrated_home: Path) -> None:
+    from pipeline.demo.train import train_churn
+    from pipeline.registry import Registry
+
+    challenger = train_churn(Registry(), end=DAY - dt.timedelta(days=5), days=2, n=3000, seed=11, alias="challenger")
     write_partition(home, n=1500)
-    write_job(home)
+    write_job(home, model={"name": "churn", "challengers": ["challenger"]})  # with a challenger in the shadow
     out = dags_test(migrated_home, "churn_test", DAY.isoformat())
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     [row] = _ledger()
     assert row["status"] == "success" and row["run_id"].startswith("manual__")
     assert row["rows_in"] == row["rows_scored"] + row["rows_quarantined"]
     assert _count(DAY) == row["rows_written"] == row["rows_scored"] > 1000
+    assert _count(DAY, "churn_test_predictions_shadow") == row["rows_scored"]
+    with run.engine(run.find_job("churn_test")).connect() as conn:
+        compared = conn.execute(sa.text("SELECT status, challenger_version, rows_compared, run_id FROM "
+                                        "scoring_shadow_comparisons")).mappings().all()
+    assert [dict(c) for c in compared] == [{"status": "compared", "challenger_version": challenger.version,
+                                            "rows_compared": row["rows_scored"], "run_id": row["run_id"]}]
     assert set(as_json(row["stage_seconds"])) == {"ingest", "validate", "preprocess", "score", "persist", "finalize"}
     assert not list((home / "staging").rglob("*.arrow")) and not list((home / "staging").rglob("*.parquet"))
     log = out.stdout + out.stderr  # what an operator reads in the task logs
