@@ -75,6 +75,23 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _outcomes(args: argparse.Namespace) -> int:
+    """Realised performance of a partition once its outcomes arrived (``pipeline.outcomes``); 1 on a breach."""
+    from pipeline import outcomes, run
+
+    job = run.find_job(args.job)
+    rows = outcomes.evaluate(job, args.date)
+    for r in rows:
+        value = "n/a" if r["value"] is None else f"{r['value']:.4f}"
+        bound = "" if r["bound"] is None else f"  ({'floor' if r['metric'] in job.outcomes.floors else 'ceiling'} " \
+            f"{r['bound']:g}{': BREACHED' if r['breached'] else ''})"
+        print(f"{job.job_id} {r['partition_date']} {r['role']:<10} {r['model_name']} v{r['model_version']}  "
+              f"{r['metric']:<16}{value:>8}  on {r['rows_labelled']} of {r['rows_predicted']} rows{bound}")
+    if not rows:
+        print(f"{job.job_id} {args.date}: no prediction has an outcome yet")
+    return 1 if any(r["breached"] for r in rows) else 0
+
+
 def _models(args: argparse.Namespace) -> int:
     from pipeline import anchors
     from pipeline.registry import Registry
@@ -308,6 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date", help="only this partition (YYYY-MM-DD)")
     p.add_argument("--limit", type=int, default=20, help="how many attempts (default 20)")
     p.set_defaults(fn=_runs)
+
+    p = sub.add_parser("outcomes", help="realised performance of a scored partition once its outcomes arrived")
+    p.add_argument("job")
+    p.add_argument("--date", required=True, help="the scored partition (its outcomes are dated "
+                   "date + outcomes.horizon_days)")
+    p.set_defaults(fn=_outcomes)
 
     p = sub.add_parser("models", help="list, show, register, promote, roll back, archive, verify models")
     p.add_argument("--models-dir", help="registry root (default: SCORING_MODELS_DIR or ./models)")

@@ -461,6 +461,54 @@ class DriftConfig(_Strict):
     _conn_id = field_validator("alert_connection")(lambda v: _connection_id(v))
 
 
+OUTCOME_METRICS = ("roc_auc", "log_loss", "accuracy", "brier", "calibration_gap", "mae", "rmse")
+
+
+class OutcomesConfig(_Strict):
+    """Where the realised outcomes (labels) of earlier predictions arrive (``scoring outcomes``, pipeline.outcomes)."""
+
+    path: str | None = Field(None, description="Files: directory (relative to SCORING_HOME) or absolute path "
+                             "holding one folder per outcome date (`layout`).")
+    format: Literal["parquet", "csv"] = Field("parquet", description="Files: format of the outcome files.")
+    layout: str = Field("date={date}", description="Files: sub-directory of one outcome date; `{date}` is "
+                        "replaced by YYYY-MM-DD.")
+    table: str | None = Field(None, description="Or a table in `connection` with the key, `date_column` and "
+                              "`label` columns.")
+    connection: str | None = Field(None, description="Table: its Airflow connection (default: output.connection).")
+    date_column: str = Field("outcome_date", description="Table: the column holding the outcome date.")
+    key: str | None = Field(None, description="The entity key column of the outcomes (default: entity_key).")
+    label: str = Field(..., description="The column holding the realised outcome (class or value).")
+    horizon_days: int = Field(0, ge=0, le=3660, description="Outcomes dated D + horizon_days judge the "
+                              "predictions of partition D (e.g. 30 for a 30-day churn prediction).")
+    floors: dict[str, float] = Field(default_factory=dict, description="Alert when a metric falls below: e.g. "
+                                     "{roc_auc: 0.75, accuracy: 0.8}.")
+    ceilings: dict[str, float] = Field(default_factory=dict, description="Alert when an error metric rises above: "
+                                       "e.g. {log_loss: 0.4, rmse: 12}.")
+
+    @field_validator("table", "connection")
+    @classmethod
+    def _identifier(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_identifier(value, "name")
+        return value
+
+    @field_validator("floors", "ceilings")
+    @classmethod
+    def _known_metrics(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(OUTCOME_METRICS))
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}: use {', '.join(OUTCOME_METRICS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> OutcomesConfig:
+        if (self.path is None) == (self.table is None):
+            raise ValueError("outcomes need either path (files) or table")
+        if "{date}" not in self.layout:
+            raise ValueError("outcomes.layout must contain {date}")
+        return self
+
+
 class JobConfig(_Strict):
     """One scoring job: one DAG."""
 
@@ -486,6 +534,8 @@ class JobConfig(_Strict):
     output: OutputConfig
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    outcomes: OutcomesConfig | None = Field(None, description="Realised outcomes of the predictions, for "
+                                            "`scoring outcomes` (performance per model version and partition).")
 
     @field_validator("job_id")
     @classmethod

@@ -14,7 +14,6 @@ dividing by zero. Usual reading: < 0.1 stable, 0.1-0.25 moderate, > 0.25 large s
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections import Counter
 from pathlib import Path
@@ -221,28 +220,12 @@ def alert(job: Any, partition_date: dt.date | str, run_id: str, rows: list[dict[
     text = (f"DRIFT ALERT job {job.job_id} partition {partition_date} run {run_id}: {len(rows)} input(s) or "
             f"output(s) drifted above PSI {job.drift.psi_threshold:g}: {describe(rows)}. Scores were "
             f"{'not published (drift.block)' if job.drift.block else 'published'}; see table scoring_drift.")
-    log.error(text)
-    if job.drift.alert_connection:
-        import requests
+    from pipeline import alerts
 
-        from pipeline.connections import get
-        from pipeline.sinks.webhook import auth_headers, base_url
-
-        try:
-            conn = get(job.drift.alert_connection, resolver)
-            body = {"text": text, "job_id": job.job_id, "partition_date": str(partition_date), "run_id": run_id,
-                    "drifted": [{k: (float(v) if k in ("value", "threshold") else v) for k, v in r.items()}
-                                for r in rows]}
-            resp = requests.post(base_url(conn), data=json.dumps(body, default=str), timeout=10,
-                                 headers={**auth_headers(conn), "Content-Type": "application/json",
-                                          "Idempotency-Key": f"drift-{job.job_id}-{partition_date}-{run_id}"})
-            resp.raise_for_status()
-            log.info("drift alert posted to connection %s (HTTP %d)", job.drift.alert_connection, resp.status_code)
-        except Exception as exc:  # noqa: BLE001 - the ERROR log above is the alert of record
-            from pipeline.redact import redact
-
-            log.error("could not post the drift alert to connection %s: %s", job.drift.alert_connection,
-                      redact(str(exc)))  # requests quotes the URL, credentials included
+    alerts.send(text, job.drift.alert_connection,
+                {"job_id": job.job_id, "partition_date": str(partition_date), "run_id": run_id,
+                 "drifted": [{k: (float(v) if k in ("value", "threshold") else v) for k, v in r.items()} for r in rows]},
+                f"drift-{job.job_id}-{partition_date}-{run_id}", resolver, logger=log)
     return text
 
 

@@ -268,7 +268,8 @@ def upgrade_types(conn: Connection, table: str, timestamps: tuple[str, ...] = ()
 
 UNQUALIFIED_PLACEHOLDERS = frozenset({"by_key", "legacy", "legacy_by_key", "comparisons"})  # index names, new names, operational tables
 LEDGER_FILES = ("001_scoring_runs.sql", "002_quarantine.sql", "003_deliveries.sql", "004_schema_migrations.sql",
-                "005_drift.sql", "006_model_registrations.sql", "007_shadow_comparisons.sql")
+                "005_drift.sql", "006_model_registrations.sql", "007_shadow_comparisons.sql",
+                "008_performance.sql")
 
 
 def ensure_ledger(engine: Engine) -> None:

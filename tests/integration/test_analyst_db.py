@@ -43,7 +43,8 @@ def test_predictions_live_in_the_analysts_schema_with_comments_and_a_read_only_r
                 "churn_test_predictions", "churn_test_predictions_latest", "churn_test_predictions_daily"}
             assert {name for schema, name in objects if schema == ops} == {
                 "scoring_runs", "scoring_quarantine", "scoring_deliveries", "scoring_drift",
-                "scoring_schema_migrations", "scoring_model_registrations", "scoring_shadow_comparisons"}, \
+                "scoring_schema_migrations", "scoring_model_registrations", "scoring_shadow_comparisons",
+                "scoring_performance"}, \
                 "operational tables apart from the predictions"
             for (schema, name), (_, _, _, about, bare) in objects.items():
                 assert about, f"{schema}.{name} has no COMMENT"

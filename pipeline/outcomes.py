@@ -1,0 +1,211 @@
+"""Realised performance: once outcomes arrive, how good were the predictions of an earlier partition?
+
+A job's ``outcomes`` names where the realised labels land: files (one folder per outcome date,
+like a source) or a table. ``evaluate`` (``scoring outcomes JOB --date D``) reads the outcomes
+dated ``D + outcomes.horizon_days``, joins them by entity key to the predictions of partition D
+(the champion's table and, with model.challengers, the shadow table) and records per model
+version and role, in ``scoring_performance``:
+
+- classifiers (binary): ``roc_auc``, ``log_loss``, ``accuracy``, ``brier`` and ``calibration_gap``
+  (mean score minus the positive rate: above zero, the model over-predicts); multi-class:
+  ``accuracy``; regressors: ``mae`` and ``rmse``;
+- with ``outcomes.floors`` / ``outcomes.ceilings``, a metric below its floor (or above its
+  ceiling) is ``breached`` and alerts through the drift alert path (ERROR log, optional webhook).
+
+The partition's rows are replaced on every evaluation (idempotent). Metrics are computed by
+scikit-learn on the joined rows, which are held in memory (key, score, prediction, label: a
+few tens of bytes a row).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from pipeline import ledger, settings, store
+from pipeline.config import JobConfig
+from pipeline.errors import ConfigError, ScoringError
+from pipeline.partition import data_files, parse_date, partition_dir
+
+log = logging.getLogger(__name__)
+HIGHER_IS_BETTER = {"roc_auc", "accuracy"}
+
+
+class OutcomesError(ScoringError):
+    """The outcomes of a partition are missing or unusable."""
+
+
+def outcome_date(job: JobConfig, day: dt.date) -> dt.date:
+    return day + dt.timedelta(days=job.outcomes.horizon_days) if job.outcomes else day
+
+
+def read_outcomes(job: JobConfig, day: dt.date, engine: Any) -> pd.DataFrame:
+    """The outcomes judging partition ``day``: columns ``key`` and ``label``, one row per entity."""
+    cfg = job.outcomes
+    if cfg is None:
+        raise ConfigError(f"job {job.job_id} has no outcomes section: add outcomes.path (or table) and label")
+    key, when = cfg.key or job.entity_key, outcome_date(job, day)
+    if cfg.path is not None:
+        root = Path(cfg.path) if Path(cfg.path).is_absolute() else settings.home() / cfg.path
+        folder = partition_dir(root, cfg.layout, when)
+        files = data_files(folder, cfg.format)
+        if not files:
+            raise OutcomesError(f"job {job.job_id}: no outcome files for {when} (judging partition {day}) in "
+                                f"{folder}. They arrive {cfg.horizon_days} day(s) after the partition; evaluate "
+                                "again once they are there.")
+        frames = []
+        for path in files:
+            try:
+                frame = (pd.read_parquet(path, columns=[key, cfg.label]) if cfg.format == "parquet"
+                         else pd.read_csv(path, usecols=[key, cfg.label]))
+            except (ValueError, KeyError, OSError) as exc:
+                raise OutcomesError(f"outcome file {path}: cannot read columns {key!r} and {cfg.label!r} "
+                                    f"({str(exc).splitlines()[0]}). Fix outcomes.key / outcomes.label or the file."
+                                    ) from None
+            frames.append(frame)
+        raw, where = pd.concat(frames, ignore_index=True), str(folder)
+    else:
+        source = store.engine_for(store.resolve_url(cfg.connection)) if cfg.connection else engine
+        q = source.dialect.identifier_preparer
+        sql = (f"SELECT {store.quote_column(source, key)}, {store.quote_column(source, cfg.label, 'label')} FROM "
+               f"{store.table_name(source, cfg.table)} WHERE {store.quote_column(source, cfg.date_column, 'date')} = :d")
+        with source.connect() as conn:
+            raw = pd.read_sql(sa.text(sql), conn, params={"d": when})
+        raw.columns = [key, cfg.label]
+        where = f"table {cfg.table} ({q.quote(cfg.date_column)} = {when})"
+    raw = raw.rename(columns={key: "key", cfg.label: "label"}).dropna(subset=["key"])
+    raw["key"], raw["label"] = raw["key"].map(_as_text), raw["label"].map(_as_text)  # joined as text, both sides
+    conflicting = raw.groupby("key")["label"].nunique()
+    if (conflicting > 1).any():
+        example = conflicting[conflicting > 1].index[0]
+        raise OutcomesError(f"outcomes for {when} in {where}: entity {example!r} has two different labels. "
+                            "Deduplicate the outcomes, then evaluate again.")
+    return raw.drop_duplicates("key")
+
+
+def _as_text(value: Any) -> str | None:
+    """A label as the predictions table writes classes: 1, 1.0 and True all read '1'."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return str(int(value))
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def metrics(task: str, positive: str | None, labels: pd.Series, prediction: pd.Series,
+            score: pd.Series) -> dict[str, float | None]:
+    """The metrics of one model version on its labelled rows (scikit-learn)."""
+    from sklearn import metrics as m
+
+    if task == "regression":
+        truth = labels.astype(float).to_numpy()
+        value = score.astype(float).to_numpy()
+        return {"mae": float(m.mean_absolute_error(truth, value)),
+                "rmse": float(np.sqrt(m.mean_squared_error(truth, value)))}
+    out: dict[str, float | None] = {"accuracy": float(m.accuracy_score(labels, prediction))}
+    if task == "binary_classification" and positive is not None:
+        y = (labels == positive).astype(int).to_numpy()
+        p = score.astype(float).to_numpy()
+        out["roc_auc"] = float(m.roc_auc_score(y, p)) if len(set(y)) == 2 else None
+        out["log_loss"] = float(m.log_loss(y, p, labels=[0, 1]))
+        out["brier"] = float(m.brier_score_loss(y, p))
+        out["calibration_gap"] = float(p.mean() - y.mean())
+    return out
+
+
+def _task(card: dict[str, Any] | None) -> tuple[str, str | None]:
+    card = card or {}
+    classes = card.get("classes") or []
+    task = card.get("task") or ("regression" if not classes else
+                                "binary_classification" if len(classes) == 2 else "multiclass_classification")
+    positive = card.get("positive_class", classes[-1] if classes else None)
+    return task, None if positive is None else _as_text(positive)
+
+
+def _predictions(engine: Any, job: JobConfig, day: dt.date) -> list[tuple[str, str, int, pd.DataFrame]]:
+    """(role, model name, version, rows) of the partition: the champion's, then each challenger's."""
+    table, key, schema = job.output.table, job.entity_key, job.output.schema_
+    k = store.quote_column(engine, key)
+    found = []
+    with engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        home = store.analyst_schema(engine, schema)
+        for role, name in (("champion", table), ("challenger", f"{table}_shadow")):
+            if not inspector.has_table(name, schema=home):
+                continue
+            frame = pd.read_sql(sa.text(f"SELECT {k} AS key, prediction, score, model_name, model_version FROM "
+                                        f"{store.table_name(engine, name, schema)} WHERE partition_date = :d"),
+                                conn, params={"d": day})
+            for (model, version), rows in frame.groupby(["model_name", "model_version"]):
+                found.append((role, str(model), int(version), rows))
+    return found
+
+
+COLUMNS = ("job_id", "partition_date", "model_name", "model_version", "role", "metric", "value", "rows_predicted",
+           "rows_labelled", "bound", "breached", "outcome_date", "computed_at")
+
+
+def evaluate(job: JobConfig, day: dt.date | str, engine: Any = None, resolver: Any = None) -> list[dict[str, Any]]:
+    """Join partition ``day``'s outcomes to its predictions; record and return the metrics; alert on breaches."""
+    from pipeline import alerts
+    from pipeline.registry import Registry
+
+    if job.output.table is None:
+        raise ConfigError(f"job {job.job_id}: realised performance reads the predictions table; it has no "
+                          "output.table (push-only jobs keep no predictions to judge)")
+    day = parse_date(day)
+    engine = engine or store.engine_for(store.resolve_url(job.output.connection, resolver))
+    store.ensure_ledger(engine)
+    outcomes = read_outcomes(job, day, engine)
+    predicted = _predictions(engine, job, day)
+    if not predicted:
+        raise OutcomesError(f"job {job.job_id}: no predictions for partition {day} in {job.output.table}: "
+                            "score the partition first")
+    cfg, now, rows = job.outcomes, ledger.now(), []
+    registry = Registry()
+    for role, model, version, frame in predicted:
+        joined = frame.assign(key=frame["key"].map(_as_text)).merge(outcomes, on="key", how="inner")
+        joined = joined[joined["label"].notna()]
+        try:
+            card = registry.resolve(model, version).card
+        except ScoringError:
+            card = None  # a version deleted since: judge it from what the table holds
+        task, positive = _task(card)
+        values = (metrics(task, positive, joined["label"], joined["prediction"], joined["score"])
+                  if len(joined) else {})
+        for metric, value in values.items():
+            bound = cfg.floors.get(metric, cfg.ceilings.get(metric))
+            breached = value is not None and (
+                (metric in cfg.floors and value < cfg.floors[metric])
+                or (metric in cfg.ceilings and value > cfg.ceilings[metric]))
+            rows.append({"job_id": job.job_id, "partition_date": day, "model_name": model, "model_version": version,
+                         "role": role, "metric": metric, "value": value, "rows_predicted": len(frame),
+                         "rows_labelled": len(joined), "bound": bound, "breached": bool(breached),
+                         "outcome_date": outcome_date(job, day), "computed_at": now})
+        if not len(joined):
+            log.warning("job %s partition %s: none of the %d predictions of %s v%d has an outcome", job.job_id,
+                        day, len(frame), model, version)
+    with store.begin(engine) as conn:
+        conn.execute(sa.text("DELETE FROM scoring_performance WHERE job_id = :j AND partition_date = :d"),
+                     {"j": job.job_id, "d": day})
+        if rows:
+            conn.execute(sa.text(f"INSERT INTO scoring_performance ({', '.join(COLUMNS)}) VALUES "
+                                 f"({', '.join(':' + c for c in COLUMNS)})"), rows)
+    breaches = [r for r in rows if r["breached"]]
+    if breaches:
+        text = (f"PERFORMANCE ALERT job {job.job_id} partition {day}: " + "; ".join(
+            f"{r['role']} {r['model_name']} v{r['model_version']} {r['metric']} {r['value']:.4g} "
+            f"{'below its floor' if r['metric'] in cfg.floors else 'above its ceiling'} {r['bound']:g}"
+            for r in breaches) + f" (outcomes of {outcome_date(job, day)}; see table scoring_performance).")
+        alerts.send(text, job.drift.alert_connection,
+                    {"job_id": job.job_id, "partition_date": str(day), "breached": breaches},
+                    f"performance-{job.job_id}-{day}", resolver, logger=log)
+    return rows
