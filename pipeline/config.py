@@ -34,6 +34,9 @@ PREDICTION_COLUMNS = [
     "run_id",
     "scored_at",
     "flags",
+    "route",  # cascade lineage (pipeline.cascade); NULL for one-model jobs
+    "router_model",
+    "router_version",
 ]
 # Names a column of the input may not have because a stage adds a column of that name beside
 # it: validation's quarantine file adds 'reasons' to the input's columns; the entity key also
@@ -220,6 +223,44 @@ class ModelRef(_Strict):
     @classmethod
     def _refs_as_text(cls, value: Any) -> Any:
         return [str(v) if isinstance(v, int) else v for v in value] if isinstance(value, list) else value
+
+
+class RouteModel(_Strict):
+    """The model that scores one route of a cascade."""
+
+    name: str = Field(..., description="Model name in the registry (a lower-case identifier).")
+    ref: str = Field("champion", description="Version number or alias.")
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        try:
+            return check_identifier(value, "model name")
+        except ConfigError as exc:
+            raise ValueError(f"{exc} (a model is named by its registry folder, never by a path)") from None
+
+    @field_validator("ref", mode="before")
+    @classmethod
+    def _ref_as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) else value
+
+
+class CascadeConfig(_Strict):
+    """Cascade inference: the job's model (the router) sorts rows into routes by its prediction; each
+    route's model scores them (pipeline.cascade)."""
+
+    routes: dict[str, RouteModel] = Field(..., min_length=1, description="Router prediction (as text, e.g. "
+                                          "'frequent' or '1') -> the model that scores those rows.")
+    default: RouteModel | Literal["quarantine", "keep"] = Field(
+        "quarantine", description="Rows whose router prediction has no route: a model that scores them, "
+        "'quarantine' (reason no_route:<value>) or 'keep' (the router's own prediction stands).")
+    gate: float | None = Field(None, description="Only rows whose router score is at least this go to their "
+                               "route's model; the others keep the router's prediction.")
+
+    @field_validator("routes", mode="before")
+    @classmethod
+    def _keys_as_text(cls, value: Any) -> Any:
+        return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
 
 
 class SelectConfig(_Strict):
@@ -534,6 +575,8 @@ class JobConfig(_Strict):
     output: OutputConfig
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    cascade: CascadeConfig | None = Field(None, description="Cascade inference: `model` is the router, "
+                                          "these routes' models score its rows (two stages).")
     outcomes: OutcomesConfig | None = Field(None, description="Realised outcomes of the predictions, for "
                                             "`scoring outcomes` (performance per model version and partition).")
 
@@ -542,6 +585,18 @@ class JobConfig(_Strict):
     def _identifier(cls, value: str) -> str:
         check_identifier(value, "name")
         return value
+
+    @model_validator(mode="after")
+    def _cascade_fits(self) -> JobConfig:
+        if self.cascade is None:
+            return self
+        if self.source.shards > 1:
+            raise ValueError("cascade with source.shards > 1 is not supported yet: score the cascade unsharded "
+                             "(source.shards: 1)")
+        if self.model.challengers:
+            raise ValueError("cascade with model.challengers is not supported yet: compare the route models in "
+                             "jobs of their own")
+        return self
 
     @model_validator(mode="after")
     def _shadow_has_a_table(self) -> JobConfig:

@@ -185,8 +185,9 @@ def replace(engine: Engine, *, job_id: str, partition_date: dt.date, run_id: str
             model_version: int, results: list[dict[str, Any]]) -> None:
     """Replace a partition's drift rows (one transaction), like the predictions."""
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    rows = [{**r, "job_id": job_id, "partition_date": partition_date, "run_id": run_id, "model_name": model_name,
-             "model_version": model_version, "computed_at": now} for r in results]
+    rows = [{"model_name": model_name, "model_version": model_version, **r, "job_id": job_id,
+             "partition_date": partition_date, "run_id": run_id, "computed_at": now}
+            for r in results]  # a cascade's results name their own model
     with begin(engine) as conn:
         conn.execute(sa.text("DELETE FROM scoring_drift WHERE job_id = :j AND partition_date = :d"),
                      {"j": job_id, "d": partition_date})

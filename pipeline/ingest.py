@@ -570,11 +570,16 @@ def ingest_partition(ctx: RunContext, counts: dict[str, Any] | None = None) -> d
         files = files_of_shard(spec)
     else:
         files = partition_files(job.source_root(), job.source.layout, job.source.format, day, job.source.ignore)
+    inputs = ctx.card["inputs"]
+    if spec.cascade:  # every column a model of the cascade needs (each model's validation checks its own)
+        from pipeline.cascade import ingest_inputs
+
+        inputs = ingest_inputs(ctx)
     with StagedWriter(ctx.path(steps.INGESTED)) as writer:
-        result = ingest(files, fmt=job.source.format, inputs=ctx.card["inputs"], key=job.entity_key,
+        result = ingest(files, fmt=job.source.format, inputs=inputs, key=job.entity_key,
                         partition_date=day, batch_rows=ctx.batch_rows, write=writer.write,
                         rename=job.source.rename,
-                        blank_is_missing=blank_policy(ctx.card["inputs"], job.validation.blank_is_missing))
+                        blank_is_missing=blank_policy(inputs, job.validation.blank_is_missing))
         writer.schema = writer.schema or result.schema  # an empty partition still has its schema
     spec.write_json(steps.INGEST_STATE, {"files": result.files, "duplicate_keys": result.duplicate_keys,
                                          "ignored_columns": result.ignored_columns})

@@ -123,9 +123,10 @@ def build_outbox(job: JobConfig, scored: Path | list[Path], out: Path, *, partit
     with StagedWriter(out, row_group_rows=batch_rows) as writer:
         for table in source:
             n = table.num_rows
-            table = (table.append_column("partition_date", pa.array([partition_date] * n, pa.string()))
-                     .append_column("model_name", pa.array([model_name] * n, pa.string()))
-                     .append_column("model_version", pa.array([model_version] * n, pa.int32())))
+            table = table.append_column("partition_date", pa.array([partition_date] * n, pa.string()))
+            if "model_name" not in table.column_names:  # a cascade's rows carry their lineage already
+                table = (table.append_column("model_name", pa.array([model_name] * n, pa.string()))
+                         .append_column("model_version", pa.array([model_version] * n, pa.int32())))
             if writer.schema is None:
                 writer.schema = table.schema
             writer.write(table)

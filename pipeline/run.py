@@ -100,6 +100,11 @@ def start(job: JobConfig, *, run_id: str, partition_date: dt.date | str, model_r
     try:
         mode = output_mode(job, mode)
         mv = Registry().resolve(job.model.name, model_ref or job.model.ref)
+        cascade_plan = None
+        if job.cascade is not None:
+            from pipeline import cascade
+
+            cascade_plan = cascade.pin(job)
     except ScoringError as exc:
         attempt = ledger.start_attempt(eng, job_id=job.job_id, run_id=run_id, partition_date=day,
                                        mode=mode or job.output.mode, dry_run=dry_run, model_name=job.model.name,
@@ -112,7 +117,8 @@ def start(job: JobConfig, *, run_id: str, partition_date: dt.date | str, model_r
     staging = lease.staging_of(job.job_id, day.isoformat(), run_id, attempt)
     staging.mkdir(parents=True, exist_ok=True)
     spec = RunSpec(job.job_id, run_id, attempt, day.isoformat(), mv.name, mv.version, dry_run, str(staging),
-                   mode=mode, resend=resend, holder_kind=holder_kind, challengers=_pin_challengers(job))
+                   mode=mode, resend=resend, holder_kind=holder_kind, challengers=_pin_challengers(job),
+                   cascade=cascade_plan)
     run_log(spec).info("started attempt %d with model %s v%d (ref %r), output mode %s%s%s", attempt, mv.name,
                        mv.version, model_ref or job.model.ref, mode, " [dry run]" if dry_run else "",
                        " [full resend]" if resend else "")
@@ -268,6 +274,10 @@ def reconciliation_problems(ctx: RunContext, row: dict[str, Any]) -> list[str]:
     problems = []
     if rows_in != scored + quarantined:
         problems.append(f"rows_in {rows_in} != rows_scored {scored} + rows_quarantined {quarantined}")
+    if spec.cascade:
+        from pipeline import cascade
+
+        problems += cascade.reconciliation_problems(row)
     if spec.dry_run:
         return problems
     if spec.mode == "push":

@@ -109,6 +109,10 @@ def score_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[st
         shadow.score_challengers(ctx)
     if ctx.spec.shard is None:
         drift.check(ctx, writer.rows, counts)  # adds counts["warnings"] if the card has no drift statistics
+    if ctx.spec.cascade and ctx.spec.route is None:  # the router has scored: its routes' models now
+        from pipeline import cascade
+
+        cascade.route(ctx, counts)
     return counts
 
 

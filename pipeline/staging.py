@@ -40,6 +40,9 @@ class RunSpec:
     holder_kind: str = "task"  # "process": the whole attempt runs in one process (scoring run), see pipeline.lease
     # model.challengers pinned at start: {"ref", "version" (None if it did not resolve), "error"} (pipeline.shadow)
     challengers: list[dict[str, Any]] = field(default_factory=list)
+    # cascade pinned at start (pipeline.cascade.pin); route: the route a stage-2 spec scores (None: the run's own)
+    cascade: dict[str, Any] | None = None
+    route: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

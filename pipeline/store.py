@@ -337,8 +337,10 @@ def ensure_predictions(engine: Engine, table: str, key: str, key_type: str, sche
             conn.exec_driver_sql(stmt)
         # tables created before a column existed get it (the column list is the DDL's)
         have = {c["name"] for c in sa.inspect(conn).get_columns(table, schema=home)}
-        if "flags" not in have:
-            conn.exec_driver_sql(f"ALTER TABLE {table_name(conn, table, schema)} ADD COLUMN flags TEXT")
+        for column, typ in (("flags", "TEXT"), ("route", "TEXT"), ("router_model", "TEXT"),
+                            ("router_version", "INTEGER")):
+            if column not in have:
+                conn.exec_driver_sql(f"ALTER TABLE {table_name(conn, table, schema)} ADD COLUMN {column} {typ}")
         readers = _view_readers(conn, home, [table, ids["latest"], ids["daily"]])
         # the views depend on scored_at: dropped if it must change type, made anew below in any case
         upgrade_types(conn, table, ("scored_at",), schema=home, views=(ids["latest"], ids["daily"]))

@@ -304,7 +304,8 @@ def validate_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict
     summary = validator.report()
     report_path = write_report(ctx, summary, rows_in=total, rows_valid=good.rows, rows_quarantined=bad.rows,
                                rows_flagged=flagged)
-    if ctx.spec.shard is None:  # a sharded run applies the threshold to the whole partition in combine
+    # a sharded run applies the threshold to the whole partition in combine, a cascade after its routes
+    if ctx.spec.shard is None and ctx.spec.route is None:
         check_threshold(ctx, total, bad.rows, summary["unexpected_counts"], report_path, counts)
     return counts
 
@@ -326,6 +327,8 @@ def split_batch(validator: RowValidator, batch: pa.RecordBatch) -> tuple[pa.Tabl
 def report_stem(spec: RunSpec, shard: int | None = None) -> Path:
     """Where a run's (or a shard's) report goes, without the suffix."""
     name = safe_name(spec.run_id) + ("" if shard is None else f".shard-{shard:03d}")
+    if spec.route is not None:  # a cascade's stage 2: one report per route beside the run's
+        name += f".route-{safe_name(spec.route)}"
     return settings.reports_dir() / spec.job_id / spec.partition_date / name
 
 

@@ -13,5 +13,8 @@ CREATE TABLE IF NOT EXISTS {predictions} (
     run_id          TEXT NOT NULL,
     scored_at       {ts} NOT NULL,
     flags           TEXT,                   -- reasons of 'flag' checks (e.g. unknown_category:plan), else NULL
+    route           TEXT,                   -- cascade: the router's prediction that chose the model, else NULL
+    router_model    TEXT,                   -- cascade: the router model, else NULL
+    router_version  INTEGER,                -- cascade: its version, else NULL
     PRIMARY KEY (partition_date, {key})
 ){partitioned};

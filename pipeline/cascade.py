@@ -1,0 +1,357 @@
+"""Cascade inference: a first model (the router) sorts rows into routes; each route's model scores them.
+
+A job with a ``cascade`` section runs the usual steps with its ``model`` as the router: ingest
+reads the columns every model of the cascade needs (``ingest_inputs``), validation checks the
+router's contract, preprocess and score run the router. Then, still in the score stage, ``route``:
+
+1. splits the router-valid rows by the router's prediction: each route (or the ``default``
+   model) gets its rows, with the router's ``router_prediction`` and ``router_score`` as columns
+   a second-stage model may take as inputs; with a ``gate``, rows whose router score is below
+   it keep the router's result; rows with no route are quarantined (``no_route:<value>``) or
+   keep the router's result (``default: keep``);
+2. runs the same validate -> preprocess -> score stages for each route with its own model, in a
+   folder of the run's staging area (``route-<value>/``): the route model's contract validates
+   the rows that reach it (its report beside the run's, ``<run>.route-<value>.html``), its
+   preprocessing and verified artifact score them, and drift is computed on the rows it saw;
+3. writes the run's ``scored`` rows with their lineage (``route``, ``model_name`` and
+   ``model_version`` of the model that made the prediction, ``router_model``, ``router_version``)
+   and its ``quarantine`` rows, each reason prefixed with the model that rejected the row
+   (``<model>@v<N>:<reason>``), then applies the job's quarantine threshold to the partition.
+
+The ledger's ``routes`` column holds the per-route counts, and finalize checks that
+``rows_in = router quarantine + unrouted + sum over routes of (scored + quarantined) + kept``.
+Every model's version is pinned when the run starts (``pin``). Two stages: a route model does
+not route again. Sharded cascades and cascades with challengers are refused by the job check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline import steps
+from pipeline.context import RunContext, counted
+from pipeline.errors import ConfigError, StagingError
+from pipeline.ingest import RAW_PREFIX
+from pipeline.settings import safe_name
+from pipeline.staging import StagedWriter, read_batches, staged_rows, staged_schema
+
+if TYPE_CHECKING:
+    from pipeline.config import JobConfig
+
+ROUTER_COLUMNS = ("router_prediction", "router_score")  # what a route model may take as inputs
+ROUTER_FLAGS = "__router_flags"
+DEFAULT = "__default__"  # the route name of rows the default model scores
+LINEAGE = ("route", "model_name", "model_version", "router_model", "router_version")
+
+
+def pin(job: JobConfig) -> dict[str, Any]:
+    """Every route model resolved to a version now, for the whole run (a reference that does not resolve
+    fails the run at start, like the router's)."""
+    from pipeline.registry import Registry
+
+    registry = Registry()
+    cfg = job.cascade
+    assert cfg is not None
+
+    def one(ref: Any) -> dict[str, Any]:
+        mv = registry.resolve(ref.name, ref.ref)
+        return {"name": mv.name, "version": mv.version}
+
+    default = cfg.default if isinstance(cfg.default, str) else one(cfg.default)
+    return {"routes": {value: one(ref) for value, ref in cfg.routes.items()}, "default": default, "gate": cfg.gate}
+
+
+def models_of(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Route name -> pinned model (the default's under ``DEFAULT``)."""
+    out = dict(plan["routes"])
+    if isinstance(plan["default"], dict):
+        out[DEFAULT] = plan["default"]
+    return out
+
+
+def ingest_inputs(ctx: RunContext) -> list[dict[str, Any]]:
+    """The router's inputs, then every route model's that the router lacks (the router's outputs excepted):
+    ingest reads them all, each model's validation checks its own."""
+    from pipeline.registry import Registry
+
+    inputs = list(ctx.card["inputs"])
+    if not ctx.spec.cascade:
+        return inputs
+    seen = {c["name"]: (c, f"{ctx.spec.model_name} v{ctx.spec.model_version}") for c in inputs}
+    registry = Registry()
+    for model in models_of(ctx.spec.cascade).values():
+        card = registry.resolve(model["name"], model["version"]).card
+        for column in card["inputs"]:
+            name = column["name"]
+            if name in ROUTER_COLUMNS:
+                continue
+            if name in seen and seen[name][0]["type"] != column["type"]:
+                raise ConfigError(
+                    f"cascade of job {ctx.job.job_id}: column {name!r} is {seen[name][0]['type']} for "
+                    f"{seen[name][1]} but {column['type']} for {model['name']} v{model['version']}: the models of a "
+                    "cascade read one copy of each column, so their contracts must agree on its type")
+            if name not in seen:
+                seen[name] = (column, f"{model['name']} v{model['version']}")
+                inputs.append(column)
+    return inputs
+
+
+def _aligned(valid: Iterator[pa.RecordBatch], scored: Iterator[pa.RecordBatch]
+             ) -> Iterator[tuple[pa.RecordBatch, pa.RecordBatch]]:
+    """The valid rows and the router's scores of them, in equal slices (the files hold the same rows in order)."""
+    a = b = None
+    while True:
+        if a is None or a.num_rows == 0:
+            a = next(valid, None)
+        if b is None or b.num_rows == 0:
+            b = next(scored, None)
+        if a is None or b is None:
+            if (a is None) != (b is None) and (a or b).num_rows:
+                raise StagingError("cascade: the router's scores and the valid rows differ in length; "
+                                   "clear the run from its first task")
+            return
+        n = min(a.num_rows, b.num_rows)
+        if n:
+            yield a.slice(0, n), b.slice(0, n)
+        a, b = a.slice(n), b.slice(n)
+
+
+def _confidence(values: np.ndarray, scores: np.ndarray, positive: str | None) -> np.ndarray:
+    """The router's probability of the route it chose: its score, or for a binary router's negative class
+    one minus it (the stored score is the positive class's probability)."""
+    if positive is None:
+        return scores
+    return np.where(values == positive, scores, 1 - scores)
+
+
+def _join_flags(first: pa.Array, second: pa.Array) -> pa.Array:
+    """Two flag columns joined with '; ' (either may be null)."""
+    both = pc.binary_join_element_wise(first, second, "; ")
+    return pc.coalesce(both, first, second)
+
+
+def route(ctx: RunContext, counts: dict[str, Any]) -> dict[str, Any]:
+    """Stage 2 of the cascade, in the score stage after the router: see the module's text."""
+    from pipeline import ledger, preprocess, score, validate
+
+    spec, job, key = ctx.spec, ctx.job, ctx.job.entity_key
+    plan = spec.cascade
+    assert plan is not None
+    models = models_of(plan)
+    gate, default = plan["gate"], plan["default"]
+    router = {"model": spec.model_name, "version": spec.model_version}
+    classes = ctx.card.get("classes") or []
+    positive = str(ctx.card.get("positive_class", classes[-1])) if len(classes) == 2 else None
+    valid_path, scored_path = ctx.path(steps.VALID), ctx.path(steps.SCORED)
+    ingested = staged_schema(ctx.path(steps.INGESTED))
+    # the router's outputs as columns a route model may take, with the (empty) raw-text columns of numbers
+    child_schema = (ingested.append(pa.field(ROUTER_FLAGS, pa.string()))
+                    .append(pa.field("router_prediction", pa.string())).append(pa.field("router_score", pa.float64()))
+                    .append(pa.field(RAW_PREFIX + "router_score", pa.string())))
+    final_schema = score.scored_schema(key, ingested.field(key).type)
+    for name, typ in (("route", pa.string()), ("model_name", pa.string()), ("model_version", pa.int32()),
+                      ("router_model", pa.string()), ("router_version", pa.int32())):
+        final_schema = final_schema.append(pa.field(name, typ))
+    children: dict[str, RunContext] = {
+        name: RunContext(job, dataclasses.replace(
+            spec, staging_dir=str(spec.run_dir / f"route-{safe_name(name)}"), model_name=m["name"],
+            model_version=m["version"], route=name, challengers=[], cascade=None), None, ctx.engine, ctx.resolver)
+        for name, m in models.items()}
+    writers = {name: StagedWriter(c.path(steps.INGESTED), child_schema) for name, c in children.items()}
+    kept = StagedWriter(ctx.spec.work_dir / "cascade-kept.arrow", final_schema)
+    unrouted = StagedWriter(ctx.spec.work_dir / "cascade-unrouted.arrow", ingested.append(pa.field("reasons", pa.string())))
+    tally = {name: 0 for name in models}
+    kept_rows = 0
+    for v, s in _aligned(iter(read_batches(valid_path, ctx.batch_rows)), iter(read_batches(scored_path, ctx.batch_rows))):
+        if not v.column(key).equals(s.column(key)):
+            raise StagingError("cascade: the router's scores are not in the order of the valid rows; clear the run "
+                               "from its first task")
+        values = s.column("prediction").to_numpy(zero_copy_only=False).astype(str)
+        scores = s.column("score").to_numpy(zero_copy_only=False)
+        gated = np.zeros(len(values), bool) if gate is None else ~(_confidence(values, scores, positive) >= gate)
+        target = np.array([value if value in plan["routes"] else (DEFAULT if isinstance(default, dict) else default)
+                           for value in values], dtype=object)
+        target[gated] = "keep"
+        base = pa.Table.from_batches([v]).drop_columns([steps.FLAGS])
+        for name in models:
+            mask = pa.array(target == name)
+            rows = base.filter(mask)
+            if rows.num_rows:
+                rows = (rows.append_column(ROUTER_FLAGS, v.column(steps.FLAGS).filter(mask).cast(pa.string()))
+                        .append_column("router_prediction", pa.array(values[target == name]))
+                        .append_column("router_score", pa.array(scores[target == name], pa.float64()))
+                        .append_column(RAW_PREFIX + "router_score", pa.nulls(rows.num_rows, pa.string())))
+                writers[name].write(rows.select(child_schema.names))
+                tally[name] += rows.num_rows
+        keep = pa.array(target == "keep")
+        if pc.any(keep).as_py():
+            chosen = pa.Table.from_batches([s]).filter(keep)
+            n = chosen.num_rows
+            kept.write(pa.table({key: chosen[key], "prediction": chosen["prediction"], "score": chosen["score"],
+                                 "flags": chosen["flags"], "route": chosen["prediction"],
+                                 "model_name": pa.repeat(pa.scalar(router["model"]), n),
+                                 "model_version": pa.repeat(pa.scalar(router["version"], pa.int32()), n),
+                                 "router_model": pa.repeat(pa.scalar(router["model"]), n),
+                                 "router_version": pa.repeat(pa.scalar(router["version"], pa.int32()), n)},
+                                schema=final_schema))
+            kept_rows += n
+        lost = pa.array(target == "quarantine")
+        if pc.any(lost).as_py():
+            rows = base.filter(lost)
+            reasons = [f"{router['model']}@v{router['version']}:no_route:{value}" for value in values[target == "quarantine"]]
+            unrouted.write(rows.append_column("reasons", pa.array(reasons, pa.string())))
+    for w in (*writers.values(), kept, unrouted):
+        w.close()
+    summary: dict[str, Any] = {"router": f"{router['model']} v{router['version']}",
+                               "router_quarantined": staged_rows(ctx.path(steps.QUARANTINE)), "kept": kept_rows,
+                               "unrouted": unrouted.rows, "routes": {}}
+    for name, child in children.items():
+        model = models[name]
+        child.spec.write_json(steps.INGEST_STATE, {"files": [], "duplicate_keys": [], "ignored_columns": []})
+        c: dict[str, Any] = {}
+        if tally[name]:
+            validate.validate_file(child, c)
+            _merge_router_flags(child)
+            preprocess.transform_file(child)
+            score.score_file(child, c)
+        summary["routes"][name] = {"model": f"{model['name']} v{model['version']}", "rows": tally[name],
+                                   "scored": c.get("rows_scored", 0), "quarantined": c.get("rows_quarantined", 0)}
+        ctx.log.info("route %s -> %s v%d: %d rows, %d scored, %d quarantined", name, model["name"],
+                     model["version"], tally[name], summary["routes"][name]["scored"],
+                     summary["routes"][name]["quarantined"])
+    scored = _write_scored(ctx, children, models, kept, final_schema, router)
+    quarantined = _write_quarantine(ctx, children, models, unrouted, ingested, router)
+    _write_drift(ctx, children, models)
+    counted(counts, rows_scored=scored, rows_valid=scored, rows_quarantined=quarantined,
+            routes=json.dumps(summary, sort_keys=True))
+    rows_in = ledger.get(ctx.engine, spec.job_id, spec.run_id, spec.attempt)["rows_in"]
+    if rows_in != scored + quarantined:
+        raise StagingError(f"cascade: {rows_in} rows in but {scored} scored + {quarantined} quarantined after the "
+                           f"routes ({json.dumps(summary)}); staging kept in {spec.staging_dir}. Re-run the partition.")
+    report = validate.report_stem(spec)
+    validate.check_threshold(ctx, rows_in, quarantined, _reason_counts(ctx), report.with_name(report.name + ".html"),
+                             counts)
+    return summary
+
+
+def _merge_router_flags(child: RunContext) -> None:
+    """The router's flags of each row joined to the route model's own, in the route's valid rows."""
+    path = child.path(steps.VALID)
+    schema = staged_schema(path)
+    out = schema.remove(schema.get_field_index(ROUTER_FLAGS))
+    tmp = path.with_name("valid-merged.arrow")
+    with StagedWriter(tmp, out) as writer:
+        for batch in read_batches(path, child.batch_rows):
+            table = pa.Table.from_batches([batch])
+            flags = _join_flags(table[ROUTER_FLAGS].combine_chunks(), table[steps.FLAGS].combine_chunks())
+            table = table.set_column(table.schema.get_field_index(steps.FLAGS), steps.FLAGS, flags)
+            writer.write(table.drop([ROUTER_FLAGS]).select(out.names))
+    tmp.replace(path)
+
+
+def _write_scored(ctx: RunContext, children: dict[str, RunContext], models: dict[str, dict[str, Any]],
+                  kept: StagedWriter, schema: pa.Schema, router: dict[str, Any]) -> int:
+    """The run's ``scored`` rows: those the router kept, then each route's, with their lineage."""
+    key = ctx.job.entity_key
+    tmp = ctx.spec.work_dir / "scored-cascade.arrow"
+    with StagedWriter(tmp, schema) as writer:
+        if kept.rows:
+            for batch in read_batches(kept.path, ctx.batch_rows):
+                writer.write(batch)
+        for name, child in children.items():
+            path = child.path(steps.SCORED)
+            if not path.exists():
+                continue
+            model = models[name]
+            for batch in read_batches(path, ctx.batch_rows):
+                n = batch.num_rows
+                route = name if name != DEFAULT else None
+                writer.write(pa.table({
+                    key: batch.column(key), "prediction": batch.column("prediction"), "score": batch.column("score"),
+                    "flags": batch.column("flags"),
+                    "route": pa.repeat(pa.scalar(route, pa.string()), n) if route is not None else pa.nulls(n, pa.string()),
+                    "model_name": pa.repeat(pa.scalar(model["name"]), n),
+                    "model_version": pa.repeat(pa.scalar(model["version"], pa.int32()), n),
+                    "router_model": pa.repeat(pa.scalar(router["model"]), n),
+                    "router_version": pa.repeat(pa.scalar(router["version"], pa.int32()), n)}, schema=schema))
+    tmp.replace(ctx.path(steps.SCORED))
+    return writer.rows
+
+
+def _write_quarantine(ctx: RunContext, children: dict[str, RunContext], models: dict[str, dict[str, Any]],
+                      unrouted: StagedWriter, ingested: pa.Schema, router: dict[str, Any]) -> int:
+    """The run's ``quarantine``: the router's rows, the unrouted ones, then each route's, every reason
+    prefixed with the model that rejected the row."""
+    schema = ingested.append(pa.field("reasons", pa.string()))
+    tmp = ctx.spec.work_dir / "quarantine-cascade.arrow"
+
+    def prefixed(table: pa.Table, model: dict[str, Any]) -> pa.Table:
+        tag = f"{model['name']}@v{model['version']}:"
+        reasons = ["; ".join(tag + r for r in (text or "").split("; ") if r) for text in table["reasons"].to_pylist()]
+        return table.set_column(table.schema.get_field_index("reasons"), "reasons", pa.array(reasons, pa.string()))
+
+    with StagedWriter(tmp, schema) as writer:
+        for batch in read_batches(ctx.path(steps.QUARANTINE), ctx.batch_rows):
+            writer.write(prefixed(pa.Table.from_batches([batch]), {"name": router["model"],
+                                                                   "version": router["version"]}).select(schema.names))
+        if unrouted.rows:
+            for batch in read_batches(unrouted.path, ctx.batch_rows):
+                writer.write(pa.Table.from_batches([batch]).select(schema.names))
+        for name, child in children.items():
+            path = child.path(steps.QUARANTINE)
+            if not path.exists():
+                continue
+            for batch in read_batches(path, ctx.batch_rows):
+                writer.write(prefixed(pa.Table.from_batches([batch]), models[name]).select(schema.names).cast(schema))
+    tmp.replace(ctx.path(steps.QUARANTINE))
+    return writer.rows
+
+
+def _write_drift(ctx: RunContext, children: dict[str, RunContext], models: dict[str, dict[str, Any]]) -> None:
+    """The run's drift results: the router's (computed at its score), then each route model's on its rows."""
+    results = [dict(r, model_name=ctx.spec.model_name, model_version=ctx.spec.model_version)
+               for r in ctx.spec.read_json(steps.DRIFT_STATE, default=[])]
+    for name, child in children.items():
+        results += [dict(r, model_name=models[name]["name"], model_version=models[name]["version"])
+                    for r in child.spec.read_json(steps.DRIFT_STATE, default=[])]
+    ctx.spec.write_json(steps.DRIFT_STATE, results)
+
+
+def _reason_counts(ctx: RunContext) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for batch in read_batches(ctx.path(steps.QUARANTINE), ctx.batch_rows):
+        for text in batch.column("reasons").to_pylist():
+            for reason in (text or "").split("; "):
+                counts[reason] = counts.get(reason, 0) + 1
+    return counts
+
+
+def reconciliation_problems(row: dict[str, Any]) -> list[str]:
+    """Where a cascade's per-route counts do not add up to the run's."""
+    from pipeline.ledger import as_json
+
+    if not row.get("routes"):
+        return []
+    summary = as_json(row["routes"])
+    problems = []
+    for name, r in summary["routes"].items():
+        if r["rows"] != r["scored"] + r["quarantined"]:
+            problems.append(f"route {name}: {r['rows']} rows routed != {r['scored']} scored + "
+                            f"{r['quarantined']} quarantined")
+    routed = sum(r["rows"] for r in summary["routes"].values())
+    parts = summary["router_quarantined"] + summary["unrouted"] + summary["kept"] + routed
+    if parts != row["rows_in"]:
+        problems.append(f"rows_in {row['rows_in']} != {summary['router_quarantined']} quarantined by the router + "
+                        f"{summary['unrouted']} unrouted + {summary['kept']} kept + {routed} routed")
+    scored = summary["kept"] + sum(r["scored"] for r in summary["routes"].values())
+    if scored != row["rows_scored"]:
+        problems.append(f"rows_scored {row['rows_scored']} != {summary['kept']} kept by the router + the routes' "
+                        f"{scored - summary['kept']} scored")
+    return problems

@@ -1,0 +1,167 @@
+"""Cascade inference (issue 14, point 1): a router's prediction chooses the model that scores each row."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+
+from pipeline import local, store
+from pipeline.config import load_job
+from pipeline.errors import ConfigError
+from pipeline.ledger import as_json
+from tests.conftest import DAY, write_job, write_partition
+
+CASCADE = {"routes": {"frequent": {"name": "churn_frequent"}, "occasional": {"name": "churn_occasional"}}}
+
+
+@pytest.fixture(scope="session")
+def cascade_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's router and segment models, trained once per session (pipeline.demo.cascade)."""
+    from pipeline.demo.cascade import train_cascade
+    from pipeline.registry import Registry
+
+    root = tmp_path_factory.mktemp("cascade_models")
+    saved = os.environ.pop("AIRFLOW_CONN_SCORING_DB", None)  # unanchored, like trained_models: each test's own DB
+    try:
+        train_cascade(Registry(root), end=DAY - dt.timedelta(days=3), days=2, n=3000)
+    finally:
+        if saved is not None:
+            os.environ["AIRFLOW_CONN_SCORING_DB"] = saved
+    return root
+
+
+@pytest.fixture
+def cascade_home(home: Path, cascade_models: Path) -> Path:
+    for model in cascade_models.iterdir():
+        shutil.copytree(model, home / "models" / model.name)
+    return home
+
+
+def _job(home: Path, cascade: dict | None = None, **kw):
+    doc = {"model": {"name": "segments"}, "cascade": cascade or CASCADE,
+           "output": {"table": "cascade_predictions", "connection": "scoring_db"}, **kw}
+    return load_job(write_job(home, **doc))
+
+
+def _stored(table: str = "cascade_predictions") -> pd.DataFrame:
+    with store.engine_for(store.resolve_url("scoring_db")).connect() as conn:
+        return pd.read_sql(sa.text(f"SELECT * FROM {table}"), conn).set_index("customer_id")
+
+
+def _quarantine() -> pd.DataFrame:
+    with store.engine_for(store.resolve_url("scoring_db")).connect() as conn:
+        return pd.read_sql(sa.text("SELECT entity_key, reasons FROM scoring_quarantine"), conn)
+
+
+def _rows(home: Path) -> pd.DataFrame:
+    files = sorted((home / "data" / "churn" / f"date={DAY}").glob("*.parquet"))
+    return pd.concat([pq.read_table(f).to_pandas() for f in files]).set_index("customer_id")
+
+
+def _direct(name: str, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    from pipeline.registry import Registry
+    from pipeline.score import load_scorer
+
+    scorer = load_scorer(Registry(), name, 1)
+    return scorer.predict(scorer.features(rows.reset_index()))
+
+
+@pytest.mark.parametrize("any_db", ["sqlite", "postgresql"], indirect=True)
+def test_each_route_equals_scoring_its_rows_with_its_model_directly(any_db: str, cascade_home: Path) -> None:
+    home = cascade_home
+    write_partition(home, n=1500)
+    job = _job(home)
+    summary = local.run_partition(job, DAY, run_id="c1")
+    assert summary["status"] == "success"
+    summary = local.run_partition(job, DAY, run_id="c2")  # a re-run replaces the partition
+    stored, raw = _stored(), _rows(home)
+    assert not stored.index.duplicated().any() and set(stored["run_id"]) == {"c2"}
+    router_prediction, router_score = _direct("segments", raw.loc[stored.index])
+    assert (stored["route"].to_numpy() == router_prediction.astype(str)).all(), "route = the router's prediction"
+    assert set(stored["router_model"]) == {"segments"} and set(stored["router_version"]) == {1}
+    for segment in ("frequent", "occasional"):
+        mine = stored[stored["route"] == segment]
+        assert len(mine) > 50 and set(mine["model_name"]) == {f"churn_{segment}"}
+        features = raw.loc[mine.index].assign(router_prediction=segment,
+                                              router_score=router_score[stored["route"].to_numpy() == segment])
+        prediction, score = _direct(f"churn_{segment}", features)
+        assert np.max(np.abs(mine["score"].to_numpy() - score)) <= 1e-12
+        assert mine["prediction"].tolist() == [str(p) for p in prediction]
+    routes = as_json(summary["routes"])
+    assert summary["rows_in"] == summary["rows_scored"] + summary["rows_quarantined"]
+    assert (routes["router_quarantined"] + routes["unrouted"] + routes["kept"]
+            + sum(r["rows"] for r in routes["routes"].values())) == summary["rows_in"]
+    assert sum(r["rows"] for r in routes["routes"].values()) == len(stored) + sum(
+        r["quarantined"] for r in routes["routes"].values())
+    assert summary["rows_scored"] == sum(r["scored"] for r in routes["routes"].values()) == len(stored)
+    with store.engine_for(store.resolve_url("scoring_db")).connect() as conn:
+        drift = conn.execute(sa.text("SELECT DISTINCT model_name FROM scoring_drift")).scalars().all()
+    assert set(drift) == {"segments", "churn_frequent", "churn_occasional"}, "drift per model on the rows it saw"
+
+
+def test_unknown_routes_follow_the_policy_and_the_gate_keeps_the_routers_result(cascade_home: Path) -> None:
+    home = cascade_home
+    write_partition(home, n=800)
+    only = {"routes": {"frequent": {"name": "churn_frequent"}}}
+    summary = local.run_partition(_job(home, {**only, "default": "quarantine"},
+                                       validation={"max_quarantine_share": 0.9}), DAY, run_id="q")
+    stored, quarantined = _stored(), _quarantine()
+    assert set(stored["route"]) == {"frequent"}
+    lost = quarantined[quarantined["reasons"].str.contains("no_route")]
+    assert len(lost) > 50 and set(lost["reasons"]) == {"segments@v1:no_route:occasional"}
+    assert summary["rows_in"] == summary["rows_scored"] + summary["rows_quarantined"]
+    local.run_partition(_job(home, {**only, "default": "keep"}), DAY, run_id="k")
+    stored = _stored()
+    kept = stored[stored["route"] == "occasional"]
+    assert len(kept) > 50 and set(kept["model_name"]) == {"segments"}, "the router's own prediction stands"
+    local.run_partition(_job(home, {**only, "default": {"name": "churn_occasional"}}), DAY, run_id="d")
+    stored = _stored()
+    assert set(stored.loc[stored["model_name"] == "churn_occasional", "route"].isna()) == {True}
+    local.run_partition(_job(home, {**CASCADE, "gate": 1.01}), DAY, run_id="g")  # nothing passes the gate
+    stored = _stored()
+    assert set(stored["model_name"]) == {"segments"} and set(stored["route"]) == {"frequent", "occasional"}
+
+
+def test_a_route_models_contract_quarantines_with_its_name(cascade_home: Path) -> None:
+    """Rows the router accepts but the route's model does not are quarantined, naming that model."""
+    home = cascade_home
+    card_path = home / "models" / "churn_frequent" / "v1" / "card.json"
+    card = json.loads(card_path.read_text())
+    for column in card["inputs"]:
+        if column["name"] == "monthly_charges":
+            column["max"] = 60.0  # stricter than the data: many frequent customers pay more
+    card_path.write_text(json.dumps(card))
+    write_partition(home, n=800)
+    summary = local.run_partition(_job(home, validation={"max_quarantine_share": 0.9}), DAY, run_id="s")
+    reasons = _quarantine()["reasons"]
+    assert reasons.str.startswith("churn_frequent@v1:be_between:monthly_charges").sum() > 10
+    assert summary["rows_in"] == summary["rows_scored"] + summary["rows_quarantined"]
+
+
+def test_push_mode_carries_the_lineage(cascade_home: Path) -> None:
+    home = cascade_home
+    write_partition(home, n=600)
+    out = home / "pushed"
+    job = _job(home, output={"mode": "push", "connection": "scoring_db",
+                             "push": {"sink": {"kind": "files", "uri": str(out)}}})
+    assert local.run_partition(job, DAY, run_id="p")["status"] == "success"
+    sent = pd.concat([pd.read_parquet(f) for f in sorted(out.rglob("*.parquet"))])
+    assert {"route", "model_name", "model_version", "router_model", "router_version"} <= set(sent.columns)
+    assert set(sent["router_model"]) == {"segments"}
+    assert set(sent["model_name"]) == {"churn_frequent", "churn_occasional"}
+
+
+def test_a_cascade_is_checked_when_the_job_loads(cascade_home: Path) -> None:
+    with pytest.raises(ConfigError, match="source.shards > 1 is not supported"):
+        _job(cascade_home, source={"path": str(cascade_home / "data" / "churn"), "shards": 2})
+    with pytest.raises(ConfigError, match="routes"):
+        _job(cascade_home, {"routes": {}})
