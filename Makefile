@@ -13,7 +13,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := False
 
-.PHONY: help venv demo demo-push test test-fast lint bench schema lock clean
+.PHONY: help venv demo demo-cascade demo-push test test-fast lint bench schema lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ venv: $(STAMP) ## create .venv and install the pinned requirements and the packa
 
 demo: $(STAMP) ## demo data + model if absent, run the churn DAG for one partition on SQLite, show results
 	$(BIN)/python scripts/demo.py --date $(DEMO_DATE)
+
+demo-cascade: $(STAMP) ## cascade demo: a segment model routes customers to per-segment churn models
+	$(BIN)/python scripts/demo.py --cascade --date $(DEMO_DATE)
 
 demo-push: $(STAMP) ## push-mode demo: promotions_daily sends its top 500 to a local webhook receiver
 	$(BIN)/python scripts/demo.py --push --date $(DEMO_DATE)

@@ -5,6 +5,8 @@ Airflow home (.airflow/, SQLite) and runs `airflow dags test <job> <date>`.
 
 - `make demo` (churn_daily, persist mode): prints the rows written, the run's ledger row
   and a query to paste.
+- `make demo-cascade` (churn_cascade, cascade inference): trains the segment router and the two
+  segment churn models when absent, runs the job and prints the rows per route.
 - `make demo-push` (promotions_daily, push mode): starts the project's webhook receiver
   (pipeline/demo/receiver.py, a stand-in promotions engine) on a free 127.0.0.1 port, points
   the job's connection at it, and prints what the receiver got and the delivery state.
@@ -84,9 +86,55 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--date", default="2026-11-20", help="partition to score")
     parser.add_argument("--push", action="store_true", help="run the push demo (promotions_daily)")
+    parser.add_argument("--cascade", action="store_true", help="run the cascade demo (churn_cascade)")
     args = parser.parse_args()
     day = dt.date.fromisoformat(args.date)
+    if args.cascade:
+        return cascade_demo(day)
     return push_demo(day) if args.push else persist_demo(day)
+
+
+def cascade_demo(day: dt.date) -> int:
+    db = prepare(day)
+    from pipeline.demo.cascade import train_cascade
+    from pipeline.registry import Registry
+
+    registry = Registry()
+    if not all(registry.versions(m) for m in ("segments", "churn_frequent", "churn_occasional")):
+        models = train_cascade(registry, end=day - dt.timedelta(days=3))
+        print("demo cascade: trained and registered " + ", ".join(f"{m.name} v{m.version}" for m in models.values()))
+    rc, log, seconds = dags_test("churn_cascade", day)
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        run = conn.execute(sa.text(
+            "SELECT run_id, status, model_version, rows_in, rows_quarantined, rows_scored, rows_written, routes, "
+            "error FROM scoring_runs WHERE job_id = 'churn_cascade' AND partition_date = :d "
+            "ORDER BY started_at DESC LIMIT 1"), {"d": day}).mappings().first()
+        per_route = conn.execute(sa.text(
+            "SELECT route, model_name, model_version, COUNT(*) AS n, AVG(score) AS mean_score FROM "
+            "churn_cascade_predictions WHERE partition_date = :d GROUP BY route, model_name, model_version "
+            "ORDER BY route"), {"d": day}).all() if run else []
+    print()
+    if failed(rc, run, log):
+        return 1
+    import json
+
+    routes = json.loads(run["routes"])
+    print(f"run {run['run_id']}: status {run['status']} in {seconds:.1f}s, router {routes['router']}")
+    print(f"rows in {run['rows_in']} = quarantined by the router {routes['router_quarantined']} + unrouted "
+          f"{routes['unrouted']} + kept by the router {routes['kept']} + routed "
+          f"{sum(r['rows'] for r in routes['routes'].values())}")
+    for name, r in routes["routes"].items():
+        print(f"  route {name:<11} -> {r['model']}: {r['rows']} rows, {r['scored']} scored, "
+              f"{r['quarantined']} quarantined")
+    print(f"scored {run['rows_scored']}, written {run['rows_written']}; in churn_cascade_predictions for {day}:")
+    for route, model, version, n, mean in per_route:
+        print(f"  route {route:<11} {model} v{version}: {n} rows, mean churn score {mean:.3f}")
+    print(f"\nQuery it: sqlite3 {db.relative_to(ROOT)} \"SELECT route, model_name, COUNT(*) FROM "
+          f"churn_cascade_predictions WHERE partition_date = '{day}' GROUP BY 1, 2;\"")
+    return 0
 
 
 def push_demo(day: dt.date) -> int:

@@ -124,3 +124,26 @@ def any_db(request: pytest.FixtureRequest, home: Path) -> str:
     if request.param == "postgresql":
         return request.getfixturevalue("pg_url")
     return os.environ["AIRFLOW_CONN_SCORING_DB"]
+
+
+@pytest.fixture(scope="session")
+def cascade_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's router and segment models, trained once per session (pipeline.demo.cascade)."""
+    from pipeline.demo.cascade import train_cascade
+    from pipeline.registry import Registry
+
+    root = tmp_path_factory.mktemp("cascade_models")
+    saved = os.environ.pop("AIRFLOW_CONN_SCORING_DB", None)  # unanchored, like trained_models: each test's own DB
+    try:
+        train_cascade(Registry(root), end=DAY - dt.timedelta(days=3), days=2, n=3000)
+    finally:
+        if saved is not None:
+            os.environ["AIRFLOW_CONN_SCORING_DB"] = saved
+    return root
+
+
+@pytest.fixture
+def cascade_home(home: Path, cascade_models: Path) -> Path:
+    for model in cascade_models.iterdir():
+        shutil.copytree(model, home / "models" / model.name)
+    return home

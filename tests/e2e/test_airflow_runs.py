@@ -215,3 +215,24 @@ def test_sharded_job_maps_shards_and_publishes_once(home: Path, migrated_home: P
     assert row["status"] == "success" and row["rows_in"] == row["rows_scored"] + row["rows_quarantined"]
     assert _count(DAY) == row["rows_written"] == row["rows_scored"] > 1900
     assert not list((home / "staging").rglob("*.arrow")) and not list((home / "staging").rglob("*.parquet"))
+
+
+def test_a_cascade_job_runs_through_airflow(cascade_home: Path, migrated_home: Path) -> None:
+    """The cascade's plan travels between the tasks (XCom) and every route lands with its lineage."""
+    home = cascade_home
+    write_partition(home, n=1200)
+    write_job(home, model={"name": "segments"}, output={"table": "cascade_predictions", "connection": "scoring_db"},
+              cascade={"routes": {"frequent": {"name": "churn_frequent"}, "occasional": {"name": "churn_occasional"}}})
+    out = dags_test(migrated_home, "churn_test", DAY.isoformat())
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    [row] = _ledger()
+    assert row["status"] == "success" and row["rows_in"] == row["rows_scored"] + row["rows_quarantined"]
+    routes = as_json(row["routes"])
+    assert set(routes["routes"]) == {"frequent", "occasional"} and all(r["rows"] > 100 for r in routes["routes"].values())
+    with run.engine(run.find_job("churn_test")).connect() as conn:
+        lineage = conn.execute(sa.text("SELECT route, model_name, router_model, COUNT(*) FROM cascade_predictions "
+                                       "GROUP BY 1, 2, 3 ORDER BY 1")).all()
+    assert [tuple(r[:3]) for r in lineage] == [("frequent", "churn_frequent", "segments"),
+                                               ("occasional", "churn_occasional", "segments")]
+    assert sum(r[3] for r in lineage) == row["rows_scored"]
+    assert "route frequent -> churn_frequent v1" in out.stdout + out.stderr

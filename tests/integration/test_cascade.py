@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,29 +18,6 @@ from pipeline.ledger import as_json
 from tests.conftest import DAY, write_job, write_partition
 
 CASCADE = {"routes": {"frequent": {"name": "churn_frequent"}, "occasional": {"name": "churn_occasional"}}}
-
-
-@pytest.fixture(scope="session")
-def cascade_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo's router and segment models, trained once per session (pipeline.demo.cascade)."""
-    from pipeline.demo.cascade import train_cascade
-    from pipeline.registry import Registry
-
-    root = tmp_path_factory.mktemp("cascade_models")
-    saved = os.environ.pop("AIRFLOW_CONN_SCORING_DB", None)  # unanchored, like trained_models: each test's own DB
-    try:
-        train_cascade(Registry(root), end=DAY - dt.timedelta(days=3), days=2, n=3000)
-    finally:
-        if saved is not None:
-            os.environ["AIRFLOW_CONN_SCORING_DB"] = saved
-    return root
-
-
-@pytest.fixture
-def cascade_home(home: Path, cascade_models: Path) -> Path:
-    for model in cascade_models.iterdir():
-        shutil.copytree(model, home / "models" / model.name)
-    return home
 
 
 def _job(home: Path, cascade: dict | None = None, **kw):
