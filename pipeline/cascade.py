@@ -139,96 +139,20 @@ def _join_flags(first: pa.Array, second: pa.Array) -> pa.Array:
 
 def route(ctx: RunContext, counts: dict[str, Any]) -> dict[str, Any]:
     """Stage 2 of the cascade, in the score stage after the router: see the module's text."""
-    from pipeline import ledger, preprocess, score, validate
+    from pipeline import ledger, validate
 
-    spec, job, key = ctx.spec, ctx.job, ctx.job.entity_key
-    plan = spec.cascade
-    assert plan is not None
-    models = models_of(plan)
-    gate, default = plan["gate"], plan["default"]
+    spec = ctx.spec
+    split = _Split(ctx)
+    split.run()
+    summary: dict[str, Any] = {"router": f"{spec.model_name} v{spec.model_version}",
+                               "router_quarantined": staged_rows(ctx.path(steps.QUARANTINE)), "kept": split.kept.rows,
+                               "unrouted": split.unrouted.rows, "routes": {}}
+    for name, child in split.children.items():
+        summary["routes"][name] = _score_route(ctx, child, split.models[name], split.tally[name])
     router = {"model": spec.model_name, "version": spec.model_version}
-    classes = ctx.card.get("classes") or []
-    positive = str(ctx.card.get("positive_class", classes[-1])) if len(classes) == 2 else None
-    valid_path, scored_path = ctx.path(steps.VALID), ctx.path(steps.SCORED)
-    ingested = staged_schema(ctx.path(steps.INGESTED))
-    # the router's outputs as columns a route model may take, with the (empty) raw-text columns of numbers
-    child_schema = (ingested.append(pa.field(ROUTER_FLAGS, pa.string()))
-                    .append(pa.field("router_prediction", pa.string())).append(pa.field("router_score", pa.float64()))
-                    .append(pa.field(RAW_PREFIX + "router_score", pa.string())))
-    final_schema = score.scored_schema(key, ingested.field(key).type)
-    for name, typ in (("route", pa.string()), ("model_name", pa.string()), ("model_version", pa.int32()),
-                      ("router_model", pa.string()), ("router_version", pa.int32())):
-        final_schema = final_schema.append(pa.field(name, typ))
-    children: dict[str, RunContext] = {
-        name: RunContext(job, dataclasses.replace(
-            spec, staging_dir=str(spec.run_dir / f"route-{safe_name(name)}"), model_name=m["name"],
-            model_version=m["version"], route=name, challengers=[], cascade=None), None, ctx.engine, ctx.resolver)
-        for name, m in models.items()}
-    writers = {name: StagedWriter(c.path(steps.INGESTED), child_schema) for name, c in children.items()}
-    kept = StagedWriter(ctx.spec.work_dir / "cascade-kept.arrow", final_schema)
-    unrouted = StagedWriter(ctx.spec.work_dir / "cascade-unrouted.arrow", ingested.append(pa.field("reasons", pa.string())))
-    tally = {name: 0 for name in models}
-    kept_rows = 0
-    for v, s in _aligned(iter(read_batches(valid_path, ctx.batch_rows)), iter(read_batches(scored_path, ctx.batch_rows))):
-        if not v.column(key).equals(s.column(key)):
-            raise StagingError("cascade: the router's scores are not in the order of the valid rows; clear the run "
-                               "from its first task")
-        values = s.column("prediction").to_numpy(zero_copy_only=False).astype(str)
-        scores = s.column("score").to_numpy(zero_copy_only=False)
-        gated = np.zeros(len(values), bool) if gate is None else ~(_confidence(values, scores, positive) >= gate)
-        target = np.array([value if value in plan["routes"] else (DEFAULT if isinstance(default, dict) else default)
-                           for value in values], dtype=object)
-        target[gated] = "keep"
-        base = pa.Table.from_batches([v]).drop_columns([steps.FLAGS])
-        for name in models:
-            mask = pa.array(target == name)
-            rows = base.filter(mask)
-            if rows.num_rows:
-                rows = (rows.append_column(ROUTER_FLAGS, v.column(steps.FLAGS).filter(mask).cast(pa.string()))
-                        .append_column("router_prediction", pa.array(values[target == name]))
-                        .append_column("router_score", pa.array(scores[target == name], pa.float64()))
-                        .append_column(RAW_PREFIX + "router_score", pa.nulls(rows.num_rows, pa.string())))
-                writers[name].write(rows.select(child_schema.names))
-                tally[name] += rows.num_rows
-        keep = pa.array(target == "keep")
-        if pc.any(keep).as_py():
-            chosen = pa.Table.from_batches([s]).filter(keep)
-            n = chosen.num_rows
-            kept.write(pa.table({key: chosen[key], "prediction": chosen["prediction"], "score": chosen["score"],
-                                 "flags": chosen["flags"], "route": chosen["prediction"],
-                                 "model_name": pa.repeat(pa.scalar(router["model"]), n),
-                                 "model_version": pa.repeat(pa.scalar(router["version"], pa.int32()), n),
-                                 "router_model": pa.repeat(pa.scalar(router["model"]), n),
-                                 "router_version": pa.repeat(pa.scalar(router["version"], pa.int32()), n)},
-                                schema=final_schema))
-            kept_rows += n
-        lost = pa.array(target == "quarantine")
-        if pc.any(lost).as_py():
-            rows = base.filter(lost)
-            reasons = [f"{router['model']}@v{router['version']}:no_route:{value}" for value in values[target == "quarantine"]]
-            unrouted.write(rows.append_column("reasons", pa.array(reasons, pa.string())))
-    for w in (*writers.values(), kept, unrouted):
-        w.close()
-    summary: dict[str, Any] = {"router": f"{router['model']} v{router['version']}",
-                               "router_quarantined": staged_rows(ctx.path(steps.QUARANTINE)), "kept": kept_rows,
-                               "unrouted": unrouted.rows, "routes": {}}
-    for name, child in children.items():
-        model = models[name]
-        child.spec.write_json(steps.INGEST_STATE, {"files": [], "duplicate_keys": [], "ignored_columns": []})
-        c: dict[str, Any] = {}
-        if tally[name]:
-            validate.validate_file(child, c)
-            _merge_router_flags(child)
-            preprocess.transform_file(child)
-            score.score_file(child, c)
-        summary["routes"][name] = {"model": f"{model['name']} v{model['version']}", "rows": tally[name],
-                                   "scored": c.get("rows_scored", 0), "quarantined": c.get("rows_quarantined", 0)}
-        ctx.log.info("route %s -> %s v%d: %d rows, %d scored, %d quarantined", name, model["name"],
-                     model["version"], tally[name], summary["routes"][name]["scored"],
-                     summary["routes"][name]["quarantined"])
-    scored = _write_scored(ctx, children, models, kept, final_schema, router)
-    quarantined = _write_quarantine(ctx, children, models, unrouted, ingested, router)
-    _write_drift(ctx, children, models)
+    scored = _write_scored(ctx, split.children, split.models, split.kept, split.final_schema, router)
+    quarantined = _write_quarantine(ctx, split.children, split.models, split.unrouted, split.ingested, router)
+    _write_drift(ctx, split.children, split.models)
     counted(counts, rows_scored=scored, rows_valid=scored, rows_quarantined=quarantined,
             routes=json.dumps(summary, sort_keys=True))
     rows_in = ledger.get(ctx.engine, spec.job_id, spec.run_id, spec.attempt)["rows_in"]
@@ -239,6 +163,111 @@ def route(ctx: RunContext, counts: dict[str, Any]) -> dict[str, Any]:
     validate.check_threshold(ctx, rows_in, quarantined, _reason_counts(ctx), report.with_name(report.name + ".html"),
                              counts)
     return summary
+
+
+def _score_route(ctx: RunContext, child: RunContext, model: dict[str, Any], rows: int) -> dict[str, Any]:
+    """One route's rows through validate -> preprocess -> score with its own model; its counts."""
+    from pipeline import preprocess, score, validate
+
+    child.spec.write_json(steps.INGEST_STATE, {"files": [], "duplicate_keys": [], "ignored_columns": []})
+    c: dict[str, Any] = {}
+    if rows:
+        validate.validate_file(child, c)
+        _merge_router_flags(child)
+        preprocess.transform_file(child)
+        score.score_file(child, c)
+    out = {"model": f"{model['name']} v{model['version']}", "rows": rows, "scored": c.get("rows_scored", 0),
+           "quarantined": c.get("rows_quarantined", 0)}
+    ctx.log.info("route %s -> %s v%d: %d rows, %d scored, %d quarantined", child.spec.route, model["name"],
+                 model["version"], rows, out["scored"], out["quarantined"])
+    return out
+
+
+class _Split:
+    """The router-valid rows sorted by route: into each route's ``ingested`` (with the router's outputs),
+    the rows the router keeps (gate, ``default: keep``) and the unrouted ones (``default: quarantine``)."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        from pipeline import score
+
+        spec, key = ctx.spec, ctx.job.entity_key
+        self.ctx, self.key, self.plan = ctx, key, spec.cascade or {}
+        self.models = models_of(self.plan)
+        self.router = {"model": spec.model_name, "version": spec.model_version}
+        classes = ctx.card.get("classes") or []
+        self.positive = str(ctx.card.get("positive_class", classes[-1])) if len(classes) == 2 else None
+        self.ingested = staged_schema(ctx.path(steps.INGESTED))
+        # the router's outputs as columns a route model may take, with the (empty) raw-text column of a number
+        self.child_schema = (self.ingested.append(pa.field(ROUTER_FLAGS, pa.string()))
+                             .append(pa.field("router_prediction", pa.string()))
+                             .append(pa.field("router_score", pa.float64()))
+                             .append(pa.field(RAW_PREFIX + "router_score", pa.string())))
+        final = score.scored_schema(key, self.ingested.field(key).type)
+        for name, typ in (("route", pa.string()), ("model_name", pa.string()), ("model_version", pa.int32()),
+                          ("router_model", pa.string()), ("router_version", pa.int32())):
+            final = final.append(pa.field(name, typ))
+        self.final_schema = final
+        self.children = {name: RunContext(ctx.job, dataclasses.replace(
+            spec, staging_dir=str(spec.run_dir / f"route-{safe_name(name)}"), model_name=m["name"],
+            model_version=m["version"], route=name, challengers=[], cascade=None), None, ctx.engine, ctx.resolver)
+            for name, m in self.models.items()}
+        self.writers = {name: StagedWriter(c.path(steps.INGESTED), self.child_schema)
+                        for name, c in self.children.items()}
+        self.kept = StagedWriter(spec.work_dir / "cascade-kept.arrow", final)
+        self.unrouted = StagedWriter(spec.work_dir / "cascade-unrouted.arrow",
+                                     self.ingested.append(pa.field("reasons", pa.string())))
+        self.tally = dict.fromkeys(self.models, 0)
+
+    def run(self) -> None:
+        ctx = self.ctx
+        pairs = _aligned(iter(read_batches(ctx.path(steps.VALID), ctx.batch_rows)),
+                         iter(read_batches(ctx.path(steps.SCORED), ctx.batch_rows)))
+        for v, s in pairs:
+            if not v.column(self.key).equals(s.column(self.key)):
+                raise StagingError("cascade: the router's scores are not in the order of the valid rows; clear the "
+                                   "run from its first task")
+            self.one(v, s)
+        for writer in (*self.writers.values(), self.kept, self.unrouted):
+            writer.close()
+
+    def targets(self, values: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Each row's route name, or 'keep' / 'quarantine'."""
+        plan, default = self.plan, self.plan["default"]
+        fallback = DEFAULT if isinstance(default, dict) else default
+        target = np.array([value if value in plan["routes"] else fallback for value in values], dtype=object)
+        if plan["gate"] is not None:
+            target[~(_confidence(values, scores, self.positive) >= plan["gate"])] = "keep"
+        return target
+
+    def one(self, v: pa.RecordBatch, s: pa.RecordBatch) -> None:
+        values = s.column("prediction").to_numpy(zero_copy_only=False).astype(str)
+        scores = s.column("score").to_numpy(zero_copy_only=False)
+        target = self.targets(values, scores)
+        base = pa.Table.from_batches([v]).drop_columns([steps.FLAGS])
+        for name in self.models:
+            mine = target == name
+            if mine.any():
+                rows = (base.filter(pa.array(mine))
+                        .append_column(ROUTER_FLAGS, v.column(steps.FLAGS).filter(pa.array(mine)).cast(pa.string()))
+                        .append_column("router_prediction", pa.array(values[mine]))
+                        .append_column("router_score", pa.array(scores[mine], pa.float64()))
+                        .append_column(RAW_PREFIX + "router_score", pa.nulls(int(mine.sum()), pa.string())))
+                self.writers[name].write(rows.select(self.child_schema.names))
+                self.tally[name] += rows.num_rows
+        keep, lost = target == "keep", target == "quarantine"
+        if keep.any():
+            chosen = pa.Table.from_batches([s]).filter(pa.array(keep))
+            n, r = chosen.num_rows, self.router
+            self.kept.write(pa.table({
+                self.key: chosen[self.key], "prediction": chosen["prediction"], "score": chosen["score"],
+                "flags": chosen["flags"], "route": chosen["prediction"], "model_name": pa.repeat(pa.scalar(r["model"]), n),
+                "model_version": pa.repeat(pa.scalar(r["version"], pa.int32()), n),
+                "router_model": pa.repeat(pa.scalar(r["model"]), n),
+                "router_version": pa.repeat(pa.scalar(r["version"], pa.int32()), n)}, schema=self.final_schema))
+        if lost.any():
+            tag = f"{self.router['model']}@v{self.router['version']}:no_route:"
+            self.unrouted.write(base.filter(pa.array(lost)).append_column(
+                "reasons", pa.array([tag + value for value in values[lost]], pa.string())))
 
 
 def _merge_router_flags(child: RunContext) -> None:

@@ -520,7 +520,7 @@ class OutcomesConfig(_Strict):
     key: str | None = Field(None, description="The entity key column of the outcomes (default: entity_key).")
     label: str = Field(..., description="The column holding the realised outcome (class or value).")
     horizon_days: int = Field(0, ge=0, le=3660, description="Outcomes dated D + horizon_days judge the "
-                              "predictions of partition D (e.g. 30 for a 30-day churn prediction).")
+                              "predictions of partition D (e.g. 30 for a 30-day horizon).")
     floors: dict[str, float] = Field(default_factory=dict, description="Alert when a metric falls below: e.g. "
                                      "{roc_auc: 0.75, accuracy: 0.8}.")
     ceilings: dict[str, float] = Field(default_factory=dict, description="Alert when an error metric rises above: "

@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from pipeline import lease, ledger, settings, steps, store
+from pipeline import cascade, lease, ledger, settings, shadow, steps, store
 from pipeline.config import JobConfig, load_job
 from pipeline.connections import Resolver
 from pipeline.context import RunContext, engine_for_job, run_log
@@ -100,11 +100,7 @@ def start(job: JobConfig, *, run_id: str, partition_date: dt.date | str, model_r
     try:
         mode = output_mode(job, mode)
         mv = Registry().resolve(job.model.name, model_ref or job.model.ref)
-        cascade_plan = None
-        if job.cascade is not None:
-            from pipeline import cascade
-
-            cascade_plan = cascade.pin(job)
+        cascade_plan = cascade.pin(job) if job.cascade is not None else None
     except ScoringError as exc:
         attempt = ledger.start_attempt(eng, job_id=job.job_id, run_id=run_id, partition_date=day,
                                        mode=mode or job.output.mode, dry_run=dry_run, model_name=job.model.name,
@@ -117,24 +113,12 @@ def start(job: JobConfig, *, run_id: str, partition_date: dt.date | str, model_r
     staging = lease.staging_of(job.job_id, day.isoformat(), run_id, attempt)
     staging.mkdir(parents=True, exist_ok=True)
     spec = RunSpec(job.job_id, run_id, attempt, day.isoformat(), mv.name, mv.version, dry_run, str(staging),
-                   mode=mode, resend=resend, holder_kind=holder_kind, challengers=_pin_challengers(job),
+                   mode=mode, resend=resend, holder_kind=holder_kind, challengers=shadow.pin(job),
                    cascade=cascade_plan)
     run_log(spec).info("started attempt %d with model %s v%d (ref %r), output mode %s%s%s", attempt, mv.name,
                        mv.version, model_ref or job.model.ref, mode, " [dry run]" if dry_run else "",
                        " [full resend]" if resend else "")
     return spec
-
-
-def _pin_challengers(job: JobConfig) -> list[dict[str, Any]]:
-    """The job's challengers resolved to versions now, for the whole run; one that does not resolve is kept
-    with its error (it is recorded as a failed comparison, the champion's run goes on)."""
-    pinned = []
-    for ref in job.model.challengers:
-        try:
-            pinned.append({"ref": ref, "version": Registry().resolve(job.model.name, ref).version, "error": None})
-        except ScoringError as exc:
-            pinned.append({"ref": ref, "version": None, "error": str(exc)})
-    return pinned
 
 
 def output_mode(job: JobConfig, override: str | None = None) -> str:
@@ -254,8 +238,6 @@ def finalize(ctx: RunContext, keep_staging: bool = False) -> dict[str, Any]:
     ledger.update(eng, spec.job_id, spec.run_id, spec.attempt, status="success", finished_at=finished,
                   duration_s=(finished - ledger.utc(row["started_at"])).total_seconds())
     if spec.challengers:  # the champion's partition stands; the challengers' rows and comparisons follow it
-        from pipeline import shadow
-
         shadow.publish(ctx)
     if not keep_staging:
         spec.cleanup()
@@ -275,8 +257,6 @@ def reconciliation_problems(ctx: RunContext, row: dict[str, Any]) -> list[str]:
     if rows_in != scored + quarantined:
         problems.append(f"rows_in {rows_in} != rows_scored {scored} + rows_quarantined {quarantined}")
     if spec.cascade:
-        from pipeline import cascade
-
         problems += cascade.reconciliation_problems(row)
     if spec.dry_run:
         return problems

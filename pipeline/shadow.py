@@ -36,6 +36,21 @@ if TYPE_CHECKING:
 STATE = "shadow"  # per work dir: {ref: {"version", "rows", "error"}}
 
 
+def pin(job: Any) -> list[dict[str, Any]]:
+    """The job's challengers resolved to versions now, for the whole run; one that does not resolve is kept
+    with its error (it is recorded as a failed comparison, the champion's run goes on)."""
+    from pipeline.errors import ScoringError
+    from pipeline.registry import Registry
+
+    pinned = []
+    for ref in job.model.challengers:
+        try:
+            pinned.append({"ref": ref, "version": Registry().resolve(job.model.name, ref).version, "error": None})
+        except ScoringError as exc:
+            pinned.append({"ref": ref, "version": None, "error": str(exc)})
+    return pinned
+
+
 def dataset(version: int) -> str:
     return f"shadow-v{version}"
 

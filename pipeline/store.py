@@ -654,11 +654,6 @@ def _replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, p
     Readers see the old partition until 3 commits, then the new one: a re-run costs what a first
     load costs (no DELETE, no index maintenance during the COPY). A failure anywhere drops the load
     table; one left by a killed attempt is dropped by the next persist into the table.
-
-    ``adbc_ingest`` (adbc-driver-postgresql 1.13) matches the Arrow columns to the table's by
-    name and quotes them itself in its COPY, embedded double quotes included: the entity key
-    may have any name ``check_column_name`` accepts. tests/integration/test_user_columns.py
-    writes keys with a space, mixed case and a double quote through this path.
     """
     import adbc_driver_postgresql.dbapi as adbc
 
@@ -713,7 +708,13 @@ def _qualified(engine: Engine, schema: str, name: str) -> str:
 
 def _copy_rows(cur: Any, table: str, schema: str, columns: list[str], batches: Iterable[pa.Table]) -> int:
     """Binary COPY (``adbc_ingest``) of the batches' ``columns`` into ``schema.table``; an error raised while
-    reading the batches is raised as itself (ADBC would wrap it)."""
+    reading the batches is raised as itself (ADBC would wrap it).
+
+    ``adbc_ingest`` (adbc-driver-postgresql 1.13) matches the Arrow columns to the table's by
+    name and quotes them itself in its COPY, embedded double quotes included: the entity key
+    may have any name ``check_column_name`` accepts. tests/integration/test_user_columns.py
+    writes keys with a space, mixed case and a double quote through this path.
+    """
     pending = iter(batches)
     first = next(pending, None)
     if first is None:

@@ -146,7 +146,7 @@ def test_a_key_with_a_quote_and_sql_in_its_name_is_one_column_in_sqlite(tmp_path
         columns = [r[1] for r in conn.exec_driver_sql("PRAGMA table_info(p)")]
         tables = {r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master")}
     assert columns == ["partition_date", key, "prediction", "score", "model_name", "model_version", "run_id",
-                       "scored_at", "flags"]
+                       "scored_at", "flags", "route", "router_model", "router_version"]
     assert {"p", "p_latest", "p_daily"} <= tables
 
 

@@ -244,7 +244,8 @@ def test_a_database_from_before_the_plan_column_is_upgraded(tmp_path: Path) -> N
         conn.execute(sa.text("INSERT INTO scoring_schema_migrations VALUES ('001_push_counts.sql', '2026-11-21')"))
         for stmt in store._statements((ROOT / "sql" / "migrations" / "001_push_counts.sql").read_text()):
             conn.exec_driver_sql(stmt)
-    assert store.apply_migrations(engine) == ["002_deliveries_plan.sql", "003_run_warnings.sql", "004_run_leases.sql"]
+    assert store.apply_migrations(engine) == ["002_deliveries_plan.sql", "003_run_warnings.sql", "004_run_leases.sql",
+                                           "005_run_routes.sql"]
     assert "plan" in {c["name"] for c in sa.inspect(engine).get_columns("scoring_deliveries")}
 
 
