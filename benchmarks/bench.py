@@ -14,6 +14,8 @@ Measures, on this machine, for partitions of 1M and 10M rows of the churn demo d
 - the floor, in the same run: the model's ``predict_proba`` alone on the same features (computed
   before the clock starts) and a raw binary COPY (ADBC) of the same prediction rows into an
   unindexed table; e2e / floor is printed beside e2e / naive;
+- a cascade (``pipeline.demo.cascade``: a segment router and two segment churn models) over the
+  1M partition, end to end, next to the single model;
 - Airflow's overhead per task: ``airflow dags test`` of the 1M partition minus its stages.
 
 Each measurement runs in its own process (clean peak RSS). Prints a table and writes
@@ -76,10 +78,19 @@ def prepare(sizes: list[int]) -> None:
         conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
         conn.execute(f"CREATE SCHEMA {SCHEMA}")
     registry = Registry(WORK / "models")
+    small = {"days": 2, "n": 3000} if os.environ.get("SCORING_BENCH_SMALL_MODELS") else {}  # the smoke test's
     if not registry.versions("churn"):
-        train_churn(registry, end=DAY - dt.timedelta(days=3))
+        train_churn(registry, end=DAY - dt.timedelta(days=3), **small)
     else:
         registry.anchor("churn")  # the cached model, adopted into the fresh schema
+    cascade_models = ("segments", "churn_frequent", "churn_occasional")
+    if not all(registry.versions(m) for m in cascade_models):
+        from pipeline.demo.cascade import train_cascade
+
+        train_cascade(registry, end=DAY - dt.timedelta(days=3), **small)
+    else:
+        for name in cascade_models:
+            registry.anchor(name)
     for rows in sizes:
         folder = WORK / "data" / job_id(rows) / f"date={DAY}"
         marker = folder / "_COMPLETE"
@@ -99,17 +110,23 @@ def prepare(sizes: list[int]) -> None:
                "model": {"name": "churn"}, "output": {"table": f"{job_id(rows)}_predictions"},
                "validation": {"max_quarantine_share": 0.05}}
         (WORK / "jobs" / f"{job_id(rows)}.yaml").write_text(yaml.safe_dump(doc))
+        if rows == min(sizes):
+            cascade = {**doc, "job_id": "bench_cascade", "model": {"name": "segments"},
+                       "cascade": {"routes": {"frequent": {"name": "churn_frequent"},
+                                              "occasional": {"name": "churn_occasional"}}},
+                       "output": {"table": "bench_cascade_predictions"}}
+            (WORK / "jobs" / "bench_cascade.yaml").write_text(yaml.safe_dump(cascade))
 
 
 def child(kind: str, rows: int) -> dict[str, Any]:
     """Runs inside a fresh process; returns the measurement."""
     sys.path.insert(0, str(ROOT))
-    if kind == "pipeline":
+    if kind in ("pipeline", "cascade"):
         started = time.perf_counter()
         from pipeline import ledger, local, run
 
         run.preload()  # the libraries the stages import (the naive child imports its own before timing too)
-        job = run.find_job(job_id(rows))
+        job = run.find_job(job_id(rows) if kind == "pipeline" else "bench_cascade")
         run.engine(job)  # connect outside the timed section, like a warm worker
         imports = time.perf_counter() - started
         started = time.perf_counter()
@@ -261,6 +278,8 @@ def main() -> int:
     small = sizes[0]
     print(f"re-run of the {small:,}-row partition ...", flush=True)
     results["rerun"] = measure("pipeline", small)
+    print(f"cascade (router + 2 routes), {small:,} rows ...", flush=True)
+    results["cascade"] = measure("cascade", small)
     print(f"floor (predict_proba alone, COPY alone), {small:,} rows ...", flush=True)
     results["floor"] = measure("floor", small)
     print(f"naive baseline, {small:,} rows ...", flush=True)
@@ -287,6 +306,10 @@ def main() -> int:
                  f"{rate(small, rerun['wall_s']):>12,.0f}{rerun['peak_rss_mb']:>13,.0f}")
     lines.append(f"  {'persist of the re-run':<32}{small:>12,}{rerun['stages']['persist']:>10.2f}"
                  f"{rate(small, rerun['stages']['persist']):>12,.0f}")
+    casc = results["cascade"]
+    lines.append(f"{'cascade (router + 2 routes)':<34}{casc['rows']:>12,}{casc['wall_s']:>10.2f}"
+                 f"{rate(casc['rows'], casc['wall_s']):>12,.0f}{casc['peak_rss_mb']:>13,.0f}")
+    lines.append(f"  {'score stage (router and routes)':<32}{casc['rows']:>12,}{casc['stages']['score']:>10.2f}")
     lines.append(f"{'floor: predict_proba alone':<34}{fl['rows']:>12,}{fl['predict_s']:>10.2f}"
                  f"{rate(fl['rows'], fl['predict_s']):>12,.0f}")
     lines.append(f"{'floor: binary COPY, no index':<34}{fl['rows']:>12,}{fl['copy_s']:>10.2f}"
@@ -312,6 +335,7 @@ def main() -> int:
         "e2e_vs_stage_sum": round(e2e / stage_sum_rate, 3),
         "e2e_vs_naive": round(e2e / naive_rate, 2),
         "e2e_vs_floor": round(first["wall_s"] / fl["floor_s"], 2),
+        "cascade_rows_per_s": round(rate(casc["rows"], casc["wall_s"])),
         "floor_s": round(fl["floor_s"], 2),
         "rerun_persist_vs_first": round(rerun["stages"]["persist"] / first["stages"]["persist"], 2),
         f"peak_rss_mb_{sizes[-1] // 1_000_000}m": round(largest["peak_rss_mb"]),

@@ -21,13 +21,14 @@ def test_the_bench_runs_end_to_end_and_reports_the_floor_and_the_rerun(tmp_path:
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     out = tmp_path / "latest.json"
     env = dict(os.environ, SCORING_BENCH_WORK=str(tmp_path / "work"), SCORING_BENCH_SCHEMA=schema,
-               SCORING_BENCH_PG=pg_server)
+               SCORING_BENCH_PG=pg_server, SCORING_BENCH_SMALL_MODELS="1")
     try:
-        done = subprocess.run([sys.executable, "benchmarks/bench.py", "--rows", "3000", "6000", "--no-airflow",
+        done = subprocess.run([sys.executable, "benchmarks/bench.py", "--rows", "3000", "--no-airflow",
                                "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         summary = json.loads(out.read_text())
-        for key in ("e2e_vs_naive", "e2e_vs_floor", "floor_s", "rerun_persist_vs_first", "peak_rss_mb_10m"):
+        for key in ("e2e_vs_naive", "e2e_vs_floor", "floor_s", "rerun_persist_vs_first", "peak_rss_mb_10m",
+                    "cascade_rows_per_s"):
             assert summary[key] > 0, key
         assert "end to end / floor:" in done.stdout and "re-run persist / first:" in done.stdout
     finally:
