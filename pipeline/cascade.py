@@ -21,7 +21,9 @@ router's contract, preprocess and score run the router. Then, still in the score
 The ledger's ``routes`` column holds the per-route counts, and finalize checks that
 ``rows_in = router quarantine + unrouted + sum over routes of (scored + quarantined) + kept``.
 Every model's version is pinned when the run starts (``pin``). Two stages: a route model does
-not route again. Sharded cascades and cascades with challengers are refused by the job check.
+not route again. A sharded run routes in every shard, and ``combine`` adds the routes' counts
+up and computes every model's drift over the partition. Cascades with challengers are refused
+by the job check.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
 
 ROUTER_COLUMNS = ("router_prediction", "router_score")  # what a route model may take as inputs
 ROUTER_FLAGS = "__router_flags"
+ROUTER_SCORED = "router-scored"  # the router's own scores, once the run's scored rows are the routes'
 DEFAULT = "__default__"  # the route name of rows the default model scores
 LINEAGE = ("route", "model_name", "model_version", "router_model", "router_version")
 
@@ -139,7 +142,7 @@ def _join_flags(first: pa.Array, second: pa.Array) -> pa.Array:
 
 def route(ctx: RunContext, counts: dict[str, Any]) -> dict[str, Any]:
     """Stage 2 of the cascade, in the score stage after the router: see the module's text."""
-    from pipeline import ledger, validate
+    from pipeline import validate
 
     spec = ctx.spec
     split = _Split(ctx)
@@ -150,15 +153,18 @@ def route(ctx: RunContext, counts: dict[str, Any]) -> dict[str, Any]:
     for name, child in split.children.items():
         summary["routes"][name] = _score_route(ctx, child, split.models[name], split.tally[name])
     router = {"model": spec.model_name, "version": spec.model_version}
+    ctx.path(steps.SCORED).replace(ctx.path(ROUTER_SCORED))  # kept for a sharded run's partition-wide drift
     scored = _write_scored(ctx, split.children, split.models, split.kept, split.final_schema, router)
     quarantined = _write_quarantine(ctx, split.children, split.models, split.unrouted, split.ingested, router)
-    _write_drift(ctx, split.children, split.models)
     counted(counts, rows_scored=scored, rows_valid=scored, rows_quarantined=quarantined,
             routes=json.dumps(summary, sort_keys=True))
-    rows_in = ledger.get(ctx.engine, spec.job_id, spec.run_id, spec.attempt)["rows_in"]
+    rows_in = staged_rows(ctx.path(steps.INGESTED))
     if rows_in != scored + quarantined:
         raise StagingError(f"cascade: {rows_in} rows in but {scored} scored + {quarantined} quarantined after the "
                            f"routes ({json.dumps(summary)}); staging kept in {spec.staging_dir}. Re-run the partition.")
+    if spec.shard is not None:  # combine applies drift and the threshold to the whole partition
+        return summary
+    _write_drift(ctx, split.children, split.models)
     report = validate.report_stem(spec)
     validate.check_threshold(ctx, rows_in, quarantined, _reason_counts(ctx), report.with_name(report.name + ".html"),
                              counts)
@@ -207,10 +213,11 @@ class _Split:
                           ("router_model", pa.string()), ("router_version", pa.int32())):
             final = final.append(pa.field(name, typ))
         self.final_schema = final
+        shard = "" if spec.shard is None else f".shard-{spec.shard:03d}"  # a sharded run routes in every shard
         self.children = {name: RunContext(ctx.job, dataclasses.replace(
-            spec, staging_dir=str(spec.run_dir / f"route-{safe_name(name)}"), model_name=m["name"],
-            model_version=m["version"], route=name, challengers=[], cascade=None), None, ctx.engine, ctx.resolver)
-            for name, m in self.models.items()}
+            spec, staging_dir=str(spec.work_dir / f"route-{safe_name(name)}"), model_name=m["name"],
+            model_version=m["version"], route=name + shard, shard=None, shards=1, challengers=[], cascade=None),
+            None, ctx.engine, ctx.resolver) for name, m in self.models.items()}
         self.writers = {name: StagedWriter(c.path(steps.INGESTED), self.child_schema)
                         for name, c in self.children.items()}
         self.kept = StagedWriter(spec.work_dir / "cascade-kept.arrow", final)
@@ -350,6 +357,39 @@ def _write_drift(ctx: RunContext, children: dict[str, RunContext], models: dict[
     for name, child in children.items():
         results += [dict(r, model_name=models[name]["name"], model_version=models[name]["version"])
                     for r in child.spec.read_json(steps.DRIFT_STATE, default=[])]
+    ctx.spec.write_json(steps.DRIFT_STATE, results)
+
+
+def combine(ctx: RunContext, shard_specs: list[Any], counts: dict[str, Any]) -> None:
+    """A sharded cascade, after its shards: the routes' counts added up, and drift over the whole partition,
+    the router's on its own scores and each route model's on the rows it saw in every shard."""
+    from pipeline import drift
+    from pipeline.registry import Registry
+
+    job, merged = ctx.job, None
+    for one in shard_specs:
+        part = json.loads(one.read_json(steps.SHARD_STATE)["counts"]["routes"])
+        if merged is None:
+            merged = part
+            continue
+        for field in ("router_quarantined", "kept", "unrouted"):
+            merged[field] += part[field]
+        for name, r in part["routes"].items():
+            for field in ("rows", "scored", "quarantined"):
+                merged["routes"][name][field] += r[field]
+    counts["routes"] = json.dumps(merged, sort_keys=True)
+    results = drift.check(ctx, counts["rows_scored"], counts, scored=ctx.parts(ROUTER_SCORED))
+    results = [dict(r, model_name=ctx.spec.model_name, model_version=ctx.spec.model_version) for r in results]
+    for name, model in models_of(ctx.spec.cascade).items():
+        folders = [one.work_dir / f"route-{safe_name(name)}" for one in shard_specs]
+        valid = [f / f"{steps.VALID}.arrow" for f in folders if (f / f"{steps.SCORED}.arrow").exists()]
+        card = Registry().resolve(model["name"], model["version"]).card
+        rows = (merged or {}).get("routes", {}).get(name, {}).get("scored", 0)
+        if not valid or rows < job.drift.min_rows or not drift.has_statistics(card):
+            continue
+        results += [dict(r, model_name=model["name"], model_version=model["version"]) for r in drift.compute(
+            card, valid, [v.with_name(f"{steps.SCORED}.arrow") for v in valid], threshold=job.drift.psi_threshold,
+            batch_rows=ctx.batch_rows)]
     ctx.spec.write_json(steps.DRIFT_STATE, results)
 
 

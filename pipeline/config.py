@@ -590,9 +590,6 @@ class JobConfig(_Strict):
     def _cascade_fits(self) -> JobConfig:
         if self.cascade is None:
             return self
-        if self.source.shards > 1:
-            raise ValueError("cascade with source.shards > 1 is not supported yet: score the cascade unsharded "
-                             "(source.shards: 1)")
         if self.model.challengers:
             raise ValueError("cascade with model.challengers is not supported yet: compare the route models in "
                              "jobs of their own")

@@ -231,7 +231,8 @@ def alert(job: Any, partition_date: dt.date | str, run_id: str, rows: list[dict[
 
 
 # -- the stage's policy: check at score (or combine), record at finalize, alert after ------
-def check(ctx: RunContext, rows: int, counts: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def check(ctx: RunContext, rows: int, counts: dict[str, Any] | None = None,
+          scored: list[Any] | None = None) -> list[dict[str, Any]]:
     """PSI of the run's inputs and scores against training (``drift.json``); with drift.block, stop.
 
     A blocking drift is recorded in ``scoring_drift`` and alerted at once, then raises DriftError
@@ -255,8 +256,8 @@ def check(ctx: RunContext, rows: int, counts: dict[str, Any] | None = None) -> l
             note = f"{NOT_CHECKED}: model {spec.model_name} v{spec.model_version} has no training statistics"
             counts["warnings"] = "; ".join(w for w in (counts.get("warnings"), note) if w)
         return []
-    results = compute(ctx.card, ctx.parts(steps.VALID), ctx.parts(steps.SCORED), threshold=job.drift.psi_threshold,
-                      batch_rows=ctx.batch_rows)
+    results = compute(ctx.card, ctx.parts(steps.VALID), scored or ctx.parts(steps.SCORED),
+                      threshold=job.drift.psi_threshold, batch_rows=ctx.batch_rows)
     spec.write_json(steps.DRIFT_STATE, results)
     bad = drifted(results)
     if not bad:

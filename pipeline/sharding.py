@@ -85,5 +85,10 @@ def combine(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str, 
     validate.check_threshold(ctx, counts["rows_in"], counts["rows_quarantined"], unexpected, report, counts)
     spec.write_json(steps.SCORE_STATE, {"scored_at": max(s.read_json(steps.SCORE_STATE)["scored_at"]
                                                          for s in shard_specs)})
-    drift.check(ctx, counts["rows_scored"], counts)
+    if spec.cascade:  # the routes' counts, the router's drift on its own scores, each route model's drift
+        from pipeline import cascade
+
+        cascade.combine(ctx, shard_specs, counts)
+    else:
+        drift.check(ctx, counts["rows_scored"], counts)
     return counts

@@ -108,3 +108,18 @@ def test_regressor_and_multiclass_metrics_are_scikit_learns() -> None:
     predicted = pd.Series(rng.choice(["a", "b", "c"], 40))
     assert outcomes.metrics("multiclass_classification", None, labels, predicted, pd.Series(np.ones(40))) == {
         "accuracy": m.accuracy_score(labels, predicted)}
+
+
+def test_outcomes_from_a_table_give_the_same_metrics_as_from_files(home: Path) -> None:
+    write_partition(home, n=600)
+    job = load_job(write_job(home, outcomes={"path": str(home / "outcomes"), "label": "churned",
+                                             "horizon_days": HORIZON}))
+    local.run_partition(job, DAY, run_id="r1")
+    labels = _write_outcomes(home)
+    from_files = {(r["role"], r["metric"]): r["value"] for r in outcomes.evaluate(job, DAY)}
+    engine = store.engine_for(store.resolve_url("scoring_db"))
+    labels.assign(outcome_date=DAY + dt.timedelta(days=HORIZON)).rename(columns={"churned": "label"}).to_sql(
+        "churn_outcomes", engine, index=False)
+    job = load_job(write_job(home, outcomes={"table": "churn_outcomes", "label": "label", "horizon_days": HORIZON}))
+    from_table = {(r["role"], r["metric"]): r["value"] for r in outcomes.evaluate(job, DAY)}
+    assert from_table == pytest.approx(from_files) and ("champion", "roc_auc") in from_table
