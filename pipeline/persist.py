@@ -52,16 +52,12 @@ def prediction_batches(ctx: RunContext) -> Iterator[pa.Table]:
                  "model_version": pa.scalar(spec.model_version, pa.int32()),
                  "run_id": pa.scalar(spec.run_id, pa.string()),
                  "scored_at": pa.scalar(scored_at, pa.timestamp("us"))}
-    lineage = {"route": pa.string(), "router_model": pa.string(), "router_version": pa.int32()}
     for batch in read_batches(ctx.parts(steps.SCORED), ctx.batch_rows):
         table = pa.Table.from_batches([batch])
         for name, value in constants.items():
             if name not in table.column_names:  # a cascade's rows name the model that scored each of them
                 table = table.append_column(name, pa.repeat(value, batch.num_rows))
-        for name, typ in lineage.items():
-            if name not in table.column_names:
-                table = table.append_column(name, pa.nulls(batch.num_rows, typ))
-        yield table
+        yield table  # the store adds null lineage columns to one-model rows
 
 
 def quarantine_rows(ctx: RunContext) -> Iterator[list[dict[str, Any]]]:

@@ -545,6 +545,7 @@ def replace_partition(
     written = 0
     started = time.perf_counter()
     columns = [key, *PREDICTION_COLUMNS]
+    batches = _with_lineage(batches)
     try:
         if engine.dialect.name == "postgresql":
             written = _replace_adbc(engine, table, columns, job_id, partition_date, batches, quarantine,
@@ -572,6 +573,18 @@ def replace_partition(
     log.info("replaced partition %s of %s: %d rows in %.2fs (%.0f rows/s)", partition_date, table,
              written, seconds, written / seconds if seconds else 0)
     return written
+
+
+LINEAGE_TYPES = {"route": pa.string(), "router_model": pa.string(), "router_version": pa.int32()}
+
+
+def _with_lineage(batches: Iterable[pa.Table]) -> Iterator[pa.Table]:
+    """Batches without a cascade's lineage columns get them as nulls (one-model rows)."""
+    for batch in batches:
+        for name, typ in LINEAGE_TYPES.items():
+            if name not in batch.column_names:
+                batch = batch.append_column(name, pa.nulls(batch.num_rows, typ))
+        yield batch
 
 
 def replace_quarantine(

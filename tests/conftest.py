@@ -147,3 +147,27 @@ def cascade_home(home: Path, cascade_models: Path) -> Path:
     for model in cascade_models.iterdir():
         shutil.copytree(model, home / "models" / model.name)
     return home
+
+
+@pytest.fixture(scope="session")
+def challenger_models(tmp_path_factory: pytest.TempPathFactory, trained_models: Path) -> Path:
+    """trained_models plus churn v2 (alias 'challenger', other days and seed), trained once per session."""
+    from pipeline.demo.train import train_churn
+    from pipeline.registry import Registry
+
+    root = tmp_path_factory.mktemp("challenger_models") / "models"
+    shutil.copytree(trained_models, root)
+    saved = os.environ.pop("AIRFLOW_CONN_SCORING_DB", None)  # unanchored: each test's own DB
+    try:
+        train_churn(Registry(root), end=DAY - dt.timedelta(days=5), days=2, n=3000, seed=11, alias="challenger")
+    finally:
+        if saved is not None:
+            os.environ["AIRFLOW_CONN_SCORING_DB"] = saved
+    return root
+
+
+def with_challenger(home: Path, challenger_models: Path) -> int:
+    """The home's churn model folder replaced by the one with a challenger; the challenger's version."""
+    shutil.rmtree(home / "models" / "churn")
+    shutil.copytree(challenger_models / "churn", home / "models" / "churn")
+    return 2

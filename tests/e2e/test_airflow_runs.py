@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from pipeline import run
 from pipeline.ledger import as_json
-from tests.conftest import DAY, write_job, write_partition
+from tests.conftest import DAY, with_challenger, write_job, write_partition
 from tests.e2e.conftest import dags_test
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
@@ -31,11 +31,8 @@ def _count(day: dt.date, table: str = "churn_test_predictions") -> int:
         return conn.execute(sa.text(f"SELECT COUNT(*) FROM {table} WHERE partition_date = :d"), {"d": day}).scalar()
 
 
-def test_dags_test_end_to_end(any_db: str, home: Path, migrated_home: Path) -> None:
-    from pipeline.demo.train import train_churn
-    from pipeline.registry import Registry
-
-    challenger = train_churn(Registry(), end=DAY - dt.timedelta(days=5), days=2, n=3000, seed=11, alias="challenger")
+def test_dags_test_end_to_end(any_db: str, home: Path, migrated_home: Path, challenger_models: Path) -> None:
+    challenger = with_challenger(home, challenger_models)
     write_partition(home, n=1500)
     write_job(home, model={"name": "churn", "challengers": ["challenger"]})  # with a challenger in the shadow
     out = dags_test(migrated_home, "churn_test", DAY.isoformat())
@@ -48,7 +45,7 @@ def test_dags_test_end_to_end(any_db: str, home: Path, migrated_home: Path) -> N
     with run.engine(run.find_job("churn_test")).connect() as conn:
         compared = conn.execute(sa.text("SELECT status, challenger_version, rows_compared, run_id FROM "
                                         "scoring_shadow_comparisons")).mappings().all()
-    assert [dict(c) for c in compared] == [{"status": "compared", "challenger_version": challenger.version,
+    assert [dict(c) for c in compared] == [{"status": "compared", "challenger_version": challenger,
                                             "rows_compared": row["rows_scored"], "run_id": row["run_id"]}]
     assert set(as_json(row["stage_seconds"])) == {"ingest", "validate", "preprocess", "score", "persist", "finalize"}
     assert not list((home / "staging").rglob("*.arrow")) and not list((home / "staging").rglob("*.parquet"))

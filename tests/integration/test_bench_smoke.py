@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -17,8 +18,11 @@ from tests.conftest import ROOT
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
-def test_the_bench_runs_end_to_end_and_reports_the_floor_and_the_rerun(tmp_path: Path, pg_server: str) -> None:
+def test_the_bench_runs_end_to_end_and_reports_the_floor_and_the_rerun(
+        tmp_path: Path, pg_server: str, trained_models: Path, cascade_models: Path) -> None:
     schema = f"bench_{uuid.uuid4().hex[:10]}"
+    for registry in (trained_models, cascade_models):  # the session's models: the bench adopts them
+        shutil.copytree(registry, tmp_path / "work" / "models", dirs_exist_ok=True)
     out = tmp_path / "latest.json"
     env = dict(os.environ, SCORING_BENCH_WORK=str(tmp_path / "work"), SCORING_BENCH_SCHEMA=schema,
                SCORING_BENCH_PG=pg_server, SCORING_BENCH_SMALL_MODELS="1")

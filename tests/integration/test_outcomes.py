@@ -19,7 +19,7 @@ from sklearn import metrics as m
 from pipeline import local, outcomes, store
 from pipeline.config import load_job
 from pipeline.demo import data as demo_data
-from tests.conftest import DAY, ROOT, write_job, write_partition
+from tests.conftest import DAY, ROOT, with_challenger, write_job, write_partition
 
 HORIZON = 30
 
@@ -47,12 +47,8 @@ def _table(sql: str, **params) -> pd.DataFrame:
 
 @pytest.mark.parametrize("any_db", ["sqlite", "postgresql"], indirect=True)
 def test_metrics_equal_scikit_learns_on_the_same_rows_and_a_floor_alerts(
-        any_db: str, home: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from pipeline.demo.train import train_churn
-    from pipeline.registry import Registry
-
-    challenger = train_churn(Registry(), end=DAY - dt.timedelta(days=5), days=2, n=3000, seed=11,
-                             alias="challenger").version
+        any_db: str, home: Path, challenger_models: Path, caplog: pytest.LogCaptureFixture) -> None:
+    challenger = with_challenger(home, challenger_models)
     write_partition(home, n=1500)
     job = _job(home, floors={"roc_auc": 0.99, "accuracy": 0.5}, ceilings={"log_loss": 5.0})
     summary = local.run_partition(job, DAY, run_id="r1")

@@ -101,7 +101,7 @@ def test_messy_partitions_are_scored_quarantined_or_refused(home: Path) -> None:
     outcomes: dict[str, int] = {}
     scored_total = [0]
 
-    @settings(max_examples=20, deadline=None, derandomize=True,
+    @settings(max_examples=12, deadline=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(partitions())
     def check(partition: tuple[str, list[pd.DataFrame]]) -> None:

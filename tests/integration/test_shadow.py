@@ -3,7 +3,6 @@ the champion, into a shadow table only, with a daily comparison; a failing chall
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import subprocess
 import sys
@@ -18,18 +17,9 @@ from scipy.stats import spearmanr
 from pipeline import local, store
 from pipeline.config import load_job
 from pipeline.errors import ConfigError
-from tests.conftest import DAY, ROOT, write_job, write_partition
+from tests.conftest import DAY, ROOT, with_challenger, write_job, write_partition
 
 TOP_N = 50
-
-
-def _challenger(home: Path) -> int:
-    """A second churn version, trained on other days and seed, with the alias 'challenger'."""
-    from pipeline.demo.train import train_churn
-    from pipeline.registry import Registry
-
-    return train_churn(Registry(), end=DAY - dt.timedelta(days=5), days=2, n=3000, seed=11,
-                       alias="challenger").version
 
 
 def _job(home: Path, challengers: list, **source):
@@ -64,8 +54,9 @@ def _expected(champion: pd.DataFrame, challenger: pd.DataFrame) -> dict:
 
 
 @pytest.mark.parametrize("any_db", ["sqlite", "postgresql"], indirect=True)
-def test_challenger_rows_land_only_in_the_shadow_table_and_the_comparison_is_right(any_db: str, home: Path) -> None:
-    version = _challenger(home)
+def test_challenger_rows_land_only_in_the_shadow_table_and_the_comparison_is_right(
+        any_db: str, home: Path, challenger_models: Path) -> None:
+    version = with_challenger(home, challenger_models)
     write_partition(home, n=1500)
     job = _job(home, ["challenger"])
     summary = local.run_partition(job, DAY, run_id="first")
@@ -94,8 +85,9 @@ def test_challenger_rows_land_only_in_the_shadow_table_and_the_comparison_is_rig
     assert f"agreement {got['agreement']:.4f}" in out.stdout and f"top-{TOP_N} overlap" in out.stdout
 
 
-def test_a_tampered_or_unknown_challenger_is_recorded_failed_while_the_champion_publishes(home: Path) -> None:
-    version = _challenger(home)
+def test_a_tampered_or_unknown_challenger_is_recorded_failed_while_the_champion_publishes(
+        home: Path, challenger_models: Path) -> None:
+    version = with_challenger(home, challenger_models)
     artifact = home / "models" / "churn" / f"v{version}" / "model.joblib"
     artifact.write_bytes(artifact.read_bytes() + b"tampered")
     write_partition(home, n=800)
@@ -114,8 +106,8 @@ def test_a_tampered_or_unknown_challenger_is_recorded_failed_while_the_champion_
     assert out.returncode == 1 and out.stdout.count("FAILED") == 2 and "Traceback" not in out.stderr
 
 
-def test_a_sharded_run_compares_exactly_as_an_unsharded_one(home: Path) -> None:
-    _challenger(home)
+def test_a_sharded_run_compares_exactly_as_an_unsharded_one(home: Path, challenger_models: Path) -> None:
+    with_challenger(home, challenger_models)
     write_partition(home, n=1500, files=3)
     metrics = ["rows_compared", "agreement", "mean_abs_diff", "max_abs_diff", "spearman", "top_n_overlap", "psi"]
     local.run_partition(_job(home, ["challenger"]), DAY, run_id="whole")
