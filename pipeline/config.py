@@ -187,46 +187,8 @@ class SourceConfig(_Strict):
         return value
 
 
-class ModelRef(_Strict):
-    """Which registered model scores the job."""
-
-    name: str = Field(..., description="Model name in the registry (a folder of models/; a lower-case "
-                      "identifier, as `scoring models register` requires: no path).")
-    ref: str = Field(
-        "champion",
-        description="Version number (e.g. '3') or alias (e.g. 'champion') to score with.",
-    )
-
-    @field_validator("name")
-    @classmethod
-    def _identifier(cls, value: str) -> str:
-        try:
-            return check_identifier(value, "model name")
-        except ConfigError as exc:
-            raise ValueError(f"{exc} (a model is named by its registry folder, never by a path)") from None
-
-    challengers: list[str] = Field(
-        default_factory=list,
-        description="Versions (e.g. '3') or aliases (e.g. 'challenger') of the same model scored in the shadow "
-        "of the champion, on the same valid rows: their predictions go to <output.table>_shadow (never to the "
-        "predictions table or the sink) and a daily comparison to scoring_shadow_comparisons "
-        "(view <output.table>_compare). A failing challenger is recorded there and never fails the run.",
-    )
-    compare_top_n: int = Field(100, gt=0, description="N of the top-N overlap in the champion/challenger comparison.")
-
-    @field_validator("ref", mode="before")
-    @classmethod
-    def _ref_as_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) else value
-
-    @field_validator("challengers", mode="before")
-    @classmethod
-    def _refs_as_text(cls, value: Any) -> Any:
-        return [str(v) if isinstance(v, int) else v for v in value] if isinstance(value, list) else value
-
-
 class RouteModel(_Strict):
-    """The model that scores one route of a cascade."""
+    """A registered model and the version or alias to score with (a cascade's route; the job's model below)."""
 
     name: str = Field(..., description="Model name in the registry (a lower-case identifier).")
     ref: str = Field("champion", description="Version number or alias.")
@@ -243,6 +205,31 @@ class RouteModel(_Strict):
     @classmethod
     def _ref_as_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) else value
+
+
+class ModelRef(RouteModel):
+    """Which registered model scores the job."""
+
+    name: str = Field(..., description="Model name in the registry (a folder of models/; a lower-case "
+                      "identifier, as `scoring models register` requires: no path).")
+    ref: str = Field(
+        "champion",
+        description="Version number (e.g. '3') or alias (e.g. 'champion') to score with.",
+    )
+
+    challengers: list[str] = Field(
+        default_factory=list,
+        description="Versions (e.g. '3') or aliases (e.g. 'challenger') of the same model scored in the shadow "
+        "of the champion, on the same valid rows: their predictions go to <output.table>_shadow (never to the "
+        "predictions table or the sink) and a daily comparison to scoring_shadow_comparisons "
+        "(view <output.table>_compare). A failing challenger is recorded there and never fails the run.",
+    )
+    compare_top_n: int = Field(100, gt=0, description="N of the top-N overlap in the champion/challenger comparison.")
+
+    @field_validator("challengers", mode="before")
+    @classmethod
+    def _refs_as_text(cls, value: Any) -> Any:
+        return [str(v) if isinstance(v, int) else v for v in value] if isinstance(value, list) else value
 
 
 class CascadeConfig(_Strict):
