@@ -51,7 +51,6 @@ ROUTER_COLUMNS = ("router_prediction", "router_score")  # what a route model may
 ROUTER_FLAGS = "__router_flags"
 ROUTER_SCORED = "router-scored"  # the router's own scores, once the run's scored rows are the routes'
 DEFAULT = "__default__"  # the route name of rows the default model scores
-LINEAGE = ("route", "model_name", "model_version", "router_model", "router_version")
 
 
 def pin(job: JobConfig) -> dict[str, Any]:
