@@ -1,0 +1,72 @@
+"""Outputs pinned across speed work (issue 15): the same partitions give the same rows, to the last bit.
+
+The expected predictions and quarantine of a few demo partitions (one with every kind of
+mess validation decides on, a cascade) were written by the code before issue 15 into
+``tests/fixtures/pinned/``. Any change that alters a prediction, a score's last bit, a flag,
+a route or a quarantine reason fails here. ``SCORING_PIN_OUTPUTS=1`` rewrites the files
+(only when a change of output is intended, and said so in its commit).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from pipeline import local, store
+from pipeline.config import load_job
+from tests.conftest import DAY, ROOT, write_job, write_partition
+from tests.integration.test_batching import _messy
+
+PINNED = ROOT / "tests" / "fixtures" / "pinned"
+
+
+def _dump(job_id: str, table: str, columns: str) -> list[list[str]]:
+    with store.engine_for(store.resolve_url("scoring_db")).connect() as conn:
+        rows = conn.execute(sa.text(f"SELECT customer_id, {columns} FROM {table} ORDER BY customer_id")).all()
+        quarantine = conn.execute(sa.text("SELECT entity_key, reasons FROM scoring_quarantine WHERE job_id = :j "
+                                          "ORDER BY entity_key, reasons"), {"j": job_id}).all()
+    out = [[str(v) if not isinstance(v, float) else repr(v) for v in row] for row in rows]
+    return out + [["quarantine", str(k), str(r)] for k, r in quarantine]
+
+
+def _check(name: str, rows: list[list[str]]) -> None:
+    path = PINNED / f"{name}.csv"
+    if os.environ.get("SCORING_PIN_OUTPUTS") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as fh:
+            csv.writer(fh).writerows(rows)
+        return
+    with path.open(newline="") as fh:
+        expected = [row for row in csv.reader(fh)]
+    differ = [(e, g) for e, g in zip(expected, rows) if e != g]
+    assert len(rows) == len(expected) and not differ, (
+        f"{name}: {len(rows)} rows against {len(expected)} pinned; first differences {differ[:3]}")
+
+
+@pytest.mark.parametrize("any_db", ["sqlite", "postgresql"], indirect=True)
+def test_a_demo_partition_and_a_messy_one_score_exactly_as_pinned(any_db: str, home: Path) -> None:
+    write_partition(home, n=4000)
+    job = load_job(write_job(home))
+    assert local.run_partition(job, DAY, run_id="pin-demo")["status"] == "success"
+    _check("demo", _dump("churn_test", "churn_test_predictions", "prediction, score, flags"))
+    _messy(home, "csv")
+    for stale in (home / "data" / "churn" / f"date={DAY}").glob("*.parquet"):
+        stale.unlink()
+    job = load_job(write_job(home, "churn_messy", source={"path": str(home / "data" / "churn"), "format": "csv"},
+                             validation={"max_quarantine_share": 0.5}))
+    assert local.run_partition(job, DAY, run_id="pin-messy")["status"] == "success"
+    _check("messy", _dump("churn_messy", "churn_messy_predictions", "prediction, score, flags"))
+
+
+def test_a_cascade_scores_exactly_as_pinned(cascade_home: Path) -> None:
+    write_partition(cascade_home, n=3000)
+    job = load_job(write_job(cascade_home, model={"name": "segments"},
+                             cascade={"routes": {"frequent": {"name": "churn_frequent"},
+                                                 "occasional": {"name": "churn_occasional"}}},
+                             output={"table": "cascade_predictions", "connection": "scoring_db"}))
+    assert local.run_partition(job, DAY, run_id="pin-cascade")["status"] == "success"
+    _check("cascade", _dump("churn_test", "cascade_predictions", "prediction, score, flags, route, router_model"))
