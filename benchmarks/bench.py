@@ -16,6 +16,9 @@ Measures, on this machine, for partitions of 1M and 10M rows of the churn demo d
   unindexed table; e2e / floor is printed beside e2e / naive;
 - a cascade (``pipeline.demo.cascade``: a segment router and two segment churn models) over the
   1M partition, end to end, next to the single model;
+- two 1M partitions scored at the same time by two processes on this machine, with every
+  process predicting on all cores (no limit) and with one thread each (``SCORING_THREADS=1``,
+  what a Celery worker of concurrency 2 on 2 cores gets by default);
 - Airflow's overhead per task: ``airflow dags test`` of the 1M partition minus its stages.
 
 Each measurement runs in its own process (clean peak RSS). Prints a table and writes
@@ -105,6 +108,10 @@ def prepare(sizes: list[int]) -> None:
                 frame.to_parquet(folder / f"part-{i:04d}.parquet", index=False)
             marker.touch()
             print(f"generated {rows:,} rows in {time.perf_counter() - started:.0f}s", flush=True)
+        if rows == min(sizes):  # a second day of the same files, for two partitions scored at once
+            twin = WORK / "data" / job_id(rows) / f"date={DAY + dt.timedelta(days=1)}"
+            shutil.rmtree(twin, ignore_errors=True)
+            shutil.copytree(folder, twin, copy_function=os.link)
         doc = {"job_id": job_id(rows), "schedule": None, "start_date": "2026-11-01", "entity_key": "customer_id",
                "source": {"path": str(WORK / "data" / job_id(rows)), "batch_rows": BATCH_ROWS},
                "model": {"name": "churn"}, "output": {"table": f"{job_id(rows)}_predictions"},
@@ -118,7 +125,7 @@ def prepare(sizes: list[int]) -> None:
             (WORK / "jobs" / "bench_cascade.yaml").write_text(yaml.safe_dump(cascade))
 
 
-def child(kind: str, rows: int) -> dict[str, Any]:
+def child(kind: str, rows: int, day: dt.date = DAY) -> dict[str, Any]:
     """Runs inside a fresh process; returns the measurement."""
     sys.path.insert(0, str(ROOT))
     if kind in ("pipeline", "cascade"):
@@ -130,7 +137,7 @@ def child(kind: str, rows: int) -> dict[str, Any]:
         run.engine(job)  # connect outside the timed section, like a warm worker
         imports = time.perf_counter() - started
         started = time.perf_counter()
-        summary = local.run_partition(job, DAY, run_id=f"bench-{time.time_ns()}")
+        summary = local.run_partition(job, day, run_id=f"bench-{time.time_ns()}")
         wall = time.perf_counter() - started
         stages = ledger.as_json(summary["stage_seconds"])
         return {"wall_s": wall, "stages": stages, "rows": summary["rows_in"], "scored": summary["rows_scored"],
@@ -230,6 +237,24 @@ def peak_rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def concurrent(rows: int, threads: int) -> dict[str, Any]:
+    """Two partitions (two days of the same rows) run at once by two processes, each predicting with
+    ``threads`` threads: each one's end to end and score stage."""
+    checkpoint()
+    days = [DAY, DAY + dt.timedelta(days=1)]
+    procs = [subprocess.Popen([sys.executable, __file__, "--child", "pipeline", "--rows", str(rows), "--day",
+                               day.isoformat()], env=dict(env(), SCORING_THREADS=str(threads)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for day in days]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"concurrent run ({threads} threads) failed:\n{err[-4000:]}")
+        results.append(json.loads([ln for ln in out.splitlines() if ln.startswith("RESULT ")][-1][7:]))
+    return {"threads": threads, "wall_s": max(r["wall_s"] for r in results),
+            "score_s": max(r["stages"]["score"] for r in results), "runs": results}
+
+
 def measure(kind: str, rows: int) -> dict[str, Any]:
     checkpoint()  # each measurement starts with the WAL of the one before written out
     out = subprocess.run([sys.executable, __file__, "--child", kind, "--rows", str(rows)], env=env(),
@@ -275,9 +300,10 @@ def main() -> int:
     parser.add_argument("--rows", type=int, nargs="*", default=[1_000_000, 10_000_000])
     parser.add_argument("--no-airflow", action="store_true", help="skip the Airflow overhead measurement")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "latest.json"))
+    parser.add_argument("--day", type=dt.date.fromisoformat, default=DAY)
     args = parser.parse_args()
     if args.child:
-        result = child(args.child, args.rows[0])
+        result = child(args.child, args.rows[0], args.day)
         result["peak_rss_mb"] = peak_rss_mb()
         print("RESULT " + json.dumps(result), flush=True)
         return 0
@@ -294,8 +320,14 @@ def main() -> int:
             results["rerun"] = measure("pipeline", small)
     print(f"cascade (router + 2 routes), {small:,} rows ...", flush=True)
     results["cascade"] = measure("cascade", small)
-    print(f"floor (predict_proba alone, COPY alone), {small:,} rows ...", flush=True)
-    results["floor"] = measure("floor", small)
+    for rows in sizes:
+        print(f"floor (predict_proba alone, COPY alone), {rows:,} rows ...", flush=True)
+        results[f"floor_{rows}"] = measure("floor", rows)
+    results["floor"] = results[f"floor_{small}"]
+    cores = os.cpu_count() or 1
+    for threads in sorted({cores, 1}, reverse=True):
+        print(f"two {small:,}-row partitions at once, {threads} thread(s) each ...", flush=True)
+        results[f"concurrent_{threads}"] = concurrent(small, threads)
     print(f"naive baseline, {small:,} rows ...", flush=True)
     results["naive"] = measure("naive", small)
     if not args.no_airflow:
@@ -324,12 +356,19 @@ def main() -> int:
     lines.append(f"{'cascade (router + 2 routes)':<34}{casc['rows']:>12,}{casc['wall_s']:>10.2f}"
                  f"{rate(casc['rows'], casc['wall_s']):>12,.0f}{casc['peak_rss_mb']:>13,.0f}")
     lines.append(f"  {'score stage (router and routes)':<32}{casc['rows']:>12,}{casc['stages']['score']:>10.2f}")
-    lines.append(f"{'floor: predict_proba alone':<34}{fl['rows']:>12,}{fl['predict_s']:>10.2f}"
-                 f"{rate(fl['rows'], fl['predict_s']):>12,.0f}")
-    lines.append(f"{'floor: binary COPY, no index':<34}{fl['rows']:>12,}{fl['copy_s']:>10.2f}"
-                 f"{rate(fl['rows'], fl['copy_s']):>12,.0f}")
-    lines.append(f"{'floor (predict + COPY)':<34}{fl['rows']:>12,}{fl['floor_s']:>10.2f}"
-                 f"{rate(fl['rows'], fl['floor_s']):>12,.0f}{fl['peak_rss_mb']:>13,.0f}")
+    for rows in sizes:
+        f = results[f"floor_{rows}"]
+        lines.append(f"{'floor: predict_proba alone':<34}{f['rows']:>12,}{f['predict_s']:>10.2f}"
+                     f"{rate(f['rows'], f['predict_s']):>12,.0f}")
+        lines.append(f"{'floor: binary COPY, no index':<34}{f['rows']:>12,}{f['copy_s']:>10.2f}"
+                     f"{rate(f['rows'], f['copy_s']):>12,.0f}")
+        lines.append(f"{'floor (predict + COPY)':<34}{f['rows']:>12,}{f['floor_s']:>10.2f}"
+                     f"{rate(f['rows'], f['floor_s']):>12,.0f}{f['peak_rss_mb']:>13,.0f}")
+    for key in sorted(k for k in results if k.startswith("concurrent_")):
+        c = results[key]
+        label = f"2 partitions at once, {c['threads']} thr"
+        lines.append(f"{label:<34}{2 * small:>12,}{c['wall_s']:>10.2f}{rate(2 * small, c['wall_s']):>12,.0f}")
+        lines.append(f"  {'score stage (slower of the two)':<32}{small:>12,}{c['score_s']:>10.2f}")
     naive = results["naive"]
     lines.append(f"{'naive (read, predict, to_sql)':<34}{naive['rows']:>12,}{naive['wall_s']:>10.2f}"
                  f"{rate(naive['rows'], naive['wall_s']):>12,.0f}{naive['peak_rss_mb']:>13,.0f}")
@@ -349,6 +388,10 @@ def main() -> int:
         "e2e_vs_stage_sum": round(e2e / stage_sum_rate, 3),
         "e2e_vs_naive": round(e2e / naive_rate, 2),
         "e2e_vs_floor": round(first["wall_s"] / fl["floor_s"], 2),
+        "e2e_vs_floor_by_rows": {rows: round(results[f"pipeline_{rows}"]["wall_s"] / results[f"floor_{rows}"]["floor_s"],
+                                             2) for rows in sizes},
+        "concurrent_score_s_by_threads": {results[k]["threads"]: round(results[k]["score_s"], 2)
+                                          for k in results if k.startswith("concurrent_")},
         "cascade_rows_per_s": round(rate(casc["rows"], casc["wall_s"])),
         "floor_s": round(fl["floor_s"], 2),
         "rerun_persist_vs_first": round(rerun["stages"]["persist"] / first["stages"]["persist"], 2),
@@ -361,8 +404,11 @@ def main() -> int:
     lines.append("")
     lines.append(f"end to end / stages' sum: {summary['e2e_vs_stage_sum']:.0%} (target >= 80%)")
     lines.append(f"end to end / naive:       {summary['e2e_vs_naive']:.1f}x (target >= 5x)")
-    lines.append(f"end to end / floor:       {summary['e2e_vs_floor']:.2f} (floor {fl['floor_s']:.2f}s: "
-                 f"predict {fl['predict_s']:.2f}s + COPY {fl['copy_s']:.2f}s)")
+    for rows in sizes:
+        f, wall = results[f"floor_{rows}"], results[f"pipeline_{rows}"]["wall_s"]
+        lines.append(f"end to end / floor, {rows:,} rows: {wall / f['floor_s']:.2f} (target <= 1.5; "
+                     f"floor {f['floor_s']:.2f}s: predict {f['predict_s']:.2f}s + COPY {f['copy_s']:.2f}s)")
+    lines.extend(excess_over_floor(results, sizes))
     lines.append(f"re-run persist / first:   {summary['rerun_persist_vs_first']:.2f} "
                  f"({rerun['stages']['persist']:.2f}s vs {first['stages']['persist']:.2f}s; target <= 1.2)")
     lines.append(f"peak RSS at {sizes[-1]:,} rows: {largest['peak_rss_mb']:,.0f} MB (target < 1,500 MB)")
@@ -374,6 +420,18 @@ def main() -> int:
     Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
     print(f"\nwrote {args.out}")
     return 0
+
+
+def excess_over_floor(results: dict[str, Any], sizes: list[int]) -> list[str]:
+    """Where end to end spends beyond the floor: score minus predict, persist minus COPY, the other stages."""
+    lines = []
+    for rows in sizes:
+        stages, f = results[f"pipeline_{rows}"]["stages"], results[f"floor_{rows}"]
+        parts = {"score - predict": stages["score"] - f["predict_s"], "persist - COPY": stages["persist"] - f["copy_s"],
+                 **{k: v for k, v in stages.items() if k not in ("score", "persist")}}
+        lines.append(f"  beyond the floor, {rows:,} rows: " + ", ".join(
+            f"{k} {v:.2f}s" for k, v in sorted(parts.items(), key=lambda kv: -kv[1])))
+    return lines
 
 
 STAGES = {"ingest": 0, "validate": 1, "preprocess": 2, "score": 3, "persist": 4, "finalize": 5}

@@ -225,6 +225,13 @@ class ModelRef(RouteModel):
         "(view <output.table>_compare). A failing challenger is recorded there and never fails the run.",
     )
     compare_top_n: int = Field(100, gt=0, description="N of the top-N overlap in the champion/challenger comparison.")
+    threads: int | None = Field(
+        None, gt=0,
+        description="Threads the models may use to predict (OpenMP and BLAS pools, limited through threadpoolctl "
+        "for the whole score stage). Default: SCORING_THREADS if set, else the cores this process may use "
+        "divided by the Celery worker's concurrency under CeleryExecutor (so worker processes sharing a "
+        "machine do not oversubscribe it), else all of them.",
+    )
 
     @field_validator("challengers", mode="before")
     @classmethod

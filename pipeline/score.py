@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -10,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from pipeline import ledger, preprocess, steps
+from pipeline import ledger, preprocess, settings, steps
 from pipeline.context import Progress, counted
 from pipeline.errors import ModelIntegrityError
 from pipeline.registry import ModelVersion, Registry
@@ -83,8 +86,39 @@ def verify_golden(scorer: Scorer) -> None:
         )
 
 
+# -- threads -----------------------------------------------------------------------------
+def thread_count(configured: int | None = None) -> int:
+    """Threads to predict with: the job's ``model.threads``, else ``SCORING_THREADS``, else this process's
+    cores divided among the task processes sharing the machine (``settings.worker_processes``)."""
+    if configured or settings.threads():
+        return int(configured or settings.threads() or 1)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // settings.worker_processes())
+
+
+@contextmanager
+def limited_threads(configured: int | None = None) -> Iterator[int]:
+    """The OpenMP and BLAS thread pools (scikit-learn's predict, numpy) limited to ``thread_count``.
+
+    Without a limit every process predicts on every core: several worker processes on one
+    machine oversubscribe it and each predicts slower (scikit-learn #30662).
+    """
+    from threadpoolctl import threadpool_limits
+
+    count = thread_count(configured)
+    with threadpool_limits(limits=count):
+        yield count
+
+
 # -- the stage ---------------------------------------------------------------------------
 def score_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The score stage with its thread limit (``limited_threads``): ``_score_file``."""
+    with limited_threads(ctx.job.model.threads) as count:
+        ctx.log.info("score: predicting with at most %d thread(s)", count)
+        return _score_file(ctx, counts)
+
+
+def _score_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str, Any]:
     """The score stage: the pinned model (sha256, golden rows checked) over ``features`` -> ``scored``.
 
     Then the drift check over the partition (``drift.check``), unless the run is sharded: a

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 
 ALLOW_VERSION_MISMATCH = "SCORING_ALLOW_SKLEARN_VERSION_MISMATCH"
@@ -84,6 +85,31 @@ def staging_retention_hours() -> float:
 def allow_sklearn_version_mismatch() -> bool:
     """Score a model saved by another scikit-learn version (``SCORING_ALLOW_SKLEARN_VERSION_MISMATCH=1``)."""
     return os.environ.get(ALLOW_VERSION_MISMATCH) == "1"
+
+
+def threads() -> int | None:
+    """Threads a model may use to predict, when the job does not say (``SCORING_THREADS``)."""
+    value = os.environ.get("SCORING_THREADS")
+    return int(value) if value else None
+
+
+def worker_processes() -> int:
+    """Task processes that share this machine: the Celery worker's concurrency under CeleryExecutor, else 1.
+
+    Read from Airflow's configuration when Airflow is loaded (a task), else from its environment variables.
+    """
+    if "airflow.configuration" in sys.modules:
+        from airflow.configuration import conf
+
+        executor = conf.get("core", "executor", fallback="") or ""
+        concurrency = conf.get("celery", "worker_concurrency", fallback="1") if "Celery" in executor else "1"
+    else:
+        executor = os.environ.get("AIRFLOW__CORE__EXECUTOR", "")
+        concurrency = os.environ.get("AIRFLOW__CELERY__WORKER_CONCURRENCY", "16") if "Celery" in executor else "1"
+    try:
+        return max(1, int(concurrency))
+    except ValueError:
+        return 1
 
 
 def sql_dir() -> Path:

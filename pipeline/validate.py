@@ -158,32 +158,39 @@ class RowValidator:
                                   f"{type(exc).__name__}: {exc}") from None
         return suite
 
-    def check(self, frame: pd.DataFrame) -> BatchOutcome:
+    def check(self, batch: pa.RecordBatch | pa.Table) -> BatchOutcome:
         """Validate one batch: which rows to quarantine (and why) and which to flag.
 
-        Text columns are best passed as pandas categoricals (``to_pandas(strings_to_categorical=True)``):
-        Great Expectations filters the whole frame once per expectation, and taking rows of a
-        categorical moves small integer codes instead of strings.
-
-        Two passes, both Great Expectations: the whole suite with ``BOOLEAN_ONLY`` (cheap: no
-        row lists), then only the failed expectations with ``COMPLETE`` on just their columns,
-        for the failing rows' indices. On mostly clean data this is about twice as fast as
-        one ``COMPLETE`` pass over every column.
+        Great Expectations decides every row; Arrow only spares it the checks no row of the
+        batch can fail (``screen``: a contract check with no candidate row, found with one
+        vectorised pass). What is left goes to GX in two passes: the checks Arrow cannot
+        screen with ``BOOLEAN_ONLY`` (cheap: no row lists), then every check that has or may
+        have failing rows with ``COMPLETE`` on just its columns, for the failing rows' indices.
+        Only those columns are converted to pandas, text as categoricals (GX filters the frame
+        once per expectation: taking rows of a categorical moves small integer codes).
         """
-        frame = frame.reset_index(drop=True)
-        batch = self.batch_definition.get_batch(batch_parameters={"dataframe": frame})
-        first = batch.validate(self.suite, result_format={"result_format": "BOOLEAN_ONLY"})
-        self._raise_on_exceptions(first)
-        failed = [reason_of({"type": r.expectation_config.type, "kwargs": dict(r.expectation_config.kwargs),
-                             "reason": (r.expectation_config.meta or {}).get("reason")})
-                  for r in first.results if not r.success]
+        maybe, unscreened = [], []
+        for exp in self.expectations:
+            verdict = screen(exp, batch)
+            if verdict is None:
+                unscreened.append(reason_of(exp))
+            elif verdict:
+                maybe.append(reason_of(exp))
+        if unscreened:
+            suite, columns = self._suite_of(tuple(unscreened))
+            first = self.batch_definition.get_batch(batch_parameters={"dataframe": _frame(batch, columns)}).validate(
+                suite, result_format={"result_format": "BOOLEAN_ONLY"})
+            self._raise_on_exceptions(first)
+            maybe += [reason_of({"type": r.expectation_config.type, "kwargs": dict(r.expectation_config.kwargs),
+                                 "reason": (r.expectation_config.meta or {}).get("reason")})
+                      for r in first.results if not r.success]
+        failed = [reason_of(e) for e in self.expectations if reason_of(e) in set(maybe)]
         reasons: dict[int, list[str]] = {}
         flags: dict[int, list[str]] = {}
         failures: dict[str, int] = {}
         if failed:
             suite, columns = self._suite_of(tuple(failed))
-            narrow = frame[columns] if columns else frame
-            second = self.batch_definition.get_batch(batch_parameters={"dataframe": narrow}).validate(
+            second = self.batch_definition.get_batch(batch_parameters={"dataframe": _frame(batch, columns)}).validate(
                 suite, result_format={"result_format": "COMPLETE"})
             self._raise_on_exceptions(second)
             for res in second.results:
@@ -205,14 +212,14 @@ class RowValidator:
                     target.setdefault(int(i), []).append(code)
         for code, n in failures.items():
             self.totals[code] = self.totals.get(code, 0) + n
-        self.evaluated_rows += len(frame)
+        self.evaluated_rows += batch.num_rows
         bad = sorted(reasons)
         flag_values = None
         if flags:
-            flag_values = np.full(len(frame), None, dtype=object)
+            flag_values = np.full(batch.num_rows, None, dtype=object)
             for i, codes in flags.items():
                 flag_values[i] = "; ".join(codes)
-        return BatchOutcome(len(frame), np.asarray(bad, dtype=np.int64),
+        return BatchOutcome(batch.num_rows, np.asarray(bad, dtype=np.int64),
                             ["; ".join(reasons[i] + flags.get(i, [])) for i in bad], flag_values, failures)
 
     def _suite_of(self, failed: tuple[str, ...]) -> tuple[Any, list[str]]:
@@ -252,6 +259,68 @@ class RowValidator:
             "checks": checks,
             "unexpected_counts": dict(sorted(self.totals.items())),
         }
+
+
+# -- the Arrow screen ----------------------------------------------------------------------
+_SCREENED = {  # expectation type -> the exact kwargs Arrow screens (any other kwarg: GX alone decides)
+    "expect_column_values_to_not_be_null": {"column"},
+    "expect_column_values_to_be_null": {"column"},
+    "expect_column_values_to_be_between": {"column", "min_value", "max_value"},
+    "expect_column_values_to_be_in_set": {"column", "value_set"},
+    "expect_column_values_to_not_be_in_set": {"column", "value_set"},
+}
+
+
+def screen(exp: dict[str, Any], batch: pa.RecordBatch | pa.Table) -> bool | None:
+    """Whether some row of the batch may fail a check: ``False`` when none can (GX need not run it on this
+    batch), ``True`` when some may (GX decides which), ``None`` for a check Arrow does not screen.
+
+    Conservative by construction: a row GX would fail is always a candidate here (nulls and NaN
+    as pandas sees them; comparisons only between numbers, or between strings).
+    """
+    import pyarrow.compute as pc
+
+    kw = exp["kwargs"]
+    if exp["type"] not in _SCREENED or set(kw) - _SCREENED[exp["type"]] or kw.get("column") not in batch.schema.names:
+        return None
+    col = batch.column(kw["column"])
+    kind = exp["type"].removeprefix("expect_column_values_to_")
+    if kind == "not_be_null":
+        return col.null_count > 0 or (pa.types.is_floating(col.type) and bool(pc.any(pc.is_nan(col)).as_py()))
+    if kind == "be_null":
+        return col.null_count < len(col)
+    if kind == "be_between":
+        low, high = kw.get("min_value"), kw.get("max_value")
+        bounds = [b for b in (low, high) if b is not None]
+        if not bounds or not _numeric(col.type) or not all(_number(b) for b in bounds):
+            return None
+        out = pc.or_kleene(pc.less(col, low) if low is not None else pa.scalar(False),
+                           pc.greater(col, high) if high is not None else pa.scalar(False))
+        return bool(pc.any(out).as_py())
+    values = list(kw.get("value_set") or [])
+    if pa.types.is_string(col.type) and all(isinstance(v, str) for v in values):
+        value_set = pa.array(values, pa.string())
+    elif pa.types.is_integer(col.type) and all(_number(v) and float(v).is_integer() for v in values):
+        value_set = pa.array([int(v) for v in values], col.type)
+    else:
+        return None
+    found = pc.is_in(col, value_set=value_set, skip_nulls=True)
+    hits = pc.sum(found).as_py() or 0
+    return hits > 0 if kind == "not_be_in_set" else hits < len(col) - col.null_count
+
+
+def _numeric(arrow_type: pa.DataType) -> bool:
+    return pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _frame(batch: pa.RecordBatch | pa.Table, columns: list[str]) -> pd.DataFrame:
+    """The batch's ``columns`` (all when empty) as GX's pandas frame: exact integers, text as categoricals."""
+    chosen = batch.select(columns) if columns else batch
+    return chosen.to_pandas(types_mapper=_exact_integers, strings_to_categorical=True)
 
 
 # -- the stage ---------------------------------------------------------------------------
@@ -312,7 +381,7 @@ def validate_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict
 
 def split_batch(validator: RowValidator, batch: pa.RecordBatch) -> tuple[pa.Table, pa.Table | None, int]:
     """One batch: (valid rows with their flags, quarantined rows with their reasons or None, rows flagged)."""
-    outcome = validator.check(batch.to_pandas(types_mapper=_exact_integers, strings_to_categorical=True))
+    outcome = validator.check(batch)
     keep = outcome.keep_mask()
     valid = pa.Table.from_batches([batch.filter(pa.array(keep))])
     flags = (pa.array(outcome.flags[keep], pa.string()) if outcome.flags is not None

@@ -42,7 +42,7 @@ def _check(name: str, rows: list[list[str]]) -> None:
         return
     with path.open(newline="") as fh:
         expected = [row for row in csv.reader(fh)]
-    differ = [(e, g) for e, g in zip(expected, rows) if e != g]
+    differ = [(e, g) for e, g in zip(expected, rows, strict=False) if e != g]
     assert len(rows) == len(expected) and not differ, (
         f"{name}: {len(rows)} rows against {len(expected)} pinned; first differences {differ[:3]}")
 

@@ -1,0 +1,68 @@
+"""The Arrow screen (issue 15) never changes what Great Expectations decides: it only skips checks no row fails."""
+
+from __future__ import annotations
+
+import math
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline.validate import RowValidator, _frame, expectation, screen, unique_reasons
+
+CHECKS = unique_reasons([
+    expectation("expect_column_values_to_not_be_null", "", column="f"),
+    expectation("expect_column_values_to_not_be_null", "", column="s"),
+    expectation("expect_column_values_to_be_between", "", column="f", min_value=0, max_value=10.5),
+    expectation("expect_column_values_to_be_between", "", column="i", min_value=-5, max_value=None),
+    expectation("expect_column_values_to_be_in_set", "", column="s", value_set=["a", "b", ""]),
+    expectation("expect_column_values_to_not_be_in_set", "", column="i", value_set=[3, 7]),
+    expectation("expect_column_values_to_be_null", "", column="s"),
+    expectation("expect_column_values_to_be_between", "", "flag", column="i", min_value=0, max_value=100, mostly=0.5),
+])
+floats = st.one_of(st.none(), st.just(math.nan), st.just(math.inf), st.just(-math.inf), st.just(0.0), st.just(10.5),
+                   st.floats(-20, 20))
+ints = st.one_of(st.none(), st.integers(-8, 120))
+texts = st.one_of(st.none(), st.sampled_from(["a", "b", "", " a", "A", "c"]))
+rows = st.lists(st.tuples(floats, ints, texts), min_size=1, max_size=12)
+
+
+@pytest.fixture(scope="module")
+def validators() -> tuple[RowValidator, RowValidator]:
+    return RowValidator(CHECKS, "screened"), RowValidator(CHECKS, "reference")
+
+
+def _gx_alone(reference: RowValidator, batch: pa.Table) -> dict[int, list[str]]:
+    """Every check run by GX over the whole batch, as before the screen: row -> its reason codes."""
+    result = reference.batch_definition.get_batch(batch_parameters={"dataframe": _frame(batch, [])}).validate(
+        reference.suite, result_format={"result_format": "COMPLETE"})
+    out: dict[int, list[str]] = {}
+    for res in result.results:
+        for i in ([] if res.success else res.result.get("unexpected_index_list") or []):  # 'mostly' may pass
+            out.setdefault(int(i), []).append(res.expectation_config.meta["reason"])
+    return out
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows)
+def test_the_screen_leaves_every_row_to_the_same_fate_as_gx_alone(validators, data) -> None:
+    screened, reference = validators
+    batch = pa.table({"f": pa.array([r[0] for r in data], pa.float64()), "i": pa.array([r[1] for r in data], pa.int64()),
+                      "s": pa.array([r[2] for r in data], pa.string())})
+    outcome = screened.check(batch)
+    expected = _gx_alone(reference, batch)
+    flagged = {i: v for i, v in enumerate(outcome.flags if outcome.flags is not None else []) if v}
+    got = {int(i): r.split("; ") for i, r in zip(outcome.bad, outcome.reasons, strict=True)}
+    for i, codes in flagged.items():
+        got.setdefault(i, []).extend(c for c in codes.split("; ") if c not in got.get(i, []))
+    assert {i: sorted(c) for i, c in got.items()} == {i: sorted(c) for i, c in expected.items()}
+
+
+def test_what_the_screen_decides_and_what_it_leaves_to_gx() -> None:
+    batch = pa.table({"f": pa.array([1.0, math.nan]), "i": pa.array([4, None]), "s": pa.array(["a", None])})
+    verdicts = {e["reason"]: screen(e, batch) for e in CHECKS}
+    assert verdicts == {"not_be_null:f": True, "not_be_null:s": True, "be_between:f": False, "be_between:i": False,
+                        "be_in_set:s": False, "not_be_in_set:i": False, "be_null:s": True,
+                        "be_between:i#2": None}  # 'mostly' is GX's alone
+    assert screen(expectation("expect_column_values_to_be_between", "", column="s", min_value=0), batch) is None
