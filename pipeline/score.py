@@ -44,16 +44,30 @@ class Scorer:
 
     def predict(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Predicted class and score (probability of the positive class)."""
-        card = self.version.card
         if hasattr(self.estimator, "predict_proba"):
-            proba = self.estimator.predict_proba(features)
-            classes = list(self.estimator.classes_)
-            positive = card.get("positive_class", classes[-1])
-            score = proba[:, classes.index(positive)] if len(classes) == 2 else proba.max(axis=1)
-            prediction = np.asarray(classes)[proba.argmax(axis=1)]
-            return prediction, score
+            best, classes, score = self._probabilities(features)
+            return classes[best], score
         prediction = self.estimator.predict(features)
         return prediction, prediction.astype("float64")
+
+    def predict_arrow(self, features: pd.DataFrame) -> tuple[pa.Array, pa.Array]:
+        """``predict`` as Arrow arrays, the class as text (numpy's ``astype(str)`` of it, as ``predict``'s
+        callers store it): a classifier's labels are made text once, not once a row."""
+        if hasattr(self.estimator, "predict_proba"):
+            best, classes, score = self._probabilities(features)
+            labels = pa.array(classes.astype(str), pa.string())
+            prediction = pa.DictionaryArray.from_arrays(pa.array(best, pa.int32()), labels).cast(pa.string())
+            return prediction, pa.array(score, pa.float64())
+        prediction, score = self.predict(features)
+        return pa.array(prediction.astype(str), pa.string()), pa.array(score, pa.float64())
+
+    def _probabilities(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A classifier's most probable class (its position in ``classes``), its classes and the score."""
+        proba = self.estimator.predict_proba(features)
+        classes = list(self.estimator.classes_)
+        positive = self.version.card.get("positive_class", classes[-1])
+        score = proba[:, classes.index(positive)] if len(classes) == 2 else proba.max(axis=1)
+        return proba.argmax(axis=1), np.asarray(classes), score
 
 
 def load_scorer(registry: Registry, name: str, version: int) -> Scorer:
@@ -158,7 +172,6 @@ def scored_schema(key: str, key_type: pa.DataType) -> pa.Schema:
 
 def score_batch(scorer: Scorer, batch: pa.RecordBatch, key: str, schema: pa.Schema) -> pa.Table:
     """One batch of features scored, keeping its entity keys and flags."""
-    prediction, score = scorer.predict(batch.to_pandas().drop(columns=[key, steps.FLAGS]))
-    return pa.table({key: batch.column(key), "prediction": pa.array(prediction.astype(str)),
-                     "score": pa.array(score, pa.float64()), "flags": batch.column(steps.FLAGS).cast(pa.string())},
-                    schema=schema)
+    prediction, score = scorer.predict_arrow(batch.drop_columns([key, steps.FLAGS]).to_pandas())
+    return pa.table({key: batch.column(key), "prediction": prediction, "score": score,
+                     "flags": batch.column(steps.FLAGS).cast(pa.string())}, schema=schema)

@@ -78,9 +78,8 @@ def score_challengers(ctx: RunContext) -> dict[str, dict[str, Any]]:
             scorer = scorer_for(registry, registry.resolve(spec.model_name, version))
             with StagedWriter(ctx.path(dataset(version)), schema) as writer:
                 for batch in read_batches(valid, ctx.batch_rows):
-                    prediction, score = scorer.predict(scorer.features(batch.to_pandas()))
-                    writer.write(pa.table({key: batch.column(key), "prediction": pa.array(prediction.astype(str)),
-                                           "score": pa.array(score, pa.float64()),
+                    prediction, score = scorer.predict_arrow(scorer.features(batch.to_pandas()))
+                    writer.write(pa.table({key: batch.column(key), "prediction": prediction, "score": score,
                                            "flags": pa.nulls(batch.num_rows, pa.string())}, schema=schema))
             state[ref] = {"version": version, "rows": writer.rows, "error": None}
             ctx.log.info("challenger %s (v%d) scored %d rows in the shadow", ref, version, writer.rows)
