@@ -38,26 +38,26 @@ def persist_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[
         ctx.engine, table=job.output.table, key=job.entity_key, job_id=job.job_id,
         partition_date=parse_date(ctx.spec.partition_date), batches=prediction_batches(ctx),
         quarantine=quarantine_rows(ctx), schema=job.output.schema_, attempt=(ctx.spec.run_id, ctx.spec.attempt),
+        constants=run_columns(ctx),
     )
     return counted(counts, rows_written=written)
 
 
-def prediction_batches(ctx: RunContext) -> Iterator[pa.Table]:
-    """The scored rows with the run's columns, batch by batch (``store.PREDICTION_COLUMNS``)."""
+def run_columns(ctx: RunContext) -> dict[str, Any]:
+    """The run's columns, the same on every row: partition date, model name and version (unless a cascade's
+    rows name the model that scored each of them), run id, scored at. The store adds them to each row."""
     spec = ctx.spec
-    day = parse_date(spec.partition_date)
-    scored_at = dt.datetime.fromisoformat(spec.read_json(steps.SCORE_STATE)["scored_at"])
-    constants = {"partition_date": pa.scalar(day, pa.date32()),
-                 "model_name": pa.scalar(spec.model_name, pa.string()),
-                 "model_version": pa.scalar(spec.model_version, pa.int32()),
-                 "run_id": pa.scalar(spec.run_id, pa.string()),
-                 "scored_at": pa.scalar(scored_at, pa.timestamp("us"))}
+    scored = staged_schema(ctx.parts(steps.SCORED)[0]).names
+    constants = {"partition_date": parse_date(spec.partition_date), "model_name": spec.model_name,
+                 "model_version": spec.model_version, "run_id": spec.run_id,
+                 "scored_at": dt.datetime.fromisoformat(spec.read_json(steps.SCORE_STATE)["scored_at"])}
+    return {name: value for name, value in constants.items() if name not in scored}
+
+
+def prediction_batches(ctx: RunContext) -> Iterator[pa.Table]:
+    """The scored rows, batch by batch (``run_columns`` and null lineage columns are the store's to add)."""
     for batch in read_batches(ctx.parts(steps.SCORED), ctx.batch_rows):
-        table = pa.Table.from_batches([batch])
-        for name, value in constants.items():
-            if name not in table.column_names:  # a cascade's rows name the model that scored each of them
-                table = table.append_column(name, pa.repeat(value, batch.num_rows))
-        yield table  # the store adds null lineage columns to one-model rows
+        yield pa.Table.from_batches([batch])
 
 
 def quarantine_rows(ctx: RunContext) -> Iterator[list[dict[str, Any]]]:

@@ -532,11 +532,15 @@ def replace_partition(
     quarantine: Iterable[list[dict[str, Any]]] = (),
     schema: str | None = None,
     attempt: tuple[str, int] | None = None,
+    constants: dict[str, Any] | None = None,
 ) -> int:
     """Replace one partition's predictions (and quarantine rows) in one transaction.
 
     Args:
-        batches: tables with the key column and PREDICTION_COLUMNS.
+        batches: tables with the key column and PREDICTION_COLUMNS, but ``constants``'s; the lineage
+            columns may be left out (null).
+        constants: columns with the same value on every row (the run's: date, model, run id, scored at).
+            PostgreSQL sends them once, as the load table's defaults, not in every row of the COPY.
         quarantine: lists of quarantine rows (dicts of the scoring_quarantine columns).
         attempt: (run id, attempt) publishing: in the same transaction, ``pipeline.lease`` checks that
             no later attempt took the partition over and marks this one the ``live`` copy.
@@ -546,12 +550,13 @@ def replace_partition(
     written = 0
     started = time.perf_counter()
     columns = [key, *PREDICTION_COLUMNS]
-    batches = _with_lineage(batches)
+    constants = constants or {}
     try:
         if engine.dialect.name == "postgresql":
             written = _replace_adbc(engine, table, columns, job_id, partition_date, batches, quarantine,
-                                    analyst_schema(engine, schema), attempt)
+                                    analyst_schema(engine, schema), attempt, constants)
         else:
+            batches = _with_lineage(_with_constants(batches, constants))
             with begin(engine) as conn:
                 conn.execute(sa.text(f"DELETE FROM {qt} WHERE partition_date = :d"), {"d": partition_date})
                 _delete_quarantine(conn, job_id, partition_date)
@@ -577,6 +582,32 @@ def replace_partition(
 
 
 LINEAGE_TYPES = {"route": pa.string(), "router_model": pa.string(), "router_version": pa.int32()}
+
+
+def _with_constants(batches: Iterable[pa.Table], constants: dict[str, Any]) -> Iterator[pa.Table]:
+    """Batches with the constant columns added to every row (SQLite's inserts)."""
+    for batch in batches:
+        for name, value in constants.items():
+            batch = batch.append_column(name, pa.repeat(pa.scalar(value, PREDICTION_TYPES[name]), batch.num_rows))
+        yield batch
+
+
+PREDICTION_TYPES = {"partition_date": pa.date32(), "model_name": pa.string(), "model_version": pa.int32(),
+                    "run_id": pa.string(), "scored_at": pa.timestamp("us")}
+
+
+def _default_sql(engine: Engine, value: Any) -> str:
+    """A constant as a column default (DDL takes no bound parameters: text is quoted by the dialect)."""
+    if isinstance(value, bool) or not isinstance(value, int | str | dt.date):
+        raise TypeError(f"no column default for {value!r}")
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, dt.datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return f"CAST({_literal(engine, aware.isoformat())} AS TIMESTAMPTZ)"
+    if isinstance(value, dt.date):
+        return f"CAST({_literal(engine, value.isoformat())} AS DATE)"
+    return _literal(engine, value)
 
 
 def _with_lineage(batches: Iterable[pa.Table]) -> Iterator[pa.Table]:
@@ -655,11 +686,14 @@ SWAP_TRIES = 3
 
 def _replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, partition_date: dt.date,
                   batches: Iterable[pa.Table], quarantine: Iterable[list[dict[str, Any]]],
-                  schema: str | None = None, attempt: tuple[str, int] | None = None) -> int:
+                  schema: str | None = None, attempt: tuple[str, int] | None = None,
+                  constants: dict[str, Any] | None = None) -> int:
     """PostgreSQL: load the partition's rows into a table of their own, index it, swap it in.
 
     1. **load**: ``<prefix>_<yyyymmdd>_load_<token>`` (``LIKE`` the predictions table, no index) takes
-       the rows by binary COPY; committed, it is visible to no reader of the predictions table.
+       the rows by binary COPY; committed, it is visible to no reader of the predictions table. The
+       COPY carries only the columns that vary by row: ``constants`` are the load table's defaults
+       while it loads (dropped after), and absent lineage columns are null.
     2. **index**: the primary key and the index by key, as the predictions table has them, and a
        ``CHECK`` on the day that lets ``ATTACH`` skip its scan; ``ANALYZE``.
     3. **swap**, one short transaction (``_swap``): the quarantine rows replaced, the publish check of
@@ -687,10 +721,18 @@ def _replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, p
         cur.execute(f"CREATE TABLE {q_load} (LIKE {parent} INCLUDING DEFAULTS, "
                     f"CHECK (partition_date = DATE '{partition_date.isoformat()}'))")
         cur.execute(f"COMMENT ON TABLE {q_load} IS {_literal(engine, mark)}")
+        constants = constants or {}
+        if constants:
+            cur.execute(f"ALTER TABLE {q_load} " + ", ".join(
+                f"ALTER COLUMN {_quote(engine, c)} SET DEFAULT {_default_sql(engine, v)}" for c, v in constants.items()))
         conn.commit()
         try:
-            written = _copy_rows(cur, load, home, columns, batches)
+            written = _copy_rows(cur, load, home, [c for c in columns if c not in constants], batches)
             conn.commit()
+            if constants:
+                cur.execute(f"ALTER TABLE {q_load} " + ", ".join(
+                    f"ALTER COLUMN {_quote(engine, c)} DROP DEFAULT" for c in constants))
+                conn.commit()  # before the index builds: the second connection's waits for this lock
             _index_load(engine, cur, home, load, key, f"{prefix[:40]}_{partition_date:%Y%m%d}_{token}_pkey")
             cur.execute(f"ANALYZE {q_load}")
             conn.commit()
@@ -727,6 +769,7 @@ def _index_load(engine: Engine, cur: Any, home: str, load: str, key: str, pk_nam
     def by_key() -> None:
         try:
             with psycopg.connect(libpq_uri(engine), autocommit=True) as other:
+                other.execute("SET lock_timeout = '60s'")  # the load table is this persist's alone: never wait long
                 other.execute(f"CREATE INDEX ON {q_load} ({key})")
         except BaseException as exc:
             failure.append(exc)
@@ -760,6 +803,7 @@ def _copy_rows(cur: Any, table: str, schema: str, columns: list[str], batches: I
     first = next(pending, None)
     if first is None:
         return 0
+    columns = [c for c in columns if c in first.column_names or c not in LINEAGE_TYPES]  # absent lineage: null
     arrow = first.select(columns).schema
     failure: list[BaseException] = []
 

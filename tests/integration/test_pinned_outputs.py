@@ -47,12 +47,30 @@ def _check(name: str, rows: list[list[str]]) -> None:
         f"{name}: {len(rows)} rows against {len(expected)} pinned; first differences {differ[:3]}")
 
 
+def _check_run_columns(job_id: str, table: str, run_id: str) -> None:
+    """Every row carries the run's columns (PostgreSQL sends them once, as the load table's defaults)."""
+    import pandas as pd
+
+    with store.engine_for(store.resolve_url("scoring_db")).connect() as conn:
+        runs = conn.execute(sa.text(f"SELECT DISTINCT partition_date, model_name, model_version, run_id, scored_at, "
+                                    f"route, router_model, router_version FROM {table}")).all()
+        started, finished = conn.execute(sa.text("SELECT started_at, finished_at FROM scoring_runs WHERE job_id = :j "
+                                                 "AND run_id = :r"), {"j": job_id, "r": run_id}).one()
+    assert len(runs) == 1, runs
+    day, model, version, run, scored_at, *lineage = runs[0]
+    assert (str(day)[:10], model, version, run, lineage) == (str(DAY), "churn", 1, run_id, [None, None, None])
+    stamp, low, high = (pd.Timestamp(v).tz_localize("UTC") if pd.Timestamp(v).tzinfo is None else pd.Timestamp(v)
+                        for v in (scored_at, started, finished))
+    assert low <= stamp <= high, (scored_at, started, finished)
+
+
 @pytest.mark.parametrize("any_db", ["sqlite", "postgresql"], indirect=True)
 def test_a_demo_partition_and_a_messy_one_score_exactly_as_pinned(any_db: str, home: Path) -> None:
     write_partition(home, n=4000)
     job = load_job(write_job(home))
     assert local.run_partition(job, DAY, run_id="pin-demo")["status"] == "success"
     _check("demo", _dump("churn_test", "churn_test_predictions", "prediction, score, flags"))
+    _check_run_columns("churn_test", "churn_test_predictions", "pin-demo")
     _messy(home, "csv")
     for stale in (home / "data" / "churn" / f"date={DAY}").glob("*.parquet"):
         stale.unlink()
