@@ -147,16 +147,21 @@ class RowValidator:
         gx = load_gx()
         from great_expectations.expectations.registry import get_expectation_impl
 
-        suite = gx.ExpectationSuite(name=f"{name}_suite")
+        built, seen = [], set()
         for exp in expectations:
+            same = (exp["type"], json.dumps(exp["kwargs"], sort_keys=True, default=str))
+            if same in seen:  # a check twice (the contract's and the job file's): the first one's reason
+                continue
+            seen.add(same)
             try:
                 impl = get_expectation_impl(exp["type"])
-                suite.add_expectation(impl(**exp["kwargs"], meta={"reason": reason_of(exp),
-                                                                  "on_fail": exp.get("on_fail", "quarantine")}))
+                built.append(impl(**exp["kwargs"], meta={"reason": reason_of(exp),
+                                                        "on_fail": exp.get("on_fail", "quarantine")}))
             except Exception as exc:  # GX raises its own types for unknown names and bad arguments
                 raise ConfigError(f"expectation {exp['type']} {exp['kwargs']} is not valid: "
                                   f"{type(exc).__name__}: {exc}") from None
-        return suite
+        # given whole: add_expectation compares each new one with every one before it (quadratic)
+        return gx.ExpectationSuite(name=f"{name}_suite", expectations=built)
 
     def check(self, batch: pa.RecordBatch | pa.Table) -> BatchOutcome:
         """Validate one batch: which rows to quarantine (and why) and which to flag.
