@@ -224,6 +224,9 @@ def render_sql(engine: Engine | Connection, filename: str, schema: str | None = 
 
     names = {k: one(k, v) for k, v in identifiers.items() if k != "key_type"} | column_types(engine)
     names |= {k: _literal(engine, v) for k, v in (literals or {}).items()}
+    if "key" in names:  # {primary_key} of sql/010: PostgreSQL's partitions hold one day each, so the key leads
+        names["primary_key"] = (f"{names['key']}, partition_date" if engine.dialect.name == "postgresql"
+                                else f"partition_date, {names['key']}")
     if "key_type" in identifiers:
         names["key_type"] = {"int": "BIGINT", "str": "TEXT"}[identifiers["key_type"]]
     return [stmt.format(**names) for stmt in _statements((settings.sql_dir() / filename).read_text())]
@@ -347,7 +350,10 @@ def ensure_predictions(engine: Engine, table: str, key: str, key_type: str, sche
         upgrade_types(conn, table, ("scored_at",), schema=home, views=(ids["latest"], ids["daily"]))
         if _is_plain_table(conn, table, home):
             partition_by_day(conn, table, key, home, views=(ids["latest"], ids["daily"]))
+        pk = sa.inspect(conn).get_pk_constraint(table, schema=home)["constrained_columns"]
         for name in ("015_predictions_index.sql", "020_views.sql"):
+            if name.startswith("015") and pk[:1] == [key]:  # the primary key serves an entity's history
+                continue
             for stmt in render_sql(conn, name, schema, by_key=f"{table}_by_key", **ids):
                 conn.exec_driver_sql(stmt)
         for view, grantee in readers:  # views made anew, a table migrated: who could read them still can
@@ -705,7 +711,6 @@ def _replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, p
     """
     import adbc_driver_postgresql.dbapi as adbc
 
-    key = quote_column(engine, columns[0])
     prefix = partition_prefix(table)
     token = hashlib.sha256(f"{attempt}:{os.getpid()}:{time.time_ns()}".encode()).hexdigest()[:6]
     load = f"{prefix}_{partition_date:%Y%m%d}_load_{token}"
@@ -733,7 +738,7 @@ def _replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, p
                 cur.execute(f"ALTER TABLE {q_load} " + ", ".join(
                     f"ALTER COLUMN {_quote(engine, c)} DROP DEFAULT" for c in constants))
                 conn.commit()  # before the index builds: the second connection's waits for this lock
-            _index_load(engine, cur, home, load, key, f"{prefix[:40]}_{partition_date:%Y%m%d}_{token}_pkey")
+            _index_load(engine, cur, home, load, parent, f"{prefix[:40]}_{partition_date:%Y%m%d}_{token}_pkey")
             cur.execute(f"ANALYZE {q_load}")
             conn.commit()
             rows = list(quarantine)  # read once: a swap that must wait for readers is tried again
@@ -757,32 +762,47 @@ def _replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, p
     return written
 
 
-def _index_load(engine: Engine, cur: Any, home: str, load: str, key: str, pk_name: str) -> None:
-    """The load table's primary key and index by key, as the predictions table has them, built at the same
-    time on two connections (each build mostly waits on one core: 0.9 s instead of 1.2 s per million rows
-    on 2 cores), then the unique index made the primary key (no second build)."""
+def _index_load(engine: Engine, cur: Any, home: str, load: str, parent: str, pk_name: str) -> None:
+    """The load table's indexes, as the predictions table has them (its primary key leads with the key;
+    a table made before issue 15 leads with the date and has an index by key besides, and an analyst
+    may have added more): every plain index built at the same time, one connection each (a build
+    mostly waits on one core), then the unique one made the primary key (no second build). ATTACH
+    then finds each of the parent's indexes ready; an expression or partial index it builds itself."""
     import psycopg
 
-    q_load, unique = _qualified(engine, home, load), _quote(engine, pk_name)
+    q_load = _qualified(engine, home, load)
+    cur.execute("SELECT i.indisprimary, i.indisunique, ARRAY(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY "
+                "AS k(num, pos) JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.num ORDER BY k.pos) "
+                "FROM pg_index i WHERE i.indrelid = $1::regclass AND i.indexprs IS NULL AND i.indpred IS NULL "
+                "ORDER BY i.indisprimary DESC", parameters=(parent,))
+    builds = []
+    for primary, unique, names in cur.fetchall():
+        cols = ", ".join(engine.dialect.identifier_preparer.quote_identifier(n) for n in names)
+        name = f" {_quote(engine, pk_name)}" if primary else ""
+        builds.append((primary, f"CREATE {'UNIQUE ' if unique else ''}INDEX{name} ON {q_load} ({cols})"))
     failure: list[BaseException] = []
 
-    def by_key() -> None:
+    def build(sql: str) -> None:
         try:
             with psycopg.connect(libpq_uri(engine), autocommit=True) as other:
                 other.execute("SET lock_timeout = '60s'")  # the load table is this persist's alone: never wait long
-                other.execute(f"CREATE INDEX ON {q_load} ({key})")
+                other.execute(sql)
         except BaseException as exc:
             failure.append(exc)
 
-    helper = threading.Thread(target=by_key, name=f"index {load}")
-    helper.start()
+    helpers = [threading.Thread(target=build, args=(sql,), name=f"index {load}") for _, sql in builds[1:]]
+    for helper in helpers:
+        helper.start()
     try:
-        cur.execute(f"CREATE UNIQUE INDEX {unique} ON {q_load} (partition_date, {key})")
+        if builds:
+            cur.execute(builds[0][1])
     finally:
-        helper.join()
+        for helper in helpers:
+            helper.join()
     if failure:
         raise failure[0]
-    cur.execute(f"ALTER TABLE {q_load} ADD PRIMARY KEY USING INDEX {unique}")
+    if builds and builds[0][0]:
+        cur.execute(f"ALTER TABLE {q_load} ADD PRIMARY KEY USING INDEX {_quote(engine, pk_name)}")
 
 
 def _qualified(engine: Engine, schema: str, name: str) -> str:

@@ -1,6 +1,10 @@
 -- One predictions table per job; {predictions} is a validated lower-case identifier, {key} the
 -- job's entity key column (any name check_column_name accepts, always quoted by the store).
--- One row per entity per partition, with the model version and run behind it.
+-- One row per entity per partition, with the model version and run behind it. {primary_key}:
+-- on PostgreSQL the key leads (each day partition holds one date, so it serves one entity's
+-- history and one day's rows alike; tables made before issue 15 lead with the date and have
+-- the index of sql/015 besides); on SQLite the date leads (a re-run deletes its day) and
+-- sql/015's index serves an entity's history.
 -- {partitioned}: PostgreSQL partitions the table by day (LIST on partition_date): a run loads its
 -- rows into a table of their own, indexes it and swaps it in (store._swap_partition). SQLite: empty.
 CREATE TABLE IF NOT EXISTS {predictions} (
@@ -16,5 +20,5 @@ CREATE TABLE IF NOT EXISTS {predictions} (
     route           TEXT,                   -- cascade: the router's prediction that chose the model, else NULL
     router_model    TEXT,                   -- cascade: the router model, else NULL
     router_version  INTEGER,                -- cascade: its version, else NULL
-    PRIMARY KEY (partition_date, {key})
+    PRIMARY KEY ({primary_key})
 ){partitioned};
