@@ -98,9 +98,8 @@ def worker_processes() -> int:
 
     Read from Airflow's configuration when Airflow is loaded (a task), else from its environment variables.
     """
-    if "airflow.configuration" in sys.modules:
-        from airflow.configuration import conf
-
+    if "airflow.configuration" in sys.modules:  # a task: Airflow's own configuration (never imported here)
+        conf = sys.modules["airflow.configuration"].conf
         executor = conf.get("core", "executor", fallback="") or ""
         concurrency = conf.get("celery", "worker_concurrency", fallback="1") if "Celery" in executor else "1"
     else:

@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -722,14 +722,8 @@ def _replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, p
         home = schema or db_schema
         parent, q_load = _qualified(engine, home, table), _qualified(engine, home, load)
         _drop_dead_loads(cur, engine, home, table, partition_date)
-        # the CHECK on the day, checked row by row by the COPY, lets ATTACH skip its scan
-        cur.execute(f"CREATE TABLE {q_load} (LIKE {parent} INCLUDING DEFAULTS, "
-                    f"CHECK (partition_date = DATE '{partition_date.isoformat()}'))")
-        cur.execute(f"COMMENT ON TABLE {q_load} IS {_literal(engine, mark)}")
         constants = constants or {}
-        if constants:
-            cur.execute(f"ALTER TABLE {q_load} " + ", ".join(
-                f"ALTER COLUMN {_quote(engine, c)} SET DEFAULT {_default_sql(engine, v)}" for c, v in constants.items()))
+        _create_load(engine, cur, q_load, parent, partition_date, mark, constants)
         conn.commit()
         try:
             written = _copy_rows(cur, load, home, [c for c in columns if c not in constants], batches)
@@ -737,22 +731,13 @@ def _replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, p
             if constants:
                 cur.execute(f"ALTER TABLE {q_load} " + ", ".join(
                     f"ALTER COLUMN {_quote(engine, c)} DROP DEFAULT" for c in constants))
-                conn.commit()  # before the index builds: the second connection's waits for this lock
+                conn.commit()  # before the index builds: the other connections' wait for this lock
             _index_load(engine, cur, home, load, parent, f"{prefix[:40]}_{partition_date:%Y%m%d}_{token}_pkey")
             cur.execute(f"ANALYZE {q_load}")
             conn.commit()
             rows = list(quarantine)  # read once: a swap that must wait for readers is tried again
-            for tried in range(1, SWAP_TRIES + 1):
-                try:
-                    _swap(cur, engine, home, table, load, partition_date, job_id, rows, db_schema, attempt, mark)
-                    conn.commit()
-                    break
-                except Exception as exc:
-                    conn.rollback()
-                    if getattr(exc, "sqlstate", None) != "55P03" or tried == SWAP_TRIES:
-                        raise
-                    log.warning("swapping partition %s of %s in: readers held the table for %.0fs (try %d/%d)",
-                                partition_date, table, settings.swap_lock_timeout_s(), tried, SWAP_TRIES)
+            _tried(SWAP_TRIES, conn, f"swapping partition {partition_date} of {table} in", lambda: _swap(
+                cur, engine, home, table, load, partition_date, job_id, rows, db_schema, attempt, mark))
         except BaseException:
             with contextlib.suppress(Exception):
                 conn.rollback()
@@ -760,6 +745,33 @@ def _replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, p
                 conn.commit()
             raise
     return written
+
+
+def _tried(tries: int, conn: Any, what: str, transaction: Callable[[], None]) -> None:
+    """Run and commit ``transaction``; rolled back and tried again while it waits too long for a lock."""
+    for tried in range(1, tries + 1):
+        try:
+            transaction()
+            conn.commit()
+            return
+        except Exception as exc:
+            conn.rollback()
+            if getattr(exc, "sqlstate", None) != "55P03" or tried == tries:
+                raise
+            log.warning("%s: readers held the table for %.0fs (try %d/%d)", what, settings.swap_lock_timeout_s(),
+                        tried, tries)
+
+
+def _create_load(engine: Engine, cur: Any, q_load: str, parent: str, day: dt.date, mark: str,
+                 constants: dict[str, Any]) -> None:
+    """The load table: ``LIKE`` the parent, a ``CHECK`` on the day (checked row by row by the COPY, it lets
+    ATTACH skip its scan), the attempt's mark as its COMMENT, the run's constants as column defaults."""
+    cur.execute(f"CREATE TABLE {q_load} (LIKE {parent} INCLUDING DEFAULTS, CHECK (partition_date = DATE "
+                f"'{day.isoformat()}'))")
+    cur.execute(f"COMMENT ON TABLE {q_load} IS {_literal(engine, mark)}")
+    if constants:
+        cur.execute(f"ALTER TABLE {q_load} " + ", ".join(
+            f"ALTER COLUMN {_quote(engine, c)} SET DEFAULT {_default_sql(engine, v)}" for c, v in constants.items()))
 
 
 def _index_load(engine: Engine, cur: Any, home: str, load: str, parent: str, pk_name: str) -> None:

@@ -174,22 +174,7 @@ class RowValidator:
         Only those columns are converted to pandas, text as categoricals (GX filters the frame
         once per expectation: taking rows of a categorical moves small integer codes).
         """
-        maybe, unscreened = [], []
-        for exp in self.expectations:
-            verdict = screen(exp, batch)
-            if verdict is None:
-                unscreened.append(reason_of(exp))
-            elif verdict:
-                maybe.append(reason_of(exp))
-        if unscreened:
-            suite, columns = self._suite_of(tuple(unscreened))
-            first = self.batch_definition.get_batch(batch_parameters={"dataframe": _frame(batch, columns)}).validate(
-                suite, result_format={"result_format": "BOOLEAN_ONLY"})
-            self._raise_on_exceptions(first)
-            maybe += [reason_of({"type": r.expectation_config.type, "kwargs": dict(r.expectation_config.kwargs),
-                                 "reason": (r.expectation_config.meta or {}).get("reason")})
-                      for r in first.results if not r.success]
-        failed = [reason_of(e) for e in self.expectations if reason_of(e) in set(maybe)]
+        failed = self._failing(batch)
         reasons: dict[int, list[str]] = {}
         flags: dict[int, list[str]] = {}
         failures: dict[str, int] = {}
@@ -226,6 +211,25 @@ class RowValidator:
                 flag_values[i] = "; ".join(codes)
         return BatchOutcome(batch.num_rows, np.asarray(bad, dtype=np.int64),
                             ["; ".join(reasons[i] + flags.get(i, [])) for i in bad], flag_values, failures)
+
+    def _failing(self, batch: pa.RecordBatch | pa.Table) -> list[str]:
+        """The reasons of the checks that have (or, by the Arrow screen, may have) failing rows, in suite order."""
+        maybe, unscreened = [], []
+        for exp in self.expectations:
+            verdict = screen(exp, batch)
+            if verdict is None:
+                unscreened.append(reason_of(exp))
+            elif verdict:
+                maybe.append(reason_of(exp))
+        if unscreened:
+            suite, columns = self._suite_of(tuple(unscreened))
+            first = self.batch_definition.get_batch(batch_parameters={"dataframe": _frame(batch, columns)}).validate(
+                suite, result_format={"result_format": "BOOLEAN_ONLY"})
+            self._raise_on_exceptions(first)
+            maybe += [reason_of({"type": r.expectation_config.type, "kwargs": dict(r.expectation_config.kwargs),
+                                 "reason": (r.expectation_config.meta or {}).get("reason")})
+                      for r in first.results if not r.success]
+        return [reason_of(e) for e in self.expectations if reason_of(e) in set(maybe)]
 
     def _suite_of(self, failed: tuple[str, ...]) -> tuple[Any, list[str]]:
         """The sub-suite of the failed expectations (cached) and the columns they read."""

@@ -82,7 +82,7 @@ def test_a_demo_partition_and_a_messy_one_score_exactly_as_pinned(any_db: str, h
 
 def test_a_cascade_scores_exactly_as_pinned(cascade_home: Path) -> None:
     write_partition(cascade_home, n=3000)
-    job = load_job(write_job(cascade_home, model={"name": "segments"},
+    job = load_job(write_job(cascade_home, model={"name": "segments", "threads": 1},  # pinned with every core
                              cascade={"routes": {"frequent": {"name": "churn_frequent"},
                                                  "occasional": {"name": "churn_occasional"}}},
                              output={"table": "cascade_predictions", "connection": "scoring_db"}))
