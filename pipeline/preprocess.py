@@ -161,19 +161,17 @@ def transform_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dic
     key = ctx.job.entity_key
     with StagedWriter(ctx.path(steps.FEATURES)) as writer:
         for batch in read_batches(ctx.path(steps.VALID), ctx.batch_rows):
-            writer.write(_features(transform, batch.to_pandas(), inputs, key))
+            writer.write(_features(transform, batch, inputs, key))
         if writer.schema is None:  # zero valid rows: an empty file with the feature schema
-            empty = staged_schema(ctx.path(steps.VALID)).empty_table().to_pandas()
+            empty = staged_schema(ctx.path(steps.VALID)).empty_table()
             writer.schema = _features(transform, empty, inputs, key).schema
     return {} if counts is None else counts
 
 
-def _features(transform: Transform, frame: pd.DataFrame, inputs: list[str], key: str) -> pa.Table:
-    """One batch's features, with the entity key first and the flags last (always text)."""
-    features = transform(frame[inputs])
-    features.insert(0, key, frame[key].to_numpy())
-    features[steps.FLAGS] = frame[steps.FLAGS].to_numpy()
-    table = pa.Table.from_pandas(features, preserve_index=False)
-    # a batch without flags would make the column Arrow's null type: keep it text
-    return table.set_column(table.schema.get_field_index(steps.FLAGS), steps.FLAGS,
-                            table[steps.FLAGS].cast(pa.string()))
+def _features(transform: Transform, batch: pa.RecordBatch | pa.Table, inputs: list[str], key: str) -> pa.Table:
+    """One batch's features, with the entity key first and the flags last (always text).
+
+    Only the contract's columns go through pandas (not the key, the flags or ingest's raw text)."""
+    table = pa.Table.from_pandas(transform(batch.select(inputs).to_pandas()), preserve_index=False)
+    return table.add_column(0, key, batch.column(key)).append_column(steps.FLAGS,
+                                                                     batch.column(steps.FLAGS).cast(pa.string()))
