@@ -240,17 +240,24 @@ def peak_rss_mb() -> float:
 def concurrent(rows: int, threads: int) -> dict[str, Any]:
     """Two partitions (two days of the same rows) run at once by two processes, each predicting with
     ``threads`` threads: each one's end to end and score stage."""
+    import contextlib
+    import tempfile
+
     checkpoint()
     days = [DAY, DAY + dt.timedelta(days=1)]
-    procs = [subprocess.Popen([sys.executable, __file__, "--child", "pipeline", "--rows", str(rows), "--day",
-                               day.isoformat()], env=dict(env(), SCORING_THREADS=str(threads)),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for day in days]
     results = []
-    for proc in procs:
-        out, err = proc.communicate()
-        if proc.returncode != 0:
-            raise SystemExit(f"concurrent run ({threads} threads) failed:\n{err[-4000:]}")
-        results.append(json.loads([ln for ln in out.splitlines() if ln.startswith("RESULT ")][-1][7:]))
+    with contextlib.ExitStack() as stack:
+        logs = [stack.enter_context(tempfile.TemporaryFile("w+")) for _ in days]  # not pipes: a full one stalls
+        procs = [subprocess.Popen([sys.executable, __file__, "--child", "pipeline", "--rows", str(rows), "--day",
+                                   day.isoformat()], env=dict(env(), SCORING_THREADS=str(threads)), stdout=log,
+                                  stderr=subprocess.STDOUT, text=True) for day, log in zip(days, logs, strict=True)]
+        for proc, log in zip(procs, logs, strict=True):
+            proc.wait()
+            log.seek(0)
+            out = log.read()
+            if proc.returncode != 0:
+                raise SystemExit(f"concurrent run ({threads} threads) failed:\n{out[-4000:]}")
+            results.append(json.loads([ln for ln in out.splitlines() if ln.startswith("RESULT ")][-1][7:]))
     return {"threads": threads, "wall_s": max(r["wall_s"] for r in results),
             "score_s": max(r["stages"]["score"] for r in results), "runs": results}
 

@@ -287,13 +287,18 @@ def screen(exp: dict[str, Any], batch: pa.RecordBatch | pa.Table) -> bool | None
     Conservative by construction: a row GX would fail is always a candidate here (nulls and NaN
     as pandas sees them; comparisons only between numbers, or between strings).
     """
-    import pyarrow.compute as pc
-
     kw = exp["kwargs"]
     if exp["type"] not in _SCREENED or set(kw) - _SCREENED[exp["type"]] or kw.get("column") not in batch.schema.names:
         return None
-    col = batch.column(kw["column"])
-    kind = exp["type"].removeprefix("expect_column_values_to_")
+    try:
+        return _screen(exp["type"].removeprefix("expect_column_values_to_"), kw, batch.column(kw["column"]))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, TypeError, ValueError, OverflowError):
+        return None  # a value Arrow cannot compare (-1 for an unsigned column): GX decides, and says if it cannot
+
+
+def _screen(kind: str, kw: dict[str, Any], col: pa.ChunkedArray | pa.Array) -> bool | None:
+    import pyarrow.compute as pc
+
     if kind == "not_be_null":
         return col.null_count > 0 or (pa.types.is_floating(col.type) and bool(pc.any(pc.is_nan(col)).as_py()))
     if kind == "be_null":
