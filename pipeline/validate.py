@@ -137,7 +137,8 @@ class RowValidator:
         asset = self.context.data_sources.add_pandas(f"{name}_source").add_dataframe_asset(f"{name}_rows")
         self.batch_definition = asset.add_batch_definition_whole_dataframe("batch")
         self.name = name
-        self.suite = self._suite(name, expectations)
+        self.suite = self._suite(name, expectations)  # every check built once: a bad one fails here
+        self.order = {reason_of(e): i for i, e in enumerate(expectations)}
         self._subsuites: dict[tuple[str, ...], tuple[Any, list[str]]] = {}
         self.totals: dict[str, int] = {}
         self.samples: dict[str, list[Any]] = {}
@@ -166,40 +167,33 @@ class RowValidator:
     def check(self, batch: pa.RecordBatch | pa.Table) -> BatchOutcome:
         """Validate one batch: which rows to quarantine (and why) and which to flag.
 
-        Great Expectations decides every row; Arrow only spares it the checks no row of the
-        batch can fail (``screen``: a contract check with no candidate row, found with one
-        vectorised pass). What is left goes to GX in two passes: the checks Arrow cannot
-        screen with ``BOOLEAN_ONLY`` (cheap: no row lists), then every check that has or may
-        have failing rows with ``COMPLETE`` on just its columns, for the failing rows' indices.
-        Only those columns are converted to pandas, text as categoricals (GX filters the frame
-        once per expectation: taking rows of a categorical moves small integer codes).
+        Great Expectations decides every row; Arrow only narrows what it must look at
+        (``candidates``: one vectorised pass per contract check finds the rows that may fail
+        it). A check with no candidate row is not run on the batch; the checks with some are
+        run by GX on their candidate rows alone; the checks Arrow cannot screen are run on the
+        whole batch, ``BOOLEAN_ONLY`` first (cheap: no row lists), then ``COMPLETE`` for the
+        failed ones. Each pass converts just its checks' columns to pandas, text as
+        categoricals (GX filters the frame once per expectation: taking rows of a categorical
+        moves small integer codes). A row's reasons are in the suite's order.
         """
-        failed = self._failing(batch)
+        screened, unscreened = self._failing(batch)
         reasons: dict[int, list[str]] = {}
         flags: dict[int, list[str]] = {}
         failures: dict[str, int] = {}
-        if failed:
-            suite, columns = self._suite_of(tuple(failed))
-            second = self.batch_definition.get_batch(batch_parameters={"dataframe": _frame(batch, columns)}).validate(
+        passes: list[tuple[tuple[str, ...], pa.RecordBatch | pa.Table, np.ndarray | None]] = []
+        if screened:
+            rows = np.flatnonzero(np.logical_or.reduce(list(screened.values())))
+            passes.append((tuple(screened), batch.take(pa.array(rows)), rows))
+        if unscreened:
+            passes.append((tuple(unscreened), batch, None))
+        for failed, part, positions in passes:
+            suite, columns = self._suite_of(failed)
+            result = self.batch_definition.get_batch(batch_parameters={"dataframe": _frame(part, columns)}).validate(
                 suite, result_format={"result_format": "COMPLETE"})
-            self._raise_on_exceptions(second)
-            for res in second.results:
-                config = res.expectation_config
-                meta = config.meta or {}
-                if res.success:
-                    continue
-                code = meta.get("reason") or reason_of({"type": config.type, "kwargs": dict(config.kwargs)})
-                if "unexpected_index_list" not in res.result:
-                    raise ConfigError(f"expectation {config.type} {dict(config.kwargs)} failed without naming "
-                                      "rows: only row-level expectations can split a partition")
-                idx = res.result.get("unexpected_index_list") or []
-                failures[code] = failures.get(code, 0) + len(idx)
-                sample = self.samples.setdefault(code, [])
-                for value in (res.result.get("partial_unexpected_list") or [])[: 5 - len(sample)]:
-                    sample.append(value)
-                target = flags if meta.get("on_fail") == "flag" else reasons
-                for i in idx:
-                    target.setdefault(int(i), []).append(code)
+            self._raise_on_exceptions(result)
+            self._collect(result, positions, reasons, flags, failures)
+        for codes in [*reasons.values(), *flags.values()]:
+            codes.sort(key=self.order.__getitem__)
         for code, n in failures.items():
             self.totals[code] = self.totals.get(code, 0) + n
         self.evaluated_rows += batch.num_rows
@@ -212,24 +206,47 @@ class RowValidator:
         return BatchOutcome(batch.num_rows, np.asarray(bad, dtype=np.int64),
                             ["; ".join(reasons[i] + flags.get(i, [])) for i in bad], flag_values, failures)
 
-    def _failing(self, batch: pa.RecordBatch | pa.Table) -> list[str]:
-        """The reasons of the checks that have (or, by the Arrow screen, may have) failing rows, in suite order."""
-        maybe, unscreened = [], []
+    def _collect(self, result: Any, positions: np.ndarray | None, reasons: dict[int, list[str]],
+                 flags: dict[int, list[str]], failures: dict[str, int]) -> None:
+        """A COMPLETE pass's failing rows (at ``positions`` of the batch when GX saw only those) and samples."""
+        for res in result.results:
+            config = res.expectation_config
+            meta = config.meta or {}
+            if res.success:
+                continue
+            code = meta.get("reason") or reason_of({"type": config.type, "kwargs": dict(config.kwargs)})
+            if "unexpected_index_list" not in res.result:
+                raise ConfigError(f"expectation {config.type} {dict(config.kwargs)} failed without naming "
+                                  "rows: only row-level expectations can split a partition")
+            idx = [int(i) for i in res.result.get("unexpected_index_list") or []]
+            failures[code] = failures.get(code, 0) + len(idx)
+            sample = self.samples.setdefault(code, [])
+            for value in (res.result.get("partial_unexpected_list") or [])[: 5 - len(sample)]:
+                sample.append(value)
+            target = flags if meta.get("on_fail") == "flag" else reasons
+            for i in idx:
+                target.setdefault(i if positions is None else int(positions[i]), []).append(code)
+
+    def _failing(self, batch: pa.RecordBatch | pa.Table) -> tuple[dict[str, np.ndarray], list[str]]:
+        """The screened checks with candidate rows (reason -> candidate mask), and the unscreened checks GX's
+        ``BOOLEAN_ONLY`` pass found failing; both in suite order."""
+        screened, unscreened = {}, []
         for exp in self.expectations:
-            verdict = screen(exp, batch)
-            if verdict is None:
+            mask = candidates(exp, batch)
+            if mask is None:
                 unscreened.append(reason_of(exp))
-            elif verdict:
-                maybe.append(reason_of(exp))
+            elif mask.any():
+                screened[reason_of(exp)] = mask
         if unscreened:
             suite, columns = self._suite_of(tuple(unscreened))
             first = self.batch_definition.get_batch(batch_parameters={"dataframe": _frame(batch, columns)}).validate(
                 suite, result_format={"result_format": "BOOLEAN_ONLY"})
             self._raise_on_exceptions(first)
-            maybe += [reason_of({"type": r.expectation_config.type, "kwargs": dict(r.expectation_config.kwargs),
+            failed = {reason_of({"type": r.expectation_config.type, "kwargs": dict(r.expectation_config.kwargs),
                                  "reason": (r.expectation_config.meta or {}).get("reason")})
-                      for r in first.results if not r.success]
-        return [reason_of(e) for e in self.expectations if reason_of(e) in set(maybe)]
+                      for r in first.results if not r.success}
+            unscreened = [r for r in unscreened if r in failed]
+        return screened, unscreened
 
     def _suite_of(self, failed: tuple[str, ...]) -> tuple[Any, list[str]]:
         """The sub-suite of the failed expectations (cached) and the columns they read."""
@@ -282,35 +299,48 @@ _SCREENED = {  # expectation type -> the exact kwargs Arrow screens (any other k
 
 def screen(exp: dict[str, Any], batch: pa.RecordBatch | pa.Table) -> bool | None:
     """Whether some row of the batch may fail a check: ``False`` when none can (GX need not run it on this
-    batch), ``True`` when some may (GX decides which), ``None`` for a check Arrow does not screen.
+    batch), ``True`` when some may (GX decides which), ``None`` for a check Arrow does not screen."""
+    mask = candidates(exp, batch)
+    return None if mask is None else bool(mask.any())
 
-    Conservative by construction: a row GX would fail is always a candidate here (nulls and NaN
-    as pandas sees them; comparisons only between numbers, or between strings).
+
+def candidates(exp: dict[str, Any], batch: pa.RecordBatch | pa.Table) -> np.ndarray | None:
+    """The rows of the batch that may fail a check (a boolean mask), or ``None`` for a check Arrow does not
+    screen (another kwarg than the few it knows, a type it does not compare).
+
+    Conservative by construction: a row GX would fail is always a candidate (nulls and NaN as
+    pandas sees them; comparisons only between numbers, or between strings).
     """
     kw = exp["kwargs"]
     if exp["type"] not in _SCREENED or set(kw) - _SCREENED[exp["type"]] or kw.get("column") not in batch.schema.names:
         return None
     try:
-        return _screen(exp["type"].removeprefix("expect_column_values_to_"), kw, batch.column(kw["column"]))
+        mask = _candidates(exp["type"].removeprefix("expect_column_values_to_"), kw, batch.column(kw["column"]))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, TypeError, ValueError, OverflowError):
         return None  # a value Arrow cannot compare (-1 for an unsigned column): GX decides, and says if it cannot
+    if mask is None:
+        return None
+    import pyarrow.compute as pc
+
+    return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _screen(kind: str, kw: dict[str, Any], col: pa.ChunkedArray | pa.Array) -> bool | None:
+def _candidates(kind: str, kw: dict[str, Any], col: pa.ChunkedArray | pa.Array) -> Any:
     import pyarrow.compute as pc
 
     if kind == "not_be_null":
-        return col.null_count > 0 or (pa.types.is_floating(col.type) and bool(pc.any(pc.is_nan(col)).as_py()))
+        return pc.is_null(col, nan_is_null=pa.types.is_floating(col.type))
     if kind == "be_null":
-        return col.null_count < len(col)
+        return pc.is_valid(col)
     if kind == "be_between":
         low, high = kw.get("min_value"), kw.get("max_value")
         bounds = [b for b in (low, high) if b is not None]
         if not bounds or not _numeric(col.type) or not all(_number(b) for b in bounds):
             return None
-        out = pc.or_kleene(pc.less(col, low) if low is not None else pa.scalar(False),
-                           pc.greater(col, high) if high is not None else pa.scalar(False))
-        return bool(pc.any(out).as_py())
+        below = pc.less(col, low) if low is not None else None
+        above = pc.greater(col, high) if high is not None else None
+        return pc.or_kleene(below, above) if below is not None and above is not None else (
+            below if below is not None else above)
     values = list(kw.get("value_set") or [])
     if pa.types.is_string(col.type) and all(isinstance(v, str) for v in values):
         value_set = pa.array(values, pa.string())
@@ -319,8 +349,7 @@ def _screen(kind: str, kw: dict[str, Any], col: pa.ChunkedArray | pa.Array) -> b
     else:
         return None
     found = pc.is_in(col, value_set=value_set, skip_nulls=True)
-    hits = pc.sum(found).as_py() or 0
-    return hits > 0 if kind == "not_be_in_set" else hits < len(col) - col.null_count
+    return found if kind == "not_be_in_set" else pc.and_(pc.invert(found), pc.is_valid(col))
 
 
 def _numeric(arrow_type: pa.DataType) -> bool:
