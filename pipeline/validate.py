@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -205,6 +206,13 @@ class RowValidator:
                 flag_values[i] = "; ".join(codes)
         return BatchOutcome(batch.num_rows, np.asarray(bad, dtype=np.int64),
                             ["; ".join(reasons[i] + flags.get(i, [])) for i in bad], flag_values, failures)
+
+    def certainly_valid(self, batch: pa.RecordBatch | pa.Table) -> np.ndarray | None:
+        """The rows of the batch no check can fail (a mask), when Arrow screens every check; else ``None``."""
+        masks = [candidates(exp, batch) for exp in self.expectations]
+        if any(m is None for m in masks):
+            return None
+        return ~np.logical_or.reduce(masks) if masks else np.ones(batch.num_rows, dtype=bool)
 
     def _collect(self, result: Any, positions: np.ndarray | None, reasons: dict[int, list[str]],
                  flags: dict[int, list[str]], failures: dict[str, int]) -> None:
@@ -402,16 +410,9 @@ def validate_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict
     validator = RowValidator(suite_for(ctx, schema, duplicate_keys_of(ctx)), ctx.job.job_id)
     total = staged_rows(source)
     progress = Progress(ctx.log, "validate", total)
-    flagged = 0
     with StagedWriter(ctx.path(steps.VALID), schema.append(pa.field(steps.FLAGS, pa.string()))) as good, \
             StagedWriter(ctx.path(steps.QUARANTINE), schema.append(pa.field("reasons", pa.string()))) as bad:
-        for batch in read_batches(source, ctx.batch_rows):
-            valid, rejected, n_flagged = split_batch(validator, batch)
-            good.write(valid)
-            if rejected is not None:
-                bad.write(rejected)
-            flagged += n_flagged
-            progress.add(batch.num_rows)
+        flagged = split_rows(validator, read_batches(source, ctx.batch_rows), ctx.batch_rows, good, bad, progress)
     counts = counted(counts, rows_valid=good.rows, rows_quarantined=bad.rows)
     summary = validator.report()
     report_path = write_report(ctx, summary, rows_in=total, rows_valid=good.rows, rows_quarantined=bad.rows,
@@ -422,17 +423,59 @@ def validate_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict
     return counts
 
 
-def split_batch(validator: RowValidator, batch: pa.RecordBatch) -> tuple[pa.Table, pa.Table | None, int]:
+def split_rows(validator: RowValidator, batches: Iterable[pa.RecordBatch], batch_rows: int, good: StagedWriter,
+               bad: StagedWriter, progress: Progress) -> int:
+    """Every batch's rows to ``good`` (with their flags) or ``bad`` (with their reasons); the rows flagged.
+
+    A row that no check can fail (``RowValidator.certainly_valid``: every check screened by Arrow,
+    the row a candidate of none) is valid at once. The others wait, across batches, until about
+    ``batch_rows`` of them are waiting, and GX decides them together: one GX pass for many
+    batches instead of one each (GX costs about 0.1 s a pass whatever its rows). A batch with a
+    check Arrow cannot screen is decided alone, whole.
+    """
+    flagged, waiting = 0, []
+
+    def decide(rows: pa.RecordBatch | pa.Table) -> int:
+        valid, rejected, n_flagged = split_batch(validator, rows)
+        good.write(valid)
+        if rejected is not None:
+            bad.write(rejected)
+        return n_flagged
+
+    for batch in batches:
+        sure = validator.certainly_valid(batch)
+        if sure is None:
+            flagged += decide(batch)
+        else:
+            validator.evaluated_rows += int(sure.sum())
+            clean = _table(batch.filter(pa.array(sure)))
+            good.write(clean.append_column(steps.FLAGS, pa.nulls(clean.num_rows, pa.string())))
+            if not sure.all():
+                waiting.append(_table(batch.filter(pa.array(~sure))))
+            if sum(t.num_rows for t in waiting) >= batch_rows:
+                flagged += decide(pa.concat_tables(waiting))
+                waiting = []
+        progress.add(batch.num_rows)
+    if waiting:
+        flagged += decide(pa.concat_tables(waiting))
+    return flagged
+
+
+def _table(rows: pa.RecordBatch | pa.Table) -> pa.Table:
+    return pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else rows
+
+
+def split_batch(validator: RowValidator, batch: pa.RecordBatch | pa.Table) -> tuple[pa.Table, pa.Table | None, int]:
     """One batch: (valid rows with their flags, quarantined rows with their reasons or None, rows flagged)."""
     outcome = validator.check(batch)
     keep = outcome.keep_mask()
-    valid = pa.Table.from_batches([batch.filter(pa.array(keep))])
+    valid = _table(batch.filter(pa.array(keep)))
     flags = (pa.array(outcome.flags[keep], pa.string()) if outcome.flags is not None
              else pa.nulls(valid.num_rows, pa.string()))
     rejected = None
     if len(outcome.bad):
-        rejected = (pa.Table.from_batches([batch.take(pa.array(outcome.bad))])
-                    .append_column("reasons", pa.array(outcome.reasons, pa.string())))
+        rejected = _table(batch.take(pa.array(outcome.bad))).append_column("reasons", pa.array(outcome.reasons,
+                                                                                              pa.string()))
     return valid.append_column(steps.FLAGS, flags), rejected, valid.num_rows - flags.null_count
 
 
