@@ -104,8 +104,9 @@ def verify_golden(scorer: Scorer) -> None:
 def thread_count(configured: int | None = None) -> int:
     """Threads to predict with: the job's ``model.threads``, else ``SCORING_THREADS``, else this process's
     cores divided among the task processes sharing the machine (``settings.worker_processes``)."""
-    if configured or settings.threads():
-        return int(configured or settings.threads() or 1)
+    chosen = configured or settings.threads()
+    if chosen:
+        return chosen
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores // settings.worker_processes())
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline import settings, steps
 from pipeline.context import Progress, counted
@@ -165,7 +166,7 @@ class RowValidator:
         # given whole: add_expectation compares each new one with every one before it (quadratic)
         return gx.ExpectationSuite(name=f"{name}_suite", expectations=built)
 
-    def check(self, batch: pa.RecordBatch | pa.Table) -> BatchOutcome:
+    def check(self, batch: pa.RecordBatch | pa.Table, masks: list[np.ndarray | None] | None = None) -> BatchOutcome:
         """Validate one batch: which rows to quarantine (and why) and which to flag.
 
         Great Expectations decides every row; Arrow only narrows what it must look at
@@ -175,9 +176,10 @@ class RowValidator:
         whole batch, ``BOOLEAN_ONLY`` first (cheap: no row lists), then ``COMPLETE`` for the
         failed ones. Each pass converts just its checks' columns to pandas, text as
         categoricals (GX filters the frame once per expectation: taking rows of a categorical
-        moves small integer codes). A row's reasons are in the suite's order.
+        moves small integer codes). A row's reasons are in the suite's order. ``masks``: the
+        checks' ``candidates`` on this batch, when the caller has them already.
         """
-        screened, unscreened = self._failing(batch)
+        screened, unscreened = self._failing(batch, masks or self.candidates(batch))
         reasons: dict[int, list[str]] = {}
         flags: dict[int, list[str]] = {}
         failures: dict[str, int] = {}
@@ -207,12 +209,9 @@ class RowValidator:
         return BatchOutcome(batch.num_rows, np.asarray(bad, dtype=np.int64),
                             ["; ".join(reasons[i] + flags.get(i, [])) for i in bad], flag_values, failures)
 
-    def certainly_valid(self, batch: pa.RecordBatch | pa.Table) -> np.ndarray | None:
-        """The rows of the batch no check can fail (a mask), when Arrow screens every check; else ``None``."""
-        masks = [candidates(exp, batch) for exp in self.expectations]
-        if any(m is None for m in masks):
-            return None
-        return ~np.logical_or.reduce(masks) if masks else np.ones(batch.num_rows, dtype=bool)
+    def candidates(self, batch: pa.RecordBatch | pa.Table) -> list[np.ndarray | None]:
+        """Each check's candidate rows in the batch (``candidates``), in suite order."""
+        return [candidates(exp, batch) for exp in self.expectations]
 
     def _collect(self, result: Any, positions: np.ndarray | None, reasons: dict[int, list[str]],
                  flags: dict[int, list[str]], failures: dict[str, int]) -> None:
@@ -235,12 +234,12 @@ class RowValidator:
             for i in idx:
                 target.setdefault(i if positions is None else int(positions[i]), []).append(code)
 
-    def _failing(self, batch: pa.RecordBatch | pa.Table) -> tuple[dict[str, np.ndarray], list[str]]:
+    def _failing(self, batch: pa.RecordBatch | pa.Table, masks: list[np.ndarray | None]
+                 ) -> tuple[dict[str, np.ndarray], list[str]]:
         """The screened checks with candidate rows (reason -> candidate mask), and the unscreened checks GX's
         ``BOOLEAN_ONLY`` pass found failing; both in suite order."""
         screened, unscreened = {}, []
-        for exp in self.expectations:
-            mask = candidates(exp, batch)
+        for exp, mask in zip(self.expectations, masks, strict=True):
             if mask is None:
                 unscreened.append(reason_of(exp))
             elif mask.any():
@@ -305,13 +304,6 @@ _SCREENED = {  # expectation type -> the exact kwargs Arrow screens (any other k
 }
 
 
-def screen(exp: dict[str, Any], batch: pa.RecordBatch | pa.Table) -> bool | None:
-    """Whether some row of the batch may fail a check: ``False`` when none can (GX need not run it on this
-    batch), ``True`` when some may (GX decides which), ``None`` for a check Arrow does not screen."""
-    mask = candidates(exp, batch)
-    return None if mask is None else bool(mask.any())
-
-
 def candidates(exp: dict[str, Any], batch: pa.RecordBatch | pa.Table) -> np.ndarray | None:
     """The rows of the batch that may fail a check (a boolean mask), or ``None`` for a check Arrow does not
     screen (another kwarg than the few it knows, a type it does not compare).
@@ -328,14 +320,10 @@ def candidates(exp: dict[str, Any], batch: pa.RecordBatch | pa.Table) -> np.ndar
         return None  # a value Arrow cannot compare (-1 for an unsigned column): GX decides, and says if it cannot
     if mask is None:
         return None
-    import pyarrow.compute as pc
-
     return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def _candidates(kind: str, kw: dict[str, Any], col: pa.ChunkedArray | pa.Array) -> Any:
-    import pyarrow.compute as pc
-
     if kind == "not_be_null":
         return pc.is_null(col, nan_is_null=pa.types.is_floating(col.type))
     if kind == "be_null":
@@ -345,10 +333,9 @@ def _candidates(kind: str, kw: dict[str, Any], col: pa.ChunkedArray | pa.Array) 
         bounds = [b for b in (low, high) if b is not None]
         if not bounds or not _numeric(col.type) or not all(_number(b) for b in bounds):
             return None
-        below = pc.less(col, low) if low is not None else None
-        above = pc.greater(col, high) if high is not None else None
-        return pc.or_kleene(below, above) if below is not None and above is not None else (
-            below if below is not None else above)
+        outside = [pc.less(col, low)] if low is not None else []
+        outside += [pc.greater(col, high)] if high is not None else []
+        return pc.or_kleene(*outside) if len(outside) == 2 else outside[0]
     values = list(kw.get("value_set") or [])
     if pa.types.is_string(col.type) and all(isinstance(v, str) for v in values):
         value_set = pa.array(values, pa.string())
@@ -427,34 +414,36 @@ def split_rows(validator: RowValidator, batches: Iterable[pa.RecordBatch], batch
                bad: StagedWriter, progress: Progress) -> int:
     """Every batch's rows to ``good`` (with their flags) or ``bad`` (with their reasons); the rows flagged.
 
-    A row that no check can fail (``RowValidator.certainly_valid``: every check screened by Arrow,
-    the row a candidate of none) is valid at once. The others wait, across batches, until about
+    A row that no check can fail (every check screened by Arrow, the row a candidate of none) is
+    valid at once. The others wait, across batches, until about
     ``batch_rows`` of them are waiting, and GX decides them together: one GX pass for many
     batches instead of one each (GX costs about 0.1 s a pass whatever its rows). A batch with a
     check Arrow cannot screen is decided alone, whole.
     """
-    flagged, waiting = 0, []
+    flagged, waiting, waiting_rows = 0, [], 0
 
-    def decide(rows: pa.RecordBatch | pa.Table) -> int:
-        valid, rejected, n_flagged = split_batch(validator, rows)
+    def decide(rows: pa.RecordBatch | pa.Table, masks: list[np.ndarray | None] | None = None) -> int:
+        valid, rejected, n_flagged = split_batch(validator, rows, masks)
         good.write(valid)
         if rejected is not None:
             bad.write(rejected)
         return n_flagged
 
     for batch in batches:
-        sure = validator.certainly_valid(batch)
-        if sure is None:
-            flagged += decide(batch)
+        masks = validator.candidates(batch)
+        if any(m is None for m in masks):
+            flagged += decide(batch, masks)
         else:
+            sure = ~np.logical_or.reduce(masks) if masks else np.ones(batch.num_rows, dtype=bool)
             validator.evaluated_rows += int(sure.sum())
             clean = _table(batch.filter(pa.array(sure)))
             good.write(clean.append_column(steps.FLAGS, pa.nulls(clean.num_rows, pa.string())))
             if not sure.all():
                 waiting.append(_table(batch.filter(pa.array(~sure))))
-            if sum(t.num_rows for t in waiting) >= batch_rows:
+                waiting_rows += waiting[-1].num_rows
+            if waiting_rows >= batch_rows:
                 flagged += decide(pa.concat_tables(waiting))
-                waiting = []
+                waiting, waiting_rows = [], 0
         progress.add(batch.num_rows)
     if waiting:
         flagged += decide(pa.concat_tables(waiting))
@@ -465,9 +454,10 @@ def _table(rows: pa.RecordBatch | pa.Table) -> pa.Table:
     return pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else rows
 
 
-def split_batch(validator: RowValidator, batch: pa.RecordBatch | pa.Table) -> tuple[pa.Table, pa.Table | None, int]:
+def split_batch(validator: RowValidator, batch: pa.RecordBatch | pa.Table,
+                masks: list[np.ndarray | None] | None = None) -> tuple[pa.Table, pa.Table | None, int]:
     """One batch: (valid rows with their flags, quarantined rows with their reasons or None, rows flagged)."""
-    outcome = validator.check(batch)
+    outcome = validator.check(batch, masks)
     keep = outcome.keep_mask()
     valid = _table(batch.filter(pa.array(keep)))
     flags = (pa.array(outcome.flags[keep], pa.string()) if outcome.flags is not None

@@ -223,6 +223,10 @@ def test_a_plain_table_made_before_is_migrated_to_day_partitions_keeping_every_r
             counts = dict(conn.execute(sa.text(f"SELECT partition_date, count(*) FROM {TABLE} GROUP BY 1")
                                        ).tuples().all())
         assert counts == {dt.date(2026, 11, 1): 1000, dt.date(2026, 11, 2): 10, dt.date(2026, 11, 3): 1000}
+        with engine.connect() as conn:  # the old layout's two indexes, built on the load table (not by ATTACH)
+            names = conn.execute(sa.text("SELECT indexname FROM pg_indexes WHERE tablename = :t"),
+                                 {"t": f"{TABLE}_20261102"}).scalars().all()
+        assert len(names) == 2 and all("_load_" in n or n.endswith("_pkey") for n in names), names
     finally:
         with psycopg.connect(pg_server, autocommit=True) as admin:
             admin.execute(f'REVOKE ALL ON "{schema}".{TABLE} FROM "{role}"')

@@ -80,11 +80,13 @@ def test_a_demo_partition_and_a_messy_one_score_exactly_as_pinned(any_db: str, h
     _check("messy", _dump("churn_messy", "churn_messy_predictions", "prediction, score, flags"))
 
 
-def test_a_cascade_scores_exactly_as_pinned(cascade_home: Path) -> None:
+def test_a_cascade_scores_exactly_as_pinned(cascade_home: Path, caplog: pytest.LogCaptureFixture) -> None:
     write_partition(cascade_home, n=3000)
     job = load_job(write_job(cascade_home, model={"name": "segments", "threads": 1},  # pinned with every core
                              cascade={"routes": {"frequent": {"name": "churn_frequent"},
                                                  "occasional": {"name": "churn_occasional"}}},
                              output={"table": "cascade_predictions", "connection": "scoring_db"}))
-    assert local.run_partition(job, DAY, run_id="pin-cascade")["status"] == "success"
+    with caplog.at_level("INFO"):
+        assert local.run_partition(job, DAY, run_id="pin-cascade")["status"] == "success"
+    assert "score: predicting with at most 1 thread(s)" in caplog.text, "model.threads reaches the score stage"
     _check("cascade", _dump("churn_test", "cascade_predictions", "prediction, score, flags, route, router_model"))
