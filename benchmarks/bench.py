@@ -16,6 +16,8 @@ Measures, on this machine, for partitions of 1M and 10M rows of the churn demo d
   unindexed table; e2e / floor is printed beside e2e / naive. At 1M rows end to end and the floor
   run back to back three times (each time a day not scored before) and the ratio is the median of
   the three, each printed: one pair moves by up to 20% with the machine's neighbours;
+- a sql source (``source.kind: sql``): the 1M partition's rows loaded into a table and read by a
+  query with the partition date bound, end to end, with its peak RSS;
 - a cascade (``pipeline.demo.cascade``: a segment router and two segment churn models) over the
   1M partition, end to end, next to the single model;
 - two 1M partitions scored at the same time by two processes on this machine, with every
@@ -130,17 +132,36 @@ def prepare(sizes: list[int]) -> None:
                                               "occasional": {"name": "churn_occasional"}}},
                        "output": {"table": "bench_cascade_predictions"}}
             (WORK / "jobs" / "bench_cascade.yaml").write_text(yaml.safe_dump(cascade))
+            query = {**doc, "job_id": "bench_sql", "output": {"table": "bench_sql_predictions"},
+                     "source": {"kind": "sql", "batch_rows": BATCH_ROWS,
+                                "query": "SELECT * FROM bench_source_rows WHERE day = :partition_date"}}
+            (WORK / "jobs" / "bench_sql.yaml").write_text(yaml.safe_dump(query))
+            source_table(folder)
+
+
+def source_table(folder: Path) -> None:
+    """The partition's rows as a table (``bench_source_rows``, a ``day`` column first) for the sql source job."""
+    import adbc_driver_postgresql.dbapi as adbc
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    with adbc.connect(f"{PG}?options=-csearch_path%3D{SCHEMA}") as conn, conn.cursor() as cur:
+        for i, path in enumerate(sorted(folder.glob("*.parquet"))):
+            table = pq.read_table(path)
+            table = table.add_column(0, "day", pa.repeat(pa.scalar(DAY, pa.date32()), table.num_rows))
+            cur.adbc_ingest("bench_source_rows", table, mode="replace" if i == 0 else "append")
+        conn.commit()
 
 
 def child(kind: str, rows: int, day: dt.date = DAY) -> dict[str, Any]:
     """Runs inside a fresh process; returns the measurement."""
     sys.path.insert(0, str(ROOT))
-    if kind in ("pipeline", "cascade"):
+    if kind in ("pipeline", "cascade", "sql"):
         started = time.perf_counter()
         from pipeline import ledger, local, run
 
         run.preload()  # the libraries the stages import (the naive child imports its own before timing too)
-        job = run.find_job(job_id(rows) if kind == "pipeline" else "bench_cascade")
+        job = run.find_job(job_id(rows) if kind == "pipeline" else f"bench_{kind}")
         run.engine(job)  # connect outside the timed section, like a warm worker
         imports = time.perf_counter() - started
         started = time.perf_counter()
@@ -347,6 +368,8 @@ def main() -> int:
             results["rerun"] = measure("pipeline", small)
     print(f"cascade (router + 2 routes), {small:,} rows ...", flush=True)
     results["cascade"] = measure("cascade", small)
+    print(f"sql source (a query on PostgreSQL), {small:,} rows ...", flush=True)
+    results["sql"] = measure("sql", small)
     for rows in sizes:
         print(f"floor (predict_proba alone, COPY alone), {rows:,} rows ...", flush=True)
         results[f"floor_{rows}"] = measure("floor", rows)
@@ -384,6 +407,11 @@ def main() -> int:
     lines.append(f"{'cascade (router + 2 routes)':<34}{casc['rows']:>12,}{casc['wall_s']:>10.2f}"
                  f"{rate(casc['rows'], casc['wall_s']):>12,.0f}{casc['peak_rss_mb']:>13,.0f}")
     lines.append(f"  {'score stage (router and routes)':<32}{casc['rows']:>12,}{casc['stages']['score']:>10.2f}")
+    query = results["sql"]
+    lines.append(f"{'sql source (query, same rows)':<34}{query['rows']:>12,}{query['wall_s']:>10.2f}"
+                 f"{rate(query['rows'], query['wall_s']):>12,.0f}{query['peak_rss_mb']:>13,.0f}")
+    lines.append(f"  {'ingest stage (the query)':<32}{query['rows']:>12,}{query['stages']['ingest']:>10.2f}"
+                 f"{rate(query['rows'], query['stages']['ingest']):>12,.0f}")
     for rows in sizes:
         f = results[f"floor_{rows}"]
         lines.append(f"{'floor: predict_proba alone':<34}{f['rows']:>12,}{f['predict_s']:>10.2f}"
@@ -423,6 +451,8 @@ def main() -> int:
         "concurrent_score_s_by_threads": {results[k]["threads"]: round(results[k]["score_s"], 2)
                                           for k in results if k.startswith("concurrent_")},
         "cascade_rows_per_s": round(rate(casc["rows"], casc["wall_s"])),
+        "sql_source_rows_per_s": round(rate(query["rows"], query["wall_s"])),
+        "sql_source_peak_rss_mb": round(query["peak_rss_mb"]),
         "floor_s": round(fl["floor_s"], 2),
         "rerun_persist_vs_first": round(rerun["stages"]["persist"] / first["stages"]["persist"], 2),
         f"peak_rss_mb_{sizes[-1] // 1_000_000}m": round(largest["peak_rss_mb"]),

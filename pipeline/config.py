@@ -111,8 +111,24 @@ class _Strict(BaseModel):
 class SourceConfig(_Strict):
     """Where the daily partitions are read from."""
 
-    kind: Literal["files"] = Field("files", description="Source kind: a directory of files laid out by date.")
-    path: str = Field(..., description="Directory (relative to SCORING_HOME) or absolute path holding the partitions.")
+    kind: Literal["files", "sql"] = Field(
+        "files", description="Source kind: `files`, a directory of files laid out by date; `sql`, a query run "
+        "against a database connection with the partition date bound as `:partition_date`.")
+    path: str | None = Field(None, description="Files: directory (relative to SCORING_HOME) or absolute path "
+                             "holding the partitions.")
+    query: str | None = Field(
+        None, description="SQL: the query returning one partition's rows (the entity key and the model's inputs, "
+        "any other columns are ignored); `:partition_date` is bound to the partition's date (a date on "
+        "PostgreSQL, 'YYYY-MM-DD' text on SQLite), e.g. `SELECT * FROM features WHERE day = :partition_date`.")
+    query_file: str | None = Field(
+        None, description="SQL: or a file holding the query (relative to SCORING_HOME, e.g. sql/sources/x.sql).")
+    connection: str | None = Field(
+        None, description="SQL: the Airflow connection (or AIRFLOW_CONN_<ID>) of the database the query runs on "
+        "(default: output.connection).")
+    ready_query: str | None = Field(
+        None, description="SQL: the query wait_for_partition runs until its first value is true, with "
+        "`:partition_date` bound, e.g. `SELECT count(*) > 0 FROM load_audit WHERE day = :partition_date AND "
+        "status = 'done'`. Default: whether the query returns a row (`SELECT EXISTS (<query>)`).")
     format: Literal["parquet", "csv"] = Field("parquet", description="File format of the partition's files.")
     layout: str = Field(
         "date={date}",
@@ -147,6 +163,31 @@ class SourceConfig(_Strict):
         ".crc files) are never read; any other file that is not a data file of `format` fails the run, "
         "so that no rows are skipped silently.",
     )
+
+    _conn_id = field_validator("connection")(lambda v: _connection_id(v))
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> SourceConfig:
+        if self.kind == "files":
+            if self.path is None:
+                raise ValueError("source.path is required for source.kind: files (the folder of the partitions)")
+            stray = [k for k in ("query", "query_file", "ready_query", "connection") if getattr(self, k) is not None]
+            if stray:
+                raise ValueError(f"{', '.join('source.' + k for k in stray)} belong(s) to source.kind: sql; "
+                                 "remove them, or set kind: sql")
+            return self
+        if (self.query is None) == (self.query_file is None):
+            raise ValueError("source.kind: sql needs exactly one of source.query (the SQL) or source.query_file "
+                             "(a file holding it)")
+        if self.path is not None:
+            raise ValueError("source.path belongs to source.kind: files; a sql source reads source.query")
+        from pipeline.sqlsource import check_query
+
+        for name in ("query", "ready_query"):
+            text = getattr(self, name)
+            if text is not None:
+                check_query(text, f"source.{name}", need_date=name == "query")
+        return self
 
     @field_validator("layout")
     @classmethod
@@ -636,9 +677,16 @@ class JobConfig(_Strict):
         return ZoneInfo(self.timezone)
 
     def source_root(self) -> Path:
-        """Absolute directory holding the partitions."""
+        """Absolute directory holding the partitions (a files source)."""
+        if self.source.path is None:
+            raise ConfigError(f"job {self.job_id}: source.kind {self.source.kind} has no folder of partitions")
         path = Path(self.source.path)
         return path if path.is_absolute() else settings.home() / path
+
+    @property
+    def source_connection(self) -> str:
+        """The connection a sql source's query runs on: source.connection, else output.connection."""
+        return self.source.connection or self.output.connection
 
 
 def _format_error(path: Path, err: dict[str, Any], model: type[BaseModel]) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import itertools
 import logging
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
@@ -148,14 +149,14 @@ class _TextNumbers:
         self.unparsed[name] = self.unparsed.get(name, 0) + unparsed
         self.samples[name] = (self.samples.get(name, []) + [v for v in sample if v not in self.samples.get(name, [])])[:3]
 
-    def check(self, path: Path, partition_date: dt.date) -> None:
-        """Fail when a numeric column holds text and not one value of the whole file parses."""
+    def check(self, where: str, partition_date: dt.date) -> None:
+        """Fail when a numeric column holds text and not one value of the whole file (or query) parses."""
         for name, unparsed in self.unparsed.items():
             if unparsed and not self.parsed.get(name):
                 raise InputError(
-                    f"partition {partition_date}: file {path}, column {name!r} holds text that cannot be read as "
-                    f"numbers (e.g. {', '.join(repr(v) for v in self.samples[name])}): not one value of the "
-                    f"file's {self.rows} rows parses. The column's content or type changed upstream; fix the export."
+                    f"partition {partition_date}: {where}, column {name!r} holds text that cannot be read as "
+                    f"numbers (e.g. {', '.join(repr(v) for v in self.samples[name])}): not one value of its "
+                    f"{self.rows} rows parses. The column's content or type changed upstream; fix the export."
                 )
 
 
@@ -272,20 +273,66 @@ def ingest(
     rows = 0
     keys: list[pa.ChunkedArray] = []
     for path, file_columns in columns.items():
-        evidence = _TextNumbers({}, {}, {})
         try:
-            for table in _file_batches(path, fmt, batch_rows, file_columns, wanted, convert):
-                table = _conform(table, target, blank, path, partition_date, evidence)
-                write(table)
-                rows += table.num_rows
-                evidence.rows += table.num_rows
-                keys.append(table.column(key))
-            evidence.check(path, partition_date)
+            rows += _conform_all(_file_batches(path, fmt, batch_rows, file_columns, wanted, convert), target,
+                                 blank, f"file {path}", partition_date, write, keys)
         except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:  # undecodable bytes in Arrow's message
             raise _unreadable(path, fmt, partition_date, exc) from None
     duplicates = _duplicates(keys)
     log.info("partition %s: ingested %d rows from %d files", partition_date, rows, len(files))
     return IngestResult(rows, [str(f) for f in files], duplicates, ignored, target)
+
+
+def _conform_all(tables: Iterator[pa.Table], target: pa.Schema, blank: set[str], where: str,
+                 partition_date: dt.date, write: Any, keys: list[pa.ChunkedArray]) -> int:
+    """Every table of one file (or query) in the contract schema to ``write``; its key column to ``keys``."""
+    evidence, rows = _TextNumbers({}, {}, {}), 0
+    for table in tables:
+        table = _conform(table, target, blank, where, partition_date, evidence)
+        write(table)
+        rows += table.num_rows
+        evidence.rows += table.num_rows
+        keys.append(table.column(target.names[0]))
+    evidence.check(where, partition_date)
+    return rows
+
+
+def ingest_query(
+    tables: Iterator[pa.Table],
+    where: str,
+    *,
+    inputs: list[dict[str, Any]],
+    key: str,
+    partition_date: dt.date,
+    write: Any,
+    rename: Mapping[str, str] | None = None,
+    blank_is_missing: Collection[str] = (),
+) -> IngestResult:
+    """A query's rows (``tables``, see ``pipeline.sqlsource.batches``) into ``write`` in the contract schema.
+
+    The same checks and conversions as a file's, naming the query (``where``) where a file's name
+    would be; the key column's type is the first batch's.
+    """
+    check_contract_names(inputs)
+    rename = dict(rename or {})
+    wanted = [key] + [c["name"] for c in inputs]
+    first = next(tables)
+    renamed = _renamed(first.schema, rename, where, partition_date)
+    _check_wanted(renamed, first.schema.names, rename, key, wanted, where, partition_date)
+    key_type = _key_type({Path(where): renamed}, key, partition_date)
+    target = contract_schema(inputs, key, key_type, set(blank_is_missing))
+    ignored = sorted(set(renamed.names) - set(wanted))
+    if ignored:
+        log.info("partition %s: ignoring columns not in the contract: %s", partition_date, ignored)
+
+    def renamed_tables() -> Iterator[pa.Table]:
+        for table in itertools.chain([first], tables):
+            yield table.rename_columns(renamed.names).select(wanted)
+
+    keys: list[pa.ChunkedArray] = []
+    rows = _conform_all(renamed_tables(), target, set(blank_is_missing), where, partition_date, write, keys)
+    log.info("partition %s: ingested %d rows from %s", partition_date, rows, where)
+    return IngestResult(rows, [], _duplicates(keys), ignored, target)
 
 
 def _file_schemas(files: list[Path], fmt: str, convert: pacsv.ConvertOptions, key: str, wanted: list[str],
@@ -306,14 +353,14 @@ def _file_schemas(files: list[Path], fmt: str, convert: pacsv.ConvertOptions, ke
                 f"partition {partition_date}: file {path} has column(s) {', '.join(repeated)} more than once; "
                 "fix the export so that every column name is unique."
             )
-        renamed = _renamed(schema, rename, path, partition_date)
-        _check_wanted(renamed, schema.names, rename, key, wanted, path, partition_date)
+        renamed = _renamed(schema, rename, f"file {path}", partition_date)
+        _check_wanted(renamed, schema.names, rename, key, wanted, f"file {path}", partition_date)
         source = {new: old for old, new in zip(schema.names, renamed.names, strict=True)}
         out[path] = _FileColumns(renamed, [source[name] for name in wanted])
     return out
 
 
-def _renamed(schema: pa.Schema, rename: dict[str, str], path: Path, partition_date: dt.date) -> pa.Schema:
+def _renamed(schema: pa.Schema, rename: dict[str, str], where: Any, partition_date: dt.date) -> pa.Schema:
     """The file's schema under the job's names; a rename onto a name the file already has fails."""
     if not rename:
         return schema
@@ -321,7 +368,7 @@ def _renamed(schema: pa.Schema, rename: dict[str, str], path: Path, partition_da
     for name in sorted({n for n in names if names.count(n) > 1}):
         clash = [old for old, new in zip(schema.names, names, strict=True) if new == name]
         raise InputError(
-            f"partition {partition_date}: file {path}: source.rename maps column(s) "
+            f"partition {partition_date}: {where}: source.rename maps column(s) "
             f"{', '.join(repr(c) for c in clash if c != name)} onto {name!r}, a name the file already has "
             f"(columns {', '.join(repr(c) for c in clash)} would all be {name!r}). Remove the entry from "
             "source.rename in the job file, or drop one of the columns from the export."
@@ -331,7 +378,7 @@ def _renamed(schema: pa.Schema, rename: dict[str, str], path: Path, partition_da
 
 
 def _check_wanted(renamed: pa.Schema, original: list[str], rename: dict[str, str], key: str, wanted: list[str],
-                  path: Path, partition_date: dt.date) -> None:
+                  where: str, partition_date: dt.date) -> None:
     """The entity key (a job-file name) and the contract's columns are in the file, each error naming its source."""
     present = set(renamed.names)
     found = ", ".join(f"{old} (renamed {new})" if old != new else old
@@ -340,7 +387,7 @@ def _check_wanted(renamed: pa.Schema, original: list[str], rename: dict[str, str
     if key not in present:
         hint = _close_to(key, original)
         problems.append(
-            f"file {path} has no column {key!r} named by the job file's entity_key {key!r}"
+            f"{where} has no column {key!r} named by the job file's entity_key {key!r}"
             f"{f' (did you mean {hint!r}?)' if hint else ''} (found: {found}). Set entity_key to the "
             f"export's column name (any spelling, e.g. {hint or 'customerID'!r}), or map it with source.rename: "
             f"{{{hint or '<export name>'!r}: {key!r}}} in the job file."
@@ -351,7 +398,7 @@ def _check_wanted(renamed: pa.Schema, original: list[str], rename: dict[str, str
         did_you_mean = (" Similar names in the file: " + ", ".join(f"{h!r} for {c!r}" for c, h in hints.items())
                         + "; source.rename in the job file can map them.") if hints else ""
         problems.append(
-            f"file {path} has no column(s) {', '.join(missing)} required by the model's input contract "
+            f"{where} has no column(s) {', '.join(missing)} required by the model's input contract "
             f"(found: {found}). Fix the export, map its names with source.rename in the job file, or register "
             f"a model whose contract matches.{did_you_mean}"
         )
@@ -402,7 +449,7 @@ def _key_type(schemas: dict[Path, pa.Schema], key: str, partition_date: dt.date)
     )
 
 
-def _conform(table: pa.Table, target: pa.Schema, blank: set[str], path: Path, partition_date: dt.date,
+def _conform(table: pa.Table, target: pa.Schema, blank: set[str], where: str, partition_date: dt.date,
              evidence: _TextNumbers) -> pa.Table:
     columns: dict[str, pa.Array | pa.ChunkedArray] = {}
     for field in target:
@@ -410,19 +457,19 @@ def _conform(table: pa.Table, target: pa.Schema, blank: set[str], path: Path, pa
             continue
         column = table.column(field.name)
         if field.type == pa.float64():
-            values, raw, blank_text = _number(column, field.name, path, partition_date, field.name in blank, evidence)
+            values, raw, blank_text = _number(column, field.name, where, partition_date, field.name in blank, evidence)
             columns[field.name], columns[RAW_PREFIX + field.name] = values, raw
             if field.name in blank:
                 columns[BLANK_PREFIX + field.name] = blank_text
             continue
         if column.type != field.type:
-            column = _cast(column, field.type, field.name, path, partition_date, evidence.rows,
+            column = _cast(column, field.type, field.name, where, partition_date, evidence.rows,
                            is_key=field.name == target.names[0])
         columns[field.name] = column
     return pa.Table.from_arrays([columns[f.name] for f in target], schema=target)
 
 
-def _cast(column: pa.ChunkedArray, to: pa.DataType, name: str, path: Path, partition_date: dt.date,
+def _cast(column: pa.ChunkedArray, to: pa.DataType, name: str, where: str, partition_date: dt.date,
           offset: int, *, is_key: bool) -> pa.ChunkedArray:
     """A column as the schema's type; a value that cannot be converted fails naming its file, column, row and text.
 
@@ -435,7 +482,7 @@ def _cast(column: pa.ChunkedArray, to: pa.DataType, name: str, path: Path, parti
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         if not text:
             raise InputError(
-                f"partition {partition_date}: file {path}, column {name!r} has type {column.type} that cannot be "
+                f"partition {partition_date}: {where}, column {name!r} has type {column.type} that cannot be "
                 f"read as {to} ({exc}). Fix the export's column type, then re-run the partition."
             ) from None
     row = _first_uncastable(source, to)
@@ -444,7 +491,7 @@ def _cast(column: pa.ChunkedArray, to: pa.DataType, name: str, path: Path, parti
     role, kind = ("the entity key", "an integer") if is_key else ("of the model's input contract", f"a {to} value")
     guessed = " (guessed as integers from the first rows of the partition's files)" if is_key else ""
     raise InputError(
-        f"partition {partition_date}: file {path}, column {name!r} ({role}) holds {value} in data row "
+        f"partition {partition_date}: {where}, column {name!r} ({role}) holds {value} in data row "
         f"{offset + row + 1}, which cannot be read as {kind} like the column's other values{guessed}. Fix the "
         "value in the export, or re-export the column with one type in every row, then re-run the partition."
     )
@@ -463,7 +510,7 @@ def _first_uncastable(column: pa.ChunkedArray | pa.Array, to: pa.DataType) -> in
     return lo
 
 
-def _number(column: pa.ChunkedArray, name: str, path: Path, partition_date: dt.date,
+def _number(column: pa.ChunkedArray, name: str, where: str, partition_date: dt.date,
             blank_is_missing: bool = False, evidence: _TextNumbers | None = None) -> tuple[Any, Any, Any]:
     """(float64 values, original text of the values that are not usable numbers, original text of blanks).
 
@@ -499,7 +546,7 @@ def _number(column: pa.ChunkedArray, name: str, path: Path, partition_date: dt.d
             column, pa.float64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise InputError(
-            f"partition {partition_date}: file {path}, column {name!r} has type {column.type} that cannot be "
+            f"partition {partition_date}: {where}, column {name!r} has type {column.type} that cannot be "
             f"read as float64 ({exc}). Fix the export's column type."
         ) from None
     bad = pc.fill_null(pc.or_(pc.is_nan(values), pc.is_inf(values)), False)
@@ -566,20 +613,26 @@ def ingest_partition(ctx: RunContext, counts: dict[str, Any] | None = None) -> d
 
     job, spec = ctx.job, ctx.spec
     day = parse_date(spec.partition_date)
-    if spec.shard is not None:  # the files the plan saw, so a retried shard reads the same ones
-        files = files_of_shard(spec)
-    else:
-        files = partition_files(job.source_root(), job.source.layout, job.source.format, day, job.source.ignore)
     inputs = ctx.card["inputs"]
     if spec.cascade:  # every column a model of the cascade needs (each model's validation checks its own)
         from pipeline.cascade import ingest_inputs
 
         inputs = ingest_inputs(ctx)
+    blank = blank_policy(inputs, job.validation.blank_is_missing)
+    files: list[Path] = []
     with StagedWriter(ctx.path(steps.INGESTED)) as writer:
-        result = ingest(files, fmt=job.source.format, inputs=inputs, key=job.entity_key,
-                        partition_date=day, batch_rows=ctx.batch_rows, write=writer.write,
-                        rename=job.source.rename,
-                        blank_is_missing=blank_policy(inputs, job.validation.blank_is_missing))
+        if job.source.kind == "sql":
+            from pipeline import sqlsource
+
+            result = ingest_query(sqlsource.read(ctx), sqlsource.describe(job), inputs=inputs, key=job.entity_key, partition_date=day,
+                                  write=writer.write, rename=job.source.rename, blank_is_missing=blank)
+        else:
+            # a shard reads the files the plan saw, so a retried shard reads the same ones
+            files = files_of_shard(spec) if spec.shard is not None else partition_files(
+                job.source_root(), job.source.layout, job.source.format, day, job.source.ignore)
+            result = ingest(files, fmt=job.source.format, inputs=inputs, key=job.entity_key, partition_date=day,
+                            batch_rows=ctx.batch_rows, write=writer.write, rename=job.source.rename,
+                            blank_is_missing=blank)
         writer.schema = writer.schema or result.schema  # an empty partition still has its schema
     spec.write_json(steps.INGEST_STATE, {"files": result.files, "duplicate_keys": result.duplicate_keys,
                                          "ignored_columns": result.ignored_columns})
@@ -594,16 +647,21 @@ def check_not_empty(ctx: RunContext, rows: int, files: int, counts: dict[str, An
     if rows:
         return
     job, day = ctx.job, parse_date(ctx.spec.partition_date)
-    where = partition_dir(job.source_root(), job.source.layout, day)
+    if job.source.kind == "sql":
+        from pipeline.sqlsource import describe
+
+        holds = f"{describe(job)} returned no rows"
+    else:
+        holds = f"the {files} file(s) in {partition_dir(job.source_root(), job.source.layout, day)} hold no rows"
     if job.validation.on_empty == "fail":
         raise InputError(
-            f"partition {day}: the {files} file(s) in {where} hold no rows. Nothing was published. "
+            f"partition {day}: {holds}. Nothing was published. "
             "If the upstream export is incomplete, re-export it and re-run the partition; if an empty "
             "day is normal for this job, set validation.on_empty: succeed in the job file.",
             counts=counts or {"rows_in": 0},
         )
-    ctx.log.warning("partition %s is empty (%d file(s) in %s, 0 rows): continuing with zero rows "
-                    "(validation.on_empty: succeed)", day, files, where)
+    ctx.log.warning("partition %s is empty (%s): continuing with zero rows (validation.on_empty: succeed)", day,
+                    holds)
 
 
 def original_values(row: dict[str, Any]) -> dict[str, Any]:

@@ -34,7 +34,9 @@ def run_partition(
     # a partition that is not there is no attempt (as the DAG's sensor waits before anything starts);
     # one that holds what it should not (a stray file, an escaping link) is: ingest records why it failed
     with contextlib.suppress(InputError):
-        partition_files(job.source_root(), job.source.layout, job.source.format, day, ignore=job.source.ignore)
+        if job.source.kind == "files":
+            partition_files(job.source_root(), job.source.layout, job.source.format, day,
+                            ignore=job.source.ignore)
     run_id = run_id or f"cli__{day.isoformat()}__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
     spec = run.start(job, run_id=run_id, partition_date=day, model_ref=model_ref, dry_run=dry_run, url=url,
                      mode=mode, resend=resend, holder_kind="process")

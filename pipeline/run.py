@@ -78,9 +78,23 @@ def partition_path(job: JobConfig, partition_date: dt.date) -> Path:
     return partition_dir(job.source_root(), job.source.layout, partition_date)
 
 
-def partition_ready(job: JobConfig, partition_date: dt.date) -> bool:
-    """True when the partition's directory holds at least one data file."""
+def partition_ready(job: JobConfig, partition_date: dt.date, resolver: Resolver | None = None) -> bool:
+    """True when the partition's directory holds at least one data file (a sql source: its readiness query)."""
+    if job.source.kind == "sql":
+        from pipeline import sqlsource
+
+        return sqlsource.ready(job, partition_date, resolver)
     return bool(data_files(partition_path(job, partition_date), job.source.format, job.source.ignore))
+
+
+def partition_where(job: JobConfig, partition_date: dt.date, ready: bool) -> str:
+    """Where a partition is looked for and what was seen, for wait_for_partition's log lines."""
+    if job.source.kind == "sql":
+        from pipeline import sqlsource
+
+        return f"{'ready' if ready else 'not ready yet'} ({sqlsource.ready_description(job)})"
+    where = partition_path(job, partition_date)
+    return f"at {where}: ready" if ready else f"at {where}: not there yet (no *.{job.source.format} files)"
 
 
 # -- opening a run ---------------------------------------------------------------------

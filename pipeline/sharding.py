@@ -1,4 +1,4 @@
-"""Sharded runs: one partition split by file, scored in parallel, published once.
+"""Sharded runs: one partition split by file (a sql source: by key range), scored in parallel, published once.
 
 ``plan`` splits the partition's files into shards and finds duplicate keys across all of
 them (reading only the key columns); ``score_shard`` runs the scoring steps of
@@ -45,6 +45,10 @@ def plan(ctx: RunContext) -> tuple[RunSpec, list[RunSpec]]:
     from pipeline.ingest import partition_keys
 
     job, spec = ctx.job, ctx.spec
+    if job.source.kind == "sql":
+        from pipeline import sqlsource
+
+        return sqlsource.plan(ctx)
     files = partition_files(job.source_root(), job.source.layout, job.source.format, parse_date(spec.partition_date),
                             ignore=job.source.ignore)
     shards = max(1, min(job.source.shards, len(files)))

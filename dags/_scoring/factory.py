@@ -190,15 +190,14 @@ class PartitionSensor(BaseSensorOperator):
 
         job = self._job()
         day = partition_of(context, job)
-        where = run.partition_path(job, day)
-        if run.partition_ready(job, day):
-            self.log.info("partition %s at %s: ready", day, where)
+        if run.partition_ready(job, day, airflow_connection):
+            self.log.info("partition %s %s", day, run.partition_where(job, day, ready=True))
             return True
         now = dt.datetime.now(dt.UTC)  # for the log line only: when the next look is
         first = context["ti"].get_first_reschedule_date(context) or now
         deadline = first + dt.timedelta(seconds=float(self.timeout))
-        self.log.info("partition %s at %s: not there yet (no *.%s files); next look at %s (in %gs); gives up at "
-                      "%s (source.wait_timeout_minutes: %g)", day, where, job.source.format,
+        self.log.info("partition %s %s; next look at %s (in %gs); gives up at %s (source.wait_timeout_minutes: "
+                      "%g)", day, run.partition_where(job, day, ready=False),
                       f"{now + dt.timedelta(seconds=float(self.poke_interval)):%Y-%m-%d %H:%M:%S} UTC",
                       float(self.poke_interval), f"{deadline:%Y-%m-%d %H:%M:%S} UTC",
                       job.source.wait_timeout_minutes)
@@ -208,16 +207,25 @@ class PartitionSensor(BaseSensorOperator):
         try:
             return super().execute(context)
         except AirflowSensorTimeout as exc:
-            from pipeline import run
 
             job = self._job()
             day = partition_of(context, job)
-            raise AirflowSensorTimeout(
-                f"partition {day} of job {job.job_id} did not appear at "
-                f"{run.partition_path(job, day)} within {job.source.wait_timeout_minutes:g} minutes "
-                f"(no *.{job.source.format} files). Check the upstream export; once the files are "
-                "there, clear this task to retry."
-            ) from exc
+            raise AirflowSensorTimeout(timeout_message(job, day)) from exc
+
+
+def timeout_message(job: JobConfig, day: dt.date) -> str:
+    """wait_for_partition's message when it gives up: what it looked for, where, for how long."""
+    from pipeline import run
+
+    if job.source.kind == "sql":
+        from pipeline import sqlsource
+
+        return (f"partition {day} of job {job.job_id} was not ready within {job.source.wait_timeout_minutes:g} "
+                f"minutes: {sqlsource.ready_description(job)} never said so. Check the upstream load (or the "
+                "readiness query in the job file); once the rows are there, clear this task to retry.")
+    return (f"partition {day} of job {job.job_id} did not appear at {run.partition_path(job, day)} within "
+            f"{job.source.wait_timeout_minutes:g} minutes (no *.{job.source.format} files). Check the upstream "
+            "export; once the files are there, clear this task to retry.")
 
 
 def _output_doc(job: JobConfig) -> str:
@@ -230,6 +238,14 @@ def _output_doc(job: JobConfig) -> str:
     return f"default `{job.output.mode}`; " + "; ".join(parts) + f"; ledger on `{job.output.connection}`"
 
 
+def _source_doc(job: JobConfig) -> str:
+    if job.source.kind == "sql":
+        from pipeline import sqlsource
+
+        return sqlsource.describe(job)
+    return f"`{job.source_root()}/{job.source.layout}` ({job.source.format})"
+
+
 def _doc(job: JobConfig, path: Path) -> str:
     return f"""
 ### {job.job_id}
@@ -239,7 +255,7 @@ def _doc(job: JobConfig, path: Path) -> str:
 | | |
 |---|---|
 | job file | `{path}` |
-| source | `{job.source_root()}/{job.source.layout}` ({job.source.format}) |
+| source | {_source_doc(job)} |
 | entity key | `{job.entity_key}` |
 | model | `{job.model.name}` @ `{job.model.ref}` |
 | output | {_output_doc(job)} |

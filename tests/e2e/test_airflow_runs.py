@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -98,6 +99,25 @@ def test_missing_partition_fails_the_sensor_naming_the_path(home: Path, migrated
     assert f"did not appear at {expected}" in text, text[-4000:]
     assert re.search(r"not there yet \(no \*\.parquet files\); next look at \S+ \S+ UTC \(in 1s\); gives up at", text)
     assert not _has_ledger() or _ledger() == [], "nothing may start before the partition is there"
+
+
+def test_a_sql_source_not_ready_fails_the_sensor_naming_the_query_and_connection(
+        home: Path, migrated_home: Path) -> None:
+    with _sqlite(home) as conn:
+        conn.execute(sa.text("CREATE TABLE feature_rows (day TEXT, customer_id INTEGER)"))
+    write_job(home, source={"kind": "sql", "query": "SELECT * FROM feature_rows WHERE day = :partition_date",
+                            "wait_timeout_minutes": 0.02, "poke_interval_seconds": 1})
+    out = dags_test(migrated_home, "churn_test", "2026-11-05")
+    text = out.stdout + out.stderr
+    assert ("partition 2026-11-05 of job churn_test was not ready within 0.02 minutes: whether the query of "
+            "source.query 'SELECT * FROM feature_rows WHERE day = :partition_date' on connection 'scoring_db' "
+            "returns a row never said so") in text, text[-4000:]
+    assert "partition 2026-11-05 not ready yet (whether the query of source.query" in text
+    assert not _has_ledger() or _ledger() == [], "nothing may start before the partition is there"
+
+
+def _sqlite(home: Path) -> Any:
+    return sa.create_engine(f"sqlite:///{home / 'scoring.db'}").begin()
 
 
 def _has_ledger() -> bool:

@@ -32,11 +32,12 @@ def test_the_bench_runs_end_to_end_and_reports_the_floor_and_the_rerun(
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         summary = json.loads(out.read_text())
         for key in ("e2e_vs_naive", "e2e_vs_floor", "floor_s", "rerun_persist_vs_first", "peak_rss_mb_10m",
-                    "cascade_rows_per_s"):
+                    "cascade_rows_per_s", "sql_source_rows_per_s", "sql_source_peak_rss_mb"):
             assert summary[key] > 0, key
         assert "end to end / floor, 3,000 rows:" in done.stdout and "re-run persist / first:" in done.stdout
         assert "beyond the floor, 3,000 rows:" in done.stdout and "2 partitions at once, 1 thr" in done.stdout
-        assert summary["concurrent_score_s_by_threads"]["1"] > 0
+        assert summary["concurrent_score_s_by_threads"]["1"] > 0 and "sql source (query, same rows)" in done.stdout
+        assert summary["results"]["sql"]["rows"] == summary["results"]["pipeline_3000"]["rows"]
     finally:
         with psycopg.connect(pg_server, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
