@@ -118,6 +118,8 @@ def test_the_query_must_bind_the_partition_date_and_nothing_else(home: Path) -> 
         _job(home, "bad", {"path": None})
     sql, params = sqlsource.bind("SELECT ':partition_date', d::date FROM t WHERE d = :partition_date::date "
                                  "OR e = :partition_date", "postgresql", DAY)
-    assert sql == "SELECT ':partition_date', d::date FROM t WHERE d = $1::date OR e = $1" and params == [DAY]
+    setting = "CAST(current_setting('scoring.partition_date') AS date)"
+    assert sql == f"SELECT ':partition_date', d::date FROM t WHERE d = {setting}::date OR e = {setting}\n"
+    assert params == [("scoring.partition_date", DAY.isoformat())]
     sql, params = sqlsource.bind("SELECT 1 FROM t WHERE d = :partition_date OR e = :partition_date;", "sqlite", DAY)
-    assert sql == "SELECT 1 FROM t WHERE d = ? OR e = ?" and params == [DAY.isoformat()] * 2
+    assert sql == "SELECT 1 FROM t WHERE d = ? OR e = ?\n" and params == [DAY.isoformat()] * 2
