@@ -927,3 +927,11 @@ def count_partition(engine: Engine, table: str, partition_date: dt.date, schema:
                 {"d": partition_date},
             ).scalar_one()
         )
+
+
+def daily_summary(engine: Engine, table: str, partition_date: dt.date, schema: str | None = None) -> list[dict[str, Any]]:
+    """The ``<table>_daily`` view's rows of one partition (one per model version): rows, mean score, scored at."""
+    view = table_name(engine, f"{table}_daily", schema)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(f"SELECT * FROM {view} WHERE partition_date = :d"), {"d": partition_date})
+        return [{k: v if isinstance(v, int | float | None) else str(v) for k, v in r.items()} for r in rows.mappings()]

@@ -19,6 +19,7 @@ from airflow.sdk.exceptions import (
     AirflowSensorTimeout,
 )
 
+from _scoring.assets import do_announce, output_asset
 from pipeline import steps
 from pipeline.config import JobConfig, load_jobs
 from pipeline.errors import ScoringError
@@ -367,12 +368,16 @@ def build_dag(job: JobConfig, path: Path) -> DAG:
         done = make_task(job_file, steps.FINALIZE.name, do_finalize, trigger_rule="none_failed_min_one_success",
                          on_success_callback=drift_callback(job_file))
         if len(outputs) == 1:  # one way out: no branch in the graph
-            done(outputs[0](spec))
+            summary = done(outputs[0](spec))
         else:
             branch = choose_output(spec)
             ends = [output(spec) for output in outputs]
             branch >> ends
-            ends >> done(spec)
+            summary = done(spec)
+            ends >> summary
+        for mode in job.output.modes:  # the published partition as an asset event (see dags/_scoring/assets.py)
+            make_task(job_file, f"announce_{mode}", do_announce(mode), outlets=[output_asset(job, mode)],
+                      retries=0)(summary)
     return dag
 
 

@@ -57,14 +57,19 @@ def test_shipped_dags_import_cleanly_with_the_expected_shape(tmp_path: Path) -> 
     result = parse(tmp=tmp_path)
     assert result["errors"] == {}
     jobs = sorted(p.stem for p in (ROOT / "dags" / "jobs").glob("*.yaml"))
-    assert sorted(result["dags"]) == jobs
+    summaries = [f"{j}_summary" for j in jobs if j != "promotions_daily"]  # the persist jobs' downstream examples
+    assert sorted(result["dags"]) == sorted(jobs + summaries)
     dag = result["dags"]["churn_daily"]
-    assert dag["tasks"] == ["wait_for_partition", "ingest", "validate", "preprocess", "score", "persist", "finalize"]
+    assert dag["tasks"] == ["wait_for_partition", "ingest", "validate", "preprocess", "score", "persist", "finalize",
+                            "announce_persist"]
+    assert dag["upstream"]["announce_persist"] == ["finalize"] and dag["retries"]["announce_persist"] == 0
+    summary = result["dags"]["churn_daily_summary"]
+    assert summary["timetable"] == "PartitionedAssetTimetable" and summary["tasks"] == ["summarize"]
     assert dag["upstream"]["ingest"] == ["wait_for_partition"]
     assert dag["upstream"]["finalize"] == ["persist"]
     assert "scoring" in dag["tags"] and "churn" in dag["tags"]
     assert dag["owner"] == "ml-platform"
-    assert all(r >= 2 for t, r in dag["retries"].items() if t != "wait_for_partition")
+    assert all(r >= 2 for t, r in dag["retries"].items() if t not in ("wait_for_partition", "announce_persist"))
     assert dag["sensor_mode"] == "reschedule"
     assert dag["timetable"] == "CronDataIntervalTimetable"
     # a persist-only job's form has no output-mode choice and no push-only resend (issue 12)
@@ -77,7 +82,8 @@ def test_shipped_dags_import_cleanly_with_the_expected_shape(tmp_path: Path) -> 
     assert "last complete day" in dag["params"]["partition_date"]["description"]
     assert "Partition rule" in dag["doc_md"]
     promo = result["dags"]["promotions_daily"]
-    assert promo["tasks"] == ["wait_for_partition", "ingest", "validate", "preprocess", "score", "push", "finalize"]
+    assert promo["tasks"] == ["wait_for_partition", "ingest", "validate", "preprocess", "score", "push", "finalize",
+                              "announce_push"]
     assert promo["upstream"]["finalize"] == ["push"] and promo["upstream"]["push"] == ["score"]
     assert set(promo["params"]) == {"partition_date", "model_ref", "resend", "dry_run"}
     assert "push" in promo["tags"] and promo["owner"] == "crm-team"
@@ -94,6 +100,7 @@ def test_a_job_with_both_outputs_branches_on_the_run_mode(tmp_path: Path) -> Non
     assert dag["upstream"]["persist"] == dag["upstream"]["push"] == ["choose_output", "score"]
     assert dag["upstream"]["finalize"] == ["persist", "push", "score"]
     assert dag["trigger_rules"]["finalize"] == "none_failed_min_one_success"
+    assert dag["upstream"]["announce_persist"] == dag["upstream"]["announce_push"] == ["finalize"]
     assert dag["params"]["output_mode"]["schema"]["enum"] == ["persist", "push"]
     assert dag["params"]["output_mode"]["value"] == "push"
 
@@ -128,7 +135,8 @@ def test_a_sharded_job_maps_its_shards_and_publishes_once(tmp_path: Path) -> Non
     doc["source"]["shards"] = 4
     (jobs / "churn_daily.yaml").write_text(yaml.safe_dump(doc))
     dag = parse(jobs, tmp=tmp_path)["dags"]["churn_daily"]
-    assert dag["tasks"] == ["wait_for_partition", "plan", "score_shard", "combine", "persist", "finalize"]
+    assert dag["tasks"] == ["wait_for_partition", "plan", "score_shard", "combine", "persist", "finalize",
+                            "announce_persist"]
     assert dag["upstream"]["score_shard"] == ["plan"]
     assert dag["upstream"]["combine"] == ["plan", "score_shard"]
     assert dag["upstream"]["persist"] == ["combine"]

@@ -253,3 +253,56 @@ def test_a_cascade_job_runs_through_airflow(cascade_home: Path, migrated_home: P
                                                ("occasional", "churn_occasional", "segments")]
     assert sum(r[3] for r in lineage) == row["rows_scored"]
     assert "route frequent -> churn_frequent v1" in out.stdout + out.stderr
+
+
+def test_a_published_partition_is_an_asset_event_that_runs_the_downstream_dag(
+        home: Path, tmp_path: Path, stack_factory, airflow_pg_db: str) -> None:
+    import psycopg
+
+    write_partition(home, n=700)
+    write_partition(home, day=DAY - dt.timedelta(days=1), n=300)
+    write_job(home, schedule=None)
+    airflow_home = tmp_path / "airflow"
+    airflow_home.mkdir()
+    stack = stack_factory(
+        airflow_home,
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=airflow_pg_db,
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC=airflow_pg_db.replace("+psycopg", "+psycopg_async"),
+    )
+    stack.cli("db", "migrate")
+    stack.start(["api-server", "--port", str(stack.port)], ["scheduler"], ["dag-processor"])
+    listed = lambda: stack.cli("dags", "list", check=False).stdout  # noqa: E731
+    stack.wait_for("both DAGs to be parsed", lambda: "churn_test_summary" in listed() and "churn_test " in listed())
+    for dag_id in ("churn_test", "churn_test_summary"):
+        stack.cli("dags", "unpause", dag_id)
+    stack.cli("dags", "trigger", "churn_test", "--conf", json.dumps({"partition_date": DAY.isoformat()}))
+    dry = json.dumps({"partition_date": (DAY - dt.timedelta(days=1)).isoformat(), "dry_run": True})
+    stack.cli("dags", "trigger", "churn_test", "--conf", dry)  # a dry run publishes nothing: no event
+
+    metadata = airflow_pg_db.replace("postgresql+psycopg://", "postgresql://")
+
+    def query(sql: str) -> list[tuple]:
+        with psycopg.connect(metadata) as conn:
+            return conn.execute(sql).fetchall()
+
+    def summarized() -> bool:
+        return query("SELECT state FROM dag_run WHERE dag_id = 'churn_test_summary'") == [("success",)]
+
+    stack.wait_for("the summary DAG to run on the asset event", summarized, timeout=300)
+    stack.wait_for("both scoring runs to end", lambda: sorted(s for (s,) in query(
+        "SELECT state FROM dag_run WHERE dag_id = 'churn_test'")) == ["success", "success"], timeout=120)
+    [(partition_key, extra)] = query("SELECT e.partition_key, e.extra FROM asset_event e JOIN asset a ON "
+                                     "a.id = e.asset_id WHERE a.name = 'churn_test.predictions'")
+    [row] = [r for r in _ledger() if not r["dry_run"]]
+    assert partition_key == DAY.isoformat()
+    assert extra["partition_date"] == DAY.isoformat() and extra["model_version"] == 1 and extra["mode"] == "persist"
+    for field in ("rows_in", "rows_valid", "rows_quarantined", "rows_scored", "rows_written"):
+        assert extra[field] == row[field], field
+    assert query("SELECT partition_key FROM dag_run WHERE dag_id = 'churn_test_summary'") == [(DAY.isoformat(),)]
+    [(value,)] = query("SELECT value FROM xcom WHERE dag_id = 'churn_test_summary' AND key = 'return_value'")
+    summary = value if isinstance(value, dict) else json.loads(value)
+    assert summary["rows"] == row["rows_written"] and summary["event"]["run_id"] == row["run_id"]
+    skipped = query("SELECT ti.state FROM task_instance ti JOIN dag_run r ON r.run_id = ti.run_id AND "
+                    "r.dag_id = ti.dag_id WHERE ti.task_id = 'announce_persist' ORDER BY ti.state")
+    assert skipped == [("skipped",), ("success",)], "the dry run's announce is skipped"
+    shutil.rmtree(airflow_home / "logs", ignore_errors=True)
