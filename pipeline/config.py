@@ -125,6 +125,12 @@ class SourceConfig(_Strict):
     connection: str | None = Field(
         None, description="SQL: the Airflow connection (or AIRFLOW_CONN_<ID>) of the database the query runs on "
         "(default: output.connection).")
+    asset: str | None = Field(
+        None, description="The name of an Airflow asset whose partitioned events (partition key: the date, "
+        "YYYY-MM-DD) schedule the job instead of `schedule`: a run per event, for the event's day. The "
+        "upstream DAG that loads the files or rows declares the asset as an outlet; `schedule` must be null.")
+    asset_uri: str | None = Field(
+        None, description="The asset's URI, when the upstream declares one (an asset is named by name and URI).")
     ready_query: str | None = Field(
         None, description="SQL: the query wait_for_partition runs until its first value is true, with "
         "`:partition_date` bound, e.g. `SELECT count(*) > 0 FROM load_audit WHERE day = :partition_date AND "
@@ -628,6 +634,15 @@ class JobConfig(_Strict):
         if self.model.challengers:
             raise ValueError("cascade with model.challengers is not supported yet: compare the route models in "
                              "jobs of their own")
+        return self
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> JobConfig:
+        if self.source.asset and self.schedule:
+            raise ValueError(f"source.asset {self.source.asset!r} schedules the job on the asset's events: set "
+                             "schedule: null (or remove source.asset to keep the cron schedule)")
+        if self.source.asset_uri and not self.source.asset:
+            raise ValueError("source.asset_uri needs source.asset (the asset's name)")
         return self
 
     @model_validator(mode="after")

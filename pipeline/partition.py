@@ -56,8 +56,15 @@ def resolve_partition_date(
     run_after: dt.datetime | None = None,
     schedule: str | None = None,
     run_type: str | None = None,
+    partition_key: str | None = None,
 ) -> dt.date:
-    """Apply the partition-date rule above."""
+    """Apply the partition-date rule above (an asset-triggered run: its partition key's day)."""
+    if partition_key and param in (None, ""):
+        try:
+            return dt.date.fromisoformat(partition_key[:10])
+        except ValueError:
+            raise ConfigError(f"the run's partition key {partition_key!r} is not a date (YYYY-MM-DD): the upstream "
+                              "asset event must carry the partition's day") from None
     if param not in (None, ""):
         if run_type == "backfill":
             raise ConfigError(

@@ -33,6 +33,12 @@ def output_asset(job: JobConfig, mode: str) -> Asset:
                  extra={"sink": getattr(sink, "kind", "")})
 
 
+def source_asset(job: JobConfig) -> Asset:
+    """The upstream asset a job with ``source.asset`` is scheduled on (its URI when the job gives it)."""
+    name = str(job.source.asset)
+    return Asset(name=name, uri=job.source.asset_uri) if job.source.asset_uri else Asset(name=name)
+
+
 def predictions_asset(job_id: str) -> Asset:
     """A reference to a persist job's predictions asset, for a downstream DAG's schedule."""
     return Asset.ref(name=f"{job_id}.predictions")

@@ -12,14 +12,21 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, BaseSensorOperator, CronDataIntervalTimetable, Param, task
+from airflow.sdk import (
+    DAG,
+    BaseSensorOperator,
+    CronDataIntervalTimetable,
+    Param,
+    PartitionedAssetTimetable,
+    task,
+)
 from airflow.sdk.exceptions import (
     AirflowFailException,
     AirflowNotFoundException,
     AirflowSensorTimeout,
 )
 
-from _scoring.assets import do_announce, output_asset
+from _scoring.assets import do_announce, output_asset, source_asset
 from pipeline import steps
 from pipeline.config import JobConfig, load_jobs
 from pipeline.errors import ScoringError
@@ -38,7 +45,8 @@ def partition_of(context: Any, job: JobConfig) -> dt.date:
                 logical_date=getattr(dag_run, "logical_date", None),
                 run_after=getattr(dag_run, "run_after", None),
                 schedule=job.schedule,
-                run_type=str(getattr(run_type, "value", run_type) or ""))
+                run_type=str(getattr(run_type, "value", run_type) or ""),
+                partition_key=getattr(dag_run, "partition_key", None))
 
 
 def airflow_connection(conn_id: str) -> Any:
@@ -260,7 +268,7 @@ def _doc(job: JobConfig, path: Path) -> str:
 | entity key | `{job.entity_key}` |
 | model | `{job.model.name}` @ `{job.model.ref}` |
 | output | {_output_doc(job)} |
-| schedule | `{job.schedule}` ({job.timezone}) |
+| schedule | {f"the partitioned events of asset `{job.source.asset}`" if job.source.asset else f"`{job.schedule}`"} ({job.timezone}) |
 | max quarantined share | {job.validation.max_quarantine_share:.1%} |
 
 **Partition rule.** The `partition_date` param wins (refused in a backfill, whose logical
@@ -349,6 +357,8 @@ def build_dag(job: JobConfig, path: Path) -> DAG:
     """The scoring DAG of one job: the steps of ``pipeline.steps``, one task each."""
     job_file = str(path)
     schedule = CronDataIntervalTimetable(job.schedule, timezone=job.timezone) if job.schedule else None
+    if job.source.asset:  # a run per partitioned event of the upstream's asset, for its day
+        schedule = PartitionedAssetTimetable(assets=source_asset(job))
     with DAG(schedule=schedule, **dag_arguments(job, path)) as dag:
         wait = PartitionSensor(task_id="wait_for_partition", job_file=job_file, mode="reschedule",
                                poke_interval=job.source.poke_interval_seconds,

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from pipeline import run
 from pipeline.ledger import as_json
 from tests.conftest import DAY, with_challenger, write_job, write_partition
-from tests.e2e.conftest import dags_test
+from tests.e2e.conftest import dags_test, stack_session
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
@@ -262,6 +262,9 @@ def test_a_published_partition_is_an_asset_event_that_runs_the_downstream_dag(
     write_partition(home, n=700)
     write_partition(home, day=DAY - dt.timedelta(days=1), n=300)
     write_job(home, schedule=None)
+    # a job waiting on an upstream's asset instead of a clock: a run per partitioned event, for its day
+    write_job(home, job_id="fed_test", schedule=None, source={"path": str(home / "data" / "churn"),
+                                                              "asset": "warehouse.churn_inputs"})
     airflow_home = tmp_path / "airflow"
     airflow_home.mkdir()
     stack = stack_factory(
@@ -273,8 +276,16 @@ def test_a_published_partition_is_an_asset_event_that_runs_the_downstream_dag(
     stack.start(["api-server", "--port", str(stack.port)], ["scheduler"], ["dag-processor"])
     listed = lambda: stack.cli("dags", "list", check=False).stdout  # noqa: E731
     stack.wait_for("both DAGs to be parsed", lambda: "churn_test_summary" in listed() and "churn_test " in listed())
-    for dag_id in ("churn_test", "churn_test_summary"):
+    stack.wait_for("the asset-scheduled DAG to be parsed", lambda: "fed_test " in listed())
+    for dag_id in ("churn_test", "churn_test_summary", "fed_test"):
         stack.cli("dags", "unpause", dag_id)
+    _, http = stack_session(f"http://127.0.0.1:{stack.port}", airflow_home)
+    api = f"http://127.0.0.1:{stack.port}/api/v2"
+    [upstream] = [a for a in http.get(f"{api}/assets", timeout=30).json()["assets"]
+                  if a["name"] == "warehouse.churn_inputs"]
+    posted = http.post(f"{api}/assets/events", json={"asset_id": upstream["id"], "partition_key": DAY.isoformat(),
+                                                     "extra": {"loaded_by": "test"}}, timeout=30)
+    assert posted.status_code == 200, posted.text
     stack.cli("dags", "trigger", "churn_test", "--conf", json.dumps({"partition_date": DAY.isoformat()}))
     dry = json.dumps({"partition_date": (DAY - dt.timedelta(days=1)).isoformat(), "dry_run": True})
     stack.cli("dags", "trigger", "churn_test", "--conf", dry)  # a dry run publishes nothing: no event
@@ -293,6 +304,10 @@ def test_a_published_partition_is_an_asset_event_that_runs_the_downstream_dag(
         "SELECT state FROM dag_run WHERE dag_id = 'churn_test'")) == ["success", "success"], timeout=120)
     [(partition_key, extra)] = query("SELECT e.partition_key, e.extra FROM asset_event e JOIN asset a ON "
                                      "a.id = e.asset_id WHERE a.name = 'churn_test.predictions'")
+    stack.wait_for("the asset-scheduled scoring run", lambda: [r["status"] for r in _ledger("fed_test")] == ["success"],
+                   timeout=180)
+    [fed] = _ledger("fed_test")
+    assert str(fed["partition_date"]) == DAY.isoformat() and fed["rows_written"] > 600
     [row] = [r for r in _ledger() if not r["dry_run"]]
     assert partition_key == DAY.isoformat()
     assert extra["partition_date"] == DAY.isoformat() and extra["model_version"] == 1 and extra["mode"] == "persist"
@@ -303,6 +318,7 @@ def test_a_published_partition_is_an_asset_event_that_runs_the_downstream_dag(
     summary = value if isinstance(value, dict) else json.loads(value)
     assert summary["rows"] == row["rows_written"] and summary["event"]["run_id"] == row["run_id"]
     skipped = query("SELECT ti.state FROM task_instance ti JOIN dag_run r ON r.run_id = ti.run_id AND "
-                    "r.dag_id = ti.dag_id WHERE ti.task_id = 'announce_persist' ORDER BY ti.state")
+                    "r.dag_id = ti.dag_id WHERE ti.task_id = 'announce_persist' AND ti.dag_id = 'churn_test' "
+                    "ORDER BY ti.state")
     assert skipped == [("skipped",), ("success",)], "the dry run's announce is skipped"
     shutil.rmtree(airflow_home / "logs", ignore_errors=True)

@@ -168,3 +168,27 @@ def test_only_markers_is_a_partition_not_found(tmp_path: Path) -> None:
     _partition(tmp_path, "_SUCCESS")
     with pytest.raises(PartitionNotFoundError, match=r"holds no \*\.csv .*\(only '_SUCCESS', not read\)"):
         partition_files(tmp_path / "root", "date={date}", "csv", dt.date(2026, 11, 20))
+
+
+def test_an_asset_triggered_run_scores_its_partition_key_unless_the_form_says_otherwise() -> None:
+    now = dt.datetime(2026, 11, 25, 8, tzinfo=dt.UTC)
+    assert resolve_partition_date(tz=UTC, partition_key="2026-11-20", run_after=now) == dt.date(2026, 11, 20)
+    assert resolve_partition_date(tz=UTC, partition_key="2026-11-20T00:00:00", run_after=now) == dt.date(2026, 11, 20)
+    assert resolve_partition_date(tz=UTC, partition_key="2026-11-20", param="2026-11-18") == dt.date(2026, 11, 18)
+    with pytest.raises(ConfigError, match="partition key 'eu' is not a date"):
+        resolve_partition_date(tz=UTC, partition_key="eu", run_after=now)
+
+
+def test_a_job_on_an_upstream_asset_has_no_cron_schedule(tmp_path: Path) -> None:
+    import yaml
+
+    from pipeline.config import load_job
+
+    doc = {"job_id": "fed", "start_date": "2026-11-01", "entity_key": "k", "model": {"name": "m"},
+           "source": {"path": "data", "asset": "warehouse.inputs"}, "output": {"table": "fed_predictions"}}
+    path = tmp_path / "fed.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError, match="set schedule: null"):
+        load_job(path)
+    path.write_text(yaml.safe_dump({**doc, "schedule": None}))
+    assert load_job(path).source.asset == "warehouse.inputs"
