@@ -12,13 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from pipeline import cascade, lease, ledger, settings, shadow, steps, store
+from pipeline import cascade, lease, ledger, metrics, settings, shadow, steps, store
 from pipeline.config import JobConfig, load_job
 from pipeline.connections import Resolver
 from pipeline.context import RunContext, engine_for_job, run_log
@@ -225,6 +225,8 @@ def record_failure(ctx: RunContext, label: str, message: str, counts: dict[str, 
         try:
             ledger.update(ctx.engine, spec.job_id, spec.run_id, spec.attempt, status="failed", failed_stage=label,
                           error=message[:4000], finished_at=ledger.now(), **counts)
+            with suppress(Exception):  # the metrics of a failure never hide it
+                metrics.emit_run(ledger.get(ctx.engine, spec.job_id, spec.run_id, spec.attempt))
             return
         except Exception as ledger_exc:  # noqa: BLE001 - the original error matters more
             last = str(ledger_exc).splitlines()[0]
@@ -246,7 +248,8 @@ def finalize(ctx: RunContext, keep_staging: bool = False) -> dict[str, Any]:
                 f"partition {spec.partition_date}: the run does not reconcile: {'; '.join(problems)}. "
                 f"Staging kept in {spec.staging_dir} for inspection; re-run the partition."
             )
-        drifted = drift.record(ctx)
+        results = spec.read_json(steps.DRIFT_STATE, default=[])
+        drifted = drift.record(ctx, results)
         validate.finish_report(ctx, row)
     finished = ledger.now()
     ledger.update(eng, spec.job_id, spec.run_id, spec.attempt, status="success", finished_at=finished,
@@ -256,6 +259,7 @@ def finalize(ctx: RunContext, keep_staging: bool = False) -> dict[str, Any]:
     if not keep_staging:
         spec.cleanup()
     summary = ledger.get(eng, spec.job_id, spec.run_id, spec.attempt)
+    metrics.emit_run(summary, max((r["value"] for r in results if r.get("statistic") == "psi"), default=None))
     summary["drifted_features"] = drifted
     fields = ("status", "mode", "drifted_features", *ledger.COUNT_FIELDS,
               *(ledger.PUSH_COUNT_FIELDS if spec.mode == "push" else ()))

@@ -1,0 +1,126 @@
+"""Metrics of every run, sent over StatsD where Airflow sends its own, for one collector to take both.
+
+When Airflow's StatsD metrics are on (``[metrics] statsd_on``, ``statsd_host``, ``statsd_port``;
+``AIRFLOW__METRICS__STATSD_*`` outside a task), every finished attempt, successful or failed,
+sends gauges to the same StatsD address. ``SCORING_STATSD_HOST`` / ``SCORING_STATSD_PORT``
+point ours elsewhere, ``SCORING_STATSD=0`` turns them off. The names are dotted, the labels
+DogStatsD tags (``|#job:churn_daily,stage:validate``), which Prometheus's ``statsd_exporter``
+turns into labels without a mapping file: ``scoring.stage.seconds`` is ``scoring_stage_seconds
+{job="churn_daily",stage="validate"}``. Every metric is a gauge (the latest attempt's value per
+label set), so the names are the same in any exporter:
+
+| metric | labels | value |
+|---|---|---|
+| ``scoring.run.rows`` | job, mode, model, version, kind (in, valid, quarantined, scored, written, delivered, failed, dead_lettered, not_selected) | the attempt's rows of that kind |
+| ``scoring.run.status`` | job, mode | 1 success, 0 failed |
+| ``scoring.run.seconds`` | job, mode, status | the attempt's wall time |
+| ``scoring.run.finished_at`` | job, mode, status | when it ended (Unix seconds) |
+| ``scoring.run.partition`` | job, mode, status | its partition's day (Unix seconds of 00:00 UTC) |
+| ``scoring.stage.seconds`` | job, stage | each stage's seconds |
+| ``scoring.stage.rows_per_second`` | job, stage | the run's rows_in over the stage's seconds |
+| ``scoring.drift.max_psi`` | job | the largest PSI of the run's drift checks |
+
+Sending is UDP, fire and forget: a collector that is down never fails a run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import re
+import socket
+import sys
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+KINDS = ("in", "valid", "quarantined", "scored", "written", "delivered", "failed", "dead_lettered", "not_selected")
+DATAGRAM_BYTES = 1400  # below a typical path MTU: statsd_exporter reads one datagram at a time
+
+
+def target() -> tuple[str, int] | None:
+    """Where the metrics go: ``SCORING_STATSD_HOST``/``_PORT``, else Airflow's StatsD settings; None: off."""
+    if os.environ.get("SCORING_STATSD") == "0":
+        return None
+    host, port = os.environ.get("SCORING_STATSD_HOST"), os.environ.get("SCORING_STATSD_PORT")
+    if host:
+        return host, int(port or 8125)
+    if "airflow.configuration" in sys.modules:  # a task: Airflow's own configuration (never imported here)
+        conf = sys.modules["airflow.configuration"].conf
+        on = conf.getboolean("metrics", "statsd_on", fallback=False)
+        host, port = conf.get("metrics", "statsd_host", fallback="localhost"), conf.get(
+            "metrics", "statsd_port", fallback="8125")
+    else:
+        on = os.environ.get("AIRFLOW__METRICS__STATSD_ON", "").lower() in ("true", "1")
+        host = os.environ.get("AIRFLOW__METRICS__STATSD_HOST", "localhost")
+        port = os.environ.get("AIRFLOW__METRICS__STATSD_PORT", "8125")
+    return (host, int(port or 8125)) if on else None
+
+
+def _tag(value: Any) -> str:
+    """A tag value DogStatsD can carry: no separators (``,`` ``|`` ``#`` ``:``), no spaces."""
+    return re.sub(r"[^A-Za-z0-9_.\-/]", "_", str(value))[:200]
+
+
+def line(name: str, value: float, **tags: Any) -> str:
+    labels = ",".join(f"{k}:{_tag(v)}" for k, v in tags.items() if v is not None)
+    return f"{name}:{float(value):g}|g" + (f"|#{labels}" if labels else "")
+
+
+def run_lines(row: dict[str, Any], max_psi: float | None = None) -> list[str]:
+    """The gauges of one finished attempt, from its ledger row."""
+    job, mode, status = row["job_id"], row.get("mode"), row.get("status")
+    out = []
+    for kind in KINDS:
+        value = row.get(f"rows_{kind}")
+        if value is not None:
+            out.append(line("scoring.run.rows", value, job=job, mode=mode, model=row.get("model_name"),
+                            version=row.get("model_version"), kind=kind))
+    out.append(line("scoring.run.status", 1 if status == "success" else 0, job=job, mode=mode))
+    if row.get("duration_s") is not None:
+        out.append(line("scoring.run.seconds", row["duration_s"], job=job, mode=mode, status=status))
+    out.append(line("scoring.run.finished_at", dt.datetime.now(dt.UTC).timestamp(), job=job, mode=mode,
+                    status=status))
+    day = row.get("partition_date")
+    if day is not None:
+        day = dt.date.fromisoformat(str(day)[:10])
+        out.append(line("scoring.run.partition", dt.datetime.combine(day, dt.time(), dt.UTC).timestamp(), job=job,
+                        mode=mode, status=status))
+    stages = row.get("stage_seconds") or {}
+    stages = json.loads(stages) if isinstance(stages, str | bytes) else stages
+    for stage, seconds in (stages.items() if isinstance(stages, dict) else ()):
+        out.append(line("scoring.stage.seconds", seconds, job=job, stage=stage))
+        if seconds and row.get("rows_in"):
+            out.append(line("scoring.stage.rows_per_second", row["rows_in"] / seconds, job=job, stage=stage))
+    if max_psi is not None:
+        out.append(line("scoring.drift.max_psi", max_psi, job=job))
+    return out
+
+
+def send(lines: list[str], where: tuple[str, int] | None = None) -> None:
+    """The lines as StatsD datagrams (several lines a datagram, newline-separated); errors are logged only."""
+    where = where or target()
+    if where is None or not lines:
+        return
+    datagrams, current = [], ""
+    for text in lines:
+        if current and len(current) + 1 + len(text) > DATAGRAM_BYTES:
+            datagrams.append(current)
+            current = ""
+        current = f"{current}\n{text}" if current else text
+    datagrams.append(current)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            for datagram in datagrams:
+                sock.sendto(datagram.encode(), where)
+    except OSError as exc:  # a collector that is down or a name that does not resolve never fails the run
+        log.warning("could not send %d metric(s) to StatsD at %s:%s: %s", len(lines), where[0], where[1], exc)
+
+
+def emit_run(row: dict[str, Any], max_psi: float | None = None) -> None:
+    """Send a finished attempt's metrics (nothing when metrics are off)."""
+    where = target()
+    if where is not None:
+        send(run_lines(row, max_psi), where)
