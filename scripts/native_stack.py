@@ -93,6 +93,9 @@ def up(home: Path, workers: int, metadata_db: str, scoring_db: str, redis_db: in
     (home / PASSWORDS).touch(mode=0o600)  # the auth manager appends to it: it keeps this mode
     port = port or free_port()
     env = stack_env(home, port, create_database(metadata_db), create_database(scoring_db), redis_db)
+    statsd_port, metrics_port = free_port(), free_port()  # Airflow's and the pipeline's metrics, as in compose
+    env.update(AIRFLOW__METRICS__STATSD_ON="True", AIRFLOW__METRICS__STATSD_HOST="127.0.0.1",
+               AIRFLOW__METRICS__STATSD_PORT=str(statsd_port))
     env.update(extra_env)
     write_private(home / "stack.env.json", json.dumps({k: v for k, v in env.items()
                                                         if k.startswith(("AIRFLOW", "SCORING"))}, indent=2))
@@ -104,7 +107,10 @@ def up(home: Path, workers: int, metadata_db: str, scoring_db: str, redis_db: in
     components += [(["celery", "worker", "--celery-hostname", f"worker{i + 1}@%h", "--concurrency", "2",
                      "--queues", "default"],  # each worker serves its task logs on a port of its own
                     {"AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}) for i in range(workers)]
-    pids = []
+    exporter = open(home / "statsd-exporter.log", "w")  # noqa: SIM115 - the process keeps it
+    pids = [{"name": "statsd-exporter", "pid": subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "statsd_exporter.py"), "--statsd-port", str(statsd_port),
+         "--web-port", str(metrics_port)], stdout=exporter, stderr=subprocess.STDOUT, start_new_session=True).pid}]
     for args, own in components:
         name = args[0] if args[0] != "celery" else args[3].split("@")[0]
         log = os.fdopen(os.open(home / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w")
@@ -112,7 +118,8 @@ def up(home: Path, workers: int, metadata_db: str, scoring_db: str, redis_db: in
                                 start_new_session=True, cwd=home)
         pids.append({"name": name, "pid": proc.pid})
     api = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-    state = {"api": api, "pids": pids, "home": str(home), "user": "admin", "password_file": str(home / PASSWORDS)}
+    state = {"api": api, "pids": pids, "home": str(home), "user": "admin", "password_file": str(home / PASSWORDS),
+             "metrics": f"http://127.0.0.1:{metrics_port}/metrics"}
     (home / "stack.json").write_text(json.dumps(state, indent=2))
     wait_http(f"{api}/api/v2/monitor/health", 180, pids)
     if (home / PASSWORDS).exists():
@@ -197,6 +204,7 @@ def main() -> int:
     print(f"Airflow UI and API: {state['api']}  (user {state['user']}, password in {state['password_file']}, "
           "readable by you only)")
     print(f"Point the airflow CLI at it: eval \"$({sys.executable} {Path(__file__).resolve()} env --home {home})\"")
+    print(f"Metrics (Airflow's and the pipeline's, Prometheus format): {state['metrics']}")
     print(f"Logs: {home}/<component>.log.  Stop: {sys.executable} {Path(__file__).resolve()} down --home {home}")
     print(json.dumps(state))
     return 0

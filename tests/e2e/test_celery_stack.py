@@ -11,12 +11,15 @@ from PostgreSQL.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 import subprocess
 import time
 from pathlib import Path
 
 import psycopg
 import pytest
+import requests
 
 from tests.conftest import write_job, write_partition
 from tests.e2e.conftest import STACK, native_stack, stack_session, wait_for_dag
@@ -75,6 +78,10 @@ def test_rest_triggered_runs_execute_on_two_celery_workers(home: Path, tmp_path:
             assert "churn_test" in log, f"{worker} ran no task:\n{log[-2000:]}"
             assert "address already in use" not in log.lower(), "each worker has its own log-server port"
         assert "127.0.0.1" in (stack_home / "api-server.log").read_text()
+        # the stack's exporter took Airflow's metrics and the pipeline's, as the compose stack's does
+        metrics = requests.get(json.loads(up.stdout.strip().splitlines()[-1])["metrics"], timeout=30).text
+        assert re.search(r'^scoring_run_status\{job="churn_test",mode="persist"\} 1\.0$', metrics, re.M), metrics[-2000:]
+        assert re.search(r"^airflow_ti_finish_total", metrics, re.M), "Airflow's own metrics, in the same place"
 
 
 def _tail(home: Path) -> str:

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 from compose_spec import PyCompose
@@ -24,6 +25,7 @@ def test_compose_file_is_valid() -> None:
     compose = PyCompose.from_json(json.dumps(_resolved()))
     assert set(compose.service_names()) == {
         "postgres", "redis", "airflow-init", "api-server", "scheduler", "dag-processor", "triggerer", "worker",
+        "statsd-exporter", "prometheus", "grafana",
     }
 
 
@@ -45,3 +47,62 @@ def test_celery_stack_and_no_default_secrets() -> None:
     example = {line.split("=")[0] for line in (ROOT / ".env.example").read_text().splitlines()
                if line and not line.startswith("#")}
     assert required <= example, f".env.example lacks {required - example}"
+
+
+def test_monitoring_takes_airflows_metrics_and_ours_and_the_dashboard_loads() -> None:
+    services = _resolved()["services"]
+    env = services["worker"]["environment"]
+    assert env["AIRFLOW__METRICS__STATSD_ON"] == "True" and env["AIRFLOW__METRICS__STATSD_HOST"] == "statsd-exporter"
+    assert "--statsd.listen-udp=:9125" in services["statsd-exporter"]["command"]
+    for service in ("prometheus", "grafana"):
+        for volume in services[service]["volumes"]:
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{service} mounts {source}, which is not in the repo"
+    scrape = yaml.safe_load((ROOT / "monitoring" / "prometheus.yml").read_text())
+    assert scrape["scrape_configs"][0]["static_configs"][0]["targets"] == ["statsd-exporter:9102"]
+    for rule in yaml.safe_load((ROOT / "monitoring" / "alerts.yml").read_text())["groups"][0]["rules"]:
+        assert rule["alert"] and rule["expr"] and rule["annotations"]["summary"]
+    datasource = yaml.safe_load((ROOT / "monitoring/grafana/provisioning/datasources/prometheus.yml").read_text())
+    uid = datasource["datasources"][0]["uid"]
+    dashboard = json.loads((ROOT / "monitoring/grafana/dashboards/scoring.json").read_text())
+    jsonschema.validate(dashboard, DASHBOARD_SCHEMA)
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    for panel in dashboard["panels"]:
+        assert panel["datasource"]["uid"] == uid and all(t["datasource"]["uid"] == uid for t in panel["targets"])
+    from pipeline import metrics
+
+    emitted = {name.replace(".", "_") for name in re.findall(r"``(scoring\.[a-z_.]+)``", metrics.__doc__ or "")}
+    assert emitted and all(name in exprs for name in emitted), emitted - set(re.findall(r"scoring_[a-z_]+", exprs))
+    assert "airflow_" in exprs, "Airflow's own metrics are on the board too"
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+# the parts of Grafana's dashboard model (https://grafana.com/docs/grafana/latest/dashboards/build-dashboards/
+# view-dashboard-json-model/) that provisioning reads: a dashboard that fails this does not load
+DASHBOARD_SCHEMA = {
+    "type": "object",
+    "required": ["uid", "title", "panels", "schemaVersion"],
+    "properties": {
+        "uid": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,40}$"},
+        "title": {"type": "string", "minLength": 1},
+        "schemaVersion": {"type": "integer", "minimum": 30},
+        "templating": {"type": "object", "properties": {"list": {"type": "array", "items": {
+            "type": "object", "required": ["name", "type"]}}}},
+        "panels": {"type": "array", "minItems": 1, "items": {
+            "type": "object",
+            "required": ["id", "type", "title", "gridPos", "targets", "datasource"],
+            "properties": {
+                "id": {"type": "integer"},
+                "type": {"enum": ["stat", "timeseries", "table", "gauge", "bargauge", "text"]},
+                "gridPos": {"type": "object", "required": ["x", "y", "w", "h"], "properties": {
+                    "x": {"type": "integer", "minimum": 0, "maximum": 23},
+                    "w": {"type": "integer", "minimum": 1, "maximum": 24},
+                    "y": {"type": "integer", "minimum": 0}, "h": {"type": "integer", "minimum": 1}}},
+                "targets": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "required": ["refId", "expr"]}},
+            },
+        }},
+    },
+}
