@@ -528,6 +528,24 @@ class ValidationConfig(_Strict):
     )
 
 
+class DeadlineConfig(_Strict):
+    """By when a scheduled run's predictions must be published; a late run alerts (Airflow deadline alerts)."""
+
+    publish_by: str = Field(..., description="Local time (HH:MM, in the job's timezone) by which the partition "
+                            "must be published, e.g. '06:00'.")
+    days_after: int = Field(1, ge=1, le=7, description="On which day after the partition's: 1, the morning after "
+                            "the day it scores (the nightly run's own morning).")
+
+    @field_validator("publish_by")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        try:
+            dt.time.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a time of day: use HH:MM, e.g. '06:00'") from None
+        return value
+
+
 class DriftConfig(_Strict):
     """Drift of the inputs and the scores against the model's training statistics."""
 
@@ -616,6 +634,9 @@ class JobConfig(_Strict):
     output: OutputConfig
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    deadline: DeadlineConfig | None = Field(
+        None, description="By when the predictions must be published (scheduled runs); a late run alerts through "
+        "drift.alert_connection and the ERROR log, as drift does.")
     cascade: CascadeConfig | None = Field(None, description="Cascade inference: `model` is the router, "
                                           "these routes' models score its rows (two stages).")
     outcomes: OutcomesConfig | None = Field(None, description="Realised outcomes of the predictions, for "
@@ -635,6 +656,27 @@ class JobConfig(_Strict):
             raise ValueError("cascade with model.challengers is not supported yet: compare the route models in "
                              "jobs of their own")
         return self
+
+    @model_validator(mode="after")
+    def _deadline_after_the_run(self) -> JobConfig:
+        if self.deadline is not None:
+            self.deadline_interval()  # raises ValueError naming what is wrong
+        return self
+
+    def deadline_interval(self) -> dt.timedelta:
+        """The deadline after a scheduled run's logical date (its cron tick on the partition's day)."""
+        fields = (self.schedule or "").split()
+        if self.deadline is None or len(fields) != 5 or not (fields[0].isdigit() and fields[1].isdigit()):
+            raise ValueError("deadline needs a schedule that runs once a day at a fixed time (e.g. '0 2 * * *'): "
+                             "the deadline is counted from each run's own tick")
+        tick = dt.timedelta(hours=int(fields[1]), minutes=int(fields[0]))
+        due = dt.time.fromisoformat(self.deadline.publish_by)
+        interval = dt.timedelta(days=self.deadline.days_after, hours=due.hour, minutes=due.minute) - tick
+        if interval <= dt.timedelta(days=1):
+            raise ValueError(f"deadline.publish_by {self.deadline.publish_by} (day {self.deadline.days_after} after "
+                             f"the partition) comes before the run of that partition starts ({fields[1]}:"
+                             f"{int(fields[0]):02d} the day after it): choose a later time or more days_after")
+        return interval
 
     @model_validator(mode="after")
     def _one_trigger(self) -> JobConfig:

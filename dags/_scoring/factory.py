@@ -14,8 +14,11 @@ from typing import Any
 
 from airflow.sdk import (
     DAG,
+    AsyncCallback,
     BaseSensorOperator,
     CronDataIntervalTimetable,
+    DeadlineAlert,
+    DeadlineReference,
     Param,
     PartitionedAssetTimetable,
     task,
@@ -344,7 +347,15 @@ def dag_arguments(job: JobConfig, path: Path) -> dict[str, Any]:
                          "retry_delay": dt.timedelta(minutes=job.retry_delay_minutes),
                          "retry_exponential_backoff": True},
         "params": params(job),
+        **({"deadline": deadline_alert(job, path)} if job.deadline else {}),
     }
+
+
+def deadline_alert(job: JobConfig, path: Path) -> DeadlineAlert:
+    """A scheduled run not published by its partition's day + days_after at publish_by: pipeline.deadlines.missed."""
+    return DeadlineAlert(reference=DeadlineReference.DAGRUN_LOGICAL_DATE, interval=job.deadline_interval(),
+                         callback=AsyncCallback("pipeline.deadlines.missed", kwargs={"job_file": str(path)}),
+                         name=f"{job.job_id} publish_by {job.deadline.publish_by if job.deadline else ''}")
 
 
 @task.branch

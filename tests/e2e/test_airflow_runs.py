@@ -322,3 +322,36 @@ def test_a_published_partition_is_an_asset_event_that_runs_the_downstream_dag(
                     "ORDER BY ti.state")
     assert skipped == [("skipped",), ("success",)], "the dry run's announce is skipped"
     shutil.rmtree(airflow_home / "logs", ignore_errors=True)
+
+
+def test_a_run_past_its_deadline_alerts_through_the_drift_alert_path(
+        home: Path, tmp_path: Path, stack_factory, airflow_pg_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.demo.receiver import Receiver
+
+    # a run of the partition of 1 Oct, not published by 2 Oct 06:00
+    write_job(home, schedule="0 2 * * *", deadline={"publish_by": "06:00"},
+              drift={"alert_connection": "ops_hook"},
+              source={"path": str(home / "data" / "churn"), "wait_timeout_minutes": 10, "poke_interval_seconds": 5})
+    airflow_home = tmp_path / "airflow"
+    airflow_home.mkdir()
+    with Receiver() as hook:
+        monkeypatch.setenv("AIRFLOW_CONN_OPS_HOOK", hook.url)
+        stack = stack_factory(
+            airflow_home,
+            AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=airflow_pg_db,
+            AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC=airflow_pg_db.replace("+psycopg", "+psycopg_async"),
+        )
+        stack.cli("db", "migrate")
+        stack.start(["api-server", "--port", str(stack.port)], ["scheduler"], ["dag-processor"], ["triggerer"])
+        stack.wait_for("the DAG to be parsed", lambda: "churn_test" in stack.cli("dags", "list", check=False).stdout)
+        # paused: the scheduler makes no run of its own (the latest interval's, whose deadline depends on the
+        # hour of the test); the triggered run stays queued, long past its deadline
+        stack.cli("dags", "trigger", "churn_test", "--logical-date", "2026-10-01T02:00:00+00:00")
+        stack.wait_for("the deadline alert", lambda: bool(hook.store.posts), timeout=240)
+        [alert] = [p.rows[0] for p in hook.store.posts]
+    assert alert["kind"] == "deadline_missed" and alert["partition_date"] == "2026-10-01"
+    assert alert["deadline"].startswith("2026-10-02T06:00")
+    assert alert["text"].startswith("DEADLINE MISSED job churn_test: partition 2026-10-01 was not published by "
+                                    "2026-10-02 06:00 UTC (deadline.publish_by 06:00, 1 day(s) after the partition)")
+    triggerer = (airflow_home / "triggerer.log").read_text()
+    assert "DEADLINE MISSED job churn_test" in triggerer, "the ERROR line of record, in the triggerer's log"

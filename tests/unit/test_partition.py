@@ -192,3 +192,26 @@ def test_a_job_on_an_upstream_asset_has_no_cron_schedule(tmp_path: Path) -> None
         load_job(path)
     path.write_text(yaml.safe_dump({**doc, "schedule": None}))
     assert load_job(path).source.asset == "warehouse.inputs"
+
+
+@pytest.mark.parametrize(("schedule", "deadline", "expected"), [
+    ("0 2 * * *", {"publish_by": "06:00"}, dt.timedelta(hours=28)),
+    ("30 23 * * 1-5", {"publish_by": "07:15", "days_after": 2}, dt.timedelta(hours=31, minutes=45)),
+    ("0 */6 * * *", {"publish_by": "06:00"}, "runs once a day at a fixed time"),
+    ("0 7 * * *", {"publish_by": "06:00"}, "comes before the run of that partition starts"),
+    ("0 2 * * *", {"publish_by": "6 am"}, "is not a time of day"),
+])
+def test_a_deadline_counts_from_each_scheduled_run(tmp_path: Path, schedule: str, deadline: dict, expected) -> None:
+    import yaml
+
+    from pipeline.config import load_job
+
+    doc = {"job_id": "late", "start_date": "2026-11-01", "entity_key": "k", "model": {"name": "m"}, "schedule": schedule,
+           "source": {"path": "data"}, "output": {"table": "late_predictions"}, "deadline": deadline}
+    path = tmp_path / "late.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    if isinstance(expected, str):
+        with pytest.raises(ConfigError, match=expected):
+            load_job(path)
+    else:
+        assert load_job(path).deadline_interval() == expected
