@@ -25,6 +25,9 @@ def _load_rows(home: Path, url: str, days: list[dt.date]) -> None:
     for day in days:
         folder = write_partition(home, day=day, n=900)
         frame = pd.concat([pd.read_parquet(p) for p in sorted(folder.glob("*.parquet"))], ignore_index=True)
+        again = frame.iloc[[3, 70, 500]]  # three keys twice: in a file of their own, and in the table's rows
+        again.to_parquet(folder / "part-9999.parquet", index=False)
+        frame = pd.concat([frame, again], ignore_index=True)
         frame.insert(0, "day", day if engine.dialect.name == "postgresql" else day.isoformat())
         frames.append(frame)
     pd.concat(frames, ignore_index=True).to_sql("feature_rows", engine, if_exists="replace", index=False)
@@ -59,6 +62,7 @@ def test_a_query_scores_and_quarantines_as_the_files_do_sharded_or_not(any_db: s
     assert all(s["status"] == "success" for s in done.values()), done
     expected = _outputs(any_db, "from_files")
     assert done["from_files"]["rows_quarantined"] > 0 and len(expected[0]) > 800
+    assert (expected[1]["reasons"].str.contains("duplicate_key:customer_id")).sum() == 6  # both copies of each
     for job_id in ("from_query", "from_shards"):
         got = _outputs(any_db, job_id)
         pd.testing.assert_frame_equal(got[0], expected[0])
