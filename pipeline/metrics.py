@@ -4,9 +4,9 @@ When Airflow's StatsD metrics are on (``[metrics] statsd_on``, ``statsd_host``, 
 ``AIRFLOW__METRICS__STATSD_*`` outside a task), every finished attempt, successful or failed,
 sends gauges to the same StatsD address. ``SCORING_STATSD_HOST`` / ``SCORING_STATSD_PORT``
 point ours elsewhere, ``SCORING_STATSD=0`` turns them off. The names are dotted, the labels
-DogStatsD tags (``|#job:churn_daily,stage:validate``), which Prometheus's ``statsd_exporter``
+DogStatsD tags (``|#job:nightly_scores,stage:validate``), which Prometheus's ``statsd_exporter``
 turns into labels without a mapping file: ``scoring.stage.seconds`` is ``scoring_stage_seconds
-{job="churn_daily",stage="validate"}``. Every metric is a gauge (the latest attempt's value per
+{job="nightly_scores",stage="validate"}``. Every metric is a gauge (the latest attempt's value per
 label set), so the names are the same in any exporter:
 
 | metric | labels | value |

@@ -120,6 +120,17 @@ def _sqlite(home: Path) -> Any:
     return sa.create_engine(f"sqlite:///{home / 'scoring.db'}").begin()
 
 
+def _pg_stack(stack_factory, airflow_home: Path, airflow_pg_db: str) -> Any:
+    """A stack of this Airflow home on a PostgreSQL metadata database (several processes write it), migrated."""
+    stack = stack_factory(
+        airflow_home,
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=airflow_pg_db,
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC=airflow_pg_db.replace("+psycopg", "+psycopg_async"),
+    )
+    stack.cli("db", "migrate")
+    return stack
+
+
 def _has_ledger() -> bool:
     try:
         _ledger()
@@ -161,12 +172,7 @@ def test_backfill_over_two_days_scores_two_partitions_and_refuses_a_fixed_partit
     airflow_home = tmp_path / "airflow"
     airflow_home.mkdir()
     # several Airflow processes write the metadata DB at once: PostgreSQL, as in production
-    stack = stack_factory(
-        airflow_home,
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=airflow_pg_db,
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC=airflow_pg_db.replace("+psycopg", "+psycopg_async"),
-    )
-    stack.cli("db", "migrate")
+    stack = _pg_stack(stack_factory, airflow_home, airflow_pg_db)
     stack.start(["api-server", "--port", str(stack.port)], ["scheduler"], ["dag-processor"])
     stack.wait_for("the DAG to be parsed", lambda: "churn_test" in stack.cli("dags", "list", check=False).stdout)
     stack.cli("dags", "unpause", "churn_test")
@@ -267,12 +273,7 @@ def test_a_published_partition_is_an_asset_event_that_runs_the_downstream_dag(
                                                               "asset": "warehouse.churn_inputs"})
     airflow_home = tmp_path / "airflow"
     airflow_home.mkdir()
-    stack = stack_factory(
-        airflow_home,
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=airflow_pg_db,
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC=airflow_pg_db.replace("+psycopg", "+psycopg_async"),
-    )
-    stack.cli("db", "migrate")
+    stack = _pg_stack(stack_factory, airflow_home, airflow_pg_db)
     stack.start(["api-server", "--port", str(stack.port)], ["scheduler"], ["dag-processor"])
     listed = lambda: stack.cli("dags", "list", check=False).stdout  # noqa: E731
     stack.wait_for("both DAGs to be parsed", lambda: "churn_test_summary" in listed() and "churn_test " in listed())
@@ -336,12 +337,7 @@ def test_a_run_past_its_deadline_alerts_through_the_drift_alert_path(
     airflow_home.mkdir()
     with Receiver() as hook:
         monkeypatch.setenv("AIRFLOW_CONN_OPS_HOOK", hook.url)
-        stack = stack_factory(
-            airflow_home,
-            AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=airflow_pg_db,
-            AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC=airflow_pg_db.replace("+psycopg", "+psycopg_async"),
-        )
-        stack.cli("db", "migrate")
+        stack = _pg_stack(stack_factory, airflow_home, airflow_pg_db)
         stack.start(["api-server", "--port", str(stack.port)], ["scheduler"], ["dag-processor"], ["triggerer"])
         stack.wait_for("the DAG to be parsed", lambda: "churn_test" in stack.cli("dags", "list", check=False).stdout)
         # paused: the scheduler makes no run of its own (the latest interval's, whose deadline depends on the
