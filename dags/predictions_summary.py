@@ -19,7 +19,7 @@ from _scoring.factory import call, job_and_url
 from airflow.sdk import DAG, PartitionedAssetTimetable, task
 
 from pipeline.config import JobConfig, load_jobs
-from pipeline.errors import ScoringError
+from pipeline.errors import ConfigError, ScoringError
 from pipeline.settings import jobs_dir
 
 
@@ -28,7 +28,12 @@ def summarize(job_file: str, context: Any) -> dict[str, Any]:
     from pipeline import store
 
     job, url = job_and_url(job_file)
-    day = dt.date.fromisoformat(context["dag_run"].partition_key)
+    key = getattr(context["dag_run"], "partition_key", None)
+    if not key:
+        raise ConfigError(f"{context['dag'].dag_id} runs on the partitioned asset events of {job.job_id}'s "
+                          "predictions: trigger it with a partition key (the date, YYYY-MM-DD), or let the next "
+                          "published partition run it")
+    day = dt.date.fromisoformat(key[:10])
     events = [e for events in context["triggering_asset_events"].values() for e in events]
     extra = events[-1].extra if events else {}
     rows = store.daily_summary(store.engine_for(url), str(job.output.table), day, job.output.schema_)

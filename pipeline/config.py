@@ -666,9 +666,11 @@ class JobConfig(_Strict):
     def deadline_interval(self) -> dt.timedelta:
         """The deadline after a scheduled run's logical date (its cron tick on the partition's day)."""
         fields = (self.schedule or "").split()
-        if self.deadline is None or len(fields) != 5 or not (fields[0].isdigit() and fields[1].isdigit()):
-            raise ValueError("deadline needs a schedule that runs once a day at a fixed time (e.g. '0 2 * * *'): "
-                             "the deadline is counted from each run's own tick")
+        if self.deadline is None or len(fields) != 5 or not (fields[0].isdigit() and fields[1].isdigit()) \
+                or fields[2:] != ["*", "*", "*"]:
+            raise ValueError("deadline needs a schedule that runs every day at a fixed time (e.g. '0 2 * * *'): "
+                             "the deadline is counted from each run's own tick (a weekday-only schedule would "
+                             "alert every weekend, its Friday run starting on Monday)")
         tick = dt.timedelta(hours=int(fields[1]), minutes=int(fields[0]))
         due = dt.time.fromisoformat(self.deadline.publish_by)
         interval = dt.timedelta(days=self.deadline.days_after, hours=due.hour, minutes=due.minute) - tick

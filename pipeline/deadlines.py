@@ -4,7 +4,10 @@ The DAG of a job with a ``deadline`` carries an Airflow deadline alert (Airflow 
 scheduled run has not succeeded by its partition's day + ``days_after`` at ``publish_by`` (the
 job's time zone), the scheduler marks the deadline missed and the triggerer calls ``missed``
 here, which alerts as drift does (``pipeline.alerts``: an ERROR log line of record and a POST
-to ``drift.alert_connection``). A run that succeeds in time clears its deadline.
+to ``drift.alert_connection``). A run that succeeds in time clears its deadline. Only scheduled
+runs alert: Airflow gives every run a deadline, and a backfill of past days or a manual re-run
+is late by design. The deadline is a fixed time after the run's logical date, so on the two
+days a year the clocks change it falls an hour off the local ``publish_by``.
 """
 
 from __future__ import annotations
@@ -67,6 +70,11 @@ async def missed(job_file: str, context: dict[str, Any] | None = None, **_: Any)
     job = load_job(job_file)
     context = context or {}
     dag_run, deadline = context.get("dag_run") or {}, context.get("deadline") or {}
+    if str(dag_run.get("run_type") or "") != "scheduled":
+        # Airflow gives every run a deadline; a backfill of past days or a manual re-run is late by design
+        log.info("deadline of %s run %s passed: not a scheduled run, no alert", dag_run.get("run_type"),
+                 dag_run.get("dag_run_id"))
+        return "not a scheduled run: no alert"
     text, body = message(job, dag_run, deadline.get("deadline_time"))
     key = f"deadline:{job.job_id}:{body['run_id']}"
     await asyncio.to_thread(alerts.send, text, job.drift.alert_connection, body, key, _airflow_resolver(), log)

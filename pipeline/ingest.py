@@ -317,6 +317,10 @@ def ingest_query(
     rename = dict(rename or {})
     wanted = [key] + [c["name"] for c in inputs]
     first = next(tables)
+    repeated = sorted({n for n in first.schema.names if first.schema.names.count(n) > 1})
+    if repeated:
+        raise InputError(f"partition {partition_date}: {where} returns column(s) {', '.join(repeated)} more than "
+                         "once; give every column of the query a name of its own (AS ...).")
     renamed = _renamed(first.schema, rename, where, partition_date)
     _check_wanted(renamed, first.schema.names, rename, key, wanted, where, partition_date)
     key_type = _key_type({Path(where): renamed}, key, partition_date)
@@ -330,7 +334,12 @@ def ingest_query(
             yield table.rename_columns(renamed.names).select(wanted)
 
     keys: list[pa.ChunkedArray] = []
-    rows = _conform_all(renamed_tables(), target, set(blank_is_missing), where, partition_date, write, keys)
+    try:
+        rows = _conform_all(renamed_tables(), target, set(blank_is_missing), where, partition_date, write, keys)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:  # a batch of other types
+        raise InputError(f"partition {partition_date}: {where} returned a batch that does not convert to the "
+                         f"contract's types ({str(exc).splitlines()[0]}): cast its columns to one type in the "
+                         "query, then re-run the partition.") from None
     log.info("partition %s: ingested %d rows from %s", partition_date, rows, where)
     return IngestResult(rows, [], _duplicates(keys), ignored, target)
 
@@ -445,7 +454,7 @@ def _key_type(schemas: dict[Path, pa.Schema], key: str, partition_date: dt.date)
         return pa.string()
     raise InputError(
         f"partition {partition_date}: entity key {key!r} must be an integer or a string in every "
-        f"file; found {', '.join(sorted(map(str, types)))}"
+        f"file (or every row of the query); found {', '.join(sorted(map(str, types)))}"
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from pipeline import push, run, sharding, steps
 from pipeline.config import JobConfig
 from pipeline.connections import Resolver
-from pipeline.errors import InputError
+from pipeline.errors import InputError, PartitionNotFoundError
 from pipeline.partition import parse_date, partition_files
 
 
@@ -33,6 +33,13 @@ def run_partition(
     day = parse_date(partition_date)
     # a partition that is not there is no attempt (as the DAG's sensor waits before anything starts);
     # one that holds what it should not (a stray file, an escaping link) is: ingest records why it failed
+    if job.source.kind == "sql":  # the sensor's question, asked once
+        from pipeline import sqlsource
+
+        if not sqlsource.ready(job, day, resolver):
+            raise PartitionNotFoundError(f"partition {day} of job {job.job_id} is not ready: "
+                                         f"{sqlsource.ready_description(job)} says no. Run it once the rows are "
+                                         "loaded.")
     with contextlib.suppress(InputError):
         if job.source.kind == "files":
             partition_files(job.source_root(), job.source.layout, job.source.format, day,

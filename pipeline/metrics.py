@@ -11,11 +11,11 @@ label set), so the names are the same in any exporter:
 
 | metric | labels | value |
 |---|---|---|
-| ``scoring.run.rows`` | job, mode, model, version, kind (in, valid, quarantined, scored, written, delivered, failed, dead_lettered, not_selected) | the attempt's rows of that kind |
-| ``scoring.run.status`` | job, mode | 1 success, 0 failed |
-| ``scoring.run.seconds`` | job, mode, status | the attempt's wall time |
-| ``scoring.run.finished_at`` | job, mode, status | when it ended (Unix seconds) |
-| ``scoring.run.partition`` | job, mode, status | its partition's day (Unix seconds of 00:00 UTC) |
+| ``scoring.run.rows`` | job, mode, model, version, kind (in, valid, quarantined, scored, written; push: delivered, failed, dead_lettered, not_selected), dry_run | the attempt's rows of that kind (0: none, e.g. a failed attempt's) |
+| ``scoring.run.status`` | job, mode, dry_run | 1 success, 0 failed |
+| ``scoring.run.seconds`` | job, mode, status, dry_run | the attempt's wall time |
+| ``scoring.run.finished_at`` | job, mode, status, dry_run | when it ended (Unix seconds) |
+| ``scoring.run.partition`` | job, mode, status, dry_run | its partition's day (Unix seconds of 00:00 UTC): a backfill of an old day sets it back, so alert on its ``max_over_time`` |
 | ``scoring.stage.seconds`` | job, stage | each stage's seconds |
 | ``scoring.stage.rows_per_second`` | job, stage | the run's rows_in over the stage's seconds |
 | ``scoring.drift.max_psi`` | job | the largest PSI of the run's drift checks |
@@ -36,7 +36,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-KINDS = ("in", "valid", "quarantined", "scored", "written", "delivered", "failed", "dead_lettered", "not_selected")
+KINDS = {"persist": ("in", "valid", "quarantined", "scored", "written"),
+         "push": ("in", "valid", "quarantined", "scored", "delivered", "failed", "dead_lettered", "not_selected")}
 DATAGRAM_BYTES = 1400  # below a typical path MTU: statsd_exporter reads one datagram at a time
 
 
@@ -72,22 +73,21 @@ def line(name: str, value: float, **tags: Any) -> str:
 def run_lines(row: dict[str, Any], max_psi: float | None = None) -> list[str]:
     """The gauges of one finished attempt, from its ledger row."""
     job, mode, status = row["job_id"], row.get("mode"), row.get("status")
+    dry = "true" if str(row.get("dry_run")).lower() in ("true", "1") else "false"
     out = []
-    for kind in KINDS:
-        value = row.get(f"rows_{kind}")
-        if value is not None:
-            out.append(line("scoring.run.rows", value, job=job, mode=mode, model=row.get("model_name"),
-                            version=row.get("model_version"), kind=kind))
-    out.append(line("scoring.run.status", 1 if status == "success" else 0, job=job, mode=mode))
+    for kind in KINDS.get(str(mode), KINDS["persist"]):  # every kind, 0 where this attempt got none
+        out.append(line("scoring.run.rows", row.get(f"rows_{kind}") or 0, job=job, mode=mode,
+                        model=row.get("model_name"), version=row.get("model_version"), kind=kind, dry_run=dry))
+    out.append(line("scoring.run.status", 1 if status == "success" else 0, job=job, mode=mode, dry_run=dry))
     if row.get("duration_s") is not None:
-        out.append(line("scoring.run.seconds", row["duration_s"], job=job, mode=mode, status=status))
+        out.append(line("scoring.run.seconds", row["duration_s"], job=job, mode=mode, status=status, dry_run=dry))
     out.append(line("scoring.run.finished_at", dt.datetime.now(dt.UTC).timestamp(), job=job, mode=mode,
-                    status=status))
+                    status=status, dry_run=dry))
     day = row.get("partition_date")
     if day is not None:
         day = dt.date.fromisoformat(str(day)[:10])
         out.append(line("scoring.run.partition", dt.datetime.combine(day, dt.time(), dt.UTC).timestamp(), job=job,
-                        mode=mode, status=status))
+                        mode=mode, status=status, dry_run=dry))
     stages = row.get("stage_seconds") or {}
     stages = json.loads(stages) if isinstance(stages, str | bytes) else stages
     for stage, seconds in (stages.items() if isinstance(stages, dict) else ()):
@@ -120,7 +120,11 @@ def send(lines: list[str], where: tuple[str, int] | None = None) -> None:
 
 
 def emit_run(row: dict[str, Any], max_psi: float | None = None) -> None:
-    """Send a finished attempt's metrics (nothing when metrics are off)."""
-    where = target()
-    if where is not None:
-        send(run_lines(row, max_psi), where)
+    """Send a finished attempt's metrics (nothing when metrics are off); never raises: metrics must not fail
+    what they describe."""
+    try:
+        where = target()
+        if where is not None:
+            send(run_lines(row, max_psi), where)
+    except Exception as exc:  # noqa: BLE001 - a bad setting or an odd row is logged, the run stands
+        log.warning("metrics of job %s not sent: %s", row.get("job_id"), exc)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from pipeline import settings
-from pipeline.errors import ConfigError, InputError
+from pipeline.errors import ConfigError, InputError, ScoringError, StoreError
 
 if TYPE_CHECKING:
     from pipeline.config import JobConfig
@@ -50,11 +50,19 @@ def _placeholders(query: str) -> list[tuple[int, str]]:
     return found
 
 
+def clean(query: str) -> str:
+    """A query without its comments and final semicolon, as the pipeline wraps and sends it (a ``-- note`` at
+    its end would swallow what a wrapper adds after it)."""
+    import sqlparse
+
+    return sqlparse.format(query, strip_comments=True).strip().rstrip(";").strip()
+
+
 def check_query(query: str, what: str, *, need_date: bool) -> None:
     """A query binds ``:partition_date`` and no other parameter, and is one statement."""
     import sqlparse
 
-    statements = [s for s in sqlparse.split(query) if s.strip().rstrip(";").strip()]
+    statements = [s for s in sqlparse.split(clean(query)) if s.strip().rstrip(";").strip()]
     if len(statements) != 1:
         raise ValueError(f"{what} must be one SQL statement (found {len(statements)})")
     names = {name for _, name in _placeholders(query)}
@@ -109,7 +117,7 @@ def query_text(job: JobConfig) -> str:
     """The job's query: ``source.query`` or the content of ``source.query_file``."""
     src = job.source
     if src.query is not None:
-        return src.query
+        return clean(src.query)
     path = Path(str(src.query_file))
     path = path if path.is_absolute() else settings.home() / path
     try:
@@ -121,13 +129,13 @@ def query_text(job: JobConfig) -> str:
         check_query(text, f"source.query_file {path}", need_date=True)
     except ValueError as exc:
         raise ConfigError(f"job {job.job_id}: {exc}") from None
-    return text
+    return clean(text)
 
 
 def _inner(job: JobConfig) -> str:
     """The job's query as a subquery's text: no final semicolon, and a line end before the caller's ``)`` (the
     query may end with a ``--`` comment)."""
-    return query_text(job).strip().rstrip(";") + "\n"
+    return query_text(job) + "\n"
 
 
 def describe(job: JobConfig) -> str:
@@ -147,10 +155,23 @@ def _engine(job: JobConfig, resolver: Resolver | None) -> Any:
     return store.engine_for(store.resolve_url(job.source_connection, resolver))
 
 
-def _failed(job: JobConfig, day: dt.date, exc: Exception, doing: str) -> InputError:
+TRANSIENT = ("locked", "busy", "unable to open", "connection", "timeout", "timed out", "terminat", "recovery",
+             "could not connect", "server closed")
+
+
+def _failed(job: JobConfig, day: dt.date, exc: Exception, doing: str) -> ScoringError:
+    """The query's error: a fault of the query (syntax, a missing table or column) fails at once; a database
+    that is down, locked or restarting is a ``StoreError``, which the task's retries can outlast."""
     from pipeline.redact import redact
 
     detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+    # DB-API classes: ADBC says OperationalError for a connection or server fault, ProgrammingError for the
+    # query's; sqlite3 says OperationalError for both, so its message decides
+    sqlite = type(exc).__module__.startswith("sqlite3")
+    server = type(exc).__name__ in ("OperationalError", "InterfaceError", "InternalError")
+    if server and (not sqlite or any(word in detail.lower() for word in TRANSIENT)):
+        return StoreError(f"partition {day}: {doing} {describe(job)} failed: {detail}. The database did not answer "
+                          "as it should; the task's retries try again (clear the task once it is back).")
     return InputError(f"partition {day}: {doing} {describe(job)} failed: {detail}. Fix the query in the job file "
                       "(or its file) or the connection, then re-run the partition.")
 
@@ -162,11 +183,13 @@ def batches(job: JobConfig, day: dt.date, batch_rows: int, resolver: Resolver | 
     engine = _engine(job, resolver)
     sql, params = bind(query or query_text(job), engine.dialect.name, day, extra)
     reader = _postgres if engine.dialect.name == "postgresql" else _sqlite
+    if engine.dialect.name == "postgresql":  # a date compared with a timestamptz: midnight in the job's zone
+        params = [("TimeZone", job.timezone), *params]
     try:
         for table in reader(engine, sql, params, batch_rows):
             for start in range(0, max(table.num_rows, 1), batch_rows):  # an empty result: its columns
                 yield table.slice(start, batch_rows)
-    except (InputError, ConfigError):
+    except ScoringError:
         raise
     except Exception as exc:  # the driver's error (a missing table, a syntax error, a refused connection)
         raise _failed(job, day, exc, "reading the rows of") from None
@@ -226,7 +249,7 @@ def _column(values: tuple[Any, ...]) -> pa.Array:
 def ready(job: JobConfig, day: dt.date, resolver: Resolver | None = None) -> bool:
     """Whether the partition is there: ``source.ready_query``'s first value, else whether the query has a row."""
     engine = _engine(job, resolver)
-    query = job.source.ready_query or f"SELECT EXISTS ({_inner(job)})"
+    query = clean(job.source.ready_query) if job.source.ready_query else f"SELECT EXISTS ({_inner(job)})"
     sql, params = bind(query, engine.dialect.name, day)
     try:
         if engine.dialect.name == "postgresql":
@@ -235,7 +258,7 @@ def ready(job: JobConfig, day: dt.date, resolver: Resolver | None = None) -> boo
             from pipeline import store
 
             with adbc.connect(store.libpq_uri(engine)) as conn, conn.cursor() as cur:
-                _apply(cur, params)
+                _apply(cur, [("TimeZone", job.timezone), *params])
                 cur.execute(sql)
                 row = cur.fetchone()
         else:
@@ -244,7 +267,7 @@ def ready(job: JobConfig, day: dt.date, resolver: Resolver | None = None) -> boo
                 row = raw.cursor().execute(sql, params).fetchone()
             finally:
                 raw.close()
-    except Exception as exc:
+    except Exception as exc:  # the driver's error
         raise _failed(job, day, exc, "asking whether the partition is ready with") from None
     return bool(row and row[0])
 
@@ -271,7 +294,8 @@ def plan(ctx: Any) -> tuple[Any, list[Any]]:
     column): the duplicates go to the plan, so each shard's validation sees those that span
     shards, and the shards' bounds are the keys at equal steps of their sorted order. A shard
     reads ``key >= lower AND key < upper`` of the query (bound values; text keys compared
-    byte-wise, ``COLLATE "C"`` on PostgreSQL, so that the ranges meet exactly); null keys go
+    byte-wise, ``COLLATE "C"`` on PostgreSQL and ``BINARY`` on SQLite, so that the ranges meet exactly
+    whatever the column's collation); null keys go
     to the first shard.
     """
     from dataclasses import replace
@@ -284,10 +308,8 @@ def plan(ctx: Any) -> tuple[Any, list[Any]]:
     engine = _engine(job, ctx.resolver)
     key = _quote(engine, _key_column(job))
     keys_sql = f"SELECT q.{key} FROM ({_inner(job)}) AS q"
-    keys = [t.column(0) for t in batches(job, day, ctx.batch_rows, ctx.resolver, keys_sql)]
-    column = pa.chunked_array([c for k in keys for c in k.chunks] or [pa.array([], pa.int64())])
-    if pa.types.is_null(column.type):
-        column = column.cast(pa.int64())
+    keys = _same_type([t.column(0) for t in batches(job, day, ctx.batch_rows, ctx.resolver, keys_sql)], job, day)
+    column = pa.chunked_array([c for k in keys for c in k.chunks], type=keys[0].type if keys else pa.int64())
     distinct = column.drop_null().unique().sort()
     shards = max(1, min(job.source.shards, len(distinct)))
     bounds = [distinct[len(distinct) * i // shards].as_py() for i in range(1, shards)]
@@ -300,7 +322,20 @@ def plan(ctx: Any) -> tuple[Any, list[Any]]:
 
 
 def _quote(engine: Any, name: str) -> str:
-    return engine.dialect.identifier_preparer.quote(name)
+    from pipeline import store
+
+    return store.quote_column(engine, name)
+
+
+def _same_type(keys: list[pa.ChunkedArray], job: JobConfig, day: dt.date) -> list[pa.ChunkedArray]:
+    """The key column's batches in one type (a batch of null keys takes the others'); integers and text mixed
+    (SQLite's columns may hold both) fail, naming the query."""
+    types = {k.type for k in keys} - {pa.null()}
+    if len(types) > 1:
+        raise InputError(f"partition {day}: {describe(job)} returns entity keys of more than one type "
+                         f"({', '.join(sorted(map(str, types)))}): cast the key to one type in the query.")
+    target = types.pop() if types else pa.int64()
+    return [k.cast(target) for k in keys]
 
 
 def read(ctx: Any) -> Iterator[pa.Table]:
@@ -314,8 +349,8 @@ def read(ctx: Any) -> Iterator[pa.Table]:
     bounds = spec.read_json(steps.PLAN_STATE, run_level=True)["key_bounds"]
     engine = _engine(job, ctx.resolver)
     key = f"q.{_quote(engine, _key_column(job))}"
-    if engine.dialect.name == "postgresql" and any(isinstance(b, str) for b in bounds):
-        key += ' COLLATE "C"'
+    if any(isinstance(b, str) for b in bounds):  # byte order, whatever collation the column has
+        key += ' COLLATE "C"' if engine.dialect.name == "postgresql" else " COLLATE BINARY"
     shard, conditions, extra = int(spec.shard), [], {}
     if shard > 0:
         conditions.append(f"{key} >= :shard_lower")

@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -329,8 +330,13 @@ def test_a_run_past_its_deadline_alerts_through_the_drift_alert_path(
         home: Path, tmp_path: Path, stack_factory, airflow_pg_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from pipeline.demo.receiver import Receiver
 
-    # a run of the partition of 1 Oct, not published by 2 Oct 06:00
-    write_job(home, schedule="0 2 * * *", deadline={"publish_by": "06:00"},
+    # a daily schedule that ticked two hours ago, with a deadline one hour after that tick: the run the
+    # scheduler makes for the latest interval (whose partition is not there: it waits in the sensor) is late
+    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+    tick, due = now - dt.timedelta(hours=2), now - dt.timedelta(hours=1)
+    days_after = 1 if due.time() > tick.time() else 2
+    write_job(home, schedule=f"{tick.minute} {tick.hour} * * *",
+              deadline={"publish_by": f"{due:%H:%M}", "days_after": days_after},
               drift={"alert_connection": "ops_hook"},
               source={"path": str(home / "data" / "churn"), "wait_timeout_minutes": 10, "poke_interval_seconds": 5})
     airflow_home = tmp_path / "airflow"
@@ -340,14 +346,20 @@ def test_a_run_past_its_deadline_alerts_through_the_drift_alert_path(
         stack = _pg_stack(stack_factory, airflow_home, airflow_pg_db)
         stack.start(["api-server", "--port", str(stack.port)], ["scheduler"], ["dag-processor"], ["triggerer"])
         stack.wait_for("the DAG to be parsed", lambda: "churn_test" in stack.cli("dags", "list", check=False).stdout)
-        # paused: the scheduler makes no run of its own (the latest interval's, whose deadline depends on the
-        # hour of the test); the triggered run stays queued, long past its deadline
+        # a manual re-run of an old day is late by design: no alert for it
         stack.cli("dags", "trigger", "churn_test", "--logical-date", "2026-10-01T02:00:00+00:00")
+        stack.cli("dags", "unpause", "churn_test")
         stack.wait_for("the deadline alert", lambda: bool(hook.store.posts), timeout=240)
-        [alert] = [p.rows[0] for p in hook.store.posts]
-    assert alert["kind"] == "deadline_missed" and alert["partition_date"] == "2026-10-01"
-    assert alert["deadline"].startswith("2026-10-02T06:00")
-    assert alert["text"].startswith("DEADLINE MISSED job churn_test: partition 2026-10-01 was not published by "
-                                    "2026-10-02 06:00 UTC (deadline.publish_by 06:00, 1 day(s) after the partition)")
+        time.sleep(10)  # the manual run's deadline passed too: it must stay silent
+        alerts = [p.rows[0] for p in hook.store.posts]
+    [alert] = alerts
+    logical = dt.datetime.combine(now.date(), tick.time(), dt.UTC)
+    logical -= dt.timedelta(days=1 if logical <= now else 2)  # the latest interval's start
+    day = logical.date()
+    assert alert["kind"] == "deadline_missed" and alert["partition_date"] == day.isoformat()
+    assert alert["run_id"].startswith("scheduled__") and alert["state"] in ("running", "queued")
+    assert alert["text"].startswith(f"DEADLINE MISSED job churn_test: partition {day} was not published by ")
+    assert f"(deadline.publish_by {due:%H:%M}, {days_after} day(s) after the partition)" in alert["text"]
     triggerer = (airflow_home / "triggerer.log").read_text()
     assert "DEADLINE MISSED job churn_test" in triggerer, "the ERROR line of record, in the triggerer's log"
+    assert "not a scheduled run, no alert" in triggerer

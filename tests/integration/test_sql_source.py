@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from pipeline import local, run, sqlsource, store
 from pipeline.config import load_job
-from pipeline.errors import InputError
+from pipeline.errors import InputError, PartitionNotFoundError
 from tests.conftest import DAY, write_job, write_partition
 
 QUERY = "SELECT * FROM feature_rows WHERE day = :partition_date -- not :other_param\n"
@@ -91,23 +91,35 @@ def test_readiness_a_bad_query_and_an_empty_day_name_the_query(any_db: str, home
     assert "source.ready_query 'SELECT count(*) > 0 FROM load_audit" in sqlsource.ready_description(audited)
     assert "on connection 'scoring_db'" in sqlsource.ready_description(audited)
 
+    with pytest.raises(PartitionNotFoundError, match=r"partition 2026-11-21 of job plain is not ready: whether "
+                                                      r"the query of source.query .* returns a row says no"):
+        local.run_partition(plain, DAY + dt.timedelta(days=1))  # no attempt, as the DAG's sensor would wait
+    with engine.begin() as conn:  # the load says the day is done, and it holds no rows
+        conn.execute(sa.text("INSERT INTO load_audit VALUES (:d, 'done')"),
+                     {"d": (DAY + dt.timedelta(days=1)).isoformat()})
     with pytest.raises(InputError, match=r"partition 2026-11-21: the query of source.query 'SELECT \* FROM "
-                                         r"feature_rows WHERE day = :partition_date .*' on connection 'scoring_db' "
+                                         r"feature_rows WHERE day = :partition_date.*' on connection 'scoring_db' "
                                          r"returned no rows. Nothing was published"):
-        local.run_partition(plain, DAY + dt.timedelta(days=1))
+        local.run_partition(audited, DAY + dt.timedelta(days=1))
 
     broken = _job(home, "broken", {"kind": "sql", "query": "SELECT * FROM no_such_table WHERE d = :partition_date"})
     with pytest.raises(InputError, match=r"asking whether the partition is ready with the query of source.query "
                                          r"'SELECT \* FROM no_such_table .*' on connection 'scoring_db' failed: .*"
                                          r"no_such_table.*Fix the query"):
         run.partition_ready(broken, DAY)
+    with pytest.raises(InputError, match="asking whether the partition is ready"):
+        local.run_partition(broken, DAY)  # the readiness question fails first: no attempt
+    said_ready = _job(home, "broken", {"kind": "sql", "query": "SELECT * FROM no_such_table WHERE d = :partition_date",
+                                       "ready_query": "SELECT :partition_date IS NOT NULL"})
     with pytest.raises(InputError, match="reading the rows of the query of source.query"):
-        local.run_partition(broken, DAY)
-    with store.engine_for(any_db).connect() as conn:  # the ledger says so, for both attempts
+        local.run_partition(said_ready, DAY)
+    with store.engine_for(any_db).connect() as conn:  # the ledger holds the attempts, and only those
         errors = conn.execute(sa.text("SELECT job_id, status, error FROM scoring_runs WHERE job_id IN ('plain', "
                                       "'broken') ORDER BY job_id")).all()
-    assert [(j, s) for j, s, _ in errors] == [("broken", "failed"), ("plain", "failed")]
-    assert "no_such_table" in errors[0][2] and "returned no rows" in errors[1][2]
+        [(empty,)] = conn.execute(sa.text("SELECT error FROM scoring_runs WHERE job_id = 'audited'")).all()
+    assert "returned no rows" in empty
+    assert [(j, s) for j, s, _ in errors] == [("broken", "failed")]
+    assert "no_such_table" in errors[0][2]
 
 
 def test_the_query_must_bind_the_partition_date_and_nothing_else(home: Path) -> None:
@@ -127,3 +139,22 @@ def test_the_query_must_bind_the_partition_date_and_nothing_else(home: Path) -> 
     assert params == [("scoring.partition_date", DAY.isoformat())]
     sql, params = sqlsource.bind("SELECT 1 FROM t WHERE d = :partition_date OR e = :partition_date;", "sqlite", DAY)
     assert sql == "SELECT 1 FROM t WHERE d = ? OR e = ?\n" and params == [DAY.isoformat()] * 2
+
+
+def test_a_database_that_is_down_is_retried_and_a_broken_query_is_not(home: Path) -> None:
+    import sqlite3
+
+    import adbc_driver_manager as adbc
+
+    from pipeline.errors import StoreError
+
+    job = _job(home, "q", {"kind": "sql", "query": QUERY})
+    errors = {sqlite3.OperationalError("no such table: feature_rows"): InputError,
+              sqlite3.OperationalError("database is locked"): StoreError,
+              adbc.OperationalError("IO: could not connect to server", status_code=adbc.AdbcStatusCode.IO): StoreError,
+              adbc.ProgrammingError("INVALID_ARGUMENT: syntax error", status_code=adbc.AdbcStatusCode.INVALID_ARGUMENT):
+                  InputError}
+    for exc, kind in errors.items():
+        error = sqlsource._failed(job, DAY, exc, "reading the rows of")
+        assert type(error) is kind and error.retryable == (kind is StoreError), exc
+        assert "on connection 'scoring_db' failed:" in str(error)

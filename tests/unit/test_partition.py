@@ -196,8 +196,9 @@ def test_a_job_on_an_upstream_asset_has_no_cron_schedule(tmp_path: Path) -> None
 
 @pytest.mark.parametrize(("schedule", "deadline", "expected"), [
     ("0 2 * * *", {"publish_by": "06:00"}, dt.timedelta(hours=28)),
-    ("30 23 * * 1-5", {"publish_by": "07:15", "days_after": 2}, dt.timedelta(hours=31, minutes=45)),
-    ("0 */6 * * *", {"publish_by": "06:00"}, "runs once a day at a fixed time"),
+    ("30 23 * * *", {"publish_by": "07:15", "days_after": 2}, dt.timedelta(hours=31, minutes=45)),
+    ("0 2 * * 1-5", {"publish_by": "06:00"}, "runs every day at a fixed time"),
+    ("0 */6 * * *", {"publish_by": "06:00"}, "runs every day at a fixed time"),
     ("0 7 * * *", {"publish_by": "06:00"}, "comes before the run of that partition starts"),
     ("0 2 * * *", {"publish_by": "6 am"}, "is not a time of day"),
 ])
