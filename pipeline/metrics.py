@@ -28,10 +28,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import re
 import socket
-import sys
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -42,22 +40,10 @@ DATAGRAM_BYTES = 1400  # below a typical path MTU: statsd_exporter reads one dat
 
 
 def target() -> tuple[str, int] | None:
-    """Where the metrics go: ``SCORING_STATSD_HOST``/``_PORT``, else Airflow's StatsD settings; None: off."""
-    if os.environ.get("SCORING_STATSD") == "0":
-        return None
-    host, port = os.environ.get("SCORING_STATSD_HOST"), os.environ.get("SCORING_STATSD_PORT")
-    if host:
-        return host, int(port or 8125)
-    if "airflow.configuration" in sys.modules:  # a task: Airflow's own configuration (never imported here)
-        conf = sys.modules["airflow.configuration"].conf
-        on = conf.getboolean("metrics", "statsd_on", fallback=False)
-        host, port = conf.get("metrics", "statsd_host", fallback="localhost"), conf.get(
-            "metrics", "statsd_port", fallback="8125")
-    else:
-        on = os.environ.get("AIRFLOW__METRICS__STATSD_ON", "").lower() in ("true", "1")
-        host = os.environ.get("AIRFLOW__METRICS__STATSD_HOST", "localhost")
-        port = os.environ.get("AIRFLOW__METRICS__STATSD_PORT", "8125")
-    return (host, int(port or 8125)) if on else None
+    """Where the metrics go (``settings.statsd_address``); None: off."""
+    from pipeline import settings
+
+    return settings.statsd_address()
 
 
 def _tag(value: Any) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from pipeline import cascade, lease, ledger, metrics, settings, shadow, steps, store
+from pipeline import cascade, lease, ledger, metrics, settings, shadow, sqlsource, steps, store
 from pipeline.config import JobConfig, load_job
 from pipeline.connections import Resolver
 from pipeline.context import RunContext, engine_for_job, run_log
@@ -81,8 +81,6 @@ def partition_path(job: JobConfig, partition_date: dt.date) -> Path:
 def partition_ready(job: JobConfig, partition_date: dt.date, resolver: Resolver | None = None) -> bool:
     """True when the partition's directory holds at least one data file (a sql source: its readiness query)."""
     if job.source.kind == "sql":
-        from pipeline import sqlsource
-
         return sqlsource.ready(job, partition_date, resolver)
     return bool(data_files(partition_path(job, partition_date), job.source.format, job.source.ignore))
 
@@ -90,8 +88,6 @@ def partition_ready(job: JobConfig, partition_date: dt.date, resolver: Resolver 
 def partition_where(job: JobConfig, partition_date: dt.date, ready: bool) -> str:
     """Where a partition is looked for and what was seen, for wait_for_partition's log lines."""
     if job.source.kind == "sql":
-        from pipeline import sqlsource
-
         return f"{'ready' if ready else 'not ready yet'} ({sqlsource.ready_description(job)})"
     where = partition_path(job, partition_date)
     return f"at {where}: ready" if ready else f"at {where}: not there yet (no *.{job.source.format} files)"

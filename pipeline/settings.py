@@ -10,6 +10,8 @@
 | ``SCORING_DEADLETTER_DIR`` | ``<home>/deadletter`` | push batches that could not be delivered |
 | ``SCORING_DB_RETRY_BACKOFF_S`` | ``2`` | first wait before retrying a refused database connection |
 | ``SCORING_ALLOW_SKLEARN_VERSION_MISMATCH`` | unset | ``1``: score a model pickled by another scikit-learn |
+| ``SCORING_STATSD_HOST`` / ``SCORING_STATSD_PORT`` | Airflow's ``[metrics] statsd_host/port`` | where the run metrics go (``pipeline.metrics``) |
+| ``SCORING_STATSD`` | unset | ``0``: send no run metrics |
 """
 
 from __future__ import annotations
@@ -109,6 +111,26 @@ def worker_processes() -> int:
         return max(1, int(concurrency))
     except ValueError:
         return 1
+
+
+def statsd_address() -> tuple[str, int] | None:
+    """Where the run metrics go: ``SCORING_STATSD_HOST``/``_PORT``, else Airflow's StatsD address when its
+    metrics are on (``[metrics] statsd_on``); None when off (or ``SCORING_STATSD=0``)."""
+    if os.environ.get("SCORING_STATSD") == "0":
+        return None
+    host, port = os.environ.get("SCORING_STATSD_HOST"), os.environ.get("SCORING_STATSD_PORT")
+    if host:
+        return host, int(port or 8125)
+    if "airflow.configuration" in sys.modules:  # a task: Airflow's own configuration (never imported here)
+        conf = sys.modules["airflow.configuration"].conf
+        on = conf.getboolean("metrics", "statsd_on", fallback=False)
+        host = conf.get("metrics", "statsd_host", fallback="localhost")
+        port = conf.get("metrics", "statsd_port", fallback="8125")
+    else:
+        on = os.environ.get("AIRFLOW__METRICS__STATSD_ON", "").lower() in ("true", "1")
+        host = os.environ.get("AIRFLOW__METRICS__STATSD_HOST", "localhost")
+        port = os.environ.get("AIRFLOW__METRICS__STATSD_PORT", "8125")
+    return (host, int(port or 8125)) if on else None
 
 
 def sql_dir() -> Path:
