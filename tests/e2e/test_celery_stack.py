@@ -80,7 +80,8 @@ def test_rest_triggered_runs_execute_on_two_celery_workers(home: Path, tmp_path:
         assert "127.0.0.1" in (stack_home / "api-server.log").read_text()
         # the stack's exporter took Airflow's metrics and the pipeline's, as the compose stack's does
         metrics = requests.get(json.loads(up.stdout.strip().splitlines()[-1])["metrics"], timeout=30).text
-        assert re.search(r'^scoring_run_status\{job="churn_test",mode="persist"\} 1\.0$', metrics, re.M), metrics[-2000:]
+        assert re.search(r'^scoring_run_status\{dry_run="false",job="churn_test",mode="persist"\} 1\.0$', metrics,
+                         re.M), metrics[-2000:]
         assert re.search(r"^airflow_ti_finish_total", metrics, re.M), "Airflow's own metrics, in the same place"
 
 
