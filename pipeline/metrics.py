@@ -85,6 +85,12 @@ def run_lines(row: dict[str, Any], max_psi: float | None = None) -> list[str]:
     return out
 
 
+def max_psi(results: list[dict[str, Any]]) -> float | None:
+    """The largest PSI among a run's drift results (None: no PSI was computed)."""
+    values = [r["value"] for r in results if r.get("statistic") == "psi" and isinstance(r.get("value"), int | float)]
+    return max(values, default=None)
+
+
 def send(lines: list[str], where: tuple[str, int] | None = None) -> None:
     """The lines as StatsD datagrams (several lines a datagram, newline-separated); errors are logged only."""
     where = where or target()

@@ -255,7 +255,7 @@ def finalize(ctx: RunContext, keep_staging: bool = False) -> dict[str, Any]:
     if not keep_staging:
         spec.cleanup()
     summary = ledger.get(eng, spec.job_id, spec.run_id, spec.attempt)
-    metrics.emit_run(summary, max((r["value"] for r in results if r.get("statistic") == "psi"), default=None))
+    metrics.emit_run(summary, metrics.max_psi(results))
     summary["drifted_features"] = drifted
     fields = ("status", "mode", "drifted_features", *ledger.COUNT_FIELDS,
               *(ledger.PUSH_COUNT_FIELDS if spec.mode == "push" else ()))
