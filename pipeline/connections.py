@@ -40,6 +40,11 @@ class Conn:
 Resolver = Callable[[str], Conn]
 
 
+def from_airflow(conn_id: str, c: Any) -> Conn:
+    """An Airflow connection object (``BaseHook.get_connection``) as a ``Conn``."""
+    return Conn(conn_id, c.conn_type or "", c.host, c.login, c.password, c.port, c.schema, c.extra_dejson or {})
+
+
 ENCODE_HINT = ("special characters in the login or password, such as / # ? @ :, must be URL-encoded, e.g. with "
                "urllib.parse.quote")
 

@@ -29,13 +29,9 @@ def _airflow_resolver() -> Any:
     sdk = sys.modules.get("airflow.sdk")
     if sdk is None:
         return None
-    from pipeline.connections import Conn
+    from pipeline.connections import from_airflow
 
-    def resolve(conn_id: str) -> Conn:
-        c = sdk.BaseHook.get_connection(conn_id)
-        return Conn(conn_id, c.conn_type or "", c.host, c.login, c.password, c.port, c.schema, c.extra_dejson or {})
-
-    return resolve
+    return lambda conn_id: from_airflow(conn_id, sdk.BaseHook.get_connection(conn_id))
 
 
 def message(job: Any, dag_run: dict[str, Any], deadline_time: Any) -> tuple[str, dict[str, Any]]:

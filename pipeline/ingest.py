@@ -23,7 +23,7 @@ import datetime as dt
 import difflib
 import itertools
 import logging
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -264,7 +264,7 @@ def ingest(
     schemas = {path: c.schema for path, c in columns.items()}
     if fmt == "parquet":  # CSV has no schema: its per-file type inference is not a schema change
         _same_types_in_every_file(schemas, wanted, partition_date)
-    key_type = _key_type(schemas, key, partition_date)
+    key_type = _key_type(schemas.values(), key, partition_date)
     blank = set(blank_is_missing)
     target = contract_schema(inputs, key, key_type, blank)
     ignored = sorted({n for s in schemas.values() for n in s.names} - set(wanted))
@@ -323,7 +323,7 @@ def ingest_query(
                          "once; give every column of the query a name of its own (AS ...).")
     renamed = _renamed(first.schema, rename, where, partition_date)
     _check_wanted(renamed, first.schema.names, rename, key, wanted, where, partition_date)
-    key_type = _key_type({Path(where): renamed}, key, partition_date)
+    key_type = _key_type([renamed], key, partition_date)
     target = contract_schema(inputs, key, key_type, set(blank_is_missing))
     ignored = sorted(set(renamed.names) - set(wanted))
     if ignored:
@@ -444,8 +444,8 @@ def _same_types_in_every_file(schemas: dict[Path, pa.Schema], wanted: list[str],
             )
 
 
-def _key_type(schemas: dict[Path, pa.Schema], key: str, partition_date: dt.date) -> pa.DataType:
-    types = {s.field(key).type for s in schemas.values()} - {pa.null()}  # all-null keys: validation's job
+def _key_type(schemas: Iterable[pa.Schema], key: str, partition_date: dt.date) -> pa.DataType:
+    types = {s.field(key).type for s in schemas} - {pa.null()}  # all-null keys: validation's job
     if not types:
         return pa.int64()
     if all(pa.types.is_integer(t) for t in types):

@@ -32,18 +32,13 @@ import re
 import socket
 from typing import Any
 
+from pipeline import settings
+
 log = logging.getLogger(__name__)
 
 KINDS = {"persist": ("in", "valid", "quarantined", "scored", "written"),
          "push": ("in", "valid", "quarantined", "scored", "delivered", "failed", "dead_lettered", "not_selected")}
 DATAGRAM_BYTES = 1400  # below a typical path MTU: statsd_exporter reads one datagram at a time
-
-
-def target() -> tuple[str, int] | None:
-    """Where the metrics go (``settings.statsd_address``); None: off."""
-    from pipeline import settings
-
-    return settings.statsd_address()
 
 
 def _tag(value: Any) -> str:
@@ -93,7 +88,7 @@ def max_psi(results: list[dict[str, Any]]) -> float | None:
 
 def send(lines: list[str], where: tuple[str, int] | None = None) -> None:
     """The lines as StatsD datagrams (several lines a datagram, newline-separated); errors are logged only."""
-    where = where or target()
+    where = where or settings.statsd_address()
     if where is None or not lines:
         return
     datagrams, current = [], ""
@@ -115,7 +110,7 @@ def emit_run(row: dict[str, Any], max_psi: float | None = None) -> None:
     """Send a finished attempt's metrics (nothing when metrics are off); never raises: metrics must not fail
     what they describe."""
     try:
-        where = target()
+        where = settings.statsd_address()
         if where is not None:
             send(run_lines(row, max_psi), where)
     except Exception as exc:  # noqa: BLE001 - a bad setting or an odd row is logged, the run stands

@@ -177,7 +177,8 @@ def _failed(job: JobConfig, day: dt.date, exc: Exception, doing: str) -> Scoring
 
 
 def batches(job: JobConfig, day: dt.date, batch_rows: int, resolver: Resolver | None = None,
-            query: str | None = None, extra: dict[str, Any] | None = None) -> Iterator[pa.Table]:
+            query: str | None = None, extra: dict[str, Any] | None = None,
+            doing: str = "reading the rows of") -> Iterator[pa.Table]:
     """The query's rows for ``day`` (or those of ``query``, the pipeline's own wrapping of it, with ``extra``'s
     values bound), at most ``batch_rows`` at a time, in the order the database returns them."""
     engine = _engine(job, resolver)
@@ -192,7 +193,7 @@ def batches(job: JobConfig, day: dt.date, batch_rows: int, resolver: Resolver | 
     except ScoringError:
         raise
     except Exception as exc:  # the driver's error (a missing table, a syntax error, a refused connection)
-        raise _failed(job, day, exc, "reading the rows of") from None
+        raise _failed(job, day, exc, doing) from None
 
 
 def _postgres(engine: Any, sql: str, params: list[Any], batch_rows: int) -> Iterator[pa.Table]:
@@ -248,28 +249,13 @@ def _column(values: tuple[Any, ...]) -> pa.Array:
 
 def ready(job: JobConfig, day: dt.date, resolver: Resolver | None = None) -> bool:
     """Whether the partition is there: ``source.ready_query``'s first value, else whether the query has a row."""
-    engine = _engine(job, resolver)
     query = clean(job.source.ready_query) if job.source.ready_query else f"SELECT EXISTS ({_inner(job)})"
-    sql, params = bind(query, engine.dialect.name, day)
-    try:
-        if engine.dialect.name == "postgresql":
-            import adbc_driver_postgresql.dbapi as adbc
-
-            from pipeline import store
-
-            with adbc.connect(store.libpq_uri(engine)) as conn, conn.cursor() as cur:
-                _apply(cur, [("TimeZone", job.timezone), *params])
-                cur.execute(sql)
-                row = cur.fetchone()
-        else:
-            raw = engine.raw_connection()
-            try:
-                row = raw.cursor().execute(sql, params).fetchone()
-            finally:
-                raw.close()
-    except Exception as exc:  # the driver's error
-        raise _failed(job, day, exc, "asking whether the partition is ready with") from None
-    return bool(row and row[0])
+    rows = batches(job, day, 1, resolver, query, doing="asking whether the partition is ready with")
+    try:  # the first row alone; closing the reader ends the query
+        first = next(rows)
+    finally:
+        rows.close()
+    return bool(first.num_rows and first.num_columns and first.column(0)[0].as_py())
 
 
 def ready_description(job: JobConfig) -> str:
@@ -348,7 +334,8 @@ def read(ctx: Any) -> Iterator[pa.Table]:
 
     bounds = spec.read_json(steps.PLAN_STATE, run_level=True)["key_bounds"]
     engine = _engine(job, ctx.resolver)
-    key = f"q.{_quote(engine, _key_column(job))}"
+    column = f"q.{_quote(engine, _key_column(job))}"
+    key = column
     if any(isinstance(b, str) for b in bounds):  # byte order, whatever collation the column has
         key += ' COLLATE "C"' if engine.dialect.name == "postgresql" else " COLLATE BINARY"
     shard, conditions, extra = int(spec.shard), [], {}
@@ -360,6 +347,6 @@ def read(ctx: Any) -> Iterator[pa.Table]:
         extra["shard_upper"] = bounds[shard]
     where = " AND ".join(conditions) or "TRUE"
     if shard == 0:
-        where = f"({where}) OR q.{_quote(engine, _key_column(job))} IS NULL"
+        where = f"({where}) OR {column} IS NULL"
     query = f"SELECT * FROM ({_inner(job)}) AS q WHERE {where}"
     return batches(job, day, ctx.batch_rows, ctx.resolver, query, extra)

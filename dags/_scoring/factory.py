@@ -56,10 +56,9 @@ def airflow_connection(conn_id: str) -> Any:
     """An Airflow connection (secrets backend, metadata DB) as a ``pipeline.connections.Conn``."""
     from airflow.sdk import BaseHook
 
-    from pipeline.connections import Conn
+    from pipeline.connections import from_airflow
 
-    c = BaseHook.get_connection(conn_id)
-    return Conn(conn_id, c.conn_type or "", c.host, c.login, c.password, c.port, c.schema, c.extra_dejson or {})
+    return from_airflow(conn_id, BaseHook.get_connection(conn_id))
 
 
 def job_and_url(job_file: str) -> tuple[JobConfig, str]:
