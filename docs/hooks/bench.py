@@ -1,0 +1,227 @@
+"""MkDocs hook: renders the benchmark's own files into the performance page.
+
+``performance.md`` holds the prose (how ``make bench`` measures) and the markers
+``<!-- generated: bench-latest -->`` and ``<!-- generated: bench-history -->``. At build time
+the first becomes the figures of ``benchmarks/latest.json`` and the second a table of the runs
+kept in ``benchmarks/history/*.json`` (same shape as ``latest.json``). Every number on the page
+comes from these files; a key an older bench did not write reads "not recorded by this run".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.exceptions import PluginError
+from mkdocs.structure.files import Files
+from mkdocs.structure.pages import Page
+
+PAGE = "performance.md"
+LATEST_MARKER = "<!-- generated: bench-latest -->"
+HISTORY_MARKER = "<!-- generated: bench-history -->"
+LATEST = Path("benchmarks/latest.json")
+HISTORY = Path("benchmarks/history")
+ABSENT = "not recorded by this run"
+LABELS = {"rerun": "re-run (the day exists)", "cascade": "cascade (router and routes)", "sql": "SQL source"}
+STAGES = ("ingest", "validate", "preprocess", "score", "persist", "finalize")
+
+Run = dict[str, Any]
+
+
+def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
+    """Replace the performance page's markers with the latest run and the history."""
+    if page.file.src_uri != PAGE:
+        return markdown
+    for marker in (LATEST_MARKER, HISTORY_MARKER):
+        if marker not in markdown:
+            raise PluginError(f"{PAGE} lost its marker {marker!r}: its figures would be missing")
+    root = Path(config.config_file_path).parent
+    latest = root / LATEST
+    text = render_latest(json.loads(latest.read_text())) if latest.exists() else (
+        f"No benchmark has been recorded yet (`{LATEST}` is absent): run `make bench`.")
+    runs = [json.loads(p.read_text()) for p in sorted((root / HISTORY).glob("*.json"))]
+    history = render_history(runs) if runs else f"No history is kept yet (`{HISTORY}/` holds no run)."
+    return markdown.replace(LATEST_MARKER, text).replace(HISTORY_MARKER, history)
+
+
+def on_serve(server: Any, config: MkDocsConfig, builder: Any) -> Any:
+    """``mkdocs serve`` rebuilds when a bench writes its files."""
+    root = Path(config.config_file_path).parent
+    server.watch(str(root / LATEST))
+    if (root / HISTORY).is_dir():
+        server.watch(str(root / HISTORY))
+    return server
+
+
+def get(run: Run, dotted: str) -> Any:
+    """The value at ``a.b.c``, or None when any part is missing."""
+    node: Any = run
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def num(value: Any, digits: int = 2, unit: str = "") -> str:
+    """A figure as text, or the absent marker."""
+    if value is None:
+        return ABSENT
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int) or digits == 0:
+        return f"{round(value):,}{unit}"
+    return f"{value:,.{digits}f}{unit}"
+
+
+def rows_label(rows: int | str) -> str:
+    """``1000000`` -> ``1,000,000 rows``."""
+    return f"{int(rows):,} rows"
+
+
+def per_size(ratios: dict[str, float] | None) -> str:
+    if not ratios:
+        return ABSENT
+    return "; ".join(f"{rows_label(rows)}: {num(value)}" for rows, value in sorted(ratios.items(), key=lambda kv: int(kv[0])))
+
+
+def date_of(run: Run) -> str:
+    stamp = run.get("measured_at")
+    if not stamp:
+        return ABSENT
+    return dt.datetime.fromisoformat(stamp).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def render_latest(run: Run) -> str:
+    """The latest run: where and when, the headline ratios, then the tables behind them."""
+    parts = [
+        "| | |", "|---|---|",
+        f"| machine | {run.get('machine') or ABSENT} |",
+        f"| measured at | {date_of(run)} |",
+        f"| commit | {commit(run)} |",
+        f"| rows of the headline partition | {num(run.get('rows'))} |",
+        f"| load average before (1, 5, 15 min) | {loads(run.get('load_avg_before'))} |",
+        f"| load average after (1, 5, 15 min) | {loads(run.get('load_avg_after'))} |",
+        f"| other processes' CPU during the run (cores) | {num(run.get('others_cpu_cores'))} |",
+        f"| machine busy | {num(run.get('machine_busy'))} |",
+        f"| busy means | {run.get('busy_rule') or ABSENT} |",
+        "", "### Headline ratios", "",
+        "| measure | value |", "|---|---|",
+        f"| end to end / floor, per size | {per_size(run.get('e2e_vs_floor_by_rows'))} |",
+        f"| end to end / floor, rounds at the smallest size | {rounds(run.get('e2e_vs_floor_rounds'))} |",
+        f"| end to end / naive | {num(run.get('e2e_vs_naive'))} |",
+        f"| end to end / stages' sum | {num(run.get('e2e_vs_stage_sum'))} |",
+        f"| re-run's persist / first persist | {num(run.get('rerun_persist_vs_first'))} |",
+        *peaks(run),
+        f"| end to end, rows/s | {num(run.get('e2e_rows_per_s'), 0)} |",
+        f"| naive baseline, rows/s | {num(run.get('naive_rows_per_s'), 0)} |",
+        f"| cascade, rows/s | {num(run.get('cascade_rows_per_s'), 0)} |",
+        f"| sql source, rows/s | {num(run.get('sql_source_rows_per_s'), 0)} |",
+        f"| sql source, peak RSS | {num(run.get('sql_source_peak_rss_mb'), 0, ' MB')} |",
+        f"| Airflow's overhead per task | {num(run.get('airflow_overhead_per_task_s'), 2, ' s')} |",
+        "", "### The floor", "",
+        render_floor(run),
+        "", "### Per stage", "",
+        render_stages(get(run, "results") or {}),
+        "", "### Two partitions at once", "",
+        render_concurrent(run),
+    ]
+    return "\n".join(parts)
+
+
+def commit(run: Run) -> str:
+    """The commit measured, marked when tracked files differed from it."""
+    if not run.get("commit"):
+        return ABSENT
+    return f"`{run['commit']}`" + (" (with uncommitted changes)" if run.get("commit_dirty") else "")
+
+
+def peaks(run: Run) -> list[str]:
+    """Rows of the table for the ``peak_rss_mb_<N>m`` keys: end to end's peak RSS at N million rows."""
+    keys = sorted((int(k[len("peak_rss_mb_"):-1]), k) for k in run
+                  if k.startswith("peak_rss_mb_") and k.endswith("m") and k[len("peak_rss_mb_"):-1].isdigit())
+    return [f"| peak RSS of end to end, {rows_label(millions * 1_000_000)} | {num(run[k], 0, ' MB')} |"
+            for millions, k in keys] or [f"| peak RSS of end to end | {ABSENT} |"]
+
+
+def loads(values: list[float] | None) -> str:
+    return ", ".join(f"{v:.2f}" for v in values) if values else ABSENT
+
+
+def rounds(values: list[float] | None) -> str:
+    return f"{', '.join(num(v) for v in values)} ({len(values)} rounds; the ratio is their median)" if values else ABSENT
+
+
+def render_floor(run: Run) -> str:
+    """What the floor is made of: predict_proba alone (whole or batched) plus a raw COPY, per size."""
+    head = [
+        "| | |", "|---|---|",
+        f"| floor of the headline partition | {num(run.get('floor_s'), 2, ' s')} |",
+        f"| predict_proba on the whole partition | {num(run.get('floor_predict_whole_s'), 2, ' s')} |",
+        f"| predict_proba batch by batch (the pipeline's batch size) | {num(run.get('floor_predict_batched_s'), 2, ' s')} |",
+        f"| predict time the floor uses (the faster) | {num(run.get('floor_predict_s'), 2, ' s')} |",
+        f"| which one that was | {run.get('floor_predict_kind') or ABSENT} |",
+        "",
+        "| size | predict_proba s (used) | whole partition s | batch by batch s | binary COPY s | floor s "
+        "| peak RSS MB |", "|---|---|---|---|---|---|---|",
+    ]
+    results = get(run, "results") or {}
+    sizes = sorted((int(k.split("_", 1)[1]), v) for k, v in results.items()
+                   if k.startswith("floor_") and k.split("_", 1)[1].isdigit())
+    body = [f"| {rows_label(rows)} | {num(f.get('predict_s'))} | {num(f.get('floor_predict_whole_s'))} | "
+            f"{num(f.get('floor_predict_batched_s'))} | {num(f.get('copy_s'))} | {num(f.get('floor_s'))} | "
+            f"{num(f.get('peak_rss_mb'), 0)} |" for rows, f in sizes]
+    return "\n".join(head + (body or [f"| {ABSENT} | | | | | | |"]))
+
+
+def render_stages(results: dict[str, Run]) -> str:
+    """One row per end-to-end measurement that recorded its stages' seconds."""
+    head = ["| run | rows | " + " | ".join(STAGES) + " | end to end s | rows/s | peak RSS MB |",
+            "|---" * (len(STAGES) + 5) + "|"]
+    body = []
+    for name, result in results.items():
+        stages = result.get("stages") if isinstance(result, dict) else None
+        if not stages or "wall_s" not in result:
+            continue
+        wall, rows = result["wall_s"], result.get("rows")
+        body.append(f"| {label(name)} | {num(rows)} | " + " | ".join(num(stages.get(s)) for s in STAGES)
+                    + f" | {num(wall)} | {num(rows / wall if rows and wall else None, 0)} | "
+                    f"{num(result.get('peak_rss_mb'), 0)} |")
+    naive = results.get("naive")
+    if naive and naive.get("wall_s"):
+        body.append(f"| naive | {num(naive.get('rows'))} | " + " | ".join("" for _ in STAGES)
+                    + f" | {num(naive['wall_s'])} | {num(naive['rows'] / naive['wall_s'], 0)} | "
+                    f"{num(naive.get('peak_rss_mb'), 0)} |")
+    return "\n".join(head + (body or [f"| {ABSENT} |" + " |" * (len(STAGES) + 4)]))
+
+
+def label(name: str) -> str:
+    """A measurement's name in ``results``, in words."""
+    if name.startswith("pipeline_") and name[len("pipeline_"):].isdigit():
+        return f"end to end, {rows_label(name[len('pipeline_'):])}"
+    return LABELS.get(name, name)
+
+
+def render_concurrent(run: Run) -> str:
+    """Score stage of the slower of two partitions scored at once, per thread limit."""
+    by_threads = run.get("concurrent_score_s_by_threads") or {}
+    if not by_threads:
+        return ABSENT
+    lines = ["| threads per process | slower score stage s | both partitions, wall s |", "|---|---|---|"]
+    for threads, score_s in sorted(by_threads.items(), key=lambda kv: int(kv[0])):
+        wall = get(run, f"results.concurrent_{threads}.wall_s")
+        lines.append(f"| {threads} | {num(score_s)} | {num(wall)} |")
+    return "\n".join(lines)
+
+
+def render_history(runs: list[Run]) -> str:
+    """One row per kept run, oldest first."""
+    lines = ["| measured at | machine | end to end / floor | end to end / naive | machine busy |",
+             "|---|---|---|---|---|"]
+    for run in sorted(runs, key=lambda r: r.get("measured_at") or ""):
+        lines.append(f"| {date_of(run)} | {run.get('machine') or ABSENT} | {per_size(run.get('e2e_vs_floor_by_rows'))} | "
+                     f"{num(run.get('e2e_vs_naive'))} | {num(run.get('machine_busy'))} |")
+    return "\n".join(lines)
