@@ -13,20 +13,20 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := False
 
-.PHONY: help venv demo demo-cascade demo-push test test-fast lint bench schema lock clean
+.PHONY: help venv demo demo-cascade demo-push test test-fast lint docs bench schema lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt requirements-test.txt pyproject.toml
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements.txt -r requirements-test.txt
+	$(BIN)/pip install -q -r requirements.txt -r requirements-dev.txt
 	$(BIN)/pip install -q --no-deps -e .
 	@touch $(STAMP)
 
-venv: $(STAMP) ## create .venv and install the pinned requirements and the package
+venv: $(STAMP) ## create .venv and install the pinned runtime and dev requirements and the package
 
 demo: $(STAMP) ## demo data + model if absent, run the churn DAG for one partition on SQLite, show results
 	$(BIN)/python scripts/demo.py --date $(DEMO_DATE)
@@ -42,18 +42,28 @@ $(BROWSER): # Debian's chromium for the browser tests (Playwright drives it; not
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	else echo "browser tests need Debian's chromium: sudo apt-get install chromium (without it they skip)"; fi
 
-test: $(STAMP) $(BROWSER) ## ruff, then the whole test suite (PostgreSQL at 127.0.0.1:5432 required when CI=true)
-	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+# The suite runs on one worker more than the cores (pytest-xdist): many tests wait on Airflow's services
+# (a scheduler's loop, a worker's task) rather than compute. The longest tests are collected first
+# (tests/conftest.py) and `--dist load` deals them out one by one, so they start at once on every worker.
+# PYTEST_ARGS narrows a run: make test PYTEST_ARGS="-m 'not postgres'"; XDIST= runs in one process.
+XDIST ?= -n $(shell echo $$(( $$(nproc) + 1 ))) --dist load
+PYTEST_ARGS ?=
+test: $(STAMP) $(BROWSER) lint ## lint and the docs build, then the whole test suite on every core (PostgreSQL required when CI=true)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
-test-fast: $(STAMP) ## unit and DAG tests only
-	$(BIN)/python -m pytest tests/unit tests/dags
+test-fast: $(STAMP) ## the edit loop: unit and DAG tests, no PostgreSQL, no Airflow run (under a minute)
+	$(BIN)/python -m pytest $(XDIST) -m "not postgres and not airflow and not slow" tests/unit tests/dags tests/docs $(PYTEST_ARGS)
+
+export NO_MKDOCS_2_WARNING := 1
+lint: $(STAMP) ## ruff, and the docs site built in strict mode (a broken link or a page missing from nav fails)
+	$(BIN)/ruff check .
+	$(BIN)/mkdocs build --strict --quiet
+
+docs: $(STAMP) ## serve the documentation site at http://127.0.0.1:8000 (live reload)
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
 bench: $(STAMP) ## throughput and peak RSS at 1M and 10M rows vs a naive baseline (PostgreSQL) -> benchmarks/latest.json
 	$(BIN)/python benchmarks/bench.py
-
-lint: $(STAMP) ## ruff
-	$(BIN)/ruff check .
 
 schema: $(STAMP) ## regenerate the published job and card schemas and docs/data-dictionary.md
 	$(BIN)/scoring jobs schema --write pipeline/job.schema.json
@@ -67,4 +77,4 @@ lock: ## re-resolve requirements.in into the pinned requirements.txt
 	  /tmp/scoring-lock/bin/pip freeze; } > requirements.txt
 
 clean: ## remove generated state (Airflow home, demo database, staging, reports, dead-letter); keeps .venv, data, models
-	rm -rf .airflow .data .staging reports deadletter
+	rm -rf .airflow .data .staging reports deadletter site

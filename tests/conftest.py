@@ -171,3 +171,31 @@ def with_challenger(home: Path, challenger_models: Path) -> int:
     shutil.rmtree(home / "models" / "churn")
     shutil.copytree(challenger_models / "churn", home / "models" / "churn")
     return 2
+
+
+# Fixtures that reach the PostgreSQL server or start Airflow itself: a test using any of them (directly or
+# through another fixture) carries the matching marker, so `-m "not postgres"` and `-m "not airflow"` select
+# by what a test really needs rather than by what its author remembered to write.
+POSTGRES_FIXTURES = frozenset({"pg_server", "pg_url", "airflow_pg_db"})
+AIRFLOW_FIXTURES = frozenset({"migrated_home", "stack_factory"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if fixtures & POSTGRES_FIXTURES or "postgresql" in params.values():
+            item.add_marker(pytest.mark.postgres)
+        if fixtures & AIRFLOW_FIXTURES:
+            item.add_marker(pytest.mark.airflow)
+        if "stack_factory" in fixtures:
+            item.add_marker(pytest.mark.stack)
+    # the longest tests first: under pytest-xdist the workers start on them and share the short ones at the
+    # end, instead of one worker finishing a minute-long Airflow stack alone while the others wait
+    items.sort(key=_weight)
+
+
+def _weight(item: pytest.Item) -> int:
+    marks = {m.name for m in item.iter_markers()}
+    return -sum(weight for name, weight in (("stack", 8), ("airflow", 4), ("slow", 2), ("postgres", 1))
+                if name in marks)

@@ -73,6 +73,34 @@ def dags_test(airflow_home: Path, dag_id: str, date: str, conf: str | None = Non
     return subprocess.run(args, env=airflow_env(airflow_home), capture_output=True, text=True, timeout=600)
 
 
+def dags_test_many(airflow_home: Path, runs: list[tuple[str, str, str | None]]) -> list[subprocess.CompletedProcess]:
+    """`airflow dags test` for each (dag_id, date, conf) of ``runs``, one after the other in one process.
+
+    Each run is the CLI's own `dags test`; the process's start-up and imports are paid once (tests/e2e/
+    dags_test_many.py). Returns one CompletedProcess per run, with that run's stdout, stderr and exit code.
+    """
+    script = Path(__file__).with_name("dags_test_many.py")
+    out = subprocess.run([sys.executable, str(script), json.dumps(runs)], env=airflow_env(airflow_home),
+                         capture_output=True, text=True, timeout=300 + 300 * len(runs))
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+
+    def split(text: str, i: int) -> tuple[str, int | None]:
+        begin = text.find(f"=== dags-test-many begin {i} ===")
+        end = text.find(f"=== dags-test-many end {i} exit ", begin)
+        if begin < 0 or end < 0:
+            return text[begin:] if begin >= 0 else "", None
+        code = int(text[end:].split(" exit ", 1)[1].split(" ", 1)[0])
+        return text[begin:end], code
+
+    results = []
+    for i, (dag_id, date, _conf) in enumerate(runs):
+        stdout, code = split(out.stdout, i)
+        stderr, _ = split(out.stderr, i)
+        results.append(subprocess.CompletedProcess(["airflow", "dags", "test", dag_id, date],
+                                                   1 if code is None else code, stdout, stderr))
+    return results
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -110,7 +138,28 @@ class Stack:
             assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
         return out
 
-    def wait_for(self, what: str, predicate, timeout: float = 180, every: float = 2) -> None:
+    def sql(self, query: str) -> list[tuple]:
+        """Rows of ``query`` on the stack's metadata database: a cheap look instead of an `airflow` CLI process."""
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], poolclass=sa.pool.NullPool)
+        try:
+            with engine.connect() as conn:
+                return [tuple(r) for r in conn.execute(sa.text(query))]
+        except sa.exc.OperationalError:
+            return []
+        except sa.exc.ProgrammingError:  # not migrated yet
+            return []
+        finally:
+            engine.dispose()
+
+    def parsed(self, *dag_ids: str) -> bool:
+        """Whether the DAG processor has serialised every one of ``dag_ids`` (what `airflow dags list` shows)."""
+        found = {d for (d,) in self.sql("SELECT d.dag_id FROM dag d JOIN serialized_dag s ON s.dag_id = d.dag_id "
+                                        "WHERE NOT d.is_stale")}
+        return set(dag_ids) <= found
+
+    def wait_for(self, what: str, predicate, timeout: float = 180, every: float = 0.5) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if predicate():
@@ -124,9 +173,10 @@ class Stack:
         for p in self.procs:
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5  # a test's stack: a short grace, then its process groups are killed
         for p in self.procs:
             try:
-                p.wait(timeout=20)
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()

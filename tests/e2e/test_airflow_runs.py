@@ -7,7 +7,6 @@ import json
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import sqlalchemy as sa
 from pipeline import run
 from pipeline.ledger import as_json
 from tests.conftest import DAY, with_challenger, write_job, write_partition
-from tests.e2e.conftest import dags_test, stack_session
+from tests.e2e.conftest import dags_test, dags_test_many, stack_session
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
@@ -144,9 +143,9 @@ def test_broken_job_file_does_not_break_other_dags(home: Path, migrated_home: Pa
     write_partition(home, n=500)
     write_job(home)
     (home / "jobs" / "typo_job.yaml").write_text("job_id: typo_job\nschedul: '0 2 * * *'\n")
-    out = dags_test(migrated_home, "churn_test", DAY.isoformat())
+    out, broken = dags_test_many(migrated_home, [("churn_test", DAY.isoformat(), None),
+                                                 ("typo_job", DAY.isoformat(), None)])
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    broken = dags_test(migrated_home, "typo_job", DAY.isoformat())
     text = broken.stdout + broken.stderr
     assert "unknown key 'schedul'" in text and "did you mean 'schedule'" in text
 
@@ -175,7 +174,7 @@ def test_backfill_over_two_days_scores_two_partitions_and_refuses_a_fixed_partit
     # several Airflow processes write the metadata DB at once: PostgreSQL, as in production
     stack = _pg_stack(stack_factory, airflow_home, airflow_pg_db)
     stack.start(["api-server", "--port", str(stack.port)], ["scheduler"], ["dag-processor"])
-    stack.wait_for("the DAG to be parsed", lambda: "churn_test" in stack.cli("dags", "list", check=False).stdout)
+    stack.wait_for("the DAG to be parsed", lambda: stack.parsed("churn_test"))
     stack.cli("dags", "unpause", "churn_test")
     # CronDataIntervalTimetable: a run covers [D 00:00, D+1 00:00); to-date is the last interval's end
     stack.cli("backfill", "create", "--dag-id", "churn_test", "--from-date", "2026-10-01", "--to-date", "2026-10-03")
@@ -194,7 +193,10 @@ def test_backfill_over_two_days_scores_two_partitions_and_refuses_a_fixed_partit
     second = ["backfill", "create", "--dag-id", "churn_test", "--from-date", "2026-10-05", "--to-date", "2026-10-07",
               "--dag-run-conf", json.dumps({"partition_date": "2026-10-01"})]
     # one backfill per DAG at a time: the first one closes a moment after its runs succeed
-    stack.wait_for("the second backfill to be created", lambda: stack.cli(*second, check=False).returncode == 0)
+    stack.wait_for("the first backfill to close", lambda: stack.sql(
+        "SELECT 1 FROM backfill WHERE completed_at IS NULL") == [])
+    stack.wait_for("the second backfill to be created", lambda: stack.cli(*second, check=False).returncode == 0,
+                   every=2)
 
     def refused() -> list[Path]:
         return [p for p in (airflow_home / "logs").rglob("*.log")
@@ -276,9 +278,7 @@ def test_a_published_partition_is_an_asset_event_that_runs_the_downstream_dag(
     airflow_home.mkdir()
     stack = _pg_stack(stack_factory, airflow_home, airflow_pg_db)
     stack.start(["api-server", "--port", str(stack.port)], ["scheduler"], ["dag-processor"])
-    listed = lambda: stack.cli("dags", "list", check=False).stdout  # noqa: E731
-    stack.wait_for("both DAGs to be parsed", lambda: "churn_test_summary" in listed() and "churn_test " in listed())
-    stack.wait_for("the asset-scheduled DAG to be parsed", lambda: "fed_test " in listed())
+    stack.wait_for("the three DAGs to be parsed", lambda: stack.parsed("churn_test", "churn_test_summary", "fed_test"))
     for dag_id in ("churn_test", "churn_test_summary", "fed_test"):
         stack.cli("dags", "unpause", dag_id)
     _, http = stack_session(f"http://127.0.0.1:{stack.port}", airflow_home)
@@ -345,12 +345,14 @@ def test_a_run_past_its_deadline_alerts_through_the_drift_alert_path(
         monkeypatch.setenv("AIRFLOW_CONN_OPS_HOOK", hook.url)
         stack = _pg_stack(stack_factory, airflow_home, airflow_pg_db)
         stack.start(["api-server", "--port", str(stack.port)], ["scheduler"], ["dag-processor"], ["triggerer"])
-        stack.wait_for("the DAG to be parsed", lambda: "churn_test" in stack.cli("dags", "list", check=False).stdout)
+        stack.wait_for("the DAG to be parsed", lambda: stack.parsed("churn_test"))
         # a manual re-run of an old day is late by design: no alert for it
         stack.cli("dags", "trigger", "churn_test", "--logical-date", "2026-10-01T02:00:00+00:00")
         stack.cli("dags", "unpause", "churn_test")
         stack.wait_for("the deadline alert", lambda: bool(hook.store.posts), timeout=240)
-        time.sleep(10)  # the manual run's deadline passed too: it must stay silent
+        # the manual run's deadline passed too: it must stay silent (the triggerer says it decided so)
+        stack.wait_for("the manual run's deadline to be judged", lambda: "not a scheduled run, no alert" in (
+            airflow_home / "triggerer.log").read_text(), timeout=120)
         alerts = [p.rows[0] for p in hook.store.posts]
     [alert] = alerts
     logical = dt.datetime.combine(now.date(), tick.time(), dt.UTC)

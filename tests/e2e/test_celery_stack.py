@@ -24,7 +24,7 @@ import requests
 from tests.conftest import write_job, write_partition
 from tests.e2e.conftest import STACK, native_stack, stack_session, wait_for_dag
 
-pytestmark = [pytest.mark.airflow, pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.airflow, pytest.mark.stack, pytest.mark.slow, pytest.mark.postgres]
 
 
 def test_rest_triggered_runs_execute_on_two_celery_workers(home: Path, tmp_path: Path, pg_server: str) -> None:

@@ -14,7 +14,7 @@ from pipeline import store
 from pipeline.demo.receiver import Receiver
 from pipeline.ledger import as_json
 from tests.conftest import DAY, ROOT, write_job, write_partition
-from tests.e2e.conftest import dags_test
+from tests.e2e.conftest import dags_test_many
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
@@ -38,20 +38,21 @@ def test_shipped_promotions_job_pushes_and_leaves_predictions_untouched(
     home: Path, migrated_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_partition(home, n=2000)
-    # a persisted partition in the same database: the push run must not touch it
+    # a persisted partition in the same database (scored first, in the same process): the push run must not touch it
     write_job(home)
-    out = dags_test(migrated_home, "churn_test", DAY.isoformat())
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    before = _table_state("churn_test_predictions")
     # the shipped job file, reading this test's data
     doc = yaml.safe_load((ROOT / "dags" / "jobs" / "promotions_daily.yaml").read_text())
     doc["source"].update(path=str(home / "data" / "churn"), wait_timeout_minutes=0.05, poke_interval_seconds=1)
     (home / "jobs" / "promotions_daily.yaml").write_text(yaml.safe_dump(doc))
     with Receiver(token="e2e-token", faults=["500", "429:1"]) as receiver:
         monkeypatch.setenv("AIRFLOW_CONN_PROMOTIONS_WEBHOOK", f"http://:e2e-token@127.0.0.1:{receiver.port}")
-        out = dags_test(migrated_home, "promotions_daily", DAY.isoformat())
+        persisted, out = dags_test_many(migrated_home, [("churn_test", DAY.isoformat(), None),
+                                                        ("promotions_daily", DAY.isoformat(), None)])
         rows = receiver.store.unique_rows()
+    assert persisted.returncode == 0, persisted.stdout[-3000:] + persisted.stderr[-3000:]
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
+    [scored] = _ledger("churn_test")
+    before = (scored["rows_written"], scored["run_id"])  # what the persist run left
     [row] = _ledger("promotions_daily")
     assert row["status"] == "success" and row["mode"] == "push"
     assert row["rows_delivered"] == len(rows) == 500 and row["rows_dead_lettered"] == 0
@@ -72,16 +73,15 @@ def test_trigger_form_switches_the_output_mode(home: Path, migrated_home: Path,
         monkeypatch.setenv("AIRFLOW_CONN_PROMO_HOOK", f"http://127.0.0.1:{receiver.port}")
         write_job(home, output={"mode": "push", "table": "churn_test_predictions",
                                 "push": {"sink": {"kind": "webhook", "connection": "promo_hook"}}})
-        pushed = dags_test(migrated_home, "churn_test", DAY.isoformat())
-        assert pushed.returncode == 0, pushed.stdout[-3000:] + pushed.stderr[-3000:]
-        sent = receiver.store.stats()["rows_unique"]
         conf = json.dumps({"output_mode": "persist"})
-        persisted = dags_test(migrated_home, "churn_test", DAY.isoformat(), conf)
+        pushed, persisted = dags_test_many(migrated_home, [("churn_test", DAY.isoformat(), None),
+                                                           ("churn_test", DAY.isoformat(), conf)])
+        assert pushed.returncode == 0, pushed.stdout[-3000:] + pushed.stderr[-3000:]
         assert persisted.returncode == 0, persisted.stdout[-3000:] + persisted.stderr[-3000:]
-        assert receiver.store.stats()["rows_unique"] == sent, "the persist run sent nothing"
+        sent = receiver.store.stats()["rows_unique"]
     first, second = _ledger("churn_test")
     assert (first["mode"], second["mode"]) == ("push", "persist")
-    assert sent == first["rows_delivered"] == first["rows_scored"] > 700
+    assert sent == first["rows_delivered"] == first["rows_scored"] > 700, "the persist run sent nothing"
     assert _table_state("churn_test_predictions") == (second["rows_written"], second["run_id"])
     assert second["rows_written"] == second["rows_scored"]
     # the branch skipped the other output task each time

@@ -18,7 +18,7 @@ from pipeline.partition import last_complete_day
 from tests.conftest import ROOT, write_job, write_partition
 from tests.e2e.conftest import native_stack, stack_session, wait_for_dag
 
-pytestmark = [pytest.mark.airflow, pytest.mark.slow, pytest.mark.postgres]
+pytestmark = [pytest.mark.airflow, pytest.mark.stack, pytest.mark.slow, pytest.mark.postgres]
 SHOTS = ROOT / "test-output"
 
 

@@ -35,17 +35,17 @@ def test_a_csv_whose_numeric_column_is_all_blank_quarantines_its_rows(home: Path
 
 def _messy(home: Path, fmt: str) -> None:
     """Two files of one partition with every kind of mess validation decides on, spread over the rows."""
-    frame = demo_data.customers(DAY, n=360, seed=21).reset_index(drop=True)
+    frame = demo_data.customers(DAY, n=700, seed=21).reset_index(drop=True)
     frame["avg_session_minutes"] = frame["avg_session_minutes"].map(lambda v: None if v != v else f"{v}")
     frame.loc[100:159, "avg_session_minutes"] = " "      # a run of blanks where numbers belong
-    frame.loc[[3, 250, 311], "avg_session_minutes"] = "n/a"  # text where a number belongs
-    frame.loc[[5, 200], "monthly_charges"] = -10.0      # out of the contract's range
-    frame.loc[[7, 233], "region"] = None                 # a required value missing
-    frame.loc[[9, 300], "plan"] = "platinum-x"           # an unknown category
-    frame.loc[340, "customer_id"] = frame.loc[10, "customer_id"]  # a key twice, across the two files
+    frame.loc[[3, 250, 611], "avg_session_minutes"] = "n/a"  # text where a number belongs
+    frame.loc[[5, 400], "monthly_charges"] = -10.0      # out of the contract's range
+    frame.loc[[7, 333], "region"] = None                 # a required value missing
+    frame.loc[[9, 500], "plan"] = "platinum-x"           # an unknown category
+    frame.loc[650, "customer_id"] = frame.loc[10, "customer_id"]  # a key twice, across the two files
     folder = home / "data" / "churn" / f"date={DAY}"
     folder.mkdir(parents=True, exist_ok=True)
-    for i, part in enumerate((frame.iloc[:180], frame.iloc[180:])):
+    for i, part in enumerate((frame.iloc[:350], frame.iloc[350:])):
         if fmt == "csv":
             part.to_csv(folder / f"part-000{i}.csv", index=False)
         else:
@@ -81,5 +81,5 @@ def test_the_same_messy_partition_gives_identical_tables_quarantines_and_ledgers
         assert local.run_partition(job, DAY, run_id=f"b{batch_rows}")["status"] == "success"
         outcomes[batch_rows] = _outcome(f"b{batch_rows}")
     table, quarantine, ledger_row = outcomes[7]
-    assert len(table) > 250 and len(quarantine) >= 60 + 3 + 2 + 2, (len(table), len(quarantine))
+    assert len(table) > 500 and len(quarantine) >= 60 + 3 + 2 + 2, (len(table), len(quarantine))
     assert outcomes[1000] == outcomes[250_000] == outcomes[7]

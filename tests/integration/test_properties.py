@@ -100,8 +100,9 @@ def test_messy_partitions_are_scored_quarantined_or_refused(home: Path) -> None:
     folder = home / "data" / "churn" / f"date={DAY}"
     outcomes: dict[str, int] = {}
     scored_total = [0]
+    scored_runs = [0]
 
-    @settings(max_examples=12, deadline=None, derandomize=True,
+    @settings(max_examples=30, deadline=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(partitions())
     def check(partition: tuple[str, list[pd.DataFrame]]) -> None:
@@ -120,6 +121,7 @@ def test_messy_partitions_are_scored_quarantined_or_refused(home: Path) -> None:
             return
         outcomes["success"] = outcomes.get("success", 0) + 1
         scored_total[0] += summary["rows_scored"]
+        scored_runs[0] += summary["rows_scored"] > 0
         assert summary["rows_in"] == rows
         assert summary["rows_scored"] + summary["rows_quarantined"] == rows
         published = _partition_rows(engine)
@@ -129,8 +131,10 @@ def test_messy_partitions_are_scored_quarantined_or_refused(home: Path) -> None:
         assert len(keys) == len(set(keys)) and None not in keys
 
     check()
-    print(f"outcomes over the generated partitions: {outcomes}, rows scored in all: {scored_total[0]}")
+    print(f"outcomes over the generated partitions: {outcomes}, rows scored in all: {scored_total[0]} "
+          f"in {scored_runs[0]} runs")
     assert outcomes.get("success", 0) >= 5, outcomes
-    # the examples are not the same in every process: a full CI run drew two partitions missing a column and
-    # scored 42 rows in all, a run of this file alone 66
-    assert scored_total[0] > 30, "the generated rows must reach the model, not only the quarantine"
+    # the examples are not the same in every process (a full run scored 30 rows in all, a run of this file
+    # alone 66): what must hold is that several partitions' rows reached the model, not only the quarantine
+    assert scored_runs[0] >= 3 and scored_total[0] > 0, ("the generated rows must reach the model",
+                                                        scored_runs[0], scored_total[0])
