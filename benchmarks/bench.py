@@ -13,7 +13,11 @@ Measures, on this machine, for partitions of 1M and 10M rows of the churn demo d
 - a re-run of the 1M partition (the day exists: on PostgreSQL the run swaps its day partition in);
 - the floor, in the same run: the model's ``predict_proba`` alone on the same features (computed
   before the clock starts) and a raw binary COPY (ADBC) of the same prediction rows into an
-  unindexed table; e2e / floor is printed beside e2e / naive. At 1M rows the ratio is the median
+  unindexed table. ``predict_proba`` is timed on the whole frame and in the job's own batches
+  (``source.batch_rows``), both under the score stage's thread limit, and the faster is the floor's:
+  the pipeline's batched score stage must not beat its floor. e2e / floor is printed beside e2e /
+  naive, with a note beside any ratio below 1 (possible only where stages overlap or the floor's
+  measurement was disturbed) saying whether the machine was busy. At 1M rows the ratio is the median
   of three rounds, each printed: the first measurements (end to end early in the run, the floor
   after the cascade and the sql source), then two rounds of end to end and floor back to back,
   each on a day not scored before. One pair moves by up to 20% with the machine's neighbours;
@@ -26,8 +30,10 @@ Measures, on this machine, for partitions of 1M and 10M rows of the churn demo d
   what a Celery worker of concurrency 2 on 2 cores gets by default);
 - Airflow's overhead per task: ``airflow dags test`` of the 1M partition minus its stages.
 
-Each measurement runs in its own process (clean peak RSS). Prints a table and writes
-``benchmarks/latest.json``. Data, model and Airflow home are cached in ``benchmarks/.work``.
+Each measurement runs in its own process (clean peak RSS). Records the load averages at the start and
+the end and whether the machine was busy (``BUSY_SHARE``). Prints a table and writes
+``benchmarks/latest.json`` and a copy of it in ``benchmarks/history/`` (one file a run, named by its
+``measured_at``). Data, model and Airflow home are cached in ``benchmarks/.work``.
 A benchmark measures; nothing here asserts a time.
 """
 
@@ -63,7 +69,7 @@ def env() -> dict[str, str]:
                 AIRFLOW_CONN_SCORING_DB=uri, PYTHONPATH=str(ROOT))
 
 
-BATCH_ROWS = 250_000
+BATCH_ROWS = int(os.environ.get("SCORING_BENCH_BATCH_ROWS", 250_000))  # the jobs' source.batch_rows; the smoke test's is small
 # rounds of (end to end, floor) at the smallest size (after the first, each pair back to back on a new day); e2e / floor
 # there is the median of the rounds' ratios: one pair can move by 20% with the machine's neighbours
 ROUNDS = 3
@@ -208,26 +214,40 @@ def child(kind: str, rows: int, day: dt.date = DAY) -> dict[str, Any]:
 def floor(rows: int) -> dict[str, Any]:
     """What the model and the database cost by themselves: ``predict_proba`` on features computed before the
     clock starts, and a binary COPY of the same prediction rows (the predictions table's columns) into a
-    table without any index."""
+    table without any index.
+
+    ``predict_proba`` is timed twice, under the score stage's own thread limit (``score.limited_threads`` of
+    the job's ``model.threads``): on the whole frame, and in slices of the job's ``source.batch_rows`` (the
+    batches the score stage predicts on). The faster of the two is the floor's predict: a floor the
+    pipeline's batched stage can beat is no floor."""
     import adbc_driver_postgresql.dbapi as adbc
     import numpy as np
     import pandas as pd
     import pyarrow as pa
 
-    from pipeline import preprocess, store
+    from pipeline import preprocess, run, store
     from pipeline.registry import Registry
-    from pipeline.score import load_scorer
+    from pipeline.score import limited_threads, load_scorer
 
     registry = Registry()
     mv = registry.resolve("churn", "champion")
-    scorer = load_scorer(registry, "churn", mv.version)
+    scorer = load_scorer(registry, "churn", mv.version)  # its golden rows predicted: the model is warm
+    job = run.find_job(job_id(rows))  # the pipeline's own batch size and thread setting
+    batch_rows = job.source.batch_rows
     inputs = [c["name"] for c in mv.card["inputs"]]
     frame = pd.read_parquet(WORK / "data" / job_id(rows) / f"date={DAY}")
     features = preprocess.for_card(mv.card)(frame[inputs])
-    started = time.perf_counter()
-    proba = scorer.estimator.predict_proba(features)
-    predict_s = time.perf_counter() - started
     n = len(frame)
+    with limited_threads(job.model.threads) as threads:
+        scorer.estimator.predict_proba(features.iloc[:batch_rows])  # untimed: the first call under the limit
+        started = time.perf_counter()
+        proba = scorer.estimator.predict_proba(features)
+        whole_s = time.perf_counter() - started
+        started = time.perf_counter()
+        for start in range(0, n, batch_rows):
+            scorer.estimator.predict_proba(features.iloc[start:start + batch_rows])
+        batched_s = time.perf_counter() - started
+    predict_s, kind = min((whole_s, "whole"), (batched_s, "batched"))
     score = proba[:, 1]
     table = pa.table({
         "partition_date": pa.repeat(pa.scalar(DAY, pa.date32()), n), "customer_id": frame["customer_id"].to_numpy(),
@@ -249,7 +269,10 @@ def floor(rows: int) -> dict[str, Any]:
         copy_s = time.perf_counter() - started
         cur.execute("DROP TABLE floor_predictions")
         conn.commit()
-    return {"predict_s": predict_s, "copy_s": copy_s, "floor_s": predict_s + copy_s, "rows": n}
+    return {"predict_s": predict_s, "copy_s": copy_s, "floor_s": predict_s + copy_s, "rows": n,
+            "floor_predict_whole_s": whole_s, "floor_predict_batched_s": batched_s, "floor_predict_s": predict_s,
+            "floor_predict_kind": kind, "floor_batch_rows": batch_rows, "floor_batches": -(-n // batch_rows),
+            "floor_threads": threads}
 
 
 def checkpoint() -> None:
@@ -270,6 +293,67 @@ def peak_rss_mb() -> float:
         return int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0]) / 1024
     except (OSError, IndexError):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# The machine counts as busy when, with C its cores (os.cpu_count(); load averages are the machine's):
+# - the 1-minute load average at the bench's start exceeds BUSY_SHARE x C (others' work before it starts), or
+# - other processes used more than BUSY_SHARE x C cores on average during the bench: the machine's busy CPU
+#   time (/proc/stat) minus this process's and its children's (getrusage), over the bench's wall time.
+# The load average at the end is recorded, not judged: its last minute counts the bench's own processes (one
+# predicting on every core alone makes it about C). The local PostgreSQL server's work for the bench counts
+# as others' (it is not a child of the bench), a small share of a run.
+BUSY_SHARE = 0.5
+FLOOR_KEYS = ("floor_predict_whole_s", "floor_predict_batched_s", "floor_predict_s", "floor_predict_kind",
+              "floor_batch_rows", "floor_threads")
+
+
+def busy_rule(cores: int) -> str:
+    limit = BUSY_SHARE * cores
+    return (f"busy if the 1-minute load average at the start > {BUSY_SHARE} x {cores} cores = {limit:g}, or other "
+            f"processes used > {limit:g} cores on average during the bench (/proc/stat busy CPU minus the bench's "
+            "own processes'); the load average at the end is recorded, not judged: it counts the bench itself")
+
+
+def snapshot() -> dict[str, Any]:
+    """The machine's load averages, its busy CPU seconds since boot (None where /proc/stat is not there),
+    this process's and its children's CPU seconds, and the clock."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        # user, nice, system + irq, softirq, steal: not idle or iowait (guest time is already in user)
+        machine: float | None = (sum(fields[:3]) + sum(fields[5:8])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        machine = None
+    own = sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+    return {"load": [round(v, 2) for v in os.getloadavg()], "machine_cpu_s": machine, "own_cpu_s": own,
+            "at": time.perf_counter()}
+
+
+def machine_load(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The summary's load keys: the load averages at the start and the end, other processes' CPU during the
+    bench (in cores) and whether the machine was busy (``busy_rule``)."""
+    cores = os.cpu_count() or 1
+    others = None
+    if before["machine_cpu_s"] is not None and after["machine_cpu_s"] is not None:
+        used = (after["machine_cpu_s"] - before["machine_cpu_s"]) - (after["own_cpu_s"] - before["own_cpu_s"])
+        others = round(max(used, 0.0) / max(after["at"] - before["at"], 1e-9), 2)
+    busy = before["load"][0] > BUSY_SHARE * cores or (others is not None and others > BUSY_SHARE * cores)
+    return {"load_avg_before": before["load"], "load_avg_after": after["load"], "others_cpu_cores": others,
+            "machine_busy": busy, "busy_rule": busy_rule(cores)}
+
+
+def git_commit() -> tuple[str | None, bool | None]:
+    """``git rev-parse --short HEAD`` and whether tracked files differ from it; (None, None) without git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=30)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                                capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    if head.returncode != 0:
+        return None, None
+    return head.stdout.strip(), bool(status.stdout.strip()) if status.returncode == 0 else None
 
 
 def concurrent(rows: int, threads: int) -> dict[str, Any]:
@@ -307,14 +391,18 @@ def measure(kind: str, rows: int, day: dt.date = DAY) -> dict[str, Any]:
     return json.loads(line[7:])
 
 
-def floor_rounds(results: dict[str, Any], rows: int) -> list[dict[str, float]]:
-    """End to end and the floor, back to back, ``ROUNDS`` times at ``rows`` (the first round is the first
+def floor_rounds(results: dict[str, Any], rows: int, count: int = ROUNDS) -> list[dict[str, Any]]:
+    """End to end and the floor, back to back, ``count`` times at ``rows`` (the first round is the first
     measurement's pair); each later round scores a day not scored before, as the first one did."""
-    rounds = [{"wall_s": results[f"pipeline_{rows}"]["wall_s"], "floor_s": results[f"floor_{rows}"]["floor_s"]}]
-    for offset in range(2, ROUNDS + 1):  # DAY + 1 is the second partition of the concurrent measurement
-        print(f"round {offset} of {ROUNDS}: end to end and floor, {rows:,} rows ...", flush=True)
+    def pair(wall: float, fl: dict[str, Any]) -> dict[str, Any]:
+        return {"wall_s": wall, "floor_s": fl["floor_s"],
+                **{k: fl[k] for k in ("floor_predict_whole_s", "floor_predict_batched_s", "floor_predict_kind")}}
+
+    rounds = [pair(results[f"pipeline_{rows}"]["wall_s"], results[f"floor_{rows}"])]
+    for offset in range(2, count + 1):  # DAY + 1 is the second partition of the concurrent measurement
+        print(f"round {offset} of {count}: end to end and floor, {rows:,} rows ...", flush=True)
         wall = measure("pipeline", rows, DAY + dt.timedelta(days=offset))["wall_s"]
-        rounds.append({"wall_s": wall, "floor_s": measure("floor", rows)["floor_s"]})
+        rounds.append(pair(wall, measure("floor", rows)))
     for r in rounds:
         r["ratio"] = r["wall_s"] / r["floor_s"]
     return rounds
@@ -356,6 +444,8 @@ def main() -> int:
     parser.add_argument("--no-airflow", action="store_true", help="skip the Airflow overhead measurement")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "latest.json"))
     parser.add_argument("--day", type=dt.date.fromisoformat, default=DAY)
+    parser.add_argument("--rounds", type=int, choices=range(1, ROUNDS + 1), default=ROUNDS,
+                        help=f"rounds of end to end and floor at the smallest size (default {ROUNDS}; fewer for a smoke run)")
     args = parser.parse_args()
     if args.child:
         result = child(args.child, args.rows[0], args.day)
@@ -363,6 +453,8 @@ def main() -> int:
         print("RESULT " + json.dumps(result), flush=True)
         return 0
 
+    before = snapshot()  # the bench's start: what the machine was doing before it
+    commit, dirty = git_commit()
     sizes = sorted(args.rows)
     prepare(sizes)
     results: dict[str, Any] = {}
@@ -381,7 +473,7 @@ def main() -> int:
         print(f"floor (predict_proba alone, COPY alone), {rows:,} rows ...", flush=True)
         results[f"floor_{rows}"] = measure("floor", rows)
     results["floor"] = results[f"floor_{small}"]
-    results["rounds"] = floor_rounds(results, small)
+    results["rounds"] = floor_rounds(results, small, args.rounds)
     cores = os.cpu_count() or 1
     for threads in sorted({cores, 1}, reverse=True):
         print(f"two {small:,}-row partitions at once, {threads} thread(s) each ...", flush=True)
@@ -391,6 +483,7 @@ def main() -> int:
     if not args.no_airflow:
         print(f"airflow dags test, {small:,} rows ...", flush=True)
         results["airflow"] = airflow_overhead(small)
+    load = machine_load(before, snapshot())
 
     def rate(rows: int, seconds: float) -> float:
         return rows / seconds if seconds else 0.0
@@ -421,8 +514,12 @@ def main() -> int:
                  f"{rate(query['rows'], query['stages']['ingest']):>12,.0f}")
     for rows in sizes:
         f = results[f"floor_{rows}"]
-        lines.append(f"{'floor: predict_proba alone':<34}{f['rows']:>12,}{f['predict_s']:>10.2f}"
+        lines.append(f"{'floor: predict_proba (the faster)':<34}{f['rows']:>12,}{f['predict_s']:>10.2f}"
                      f"{rate(f['rows'], f['predict_s']):>12,.0f}")
+        for label, seconds in ((f"whole frame, {f['floor_threads']} thr", f["floor_predict_whole_s"]),
+                               (f"batches of {f['floor_batch_rows']:,}, {f['floor_threads']} thr",
+                                f["floor_predict_batched_s"])):
+            lines.append(f"  {label:<32}{f['rows']:>12,}{seconds:>10.2f}{rate(f['rows'], seconds):>12,.0f}")
         lines.append(f"{'floor: binary COPY, no index':<34}{f['rows']:>12,}{f['copy_s']:>10.2f}"
                      f"{rate(f['rows'], f['copy_s']):>12,.0f}")
         lines.append(f"{'floor (predict + COPY)':<34}{f['rows']:>12,}{f['floor_s']:>10.2f}"
@@ -461,6 +558,10 @@ def main() -> int:
         "sql_source_rows_per_s": round(rate(query["rows"], query["wall_s"])),
         "sql_source_peak_rss_mb": round(query["peak_rss_mb"]),
         "floor_s": round(fl["floor_s"], 2),
+        **{k: round(fl[k], 3) if isinstance(fl[k], float) else fl[k] for k in FLOOR_KEYS},
+        **load,
+        "commit": commit,
+        "commit_dirty": dirty,
         "rerun_persist_vs_first": round(rerun["stages"]["persist"] / first["stages"]["persist"], 2),
         f"peak_rss_mb_{sizes[-1] // 1_000_000}m": round(largest["peak_rss_mb"]),
         "peak_rss_mb_10m": round(results.get("pipeline_10000000", largest)["peak_rss_mb"]),
@@ -477,7 +578,14 @@ def main() -> int:
             f"{r['wall_s']:.2f}s / {r['floor_s']:.2f}s = {r['ratio']:.2f}" for r in results["rounds"]) + "; "
             if rows == small else "one round; ")
         lines.append(f"end to end / floor, {rows:,} rows: {ratios[rows]:.2f} ({each}target <= 1.5; "
-                     f"floor {f['floor_s']:.2f}s: predict {f['predict_s']:.2f}s + COPY {f['copy_s']:.2f}s)")
+                     f"floor {f['floor_s']:.2f}s: predict {f['predict_s']:.2f}s ({f['floor_predict_kind']}; whole "
+                     f"frame {f['floor_predict_whole_s']:.2f}s, batches of {f['floor_batch_rows']:,} "
+                     f"{f['floor_predict_batched_s']:.2f}s) + COPY {f['copy_s']:.2f}s)")
+        if ratios[rows] < 1 or (rows == small and any(r["ratio"] < 1 for r in results["rounds"])):
+            lines.append("  note: a ratio below 1.0, end to end faster than its floor, can only happen where stages "
+                         "overlap (run_partition runs them one after the other) or where the floor's measurement was "
+                         f"disturbed; the machine was {'busy' if load['machine_busy'] else 'not busy'} "
+                         f"({load_text(load)})")
     lines.extend(excess_over_floor(results, sizes))
     lines.append(f"re-run persist / first:   {summary['rerun_persist_vs_first']:.2f} "
                  f"({rerun['stages']['persist']:.2f}s vs {first['stages']['persist']:.2f}s; target <= 1.2)")
@@ -486,10 +594,24 @@ def main() -> int:
         a = results["airflow"]
         lines.append(f"airflow dags test: {a['wall_s']:.1f}s for {a['stage_sum_s']:.1f}s of stages: "
                      f"about {a['overhead_per_task_s']:.2f}s of Airflow per task")
+    lines.append(f"machine: {'busy' if load['machine_busy'] else 'not busy'}, {load_text(load)}")
     print("\n".join(lines))
-    Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+    text = json.dumps(summary, indent=2) + "\n"
+    Path(args.out).write_text(text)
+    history = Path(args.out).parent / "history"  # a copy of each run, one file a run
+    history.mkdir(exist_ok=True)
+    copy = history / f"{summary['measured_at'].replace(':', '-')}.json"
+    copy.write_text(text)
+    print(f"\nwrote {args.out} and {copy}")
     return 0
+
+
+def load_text(load: dict[str, Any]) -> str:
+    """The load averages at the start and the end and others' CPU during the bench, for the printed lines."""
+    others = "unknown" if load["others_cpu_cores"] is None else f"{load['others_cpu_cores']:.2f}"
+    return (f"load average (1, 5, 15 min) {', '.join(f'{v:.2f}' for v in load['load_avg_before'])} at the start, "
+            f"{', '.join(f'{v:.2f}' for v in load['load_avg_after'])} at the end; other processes' CPU during the "
+            f"bench {others} of {os.cpu_count() or 1} cores")
 
 
 def excess_over_floor(results: dict[str, Any], sizes: list[int]) -> list[str]:

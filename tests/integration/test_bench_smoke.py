@@ -12,10 +12,14 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
 
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+FLOOR_KEYS = ("floor_predict_whole_s", "floor_predict_batched_s", "floor_predict_s", "floor_predict_kind",
+              "floor_batch_rows")
 
 
 def test_the_bench_runs_end_to_end_and_reports_the_floor_and_the_rerun(
@@ -25,10 +29,11 @@ def test_the_bench_runs_end_to_end_and_reports_the_floor_and_the_rerun(
         shutil.copytree(registry, tmp_path / "work" / "models", dirs_exist_ok=True)
     out = tmp_path / "latest.json"
     env = dict(os.environ, SCORING_BENCH_WORK=str(tmp_path / "work"), SCORING_BENCH_SCHEMA=schema,
-               SCORING_BENCH_PG=pg_server, SCORING_BENCH_SMALL_MODELS="1")
+               SCORING_BENCH_PG=pg_server, SCORING_BENCH_SMALL_MODELS="1",
+               SCORING_BENCH_BATCH_ROWS="1000")  # 3 batches of the 3,000 rows: the floor's batched predict loops
     try:
         done = subprocess.run([sys.executable, "benchmarks/bench.py", "--rows", "3000", "--no-airflow",
-                               "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                               "--rounds", "2", "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         summary = json.loads(out.read_text())
         for key in ("e2e_vs_naive", "e2e_vs_floor", "floor_s", "rerun_persist_vs_first", "peak_rss_mb_10m",
@@ -38,6 +43,35 @@ def test_the_bench_runs_end_to_end_and_reports_the_floor_and_the_rerun(
         assert "beyond the floor, 3,000 rows:" in done.stdout and "2 partitions at once, 1 thr" in done.stdout
         assert summary["concurrent_score_s_by_threads"]["1"] > 0 and "sql source (query, same rows)" in done.stdout
         assert summary["results"]["sql"]["rows"] == summary["results"]["pipeline_3000"]["rows"]
+
+        # the floor's predict: the faster of the whole frame and the pipeline's own batches, and the floor uses it
+        job = yaml.safe_load((tmp_path / "work" / "jobs" / "bench_3000.yaml").read_text())
+        floor = summary["results"]["floor_3000"]
+        assert summary["results"]["floor"] == floor
+        for source in (summary, floor):
+            assert all(key in source for key in FLOOR_KEYS), [k for k in FLOOR_KEYS if k not in source]
+            assert source["floor_batch_rows"] == job["source"]["batch_rows"] == 1000
+            assert source["floor_predict_s"] == min(source["floor_predict_whole_s"], source["floor_predict_batched_s"])
+            assert source["floor_predict_kind"] == (
+                "whole" if source["floor_predict_whole_s"] < source["floor_predict_batched_s"] else "batched")
+        assert floor["floor_batches"] == 3 and floor["floor_threads"] >= 1
+        assert floor["predict_s"] == floor["floor_predict_s"]
+        assert floor["floor_s"] == pytest.approx(floor["floor_predict_s"] + floor["copy_s"])
+        assert summary["floor_s"] == round(floor["floor_s"], 2)
+        assert summary["floor_predict_s"] == round(floor["floor_predict_s"], 3)
+        assert all(r["floor_predict_kind"] in ("whole", "batched") for r in summary["results"]["rounds"])
+
+        # the machine's load, and the commit measured
+        assert len(summary["load_avg_before"]) == len(summary["load_avg_after"]) == 3
+        assert isinstance(summary["machine_busy"], bool) and "load average" in summary["busy_rule"]
+        assert summary["commit"] is None or isinstance(summary["commit"], str)
+        assert "load average (1, 5, 15 min)" in done.stdout and "at the start" in done.stdout
+        assert "batches of 1,000" in done.stdout
+
+        # a copy of the run in history/, named by its measured_at
+        copies = list((tmp_path / "history").glob("*.json"))
+        assert [c.name for c in copies] == [summary["measured_at"].replace(":", "-") + ".json"]
+        assert json.loads(copies[0].read_text()) == summary
     finally:
         with psycopg.connect(pg_server, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
