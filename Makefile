@@ -44,9 +44,10 @@ $(BROWSER): # Debian's chromium for the browser tests (Playwright drives it; not
 
 # The suite runs on one worker more than the cores (pytest-xdist): many tests wait on Airflow's services
 # (a scheduler's loop, a worker's task) rather than compute. The longest tests are collected first
-# (tests/conftest.py) and `--dist load` deals them out one by one, so they start at once on every worker.
+# (tests/conftest.py) and `--dist load --maxschedchunk 1` deals them out one by one (xdist would otherwise
+# hand a quarter of the suite, all the long tests, to the first worker), so they start at once on every worker.
 # PYTEST_ARGS narrows a run: make test PYTEST_ARGS="-m 'not postgres'"; XDIST= runs in one process.
-XDIST ?= -n $(shell echo $$(( $$(nproc) + 1 ))) --dist load
+XDIST ?= -n $(shell echo $$(( $$(nproc) + 1 ))) --dist load --maxschedchunk 1
 PYTEST_ARGS ?=
 test: $(STAMP) $(BROWSER) lint ## lint and the docs build, then the whole test suite on every core (PostgreSQL required when CI=true)
 	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
