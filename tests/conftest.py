@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
+import io
 import os
 import shutil
+import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +22,35 @@ DAY = dt.date(2026, 11, 20)
 PG_BASE = os.environ.get("SCORING_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+def shared(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """A folder ``build`` fills once per test run, whatever the number of pytest-xdist workers.
+
+    The first worker to ask builds it under an exclusive lock in the run's own temporary folder (the parent
+    of the workers' ones); the others wait and reuse it. Tests only read it: they copy what they change.
+    """
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    target = root / f"shared-{name}"
+    with (root / f"shared-{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / ".built").exists():
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir()
+            build(target)
+            (target / ".built").touch()
+    return target
+
+
 @pytest.fixture(scope="session")
 def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A registry holding churn v1 (champion), trained once per session on small data."""
+    """A registry holding churn v1 (champion), trained once per test run on small data."""
     from pipeline.demo.train import train_churn
     from pipeline.registry import Registry
 
-    root = tmp_path_factory.mktemp("models")
-    train_churn(Registry(root), end=DAY - dt.timedelta(days=3), days=2, n=3000)
-    return root
+    def build(root: Path) -> None:
+        train_churn(Registry(root / "models"), end=DAY - dt.timedelta(days=3), days=2, n=3000)
+
+    return shared(tmp_path_factory, "trained_models", build) / "models"
 
 
 @pytest.fixture
@@ -45,6 +70,21 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trained_models: Path) 
     monkeypatch.setenv("SCORING_DB_RETRY_BACKOFF_S", "0.1")
     store.engine_for.cache_clear()
     return tmp_path
+
+
+def scoring_cli(*argv: str) -> subprocess.CompletedProcess:
+    """`scoring ARGV...` run by the CLI's own main() in this process: the same parser and error handling
+    without an interpreter's start-up. An exception main() lets through is raised here and fails the test:
+    it is the traceback a user would see. (Tests that must see the process itself run it as a subprocess.)"""
+    from pipeline import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli.main(list(argv))
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code if isinstance(exc.code, int) else 2
+    return subprocess.CompletedProcess(["scoring", *argv], code, out.getvalue(), err.getvalue())
 
 
 def write_partition(home: Path, day: dt.date = DAY, n: int = 2000, shift: float = 0.0, **kw: Any) -> Path:
@@ -128,18 +168,19 @@ def any_db(request: pytest.FixtureRequest, home: Path) -> str:
 
 @pytest.fixture(scope="session")
 def cascade_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo's router and segment models, trained once per session (pipeline.demo.cascade)."""
+    """The demo's router and segment models, trained once per test run (pipeline.demo.cascade)."""
     from pipeline.demo.cascade import train_cascade
     from pipeline.registry import Registry
 
-    root = tmp_path_factory.mktemp("cascade_models")
-    saved = os.environ.pop("AIRFLOW_CONN_SCORING_DB", None)  # unanchored, like trained_models: each test's own DB
-    try:
-        train_cascade(Registry(root), end=DAY - dt.timedelta(days=3), days=2, n=3000)
-    finally:
-        if saved is not None:
-            os.environ["AIRFLOW_CONN_SCORING_DB"] = saved
-    return root
+    def build(root: Path) -> None:
+        saved = os.environ.pop("AIRFLOW_CONN_SCORING_DB", None)  # unanchored, like trained_models: each test's DB
+        try:
+            train_cascade(Registry(root / "models"), end=DAY - dt.timedelta(days=3), days=2, n=3000)
+        finally:
+            if saved is not None:
+                os.environ["AIRFLOW_CONN_SCORING_DB"] = saved
+
+    return shared(tmp_path_factory, "cascade_models", build) / "models"
 
 
 @pytest.fixture
@@ -151,19 +192,21 @@ def cascade_home(home: Path, cascade_models: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def challenger_models(tmp_path_factory: pytest.TempPathFactory, trained_models: Path) -> Path:
-    """trained_models plus churn v2 (alias 'challenger', other days and seed), trained once per session."""
+    """trained_models plus churn v2 (alias 'challenger', other days and seed), trained once per test run."""
     from pipeline.demo.train import train_churn
     from pipeline.registry import Registry
 
-    root = tmp_path_factory.mktemp("challenger_models") / "models"
-    shutil.copytree(trained_models, root)
-    saved = os.environ.pop("AIRFLOW_CONN_SCORING_DB", None)  # unanchored: each test's own DB
-    try:
-        train_churn(Registry(root), end=DAY - dt.timedelta(days=5), days=2, n=3000, seed=11, alias="challenger")
-    finally:
-        if saved is not None:
-            os.environ["AIRFLOW_CONN_SCORING_DB"] = saved
-    return root
+    def build(root: Path) -> None:
+        shutil.copytree(trained_models, root / "models")
+        saved = os.environ.pop("AIRFLOW_CONN_SCORING_DB", None)  # unanchored: each test's own DB
+        try:
+            train_churn(Registry(root / "models"), end=DAY - dt.timedelta(days=5), days=2, n=3000, seed=11,
+                        alias="challenger")
+        finally:
+            if saved is not None:
+                os.environ["AIRFLOW_CONN_SCORING_DB"] = saved
+
+    return shared(tmp_path_factory, "challenger_models", build) / "models"
 
 
 def with_challenger(home: Path, challenger_models: Path) -> int:

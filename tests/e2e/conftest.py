@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import shared
+
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 
@@ -43,10 +45,18 @@ def airflow_env(airflow_home: Path, **extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def migrated_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An Airflow home with a migrated SQLite metadata database, shared by the session."""
+    """An Airflow home with a migrated SQLite metadata database, shared by the tests of one worker.
+
+    `airflow db migrate` runs once per test run; each pytest-xdist worker gets a copy of the migrated
+    database (SQLite takes one writer at a time: the workers' runs would wait on each other's locks).
+    """
+    def build(home: Path) -> None:
+        out = subprocess.run([AIRFLOW, "db", "migrate"], env=airflow_env(home), capture_output=True, text=True)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+
+    migrated = shared(tmp_path_factory, "airflow_home", build)
     home = tmp_path_factory.mktemp("airflow_home")
-    out = subprocess.run([AIRFLOW, "db", "migrate"], env=airflow_env(home), capture_output=True, text=True)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    shutil.copy2(migrated / "airflow.db", home / "airflow.db")
     return home
 
 

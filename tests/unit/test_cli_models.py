@@ -2,13 +2,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
+
+from tests.conftest import scoring_cli
 
 
 def scoring(*args: str, models: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", "models", "--models-dir", str(models), *args],
-                          capture_output=True, text=True, timeout=120)
+    return scoring_cli("models", "--models-dir", str(models), *args)
 
 
 def _registry_with_card(tmp_path: Path, trained_models: Path) -> tuple[Path, Path]:

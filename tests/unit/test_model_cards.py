@@ -18,6 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from pipeline import card as cards
 from pipeline.errors import ModelIntegrityError
 from pipeline.registry import Registry
+from tests.conftest import scoring_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 X = pd.DataFrame({"Age": [20.0, 30.0, 40.0, 50.0, 60.0, 70.0], "Plan Type": [0.0, 1.0, 0.0, 1.0, 1.0, 0.0]})
@@ -100,8 +101,7 @@ def test_the_cli_refuses_an_empty_card_with_a_message_not_a_traceback(tmp_path: 
 
 def test_verify_does_not_claim_golden_rows_it_does_not_have(tmp_path: Path, artifact: Path) -> None:
     Registry(tmp_path / "models").register("m", artifact, GOOD, alias="champion")
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "models", "--models-dir", str(tmp_path / "models"),
-                          "verify", "m"], capture_output=True, text=True, timeout=120)
+    out = scoring_cli("models", "--models-dir", str(tmp_path / "models"), "verify", "m")
     assert out.returncode == 1 and "NO golden rows" in out.stdout and "reproduced" not in out.stdout
 
 
@@ -119,8 +119,9 @@ def test_infer_column_types_nullability_and_ranges() -> None:
 
 
 def _register_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", "models", "--models-dir", str(tmp_path / "models"),
-                           "register", "m", *args], capture_output=True, text=True, timeout=120)
+    """In this process (tests.conftest.scoring_cli): an exception let through would fail the test itself; the
+    empty-card test above checks a real process's stderr for a traceback."""
+    return scoring_cli("models", "--models-dir", str(tmp_path / "models"), "register", "m", *args)
 
 
 def test_bad_inputs_to_register_are_messages_not_tracebacks(tmp_path: Path, artifact: Path) -> None:
