@@ -24,6 +24,7 @@ from tests.conftest import shared
 
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
+PRELOADED = Path(__file__).with_name("airflow_preloaded.py")
 
 
 def airflow_env(airflow_home: Path, **extra: str) -> dict[str, str]:
@@ -139,7 +140,9 @@ class Stack:
     def start(self, *components: list[str]) -> None:
         for args in components:
             log = (self.home / f"{args[0]}.log").open("w")
-            self.procs.append(subprocess.Popen([AIRFLOW, *args], env=self.env, stdout=log,
+            # the scheduler forks the LocalExecutor's workers and they fork the tasks: imported once there
+            command = [sys.executable, str(PRELOADED)] if args[0] == "scheduler" else [AIRFLOW]
+            self.procs.append(subprocess.Popen([*command, *args], env=self.env, stdout=log,
                                                stderr=subprocess.STDOUT, start_new_session=True))
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -170,9 +173,11 @@ class Stack:
         return set(dag_ids) <= found
 
     def wait_for(self, what: str, predicate, timeout: float = 180, every: float = 0.5) -> None:
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         while time.monotonic() < deadline:
             if predicate():
+                print(f"waited {time.monotonic() - started:.1f}s for {what}")  # shown by -s, and on a failure
                 return
             for p in self.procs:
                 assert p.poll() is None, f"{p.args} exited with {p.returncode}; logs in {self.home}"

@@ -169,15 +169,22 @@ def test_backfill_over_two_days_scores_two_partitions_and_refuses_a_fixed_partit
     for day in days:
         write_partition(home, day=day, n=600)
     write_job(home, start_date="2026-09-01", catchup=False)
+    # the same job under another id, for the backfill that must be refused (one backfill per DAG at a time, and
+    # Airflow closes a finished one only every 30 s: a second DAG lets both run at once)
+    write_job(home, job_id="refused_test", start_date="2026-09-01", catchup=False)
     airflow_home = tmp_path / "airflow"
     airflow_home.mkdir()
     # several Airflow processes write the metadata DB at once: PostgreSQL, as in production
     stack = _pg_stack(stack_factory, airflow_home, airflow_pg_db)
     stack.start(["api-server", "--port", str(stack.port)], ["scheduler"], ["dag-processor"])
-    stack.wait_for("the DAG to be parsed", lambda: stack.parsed("churn_test"))
+    stack.wait_for("the DAGs to be parsed", lambda: stack.parsed("churn_test", "refused_test"))
     stack.cli("dags", "unpause", "churn_test")
+    stack.cli("dags", "unpause", "refused_test")
     # CronDataIntervalTimetable: a run covers [D 00:00, D+1 00:00); to-date is the last interval's end
     stack.cli("backfill", "create", "--dag-id", "churn_test", "--from-date", "2026-10-01", "--to-date", "2026-10-03")
+    # a partition_date in a backfill's conf would make every run score that one day: refused (3 runs: 5-7 Oct)
+    stack.cli("backfill", "create", "--dag-id", "refused_test", "--from-date", "2026-10-05", "--to-date",
+              "2026-10-07", "--dag-run-conf", json.dumps({"partition_date": "2026-10-01"}))
 
     def done() -> bool:
         rows = [r for r in _ledger() if r["run_id"].startswith("backfill__")] if _has_ledger() else []
@@ -189,22 +196,15 @@ def test_backfill_over_two_days_scores_two_partitions_and_refuses_a_fixed_partit
     for day in days:
         assert _count(day) > 500
 
-    # a partition_date in a backfill's conf would make every run score that one day: refused (3 runs: 5-7 Oct)
-    second = ["backfill", "create", "--dag-id", "churn_test", "--from-date", "2026-10-05", "--to-date", "2026-10-07",
-              "--dag-run-conf", json.dumps({"partition_date": "2026-10-01"})]
-    # one backfill per DAG at a time: the first one closes a moment after its runs succeed
-    stack.wait_for("the first backfill to close", lambda: stack.sql(
-        "SELECT 1 FROM backfill WHERE completed_at IS NULL") == [])
-    stack.wait_for("the second backfill to be created", lambda: stack.cli(*second, check=False).returncode == 0,
-                   every=2)
-
     def refused() -> list[Path]:
         return [p for p in (airflow_home / "logs").rglob("*.log")
-                if "run_id=backfill__2026-10-0" in str(p) and "given to a backfill" in p.read_text()]
+                if "dag_id=refused_test" in str(p) and "run_id=backfill__2026-10-0" in str(p)
+                and "given to a backfill" in p.read_text()]
 
     stack.wait_for("the backfill with a partition_date to be refused", lambda: len(refused()) == 3, timeout=300)
     assert "every run of the backfill would score that one day" in refused()[0].read_text()
     assert sorted(str(r["partition_date"]) for r in _ledger()) == [d.isoformat() for d in days], "nothing else ran"
+    assert _ledger("refused_test") == [], "a refused run scores nothing"
     shutil.rmtree(airflow_home / "logs", ignore_errors=True)
 
 
