@@ -79,7 +79,7 @@ def test_a_rerun_swaps_the_day_in_and_leaves_the_other_days_and_nothing_else(pg_
         assert counts == {DAY: 200, later: 300}
         assert conn.execute(sa.text(f"SELECT DISTINCT run_id FROM {TABLE} WHERE partition_date = :d"),
                             {"d": DAY}).scalars().all() == ["again"]
-        indexes = conn.execute(sa.text("SELECT indexdef FROM pg_indexes WHERE tablename = :t"),
+        indexes = conn.execute(sa.text("SELECT indexdef FROM pg_indexes WHERE tablename = :t AND schemaname = current_schema()"),
                                {"t": f"{TABLE}_{DAY:%Y%m%d}"}).scalars().all()
         assert len(indexes) == 1 and "UNIQUE" in indexes[0] and "(customer_id, partition_date)" in indexes[0], (
                 "one index: the primary key, leading with the key")
@@ -224,7 +224,7 @@ def test_a_plain_table_made_before_is_migrated_to_day_partitions_keeping_every_r
                                        ).tuples().all())
         assert counts == {dt.date(2026, 11, 1): 1000, dt.date(2026, 11, 2): 10, dt.date(2026, 11, 3): 1000}
         with engine.connect() as conn:  # the old layout's two indexes, built on the load table (not by ATTACH)
-            names = conn.execute(sa.text("SELECT indexname FROM pg_indexes WHERE tablename = :t"),
+            names = conn.execute(sa.text("SELECT indexname FROM pg_indexes WHERE tablename = :t AND schemaname = current_schema()"),
                                  {"t": f"{TABLE}_20261102"}).scalars().all()
         assert len(names) == 2 and all("_load_" in n or n.endswith("_pkey") for n in names), names
     finally:
