@@ -24,7 +24,9 @@ from tests.conftest import shared
 
 ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
-PRELOADED = Path(__file__).with_name("airflow_preloaded.py")
+# on the PYTHONPATH of the stacks' Airflow processes: the scheduler and Celery workers import the pipeline's
+# stage modules before they fork the tasks (preload/sitecustomize.py)
+PRELOAD = str(Path(__file__).with_name("preload"))
 
 
 def airflow_env(airflow_home: Path, **extra: str) -> dict[str, str]:
@@ -133,6 +135,7 @@ class Stack:
             AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="2",
             AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
             AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
+            PYTHONPATH=os.pathsep.join(p for p in (PRELOAD, os.environ.get("PYTHONPATH")) if p),
             **extra,
         )
         self.procs: list[subprocess.Popen] = []
@@ -140,9 +143,7 @@ class Stack:
     def start(self, *components: list[str]) -> None:
         for args in components:
             log = (self.home / f"{args[0]}.log").open("w")
-            # the scheduler forks the LocalExecutor's workers and they fork the tasks: imported once there
-            command = [sys.executable, str(PRELOADED)] if args[0] == "scheduler" else [AIRFLOW]
-            self.procs.append(subprocess.Popen([*command, *args], env=self.env, stdout=log,
+            self.procs.append(subprocess.Popen([AIRFLOW, *args], env=self.env, stdout=log,
                                                stderr=subprocess.STDOUT, start_new_session=True))
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -276,7 +277,8 @@ def native_stack(tmp_path: Path, pg_server: str, workers: int) -> Iterator[Nativ
     broker.flushdb()
     home = tmp_path / "stack"
     up = subprocess.run([*STACK, "up", "--home", str(home), "--workers", str(workers), "--metadata-db", metadata,
-                         "--scoring-db", scoring, "--redis-db", str(redis_db), "--port", "0"],
+                         "--scoring-db", scoring, "--redis-db", str(redis_db), "--port", "0",
+                         "--env", "PYTHONPATH=" + os.pathsep.join(p for p in (PRELOAD, os.environ.get("PYTHONPATH")) if p)],
                         capture_output=True, text=True, timeout=300)
     try:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
