@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import random
+import select
 import shutil
 import signal
 import socket
@@ -79,21 +81,67 @@ def airflow_pg_db(pg_server: str) -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+RUNNER = Path(__file__).with_name("dags_test_many.py")
+_runners: dict[tuple, subprocess.Popen] = {}
+
+
 def dags_test(airflow_home: Path, dag_id: str, date: str, conf: str | None = None) -> subprocess.CompletedProcess:
-    args = [AIRFLOW, "dags", "test", dag_id, date]
-    if conf:
-        args += ["--conf", conf]
-    return subprocess.run(args, env=airflow_env(airflow_home), capture_output=True, text=True, timeout=600)
+    """`airflow dags test DAG_ID DATE [--conf CONF]` with the test's environment, by Airflow's own CLI.
+
+    The command runs in a process kept for this Airflow home and this set of Airflow settings
+    (``dags_test_many.py --serve``): it takes each run's environment (the test's SCORING_* and AIRFLOW_CONN_*)
+    and pays the interpreter's start-up and imports once per test worker, not once per run. Airflow settings
+    of its own (AIRFLOW__*) give a process of their own, as Airflow reads some of them once.
+    """
+    env = airflow_env(airflow_home)
+    key = (str(airflow_home), tuple(sorted((k, v) for k, v in env.items() if k.startswith("AIRFLOW__"))))
+    argv = ["dags", "test", dag_id, date, *(["--conf", conf] if conf else [])]
+    runner = _runners.get(key)
+    if runner is None or runner.poll() is not None:
+        log = (airflow_home / f"runner-{len(_runners)}.log").open("a")
+        runner = _runners[key] = subprocess.Popen([sys.executable, str(RUNNER), "--serve"], env=env, text=True,
+                                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
+    name = uuid.uuid4().hex[:8]
+    out, err = airflow_home / f"run-{name}.out", airflow_home / f"run-{name}.err"
+    assert runner.stdin is not None and runner.stdout is not None
+    runner.stdin.write(json.dumps({"argv": argv, "env": env, "stdout": str(out), "stderr": str(err)}) + "\n")
+    runner.stdin.flush()
+    ready, _, _ = select.select([runner.stdout], [], [], 600)
+    answer = runner.stdout.readline() if ready else ""
+    if not answer:  # timed out, or the process died: the next call starts another
+        runner.kill()
+        runner.wait()
+    code = json.loads(answer)["code"] if answer else 1
+    stdout, stderr = (p.read_text() if p.exists() else "" for p in (out, err))
+    if not answer:
+        stderr += f"\n[the dags test process {'timed out' if not ready else 'exited'}; its log: {log_of(key)}]"
+    for p in (out, err):
+        p.unlink(missing_ok=True)
+    return subprocess.CompletedProcess([AIRFLOW, *argv], code, stdout, stderr)
 
 
-def dags_test_many(airflow_home: Path, runs: list[tuple[str, str, str | None]]) -> list[subprocess.CompletedProcess]:
+def log_of(key: tuple) -> str:
+    return f"{key[0]}/runner-*.log"
+
+
+@atexit.register
+def _stop_runners() -> None:
+    for runner in _runners.values():
+        if runner.poll() is None:
+            runner.stdin.close()  # type: ignore[union-attr]
+            try:
+                runner.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                runner.kill()
+
+
+def dags_test_many(airflow_home: Path, runs: list[tuple[str, str, str | None]]) -> list[subprocess.CompletedProcess]:  # noqa: E501
     """`airflow dags test` for each (dag_id, date, conf) of ``runs``, one after the other in one process.
 
     Each run is the CLI's own `dags test`; the process's start-up and imports are paid once (tests/e2e/
     dags_test_many.py). Returns one CompletedProcess per run, with that run's stdout, stderr and exit code.
     """
-    script = Path(__file__).with_name("dags_test_many.py")
-    out = subprocess.run([sys.executable, str(script), json.dumps(runs)], env=airflow_env(airflow_home),
+    out = subprocess.run([sys.executable, str(RUNNER), json.dumps(runs)], env=airflow_env(airflow_home),
                          capture_output=True, text=True, timeout=300 + 300 * len(runs))
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
 
