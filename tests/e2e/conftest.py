@@ -86,42 +86,44 @@ _runners: dict[tuple, subprocess.Popen] = {}
 
 
 def dags_test(airflow_home: Path, dag_id: str, date: str, conf: str | None = None) -> subprocess.CompletedProcess:
-    """`airflow dags test DAG_ID DATE [--conf CONF]` with the test's environment, by Airflow's own CLI.
+    """`airflow dags test DAG_ID DATE [--conf CONF]` with the test's environment, by Airflow's own CLI."""
+    return airflow_cli(airflow_home, airflow_env(airflow_home),
+                       ["dags", "test", dag_id, date, *(["--conf", conf] if conf else [])], timeout=600)
+
+
+def airflow_cli(home: Path, env: dict[str, str], argv: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+    """`airflow ARGV` with ``env``, as a finished process.
 
     The command runs in a process kept for this Airflow home and this set of Airflow settings
-    (``dags_test_many.py --serve``): it takes each run's environment (the test's SCORING_* and AIRFLOW_CONN_*)
-    and pays the interpreter's start-up and imports once per test worker, not once per run. Airflow settings
-    of its own (AIRFLOW__*) give a process of their own, as Airflow reads some of them once.
+    (``dags_test_many.py --serve``): it takes each command's environment (the test's SCORING_* and
+    AIRFLOW_CONN_*) and calls Airflow's own CLI entry point, so the interpreter's start-up and imports are
+    paid once per home, not once per command. Airflow settings of their own (AIRFLOW__*) get a process of
+    their own, as Airflow reads some of them once.
     """
-    env = airflow_env(airflow_home)
-    key = (str(airflow_home), tuple(sorted((k, v) for k, v in env.items() if k.startswith("AIRFLOW__"))))
-    argv = ["dags", "test", dag_id, date, *(["--conf", conf] if conf else [])]
+    key = (str(home), tuple(sorted((k, v) for k, v in env.items() if k.startswith("AIRFLOW__"))))
     runner = _runners.get(key)
     if runner is None or runner.poll() is not None:
-        log = (airflow_home / f"runner-{len(_runners)}.log").open("a")
+        log = (home / f"runner-{len(_runners)}.log").open("a")
         runner = _runners[key] = subprocess.Popen([sys.executable, str(RUNNER), "--serve"], env=env, text=True,
                                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
     name = uuid.uuid4().hex[:8]
-    out, err = airflow_home / f"run-{name}.out", airflow_home / f"run-{name}.err"
+    out, err = home / f"run-{name}.out", home / f"run-{name}.err"
     assert runner.stdin is not None and runner.stdout is not None
     runner.stdin.write(json.dumps({"argv": argv, "env": env, "stdout": str(out), "stderr": str(err)}) + "\n")
     runner.stdin.flush()
-    ready, _, _ = select.select([runner.stdout], [], [], 600)
+    ready, _, _ = select.select([runner.stdout], [], [], timeout)
     answer = runner.stdout.readline() if ready else ""
-    if not answer:  # timed out, or the process died: the next call starts another
+    if not answer:  # timed out, or the process died: the next command starts another
         runner.kill()
         runner.wait()
     code = json.loads(answer)["code"] if answer else 1
     stdout, stderr = (p.read_text() if p.exists() else "" for p in (out, err))
     if not answer:
-        stderr += f"\n[the dags test process {'timed out' if not ready else 'exited'}; its log: {log_of(key)}]"
+        stderr += f"\n[airflow {' '.join(argv)}: {'timed out' if not ready else 'its process exited'}; " \
+                  f"see {home}/runner-*.log]"
     for p in (out, err):
         p.unlink(missing_ok=True)
     return subprocess.CompletedProcess([AIRFLOW, *argv], code, stdout, stderr)
-
-
-def log_of(key: tuple) -> str:
-    return f"{key[0]}/runner-*.log"
 
 
 @atexit.register
@@ -195,7 +197,7 @@ class Stack:
                                                stderr=subprocess.STDOUT, start_new_session=True))
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        out = subprocess.run([AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=120)
+        out = airflow_cli(self.home, self.env, list(args))
         if check:
             assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
         return out
@@ -214,6 +216,15 @@ class Stack:
             return []
         finally:
             engine.dispose()
+
+    def api_up(self) -> bool:
+        """Whether the stack's API server answers its health check."""
+        import requests
+
+        try:
+            return requests.get(f"http://127.0.0.1:{self.port}/api/v2/monitor/health", timeout=5).ok
+        except requests.ConnectionError:
+            return False
 
     def parsed(self, *dag_ids: str) -> bool:
         """Whether the DAG processor has serialised every one of ``dag_ids`` (what `airflow dags list` shows)."""

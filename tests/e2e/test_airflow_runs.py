@@ -281,6 +281,7 @@ def test_a_published_partition_is_an_asset_event_that_runs_the_downstream_dag(
     stack.wait_for("the three DAGs to be parsed", lambda: stack.parsed("churn_test", "churn_test_summary", "fed_test"))
     for dag_id in ("churn_test", "churn_test_summary", "fed_test"):
         stack.cli("dags", "unpause", dag_id)
+    stack.wait_for("the API server", stack.api_up)
     _, http = stack_session(f"http://127.0.0.1:{stack.port}", airflow_home)
     api = f"http://127.0.0.1:{stack.port}/api/v2"
     [upstream] = [a for a in http.get(f"{api}/assets", timeout=30).json()["assets"]
