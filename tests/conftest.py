@@ -10,7 +10,7 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,17 @@ def shared(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[
             build(target)
             (target / ".built").touch()
     return target
+
+
+@contextlib.contextmanager
+def _unanchored() -> Iterator[None]:
+    """Models registered without a scoring database, like trained_models: each test anchors in its own."""
+    saved = os.environ.pop("AIRFLOW_CONN_SCORING_DB", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["AIRFLOW_CONN_SCORING_DB"] = saved
 
 
 @pytest.fixture(scope="session")
@@ -173,12 +184,8 @@ def cascade_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from pipeline.registry import Registry
 
     def build(root: Path) -> None:
-        saved = os.environ.pop("AIRFLOW_CONN_SCORING_DB", None)  # unanchored, like trained_models: each test's DB
-        try:
+        with _unanchored():
             train_cascade(Registry(root / "models"), end=DAY - dt.timedelta(days=3), days=2, n=3000)
-        finally:
-            if saved is not None:
-                os.environ["AIRFLOW_CONN_SCORING_DB"] = saved
 
     return shared(tmp_path_factory, "cascade_models", build) / "models"
 
@@ -198,13 +205,9 @@ def challenger_models(tmp_path_factory: pytest.TempPathFactory, trained_models: 
 
     def build(root: Path) -> None:
         shutil.copytree(trained_models, root / "models")
-        saved = os.environ.pop("AIRFLOW_CONN_SCORING_DB", None)  # unanchored: each test's own DB
-        try:
+        with _unanchored():
             train_churn(Registry(root / "models"), end=DAY - dt.timedelta(days=5), days=2, n=3000, seed=11,
                         alias="challenger")
-        finally:
-            if saved is not None:
-                os.environ["AIRFLOW_CONN_SCORING_DB"] = saved
 
     return shared(tmp_path_factory, "challenger_models", build) / "models"
 

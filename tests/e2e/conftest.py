@@ -81,7 +81,7 @@ def airflow_pg_db(pg_server: str) -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-RUNNER = Path(__file__).with_name("dags_test_many.py")
+RUNNER = Path(__file__).with_name("airflow_runner.py")
 _runners: dict[tuple, subprocess.Popen] = {}
 
 
@@ -95,7 +95,7 @@ def airflow_cli(home: Path, env: dict[str, str], argv: list[str], timeout: float
     """`airflow ARGV` with ``env``, as a finished process.
 
     The command runs in a process kept for this Airflow home and this set of Airflow settings
-    (``dags_test_many.py --serve``): it takes each command's environment (the test's SCORING_* and
+    (``airflow_runner.py``): it takes each command's environment (the test's SCORING_* and
     AIRFLOW_CONN_*) and calls Airflow's own CLI entry point, so the interpreter's start-up and imports are
     paid once per home, not once per command. Airflow settings of their own (AIRFLOW__*) get a process of
     their own, as Airflow reads some of them once.
@@ -104,7 +104,7 @@ def airflow_cli(home: Path, env: dict[str, str], argv: list[str], timeout: float
     runner = _runners.get(key)
     if runner is None or runner.poll() is not None:
         log = (home / f"runner-{len(_runners)}.log").open("a")
-        runner = _runners[key] = subprocess.Popen([sys.executable, str(RUNNER), "--serve"], env=env, text=True,
+        runner = _runners[key] = subprocess.Popen([sys.executable, str(RUNNER)], env=env, text=True,
                                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
     name = uuid.uuid4().hex[:8]
     out, err = home / f"run-{name}.out", home / f"run-{name}.err"
@@ -135,33 +135,6 @@ def _stop_runners() -> None:
                 runner.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 runner.kill()
-
-
-def dags_test_many(airflow_home: Path, runs: list[tuple[str, str, str | None]]) -> list[subprocess.CompletedProcess]:  # noqa: E501
-    """`airflow dags test` for each (dag_id, date, conf) of ``runs``, one after the other in one process.
-
-    Each run is the CLI's own `dags test`; the process's start-up and imports are paid once (tests/e2e/
-    dags_test_many.py). Returns one CompletedProcess per run, with that run's stdout, stderr and exit code.
-    """
-    out = subprocess.run([sys.executable, str(RUNNER), json.dumps(runs)], env=airflow_env(airflow_home),
-                         capture_output=True, text=True, timeout=300 + 300 * len(runs))
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-
-    def split(text: str, i: int) -> tuple[str, int | None]:
-        begin = text.find(f"=== dags-test-many begin {i} ===")
-        end = text.find(f"=== dags-test-many end {i} exit ", begin)
-        if begin < 0 or end < 0:
-            return text[begin:] if begin >= 0 else "", None
-        code = int(text[end:].split(" exit ", 1)[1].split(" ", 1)[0])
-        return text[begin:end], code
-
-    results = []
-    for i, (dag_id, date, _conf) in enumerate(runs):
-        stdout, code = split(out.stdout, i)
-        stderr, _ = split(out.stderr, i)
-        results.append(subprocess.CompletedProcess(["airflow", "dags", "test", dag_id, date],
-                                                   1 if code is None else code, stdout, stderr))
-    return results
 
 
 def free_port() -> int:

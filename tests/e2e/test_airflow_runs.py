@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from pipeline import run
 from pipeline.ledger import as_json
 from tests.conftest import DAY, with_challenger, write_job, write_partition
-from tests.e2e.conftest import dags_test, dags_test_many, stack_session
+from tests.e2e.conftest import dags_test, stack_session
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
@@ -143,8 +143,7 @@ def test_broken_job_file_does_not_break_other_dags(home: Path, migrated_home: Pa
     write_partition(home, n=500)
     write_job(home)
     (home / "jobs" / "typo_job.yaml").write_text("job_id: typo_job\nschedul: '0 2 * * *'\n")
-    out, broken = dags_test_many(migrated_home, [("churn_test", DAY.isoformat(), None),
-                                                 ("typo_job", DAY.isoformat(), None)])
+    out, broken = (dags_test(migrated_home, dag_id, DAY.isoformat()) for dag_id in ("churn_test", "typo_job"))
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     text = broken.stdout + broken.stderr
     assert "unknown key 'schedul'" in text and "did you mean 'schedule'" in text

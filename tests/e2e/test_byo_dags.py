@@ -1,7 +1,7 @@
 """Bring your own model through Airflow: each kind registered in one call, scored by `airflow dags test`.
 
-Every kind runs through Airflow's task code; the runs share one process (tests/e2e/dags_test_many.py), so
-the interpreter's start-up and imports are paid once rather than once per kind.
+Every kind runs through Airflow's task code; the runs share the worker's kept Airflow process
+(tests/e2e/airflow_runner.py), so the interpreter's start-up and imports are paid once rather than once per kind.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from pipeline import onboard
 from pipeline.registry import Registry
 from tests.conftest import DAY
-from tests.e2e.conftest import dags_test_many
+from tests.e2e.conftest import dags_test
 from tests.integration.test_byo_models import (
     KEY,
     KINDS,
@@ -42,7 +42,7 @@ def test_each_kind_scores_exactly_through_airflow(home: Path, migrated_home: Pat
         jobs[kind] = byo_job(home, kind)
     assert rows is not None
     write_export(home, rows)  # one export (the same rows and columns for every kind), read by every job
-    outs = dags_test_many(migrated_home, [(job.job_id, DAY.isoformat(), None) for job in jobs.values()])
+    outs = [dags_test(migrated_home, job.job_id, DAY.isoformat()) for job in jobs.values()]
     for (kind, job), out in zip(jobs.items(), outs, strict=True):
         assert out.returncode == 0, (kind, out.stdout[-4000:] + out.stderr[-4000:])
         table = stored(job).loc[rows[KEY]]

@@ -14,7 +14,7 @@ from pipeline import store
 from pipeline.demo.receiver import Receiver
 from pipeline.ledger import as_json
 from tests.conftest import DAY, ROOT, write_job, write_partition
-from tests.e2e.conftest import dags_test_many
+from tests.e2e.conftest import dags_test
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
@@ -46,8 +46,8 @@ def test_shipped_promotions_job_pushes_and_leaves_predictions_untouched(
     (home / "jobs" / "promotions_daily.yaml").write_text(yaml.safe_dump(doc))
     with Receiver(token="e2e-token", faults=["500", "429:1"]) as receiver:
         monkeypatch.setenv("AIRFLOW_CONN_PROMOTIONS_WEBHOOK", f"http://:e2e-token@127.0.0.1:{receiver.port}")
-        persisted, out = dags_test_many(migrated_home, [("churn_test", DAY.isoformat(), None),
-                                                        ("promotions_daily", DAY.isoformat(), None)])
+        persisted, out = (dags_test(migrated_home, dag_id, DAY.isoformat()) for dag_id in ("churn_test",
+                                                                                           "promotions_daily"))
         rows = receiver.store.unique_rows()
     assert persisted.returncode == 0, persisted.stdout[-3000:] + persisted.stderr[-3000:]
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
@@ -74,8 +74,7 @@ def test_trigger_form_switches_the_output_mode(home: Path, migrated_home: Path,
         write_job(home, output={"mode": "push", "table": "churn_test_predictions",
                                 "push": {"sink": {"kind": "webhook", "connection": "promo_hook"}}})
         conf = json.dumps({"output_mode": "persist"})
-        pushed, persisted = dags_test_many(migrated_home, [("churn_test", DAY.isoformat(), None),
-                                                           ("churn_test", DAY.isoformat(), conf)])
+        pushed, persisted = (dags_test(migrated_home, "churn_test", DAY.isoformat(), c) for c in (None, conf))
         assert pushed.returncode == 0, pushed.stdout[-3000:] + pushed.stderr[-3000:]
         assert persisted.returncode == 0, persisted.stdout[-3000:] + persisted.stderr[-3000:]
         sent = receiver.store.stats()["rows_unique"]
