@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import random
 import select
 import shutil
 import signal
@@ -304,7 +303,10 @@ def native_stack(tmp_path: Path, pg_server: str, workers: int) -> Iterator[Nativ
     import redis
 
     suffix = uuid.uuid4().hex[:8]
-    metadata, scoring, redis_db = f"airflow_{suffix}", f"scoring_{suffix}", random.randint(8, 15)
+    # a Redis database of this xdist worker's own: two stacks on one broker database would take each other's
+    # tasks (the queue names are the same), and the workers run their stack tests at the same time
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    metadata, scoring, redis_db = f"airflow_{suffix}", f"scoring_{suffix}", 8 + int(worker.removeprefix("gw")) % 8
     broker = redis.Redis(host="127.0.0.1", port=6379, db=redis_db)
     broker.flushdb()
     home = tmp_path / "stack"
