@@ -32,6 +32,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
@@ -83,8 +84,50 @@ def stack_env(home: Path, port: int, metadata: str, scoring: str, redis_db: int)
     )
 
 
+def carry_anchors(source: str | None, target: str) -> dict[str, Any]:
+    """Copy the models' registration anchors from the database they were registered into to the stack's.
+
+    ``make demo`` registers its models into the embedded SQLite database; a stack scores with its
+    own PostgreSQL database, where a model with no anchor loads on its card alone (and every run
+    warns). The records are copied as they were written at registration (never re-made from the
+    folder as it is now: that is ``scoring models anchor``, an operator's decision after checking
+    the files). Versions already recorded in the stack's database are left as they are.
+    """
+    import sqlalchemy as sa
+
+    from pipeline import store
+    from pipeline.anchors import Anchors
+    from pipeline.registry import Registry
+
+    names = Registry(anchors=None).names()
+    target_anchors = Anchors(store.engine_for(target.replace("postgresql://", "postgresql+psycopg://", 1)))
+    target_anchors.ensure()
+    source_anchors = None
+    if source and (not source.startswith("sqlite") or Path(source.split("///", 1)[-1]).exists()):
+        source_anchors = Anchors(store.engine_for(source))
+    carried: dict[str, list[int]] = {}
+    missing: list[str] = []
+    for name in names:
+        found = source_anchors.of(name) if source_anchors else {}
+        present = target_anchors.of(name)
+        new = [a for v, a in sorted(found.items()) if v not in present]
+        with store.begin(target_anchors.engine) as conn:
+            for anchor in new:
+                target_anchors.insert(conn, anchor)
+                if anchor.deleted_at is not None:
+                    conn.execute(sa.text("UPDATE scoring_model_registrations SET deleted_at = :t "
+                                         "WHERE model_name = :n AND version = :v"),
+                                 {"t": anchor.deleted_at, "n": anchor.model_name, "v": anchor.version})
+        if new:
+            carried[name] = [a.version for a in new]
+        if not found and not present:
+            missing.append(name)
+    return {"from": store.describe(source_anchors.engine) if source_anchors else None, "carried": carried,
+            "not_anchored": missing}
+
+
 def up(home: Path, workers: int, metadata_db: str, scoring_db: str, redis_db: int, extra_env: dict[str, str],
-       port: int = 8080, host: str = "127.0.0.1") -> dict:
+       port: int = 8080, host: str = "127.0.0.1", anchors_from: str | None = None) -> dict:
     # the home holds secrets (the env file, the generated admin password, which the api-server also
     # prints into its log): everything in it is the owner's only, from the start
     os.umask(0o077)
@@ -92,7 +135,8 @@ def up(home: Path, workers: int, metadata_db: str, scoring_db: str, redis_db: in
     home.chmod(0o700)
     (home / PASSWORDS).touch(mode=0o600)  # the auth manager appends to it: it keeps this mode
     port = port or free_port()
-    env = stack_env(home, port, create_database(metadata_db), create_database(scoring_db), redis_db)
+    scoring = create_database(scoring_db)
+    env = stack_env(home, port, create_database(metadata_db), scoring, redis_db)
     statsd_port, metrics_port = free_port(), free_port()  # Airflow's and the pipeline's metrics, as in compose
     env.update(AIRFLOW__METRICS__STATSD_ON="True", AIRFLOW__METRICS__STATSD_HOST="127.0.0.1",
                AIRFLOW__METRICS__STATSD_PORT=str(statsd_port))
@@ -102,6 +146,13 @@ def up(home: Path, workers: int, metadata_db: str, scoring_db: str, redis_db: in
     migrate = subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True)
     if migrate.returncode != 0:
         raise SystemExit(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}{migrate.stderr[-3000:]}")
+    if anchors_from is None:  # where `scoring models register` wrote them from this shell, else make demo's
+        from pipeline import connections, store
+
+        anchors_from = (store.resolve_url("scoring_db") if os.environ.get(connections.env_var("scoring_db"))
+                        else f"sqlite:///{ROOT / '.data' / 'scoring.db'}")
+    os.environ.update({k: v for k, v in env.items() if k.startswith("SCORING_")})  # the workers' models folder
+    carried = carry_anchors(anchors_from, scoring)
     components = [(["api-server", "--host", host, "--port", str(port)], {}), (["scheduler"], {}),
                   (["dag-processor"], {}), (["triggerer"], {})]
     components += [(["celery", "worker", "--celery-hostname", f"worker{i + 1}@%h", "--concurrency", "2",
@@ -119,7 +170,8 @@ def up(home: Path, workers: int, metadata_db: str, scoring_db: str, redis_db: in
         pids.append({"name": name, "pid": proc.pid})
     api = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     state = {"api": api, "pids": pids, "home": str(home), "user": "admin", "password_file": str(home / PASSWORDS),
-             "metrics": f"http://127.0.0.1:{metrics_port}/metrics"}
+             "metrics": f"http://127.0.0.1:{metrics_port}/metrics", "metadata_db": metadata_db,
+             "scoring_db": scoring_db, "redis_db": redis_db, "anchors": carried}
     (home / "stack.json").write_text(json.dumps(state, indent=2))
     wait_http(f"{api}/api/v2/monitor/health", 180, pids)
     if (home / PASSWORDS).exists():
@@ -181,6 +233,7 @@ def down(home: Path) -> None:
 
 
 def main() -> int:
+    from pipeline.redact import redact_url as redact
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["up", "down", "env"])
     parser.add_argument("--home", required=True, help="AIRFLOW_HOME of the stack (logs, pids)")
@@ -191,6 +244,10 @@ def main() -> int:
     parser.add_argument("--scoring-db", default="scoring_stack", help="PostgreSQL database for predictions")
     parser.add_argument("--redis-db", type=int, default=5, help="Redis database number of the Celery broker")
     parser.add_argument("--env", action="append", default=[], help="extra KEY=VALUE for every component")
+    parser.add_argument("--anchors-from", default=None,
+                        help="database URL the models were registered into, whose registration anchors are copied to "
+                        "the stack's scoring database (default: the scoring_db connection of this shell when "
+                        "AIRFLOW_CONN_SCORING_DB is set, else make demo's .data/scoring.db)")
     args = parser.parse_args()
     home = Path(args.home).resolve()
     if args.command == "down":
@@ -200,11 +257,21 @@ def main() -> int:
         print(shell_env(home))
         return 0
     extra = dict(item.split("=", 1) for item in args.env)
-    state = up(home, args.workers, args.metadata_db, args.scoring_db, args.redis_db, extra, args.port, args.host)
+    state = up(home, args.workers, args.metadata_db, args.scoring_db, args.redis_db, extra, args.port, args.host,
+               args.anchors_from)
     print(f"Airflow UI and API: {state['api']}  (user {state['user']}, password in {state['password_file']}, "
           "readable by you only)")
     print(f"Point the airflow CLI at it: eval \"$({sys.executable} {Path(__file__).resolve()} env --home {home})\"")
     print(f"Metrics (Airflow's and the pipeline's, Prometheus format): {state['metrics']}")
+    print(f"Databases: Airflow's metadata in {state['metadata_db']}, the predictions, ledger and model anchors in "
+          f"{state['scoring_db']} (connection scoring_db), on {redact(PG)}; Celery broker: Redis database "
+          f"{state['redis_db']} of {redact(REDIS)}")
+    anchors = state["anchors"]
+    for name, versions in anchors["carried"].items():
+        print(f"Model {name}: anchors of {', '.join(f'v{v}' for v in versions)} copied from {anchors['from']}")
+    for name in anchors["not_anchored"]:
+        print(f"Model {name}: NOT anchored in {state['scoring_db']} (no record in {anchors['from'] or 'any database'}"
+              f"): after checking its files, eval the env line above and run `scoring models anchor {name}`")
     print(f"Logs: {home}/<component>.log.  Stop: {sys.executable} {Path(__file__).resolve()} down --home {home}")
     print(json.dumps(state))
     return 0
