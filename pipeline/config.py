@@ -141,10 +141,20 @@ class SourceConfig(_Strict):
         description="Sub-directory of one partition below `path`; `{date}` is replaced by YYYY-MM-DD.",
     )
     wait_timeout_minutes: float = Field(
-        360, gt=0, description="How long wait_for_partition waits for the partition before failing."
+        360, gt=0, description="How long wait_for_partition waits for a late partition: past its expected "
+        "arrival (`expected_by`) by this much, a day with no data is recorded `missing` and the sensor fails at "
+        "once; it is also the longest one run's sensor waits."
     )
+    expected_by: str | None = Field(
+        None, description="When a day's data is expected (HH:MM, the job's time zone) on the day "
+        "`expected_days_after` days after it. Before then the partition is 'not due yet' and the sensor waits; "
+        "after it, 'late'. Default: 00:00, the moment the day is over.",
+    )
+    expected_days_after: int = Field(
+        1, ge=0, le=366, description="Which day `expected_by` falls on: this many days after the partition's day.")
     poke_interval_seconds: float = Field(
-        300, gt=0, description="How often wait_for_partition looks for the partition (reschedule mode)."
+        60, gt=0, description="How often wait_for_partition looks for the partition (reschedule mode: each look is "
+        "a short task run, so new data is noticed within this many seconds)."
     )
     batch_rows: int = Field(
         250_000, gt=0, description="Rows per record batch in every stage; bounds memory."
@@ -194,6 +204,21 @@ class SourceConfig(_Strict):
             if text is not None:
                 check_query(text, f"source.{name}", need_date=name == "query")
         return self
+
+    @field_validator("expected_by")
+    @classmethod
+    def _a_time_of_day(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                dt.time.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"source.expected_by {value!r} is not a time of day: use HH:MM, e.g. '06:30' "
+                                 "(the job's time zone)") from None
+        return value
+
+    def expected_time(self) -> dt.time | None:
+        """``expected_by`` as a time (None: the default, 00:00)."""
+        return dt.time.fromisoformat(self.expected_by) if self.expected_by else None
 
     @field_validator("layout")
     @classmethod

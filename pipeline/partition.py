@@ -109,6 +109,33 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+# -- when a partition's data is due ----------------------------------------------------
+# A day's data is expected by ``source.expected_by`` (HH:MM, the job's time zone) on the day
+# ``source.expected_days_after`` days after it (default: 00:00 the next day, the moment the day
+# is over). Before that the partition is "not due yet" and the sensor waits; after it the
+# partition is "late" and the sensor still waits, for ``wait_timeout_minutes``; past that it is
+# "missing": the sensor fails at once (a backfill of a day whose data never came does not
+# wait 6 hours to say so).
+@dataclass(frozen=True)
+class Due:
+    """When a partition's data is expected, and when waiting for it stops."""
+
+    expected: dt.datetime  # aware, in the job's time zone
+    give_up: dt.datetime  # expected + wait_timeout_minutes
+
+    def state(self, now: dt.datetime) -> str:
+        """``not_due`` before ``expected``, ``late`` until ``give_up``, then ``missing``."""
+        if now < self.expected:
+            return "not_due"
+        return "late" if now < self.give_up else "missing"
+
+
+def due(day: dt.date, tz: ZoneInfo, expected_by: dt.time | None, days_after: int, wait_minutes: float) -> Due:
+    """The partition's expected arrival and give-up time (rule above)."""
+    expected = dt.datetime.combine(day + dt.timedelta(days=days_after), expected_by or dt.time(), tzinfo=tz)
+    return Due(expected, expected + dt.timedelta(minutes=wait_minutes))
+
+
 def partition_dir(root: Path, layout: str, date: dt.date) -> Path:
     """Directory of one partition."""
     return root / layout.format(date=date.isoformat())

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import (
     DAG,
     AsyncCallback,
@@ -159,6 +160,20 @@ def do_finalize(job: JobConfig, url: str, spec: dict[str, Any], _: Any) -> dict[
     return {k: str(v) for k, v in run.finalize(_context(job, url, spec)).items()}
 
 
+def do_check_quality(job: JobConfig, url: str, _: Any, context: Any) -> None:
+    """check_quality: fails, naming the breach, when the published partition carries a flagged one (drift,
+    quarantine share; ``pipeline.quality``). The partition stays published and announced."""
+    from pipeline import quality
+
+    quality.check(job, partition_of(context, job), context["run_id"], url, airflow_connection)
+
+
+CHECKS_DONE_DOC = """Ends the run once check_quality has finished, passed or failed. A failed check is a warning
+(the partition is published and announced, like an asset check of severity warn): this last task keeps the
+run green while check_quality shows red in the grid. A failure before the check still fails the run, through
+the announce tasks. The breach is also in the run note, the report, the ledger's `breach` and the metrics."""
+
+
 def make_task(job_file: str, task_id: str, work: Any, **task_kwargs: Any) -> Any:
     """An Airflow task that loads the job file, resolves its database and runs ``work`` through ``call``."""
 
@@ -183,7 +198,8 @@ def drift_callback(job_file: str) -> Any:
 
 
 class PartitionSensor(BaseSensorOperator):
-    """Wait (in reschedule mode) until the run's partition has data files."""
+    """Wait (in reschedule mode) until the run's partition has data files; a day long past its expected
+    arrival (``source.expected_by`` + ``wait_timeout_minutes``) with none is recorded ``missing`` at once."""
 
     template_fields = ()
 
@@ -204,24 +220,73 @@ class PartitionSensor(BaseSensorOperator):
         if run.partition_ready(job, day, airflow_connection):
             self.log.info("partition %s %s", day, run.partition_where(job, day, ready=True))
             return True
-        now = dt.datetime.now(dt.UTC)  # for the log line only: when the next look is
+        now = dt.datetime.now(dt.UTC)
         first = context["ti"].get_first_reschedule_date(context) or now
-        deadline = first + dt.timedelta(seconds=float(self.timeout))
-        self.log.info("partition %s %s; next look at %s (in %gs); gives up at %s (source.wait_timeout_minutes: "
-                      "%g)", day, run.partition_where(job, day, ready=False),
+        due = partition_due(job, day)
+        state = due.state(now)
+        if state == "missing":  # long past its expected arrival: no point in waiting hours to say so
+            text = record_missing(job, day, context, (now - first).total_seconds())
+            raise AirflowFailException(text)
+        give_up = min(due.give_up, first + dt.timedelta(seconds=float(self.timeout)))
+        when = (f"not due yet (expected by {_local(due.expected, job)})" if state == "not_due" else
+                f"LATE: expected by {_local(due.expected, job)}, {(now - due.expected).total_seconds() / 60:.0f} "
+                "min ago")
+        self.log.info("partition %s %s; %s; next look at %s (in %gs); gives up at %s (source.expected_by, "
+                      "wait_timeout_minutes: %g)", day, run.partition_where(job, day, ready=False), when,
                       f"{now + dt.timedelta(seconds=float(self.poke_interval)):%Y-%m-%d %H:%M:%S} UTC",
-                      float(self.poke_interval), f"{deadline:%Y-%m-%d %H:%M:%S} UTC",
-                      job.source.wait_timeout_minutes)
+                      float(self.poke_interval), _local(give_up, job), job.source.wait_timeout_minutes)
         return False
 
     def execute(self, context: Any) -> Any:
         try:
             return super().execute(context)
         except AirflowSensorTimeout as exc:
-
             job = self._job()
             day = partition_of(context, job)
+            first = context["ti"].get_first_reschedule_date(context)
+            waited = (dt.datetime.now(dt.UTC) - first).total_seconds() if first else float(self.timeout)
+            record_missing(job, day, context, waited)
             raise AirflowSensorTimeout(timeout_message(job, day)) from exc
+
+
+def partition_due(job: JobConfig, day: dt.date) -> Any:
+    """When ``day``'s data is expected and when the sensor gives up (``pipeline.partition.due``)."""
+    from pipeline.partition import due
+
+    return due(day, job.tz, job.source.expected_time(), job.source.expected_days_after,
+               job.source.wait_timeout_minutes)
+
+
+def _local(when: dt.datetime, job: JobConfig) -> str:
+    return f"{when.astimezone(job.tz):%Y-%m-%d %H:%M} {job.timezone}"
+
+
+def record_missing(job: JobConfig, day: dt.date, context: Any, waited_s: float) -> str:
+    """Write the run's ``missing`` ledger row (and its metrics); the text it carries, for the task's error."""
+    from pipeline import never_ran, run
+
+    due = partition_due(job, day)
+    if job.source.kind == "sql":
+        from pipeline import sqlsource
+
+        where = f"{sqlsource.ready_description(job)} never said so"
+        step = "Check the upstream load (or the readiness query in the job file)"
+    else:
+        where = f"no *.{job.source.format} files at {run.partition_path(job, day)}"
+        step = "Check the upstream export"
+    text = (f"no data for {day} (expected by {_local(due.expected, job)}); waited {waited_s / 60:.1f} min: {where}. "
+            f"{step}; once the data is there, clear wait_for_partition to score the day.")
+    params = context["params"]
+    try:
+        from pipeline import store
+
+        url = store.resolve_url(job.output.connection, airflow_connection)
+        never_ran.record(run.engine(job, url), job_id=job.job_id, run_id=context["run_id"], partition_date=day,
+                         outcome="missing", error=text, mode=params.get("output_mode") or job.output.mode,
+                         dry_run=bool(params.get("dry_run")), model_name=job.model.name)
+    except Exception:  # noqa: BLE001 - the task fails with the reason either way; the log says the row is not there
+        log.exception("could not record partition %s of job %s as missing in the ledger", day, job.job_id)
+    return text
 
 
 def timeout_message(job: JobConfig, day: dt.date) -> str:
@@ -398,6 +463,9 @@ def build_dag(job: JobConfig, path: Path) -> DAG:
         for mode in job.output.modes:  # the published partition as an asset event (see dags/_scoring/assets.py)
             make_task(job_file, f"announce_{mode}", do_announce(mode), outlets=[output_asset(job, mode)],
                       retries=0)(summary)
+        # a flagged breach shows as a failed check task; checks_done keeps the run green (it published)
+        checked = make_task(job_file, "check_quality", do_check_quality, retries=0)(summary)
+        checked >> EmptyOperator(task_id="checks_done", trigger_rule="all_done", doc_md=CHECKS_DONE_DOC)
     return dag
 
 
