@@ -530,7 +530,13 @@ class ValidationConfig(_Strict):
         0.05,
         ge=0,
         le=1,
-        description="Largest share of rows that may be quarantined; above it the run fails and publishes nothing.",
+        description="Largest share of rows that may be quarantined; above it is a breach, handled by on_breach.",
+    )
+    on_breach: Literal["block", "flag", "ignore"] = Field(
+        "block",
+        description="A quarantined share above max_quarantine_share: `block` fails the run at validate and "
+        "publishes nothing; `flag` publishes and marks the partition (ledger breach 'quarantine', a failed "
+        "check task, a red report banner); `ignore` publishes with a warning in the log only.",
     )
     on_empty: Literal["fail", "succeed"] = Field(
         "fail",
@@ -574,16 +580,35 @@ class DeadlineConfig(_Strict):
 class DriftConfig(_Strict):
     """Drift of the inputs and the scores against the model's training statistics."""
 
-    psi_threshold: float = Field(0.2, gt=0, description="PSI above which a feature (or the score) has drifted.")
+    psi_threshold: float = Field(0.2, gt=0, description="PSI above which a feature (or the score) may have "
+                                 "drifted; a breach needs the shift to be significant too (alpha).")
+    alpha: float = Field(0.01, gt=0, lt=1, description="Significance level of the chi-square test of a feature's "
+                         "bin counts against its training shares: a feature breaches only when its PSI is above "
+                         "psi_threshold AND the test's p-value is below alpha (Bonferroni: alpha divided by the "
+                         "number of features tested), so small samples' noise does not raise alarms.")
     min_rows: int = Field(100, ge=1, description="Partitions with fewer scored rows are not checked.")
-    block: bool = Field(
-        False, description="Fail the run before anything is published when drift is found (default: warn only)."
+    on_breach: Literal["block", "flag", "ignore"] = Field(
+        "flag",
+        description="A drift breach: `block` refuses the output step (status failed, failed_stage drift_gate, "
+        "nothing published); `flag` publishes and marks the partition (ledger breach 'drift', a failed check "
+        "task, a red report banner, the alert); `ignore` publishes and records the drift in scoring_drift only.",
     )
+    block: bool = Field(False, description="Deprecated: `block: true` is `on_breach: block`.")
     alert_connection: str | None = Field(
         None, description="Airflow connection of a webhook that drift alerts are POSTed to (besides the ERROR log)."
     )
 
     _conn_id = field_validator("alert_connection")(lambda v: _connection_id(v))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _block_is_on_breach(cls, data: Any) -> Any:
+        """The older ``block: true`` means ``on_breach: block``; both saying different things is an error."""
+        if isinstance(data, dict) and data.get("block") is True:
+            if data.get("on_breach", "block") != "block":
+                raise ValueError(f"block: true contradicts on_breach: {data['on_breach']}; keep on_breach only")
+            data = {**data, "on_breach": "block"}
+        return data
 
 
 OUTCOME_METRICS = ("roc_auc", "log_loss", "accuracy", "brier", "calibration_gap", "mae", "rmse")

@@ -9,6 +9,14 @@ not grow with the partition), and
 
 with shares floored at 1e-4 so that empty bins and unseen categories count without
 dividing by zero. Usual reading: < 0.1 stable, 0.1-0.25 moderate, > 0.25 large shift.
+
+PSI alone is noisy on small samples: 148 rows drawn from the training population itself can
+give PSI 0.3 on a 25-value category (empty categories weigh heavily). So each result also
+carries the p-value of a chi-square test of its bin counts against the training shares
+(bins expected to hold fewer than ``MIN_EXPECTED`` rows pooled first), and a feature has
+*drifted* (a breach) only when its PSI is above ``drift.psi_threshold`` AND the p-value is
+below ``drift.alpha`` divided by the number of features tested (Bonferroni) AND it counted at
+least ``drift.min_rows`` rows (``judge``).
 """
 
 from __future__ import annotations
@@ -25,19 +33,21 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from pipeline import steps
+from pipeline import ledger, settings, steps
 from pipeline.errors import DriftError
 from pipeline.partition import parse_date
 from pipeline.staging import read_batches, staged_schema
 from pipeline.store import begin
 
 if TYPE_CHECKING:
+    from pipeline.config import JobConfig
     from pipeline.context import RunContext
 
 log = logging.getLogger("pipeline.drift")
 EPS = 1e-4
 SCORE, PREDICTION = "__score__", "__prediction__"
 NOT_CHECKED = "drift_not_checked"  # the ledger flag (scoring_runs.warnings) of a card without statistics
+MIN_EXPECTED = 5.0  # bins expected to hold fewer rows are pooled before the chi-square test
 
 
 def psi(expected: list[float] | np.ndarray, actual: list[float] | np.ndarray) -> float:
@@ -45,6 +55,36 @@ def psi(expected: list[float] | np.ndarray, actual: list[float] | np.ndarray) ->
     e = np.maximum(np.asarray(expected, dtype="float64"), EPS)
     a = np.maximum(np.asarray(actual, dtype="float64"), EPS)
     return float(np.sum((a - e) * np.log(a / e)))
+
+
+def chi_square_p(expected: list[float] | np.ndarray, counts: list[float] | np.ndarray) -> float | None:
+    """p-value of a chi-square goodness-of-fit test of bin ``counts`` against training shares ``expected``.
+
+    Bins expected to hold fewer than ``MIN_EXPECTED`` rows are pooled, smallest first (unseen
+    categories, expected 0, pool with them), so the test holds on small samples. None when
+    nothing was counted; 1.0 when fewer than two bins are left to compare.
+    """
+    observed = np.asarray(counts, dtype="float64")
+    shares = np.asarray(expected, dtype="float64")
+    n, total = observed.sum(), shares.sum()
+    if n <= 0 or total <= 0:
+        return None
+    want = shares / total * n
+    groups: list[list[float]] = []  # [expected, observed] per pooled bin
+    pool = [0.0, 0.0]
+    for i in np.argsort(want, kind="stable"):
+        pool = [pool[0] + want[i], pool[1] + observed[i]]
+        if pool[0] >= MIN_EXPECTED:
+            groups.append(pool)
+            pool = [0.0, 0.0]
+    if groups and pool[0] + pool[1] > 0:
+        groups[-1] = [groups[-1][0] + pool[0], groups[-1][1] + pool[1]]
+    if len(groups) < 2:
+        return 1.0
+    e, o = np.array(groups).T
+    from scipy.stats import chi2
+
+    return float(chi2.sf(float(((o - e) ** 2 / e).sum()), len(groups) - 1))
 
 
 def _with_nulls(shares: list[float], null_share: float | None) -> list[float]:
@@ -76,6 +116,11 @@ class _Numeric:
         counts = np.append(self.counts, self.nulls) if self.track_nulls else self.counts
         n = int(counts.sum())
         return (psi(self.shares, counts / n) if n else 0.0), n
+
+    def observed(self) -> tuple[list[float], list[int]]:
+        """Training shares and this partition's counts per bin (the chi-square test's input)."""
+        counts = np.append(self.counts, self.nulls) if self.track_nulls else self.counts
+        return list(self.shares), [int(c) for c in counts]
 
     def distribution(self) -> dict[str, list[Any]]:
         """Training and partition shares per bin, with the bins' labels (for the report's charts)."""
@@ -114,6 +159,11 @@ class _Categorical:
         keys = sorted(set(self.shares) | set(self.counts))
         return psi([self.shares.get(k, 0.0) for k in keys], [self.counts[k] / n for k in keys]), n
 
+    def observed(self) -> tuple[list[float], list[int]]:
+        """Training shares and this partition's counts per category (unseen ones: share 0)."""
+        keys = sorted(set(self.shares) | set(self.counts))
+        return [self.shares.get(k, 0.0) for k in keys], [self.counts[k] for k in keys]
+
     def distribution(self) -> dict[str, list[Any]]:
         """Training and partition shares per category (for the report's charts)."""
         n = max(sum(self.counts.values()), 1)
@@ -124,8 +174,9 @@ class _Categorical:
 
 
 def compute(card: dict[str, Any], valid: Path | list[Path], scored: Path | list[Path], *, threshold: float,
-            batch_rows: int, threads: int = 1) -> list[dict[str, Any]]:
-    """PSI per input, for the score and for the predicted classes; one dict per row of ``scoring_drift``.
+            batch_rows: int, threads: int = 1, alpha: float = 0.01, min_rows: int = 1) -> list[dict[str, Any]]:
+    """PSI and the chi-square p-value per input, for the score and for the predicted classes; one dict per
+    row of ``scoring_drift``, ``drifted`` judged with ``threshold``, ``alpha`` and ``min_rows`` (``judge``).
 
     The inputs of a batch are counted on ``threads`` threads, one column each at a time (numpy and
     Arrow count without the GIL); each column's counts are its own, so the result is the same.
@@ -153,8 +204,30 @@ def compute(card: dict[str, Any], valid: Path | list[Path], scored: Path | list[
     for name, (kind, tracker) in [*((c, trackers[c]) for c in columns), *outputs.items()]:
         value, n = tracker.value()
         results.append({"feature": name, "kind": kind, "statistic": "psi", "value": round(value, 6),
-                        "threshold": threshold, "drifted": bool(n and value > threshold), "row_count": n,
+                        "threshold": threshold, "drifted": False, "row_count": n,
+                        "p_value": chi_square_p(*tracker.observed()),
                         "bins": tracker.distribution()})  # the report's charts; not a scoring_drift column
+    return judge(results, threshold=threshold, alpha=alpha, min_rows=min_rows)
+
+
+def judge(results: list[dict[str, Any]], config: Any = None, *, threshold: float | None = None,
+          alpha: float | None = None, min_rows: int | None = None) -> list[dict[str, Any]]:
+    """Set each result's ``drifted`` (a breach): PSI above the threshold, p-value below alpha over the number
+    of features tested (Bonferroni) and at least min_rows rows counted. ``config``: a job's DriftConfig.
+
+    Idempotent: a run's results are judged again with the job's settings where they are gated and
+    recorded (a cascade's route models are computed with the defaults). ``alpha_used`` is the
+    per-feature level the p-values were held against.
+    """
+    threshold = config.psi_threshold if threshold is None else threshold
+    alpha = config.alpha if alpha is None else alpha
+    min_rows = config.min_rows if min_rows is None else min_rows
+    tested = max(sum(1 for r in results if r.get("p_value") is not None), 1)
+    level = alpha / tested
+    for r in results:
+        p = r.get("p_value")
+        r.update(threshold=threshold, alpha_used=level,
+                 drifted=bool(r["row_count"] >= min_rows and r["value"] > threshold and p is not None and p < level))
     return results
 
 
@@ -187,8 +260,18 @@ def drifted(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def describe(results: list[dict[str, Any]]) -> str:
-    """``contract_type (PSI 0.41), __score__ (PSI 0.27)``, largest first."""
-    return ", ".join(f"{r['feature']} (PSI {r['value']:.2f})" for r in sorted(results, key=lambda r: -r["value"]))
+    """``contract_type (PSI 0.41, n 2000, p 3.1e-12), __score__ (PSI 0.27, n 2000, p 0.0004)``, largest first."""
+    return ", ".join(f"{r['feature']} (PSI {r['value']:.2f}, n {r.get('row_count')}, p {p_text(r.get('p_value'))})"
+                     for r in sorted(results, key=lambda r: -r["value"]))
+
+
+def p_text(p: float | None) -> str:
+    """A p-value as people read it: ``0.031``, ``2.4e-09``, ``< 1e-300``, ``untested``."""
+    if p is None:
+        return "untested"
+    if p == 0:
+        return "< 1e-300"
+    return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
 
 
 def replace(engine: Engine, *, job_id: str, partition_date: dt.date, run_id: str, model_name: str,
@@ -204,16 +287,17 @@ def replace(engine: Engine, *, job_id: str, partition_date: dt.date, run_id: str
         if rows:
             conn.execute(sa.text(
                 "INSERT INTO scoring_drift (job_id, partition_date, run_id, model_name, model_version, feature, kind, "
-                "statistic, value, threshold, drifted, row_count, computed_at) VALUES (:job_id, :partition_date, "
-                ":run_id, :model_name, :model_version, :feature, :kind, :statistic, :value, :threshold, :drifted, "
-                ":row_count, :computed_at)"), rows)
+                "statistic, value, threshold, drifted, row_count, p_value, computed_at) VALUES (:job_id, "
+                ":partition_date, :run_id, :model_name, :model_version, :feature, :kind, :statistic, :value, "
+                ":threshold, :drifted, :row_count, :p_value, :computed_at)"),
+                [{"p_value": None, **r} for r in rows])
 
 
 def drifted_rows(engine: Engine, job_id: str, partition_date: dt.date, run_id: str) -> list[dict[str, Any]]:
     """The features a run found drifted (what an alert reports)."""
     with engine.connect() as conn:
         rows = conn.execute(sa.text(
-            "SELECT feature, kind, value, threshold, row_count FROM scoring_drift WHERE job_id = :j AND "
+            "SELECT feature, kind, value, threshold, row_count, p_value FROM scoring_drift WHERE job_id = :j AND "
             "partition_date = :d AND run_id = :r AND drifted = :t ORDER BY value DESC"),
             {"j": job_id, "d": partition_date, "r": run_id, "t": True}).mappings()
         return [dict(r) for r in rows]
@@ -221,34 +305,43 @@ def drifted_rows(engine: Engine, job_id: str, partition_date: dt.date, run_id: s
 
 def alert(job: Any, partition_date: dt.date | str, run_id: str, rows: list[dict[str, Any]],
           resolver: Any = None) -> str | None:
-    """Log the drift at ERROR and, if the job names a webhook connection, POST it there.
+    """Log the drift breach at ERROR and, if the job names a webhook connection, POST it there.
 
-    Returns the alert text (None when nothing drifted). A failing webhook is logged, never
-    raised: an alert must not fail a run that published correctly.
+    Returns the alert text (None when nothing drifted, or the job's drift.on_breach is ``ignore``:
+    then one WARNING line). A failing webhook is logged, never raised: an alert must not fail a
+    run that published correctly.
     """
     if not rows:
         return None
+    policy = job.drift.on_breach
+    if policy == "ignore":
+        log.warning("drift in job %s partition %s run %s not alerted (drift.on_breach: ignore): %s", job.job_id,
+                    partition_date, run_id, describe(rows))
+        return None
+    outcome = {"block": "NOT published (drift.on_breach: block)",
+               "flag": "published and flagged (drift.on_breach: flag)"}[policy]
     text = (f"DRIFT ALERT job {job.job_id} partition {partition_date} run {run_id}: {len(rows)} input(s) or "
-            f"output(s) drifted above PSI {job.drift.psi_threshold:g}: {describe(rows)}. Scores were "
-            f"{'not published (drift.block)' if job.drift.block else 'published'}; see table scoring_drift.")
+            f"output(s) drifted: PSI above {job.drift.psi_threshold:g} and significant (chi-square, alpha "
+            f"{job.drift.alpha:g}): {describe(rows)}. Scores were {outcome}; see table scoring_drift.")
     from pipeline import alerts
 
     alerts.send(text, job.drift.alert_connection,
-                {"job_id": job.job_id, "partition_date": str(partition_date), "run_id": run_id,
-                 "drifted": [{k: (float(v) if k in ("value", "threshold") else v) for k, v in r.items()} for r in rows]},
+                {"job_id": job.job_id, "partition_date": str(partition_date), "run_id": run_id, "policy": policy,
+                 "drifted": [{k: (float(v) if k in ("value", "threshold", "p_value") and v is not None else v)
+                              for k, v in r.items()} for r in rows]},
                 f"drift-{job.job_id}-{partition_date}-{run_id}", resolver, logger=log)
     return text
 
 
-# -- the stage's policy: check at score (or combine), record at finalize, alert after ------
+# -- the stage's part: check at score (or combine), gate before the output (pipeline.quality), record at finalize
 def check(ctx: RunContext, rows: int, counts: dict[str, Any] | None = None,
           scored: list[Any] | None = None) -> list[dict[str, Any]]:
-    """PSI of the run's inputs and scores against training (``drift.json``); with drift.block, stop.
+    """PSI and significance of the run's inputs and scores against training, judged (``drift.json``).
 
-    A blocking drift is recorded in ``scoring_drift`` and alerted at once, then raises DriftError
-    (carrying ``counts`` for the ledger), so nothing is published. A card without training
-    statistics is never a silent pass: a WARNING, and ``counts["warnings"]`` (the ledger's
-    ``scoring_runs.warnings``) says that drift was not checked.
+    Nothing is refused here: the gate before the output step (``pipeline.quality.gate``) applies
+    the job's drift.on_breach. A card without training statistics is never a silent pass: a
+    WARNING, and ``counts["warnings"]`` (the ledger's ``scoring_runs.warnings``) says that drift
+    was not checked.
     """
     job, spec, log_ = ctx.job, ctx.spec, ctx.log
     if rows < job.drift.min_rows:
@@ -270,39 +363,119 @@ def check(ctx: RunContext, rows: int, counts: dict[str, Any] | None = None,
 
     results = compute(ctx.card, ctx.parts(steps.VALID), scored or ctx.parts(steps.SCORED),
                       threshold=job.drift.psi_threshold, batch_rows=ctx.batch_rows,
-                      threads=thread_count(job.model.threads))
+                      threads=thread_count(job.model.threads), alpha=job.drift.alpha, min_rows=job.drift.min_rows)
     spec.write_json(steps.DRIFT_STATE, results)
     bad = drifted(results)
-    if not bad:
-        log_.info("drift: none above PSI %g (largest: %s)", job.drift.psi_threshold,
-                  describe(sorted(results, key=lambda r: -r["value"])[:3]))
-        return results
-    log_.warning("drift above PSI %g: %s", job.drift.psi_threshold, describe(bad))
-    if job.drift.block:
-        _store(ctx, results)
-        alert(job, spec.partition_date, spec.run_id, bad, ctx.resolver)  # the task's resolver: Airflow connections too
-        raise DriftError(
-            f"partition {spec.partition_date}: inputs or scores drifted from the training data of "
-            f"{spec.model_name} v{spec.model_version} above PSI {job.drift.psi_threshold:g}: {describe(bad)}. "
-            "drift.block is true, so nothing was published (details in table scoring_drift). If the shift is "
-            "real and expected, retrain and register a new model version, or set drift.block: false to publish "
-            "with a warning.",
-            counts=counts,
-        )
+    noisy = [r for r in results if r["value"] > job.drift.psi_threshold and not r["drifted"]]
+    if noisy:
+        log_.info("drift: PSI above %g but not significant (small sample or noise), not a breach: %s",
+                  job.drift.psi_threshold, describe(noisy))
+    if bad:
+        log_.warning("drift breach (PSI above %g, significant at alpha %g): %s; drift.on_breach: %s",
+                     job.drift.psi_threshold, job.drift.alpha, describe(bad), job.drift.on_breach)
+    else:
+        log_.info("drift: no breach (largest PSI: %s)", describe(sorted(results, key=lambda r: -r["value"])[:3]))
     return results
 
 
 def record(ctx: RunContext, results: list[dict[str, Any]] | None = None) -> list[str]:
-    """Write the run's drift results (computed at score) to ``scoring_drift``; return the drifted names."""
+    """Write the run's drift results (judged with the job's settings) to ``scoring_drift``; return the drifted
+    names."""
     spec = ctx.spec
     if results is None:
         results = spec.read_json(steps.DRIFT_STATE, default=[])
+    judge(results, ctx.job.drift)
     if not spec.dry_run:
-        _store(ctx, results)
+        store_results(ctx, results)
     return [r["feature"] for r in drifted(results)]
 
 
-def _store(ctx: RunContext, results: list[dict[str, Any]]) -> None:
+def store_results(ctx: RunContext, results: list[dict[str, Any]]) -> None:
+    """Replace the partition's rows of ``scoring_drift`` with the run's results."""
     spec = ctx.spec
     replace(ctx.engine, job_id=spec.job_id, partition_date=parse_date(spec.partition_date), run_id=spec.run_id,
             model_name=spec.model_name, model_version=spec.model_version, results=results)
+
+
+# -- breaches: the gate before the output step, the mark at finalize (pipeline.quality checks it after) -----
+GATE = "drift_gate"  # the gate's stage name in the ledger (stage_seconds, failed_stage)
+QUALITY_STATE = "quality"  # JSON state file: the breaches the gate found, for finalize
+
+
+def report_path(job_id: str, partition_date: dt.date | str, run_id: str) -> Path:
+    """The run report's HTML (``pipeline.validate.report_stem`` of the run)."""
+    return settings.reports_dir() / job_id / str(partition_date) / f"{settings.safe_name(run_id)}.html"
+
+
+def breaches(job: JobConfig, row: dict[str, Any], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The partition's breaches, each ``{"kind", "policy", "text"}``, from its ledger row and judged drift."""
+    found = []
+    bad = drifted(results)
+    if bad:
+        found.append({"kind": "drift", "policy": job.drift.on_breach, "text": describe(bad)})
+    text = quarantine_text(job, row)
+    if text:
+        found.append({"kind": "quarantine", "policy": job.validation.on_breach, "text": text})
+    return found
+
+
+def quarantine_text(job: JobConfig, row: dict[str, Any]) -> str | None:
+    """``120 of 2000 rows (6.0%) quarantined, above validation.max_quarantine_share 5.0%``; None within it."""
+    total, quarantined = int(row.get("rows_in") or 0), int(row.get("rows_quarantined") or 0)
+    limit = job.validation.max_quarantine_share
+    if not total or quarantined / total <= limit:
+        return None
+    return (f"{quarantined} of {total} rows ({quarantined / total:.1%}) quarantined, above "
+            f"validation.max_quarantine_share {limit:.1%}")
+
+
+def flagged(found: list[dict[str, Any]]) -> str | None:
+    """The ledger's ``breach``: the flagged kinds, comma-joined in a fixed order; None when none."""
+    kinds = [k for k in ("drift", "quarantine") if any(b["kind"] == k and b["policy"] == "flag" for b in found)]
+    return ",".join(kinds) or None
+
+
+def gate(ctx: RunContext, counts: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Before the output step: judge the run's drift with the job's settings, find its breaches, and refuse
+    to publish a breach whose policy is ``block`` (DriftError). The breaches are staged for finalize."""
+    spec, job = ctx.spec, ctx.job
+    row = ledger.get(ctx.engine, spec.job_id, spec.run_id, spec.attempt)
+    results = judge(spec.read_json(steps.DRIFT_STATE, default=[]), job.drift)
+    spec.write_json(steps.DRIFT_STATE, results)
+    found = breaches(job, row, results)
+    spec.write_json(QUALITY_STATE, {"breaches": found})
+    for b in found:
+        ctx.log.warning("%s breach (%s.on_breach: %s): %s", b["kind"], "drift" if b["kind"] == "drift"
+                        else "validation", b["policy"], b["text"])
+    if not any(b["kind"] == "drift" and b["policy"] == "block" for b in found):
+        return found  # a blocking quarantine share failed at validate already
+    from pipeline import validate
+
+    if not spec.dry_run:
+        store_results(ctx, results)
+    validate.finish_report(ctx, row)  # the report shows the drift that stopped the run
+    bad = drifted(results)
+    alert(job, spec.partition_date, spec.run_id, bad, ctx.resolver)
+    raise DriftError(
+        f"partition {spec.partition_date} of job {spec.job_id} was NOT published: its inputs or scores drifted "
+        f"from the training data of {spec.model_name} v{spec.model_version}: {describe(bad)} (a breach: "
+        f"PSI above {job.drift.psi_threshold:g}, chi-square p-value below alpha {job.drift.alpha:g} over the "
+        f"features tested, at least {job.drift.min_rows} rows). drift.on_breach is block: the partition's "
+        f"previously published state is unchanged. Next: investigate the shift (report "
+        f"{report_path(spec.job_id, spec.partition_date, spec.run_id)}, table scoring_drift); if the input is "
+        "wrong, fix it and re-run the partition; if the shift is real, register a retrained model, or set "
+        "drift.on_breach: flag in the job file to publish it marked.",
+        counts=counts,
+    )
+
+
+def finish(ctx: RunContext, row: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str], str | None]:
+    """finalize's part: record the judged drift, complete the report; (results, drifted names, ledger breach)."""
+    from pipeline import validate
+
+    spec = ctx.spec
+    results = judge(spec.read_json(steps.DRIFT_STATE, default=[]), ctx.job.drift)
+    spec.write_json(steps.DRIFT_STATE, results)  # the report reads them
+    names = record(ctx, results)
+    validate.finish_report(ctx, row)
+    return results, names, flagged(breaches(ctx.job, row, results))

@@ -79,7 +79,15 @@ class PermanentDeliveryError(DeliveryError):
 
 
 class DriftError(ScoringError):
-    """Drift above the job's threshold with ``drift.block: true``: the run publishes nothing."""
+    """Drift that is a breach (PSI above the threshold, significant, enough rows) with ``drift.on_breach:
+    block``: the output step refuses, the run publishes nothing."""
+
+    retryable = False
+
+
+class QualityBreach(ScoringError):
+    """A published partition carries a flagged breach (drift, quarantine share): the DAG's check task fails
+    on it, the partition stays published. Re-running does not change the data, so it is not retryable."""
 
     retryable = False
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+import pipeline.drift as drift
 from pipeline import cascade, lease, ledger, metrics, settings, shadow, sqlsource, steps, store
 from pipeline.config import JobConfig, load_job
 from pipeline.connections import Resolver
@@ -150,7 +151,11 @@ def context(job: JobConfig, spec: RunSpec, url: str | None = None, resolver: Res
 
 # -- steps -----------------------------------------------------------------------------
 def run_step(ctx: RunContext, step: steps.Step) -> dict[str, Any]:
-    """Run one step of ``pipeline.steps`` on the run's staged data, with its bookkeeping."""
+    """Run one step of ``pipeline.steps`` on the run's staged data, with its bookkeeping; an output step
+    (persist, push) only after the quality gate (``drift.gate``: a blocking breach stops here)."""
+    if step in steps.OUTPUTS.values():
+        with stage(ctx, drift.GATE) as gate_counts:
+            drift.gate(ctx, gate_counts)
     with stage(ctx, step.name) as counts:
         check_inputs(ctx, step)
         stages()[step.name](ctx, counts)  # the stage fills counts as it goes: a late failure keeps them
@@ -232,9 +237,7 @@ def record_failure(ctx: RunContext, label: str, message: str, counts: dict[str, 
 
 # -- closing a run ---------------------------------------------------------------------
 def finalize(ctx: RunContext, keep_staging: bool = False) -> dict[str, Any]:
-    """Check the reconciliation, record drift, mark the attempt successful, clean the staging area."""
-    from pipeline import drift, validate
-
+    """Check the reconciliation, record drift and the flagged breaches, mark the attempt successful, clean up."""
     spec, eng = ctx.spec, ctx.engine
     with stage(ctx, steps.FINALIZE.name):
         row = ledger.get(eng, spec.job_id, spec.run_id, spec.attempt)
@@ -244,11 +247,9 @@ def finalize(ctx: RunContext, keep_staging: bool = False) -> dict[str, Any]:
                 f"partition {spec.partition_date}: the run does not reconcile: {'; '.join(problems)}. "
                 f"Staging kept in {spec.staging_dir} for inspection; re-run the partition."
             )
-        results = spec.read_json(steps.DRIFT_STATE, default=[])
-        drifted = drift.record(ctx, results)
-        validate.finish_report(ctx, row)
+        results, drifted, breach = drift.finish(ctx, row)
     finished = ledger.now()
-    ledger.update(eng, spec.job_id, spec.run_id, spec.attempt, status="success", finished_at=finished,
+    ledger.update(eng, spec.job_id, spec.run_id, spec.attempt, status="success", breach=breach, finished_at=finished,
                   duration_s=(finished - ledger.utc(row["started_at"])).total_seconds())
     if spec.challengers:  # the champion's partition stands; the challengers' rows and comparisons follow it
         shadow.publish(ctx)
@@ -257,7 +258,7 @@ def finalize(ctx: RunContext, keep_staging: bool = False) -> dict[str, Any]:
     summary = ledger.get(eng, spec.job_id, spec.run_id, spec.attempt)
     metrics.emit_run(summary, metrics.max_psi(results))
     summary["drifted_features"] = drifted
-    fields = ("status", "mode", "drifted_features", *ledger.COUNT_FIELDS,
+    fields = ("status", "mode", "drifted_features", "breach", *ledger.COUNT_FIELDS,
               *(ledger.PUSH_COUNT_FIELDS if spec.mode == "push" else ()))
     ctx.log.info("finalized: %s", {k: summary[k] for k in fields})
     return summary
@@ -292,8 +293,6 @@ def reconciliation_problems(ctx: RunContext, row: dict[str, Any]) -> list[str]:
 
 def drift_alert(job: JobConfig, partition_date: dt.date | str, run_id: str, url: str | None = None,
                 resolver: Resolver | None = None) -> str | None:
-    """Alert (ERROR log, optional webhook) if the run's partition drifted; the DAG's finalize callback."""
-    from pipeline import drift
-
+    """Alert (ERROR log, optional webhook) on a drift breach of the run's partition; the DAG's finalize callback."""
     rows = drift.drifted_rows(engine(job, url), job.job_id, parse_date(partition_date), run_id)
     return drift.alert(job, partition_date, run_id, rows, resolver)

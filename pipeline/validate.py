@@ -482,6 +482,9 @@ def write_report(ctx: RunContext, summary: dict[str, Any], **counts: int) -> Pat
     spec = ctx.spec
     report = {**summary, "job_id": spec.job_id, "partition": spec.partition_date, "run_id": spec.run_id,
               **counts, "max_quarantine_share": ctx.job.validation.max_quarantine_share,
+              "on_breach": {"validation": ctx.job.validation.on_breach, "drift": ctx.job.drift.on_breach},
+              "drift_settings": {"psi_threshold": ctx.job.drift.psi_threshold, "alpha": ctx.job.drift.alpha,
+                                 "min_rows": ctx.job.drift.min_rows},
               "model": f"{spec.model_name} v{spec.model_version}",
               "quarantine_sample": sample(ctx.path(steps.QUARANTINE), 20)}
     html = _save_report(report_stem(spec, spec.shard), report)
@@ -502,17 +505,24 @@ def _save_report(stem: Path, report: dict[str, Any]) -> Path:
 
 def check_threshold(ctx: RunContext, total: int, quarantined: int, unexpected: dict[str, int],
                     report_path: Path | str, counts: dict[str, Any] | None = None) -> None:
-    """Fail (publishing nothing) when the quarantined share passes the job's threshold."""
-    limit = ctx.job.validation.max_quarantine_share
+    """A quarantined share above the job's threshold is a breach: with validation.on_breach ``block`` fail
+    (publishing nothing); ``flag`` / ``ignore`` go on (the quality gate marks a flagged one)."""
+    limit, policy = ctx.job.validation.max_quarantine_share, ctx.job.validation.on_breach
     share = quarantined / total if total else 0.0
     if share <= limit:
         return
     top = ", ".join(f"{k} ({v})" for k, v in sorted(unexpected.items(), key=lambda kv: -kv[1])[:5])
+    if policy != "block":
+        ctx.log.warning("quarantine breach: %d of %d rows (%.1f%%) quarantined, above max_quarantine_share %.1f%%; "
+                        "validation.on_breach is %s, so the valid rows go on to be published%s. Most frequent "
+                        "failures: %s. Report: %s", quarantined, total, share * 100, limit * 100, policy,
+                        " and the partition is flagged" if policy == "flag" else "", top, report_path)
+        return
     raise ValidationFailedError(
         f"partition {ctx.spec.partition_date}: {quarantined} of {total} rows ({share:.1%}) failed "
         f"validation, above the job's max_quarantine_share of {limit:.1%}. Nothing was published. Most "
         f"frequent failures: {top}. Report: {report_path}. Fix the input upstream, or raise "
-        "validation.max_quarantine_share in the job file if this is expected.",
+        "validation.max_quarantine_share (or set validation.on_breach: flag) in the job file if this is expected.",
         counts=counts,
     )
 
