@@ -1,25 +1,35 @@
-"""Metrics of every run, sent over StatsD where Airflow sends its own, for one collector to take both.
+"""Metrics of every ledger row an attempt ends with, sent over StatsD where Airflow sends its own.
 
 When Airflow's StatsD metrics are on (``[metrics] statsd_on``, ``statsd_host``, ``statsd_port``;
-``AIRFLOW__METRICS__STATSD_*`` outside a task), every finished attempt, successful or failed,
-sends gauges to the same StatsD address. ``SCORING_STATSD_HOST`` / ``SCORING_STATSD_PORT``
-point ours elsewhere, ``SCORING_STATSD=0`` turns them off. The names are dotted, the labels
-DogStatsD tags (``|#job:nightly_scores,stage:validate``), which Prometheus's ``statsd_exporter``
-turns into labels without a mapping file: ``scoring.stage.seconds`` is ``scoring_stage_seconds
-{job="nightly_scores",stage="validate"}``. Every metric is a gauge (the latest attempt's value per
-label set), so the names are the same in any exporter:
+``AIRFLOW__METRICS__STATSD_*`` outside a task), every ledger row written at the end of an attempt
+(success, failed, abandoned, and the rows of runs that never scored: ``missing``, ``skipped``,
+failed at stage ``marked_failed``) is sent to the same StatsD address. ``SCORING_STATSD_HOST`` /
+``SCORING_STATSD_PORT`` point ours elsewhere, ``SCORING_STATSD=0`` turns them off. The names
+are dotted, the labels DogStatsD tags (``|#job:nightly_scores,stage:validate``), which
+Prometheus's ``statsd_exporter`` turns into labels: ``scoring.stage.seconds`` is
+``scoring_stage_seconds{job="nightly_scores",stage="validate"}``. The label ``job`` is the
+scoring job; Prometheus keeps it only with ``honor_labels: true`` (``monitoring/prometheus.yml``),
+else it becomes ``exported_job``. A label with no value is sent as ``none`` (each metric always
+has the same label names, which ``statsd_exporter`` requires).
 
-| metric | labels | value |
-|---|---|---|
-| ``scoring.run.rows`` | job, mode, model, version, kind (in, valid, quarantined, scored, written; push: delivered, failed, dead_lettered, not_selected), dry_run | the attempt's rows of that kind (0: none, e.g. a failed attempt's) |
-| ``scoring.run.status`` | job, mode, dry_run | 1 success, 0 failed |
-| ``scoring.run.seconds`` | job, mode, status, dry_run | the attempt's wall time |
-| ``scoring.run.finished_at`` | job, mode, status, dry_run | when it ended (Unix seconds) |
-| ``scoring.run.partition`` | job, mode, status, dry_run | its partition's day (Unix seconds of 00:00 UTC): a backfill of an old day sets it back, so alert on its ``max_over_time`` |
-| ``scoring.stage.seconds`` | job, stage | each stage's seconds |
-| ``scoring.stage.rows_per_second`` | job, stage | the run's rows_in over the stage's seconds |
-| ``scoring.drift.max_psi`` | job | the largest PSI of the run's drift checks |
+| metric | type | labels | value |
+|---|---|---|---|
+| ``scoring.run.attempts_total`` | counter | job, mode, status, failed_stage (``none`` on success and skipped), dry_run | +1 for every row: the history of outcomes that a later success does not erase |
+| ``scoring.partition.failed`` | gauge | job, partition (YYYY-MM-DD) | not dry runs: 1 while the day's latest attempt ended failed, abandoned or missing; 0 once it is published or skipped |
+| ``scoring.partition.newest_published`` | gauge | job | the newest published (not dry run) day, Unix seconds of its 00:00 UTC (when the caller passes it) |
+| ``scoring.run.breaches_total`` | counter | job, breach (drift, quarantine...), dry_run | +1 for each breach a published partition carries (``scoring_runs.breach``, the ``flag`` policy) |
+| ``scoring.run.rows`` | gauge | job, mode, model, version, kind (in, valid, quarantined, scored, written; push: delivered, failed, dead_lettered, not_selected), dry_run | the latest attempt's rows of that kind (0: none, e.g. a failed attempt's); not sent for ``missing`` and ``skipped`` |
+| ``scoring.run.status`` | gauge | job, mode, dry_run | the latest attempt: 1 success, 0 failed, abandoned or missing (``skipped`` leaves it) |
+| ``scoring.run.seconds`` | gauge | job, mode, status, dry_run | the attempt's wall time |
+| ``scoring.run.finished_at`` | gauge | job, mode, status, dry_run | when it ended (Unix seconds, whole) |
+| ``scoring.run.partition`` | gauge | job, mode, status, dry_run | its partition's day (Unix seconds of 00:00 UTC): a backfill of an old day sets it back |
+| ``scoring.stage.seconds`` | gauge | job, stage | each stage's seconds |
+| ``scoring.stage.rows_per_second`` | gauge | job, stage | the run's rows_in over the stage's seconds |
+| ``scoring.drift.max_psi`` | gauge | job | the largest PSI of the run's drift checks |
 
+Values are exact: counts and Unix seconds as integers, other numbers as Python's shortest
+round-trip text (never 6 significant digits). Counters end in ``_total`` in StatsD already, so
+the Prometheus name is the same in ``statsd_exporter`` and in ``scripts/statsd_exporter.py``.
 Sending is UDP, fire and forget: a collector that is down never fails a run.
 """
 
@@ -28,6 +38,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import re
 import socket
 from typing import Any
@@ -38,44 +49,93 @@ log = logging.getLogger(__name__)
 
 KINDS = {"persist": ("in", "valid", "quarantined", "scored", "written"),
          "push": ("in", "valid", "quarantined", "scored", "delivered", "failed", "dead_lettered", "not_selected")}
+NOT_PUBLISHED = ("failed", "abandoned", "missing")  # a day left without its partition
+SETTLED = ("success", "skipped")  # published, or let go by hand
+NOTHING_READ = ("missing", "skipped")  # rows that never ran a stage: no row counts to report
 DATAGRAM_BYTES = 1400  # below a typical path MTU: statsd_exporter reads one datagram at a time
 
 
 def _tag(value: Any) -> str:
-    """A tag value DogStatsD can carry: no separators (``,`` ``|`` ``#`` ``:``), no spaces."""
+    """A tag value DogStatsD can carry: no separators (``,`` ``|`` ``#`` ``:``), no spaces; ``none`` for none."""
+    if value is None or value == "":
+        return "none"
     return re.sub(r"[^A-Za-z0-9_.\-/]", "_", str(value))[:200]
 
 
-def line(name: str, value: float, **tags: Any) -> str:
-    labels = ",".join(f"{k}:{_tag(v)}" for k, v in tags.items() if v is not None)
-    return f"{name}:{float(value):g}|g" + (f"|#{labels}" if labels else "")
+def number(value: float | int) -> str:
+    """A value as exact text: integers whole (a count of 1,234,567, a Unix second), other floats by their shortest
+    round-trip repr, never rounded to 6 significant digits as ``:g`` would."""
+    value = float(value)
+    if value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(value)
 
 
-def run_lines(row: dict[str, Any], max_psi: float | None = None) -> list[str]:
-    """The gauges of one finished attempt, from its ledger row."""
-    job, mode, status = row["job_id"], row.get("mode"), row.get("status")
+def line(name: str, value: float, kind: str = "g", **tags: Any) -> str:
+    """One StatsD line: a gauge (``g``) or a counter increment (``c``) with DogStatsD tags."""
+    labels = ",".join(f"{k}:{_tag(v)}" for k, v in tags.items())
+    return f"{name}:{number(value)}|{kind}" + (f"|#{labels}" if labels else "")
+
+
+def _day(value: Any) -> dt.date:
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    return dt.date.fromisoformat(str(value)[:10])
+
+
+def midnight(day: Any) -> int:
+    """Unix seconds of a day's 00:00 UTC."""
+    return int(dt.datetime.combine(_day(day), dt.time(), dt.UTC).timestamp())
+
+
+def _unix_seconds(value: Any) -> int:
+    """A ledger timestamp (naive UTC, aware, or ISO text) as whole Unix seconds; now when there is none."""
+    if value is None:
+        return int(dt.datetime.now(dt.UTC).timestamp())
+    when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    return int((when if when.tzinfo else when.replace(tzinfo=dt.UTC)).timestamp())
+
+
+def breaches(row: dict[str, Any]) -> list[str]:
+    """The breaches a ledger row carries (``scoring_runs.breach``: comma-joined, e.g. ``drift,quarantine``)."""
+    return [b.strip() for b in str(row.get("breach") or "").split(",") if b.strip()]
+
+
+def run_lines(row: dict[str, Any], max_psi: float | None = None,
+              newest_published: dt.date | str | None = None) -> list[str]:
+    """The metrics of one ledger row written at the end of an attempt (see the module's table)."""
+    job, mode, status = row["job_id"], row.get("mode") or "persist", row.get("status")
     dry = "true" if str(row.get("dry_run")).lower() in ("true", "1") else "false"
-    out = []
-    for kind in KINDS.get(str(mode), KINDS["persist"]):  # every kind, 0 where this attempt got none
-        out.append(line("scoring.run.rows", row.get(f"rows_{kind}") or 0, job=job, mode=mode,
-                        model=row.get("model_name"), version=row.get("model_version"), kind=kind, dry_run=dry))
-    out.append(line("scoring.run.status", 1 if status == "success" else 0, job=job, mode=mode, dry_run=dry))
+    stage_failed = row.get("failed_stage") if status not in SETTLED else None
+    out = [line("scoring.run.attempts_total", 1, "c", job=job, mode=mode, status=status, failed_stage=stage_failed,
+                dry_run=dry)]
+    day = row.get("partition_date")
+    if day is not None and dry == "false" and status in NOT_PUBLISHED + SETTLED:
+        out.append(line("scoring.partition.failed", 1 if status in NOT_PUBLISHED else 0, job=job,
+                        partition=_day(day).isoformat()))
+    if newest_published is not None:
+        out.append(line("scoring.partition.newest_published", midnight(newest_published), job=job))
+    if status == "success":
+        out += [line("scoring.run.breaches_total", 1, "c", job=job, breach=b, dry_run=dry) for b in breaches(row)]
+    if status not in NOTHING_READ:  # every kind, 0 where this attempt got none
+        for kind in KINDS.get(str(mode), KINDS["persist"]):
+            out.append(line("scoring.run.rows", row.get(f"rows_{kind}") or 0, job=job, mode=mode,
+                            model=row.get("model_name"), version=row.get("model_version"), kind=kind, dry_run=dry))
+    if status != "skipped":
+        out.append(line("scoring.run.status", 1 if status == "success" else 0, job=job, mode=mode, dry_run=dry))
     if row.get("duration_s") is not None:
         out.append(line("scoring.run.seconds", row["duration_s"], job=job, mode=mode, status=status, dry_run=dry))
-    out.append(line("scoring.run.finished_at", dt.datetime.now(dt.UTC).timestamp(), job=job, mode=mode,
+    out.append(line("scoring.run.finished_at", _unix_seconds(row.get("finished_at")), job=job, mode=mode,
                     status=status, dry_run=dry))
-    day = row.get("partition_date")
     if day is not None:
-        day = dt.date.fromisoformat(str(day)[:10])
-        out.append(line("scoring.run.partition", dt.datetime.combine(day, dt.time(), dt.UTC).timestamp(), job=job,
-                        mode=mode, status=status, dry_run=dry))
+        out.append(line("scoring.run.partition", midnight(day), job=job, mode=mode, status=status, dry_run=dry))
     stages = row.get("stage_seconds") or {}
     stages = json.loads(stages) if isinstance(stages, str | bytes) else stages
     for stage, seconds in (stages.items() if isinstance(stages, dict) else ()):
         out.append(line("scoring.stage.seconds", seconds, job=job, stage=stage))
         if seconds and row.get("rows_in"):
             out.append(line("scoring.stage.rows_per_second", row["rows_in"] / seconds, job=job, stage=stage))
-    if max_psi is not None:
+    if max_psi is not None and math.isfinite(max_psi):
         out.append(line("scoring.drift.max_psi", max_psi, job=job))
     return out
 
@@ -106,12 +166,24 @@ def send(lines: list[str], where: tuple[str, int] | None = None) -> None:
         log.warning("could not send %d metric(s) to StatsD at %s:%s: %s", len(lines), where[0], where[1], exc)
 
 
-def emit_run(row: dict[str, Any], max_psi: float | None = None) -> None:
-    """Send a finished attempt's metrics (nothing when metrics are off); never raises: metrics must not fail
-    what they describe."""
+def emit_run(row: dict[str, Any], max_psi: float | None = None,
+             newest_published: dt.date | str | None = None) -> None:
+    """Send the metrics of a ledger row an attempt ended with (nothing when metrics are off); never raises:
+    metrics must not fail what they describe. ``newest_published``: the job's newest published day
+    (``newest_published_day``), for the gauge a backfill of an old day does not set back."""
     try:
         where = settings.statsd_address()
         if where is not None:
-            send(run_lines(row, max_psi), where)
+            send(run_lines(row, max_psi, newest_published), where)
     except Exception as exc:  # noqa: BLE001 - a bad setting or an odd row is logged, the run stands
         log.warning("metrics of job %s not sent: %s", row.get("job_id"), exc)
+
+
+def newest_published_day(engine: Any, job_id: str) -> dt.date | None:
+    """The job's newest published partition (a successful attempt that was not a dry run), from the ledger."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:
+        day = conn.execute(sa.text("SELECT MAX(partition_date) FROM scoring_runs WHERE job_id = :j AND "
+                                   "status = 'success' AND dry_run = :dry"), {"j": job_id, "dry": False}).scalar()
+    return None if day is None else _day(day)

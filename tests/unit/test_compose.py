@@ -53,14 +53,26 @@ def test_monitoring_takes_airflows_metrics_and_ours_and_the_dashboard_loads() ->
     services = _resolved()["services"]
     env = services["worker"]["environment"]
     assert env["AIRFLOW__METRICS__STATSD_ON"] == "True" and env["AIRFLOW__METRICS__STATSD_HOST"] == "statsd-exporter"
-    assert "--statsd.listen-udp=:9125" in services["statsd-exporter"]["command"]
-    for service in ("prometheus", "grafana"):
+    command = services["statsd-exporter"]["command"]
+    assert "--statsd.listen-udp=:9125" in command
+    mounts: dict[str, dict[str, str]] = {}
+    for service in ("statsd-exporter", "prometheus", "grafana"):
         for volume in services[service]["volumes"]:
-            source = volume.split(":")[0]
+            source, target = volume.split(":")[:2]
             if source.startswith("./"):
                 assert (ROOT / source).exists(), f"{service} mounts {source}, which is not in the repo"
+                mounts.setdefault(service, {})[target] = source
+    # the exporter reads the mapping file the compose stack mounts (the stand-in reads the same file)
+    [mapping] = [c.split("=", 1)[1] for c in command if c.startswith("--statsd.mapping-config=")]
+    assert mounts["statsd-exporter"][mapping] == "./monitoring/statsd_mapping.yml"
     scrape = yaml.safe_load((ROOT / "monitoring" / "prometheus.yml").read_text())
     assert scrape["scrape_configs"][0]["static_configs"][0]["targets"] == ["statsd-exporter:9102"]
+    assert scrape["scrape_configs"][0]["honor_labels"] is True, "the scoring job's `job` label must survive"
+    # rule files are relative to prometheus.yml: in the container they resolve beside it, to the mounted file
+    config_dir = Path(next(t for t, s in mounts["prometheus"].items() if s == "./monitoring/prometheus.yml")).parent
+    for rule_file in scrape["rule_files"]:
+        assert not Path(rule_file).is_absolute() and (ROOT / "monitoring" / rule_file).exists(), rule_file
+        assert mounts["prometheus"][str(config_dir / rule_file)] == f"./monitoring/{rule_file}"
     for rule in yaml.safe_load((ROOT / "monitoring" / "alerts.yml").read_text())["groups"][0]["rules"]:
         assert rule["alert"] and rule["expr"] and rule["annotations"]["summary"]
     datasource = yaml.safe_load((ROOT / "monitoring/grafana/provisioning/datasources/prometheus.yml").read_text())
