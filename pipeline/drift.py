@@ -13,7 +13,8 @@ dividing by zero. Usual reading: < 0.1 stable, 0.1-0.25 moderate, > 0.25 large s
 PSI alone is noisy on small samples: 148 rows drawn from the training population itself can
 give PSI 0.3 on a 25-value category (empty categories weigh heavily). So each result also
 carries the p-value of a chi-square test of its bin counts against the training shares
-(bins expected to hold fewer than ``MIN_EXPECTED`` rows pooled first), and a feature has
+(two-sample when the card knows the training set's size; bins expected to hold fewer than
+``MIN_EXPECTED`` rows pooled first), and a feature has
 *drifted* (a breach) only when its PSI is above ``drift.psi_threshold`` AND the p-value is
 below ``drift.alpha`` divided by the number of features tested (Bonferroni) AND it counted at
 least ``drift.min_rows`` rows (``judge``).
@@ -57,34 +58,46 @@ def psi(expected: list[float] | np.ndarray, actual: list[float] | np.ndarray) ->
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def chi_square_p(expected: list[float] | np.ndarray, counts: list[float] | np.ndarray) -> float | None:
-    """p-value of a chi-square goodness-of-fit test of bin ``counts`` against training shares ``expected``.
+def chi_square_p(expected: list[float] | np.ndarray, counts: list[float] | np.ndarray,
+                 reference_rows: int | None = None) -> float | None:
+    """p-value of a chi-square test of bin ``counts`` against training shares ``expected``.
 
-    Bins expected to hold fewer than ``MIN_EXPECTED`` rows are pooled, smallest first (unseen
-    categories, expected 0, pool with them), so the test holds on small samples. None when
-    nothing was counted; 1.0 when fewer than two bins are left to compare.
+    With ``reference_rows`` (the training set's size, on the card) it is the two-sample test of
+    homogeneity: the training shares are an estimate too, and a goodness-of-fit test that takes
+    them as exact would raise about twice its alpha in false alarms on a 25-value category. Bins
+    expected to hold fewer than ``MIN_EXPECTED`` rows are pooled, smallest first (unseen categories,
+    expected 0, pool with them), so the test holds on small samples. None when nothing was counted;
+    1.0 when fewer than two bins are left to compare.
     """
     observed = np.asarray(counts, dtype="float64")
     shares = np.asarray(expected, dtype="float64")
     n, total = observed.sum(), shares.sum()
     if n <= 0 or total <= 0:
         return None
-    want = shares / total * n
-    groups: list[list[float]] = []  # [expected, observed] per pooled bin
-    pool = [0.0, 0.0]
-    for i in np.argsort(want, kind="stable"):
-        pool = [pool[0] + want[i], pool[1] + observed[i]]
-        if pool[0] >= MIN_EXPECTED:
+    if reference_rows:
+        ref = shares / total * reference_rows
+        want = (ref + observed) * n / (reference_rows + n)  # expected counts of the partition's row
+        want_ref = (ref + observed) * reference_rows / (reference_rows + n)  # and of the training's row
+    else:
+        want = shares / total * n
+        ref, want_ref = np.zeros_like(want), np.full_like(want, np.inf)
+    groups, pool = [], np.zeros(4)  # per pooled bin: expected, observed, training expected, training observed
+    for i in np.argsort(np.minimum(want, want_ref), kind="stable"):
+        pool = pool + [want[i], observed[i], want_ref[i], ref[i]]
+        if min(pool[0], pool[2]) >= MIN_EXPECTED:
             groups.append(pool)
-            pool = [0.0, 0.0]
-    if groups and pool[0] + pool[1] > 0:
-        groups[-1] = [groups[-1][0] + pool[0], groups[-1][1] + pool[1]]
+            pool = np.zeros(4)
+    if groups and pool.any():
+        groups[-1] = groups[-1] + pool
     if len(groups) < 2:
         return 1.0
-    e, o = np.array(groups).T
+    g = np.array(groups)
+    stat = ((g[:, 1] - g[:, 0]) ** 2 / g[:, 0]).sum()
+    if reference_rows:
+        stat += ((g[:, 3] - g[:, 2]) ** 2 / g[:, 2]).sum()
     from scipy.stats import chi2
 
-    return float(chi2.sf(float(((o - e) ** 2 / e).sum()), len(groups) - 1))
+    return float(chi2.sf(float(stat), len(groups) - 1))
 
 
 def _with_nulls(shares: list[float], null_share: float | None) -> list[float]:
@@ -200,12 +213,13 @@ def compute(card: dict[str, Any], valid: Path | list[Path], scored: Path | list[
             outputs[SCORE][1].add(batch.column("score").to_numpy(zero_copy_only=False).astype("float64"))
         if PREDICTION in outputs:
             outputs[PREDICTION][1].add(batch.column("prediction"))
+    reference = (card.get("training") or {}).get("rows")  # the training set's size: a two-sample test
     results = []
     for name, (kind, tracker) in [*((c, trackers[c]) for c in columns), *outputs.items()]:
         value, n = tracker.value()
         results.append({"feature": name, "kind": kind, "statistic": "psi", "value": round(value, 6),
                         "threshold": threshold, "drifted": False, "row_count": n,
-                        "p_value": chi_square_p(*tracker.observed()),
+                        "p_value": chi_square_p(*tracker.observed(), reference_rows=reference),
                         "bins": tracker.distribution()})  # the report's charts; not a scoring_drift column
     return judge(results, threshold=threshold, alpha=alpha, min_rows=min_rows)
 
