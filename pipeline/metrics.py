@@ -71,10 +71,10 @@ def number(value: float | int) -> str:
     return repr(value)
 
 
-def line(name: str, value: float, kind: str = "g", **tags: Any) -> str:
+def line(name: str, value: float, statsd_type: str = "g", /, **tags: Any) -> str:
     """One StatsD line: a gauge (``g``) or a counter increment (``c``) with DogStatsD tags."""
     labels = ",".join(f"{k}:{_tag(v)}" for k, v in tags.items())
-    return f"{name}:{number(value)}|{kind}" + (f"|#{labels}" if labels else "")
+    return f"{name}:{number(value)}|{statsd_type}" + (f"|#{labels}" if labels else "")
 
 
 def _day(value: Any) -> dt.date:
