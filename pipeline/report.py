@@ -1,6 +1,9 @@
 """The run report people open: one self-contained HTML page per run (no scripts, no external files).
 
-What failed comes first: the quarantined share against the job's threshold, a chart of the
+The verdict comes first: a banner, red for a breach that stopped publishing (``block``), amber
+for one published and flagged (``flag``), grey for one the job ignores, green only when the
+partition has no breach; it names the drifted features with their PSI, rows and p-value.
+Then what failed: the quarantined share against the job's threshold, a chart of the
 reasons, the failed checks, then the checks that passed. After scoring, finalize adds the
 score distribution against training, drift per input (PSI bars against the threshold) and,
 for push runs, the delivery outcome. Missing values read ``null`` everywhere.
@@ -22,6 +25,10 @@ th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:left;vertical-align:t
 th{background:#f3f3f3} .fail{color:#a00;font-weight:600} .ok{color:#070} code{font-size:.85rem}
 .null{color:#888;font-style:italic} .verdict{font-size:1.1rem;padding:.6rem 1rem;border-radius:.3rem}
 .verdict.fail{background:#fde8e8} .verdict.ok{background:#e8f6e8} svg text{font-size:11px;font-family:inherit}
+.banner{font-size:1.15rem;padding:.8rem 1rem;border-radius:.3rem;border-left:.5rem solid}
+.banner.block{background:#fde8e8;border-color:#b33} .banner.flag{background:#fff3d6;border-color:#d08a00}
+.banner.ignore{background:#eee;border-color:#888} .banner.ok{background:#e8f6e8;border-color:#3b8a3b}
+.banner ul{margin:.4rem 0 0 1rem;padding:0} .quiet{color:#666}
 """
 BAR, GOOD, BAD, TRAINING = "#4a78b5", "#3b8a3b", "#b33", "#bbb"
 
@@ -82,6 +89,59 @@ def paired_bars(labels: list[str], expected: list[float], actual: list[float], w
             f"{''.join(cols)}</svg>")
 
 
+def p_text(p: float | None) -> str:
+    """A p-value as people read it (the same as ``pipeline.drift.p_text``)."""
+    if p is None:
+        return "untested"
+    return "< 1e-300" if p == 0 else (f"{p:.2g}" if p < 0.001 else f"{p:.3f}")
+
+
+def breaches(report: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The report's breaches as (kind, policy, what) from its counts, drift and the job's policies."""
+    policies = report.get("on_breach") or {}
+    rows_in, quarantined = report.get("rows_in") or 0, report.get("rows_quarantined") or 0
+    limit = report.get("max_quarantine_share", 0)
+    found = []
+    drifted = sorted((r for r in report.get("drift") or [] if r.get("drifted")), key=lambda r: -r["value"])
+    if drifted:
+        what = ", ".join(f"<b>{escape(r['feature'])}</b> (PSI {r['value']:.2f}, n {r.get('row_count')}, "
+                         f"p {p_text(r.get('p_value'))})" for r in drifted)
+        found.append(("drift", policies.get("drift", "flag"), f"drift in {what}"))
+    if rows_in and quarantined / rows_in > limit:
+        found.append(("quarantine", policies.get("validation", "block"),
+                      f"{quarantined} of {rows_in} rows quarantined ({quarantined / rows_in:.2%}), above the "
+                      f"limit of {limit:.2%}"))
+    return found
+
+
+def banner(report: dict[str, Any]) -> str:
+    """The report's first word: red (not published), amber (published, flagged), grey (ignored) or green."""
+    found = breaches(report)
+    settings = report.get("drift_settings") or {}
+    judged = (f"PSI above {settings.get('psi_threshold', 0.2):g} and significant at alpha "
+              f"{settings.get('alpha', 0.01):g}, with at least {settings.get('min_rows', 100)} rows")
+    policies = {p for _, p, _ in found}
+    if not found:
+        rows_in, quarantined = report.get("rows_in") or 0, report.get("rows_quarantined") or 0
+        share = quarantined / rows_in if rows_in else 0.0
+        drift = ("drift is checked after scoring" if report.get("drift") is None
+                 else f"no input or score drifted ({judged})")
+        return (f"<div class='banner ok' id='verdict'>No breach: {quarantined} of {rows_in} rows quarantined "
+                f"({share:.2%}), within the threshold of {report.get('max_quarantine_share', 0):.2%}; {drift}.</div>")
+    level = next(p for p in ("block", "flag", "ignore") if p in policies)
+    head = {"block": "Not published: this partition breaches the job's limits; its previous state stays.",
+            "flag": "Published with a breach, flagged: check this partition before anyone uses it.",
+            "ignore": "Published; the job ignores these breaches (on_breach: ignore)."}[level]
+    items = "".join(f"<li>{what} <span class='quiet'>({'drift' if kind == 'drift' else 'validation'}.on_breach: "
+                    f"{policy})</span></li>" for kind, policy, what in found)
+    note = (f"<p class='quiet'>Drift is a breach when {judged}; PSI alone is noisy on small samples.</p>"
+            if any(kind == "drift" for kind, _, _ in found) else "")
+    nxt = ("Next: investigate (the charts below, tables scoring_drift and scoring_quarantine); fix the input and "
+           "re-run the partition, register a retrained model, or change the job's on_breach policy.")
+    return (f"<div class='banner {level}' id='verdict'><b>{head}</b><ul>{items}</ul>{note}"
+            f"<p>{nxt if level != 'ignore' else ''}</p></div>")
+
+
 def _summary(report: dict[str, Any]) -> str:
     rows_in = report.get("rows_in") or 0
     quarantined = report.get("rows_quarantined") or 0
@@ -89,8 +149,7 @@ def _summary(report: dict[str, Any]) -> str:
     limit = report.get("max_quarantine_share", 0)
     above = share > limit
     verdict = (f"<p class='verdict {'fail' if above else 'ok'}'>{quarantined} of {rows_in} rows quarantined "
-               f"({share:.2%}): {'above the threshold of ' if above else 'within the threshold of '}{limit:.2%}"
-               f"{': nothing was published' if above else ''}.</p>")
+               f"({share:.2%}) against a limit of {limit:.2%}.</p>")
     return verdict + (
         "<table><tr><th>rows in</th><th>valid</th><th>quarantined</th><th>flagged</th><th>scored</th></tr>"
         f"<tr><td>{rows_in}</td><td>{_value(report.get('rows_valid'))}</td><td>{quarantined}</td>"
@@ -147,8 +206,26 @@ def _scores_and_drift(report: dict[str, Any]) -> str:
     out.append(bars([(r["feature"], float(r["value"])) for r in inputs], limit=float(threshold), color=GOOD))
     drifted = [r["feature"] for r in drift if r["drifted"]]
     out.append(f"<p class='fail'>Drifted: {escape(', '.join(drifted))}.</p>" if drifted else "<p class='ok'>No drift "
-               "above the threshold.</p>")
-    return "".join(out)
+               "breach: no PSI above the threshold that is also significant.</p>")
+    return "".join(out) + _drift_table(drift)
+
+
+def _drift_table(drift: list[dict[str, Any]]) -> str:
+    """PSI beside its sample size and p-value, per feature: why a PSI above the threshold is or is not a breach."""
+    def verdict(r: dict[str, Any]) -> str:
+        if r.get("drifted"):
+            return "<td class='fail'>breach</td>"
+        if r["value"] > r["threshold"]:
+            return "<td>PSI above the threshold, not significant (sample too small or noise)</td>"
+        return "<td class='ok'>stable</td>"
+
+    rows = "".join(f"<tr><td>{escape(r['feature'])}</td><td>{r['value']:.3f}</td><td>{r.get('row_count')}</td>"
+                   f"<td>{p_text(r.get('p_value'))}</td>{verdict(r)}</tr>"
+                   for r in sorted(drift, key=lambda r: -r["value"]))
+    level = drift[0].get("alpha_used")
+    return ("<table id='drift-table'><tr><th>feature</th><th>PSI</th><th>rows (n)</th><th>p-value</th><th>verdict"
+            f"</th></tr>{rows}</table>" + (f"<p class='quiet'>A breach needs p below {level:.2g} (alpha over the "
+                                            "features tested).</p>" if level else ""))
 
 
 def _delivery(report: dict[str, Any]) -> str:
@@ -169,7 +246,8 @@ def validation_html(report: dict[str, Any]) -> str:
 <style>{STYLE}</style></head><body>
 <h1>{job}, partition {partition}</h1>
 <p>Run <code>{escape(str(report.get('run_id')))}</code>, model {escape(str(report.get('model')))}.
-Checked by Great Expectations: the suite comes from the model card's input contract plus the job's
+{banner(report)}
+<p>Checked by Great Expectations: the suite comes from the model card's input contract plus the job's
 own expectations; rows failing a <em>quarantine</em> check are quarantined with its reason code,
 rows failing a <em>flag</em> check are scored and flagged.</p>
 {_summary(report)}
