@@ -34,7 +34,8 @@ def _load() -> dict[str, Any]:
 
 
 def objects(group: str, table: str = "{table}", key: str = "{key}") -> list[DbObject]:
-    """The ``analyst`` (and ``shadow``) objects of a predictions table (names filled in), or the ``operational`` tables."""
+    """The objects of a group of sql/dictionary.yaml: ``analyst``, ``shadow`` and ``storage`` of a predictions table
+    (names filled in), ``reader`` and ``jobs`` of an analysts' schema, or the ``operational`` tables."""
     out = []
     for name, entry in _load()[group].items():
         columns = {c.replace("{key}", key): text for c, text in entry["columns"].items()}
@@ -50,7 +51,10 @@ def markdown() -> str:
              "the same texts are the `COMMENT`s of the objects on PostgreSQL. `{table}` is a job's",
              "`output.table` (in the job's `output.schema` on PostgreSQL), `{key}` its `entity_key`.", ""]
     for group, title in (("analyst", "For analysts (the analysts' schema)"),
+                         ("reader", "For analysts, of the operational tables (the analysts' schema)"),
                          ("shadow", "For analysts, with model.challengers (the analysts' schema)"),
+                         ("storage", "Storage of a predictions table (PostgreSQL: <schema>_partitions)"),
+                         ("jobs", "The jobs of an analysts' schema (PostgreSQL: <schema>_partitions)"),
                          ("operational", "Operational (the connection's schema)")):
         lines += [f"## {title}", ""]
         for obj in objects(group):

@@ -9,6 +9,7 @@ the same transaction as the delete; SQLite takes executemany.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import itertools
@@ -166,6 +167,22 @@ def analyst_schema(engine: Engine | Connection, schema: str | None) -> str | Non
     return schema if schema and engine.dialect.name == "postgresql" else None
 
 
+STORAGE_SUFFIX = "_partitions"
+
+
+def storage_schema(engine: Engine | Connection, schema: str | None) -> str | None:
+    """PostgreSQL: where the day partitions, load tables and latest-row tables of the predictions tables
+    of an analysts' ``schema`` live: ``<schema>_partitions``, a schema no reader is granted, so an
+    analyst's listing (``\\dt``) shows the tables, not every day of them (readers read the days through
+    the table). None (the connection's own schema) without an analysts' schema, and on SQLite."""
+    home = analyst_schema(engine, schema)
+    if not home:
+        return None
+    if len(home) + len(STORAGE_SUFFIX) <= 63:
+        return home + STORAGE_SUFFIX
+    return f"{home[:42]}_{hashlib.md5(home.encode()).hexdigest()[:8]}{STORAGE_SUFFIX}"
+
+
 def table_name(engine: Engine | Connection, table: str, schema: str | None = None) -> str:
     """A predictions table or view, quoted, qualified by the analysts' schema when it has one."""
     schema = analyst_schema(engine, schema)
@@ -210,12 +227,15 @@ COLUMN_PLACEHOLDERS = ("key",)  # the entity key: a column name from the job fil
 
 
 def render_sql(engine: Engine | Connection, filename: str, schema: str | None = None,
-               literals: dict[str, str] | None = None, **identifiers: str) -> list[str]:
+               literals: dict[str, str] | None = None, quoted: dict[str, str] | None = None,
+               **identifiers: str) -> list[str]:
     """Statements of ``sql/<filename>`` with validated, quoted identifiers filled in.
 
     ``{key}`` is a column name (``check_column_name``, always quoted); ``{by_key}`` an index name;
     every other placeholder but ``{key_type}`` is a table or view name (``check_identifier``),
-    qualified by ``schema`` (PostgreSQL) when one is given. ``literals`` become quoted SQL strings.
+    qualified by ``schema`` (PostgreSQL) when one is given. ``literals`` become quoted SQL strings;
+    ``quoted`` are fragments the store made of names it quoted itself (a table in another schema, a
+    column list).
     """
     def one(k: str, v: str) -> str:
         if k in COLUMN_PLACEHOLDERS:
@@ -223,7 +243,7 @@ def render_sql(engine: Engine | Connection, filename: str, schema: str | None = 
         return _quote(engine, v) if k in UNQUALIFIED_PLACEHOLDERS else table_name(engine, v, schema)
 
     names = {k: one(k, v) for k, v in identifiers.items() if k != "key_type"} | column_types(engine)
-    names |= {k: _literal(engine, v) for k, v in (literals or {}).items()}
+    names |= {k: _literal(engine, v) for k, v in (literals or {}).items()} | (quoted or {})
     if "key" in names:  # {primary_key} of sql/010: PostgreSQL's partitions hold one day each, so the key leads
         names["primary_key"] = (f"{names['key']}, partition_date" if engine.dialect.name == "postgresql"
                                 else f"partition_date, {names['key']}")
@@ -270,7 +290,8 @@ def upgrade_types(conn: Connection, table: str, timestamps: tuple[str, ...] = ()
     return changes
 
 
-UNQUALIFIED_PLACEHOLDERS = frozenset({"by_key", "legacy", "legacy_by_key", "comparisons"})  # index names, new names, operational tables
+UNQUALIFIED_PLACEHOLDERS = frozenset({"by_key", "legacy", "legacy_by_key", "comparisons", "current_key",
+                                      "current_day", "cur"})  # index names, new names, operational tables
 LEDGER_FILES = ("001_scoring_runs.sql", "002_quarantine.sql", "003_deliveries.sql", "004_schema_migrations.sql",
                 "005_drift.sql", "006_model_registrations.sql", "007_shadow_comparisons.sql",
                 "008_performance.sql")
@@ -325,18 +346,23 @@ def apply_migrations(engine: Engine) -> list[str]:
     return applied
 
 
-def ensure_predictions(engine: Engine, table: str, key: str, key_type: str, schema: str | None = None) -> None:
-    """Create a job's predictions table, its index and its analyst views if they are missing (in the
-    analysts' ``schema`` on PostgreSQL), with their comments."""
+def ensure_predictions(engine: Engine, table: str, key: str, key_type: str, schema: str | None = None,
+                       job_id: str | None = None) -> None:
+    """Create a job's predictions table, its index, its latest-row table and its analyst views if they
+    are missing (in the analysts' ``schema`` on PostgreSQL, the days and the latest rows in its
+    ``storage_schema``), with their comments; ``job_id``: the job publishing into it, whose ledger,
+    drift and quarantine counts the reader views of the schema show (sql/050, sql/051)."""
     ids = {"predictions": table, "key": key, "latest": f"{table}_latest", "daily": f"{table}_daily"}
     with begin(engine) as conn:
         _ddl_lock(conn)
         home = analyst_schema(conn, schema)
+        parts = storage_schema(conn, schema)
         if schema and not home:
             log.info("%s has one schema: predictions table %s stays there (output.schema %r is for PostgreSQL)",
                      conn.dialect.name, table, schema)
-        if home:
-            conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {_quote(conn, home)}")
+        for name in (home, parts):
+            if name:
+                conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {_quote(conn, name)}")
         for stmt in render_sql(conn, "010_predictions.sql", schema, key_type=key_type, **ids):
             conn.exec_driver_sql(stmt)
         # tables created before a column existed get it (the column list is the DDL's)
@@ -345,20 +371,137 @@ def ensure_predictions(engine: Engine, table: str, key: str, key_type: str, sche
                             ("router_version", "INTEGER")):
             if column not in have:
                 conn.exec_driver_sql(f"ALTER TABLE {table_name(conn, table, schema)} ADD COLUMN {column} {typ}")
-        readers = _view_readers(conn, home, [table, ids["latest"], ids["daily"]])
+        views = [ids["latest"], ids["daily"], *READER_VIEWS]
+        readers = _view_readers(conn, home, [table, *views])
         # the views depend on scored_at: dropped if it must change type, made anew below in any case
         upgrade_types(conn, table, ("scored_at",), schema=home, views=(ids["latest"], ids["daily"]))
         if _is_plain_table(conn, table, home):
             partition_by_day(conn, table, key, home, views=(ids["latest"], ids["daily"]))
+        if parts:
+            move_partitions(conn, table, home, parts)
         pk = sa.inspect(conn).get_pk_constraint(table, schema=home)["constrained_columns"]
-        for name in ("015_predictions_index.sql", "020_views.sql"):
-            if name.startswith("015") and pk[:1] == [key]:  # the primary key serves an entity's history
-                continue
-            for stmt in render_sql(conn, name, schema, by_key=f"{table}_by_key", **ids):
+        if pk[:1] != [key]:  # the primary key does not serve an entity's history: an index by key
+            for stmt in render_sql(conn, "015_predictions_index.sql", schema, by_key=f"{table}_by_key", **ids):
                 conn.exec_driver_sql(stmt)
+        current = ensure_latest_table(conn, table, key, schema)
+        for stmt in render_sql(conn, "020_views.sql", schema, quoted={"current": current}, **ids):
+            conn.exec_driver_sql(stmt)
+        if job_id is not None:
+            _reader_views(conn, job_id, table, key, key_type, schema)
         for view, grantee in readers:  # views made anew, a table migrated: who could read them still can
             conn.exec_driver_sql(f"GRANT SELECT ON {table_name(conn, view, schema)} TO {_quote_role(conn, grantee)}")
         comment(conn, dictionary.objects("analyst", table, key), schema)
+        if job_id is not None:
+            comment(conn, dictionary.objects("reader"), schema)
+        comment(conn, dictionary.objects("storage", partition_prefix(table), key), parts)
+        if job_id is not None:
+            comment(conn, dictionary.objects("jobs"), parts)
+
+
+READER_VIEWS = ("scoring_attempts", "scoring_drift_daily", "scoring_quarantine_daily")
+JOBS_TABLE = "scoring_jobs"
+
+
+def _reader_views(conn: Connection, job_id: str, table: str, key: str, key_type: str, schema: str | None) -> None:
+    """The analysts' views of the ledger, the drift and the quarantine (``sql/050``, ``sql/051``), limited
+    to the jobs recorded in the storage schema's ``scoring_jobs`` as publishing into this schema."""
+    parts = storage_schema(conn, schema)
+    jobs = table_name(conn, JOBS_TABLE, parts)
+    names = {"attempts": READER_VIEWS[0], "drift_daily": READER_VIEWS[1], "quarantine_daily": READER_VIEWS[2]}
+    for stmt in render_sql(conn, "050_reader_views.sql", schema, quoted={"jobs": jobs}, **names):
+        conn.exec_driver_sql(stmt)
+    params = {"j": job_id, "t": table, "k": key, "kt": {"int": "BIGINT", "str": "TEXT"}[key_type],
+              "u": dt.datetime.now(dt.UTC).replace(tzinfo=None)}
+    row = conn.execute(sa.text(f"SELECT table_name, entity_key, key_type FROM {jobs} WHERE job_id = :j"),
+                       params).first()
+    if row is None:
+        conn.execute(sa.text(f"INSERT INTO {jobs} (job_id, table_name, entity_key, key_type, updated_at) "
+                             "VALUES (:j, :t, :k, :kt, :u)"), params)
+    elif tuple(row) != (table, key, params["kt"]):
+        conn.execute(sa.text(f"UPDATE {jobs} SET table_name = :t, entity_key = :k, key_type = :kt, updated_at = :u "
+                             "WHERE job_id = :j"), params)
+    for stmt in render_sql(conn, f"051_quarantine_daily.{conn.dialect.name}.sql", schema, quoted={"jobs": jobs},
+                           quarantine_daily=names["quarantine_daily"]):
+        conn.exec_driver_sql(stmt)
+
+
+def latest_table(table: str) -> str:
+    """The name of a predictions table's latest-row table (in its storage schema): ``<prefix>_current``."""
+    return f"{partition_prefix(table)}_current"
+
+
+def ensure_latest_table(conn: Connection, table: str, key: str, schema: str | None) -> str:
+    """The latest-row table of a predictions table (``sql/021_latest_table.sql``): made if missing, from the
+    table's history (``sql/022``), in the caller's transaction; columns the table gained are added.
+    Returns its qualified, quoted name."""
+    parts = storage_schema(conn, schema)
+    name = latest_table(table)
+    current = table_name(conn, name, parts)
+    inspector = sa.inspect(conn)
+    existed = inspector.has_table(name, schema=parts)
+    prefix = partition_prefix(table)
+    ids = {"predictions": table, "key": key, "current_key": f"{prefix}_current_key",
+           "current_day": f"{prefix}_current_day"}
+    for stmt in render_sql(conn, "021_latest_table.sql", schema, quoted={"current": current}, **ids):
+        conn.exec_driver_sql(stmt)
+    columns = [c["name"] for c in inspector.get_columns(table, schema=analyst_schema(conn, schema))]
+    if existed:
+        have = {c["name"] for c in sa.inspect(conn).get_columns(name, schema=parts)}
+        for column in (c for c in inspector.get_columns(table, schema=analyst_schema(conn, schema))
+                       if c["name"] not in have):
+            conn.exec_driver_sql(f"ALTER TABLE {current} ADD COLUMN {quote_column(conn, column['name'], 'column')} "
+                                 f"{column['type'].compile(dialect=conn.dialect)}")
+        return current
+    quoted = {"current": current, **_column_lists(conn, columns)}
+    for stmt in render_sql(conn, "022_latest_fill.sql", schema, quoted=quoted, **ids):
+        conn.exec_driver_sql(stmt)
+    log.info("made the latest-row table %s of %s from its history", current, table)
+    return current
+
+
+def _column_lists(conn: Connection | Engine, columns: list[str]) -> dict[str, str]:
+    """``{columns}``, ``{p_columns}``, ``{o_columns}``, ``{n_columns}`` and ``{updates}`` of sql/022 and sql/023."""
+    quoted = [conn.dialect.identifier_preparer.quote_identifier(check_column_name(c, "column", reserved=frozenset()))
+              for c in columns]
+    return {"columns": ", ".join(quoted), **{f"{a}_columns": ", ".join(f"{a}.{c}" for c in quoted) for a in "pon"},
+            "updates": ", ".join(f"{c} = excluded.{c}" for c in quoted)}
+
+
+def latest_statements(engine: Engine | Connection, table: str, key: str, columns: list[str], day: dt.date,
+                      schema: str | None, new: str) -> list[str]:
+    """The statements of a publish of ``day`` that keep the latest-row table in step (``sql/023``), for the
+    transaction of the publish; ``new``: the qualified table holding the day's new rows."""
+    literal = f"DATE '{day.isoformat()}'" if engine.dialect.name == "postgresql" else f"'{day.isoformat()}'"
+    quoted = {"current": table_name(engine, latest_table(table), storage_schema(engine, schema)), "new": new,
+              "day": literal, **_column_lists(engine, columns)}
+    return render_sql(engine, "023_latest_publish.sql", schema, quoted=quoted, predictions=table, key=key,
+                      cur=latest_table(table))
+
+
+def move_partitions(conn: Connection, table: str, home: str, parts: str) -> list[str]:
+    """PostgreSQL: move the day partitions of ``home.table`` made beside it (before issue 24), and load tables
+    of it left there, into ``parts`` (its ``storage_schema``). ``SET SCHEMA`` changes the catalogue only:
+    no row moves. Recorded in scoring_schema_migrations as ``day_partitions_schema:<home>.<table>``."""
+    parent = f"{_quote(conn, home)}.{_quote(conn, table)}"
+    found = conn.execute(sa.text(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = CAST(:p AS regclass) AND c.relnamespace = CAST(:h AS regnamespace) "
+        "UNION ALL SELECT c.relname FROM pg_class c WHERE c.relnamespace = CAST(:h AS regnamespace) "
+        "AND c.relkind = 'r' AND NOT c.relispartition "
+        "AND CASE WHEN starts_with(COALESCE(obj_description(c.oid, 'pg_class'), ''), :mark) "
+        "THEN CAST(substr(obj_description(c.oid, 'pg_class'), :at) AS json) ->> 'table' = :t ELSE false END"),
+        {"p": parent, "h": _quote(conn, home), "mark": LOAD_MARK, "at": len(LOAD_MARK) + 1, "t": table}).scalars().all()
+    for name in found:
+        conn.exec_driver_sql(f"ALTER TABLE {_quote(conn, home)}.{_quote(conn, name)} SET SCHEMA {_quote(conn, parts)}")
+    record = f"day_partitions_schema:{home}.{table}"
+    if found and conn.execute(sa.text("SELECT 1 FROM scoring_schema_migrations WHERE name = :n"),
+                              {"n": record}).first() is None:
+        conn.execute(sa.text("INSERT INTO scoring_schema_migrations (name, applied_at) VALUES (:n, :t)"),
+                     {"n": record, "t": dt.datetime.now(dt.UTC).replace(tzinfo=None)})
+    if found:
+        log.info("moved %d day partition(s) of %s.%s to schema %s (out of the analysts' listing)",
+                 len(found), home, table, parts)
+    return list(found)
 
 
 SHADOW_COLUMNS = ["partition_date", "model_name", "model_version", "prediction", "score", "run_id", "scored_at"]
@@ -425,12 +568,13 @@ def partition_by_day(conn: Connection, table: str, key: str, schema: str | None,
     """PostgreSQL: migrate a plain predictions table into one partitioned by day (``sql/030_partition_by_day.sql``),
     in the caller's transaction; the ``views`` on it are dropped (the caller makes them anew)."""
     home = schema or conn.execute(sa.text("SELECT current_schema()")).scalar_one()
+    days_in = storage_schema(conn, schema) or home  # the day partitions' schema
     rows = conn.execute(sa.text(f"SELECT COUNT(*) FROM {table_name(conn, table, schema)}")).scalar_one()
     for view in views:
         conn.exec_driver_sql(f"DROP VIEW IF EXISTS {table_name(conn, view, schema)}")
     legacy = f"{table[:50]}_plain"
     for stmt in render_sql(conn, "030_partition_by_day.sql", schema,
-                           literals={"schema": home, "prefix": partition_prefix(table)},
+                           literals={"schema": days_in, "prefix": partition_prefix(table)},
                            predictions=table, key=key, legacy=legacy, legacy_q=legacy,
                            old_by_key=f"{table}_by_key", legacy_by_key=f"{legacy}_by_key"):
         conn.execute(sa.text(stmt))  # text(): the DO block's format() holds % signs the driver must not read
@@ -568,6 +712,7 @@ def replace_partition(
                 _delete_quarantine(conn, job_id, partition_date)
                 for batch in batches:
                     written += _insert(conn, qt, key, batch.select(columns))
+                _keep_latest(conn, table, key, partition_date, schema)
                 _insert_quarantine(conn, quarantine)
                 if attempt is not None:
                     from pipeline import lease
@@ -585,6 +730,13 @@ def replace_partition(
     log.info("replaced partition %s of %s: %d rows in %.2fs (%.0f rows/s)", partition_date, table,
              written, seconds, written / seconds if seconds else 0)
     return written
+
+
+def _keep_latest(conn: Connection, table: str, key: str, day: dt.date, schema: str | None) -> None:
+    """SQLite: the latest-row table kept in step with the day just replaced, in the same transaction."""
+    columns = [c["name"] for c in sa.inspect(conn).get_columns(latest_table(table), schema=storage_schema(conn, schema))]
+    for stmt in latest_statements(conn, table, key, columns, day, schema, table_name(conn, table, schema)):
+        conn.exec_driver_sql(stmt)
 
 
 LINEAGE_TYPES = {"route": pa.string(), "router_model": pa.string(), "router_version": pa.int32()}
@@ -653,9 +805,9 @@ def _insert_quarantine(conn: Connection, quarantine: Iterable[list[dict[str, Any
         if rows:
             conn.execute(
                 sa.text(
-                    "INSERT INTO scoring_quarantine (job_id, partition_date, run_id, entity_key, "
+                    "INSERT INTO scoring_quarantine (job_id, partition_date, run_id, entity_key, entity_key_int, "
                     "reasons, row_values, quarantined_at) VALUES (:job_id, :partition_date, "
-                    ":run_id, :entity_key, :reasons, :row_values, :quarantined_at)"
+                    ":run_id, :entity_key, :entity_key_int, :reasons, :row_values, :quarantined_at)"
                 ),
                 rows,
             )
@@ -670,7 +822,8 @@ def _is_db_error(exc: BaseException) -> bool:
 
 
 QUARANTINE_SCHEMA = pa.schema([("job_id", pa.string()), ("partition_date", pa.date32()), ("run_id", pa.string()),
-                               ("entity_key", pa.string()), ("reasons", pa.string()), ("row_values", pa.string()),
+                               ("entity_key", pa.string()), ("entity_key_int", pa.int64()), ("reasons", pa.string()),
+                               ("row_values", pa.string()),
                                ("quarantined_at", pa.timestamp("us"))])
 
 
@@ -711,7 +864,7 @@ def _replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, p
     """
     import adbc_driver_postgresql.dbapi as adbc
 
-    prefix = partition_prefix(table)
+    prefix, key = partition_prefix(table), columns[0]
     token = hashlib.sha256(f"{attempt}:{os.getpid()}:{time.time_ns()}".encode()).hexdigest()[:6]
     load = f"{prefix}_{partition_date:%Y%m%d}_load_{token}"
     mark = LOAD_MARK + json.dumps({"table": table, "job_id": job_id, "day": partition_date.isoformat(),
@@ -720,24 +873,26 @@ def _replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, p
         cur.execute("SELECT current_schema()")
         db_schema = cur.fetchone()[0]  # the operational tables' (the quarantine's)
         home = schema or db_schema
-        parent, q_load = _qualified(engine, home, table), _qualified(engine, home, load)
-        _drop_dead_loads(cur, engine, home, table, partition_date)
+        days_in = storage_schema(engine, schema) or db_schema  # the day partitions' and load tables' schema
+        parent, q_load = _qualified(engine, home, table), _qualified(engine, days_in, load)
+        _drop_dead_loads(cur, engine, days_in, table, partition_date)
         constants = constants or {}
         _create_load(engine, cur, q_load, parent, partition_date, mark, constants)
         conn.commit()
         try:
-            written = _copy_rows(cur, load, home, [c for c in columns if c not in constants], batches)
+            written = _copy_rows(cur, load, days_in, [c for c in columns if c not in constants], batches)
             conn.commit()
             if constants:
                 cur.execute(f"ALTER TABLE {q_load} " + ", ".join(
                     f"ALTER COLUMN {_quote(engine, c)} DROP DEFAULT" for c in constants))
                 conn.commit()  # before the index builds: the other connections' wait for this lock
-            _index_load(engine, cur, home, load, parent, f"{prefix[:40]}_{partition_date:%Y%m%d}_{token}_pkey")
+            _index_load(engine, cur, days_in, load, parent, f"{prefix[:40]}_{partition_date:%Y%m%d}_{token}_pkey")
             cur.execute(f"ANALYZE {q_load}")
             conn.commit()
             rows = list(quarantine)  # read once: a swap that must wait for readers is tried again
             _tried(SWAP_TRIES, conn, f"swapping partition {partition_date} of {table} in", lambda: _swap(
-                cur, engine, home, table, load, partition_date, job_id, rows, db_schema, attempt, mark))
+                cur, engine, Homes(home, days_in, db_schema, schema), table, key, load, partition_date, job_id, rows,
+                attempt, mark))
         except BaseException:
             with contextlib.suppress(Exception):
                 conn.rollback()
@@ -856,20 +1011,41 @@ def _copy_rows(cur: Any, table: str, schema: str, columns: list[str], batches: I
         raise
 
 
-def _swap(cur: Any, engine: Engine, home: str, table: str, load: str, day: dt.date, job_id: str,
-          quarantine: list[list[dict[str, Any]]], db_schema: str, attempt: tuple[str, int] | None, mark: str) -> None:
-    """The swap transaction: quarantine, publish check, then (holding the table's lock only for these
-    catalogue changes) the old partition of ``day`` detached and dropped and ``load`` attached as it."""
+@dataclasses.dataclass(frozen=True)
+class Homes:
+    """PostgreSQL: the schemas of a persist: the predictions table's, its days' (and load tables'), the ledger's,
+    and the job's analysts' schema (None: the connection's own)."""
+
+    table: str
+    days: str
+    ledger: str
+    analyst: str | None
+
+
+def _swap(cur: Any, engine: Engine, homes: Homes, table: str, key: str, load: str, day: dt.date, job_id: str,
+          quarantine: list[list[dict[str, Any]]], attempt: tuple[str, int] | None, mark: str) -> None:
+    """The swap transaction: the latest-row table kept in step, quarantine, publish check, then (holding
+    the table's lock only for these catalogue changes) the old partition of ``day`` detached and dropped
+    and ``load`` attached as it."""
+    parent, q_load = _qualified(engine, homes.table, table), _qualified(engine, homes.days, load)
+    current = _qualified(engine, homes.days, latest_table(table))
+    # one publish of the table at a time keeps its latest rows (readers are not held: they take ACCESS SHARE)
+    cur.execute(f"LOCK TABLE {current} IN SHARE ROW EXCLUSIVE MODE")
     cur.execute(f"SET LOCAL lock_timeout = '{int(settings.swap_lock_timeout_s() * 1000)}ms'")
+    cur.execute("SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped "
+                "ORDER BY attnum", parameters=(current,))
+    columns = [r[0] for r in cur.fetchall()]
+    for stmt in latest_statements(engine, table, key, columns, day, homes.analyst, q_load):
+        cur.execute(stmt)
     cur.execute("DELETE FROM scoring_quarantine WHERE job_id = $1 AND partition_date = $2", parameters=(job_id, day))
     for rows in quarantine:
         if rows:
-            cur.adbc_ingest("scoring_quarantine", _quarantine_table(rows), mode="append", db_schema_name=db_schema)
+            cur.adbc_ingest("scoring_quarantine", _quarantine_table(rows), mode="append", db_schema_name=homes.ledger)
     if attempt is not None:
         from pipeline import lease
 
         lease.publish_adbc(cur, job_id, *attempt, day)
-    parent, final = _qualified(engine, home, table), f"{partition_prefix(table)}_{day:%Y%m%d}"
+    final = f"{partition_prefix(table)}_{day:%Y%m%d}"
     cur.execute(
         "SELECT c.oid::regclass::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
         "WHERE i.inhparent = $1::regclass AND pg_get_expr(c.relpartbound, c.oid) = $2",
@@ -877,11 +1053,11 @@ def _swap(cur: Any, engine: Engine, home: str, table: str, load: str, day: dt.da
     for (old,) in cur.fetchall():
         cur.execute(f"ALTER TABLE {parent} DETACH PARTITION {old}")
         cur.execute(f"DROP TABLE {old}")
-    cur.execute(f"ALTER TABLE {_qualified(engine, home, load)} RENAME TO {_quote(engine, final)}")
-    cur.execute(f"ALTER TABLE {parent} ATTACH PARTITION {_qualified(engine, home, final)} "
+    cur.execute(f"ALTER TABLE {q_load} RENAME TO {_quote(engine, final)}")
+    cur.execute(f"ALTER TABLE {parent} ATTACH PARTITION {_qualified(engine, homes.days, final)} "
                 f"FOR VALUES IN (DATE '{day.isoformat()}')")
     info = json.loads(mark[len(LOAD_MARK):])
-    cur.execute(f"COMMENT ON TABLE {_qualified(engine, home, final)} IS " + _literal(
+    cur.execute(f"COMMENT ON TABLE {_qualified(engine, homes.days, final)} IS " + _literal(
         engine, f"Partition {day} of {table}: the rows of run {info['run_id']} attempt {info['attempt']}."))
 
 

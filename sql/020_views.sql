@@ -1,16 +1,17 @@
 -- Views for analysts over one predictions table ({key}: the quoted entity key column).
 -- {latest}: the most recent prediction of every entity, with the day it was scored for
 -- (partition_date), the table's newest partition (latest_partition) and whether this entity's
--- score is older than that (is_stale: the entity was not in the newest partition).
+-- score is older than that (is_stale: the entity was not in the newest partition). It reads
+-- {current} (sql/021_latest_table.sql), one row per entity kept by every publish, so its cost is
+-- that of the entities, not of the history: the newest partition is the newest day {current}
+-- holds (every row of that day is its entity's latest), read from its index by day.
 DROP VIEW IF EXISTS {latest};
 CREATE VIEW {latest} AS
-SELECT p.*,
+SELECT c.*,
        t.latest_partition,
-       (p.partition_date < t.latest_partition) AS is_stale
-FROM {predictions} p
-JOIN (SELECT {key} AS k, MAX(partition_date) AS d FROM {predictions} GROUP BY {key}) m
-  ON p.{key} = m.k AND p.partition_date = m.d
-CROSS JOIN (SELECT MAX(partition_date) AS latest_partition FROM {predictions}) t;
+       (c.partition_date < t.latest_partition) AS is_stale
+FROM {current} c
+CROSS JOIN (SELECT MAX(partition_date) AS latest_partition FROM {current}) t;
 -- {daily}: one row per partition and model version.
 DROP VIEW IF EXISTS {daily};
 CREATE VIEW {daily} AS

@@ -51,11 +51,12 @@ def _replace(engine: sa.Engine, n: int, day: dt.date = DAY, run_id: str = "r", *
 
 
 def _tables(conn: sa.Connection) -> dict[str, tuple[str, bool]]:
-    """The predictions table and every table named after it: name -> (relkind, is a partition)."""
+    """The predictions table and every table named after it but its latest-row table: name -> (relkind, is a
+    partition)."""
     return {r[0]: (r[1], r[2]) for r in conn.execute(sa.text(
         "SELECT c.relname, c.relkind, c.relispartition FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND starts_with(c.relname, :t)"),
-        {"t": TABLE}).all()}
+        "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND starts_with(c.relname, :t) "
+        "AND c.relname <> :current"), {"t": TABLE, "current": store.latest_table(TABLE)}).all()}
 
 
 def _partitions(conn: sa.Connection) -> dict[str, str]:
