@@ -42,6 +42,11 @@ $(BROWSER): # Debian's chromium for the browser tests (Playwright drives it; not
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	else echo "browser tests need Debian's chromium: sudo apt-get install chromium (without it they skip)"; fi
 
+PROMETHEUS := /usr/bin/prometheus
+$(PROMETHEUS): # Debian's prometheus (with promtool) for the metrics tests: a real Prometheus scrapes the exporter
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; \
+	else echo "metrics tests need Debian's prometheus: sudo apt-get install prometheus (without it they skip; with CI=true they fail)"; fi
+
 # The suite runs on one worker more than the cores (pytest-xdist): many tests wait on Airflow's services
 # (a scheduler's loop, a worker's task) rather than compute. The longest tests are collected first
 # (tests/conftest.py) and `--dist load --maxschedchunk 1` deals them out one by one (xdist would otherwise
@@ -49,7 +54,7 @@ $(BROWSER): # Debian's chromium for the browser tests (Playwright drives it; not
 # PYTEST_ARGS narrows a run: make test PYTEST_ARGS="-m 'not postgres'"; XDIST= runs in one process.
 XDIST ?= -n $(shell echo $$(( $$(nproc) + 1 ))) --dist load --maxschedchunk 1
 PYTEST_ARGS ?=
-test: $(STAMP) $(BROWSER) lint ## lint and the docs build, then the whole test suite on every core (PostgreSQL required when CI=true)
+test: $(STAMP) $(BROWSER) $(PROMETHEUS) lint ## lint and the docs build, then the whole test suite on every core (PostgreSQL required when CI=true)
 	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## the edit loop: unit and DAG tests, no PostgreSQL, no Airflow run (under a minute)
