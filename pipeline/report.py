@@ -217,6 +217,9 @@ def _drift_table(drift: list[dict[str, Any]]) -> str:
             return "<td class='fail'>breach</td>"
         if r["value"] > r["threshold"]:
             return "<td>PSI above the threshold, not significant (sample too small or noise)</td>"
+        p, level = r.get("p_value"), r.get("alpha_used")
+        if p is not None and level and p < level:
+            return "<td class='ok'>stable (a significant but small shift: PSI under the threshold)</td>"
         return "<td class='ok'>stable</td>"
 
     rows = "".join(f"<tr><td>{escape(r['feature'])}</td><td>{r['value']:.3f}</td><td>{r.get('row_count')}</td>"
