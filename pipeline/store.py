@@ -1090,7 +1090,8 @@ def _insert(conn: Connection, qtable: str, key: str, batch: pa.Table) -> int:
     quoted = ", ".join(_prediction_columns(conn, key))
     marks = ", ".join("?" for _ in columns)
     rows = list(zip(*(batch.column(c).to_pylist() for c in columns), strict=True))
-    conn.exec_driver_sql(f"INSERT INTO {qtable} ({quoted}) VALUES ({marks})", rows)
+    if rows:  # sqlite3's executemany refuses an empty list
+        conn.exec_driver_sql(f"INSERT INTO {qtable} ({quoted}) VALUES ({marks})", rows)
     return batch.num_rows
 
 
