@@ -19,7 +19,7 @@ import sqlalchemy as sa
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline import ledger, local, metrics, run
+from pipeline import ledger, local, metrics, never_ran, run
 from pipeline.errors import ScoringError
 from tests.conftest import DAY, ROOT, scoring_cli, write_job, write_partition
 from tests.e2e.conftest import dags_test, free_port
@@ -126,11 +126,25 @@ def test_cli_runs_read_back_from_a_real_prometheus(home: Path, prometheus: Prome
     assert published.returncode == 0, published.stdout + published.stderr
     write_job(home, job_id="other_test")
     assert scoring_cli("run", "other_test", "--date", DAY.isoformat()).returncode == 0
+    # a flagged breach: a shifted day published under the flag policy (drift; maybe a quarantine share over 0.01%)
+    flagged_day = DAY + dt.timedelta(days=2)
+    write_partition(home, flagged_day, n=2000, shift=1.0)
+    write_job(home, job_id="other_test", validation={"max_quarantine_share": 0.0001, "on_breach": "flag"})
+    flagged = scoring_cli("run", "other_test", "--date", flagged_day.isoformat())
+    assert flagged.returncode == 0, flagged.stdout + flagged.stderr
+    # a day whose data never came: the row the sensor's give-up writes (pipeline/never_ran.py)
+    missing_day = DAY + dt.timedelta(days=3)
+    never_ran.record(run.engine(run.find_job("other_test")), job_id="other_test", run_id="scheduled__missing",
+                     partition_date=missing_day, outcome="missing", error=f"no data for {missing_day}",
+                     mode="persist", dry_run=False, model_name="churn")
     with run.engine(run.find_job("churn_test")).connect() as conn:
         rows = [dict(r) for r in conn.execute(sa.text(
             "SELECT * FROM scoring_runs ORDER BY job_id, partition_date")).mappings()]
     [bad, good] = [r for r in rows if r["job_id"] == "churn_test"]
     assert (bad["status"], good["status"]) == ("failed", "success")
+    [plain, marked, missing] = [r for r in rows if r["job_id"] == "other_test"]
+    assert missing["status"] == "missing" and plain["breach"] is None
+    assert "drift" in metrics.breaches(marked), marked["breach"]
     # a count past 999,999 (the old :g format sent 1.23457e+06): the published row with more rows
     metrics.emit_run({**good, "job_id": "big_test", "rows_in": 1_234_567, "rows_scored": 1_234_567})
 
@@ -140,7 +154,7 @@ def test_cli_runs_read_back_from_a_real_prometheus(home: Path, prometheus: Prome
 
     # (a) the scoring job's label survives: one series per job, none renamed exported_job
     by_job = {s["metric"].get("job"): s["value"][1] for s in prometheus.query("max by (job) (scoring_run_status)")}
-    assert by_job == {"churn_test": "1", "other_test": "1", "big_test": "1"}
+    assert by_job == {"churn_test": "1", "other_test": "0", "big_test": "1"}  # other_test's latest: missing
     assert prometheus.query('{exported_job!=""}') == []
     # (b) exact values: midnight UTC to the second, counts whole, the end to the second
     assert prometheus.one('scoring_run_partition{job="churn_test",status="success"}') == midnight(later)
@@ -155,6 +169,12 @@ def test_cli_runs_read_back_from_a_real_prometheus(home: Path, prometheus: Prome
                           f'failed_stage="{bad["failed_stage"]}"}}') == "1"
     assert prometheus.one(f'scoring_partition_failed{{job="churn_test",partition="{DAY}"}}') == "1"
     assert prometheus.one(f'scoring_partition_failed{{job="churn_test",partition="{later}"}}') == "0"
+    # what never ran leaves a metric too; a flagged breach is counted by kind
+    assert prometheus.one('scoring_run_attempts_total{job="other_test",status="missing",'
+                          'failed_stage="wait_for_partition"}') == "1"
+    assert prometheus.one(f'scoring_partition_failed{{job="other_test",partition="{missing_day}"}}') == "1"
+    assert {s["metric"]["breach"]: s["value"][1] for s in prometheus.query(
+        'scoring_run_breaches_total{job="other_test"}')} == {b: "1" for b in metrics.breaches(marked)}
 
     # the shipped alerts fire, each naming the scoring job
     def firing() -> dict[str, list[dict[str, Any]]]:
@@ -162,18 +182,27 @@ def test_cli_runs_read_back_from_a_real_prometheus(home: Path, prometheus: Prome
         for alert in prometheus.alerts():
             if alert["state"] == "firing":
                 out.setdefault(alert["labels"]["alertname"], []).append(alert)
-        assert {"ScoringRunFailed", "ScoringPartitionNotPublished", "ScoringPartitionStale"} <= set(out), out
+        assert {"ScoringRunFailed", "ScoringPartitionNotPublished", "ScoringPartitionStale",
+                "ScoringBreachFlagged"} <= set(out), out
         # days of 2026-11: every job's newest published day is more than two days old
         assert {a["labels"]["job"] for a in out["ScoringPartitionStale"]} == {"churn_test", "other_test", "big_test"}
         return out
 
     alerts = wait_until("the alerts to fire", firing, 60)
-    [failure] = alerts["ScoringRunFailed"]
-    assert failure["labels"]["job"] == "churn_test"
-    assert failure["annotations"]["summary"].startswith(
+    failures = {a["labels"]["job"]: a for a in alerts["ScoringRunFailed"]}
+    assert {j: a["labels"]["status"] for j, a in failures.items()} == {
+        "churn_test": "failed", "other_test": "missing"}
+    assert failures["churn_test"]["annotations"]["summary"].startswith(
         f"churn_test: an attempt ended failed at stage {bad['failed_stage']}")
-    [day] = alerts["ScoringPartitionNotPublished"]
-    assert (day["labels"]["job"], day["labels"]["partition"]) == ("churn_test", DAY.isoformat())
+    assert failures["other_test"]["annotations"]["summary"].startswith(
+        "other_test: an attempt ended missing at stage wait_for_partition")
+    days = {(a["labels"]["job"], a["labels"]["partition"]): a for a in alerts["ScoringPartitionNotPublished"]}
+    assert set(days) == {("churn_test", DAY.isoformat()), ("other_test", missing_day.isoformat())}
+    assert days[("churn_test", DAY.isoformat())]["annotations"]["summary"].startswith(
+        f"churn_test: partition {DAY} is not published")
+    breaches = {a["labels"]["breach"]: a["annotations"]["summary"] for a in alerts["ScoringBreachFlagged"]}
+    assert set(breaches) == set(metrics.breaches(marked))
+    assert breaches["drift"].startswith("other_test: a partition was published with a drift breach")
     stale = {a["labels"]["job"]: a["annotations"]["summary"] for a in alerts["ScoringPartitionStale"]}
     assert stale["churn_test"].startswith("churn_test: the newest published partition is more than two days old")
     assert not any(a["labels"].get("job") == "statsd-exporter" for a in prometheus.alerts())
