@@ -177,7 +177,7 @@ def classify(job: JobConfig, day: dt.date, attempts: list[dict[str, Any]], now: 
                         else f"failed at {stage or 'an unknown stage'}")
     elif status in ("missing", "skipped"):
         entry.state = status
-        entry.detail = (entry.row["error"] or status).splitlines()[0]
+        entry.detail = entry.row["error"] or status
     elif status == "running":
         entry.state, entry.late = "running", deadline is not None and now >= deadline
         entry.detail = f"running since {_when(_aware(row['started_at']))}"

@@ -10,7 +10,8 @@
 - A *Partitions* tab on every DAG page (an external view) shows it to users whom Airflow lets read
   that DAG's runs (``requires_access_dag``).
 
-One self-contained page: no script, no file from elsewhere; the charts are inline SVG.
+One self-contained page: no file from elsewhere, the charts are inline SVG; its one script lets a link to
+a UI page (the run, its report tab) leave the UI's sandboxed frame.
 """
 
 from __future__ import annotations
@@ -54,6 +55,12 @@ th{background:#f3f3f3} .num{text-align:right} .null{color:#888;font-style:italic
 .err{font-family:ui-monospace,monospace;font-size:.78rem;white-space:pre-wrap;max-width:40rem}
 svg text{font-size:11px;font-family:inherit} .problem{background:#fde8e8;padding:.6rem 1rem;border-radius:.3rem}
 """
+# The UI shows a plugin's page in a sandboxed iframe that may not navigate the window itself (no
+# allow-top-navigation): a click on a link to a UI page (target _top) asks the UI's own document to follow it.
+# Opened on its own (no frame), the link works as it is. (The same lines are in both scoring plugins.)
+FOLLOW_IN_UI = ("<script>document.addEventListener('click',function(e){var a=e.target.closest('a[target=_top]');"
+                "if(!a||e.defaultPrevented||window.top===window)return;try{var d=window.top.document,x=d.createElement('a');x.href=a.href;"
+                "d.body.appendChild(x);x.click();e.preventDefault()}catch(err){}})</script>")
 LINE_COLORS = ("#4a78b5", "#e08a00", "#3b8a3b", "#b33", "#6d2a6d", "#777")
 
 
@@ -102,7 +109,7 @@ def render(job: Any, calendar: list[Any], days: int) -> str:
 
 def _page(title: str, body: str) -> str:
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title><style>{STYLE}</style>"
-            f"</head><body><h1>{escape(title)}</h1>{body}</body></html>")
+            f"</head><body><h1>{escape(title)}</h1>{body}{FOLLOW_IN_UI}</body></html>")
 
 
 def run_href(dag_id: str, run_id: str) -> str:
@@ -164,12 +171,12 @@ def _days(job: Any, calendar: list[Any]) -> str:
                      "report</a>")
         model = f"{row.get('model_name')} v{row['model_version']}" if row.get("model_version") is not None else None
         breaches = ", ".join(d.breaches)
-        error = row.get("error") if d.state in ("failed", "missing", "skipped") else None
+        error = row.get("error") if d.state == "failed" else None  # a missing or skipped day's is its detail
         rows.append(
             f"<tr id='d-{d.day}' data-state='{d.state}'><td>{d.day}</td>"
             f"<td><span class='badge' style='background:{bg};color:{fg}'>{escape(label)}</span>"
             f"{' <b>late</b>' if d.late else ''}</td>"
-            f"<td>{escape(d.detail)}{f'<br><b>breach:</b> {escape(breaches)}' if breaches else ''}"
+            f"<td>{escape(d.detail[:600])}{f'<br><b>breach:</b> {escape(breaches)}' if breaches else ''}"
             f"{f'<div class=err>{escape(error[:600])}</div>' if error else ''}</td>"
             f"<td>{escape(model) if model else ''}{' (dry run)' if row.get('dry_run') else ''}</td>"
             + _cell(row.get("rows_in"), "{:,}") + _cell(row.get("rows_written"), "{:,}")
