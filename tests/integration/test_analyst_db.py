@@ -29,8 +29,11 @@ GROUP BY n.nspname, c.relname, c.relkind, c.oid
 
 def test_predictions_live_in_the_analysts_schema_with_comments_and_a_read_only_role(
         home: Path, pg_url: str, pg_server: str) -> None:
+    from pipeline import store
+
     ops = pg_url.rsplit("%3D", 1)[1]
     analytics, role, login = (f"{p}_{uuid.uuid4().hex[:10]}" for p in ("analytics", "reader", "alice"))
+    parts = f"{analytics}_partitions"
     write_partition(home, n=800)
     job = load_job(write_job(home, output={"table": "churn_test_predictions", "connection": "scoring_db",
                                            "schema": analytics}))
@@ -38,9 +41,14 @@ def test_predictions_live_in_the_analysts_schema_with_comments_and_a_read_only_r
         summary = local.run_partition(job, DAY, run_id="a1")
         assert summary["status"] == "success" and summary["rows_written"] == summary["rows_scored"] > 700
         with psycopg.connect(pg_server, autocommit=True) as admin:
-            objects = {(r[0], r[1]): r for r in admin.execute(COMMENTS, ([analytics, ops],)).fetchall()}
+            objects = {(r[0], r[1]): r for r in admin.execute(COMMENTS, ([analytics, ops, parts],)).fetchall()}
             assert {name for schema, name in objects if schema == analytics} == {
-                "churn_test_predictions", "churn_test_predictions_latest", "churn_test_predictions_daily"}
+                "churn_test_predictions", "churn_test_predictions_latest", "churn_test_predictions_daily",
+                "scoring_attempts", "scoring_drift_daily", "scoring_quarantine_daily"}
+            assert {name for schema, name in objects if schema == parts} == {
+                "churn_test_predictions_current", "scoring_jobs"}, "the storage schema: latest rows and jobs"
+            assert admin.execute("SELECT count(*) FROM pg_class WHERE relispartition AND relkind = 'r' AND relnamespace = "
+                                 "CAST(%s AS regnamespace)", (f'"{parts}"',)).fetchone()[0] == 1, "the day, apart"
             assert {name for schema, name in objects if schema == ops} == {
                 "scoring_runs", "scoring_quarantine", "scoring_deliveries", "scoring_drift",
                 "scoring_schema_migrations", "scoring_model_registrations", "scoring_shadow_comparisons",
@@ -72,6 +80,9 @@ def test_predictions_live_in_the_analysts_schema_with_comments_and_a_read_only_r
         local.run_partition(job, DAY, run_id="a2")  # a re-run makes the views anew: the reader keeps them
         with psycopg.connect(f"{base}/test?options=-csearch_path%3D{analytics}", autocommit=True) as analyst:
             assert analyst.execute("SELECT COUNT(*) FROM churn_test_predictions_daily").fetchone()[0] == 1
+            _reader_views_say_what_the_ledger_says(analyst, summary)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):  # the days are read through the table only
+                analyst.execute(f'SELECT count(*) FROM "{parts}".churn_test_predictions_{DAY:%Y%m%d}')
             for statement in ("INSERT INTO churn_test_predictions SELECT * FROM churn_test_predictions LIMIT 1",
                               "UPDATE churn_test_predictions SET score = 0",
                               "DELETE FROM churn_test_predictions",
@@ -79,13 +90,41 @@ def test_predictions_live_in_the_analysts_schema_with_comments_and_a_read_only_r
                               f'SELECT * FROM "{ops}".scoring_quarantine'):
                 with pytest.raises(psycopg.errors.InsufficientPrivilege):
                     analyst.execute(statement)
+        listing = _psql(f"{base}/test?options=-csearch_path%3D{analytics}", r"\dt")
+        assert "churn_test_predictions " in listing and f"_{DAY:%Y%m%d}" not in listing, listing
+        assert store.storage_schema(store.engine_for(store.resolve_url("scoring_db")), analytics) == parts
     finally:
         with psycopg.connect(pg_server, autocommit=True) as admin:
             admin.execute(f'DROP SCHEMA IF EXISTS "{analytics}" CASCADE')
+            admin.execute(f'DROP SCHEMA IF EXISTS "{parts}" CASCADE')
             for name in (login, role):
                 if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
                     admin.execute(f'DROP OWNED BY "{name}"')
                     admin.execute(f'DROP ROLE "{name}"')
+
+
+def _psql(url: str, command: str) -> str:
+    """What psql prints for a meta-command, as the analyst's login sees it (the listing they read)."""
+    out = subprocess.run(["psql", url, "-X", "-c", command], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def _reader_views_say_what_the_ledger_says(analyst: psycopg.Connection, summary: dict) -> None:
+    """The reader views of the run's day: its attempts, its quarantine reasons, its drift; no raw value."""
+    attempts = analyst.execute("SELECT status, live, rows_quarantined, rows_written FROM scoring_attempts "
+                               "WHERE job_id = 'churn_test' AND partition_date = %s ORDER BY started_at", (DAY,)).fetchall()
+    assert attempts and attempts[-1] == ("success", True, summary["rows_quarantined"], summary["rows_written"])
+    columns = [c.name for c in analyst.execute("SELECT * FROM scoring_quarantine_daily LIMIT 0").description]
+    assert columns == ["job_id", "partition_date", "reason", "row_count"], "counts and reason codes, no values"
+    reasons = dict(analyst.execute("SELECT reason, row_count FROM scoring_quarantine_daily WHERE job_id = 'churn_test' "
+                                   "AND partition_date = %s", (DAY,)).fetchall())
+    assert summary["rows_quarantined"] > 0 and reasons, "the demo data has rows to quarantine"
+    assert all(":" in r and ";" not in r for r in reasons), reasons  # one code a row
+    assert summary["rows_quarantined"] <= sum(reasons.values())
+    drift = analyst.execute("SELECT feature, value, row_count, p_value FROM scoring_drift_daily "
+                            "WHERE job_id = 'churn_test' AND partition_date = %s", (DAY,)).fetchall()
+    assert {"__score__"} <= {r[0] for r in drift} and all(r[2] > 0 for r in drift)
 
 
 def test_the_data_dictionary_in_the_docs_is_current() -> None:
@@ -171,3 +210,89 @@ def test_a_database_made_before_is_migrated_to_timestamptz_and_jsonb_keeping_eve
     with engine.begin() as conn:
         assert store.upgrade_types(conn, "scoring_runs", ("started_at",), ("stage_seconds",)) == [], "idempotent"
         assert conn.execute(sa.text("SELECT count(*) FROM scoring_quarantine")).scalar() >= 1
+
+
+PREVIOUS_LAYOUT = """
+ALTER TABLE "{parts}".{table}_{day} SET SCHEMA "{home}";
+DROP VIEW "{home}".scoring_attempts, "{home}".scoring_drift_daily, "{home}".scoring_quarantine_daily;
+DROP SCHEMA "{parts}" CASCADE;
+CREATE VIEW "{home}".{table}_latest AS SELECT p.*, t.latest_partition, (p.partition_date < t.latest_partition) AS is_stale
+FROM "{home}".{table} p JOIN (SELECT customer_id AS k, MAX(partition_date) AS d FROM "{home}".{table} GROUP BY 1) m
+  ON p.customer_id = m.k AND p.partition_date = m.d
+CROSS JOIN (SELECT MAX(partition_date) AS latest_partition FROM "{home}".{table}) t;
+GRANT SELECT ON "{home}".{table}_latest TO "{role}";
+ALTER TABLE "{ops}".scoring_quarantine DROP COLUMN entity_key_int;
+DELETE FROM "{ops}".scoring_schema_migrations WHERE name = '008_quarantine_typed_key.sql';
+INSERT INTO "{ops}".scoring_quarantine (job_id, partition_date, run_id, entity_key, reasons, row_values, quarantined_at)
+VALUES ('old_job', '2026-11-01', 'old', '42', 'not_null:age', '{{}}', now()),
+       ('old_job', '2026-11-01', 'old', '007', 'not_null:age', '{{}}', now()),
+       ('old_job', '2026-11-01', 'old', 'abc', 'not_null:age', '{{}}', now());
+"""
+CHECKSUM = "SELECT md5(string_agg(customer_id::text || partition_date::text || score::text, ',' ORDER BY 1)) FROM {t}"
+
+
+def test_a_database_of_the_previous_layout_moves_its_days_out_of_the_analysts_schema_keeping_every_row(
+        home: Path, pg_url: str, pg_server: str) -> None:
+    """The layout before issue 24: day partitions beside the table in the analysts' schema, ``_latest`` a view
+    over the whole history, the quarantine's key text only. (Made by a run, then put back as it was.) The next
+    run moves the days to ``<schema>_partitions`` (catalogue only: every row kept), makes the latest-row table
+    from the history, the reader views, and the quarantine's typed key; the reader reads all as before."""
+    ops = pg_url.rsplit("%3D", 1)[1]
+    analytics, role = (f"{p}_{uuid.uuid4().hex[:10]}" for p in ("analytics", "reader"))
+    parts, table = f"{analytics}_partitions", "churn_test_predictions"
+    before = DAY - dt.timedelta(days=1)
+    write_partition(home, before, n=600)
+    write_partition(home, DAY, n=500)
+    job = load_job(write_job(home, output={"table": table, "connection": "scoring_db", "schema": analytics}))
+    try:
+        assert local.run_partition(job, before, run_id="old")["status"] == "success"
+        assert subprocess.run([sys.executable, "-m", "pipeline.cli", "db", "grant-reader", "--schema", analytics,
+                               "--role", role], env=dict(os.environ), cwd=ROOT, capture_output=True,
+                              timeout=120).returncode == 0
+        with psycopg.connect(pg_server, autocommit=True) as admin:
+            admin.execute(PREVIOUS_LAYOUT.format(parts=parts, home=analytics, table=table, day=f"{before:%Y%m%d}",
+                                                 role=role, ops=ops))
+            old_rows = admin.execute(CHECKSUM.format(t=f'"{analytics}".{table}')).fetchone()[0]
+            assert admin.execute("SELECT count(*) FROM pg_class WHERE relnamespace = CAST(%s AS regnamespace) "
+                                 "AND relispartition AND relkind = 'r'", (f'"{analytics}"',)).fetchone()[0] == 1
+        assert local.run_partition(job, DAY, run_id="new")["status"] == "success"
+        with psycopg.connect(pg_server, autocommit=True) as admin:
+            where = dict(admin.execute(
+                "SELECT c.relname, n.nspname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN "
+                "pg_namespace n ON n.oid = c.relnamespace WHERE i.inhparent = CAST(%s AS regclass)",
+                (f'"{analytics}".{table}',)).fetchall())
+            assert where == {f"{table}_{before:%Y%m%d}": parts, f"{table}_{DAY:%Y%m%d}": parts}
+            assert admin.execute(CHECKSUM.format(t=f'"{analytics}".{table}') + " WHERE partition_date = %s",
+                                 (before,)).fetchone()[0] == old_rows, "the old day's rows, every one"
+            assert admin.execute(f'SELECT name FROM "{ops}".scoring_schema_migrations WHERE name LIKE '
+                                 "'day_partitions%' OR name LIKE '008%' ORDER BY 1").fetchall() == [
+                ("008_quarantine_typed_key.sql",), (f"day_partitions_schema:{analytics}.{table}",)]
+            typed = dict(admin.execute(f'SELECT entity_key, entity_key_int FROM "{ops}".scoring_quarantine '
+                                       "WHERE job_id = 'old_job'").fetchall())
+            assert typed == {"42": 42, "007": None, "abc": None}
+            new_keys = admin.execute(
+                "SELECT count(*), count(*) FILTER (WHERE CASE WHEN entity_key ~ '^[0-9]{1,18}$' THEN entity_key_int IS "
+                f'DISTINCT FROM CAST(entity_key AS BIGINT) END) FROM "{ops}".scoring_quarantine WHERE run_id = %s',
+                ("new",)).fetchone()
+            assert new_keys[0] > 0 and new_keys[1] == 0, "new rows of an integer-keyed job: the key typed as it parsed"
+            (joined,) = admin.execute(  # no cast: bigint = bigint
+                f'SELECT count(*) FROM "{ops}".scoring_quarantine q JOIN "{analytics}".{table} p '
+                "ON p.customer_id = q.entity_key_int").fetchone()
+            assert joined >= 0
+            admin.execute(f'CREATE ROLE "{role}_login" LOGIN IN ROLE "{role}"')
+        base = pg_server.rsplit("/", 1)[0].replace("postgres@", f"{role}_login@")
+        with psycopg.connect(f"{base}/test?options=-csearch_path%3D{analytics}", autocommit=True) as analyst:
+            latest = analyst.execute(f"SELECT count(*), count(*) FILTER (WHERE is_stale) FROM {table}_latest").fetchone()
+            history = analyst.execute(f"SELECT count(DISTINCT customer_id) FROM {table}").fetchone()[0]
+            assert latest[0] == history and latest[1] > 0, "the latest rows made from the history the day before"
+            assert analyst.execute("SELECT count(*) FROM scoring_attempts").fetchone()[0] >= 2
+        listing = _psql(f"{base}/test?options=-csearch_path%3D{analytics}", r"\dt")
+        assert f"{before:%Y%m%d}" not in listing and f"{DAY:%Y%m%d}" not in listing, listing
+    finally:
+        with psycopg.connect(pg_server, autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA IF EXISTS "{analytics}" CASCADE')
+            admin.execute(f'DROP SCHEMA IF EXISTS "{parts}" CASCADE')
+            for name in (f"{role}_login", role):
+                if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
+                    admin.execute(f'DROP OWNED BY "{name}"')
+                    admin.execute(f'DROP ROLE "{name}"')
