@@ -56,8 +56,8 @@ def run_report(dag_id: str, run_id: str) -> HTMLResponse:
     latest = attempts[0] if attempts else None
     if path is not None:
         html = path.read_text()
-        if latest is not None and latest["status"] not in ("success", "running"):
-            html = html.replace("<body>", "<body>" + failure_banner(dag_id, latest), 1)
+        if latest is not None and latest["status"] not in ("success", "running") and not told(html, latest):
+            html = html.replace("<body>", f"<body><style>{BANNER_STYLE}</style>" + failure_banner(dag_id, latest), 1)
         return HTMLResponse(html)
     tasks = failed_tasks(dag_id, run_id) if latest is None else []
     if latest is None and not tasks and problem is None:
@@ -113,10 +113,16 @@ FOLLOW_IN_UI = ("<script>document.addEventListener('click',function(e){var a=e.t
                 "d.body.appendChild(x);x.click();e.preventDefault()}catch(err){}})</script>")
 
 
-STYLE = """body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:60rem}
-.failure{background:#fde8e8;border-left:6px solid #b33;padding:.8rem 1.2rem;margin:0 0 1.2rem;border-radius:.3rem}
-.failure h2{margin:.2rem 0 .6rem;color:#a00} dt{font-weight:600;margin-top:.5rem}
-pre{white-space:pre-wrap;background:#fff;border:1px solid #e3b5b5;padding:.5rem;font-size:.85rem}"""
+BANNER_STYLE = """.failure{background:#fde8e8;border-left:6px solid #b33;padding:.8rem 1.2rem;margin:0 0 1.2rem;border-radius:.3rem}
+.failure h2{margin:.2rem 0 .6rem;color:#a00} .failure dt{font-weight:600;margin-top:.5rem}
+.failure pre{white-space:pre-wrap;background:#fff;border:1px solid #e3b5b5;padding:.5rem;font-size:.85rem}"""
+STYLE = "body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:60rem}" + BANNER_STYLE
+
+
+def told(html: str, row: dict[str, Any]) -> bool:
+    """Whether the report already says why the run did not publish: its verdict banner names the breach that
+    blocked it at validate or at the drift gate (pipeline/report.py)."""
+    return row.get("failed_stage") in ("validate", "drift_gate") and "id='verdict'" in html
 
 
 def failure_banner(dag_id: str, row: dict[str, Any]) -> str:
