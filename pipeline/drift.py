@@ -461,13 +461,14 @@ def gate(ctx: RunContext, counts: dict[str, Any] | None = None) -> list[dict[str
     for b in found:
         ctx.log.warning("%s breach (%s.on_breach: %s): %s", b["kind"], "drift" if b["kind"] == "drift"
                         else "validation", b["policy"], b["text"])
-    if not any(b["kind"] == "drift" and b["policy"] == "block" for b in found):
-        return found  # a blocking quarantine share failed at validate already
     from pipeline import validate
 
+    if found:  # the report's banner says so now, even if the output step then fails
+        validate.finish_report(ctx, row)
+    if not any(b["kind"] == "drift" and b["policy"] == "block" for b in found):
+        return found  # a blocking quarantine share failed at validate already
     if not spec.dry_run:
         store_results(ctx, results)
-    validate.finish_report(ctx, row)  # the report shows the drift that stopped the run
     bad = drifted(results)
     alert(job, spec.partition_date, spec.run_id, bad, ctx.resolver)
     raise DriftError(
