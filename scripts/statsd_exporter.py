@@ -20,7 +20,9 @@ The subset of ``statsd_exporter`` implemented:
   ``..._total`` it is a counter ``..._total``; without, ``airflow_ti_failures`` stays that name
   (untyped here, a counter there: the same series to a query).
 - a metric keeps the type and label names it first came with: a later line of the same name with
-  another type or other label names is dropped and counted in ``statsd_exporter_events_conflict_total``, as there.
+  another type or other label names is dropped and counted in ``statsd_exporter_events_conflict_total``.
+  (``statsd_exporter`` refuses another type the same way; other label names it registers, and the
+  scrape of that name then fails its consistency check: senders must keep one set, as ours do.)
 
 Served with ``prometheus_client`` at ``/metrics``:
 
