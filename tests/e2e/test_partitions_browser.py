@@ -139,7 +139,6 @@ def wait_for_runs(http, api: str, timeout: float) -> dict[str, str]:  # type: ig
 def insert_vocabulary(conn: psycopg.Connection, day) -> None:  # type: ignore[no-untyped-def]
     """Ledger rows of the shared vocabulary for the days no real run made, and the per-day tables' rows."""
     now = dt.datetime.now(dt.UTC)
-    conn.execute("ALTER TABLE scoring_runs ADD COLUMN IF NOT EXISTS breach TEXT")  # migration 007 adds it
     rows = [  # n, status, failed_stage, breach, dry_run, error, rows_in, rows_quarantined
         (4, "success", None, "drift", False, None, 900, 3),
         (5, "failed", "drift_gate", None, False, "drift over the threshold on tenure (PSI 0.93): nothing published",
