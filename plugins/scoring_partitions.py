@@ -78,16 +78,29 @@ def airflow_connection(conn_id: str) -> Any:
 def partitions_page(dag_id: str, days: int = Query(35, ge=1, le=366)) -> HTMLResponse:
     from pipeline import partitions
     from pipeline.errors import ScoringError
+    from pipeline.redact import redact
 
     try:
         job, engine = partitions.open_job(dag_id, airflow_connection)
-        calendar = partitions.calendar(job, engine, dt.datetime.now(dt.UTC), days)
-    except ScoringError as exc:
-        from pipeline.redact import redact
-
+    except ScoringError as exc:  # not a scoring job, or its connection is not defined
         return HTMLResponse(_page(f"{dag_id}: partitions", f"<p class='problem'>{escape(redact(str(exc)))}</p>"),
                             status_code=404)
+    try:
+        calendar = partitions.calendar(job, engine, dt.datetime.now(dt.UTC), days)
+    except Exception as exc:  # noqa: BLE001 - a database that is down: say so on the page, not as a 500
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        text = (f"the ledger of {dag_id} could not be read from {store_name(engine)}: {type(exc).__name__}: {first}. "
+                "Check that the output database is up and reachable from the api-server, then reload.")
+        return HTMLResponse(_page(f"{dag_id}: partitions", f"<p class='problem'>{escape(redact(text))}</p>"),
+                            status_code=503)
     return HTMLResponse(render(job, calendar, days))
+
+
+def store_name(engine: Any) -> str:
+    """Where the engine points, without credentials."""
+    from pipeline.store import describe
+
+    return describe(engine)
 
 
 def render(job: Any, calendar: list[Any], days: int) -> str:

@@ -90,3 +90,18 @@ def test_an_unknown_run_is_a_page_not_raw_json(home: Path, browser) -> None:  # 
     assert response.status_code == 404 and response.media_type == "text/html"
     page = show(browser, response.body.decode(), "report-unknown-run.png")
     assert "No report and no ledger row for run never-was" in page.locator("body").inner_text()
+
+
+def test_the_partition_view_of_a_database_that_is_down_says_so(home: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                browser) -> None:  # type: ignore[no-untyped-def]
+    scoring_partitions = pytest.importorskip("scoring_partitions")
+    write_job(home)
+    monkeypatch.setenv("AIRFLOW_CONN_SCORING_DB", "postgresql://scorer:hunter2@127.0.0.1:9/scoring")  # nothing there
+    store.engine_for.cache_clear()
+    response = scoring_partitions.partitions_page("churn_test", days=35)
+    assert response.status_code == 503
+    page = show(browser, response.body.decode(), "partitions-database-down.png")
+    text = page.locator(".problem").inner_text()
+    assert "the ledger of churn_test could not be read from postgresql 127.0.0.1:9/scoring" in text, text
+    assert "hunter2" not in text and "Check that the output database is up" in text
+    assert scoring_partitions.partitions_page("not_a_job", days=35).status_code == 404
