@@ -88,3 +88,23 @@ def test_a_dry_run_says_its_drift_figures_are_in_the_report(url: str) -> None:
     _attempt(url, "dry", "success", breach="drift", dry_run=True)
     with pytest.raises(QualityBreach, match=r"attempt 1, dry run\) .*drift: see the report"):
         quality.check(_job(), DAY, "dry", url)
+
+
+def test_the_policies_default_to_flag_for_drift_and_block_for_the_quarantine_share() -> None:
+    job = parse_job({"job_id": "t", "start_date": "2026-11-01", "entity_key": "id", "source": {"path": "data"},
+                     "model": {"name": "m"}, "output": {"table": "t_predictions"}}, Path("t.yaml"))
+    assert (job.drift.on_breach, job.drift.alpha, job.validation.on_breach) == ("flag", 0.01, "block")
+    assert _job(block=True).drift.on_breach == "block", "the older drift.block: true"
+
+
+@pytest.mark.parametrize(("settings", "says"), [
+    ({"block": True, "on_breach": "flag"}, "block: true contradicts on_breach: flag"),
+    ({"on_breach": "warn"}, "drift.on_breach"),
+    ({"alpha": 1.5}, "drift.alpha"),
+])
+def test_a_wrong_policy_fails_when_the_job_loads(settings: dict[str, Any], says: str) -> None:
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        _job(**settings)
+    assert says in str(err.value) and "t.yaml" in str(err.value), str(err.value)
