@@ -1,7 +1,7 @@
 """Airflow plugin: a backfill of a scoring job runs with the parameters the operator chose, or is refused.
 
 Airflow 3.3.2's *Backfill* dialog shows the DAG's Run Parameters but sends them only when its
-checkbox *Override existing params* is ticked; otherwise the request carries
+checkbox *Override parameters on existing runs* (i18n key ``backfill.overrideExistingParams``) is ticked; otherwise the request carries
 ``"dag_run_conf": null`` and every run gets the params' defaults: a *Dry run* switched on in
 the form is dropped and the backfill writes real predictions. This root middleware of the API
 server looks at every ``POST /api/v2/backfills`` (the dialog's *Run Backfill* and the REST API;
@@ -9,7 +9,7 @@ the dialog's preview, ``POST /api/v2/backfills/dry_run``, is left alone) of a DA
 ``scoring`` and answers HTTP 400, with a ``detail`` the dialog shows, when
 
 - ``dag_run_conf`` is null (or missing): the operator's parameters would be dropped. Tick
-  *Override existing params* (the form's parameters are then sent as the conf), or send
+  *Override parameters on existing runs* (the form's parameters are then sent as the conf), or send
   ``dag_run_conf`` through the API (``{}`` for the job's defaults);
 - ``dag_run_conf`` holds a ``partition_date``: every run of the backfill would score that one
   day (the rule of ``pipeline.partition``; the run would refuse it anyway, day by day).
@@ -36,8 +36,9 @@ ROUTE = "/api/v2/backfills"
 NO_CONF = (
     "Backfill of scoring job {dag_id} refused: the request carries no run parameters (dag_run_conf is null), so "
     "every run would use the defaults (dry run off, the job's model and output mode) whatever the form showed. "
-    "In the Backfill dialog, tick \"Override existing params\" so the Run Parameters above are sent, then Run "
-    "Backfill again. Through the REST API, send dag_run_conf (an empty {{}} for the job's defaults)."
+    "In the Backfill dialog, tick \"Override parameters on existing runs\" (whatever its name, it is what sends "
+    "the Run Parameters, to new runs too), then Run Backfill again. Through the REST API, send dag_run_conf (an "
+    "empty {{}} for the job's defaults)."
 )
 
 

@@ -91,10 +91,8 @@ def outcome_text(row: dict[str, Any] | None) -> str:
         return f"Outcome: published {row.get('rows_written') or 0:,} rows ({version}).{breach}"
     if status == "missing":
         return f"Outcome: missing. {str(row.get('error') or '')[:400]}"
-    if status == "skipped":
-        return "Outcome: marked skipped by hand; nothing was scored by this run."
-    if stage == "marked_failed":
-        return f"Outcome: marked failed by hand. {str(row.get('error') or '')[:300]}"
+    if status == "skipped" or stage == "marked_failed":  # the error says what was marked, and what to do
+        return f"Outcome: {str(row.get('error') or 'marked by hand')[:400]}"
     if status == "failed":
         return f"Outcome: failed at stage {stage}: {str(row.get('error') or '')[:400]}"
     return f"Outcome: ledger status {status} (attempt {row.get('attempt')})."
@@ -155,8 +153,8 @@ def record_by_hand(dag_id: str, dag_run: Any, outcome: str, what: str) -> None:
     except ConfigError:
         log.info("run %s of %s was refused (no partition): nothing to record", dag_run.run_id, dag_id)
         return
-    error = (f"{what} was marked {'failed' if outcome == 'marked_failed' else 'skipped'} by hand in Airflow "
-             f"(run {dag_run.run_id}, partition {day}); clear the run to score the partition again.")
+    error = (f"marked {'failed' if outcome == 'marked_failed' else 'skipped'} by hand in Airflow: {what}, run "
+             f"{dag_run.run_id}, partition {day}. Clear the run to score the partition again.")
     never_ran.record(engine, job_id=dag_id, run_id=dag_run.run_id, partition_date=day, outcome=outcome, error=error,
                      mode=conf.get("output_mode") or job.output.mode, dry_run=bool(conf.get("dry_run")),
                      model_name=job.model.name)
@@ -209,7 +207,8 @@ def _task_marked(task_instance: Any, outcome: str) -> None:
         run.find_job(task_instance.dag_id)  # a scoring job's DAG: its job file exists
     except Exception:  # noqa: BLE001 - not a scoring DAG
         return
-    record_by_hand(task_instance.dag_id, dag_run, outcome, f"task {task_instance.task_id}")
+    record_by_hand(task_instance.dag_id, dag_run, outcome,
+                   f"task {task_instance.task_id} (marked itself, or stopped when its run was marked)")
 
 
 @hookimpl

@@ -6,7 +6,9 @@ import datetime as dt
 import json
 import re
 import shutil
+import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,14 +93,60 @@ def test_params_override_partition_model_and_dry_run(home: Path, migrated_home: 
     assert row["dry_run"] in (1, True) and row["rows_written"] == 0 and row["model_version"] == 1
 
 
-def test_missing_partition_fails_the_sensor_naming_the_path(home: Path, migrated_home: Path) -> None:
-    write_job(home)  # wait_timeout_minutes 0.02 (1.2 s), poke every second
+def test_a_day_long_past_with_no_data_fails_at_once_as_missing_with_a_ledger_row_and_a_metric(
+        home: Path, migrated_home: Path, statsd: socket.socket) -> None:
+    write_job(home)  # 2026-11-05 was expected by 2026-11-06 00:00 UTC: long past, nothing to wait for
+    out = dags_test(migrated_home, "churn_test", "2026-11-05")
+    text = out.stdout + out.stderr
+    expected = str(home / "data" / "churn" / "date=2026-11-05")
+    assert re.search(r"no data for 2026-11-05 \(expected by 2026-11-06 00:00 UTC\); waited 0\.\d min: no \*\.parquet "
+                     f"files at {re.escape(expected)}", text), text[-4000:]
+    assert "next look at" not in text, "a day long past is not looked at again"
+    [row] = _ledger()
+    assert (row["status"], row["failed_stage"], str(row["partition_date"])) == ("missing", "wait_for_partition",
+                                                                               "2026-11-05")
+    assert row["error"].startswith("no data for 2026-11-05 (expected by 2026-11-06 00:00 UTC); waited")
+    metrics = _statsd_lines(statsd)
+    assert any(m.startswith("scoring.run.") and "job:churn_test" in m and "status:missing" in m
+               for m in metrics), metrics
+
+
+def test_a_sensor_timeout_on_a_day_not_due_yet_leaves_a_missing_row_and_a_metric(
+        home: Path, migrated_home: Path, statsd: socket.socket) -> None:
+    # not due for years: the sensor waits ("not due yet") until its own timeout (0.02 min), then gives up
+    write_job(home, source={"path": str(home / "data" / "churn"), "wait_timeout_minutes": 0.02,
+                            "poke_interval_seconds": 1, "expected_days_after": 366, "expected_by": "06:00"})
     out = dags_test(migrated_home, "churn_test", "2026-11-05")
     text = out.stdout + out.stderr
     expected = str(home / "data" / "churn" / "date=2026-11-05")
     assert f"did not appear at {expected}" in text, text[-4000:]
-    assert re.search(r"not there yet \(no \*\.parquet files\); next look at \S+ \S+ UTC \(in 1s\); gives up at", text)
-    assert not _has_ledger() or _ledger() == [], "nothing may start before the partition is there"
+    assert re.search(r"not there yet \(no \*\.parquet files\); not due yet \(expected by 2027-11-06 06:00 UTC\); "
+                     r"next look at \S+ \S+ UTC \(in 1s\); gives up at", text), text[-4000:]
+    [row] = _ledger()
+    assert (row["status"], row["failed_stage"]) == ("missing", "wait_for_partition")
+    assert re.match(r"no data for 2026-11-05 \(expected by 2027-11-06 06:00 UTC\); waited 0\.\d+ min", row["error"])
+    assert any("status:missing" in m for m in _statsd_lines(statsd))
+
+
+@pytest.fixture
+def statsd(monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
+    """A UDP socket on 127.0.0.1 receiving the run metrics (SCORING_STATSD_HOST/PORT reach the task's process)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(2)
+    monkeypatch.setenv("SCORING_STATSD_HOST", "127.0.0.1")
+    monkeypatch.setenv("SCORING_STATSD_PORT", str(sock.getsockname()[1]))
+    yield sock
+    sock.close()
+
+
+def _statsd_lines(sock: socket.socket) -> list[str]:
+    lines: list[str] = []
+    try:
+        while True:
+            lines += sock.recv(65536).decode().splitlines()
+    except TimeoutError:
+        return lines
 
 
 def test_a_sql_source_not_ready_fails_the_sensor_naming_the_query_and_connection(
@@ -109,11 +157,10 @@ def test_a_sql_source_not_ready_fails_the_sensor_naming_the_query_and_connection
                             "wait_timeout_minutes": 0.02, "poke_interval_seconds": 1})
     out = dags_test(migrated_home, "churn_test", "2026-11-05")
     text = out.stdout + out.stderr
-    assert ("partition 2026-11-05 of job churn_test was not ready within 0.02 minutes: whether the query of "
+    assert ("no data for 2026-11-05 (expected by 2026-11-06 00:00 UTC); waited 0.0 min: whether the query of "
             "source.query 'SELECT * FROM feature_rows WHERE day = :partition_date' on connection 'scoring_db' "
-            "returns a row never said so") in text, text[-4000:]
-    assert "partition 2026-11-05 not ready yet (whether the query of source.query" in text
-    assert not _has_ledger() or _ledger() == [], "nothing may start before the partition is there"
+            "returns a row never said so. Check the upstream load") in text, text[-4000:]
+    assert [r["status"] for r in _ledger()] == ["missing"]
 
 
 def _sqlite(home: Path) -> Any:
@@ -202,7 +249,10 @@ def test_backfill_over_two_days_scores_two_partitions_and_refuses_a_fixed_partit
 
     stack.wait_for("the backfill with a partition_date to be refused", lambda: len(refused()) == 3, timeout=300)
     assert "every run of the backfill would score that one day" in refused()[0].read_text()
-    assert sorted(str(r["partition_date"]) for r in _ledger()) == [d.isoformat() for d in days], "nothing else ran"
+    # the third interval's day (3 Oct) has no data and is long past its expected arrival: missing, at once
+    stack.wait_for("3 Oct to be recorded missing", lambda: len(_ledger()) == 3, timeout=120)
+    assert sorted((str(r["partition_date"]), r["status"]) for r in _ledger()) == [
+        *[(d.isoformat(), "success") for d in days], ("2026-10-03", "missing")], "nothing else ran"
     assert _ledger("refused_test") == [], "a refused run scores nothing"
     shutil.rmtree(airflow_home / "logs", ignore_errors=True)
 
@@ -224,6 +274,25 @@ def test_drift_alert_fires_from_the_finalize_callback(home: Path, migrated_home:
     assert "DRIFT ALERT job churn_test" in text and "support_tickets_90d (PSI" in text
     [alert] = alerts
     assert alert["run_id"] == row["run_id"] and "support_tickets_90d" in {d["feature"] for d in alert["drifted"]}
+    # the grid: check_quality failed on the flagged breach, the run stays green (published, announced)
+    assert row["breach"] == "drift"
+    states = _task_states(migrated_home, row["run_id"])
+    assert (states["check_quality"], states["checks_done"], states["announce_persist"]) == (
+        "failed", "success", "success"), states
+    assert _run_state(migrated_home, row["run_id"]) == "success"
+    assert f"partition {DAY} of job churn_test (run {row['run_id']}, attempt 1) was published with a flagged " \
+           "breach: drift: " in text
+
+
+def _task_states(airflow_home: Path, run_id: str) -> dict[str, str]:
+    with sa.create_engine(f"sqlite:///{airflow_home / 'airflow.db'}").connect() as conn:
+        return dict(conn.execute(sa.text("SELECT task_id, state FROM task_instance WHERE run_id = :r"),
+                                 {"r": run_id}).all())
+
+
+def _run_state(airflow_home: Path, run_id: str) -> str:
+    with sa.create_engine(f"sqlite:///{airflow_home / 'airflow.db'}").connect() as conn:
+        return conn.execute(sa.text("SELECT state FROM dag_run WHERE run_id = :r"), {"r": run_id}).scalar_one()
 
 
 def test_sharded_job_maps_shards_and_publishes_once(home: Path, migrated_home: Path) -> None:
