@@ -442,10 +442,8 @@ def ensure_latest_table(conn: Connection, table: str, key: str, schema: str | No
     prefix = partition_prefix(table)
     ids = {"predictions": table, "key": key, "current_key": f"{prefix}_current_key",
            "current_day": f"{prefix}_current_day"}
-    for stmt in render_sql(conn, "021_latest_table.sql", schema, quoted={"current": current}, **ids):
-        conn.exec_driver_sql(stmt)
     columns = [c["name"] for c in inspector.get_columns(table, schema=analyst_schema(conn, schema))]
-    if existed:
+    if existed:  # (021 not run again: its CREATE INDEX IF NOT EXISTS would wait for a publish's lock on the table)
         have = {c["name"] for c in sa.inspect(conn).get_columns(name, schema=parts)}
         for column in (c for c in inspector.get_columns(table, schema=analyst_schema(conn, schema))
                        if c["name"] not in have):
@@ -453,7 +451,8 @@ def ensure_latest_table(conn: Connection, table: str, key: str, schema: str | No
                                  f"{column['type'].compile(dialect=conn.dialect)}")
         return current
     quoted = {"current": current, **_column_lists(conn, columns)}
-    for stmt in render_sql(conn, "022_latest_fill.sql", schema, quoted=quoted, **ids):
+    for stmt in [*render_sql(conn, "021_latest_table.sql", schema, quoted=quoted, **ids),
+                 *render_sql(conn, "022_latest_fill.sql", schema, quoted=quoted, **ids)]:
         conn.exec_driver_sql(stmt)
     log.info("made the latest-row table %s of %s from its history", current, table)
     return current
