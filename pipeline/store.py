@@ -253,10 +253,12 @@ def render_sql(engine: Engine | Connection, filename: str, schema: str | None = 
 
 
 def column_types(engine: Engine | Connection) -> dict[str, str]:
-    """``{ts}`` and ``{json}`` of the DDL files: timestamptz and jsonb on PostgreSQL, SQLite's TIMESTAMP and TEXT."""
+    """``{ts}`` and ``{json}`` of the DDL files: timestamptz and jsonb on PostgreSQL, SQLite's TIMESTAMP and TEXT;
+    ``{partitioned}`` and ``{fillfactor}``: PostgreSQL's own clauses, empty on SQLite."""
     if engine.dialect.name == "postgresql":
-        return {"ts": "TIMESTAMPTZ", "json": "JSONB", "partitioned": " PARTITION BY LIST (partition_date)"}
-    return {"ts": "TIMESTAMP", "json": "TEXT", "partitioned": ""}
+        return {"ts": "TIMESTAMPTZ", "json": "JSONB", "partitioned": " PARTITION BY LIST (partition_date)",
+                "fillfactor": " WITH (fillfactor = 50)"}
+    return {"ts": "TIMESTAMP", "json": "TEXT", "partitioned": "", "fillfactor": ""}
 
 
 # Columns whose PostgreSQL type changed (issue 12): databases made before hold them as timestamp
@@ -290,8 +292,7 @@ def upgrade_types(conn: Connection, table: str, timestamps: tuple[str, ...] = ()
     return changes
 
 
-UNQUALIFIED_PLACEHOLDERS = frozenset({"by_key", "legacy", "legacy_by_key", "comparisons", "current_key",
-                                      "current_day", "cur"})  # index names, new names, operational tables
+UNQUALIFIED_PLACEHOLDERS = frozenset({"by_key", "legacy", "legacy_by_key", "comparisons", "current_key", "cur"})  # index names, new names, operational tables
 LEDGER_FILES = ("001_scoring_runs.sql", "002_quarantine.sql", "003_deliveries.sql", "004_schema_migrations.sql",
                 "005_drift.sql", "006_model_registrations.sql", "007_shadow_comparisons.sql",
                 "008_performance.sql")
@@ -384,7 +385,8 @@ def ensure_predictions(engine: Engine, table: str, key: str, key_type: str, sche
             for stmt in render_sql(conn, "015_predictions_index.sql", schema, by_key=f"{table}_by_key", **ids):
                 conn.exec_driver_sql(stmt)
         current = ensure_latest_table(conn, table, key, schema)
-        for stmt in render_sql(conn, "020_views.sql", schema, quoted={"current": current}, **ids):
+        for stmt in render_sql(conn, "020_views.sql", schema, literals={"table": table},
+                               quoted={"current": current, "newest": _newest(conn, schema)}, **ids):
             conn.exec_driver_sql(stmt)
         if job_id is not None:
             _reader_views(conn, job_id, table, key, key_type, schema)
@@ -425,6 +427,14 @@ def _reader_views(conn: Connection, job_id: str, table: str, key: str, key_type:
         conn.exec_driver_sql(stmt)
 
 
+NEWEST_TABLE = "scoring_latest_partitions"  # per storage schema: the newest day of each predictions table
+
+
+def _newest(conn: Connection | Engine, schema: str | None) -> str:
+    """The qualified, quoted table of the predictions tables' newest days (sql/021) of an analysts' schema."""
+    return table_name(conn, NEWEST_TABLE, storage_schema(conn, schema))
+
+
 def latest_table(table: str) -> str:
     """The name of a predictions table's latest-row table (in its storage schema): ``<prefix>_current``."""
     return f"{partition_prefix(table)}_current"
@@ -440,8 +450,7 @@ def ensure_latest_table(conn: Connection, table: str, key: str, schema: str | No
     inspector = sa.inspect(conn)
     existed = inspector.has_table(name, schema=parts)
     prefix = partition_prefix(table)
-    ids = {"predictions": table, "key": key, "current_key": f"{prefix}_current_key",
-           "current_day": f"{prefix}_current_day"}
+    ids = {"predictions": table, "key": key, "current_key": f"{prefix}_current_key"}
     columns = [c["name"] for c in inspector.get_columns(table, schema=analyst_schema(conn, schema))]
     if existed:  # (021 not run again: its CREATE INDEX IF NOT EXISTS would wait for a publish's lock on the table)
         have = {c["name"] for c in sa.inspect(conn).get_columns(name, schema=parts)}
@@ -450,9 +459,9 @@ def ensure_latest_table(conn: Connection, table: str, key: str, schema: str | No
             conn.exec_driver_sql(f"ALTER TABLE {current} ADD COLUMN {quote_column(conn, column['name'], 'column')} "
                                  f"{column['type'].compile(dialect=conn.dialect)}")
         return current
-    quoted = {"current": current, **_column_lists(conn, columns)}
+    quoted = {"current": current, "newest": _newest(conn, schema), **_column_lists(conn, columns)}
     for stmt in [*render_sql(conn, "021_latest_table.sql", schema, quoted=quoted, **ids),
-                 *render_sql(conn, "022_latest_fill.sql", schema, quoted=quoted, **ids)]:
+                 *render_sql(conn, "022_latest_fill.sql", schema, literals={"table": table}, quoted=quoted, **ids)]:
         conn.exec_driver_sql(stmt)
     log.info("made the latest-row table %s of %s from its history", current, table)
     return current
@@ -472,9 +481,9 @@ def latest_statements(engine: Engine | Connection, table: str, key: str, columns
     transaction of the publish; ``new``: the qualified table holding the day's new rows."""
     literal = f"DATE '{day.isoformat()}'" if engine.dialect.name == "postgresql" else f"'{day.isoformat()}'"
     quoted = {"current": table_name(engine, latest_table(table), storage_schema(engine, schema)), "new": new,
-              "day": literal, **_column_lists(engine, columns)}
-    return render_sql(engine, "023_latest_publish.sql", schema, quoted=quoted, predictions=table, key=key,
-                      cur=latest_table(table))
+              "day": literal, "newest": _newest(engine, schema), **_column_lists(engine, columns)}
+    return render_sql(engine, "023_latest_publish.sql", schema, literals={"table": table}, quoted=quoted,
+                      predictions=table, key=key, cur=latest_table(table))
 
 
 def move_partitions(conn: Connection, table: str, home: str, parts: str) -> list[str]:

@@ -2,16 +2,15 @@
 -- {latest}: the most recent prediction of every entity, with the day it was scored for
 -- (partition_date), the table's newest partition (latest_partition) and whether this entity's
 -- score is older than that (is_stale: the entity was not in the newest partition). It reads
--- {current} (sql/021_latest_table.sql), one row per entity kept by every publish, so its cost is
--- that of the entities, not of the history: the newest partition is the newest day {current}
--- holds (every row of that day is its entity's latest), read from its index by day.
+-- {current} (sql/021_latest_table.sql), one row per entity kept by every publish, and the newest
+-- partition from {newest}, so its cost is that of the entities, not of the history.
 DROP VIEW IF EXISTS {latest};
 CREATE VIEW {latest} AS
 SELECT c.*,
        t.latest_partition,
        (c.partition_date < t.latest_partition) AS is_stale
 FROM {current} c
-CROSS JOIN (SELECT MAX(partition_date) AS latest_partition FROM {current}) t;
+LEFT JOIN (SELECT latest_partition FROM {newest} WHERE table_name = {table}) t ON 1 = 1;
 -- {daily}: one row per partition and model version.
 DROP VIEW IF EXISTS {daily};
 CREATE VIEW {daily} AS

@@ -3,6 +3,7 @@
 -- {new}: the day's new rows (PostgreSQL: the load table about to be swapped in; SQLite: the
 -- predictions table, whose day was just replaced); {predictions}: the table, whose days before
 -- {day} are the history. {cur}: {current}'s own name, for its columns. {columns}: every column.
+-- {newest}: the newest day of each table ({table}: this one's name, a literal).
 -- 1. Entities whose latest row was the replaced copy of {day}, absent from the new copy and from
 --    every earlier day: they have no prediction any more.
 DELETE FROM {current}
@@ -21,3 +22,6 @@ INSERT INTO {current} ({columns})
 SELECT {n_columns} FROM {new} n WHERE n.partition_date = {day}
 ON CONFLICT ({key}) DO UPDATE SET {updates}
 WHERE {cur}.partition_date <= excluded.partition_date;
+-- 4. The table's newest day, as _latest reads it (a scan of {current}, once a publish).
+DELETE FROM {newest} WHERE table_name = {table};
+INSERT INTO {newest} (table_name, latest_partition) SELECT {table}, MAX(partition_date) FROM {current};

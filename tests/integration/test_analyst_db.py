@@ -46,7 +46,8 @@ def test_predictions_live_in_the_analysts_schema_with_comments_and_a_read_only_r
                 "churn_test_predictions", "churn_test_predictions_latest", "churn_test_predictions_daily",
                 "scoring_attempts", "scoring_drift_daily", "scoring_quarantine_daily"}
             assert {name for schema, name in objects if schema == parts} == {
-                "churn_test_predictions_current", "scoring_jobs"}, "the storage schema: latest rows and jobs"
+                "churn_test_predictions_current", "scoring_latest_partitions", "scoring_jobs"}, \
+                "the storage schema: latest rows, newest days and jobs"
             assert admin.execute("SELECT count(*) FROM pg_class WHERE relispartition AND relkind = 'r' AND relnamespace = "
                                  "CAST(%s AS regnamespace)", (f'"{parts}"',)).fetchone()[0] == 1, "the day, apart"
             assert {name for schema, name in objects if schema == ops} == {
