@@ -65,6 +65,7 @@ def test_the_latest_rows_follow_every_publish_rerun_backfill_and_failure(any_db:
     that drops entities (back to their earlier day, or gone), a backfill of an older day, and a failed
     publish (unchanged)."""
     from pipeline.errors import StoreError
+    from pipeline.lease import SupersededError
 
     table, d0, d1, d2 = "lt_predictions", DAY - dt.timedelta(days=2), DAY - dt.timedelta(days=1), DAY
     engine = store.engine_for(store.resolve_url("scoring_db"))
@@ -99,6 +100,10 @@ def test_the_latest_rows_follow_every_publish_rerun_backfill_and_failure(any_db:
         store.replace_partition(engine, table=table, key="customer_id", job_id="lt", partition_date=d2,
                                 batches=[duplicate])
     assert check() == view, "a failed publish leaves the latest rows as they were"
+    with pytest.raises(SupersededError):  # refused in the publish's transaction, after the latest rows' upkeep
+        store.replace_partition(engine, table=table, key="customer_id", job_id="lt", partition_date=d2,
+                                batches=[_rows(range(0, 300), d2, "ghost")], attempt=("ghost", 1))
+    assert check() == view, "a publish refused at its end leaves the latest rows as they were"
     publish(range(0, 0), d2, "empty")  # the newest day replaced by nothing: the newest is d1 again
     view = check()
     assert view[90] == (str(d1), "a") and view[120] == (str(d0), "old") and 250 not in view

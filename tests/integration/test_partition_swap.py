@@ -148,6 +148,8 @@ def test_a_swap_waits_for_readers_a_while_then_fails_leaving_the_old_copy(
     assert store.count_partition(engine, TABLE, DAY) == 70
     with engine.connect() as conn:
         assert {n for n, (_, part) in _tables(conn).items() if not part} == {TABLE}
+        latest = conn.execute(sa.text(f"SELECT run_id, count(*) FROM {TABLE}_latest GROUP BY 1")).tuples().all()
+        assert latest == [("waited", 70)], "the swap that gave up took its latest rows' upkeep back with it"
 
 
 def test_a_reader_sees_the_old_full_count_or_the_new_one_throughout_a_rerun_of_1m_rows(
