@@ -183,7 +183,11 @@ def newest_published_day(engine: Any, job_id: str) -> dt.date | None:
     """The job's newest published partition (a successful attempt that was not a dry run), from the ledger."""
     import sqlalchemy as sa
 
-    with engine.connect() as conn:
-        day = conn.execute(sa.text("SELECT MAX(partition_date) FROM scoring_runs WHERE job_id = :j AND "
-                                   "status = 'success' AND dry_run = :dry"), {"j": job_id, "dry": False}).scalar()
+    try:
+        with engine.connect() as conn:
+            day = conn.execute(sa.text("SELECT MAX(partition_date) FROM scoring_runs WHERE job_id = :j AND "
+                                       "status = 'success' AND dry_run = :dry"), {"j": job_id, "dry": False}).scalar()
+    except Exception as exc:  # noqa: BLE001 - metrics must not fail the run they describe: the gauge is skipped
+        log.warning("newest published partition of job %s not read for its metric: %s", job_id, exc)
+        return None
     return None if day is None else _day(day)

@@ -256,7 +256,7 @@ def finalize(ctx: RunContext, keep_staging: bool = False) -> dict[str, Any]:
     if not keep_staging:
         spec.cleanup()
     summary = ledger.get(eng, spec.job_id, spec.run_id, spec.attempt)
-    metrics.emit_run(summary, metrics.max_psi(results))
+    metrics.emit_run(summary, metrics.max_psi(results), metrics.newest_published_day(eng, spec.job_id))
     summary["drifted_features"] = drifted
     fields = ("status", "mode", "drifted_features", "breach", *ledger.COUNT_FIELDS,
               *(ledger.PUSH_COUNT_FIELDS if spec.mode == "push" else ()))

@@ -348,11 +348,11 @@ def test_drift_blocks_publishing_when_the_job_says_so(home: Path) -> None:
 
     write_partition(home, n=2000, shift=1.0)
     job = load_job(write_job(home, drift={"block": True}))
-    with pytest.raises(DriftError, match="drift.block is true, so nothing was published"):
+    with pytest.raises(DriftError, match="was NOT published: its inputs or scores drifted"):
         local.run_partition(job, DAY, run_id="blocked")
     assert _predictions() == {}
     row = ledger.get(_engine(), "churn_test", "blocked")
-    assert row["status"] == "failed" and row["failed_stage"] == "score"
+    assert row["status"] == "failed" and row["failed_stage"] == "drift_gate"
     with _engine().connect() as conn:
         assert conn.execute(sa.text("SELECT COUNT(*) FROM scoring_drift WHERE drifted = :t"), {"t": True}).scalar() >= 2
 
