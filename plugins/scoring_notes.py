@@ -61,8 +61,9 @@ def run_id_note(run_id: str, run_type: str, day: Any) -> str:
             "covers), not the partition.")
 
 
-def partition_note(dag: Any, dag_run: Any) -> str | None:
-    """The note for a run of a scoring DAG (None for other DAGs)."""
+def partition_note(dag: Any, dag_run: Any, outcome: str = "") -> str | None:
+    """The note for a run of a scoring DAG (None for other DAGs): its day, then ``outcome`` when it ended, then
+    why its run id names another day."""
     from pipeline.errors import ConfigError
 
     if TAG not in set(getattr(dag, "tags", None) or ()):
@@ -72,7 +73,8 @@ def partition_note(dag: Any, dag_run: Any) -> str | None:
     except ConfigError as exc:
         return f"Refused: {exc}"[:1000]
     run_type = str(getattr(dag_run.run_type, "value", dag_run.run_type))
-    return f"Scores partition {day.isoformat()} (from {how})." + run_id_note(str(dag_run.run_id), run_type, day)
+    return (f"Scores partition {day.isoformat()} (from {how})." + (f" {outcome}" if outcome else "")
+            + run_id_note(str(dag_run.run_id), run_type, day))[:1000]
 
 
 def outcome_text(row: dict[str, Any] | None) -> str:
@@ -112,10 +114,11 @@ def _job_and_engine(dag_id: str) -> tuple[Any, Any]:
     return job, run.engine(job, store.resolve_url(job.output.connection, resolver))
 
 
-def _ours(dag: Any, dag_run: Any) -> bool:
-    """Whether the run's note is the one this listener wrote (so it may be extended), or there is none."""
-    note = dag_run.note
-    return not note or note.startswith(partition_note(dag, dag_run) or "\0")
+def _ours(dag_run: Any) -> bool:
+    """Whether the run has no note, or the one this listener wrote: an operator's note (UI or API) carries its
+    user, ours none; an operator who edits ours makes it theirs."""
+    note = getattr(dag_run, "dag_run_note", None)
+    return note is None or getattr(note, "user_id", None) is None
 
 
 def _scoring(dag: Any) -> bool:
@@ -127,14 +130,14 @@ def note_outcome(dag_run: Any) -> None:
     from pipeline import ledger
 
     dag = dag_run.dag
-    if dag is None or not _scoring(dag) or not _ours(dag, dag_run):
+    if dag is None or not _scoring(dag) or not _ours(dag_run):
         return
     _, engine = _job_and_engine(dag_run.dag_id)
     try:
         row = ledger.get(engine, dag_run.dag_id, dag_run.run_id)
     except KeyError:
         row = None
-    dag_run.note = f"{partition_note(dag, dag_run)} {outcome_text(row)}"[:1000]
+    dag_run.note = partition_note(dag, dag_run, outcome_text(row))
 
 
 def record_by_hand(dag_id: str, dag_run: Any, outcome: str, what: str) -> None:

@@ -74,12 +74,15 @@ def test_a_ui_backfill_with_dry_run_writes_no_predictions_and_one_without_the_ti
         refused = dialog.get_by_text("Backfill of scoring job churn_test refused: the request carries no run parameters")
         refused.wait_for(timeout=60_000)
         assert 'tick "Override parameters on existing runs"' in refused.inner_text()
-        page.screenshot(path=str(SHOTS / "backfill-refused-without-override.png"), full_page=True)
+        refused.scroll_into_view_if_needed()  # the message sits at the top of the dialog
+        page.screenshot(path=str(SHOTS / "backfill-refused-without-override.png"))
         assert http.get(f"{api}/api/v2/backfills", params={"dag_id": "churn_test"},
                         timeout=30).json()["total_entries"] == 0, "the refused backfill created nothing"
 
-        dialog.get_by_text("Override parameters on existing runs", exact=True).click()
-        page.screenshot(path=str(SHOTS / "backfill-dry-run-with-override.png"), full_page=True)
+        override = dialog.get_by_text("Override parameters on existing runs", exact=True)
+        override.click()
+        override.scroll_into_view_if_needed()
+        page.screenshot(path=str(SHOTS / "backfill-dry-run-with-override.png"))
         dialog.get_by_role("button", name="Run Backfill").click()
         page.get_by_text("Backfill generated").first.wait_for(timeout=60_000)
 
@@ -94,15 +97,15 @@ def test_a_ui_backfill_with_dry_run_writes_no_predictions_and_one_without_the_ti
         with psycopg.connect(stack.scoring_db) as conn:
             rows = conn.execute("SELECT partition_date, dry_run, rows_written, rows_scored, status FROM scoring_runs "
                                 "WHERE run_id LIKE 'backfill__%%' ORDER BY partition_date").fetchall()
-            table = conn.execute("SELECT to_regclass('churn_test_predictions')").scalar()
-            written = conn.execute("SELECT count(*) FROM churn_test_predictions").scalar() if table else 0
+            table = conn.execute("SELECT to_regclass('churn_test_predictions')").fetchone()[0]
+            written = conn.execute("SELECT count(*) FROM churn_test_predictions").fetchone()[0] if table else 0
         assert [(r[0], r[1], r[2], r[4]) for r in rows] == [(d, True, 0, "success") for d in DAYS], rows
         assert all(r[3] > 500 for r in rows) and written == 0, "a dry run scores every row and writes none"
         first = min(runs, key=lambda r: r["logical_date"])
-        assert first["note"].startswith(
-            "Scores partition 2026-10-01 (from the run's logical date and trigger time). The run id's date "
-            "(2026-10-02) is when the run was due"), first["note"]
-        assert "Outcome: dry run, " in first["note"] and "none written" in first["note"], first["note"]
+        assert first["note"].startswith("Scores partition 2026-10-01 (from the run's logical date and trigger "
+                                        "time). Outcome: dry run, "), first["note"]
+        assert "none written" in first["note"] and "The run id's date (2026-10-02) is when the run was due" in \
+            first["note"], first["note"]
 
         # the scheduled run waits for a day that is not due: the operator marks it failed (the UI's PATCH)
         waiting = last_complete_day(dt.datetime.now(dt.UTC), "0 0 * * *")

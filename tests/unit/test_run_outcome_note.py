@@ -39,3 +39,11 @@ def test_a_backfill_run_id_naming_the_interval_end_is_explained() -> None:
                     "it covers), not the partition.")
     assert scoring_notes.run_id_note("manual__2026-10-02T10:00:00+00:00", "manual", "2026-10-01") == ""
     assert scoring_notes.run_id_note("backfill__2026-10-01T00:00:00+00:00", "backfill", "2026-10-01") == ""
+
+
+def test_an_operators_note_is_never_rewritten() -> None:
+    from types import SimpleNamespace
+
+    assert scoring_notes._ours(SimpleNamespace(dag_run_note=None))
+    assert scoring_notes._ours(SimpleNamespace(dag_run_note=SimpleNamespace(user_id=None)))  # the listener's own
+    assert not scoring_notes._ours(SimpleNamespace(dag_run_note=SimpleNamespace(user_id="admin")))  # UI or API
