@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from pipeline import connections, dictionary, settings
-from pipeline.config import PREDICTION_COLUMNS, check_column_name, check_identifier
+from pipeline.config import IDENTIFIER_RE, PREDICTION_COLUMNS, check_column_name, check_identifier
 from pipeline.connections import Conn
 from pipeline.errors import ConfigError, StoreError
 
@@ -378,8 +378,9 @@ def ensure_predictions(engine: Engine, table: str, key: str, key_type: str, sche
         upgrade_types(conn, table, ("scored_at",), schema=home, views=(ids["latest"], ids["daily"]))
         if _is_plain_table(conn, table, home):
             partition_by_day(conn, table, key, home, views=(ids["latest"], ids["daily"]))
-        if parts:
-            move_partitions(conn, table, home, parts)
+        if parts:  # this table's days, and those of any other predictions table left beside it (a retired job's)
+            for name in {table, *_tables_with_days_beside(conn, home)}:
+                move_partitions(conn, name, home, parts)
         pk = sa.inspect(conn).get_pk_constraint(table, schema=home)["constrained_columns"]
         if pk[:1] != [key]:  # the primary key does not serve an entity's history: an index by key
             for stmt in render_sql(conn, "015_predictions_index.sql", schema, by_key=f"{table}_by_key", **ids):
@@ -484,6 +485,18 @@ def latest_statements(engine: Engine | Connection, table: str, key: str, columns
               "day": literal, "newest": _newest(engine, schema), **_column_lists(engine, columns)}
     return render_sql(engine, "023_latest_publish.sql", schema, literals={"table": table}, quoted=quoted,
                       predictions=table, key=key, cur=latest_table(table))
+
+
+def _tables_with_days_beside(conn: Connection, home: str) -> list[str]:
+    """PostgreSQL: the predictions tables of schema ``home`` (partitioned, with the pipeline's columns) that have
+    day partitions in ``home`` itself (the layout before issue 24)."""
+    return list(name for name in conn.execute(sa.text(
+        "SELECT DISTINCT p.relname FROM pg_class p JOIN pg_inherits i ON i.inhparent = p.oid "
+        "JOIN pg_class c ON c.oid = i.inhrelid AND c.relnamespace = p.relnamespace "
+        "WHERE p.relkind = 'p' AND p.relnamespace = CAST(:h AS regnamespace) AND (SELECT count(*) FROM pg_attribute a "
+        "WHERE a.attrelid = p.oid AND NOT a.attisdropped AND a.attname = ANY(:cols)) = :n"),
+        {"h": _quote(conn, home), "cols": list(PREDICTION_COLUMNS[:6]), "n": 6}).scalars()
+        if IDENTIFIER_RE.match(name))  # the pipeline's names only: a table an analyst made otherwise is left alone
 
 
 def move_partitions(conn: Connection, table: str, home: str, parts: str) -> list[str]:

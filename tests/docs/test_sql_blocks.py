@@ -100,6 +100,8 @@ def test_the_sql_block_runs(block: Block, docs_db: DocsDatabase) -> None:
     ("SELECT COUNT(*) FROM public.scoring_quarantine", "permission denied"),
     ("DELETE FROM churn_predictions", "permission denied"),
     ("UPDATE churn_predictions SET score = 0", "permission denied"),
+    ("SELECT COUNT(*) FROM analytics_partitions.churn_predictions_current", "permission denied"),  # the storage
+    ("SELECT COUNT(*) FROM analytics_partitions.scoring_jobs", "permission denied"),  # schema is not the reader's
 ])
 def test_a_reader_block_runs_with_the_analysts_rights_only(docs_db: DocsDatabase, sql: str, error: str) -> None:
     """What makes ``as=reader`` mean something: the operational tables and every write are refused."""

@@ -222,6 +222,12 @@ FROM "{home}".{table} p JOIN (SELECT customer_id AS k, MAX(partition_date) AS d 
   ON p.customer_id = m.k AND p.partition_date = m.d
 CROSS JOIN (SELECT MAX(partition_date) AS latest_partition FROM "{home}".{table}) t;
 GRANT SELECT ON "{home}".{table}_latest TO "{role}";
+CREATE TABLE "{home}".retired_predictions (LIKE "{home}".{table}) PARTITION BY LIST (partition_date);
+CREATE TABLE "{home}".retired_predictions_20261101 PARTITION OF "{home}".retired_predictions
+    FOR VALUES IN ('2026-11-01');
+INSERT INTO "{home}".retired_predictions SELECT DATE '2026-11-01', customer_id, prediction, score, model_name,
+    model_version, run_id, scored_at, flags, route, router_model, router_version FROM "{home}".{table} LIMIT 3;
+GRANT SELECT ON "{home}".retired_predictions TO "{role}";
 ALTER TABLE "{ops}".scoring_quarantine DROP COLUMN entity_key_int;
 DELETE FROM "{ops}".scoring_schema_migrations WHERE name = '008_quarantine_typed_key.sql';
 INSERT INTO "{ops}".scoring_quarantine (job_id, partition_date, run_id, entity_key, reasons, row_values, quarantined_at)
@@ -255,7 +261,7 @@ def test_a_database_of_the_previous_layout_moves_its_days_out_of_the_analysts_sc
                                                  role=role, ops=ops))
             old_rows = admin.execute(CHECKSUM.format(t=f'"{analytics}".{table}')).fetchone()[0]
             assert admin.execute("SELECT count(*) FROM pg_class WHERE relnamespace = CAST(%s AS regnamespace) "
-                                 "AND relispartition AND relkind = 'r'", (f'"{analytics}"',)).fetchone()[0] == 1
+                                 "AND relispartition AND relkind = 'r'", (f'"{analytics}"',)).fetchone()[0] == 2
         assert local.run_partition(job, DAY, run_id="new")["status"] == "success"
         with psycopg.connect(pg_server, autocommit=True) as admin:
             where = dict(admin.execute(
@@ -263,11 +269,15 @@ def test_a_database_of_the_previous_layout_moves_its_days_out_of_the_analysts_sc
                 "pg_namespace n ON n.oid = c.relnamespace WHERE i.inhparent = CAST(%s AS regclass)",
                 (f'"{analytics}".{table}',)).fetchall())
             assert where == {f"{table}_{before:%Y%m%d}": parts, f"{table}_{DAY:%Y%m%d}": parts}
+            assert admin.execute("SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                                 "WHERE c.relname = 'retired_predictions_20261101' AND n.nspname IN (%s, %s)",
+                                 (analytics, parts)).fetchall() == [(parts,)], "a retired job's days beside it move too"
             assert admin.execute(CHECKSUM.format(t=f'"{analytics}".{table}') + " WHERE partition_date = %s",
                                  (before,)).fetchone()[0] == old_rows, "the old day's rows, every one"
             assert admin.execute(f'SELECT name FROM "{ops}".scoring_schema_migrations WHERE name LIKE '
                                  "'day_partitions%' OR name LIKE '008%' ORDER BY 1").fetchall() == [
-                ("008_quarantine_typed_key.sql",), (f"day_partitions_schema:{analytics}.{table}",)]
+                ("008_quarantine_typed_key.sql",), (f"day_partitions_schema:{analytics}.{table}",),
+                (f"day_partitions_schema:{analytics}.retired_predictions",)]
             typed = dict(admin.execute(f'SELECT entity_key, entity_key_int FROM "{ops}".scoring_quarantine '
                                        "WHERE job_id = 'old_job'").fetchall())
             assert typed == {"42": 42, "007": None, "abc": None}
@@ -287,6 +297,7 @@ def test_a_database_of_the_previous_layout_moves_its_days_out_of_the_analysts_sc
             history = analyst.execute(f"SELECT count(DISTINCT customer_id) FROM {table}").fetchone()[0]
             assert latest[0] == history and latest[1] > 0, "the latest rows made from the history the day before"
             assert analyst.execute("SELECT count(*) FROM scoring_attempts").fetchone()[0] >= 2
+            assert analyst.execute("SELECT count(*) FROM retired_predictions").fetchone()[0] == 3
         listing = _psql(f"{base}/test?options=-csearch_path%3D{analytics}", r"\dt")
         assert f"{before:%Y%m%d}" not in listing and f"{DAY:%Y%m%d}" not in listing, listing
     finally:
