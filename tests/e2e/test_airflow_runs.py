@@ -250,10 +250,16 @@ def test_backfill_over_two_days_scores_two_partitions_and_refuses_a_fixed_partit
     stack.wait_for("the backfill with a partition_date to be refused", lambda: len(refused()) == 3, timeout=300)
     assert "every run of the backfill would score that one day" in refused()[0].read_text()
     # the third interval's day (3 Oct) has no data and is long past its expected arrival: missing, at once
-    stack.wait_for("3 Oct to be recorded missing", lambda: len(_ledger()) == 3, timeout=120)
-    assert sorted((str(r["partition_date"]), r["status"]) for r in _ledger()) == [
-        *[(d.isoformat(), "success") for d in days], ("2026-10-03", "missing")], "nothing else ran"
-    assert _ledger("refused_test") == [], "a refused run scores nothing"
+
+    def backfilled() -> list[tuple[str, str]]:
+        return sorted((str(r["partition_date"]), r["status"]) for r in _ledger() if r["run_id"].startswith("backfill"))
+
+    stack.wait_for("3 Oct to be recorded missing", lambda: len(backfilled()) == 3, timeout=120)
+    assert backfilled() == [*[(d.isoformat(), "success") for d in days], ("2026-10-03", "missing")]
+    # nothing else scored: the unpaused DAG's own scheduled run found no data for yesterday (missing too)
+    assert {r["status"] for r in _ledger() if not r["run_id"].startswith("backfill")} <= {"missing"}
+    assert [r for r in _ledger("refused_test") if r["run_id"].startswith("backfill")] == [], \
+        "a refused run scores nothing (and, having no partition, has no row)"
     shutil.rmtree(airflow_home / "logs", ignore_errors=True)
 
 
