@@ -626,7 +626,7 @@ def excess_over_floor(results: dict[str, Any], sizes: list[int]) -> list[str]:
     return lines
 
 
-STAGES = {"ingest": 0, "validate": 1, "preprocess": 2, "score": 3, "persist": 4, "finalize": 5}
+STAGES = ("ingest", "validate", "preprocess", "score", "drift_gate", "persist", "push", "finalize")
 
 if __name__ == "__main__":
     raise SystemExit(main())

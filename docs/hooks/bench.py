@@ -26,7 +26,7 @@ LATEST = Path("benchmarks/latest.json")
 HISTORY = Path("benchmarks/history")
 ABSENT = "not recorded by this run"
 LABELS = {"rerun": "re-run (the day exists)", "cascade": "cascade (router and routes)", "sql": "SQL source"}
-STAGES = ("ingest", "validate", "preprocess", "score", "persist", "finalize")
+STAGES = ("ingest", "validate", "preprocess", "score", "drift_gate", "persist", "finalize")
 
 Run = dict[str, Any]
 

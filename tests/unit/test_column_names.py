@@ -129,9 +129,9 @@ def test_the_predictions_ddl_quotes_the_key_and_keeps_table_names_strict() -> No
                               key_type="str")[0]
     assert '    "a""; DROP TABLE p; --"           TEXT NOT NULL,' in create.splitlines()
     assert 'PRIMARY KEY (partition_date, "a""; DROP TABLE p; --")' in create
-    views = store.render_sql(engine, "020_views.sql", predictions="p", key="customer ID", latest="p_latest",
-                             daily="p_daily")
-    assert 'SELECT "customer ID" AS k' in views[1] and 'ON p."customer ID" = m.k' in views[1]
+    fill = store.render_sql(engine, "022_latest_fill.sql", predictions="p", key="customer ID", literals={"table": "p"},
+                            quoted={"current": '"p_current"', "newest": '"n"', "columns": "", "p_columns": ""})
+    assert 'SELECT "customer ID" AS k' in fill[0] and 'ON p."customer ID" = m.k' in fill[0]
     with pytest.raises(ConfigError, match="entity_key '' is not allowed"):
         store.render_sql(engine, "010_predictions.sql", predictions="p", key="", key_type="int")
     with pytest.raises(ConfigError, match="name 'My Table' is not allowed|identifier 'My Table' is not allowed"):
