@@ -50,8 +50,11 @@ def test_dags_test_end_to_end(any_db: str, home: Path, migrated_home: Path, chal
                                         "scoring_shadow_comparisons")).mappings().all()
     assert [dict(c) for c in compared] == [{"status": "compared", "challenger_version": challenger,
                                             "rows_compared": row["rows_scored"], "run_id": row["run_id"]}]
-    assert set(as_json(row["stage_seconds"])) == {"ingest", "validate", "preprocess", "score", "persist", "finalize"}
+    assert set(as_json(row["stage_seconds"])) == {"ingest", "validate", "preprocess", "score", "drift_gate", "persist",
+                                                  "finalize"}
     assert not list((home / "staging").rglob("*.arrow")) and not list((home / "staging").rglob("*.parquet"))
+    states = _task_states(migrated_home, row["run_id"])  # no breach: the check passes
+    assert (states["check_quality"], states["checks_done"]) == ("success", "success"), states
     log = out.stdout + out.stderr  # what an operator reads in the task logs
     assert "Skipping registering function" not in log, "Great Expectations' import noise is kept out"
     for stage in ("ingest", "validate", "preprocess", "score", "persist", "finalize"):
