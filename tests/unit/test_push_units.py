@@ -238,14 +238,15 @@ def test_migrations_upgrade_an_old_ledger_once(tmp_path: Path) -> None:
 def test_a_database_from_before_the_plan_column_is_upgraded(tmp_path: Path) -> None:
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'early.db'}")
     with engine.begin() as conn:  # deliveries and migrations as the first push-mode commit made them
-        for name in ("001_scoring_runs.sql", "003_deliveries.sql", "004_schema_migrations.sql"):
+        for name in ("001_scoring_runs.sql", "002_quarantine.sql", "003_deliveries.sql", "004_schema_migrations.sql",
+                     "005_drift.sql"):
             for stmt in store.render_sql(conn, name):
                 conn.exec_driver_sql(stmt)
         conn.execute(sa.text("INSERT INTO scoring_schema_migrations VALUES ('001_push_counts.sql', '2026-11-21')"))
         for stmt in store._statements((ROOT / "sql" / "migrations" / "001_push_counts.sql").read_text()):
             conn.exec_driver_sql(stmt)
     assert store.apply_migrations(engine) == ["002_deliveries_plan.sql", "003_run_warnings.sql", "004_run_leases.sql",
-                                           "005_run_routes.sql"]
+                                           "005_run_routes.sql", "007_run_breach.sql", "008_quarantine_typed_key.sql"]
     assert "plan" in {c["name"] for c in sa.inspect(engine).get_columns("scoring_deliveries")}
 
 
