@@ -130,6 +130,14 @@ class Due:
         return "late" if now < self.give_up else "missing"
 
 
+    def waiting(self, now: dt.datetime, zone: str) -> str:
+        """What the sensor's log line says while it waits: 'not due yet (...)' or 'LATE: ...'."""
+        expected = f"{self.expected:%Y-%m-%d %H:%M} {zone}"
+        if self.state(now) == "not_due":
+            return f"not due yet (expected by {expected})"
+        return f"LATE: expected by {expected}, {(now - self.expected).total_seconds() / 60:.0f} min ago"
+
+
 def due(day: dt.date, tz: ZoneInfo, expected_by: dt.time | None, days_after: int, wait_minutes: float) -> Due:
     """The partition's expected arrival and give-up time (rule above)."""
     expected = dt.datetime.combine(day + dt.timedelta(days=days_after), expected_by or dt.time(), tzinfo=tz)

@@ -228,9 +228,7 @@ class PartitionSensor(BaseSensorOperator):
             text = record_missing(job, day, context, (now - first).total_seconds())
             raise AirflowFailException(text)
         give_up = min(due.give_up, first + dt.timedelta(seconds=float(self.timeout)))
-        when = (f"not due yet (expected by {_local(due.expected, job)})" if state == "not_due" else
-                f"LATE: expected by {_local(due.expected, job)}, {(now - due.expected).total_seconds() / 60:.0f} "
-                "min ago")
+        when = due.waiting(now, job.timezone)
         self.log.info("partition %s %s; %s; next look at %s (in %gs); gives up at %s (source.expected_by, "
                       "wait_timeout_minutes: %g)", day, run.partition_where(job, day, ready=False), when,
                       f"{now + dt.timedelta(seconds=float(self.poke_interval)):%Y-%m-%d %H:%M:%S} UTC",

@@ -105,3 +105,11 @@ def test_expected_by_sets_the_hour_and_the_day() -> None:
     assert when.expected == dt.datetime(2026, 11, 22, 6, 30, tzinfo=PARIS)
     assert when.give_up == dt.datetime(2026, 11, 22, 7, 30, tzinfo=PARIS)
     assert when.state(dt.datetime(2026, 11, 22, 5, 29, tzinfo=dt.UTC)) == "not_due"  # 06:29 in Paris
+
+
+def test_the_wait_says_not_due_yet_or_late() -> None:
+    when = due(DAY, PARIS, dt.time(6, 30), 1, 60)
+    assert when.waiting(dt.datetime(2026, 11, 21, 6, 0, tzinfo=PARIS), "Europe/Paris") == (
+        "not due yet (expected by 2026-11-21 06:30 Europe/Paris)")
+    assert when.waiting(dt.datetime(2026, 11, 21, 7, 12, tzinfo=PARIS), "Europe/Paris") == (
+        "LATE: expected by 2026-11-21 06:30 Europe/Paris, 42 min ago")
