@@ -61,7 +61,7 @@ def test_shipped_dags_import_cleanly_with_the_expected_shape(tmp_path: Path) -> 
     assert sorted(result["dags"]) == sorted(jobs + summaries)
     dag = result["dags"]["churn_daily"]
     assert dag["tasks"] == ["wait_for_partition", "ingest", "validate", "preprocess", "score", "persist", "finalize",
-                            "announce_persist"]
+                            "announce_persist", "check_quality", "checks_done"]
     assert dag["upstream"]["announce_persist"] == ["finalize"] and dag["retries"]["announce_persist"] == 0
     summary = result["dags"]["churn_daily_summary"]
     assert summary["timetable"] == "PartitionedAssetTimetable" and summary["tasks"] == ["summarize"]
@@ -69,7 +69,9 @@ def test_shipped_dags_import_cleanly_with_the_expected_shape(tmp_path: Path) -> 
     assert dag["upstream"]["finalize"] == ["persist"]
     assert "scoring" in dag["tags"] and "churn" in dag["tags"]
     assert dag["owner"] == "ml-platform"
-    assert all(r >= 2 for t, r in dag["retries"].items() if t not in ("wait_for_partition", "announce_persist"))
+    once = ("wait_for_partition", "announce_persist", "check_quality", "checks_done")  # a retry changes nothing
+    assert all(r >= 2 for t, r in dag["retries"].items() if t not in once), dag["retries"]
+    assert dag["upstream"]["check_quality"] == ["finalize"], dag["upstream"]
     assert dag["sensor_mode"] == "reschedule"
     assert dag["timetable"] == "CronDataIntervalTimetable"
     # a persist-only job's form has no output-mode choice and no push-only resend (issue 12)
@@ -83,7 +85,7 @@ def test_shipped_dags_import_cleanly_with_the_expected_shape(tmp_path: Path) -> 
     assert "Partition rule" in dag["doc_md"]
     promo = result["dags"]["promotions_daily"]
     assert promo["tasks"] == ["wait_for_partition", "ingest", "validate", "preprocess", "score", "push", "finalize",
-                              "announce_push"]
+                              "announce_push", "check_quality", "checks_done"]
     assert promo["upstream"]["finalize"] == ["push"] and promo["upstream"]["push"] == ["score"]
     assert set(promo["params"]) == {"partition_date", "model_ref", "resend", "dry_run"}
     assert "push" in promo["tags"] and promo["owner"] == "crm-team"
@@ -136,7 +138,7 @@ def test_a_sharded_job_maps_its_shards_and_publishes_once(tmp_path: Path) -> Non
     (jobs / "churn_daily.yaml").write_text(yaml.safe_dump(doc))
     dag = parse(jobs, tmp=tmp_path)["dags"]["churn_daily"]
     assert dag["tasks"] == ["wait_for_partition", "plan", "score_shard", "combine", "persist", "finalize",
-                            "announce_persist"]
+                            "announce_persist", "check_quality", "checks_done"]
     assert dag["upstream"]["score_shard"] == ["plan"]
     assert dag["upstream"]["combine"] == ["plan", "score_shard"]
     assert dag["upstream"]["persist"] == ["combine"]

@@ -139,3 +139,16 @@ def test_source_ignore_and_layout_stay_inside_the_partition_folders(tmp_path: Pa
 def test_source_ignore_is_a_list_of_globs(tmp_path: Path) -> None:
     job = load_job(_write(tmp_path, {**GOOD, "source": {"path": "d", "ignore": ["*.json", "README*"]}}))
     assert job.source.ignore == ["*.json", "README*"]
+
+
+def test_the_typo_message_in_the_docs_is_the_one_a_typo_gets(tmp_path: Path) -> None:
+    """docs/job-files.md quotes the message of a misspelt key: it is what loading the shipped job with that typo says."""
+    from tests.conftest import ROOT
+
+    doc = yaml.safe_load((ROOT / "dags" / "jobs" / "churn_daily.yaml").read_text())
+    doc["source"]["fromat"] = doc["source"].pop("format")
+    (tmp_path / "churn_daily.yaml").write_text(yaml.safe_dump(doc))
+    [error] = load_jobs(tmp_path).errors.values()
+    said = str(error).replace(str(tmp_path), "dags/jobs")
+    quoted = next(line for line in (ROOT / "docs" / "job-files.md").read_text().splitlines() if "'source.fromat'" in line)
+    assert quoted.strip() in said, f"docs/job-files.md quotes\n{quoted.strip()}\nbut the message is\n{said}"
