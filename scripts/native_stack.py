@@ -79,6 +79,9 @@ def stack_env(home: Path, port: int, metadata: str, scoring: str, redis_db: int)
         AIRFLOW__API_AUTH__JWT_SECRET=secrets.token_urlsafe(32),
         AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="2",
         AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
+        # a worker's call that times out but lands (a task's start) is retried into a conflict and the task is
+        # lost until its heartbeat times out; Airflow's 5 s is short for a busy small machine
+        AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT="30",
         AIRFLOW_CONN_SCORING_DB=scoring,
         SCORING_HOME=str(ROOT),
     )

@@ -157,6 +157,9 @@ class Stack:
             AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="2",
             AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
             AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(free_port()),
+            # a task's start (PATCH .../run) that times out client-side but lands is retried into a 409 and the
+            # task is lost until its heartbeat times out: on a busy 2-core machine the API can take over 5 s
+            AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT="30",
             PYTHONPATH=os.pathsep.join(p for p in (PRELOAD, os.environ.get("PYTHONPATH")) if p),
             **extra,
         )

@@ -58,7 +58,8 @@ def test_shipped_promotions_job_pushes_and_leaves_predictions_untouched(
     assert row["rows_delivered"] == len(rows) == 500 and row["rows_dead_lettered"] == 0
     assert row["rows_in"] == row["rows_delivered"] + row["rows_not_selected"] + row["rows_quarantined"]
     assert [r["rank"] for r in rows] == list(range(1, 501))
-    assert set(as_json(row["stage_seconds"])) == {"ingest", "validate", "preprocess", "score", "push", "finalize"}
+    assert set(as_json(row["stage_seconds"])) == {"ingest", "validate", "preprocess", "score", "drift_gate", "push",
+                                                  "finalize"}
     assert _table_state("churn_test_predictions") == before
     with _engine().connect() as conn:
         tables = set(sa.inspect(conn).get_table_names())
