@@ -42,7 +42,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from pipeline import ledger, settings
+from pipeline import ledger, metrics, settings
 from pipeline.errors import ScoringError
 from pipeline.settings import safe_name
 from pipeline.store import begin
@@ -195,6 +195,10 @@ def _abandon(conn: Connection, job_id: str, row: Any, seen: dt.datetime, why: st
         "error = :why WHERE job_id = :j AND run_id = :r AND attempt = :a AND status = 'running'"),
         {"now": ledger.now(), "seen": seen, "why": why, "j": job_id, "r": row["run_id"], "a": row["attempt"]})
     log.warning("job %s: run %s attempt %s %s", job_id, row["run_id"], row["attempt"], why)
+    closed = conn.execute(sa.text("SELECT * FROM scoring_runs WHERE job_id = :j AND run_id = :r AND attempt = :a"),
+                          {"j": job_id, "r": row["run_id"], "a": row["attempt"]}).mappings().first()
+    if closed is not None and closed["status"] == "abandoned":  # a killed attempt is counted like any other end
+        metrics.emit_run(dict(closed))
 
 
 # -- every step --------------------------------------------------------------------------

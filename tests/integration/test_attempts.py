@@ -185,6 +185,11 @@ def test_the_retention_sweep_removes_old_staging_of_attempts_no_longer_running(
 
 
 def test_scoring_runs_finds_a_dead_attempt_and_says_when_it_was_last_seen(home: Path) -> None:
+    import socket
+
+    statsd = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # the attempt's end is sent as metrics too
+    statsd.bind(("127.0.0.1", 0))
+    statsd.settimeout(10)
     write_partition(home, n=300)
     job = load_job(write_job(home))
     engine = run.engine(job)
@@ -193,13 +198,18 @@ def test_scoring_runs_finds_a_dead_attempt_and_says_when_it_was_last_seen(home: 
     dead_pid = subprocess.Popen(["true"])  # noqa: S607 - a pid that has just ended
     dead_pid.wait()
     ledger.update(engine, "churn_test", "crashed", 1, holder=f"process:{host}:{dead_pid.pid}:1")
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "runs", "churn_test"], env=dict(os.environ),
+    env = dict(os.environ, SCORING_STATSD_HOST="127.0.0.1", SCORING_STATSD_PORT=str(statsd.getsockname()[1]))
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "runs", "churn_test"], env=env,
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     row = ledger.get(engine, "churn_test", "crashed")
     assert row["status"] == "abandoned" and f"its process (process:{host}:{dead_pid.pid}:1) is gone" in row["error"]
     assert "crashed" in out.stdout and "abandoned" in out.stdout
     assert not Path(spec.staging_dir).exists()
+    with statsd:
+        lines = statsd.recv(65535).decode().splitlines()
+    counted = [x for x in lines if x.startswith("scoring.run.attempts_total:")]
+    assert counted and "status:abandoned" in counted[0] and "job:churn_test" in counted[0], lines
 
 
 def test_a_running_step_keeps_its_attempt_seen(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
