@@ -8,6 +8,7 @@ import fcntl
 import io
 import os
 import shutil
+import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -245,3 +246,27 @@ def _weight(item: pytest.Item) -> int:
     marks = {m.name for m in item.iter_markers()}
     return -sum(weight for name, weight in (("stack", 8), ("airflow", 4), ("slow", 2), ("postgres", 1))
                 if name in marks)
+
+
+@pytest.fixture
+def statsd(monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
+    """A UDP socket on 127.0.0.1 receiving the run metrics (SCORING_STATSD_HOST/PORT reach the processes a test
+    starts too: a task's, a stack's)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(5)
+    monkeypatch.setenv("SCORING_STATSD_HOST", "127.0.0.1")
+    monkeypatch.setenv("SCORING_STATSD_PORT", str(sock.getsockname()[1]))
+    yield sock
+    sock.close()
+
+
+def statsd_lines(sock: socket.socket, quiet_s: float = 2) -> list[str]:
+    """The StatsD lines received so far: read until nothing comes for ``quiet_s``."""
+    sock.settimeout(quiet_s)
+    lines: list[str] = []
+    try:
+        while True:
+            lines += sock.recv(65536).decode().splitlines()
+    except TimeoutError:
+        return lines

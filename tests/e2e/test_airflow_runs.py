@@ -8,7 +8,6 @@ import re
 import shutil
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import sqlalchemy as sa
 
 from pipeline import run
 from pipeline.ledger import as_json
-from tests.conftest import DAY, with_challenger, write_job, write_partition
+from tests.conftest import DAY, statsd_lines, with_challenger, write_job, write_partition
 from tests.e2e.conftest import dags_test, stack_session
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
@@ -109,7 +108,7 @@ def test_a_day_long_past_with_no_data_fails_at_once_as_missing_with_a_ledger_row
     assert (row["status"], row["failed_stage"], str(row["partition_date"])) == ("missing", "wait_for_partition",
                                                                                "2026-11-05")
     assert row["error"].startswith("no data for 2026-11-05 (expected by 2026-11-06 00:00 UTC); waited")
-    metrics = _statsd_lines(statsd)
+    metrics = statsd_lines(statsd)
     assert any(m.startswith("scoring.run.") and "job:churn_test" in m and "status:missing" in m
                for m in metrics), metrics
 
@@ -128,28 +127,7 @@ def test_a_sensor_timeout_on_a_day_not_due_yet_leaves_a_missing_row_and_a_metric
     [row] = _ledger()
     assert (row["status"], row["failed_stage"]) == ("missing", "wait_for_partition")
     assert re.match(r"no data for 2026-11-05 \(expected by 2027-11-06 06:00 UTC\); waited 0\.\d+ min", row["error"])
-    assert any("status:missing" in m for m in _statsd_lines(statsd))
-
-
-@pytest.fixture
-def statsd(monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
-    """A UDP socket on 127.0.0.1 receiving the run metrics (SCORING_STATSD_HOST/PORT reach the task's process)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(2)
-    monkeypatch.setenv("SCORING_STATSD_HOST", "127.0.0.1")
-    monkeypatch.setenv("SCORING_STATSD_PORT", str(sock.getsockname()[1]))
-    yield sock
-    sock.close()
-
-
-def _statsd_lines(sock: socket.socket) -> list[str]:
-    lines: list[str] = []
-    try:
-        while True:
-            lines += sock.recv(65536).decode().splitlines()
-    except TimeoutError:
-        return lines
+    assert any("status:missing" in m for m in statsd_lines(statsd))
 
 
 def test_a_sql_source_not_ready_fails_the_sensor_naming_the_query_and_connection(

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from pipeline.partition import last_complete_day
-from tests.conftest import ROOT, write_job, write_partition
+from tests.conftest import ROOT, statsd_lines, write_job, write_partition
 from tests.e2e.conftest import native_stack, stack_session, wait_for_dag
 
 pytestmark = [pytest.mark.airflow, pytest.mark.stack, pytest.mark.slow, pytest.mark.postgres]
@@ -36,18 +36,14 @@ def _until(what: str, predicate: Any, timeout: float = 300) -> Any:
 
 
 def test_a_ui_backfill_with_dry_run_writes_no_predictions_and_one_without_the_tick_is_refused(
-        home: Path, tmp_path: Path, pg_server: str, browser, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+        home: Path, tmp_path: Path, pg_server: str, browser, statsd: socket.socket) -> None:  # type: ignore[no-untyped-def]
     for day in DAYS:
         write_partition(home, day=day, n=600)
     # the scheduled run's day is not due for a year: it waits, and is the run the operator marks failed
     write_job(home, start_date="2026-09-01", catchup=False,
               source={"path": str(home / "data" / "churn"), "wait_timeout_minutes": 120, "poke_interval_seconds": 20,
                       "expected_days_after": 366})
-    statsd = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # the run metrics of every stack process
-    statsd.bind(("127.0.0.1", 0))
-    monkeypatch.setenv("SCORING_STATSD_HOST", "127.0.0.1")
-    monkeypatch.setenv("SCORING_STATSD_PORT", str(statsd.getsockname()[1]))
-    with native_stack(tmp_path, pg_server, workers=1) as stack, statsd:
+    with native_stack(tmp_path, pg_server, workers=1) as stack:  # statsd: the run metrics of every stack process
         api = stack.api
         token, http = stack_session(api, stack.home)
         wait_for_dag(http, api, "churn_test")
@@ -121,7 +117,7 @@ def test_a_ui_backfill_with_dry_run_writes_no_predictions_and_one_without_the_ti
             return runs[0]["dag_run_id"] if sensing else None
 
         run_id = _until("the scheduled run's sensor to wait", scheduled)
-        _drain(statsd)
+        statsd_lines(statsd)
         out = http.patch(f"{api}/api/v2/dags/churn_test/dagRuns/{run_id}", json={"state": "failed"}, timeout=60)
         assert out.ok, out.text
         with psycopg.connect(stack.scoring_db) as conn:
@@ -129,7 +125,7 @@ def test_a_ui_backfill_with_dry_run_writes_no_predictions_and_one_without_the_ti
                                   "run_id = %s", (run_id,)).fetchall()
         assert [(m[0], m[1], m[2]) for m in marked] == [(waiting, "failed", "marked_failed")], marked
         assert marked[0][3].startswith("marked failed by hand in Airflow: ")
-        lines = _drain(statsd)
+        lines = statsd_lines(statsd)
         assert any("job:churn_test" in m and "status:failed" in m for m in lines), lines
         note = http.get(f"{api}/api/v2/dags/churn_test/dagRuns/{run_id}", timeout=30).json()["note"]
         assert "Outcome: marked failed by hand in Airflow: " in note, note
@@ -138,14 +134,3 @@ def test_a_ui_backfill_with_dry_run_writes_no_predictions_and_one_without_the_ti
         page.get_by_text("Outcome: dry run").first.wait_for(timeout=30_000)
         page.screenshot(path=str(SHOTS / "backfill-run-note.png"))
         print(f"screenshots: {SHOTS}")
-
-
-def _drain(sock: socket.socket) -> list[str]:
-    """The StatsD lines received so far."""
-    sock.settimeout(2)
-    lines: list[str] = []
-    try:
-        while True:
-            lines += sock.recv(65536).decode().splitlines()
-    except TimeoutError:
-        return lines

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -23,18 +21,6 @@ def engine(tmp_path: Path) -> sa.Engine:
     eng = store.engine_for(f"sqlite:///{tmp_path / 'ledger.db'}")
     store.ensure_ledger(eng)
     return eng
-
-
-@pytest.fixture
-def statsd(monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
-    """A UDP socket on 127.0.0.1 where the run metrics go."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(5)
-    monkeypatch.setenv("SCORING_STATSD_HOST", "127.0.0.1")
-    monkeypatch.setenv("SCORING_STATSD_PORT", str(sock.getsockname()[1]))
-    yield sock
-    sock.close()
 
 
 def _record(engine: sa.Engine, outcome: str, run_id: str = "scheduled__2026-11-21T00:00:00+00:00") -> dict | None:
