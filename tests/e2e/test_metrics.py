@@ -264,9 +264,13 @@ def test_an_airflow_run_sends_airflows_metrics_and_ours_to_one_exporter(
         assert {(task, "success") for task in ("ingest", "score", "finalize")} <= tasks, tasks
         return tasks
 
+    def timed() -> list[dict]:  # a task's duration is sent apart from its finish: it may come a scrape later
+        durations = prometheus.query('sum by (dag_id, task_id) (airflow_task_duration_count{dag_id="churn_test"})')
+        assert {s["metric"]["task_id"] for s in durations} >= {"score", "finalize"}, durations
+        return durations
+
     wait_until("Prometheus to scrape Airflow's task metrics, by DAG, task and state", finished)
-    durations = prometheus.query('sum by (dag_id, task_id) (airflow_task_duration_count{dag_id="churn_test"})')
-    assert {s["metric"]["task_id"] for s in durations} >= {"score", "finalize"}, durations
+    wait_until("Prometheus to scrape Airflow's task durations, by DAG and task", timed)
     assert prometheus.one('max by (job) (scoring_run_status{job="churn_test"})') == "1"
 
     # a failed attempt says so too (here without Airflow: the same code path records every attempt)
