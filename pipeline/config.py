@@ -197,7 +197,7 @@ class SourceConfig(_Strict):
                              "(a file holding it)")
         if self.path is not None:
             raise ValueError("source.path belongs to source.kind: files; a sql source reads source.query")
-        from pipeline.sqlsource import check_query
+        from pipeline.sqltext import check_query
 
         for name in ("query", "ready_query"):
             text = getattr(self, name)

@@ -30,12 +30,11 @@ import datetime as dt
 import fcntl
 import logging
 import os
-import re
 import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,23 +43,22 @@ from sqlalchemy.engine import Connection, Engine
 
 from pipeline import ledger, metrics, settings
 from pipeline.errors import ScoringError
+from pipeline.livecopy import (
+    SupersededError,
+    advisory_lock,
+    sa_query,
+    superseded_by,
+)
 from pipeline.settings import safe_name
 from pipeline.store import begin
 
 log = logging.getLogger(__name__)
-REFUSED = "start"  # failed_stage of an attempt refused when it opened: it never held the partition
 
 
 class PartitionBusyError(ScoringError):
     """Another attempt of the partition is alive; this one was refused (a retry later can succeed)."""
 
     retryable = True
-
-
-class SupersededError(ScoringError):
-    """A later attempt of the partition has started: this one must not go on (nor publish)."""
-
-    retryable = False
 
 
 def holder(kind: str) -> str:
@@ -97,10 +95,6 @@ def staging_of(job_id: str, partition_date: str, run_id: str, attempt: int) -> P
 
 
 # -- the per-partition lock --------------------------------------------------------------
-def lock_key(job_id: str, partition_date: str | dt.date) -> str:
-    return f"scoring_partition:{job_id}:{partition_date}"
-
-
 @contextlib.contextmanager
 def locked(engine: Engine, job_id: str, partition_date: str | dt.date) -> Iterator[Connection]:
     """A transaction holding the partition's lock until it has committed.
@@ -111,7 +105,7 @@ def locked(engine: Engine, job_id: str, partition_date: str | dt.date) -> Iterat
     """
     if engine.dialect.name == "postgresql":
         with begin(engine) as conn:
-            _advisory(conn, job_id, partition_date)
+            advisory_lock(conn, job_id, partition_date)
             yield conn
         return
     database = engine.url.database
@@ -120,10 +114,6 @@ def locked(engine: Engine, job_id: str, partition_date: str | dt.date) -> Iterat
             handle = stack.enter_context(open(f"{database}.scoring-lock", "a+"))  # noqa: SIM115 - closed by the stack
             fcntl.flock(handle, fcntl.LOCK_EX)
         yield stack.enter_context(begin(engine))
-
-
-def _advisory(conn: Connection, job_id: str, partition_date: str | dt.date) -> None:
-    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": lock_key(job_id, partition_date)})
 
 
 # -- opening an attempt ------------------------------------------------------------------
@@ -202,53 +192,11 @@ def _abandon(conn: Connection, job_id: str, row: Any, seen: dt.datetime, why: st
 
 
 # -- every step --------------------------------------------------------------------------
-Query = Callable[[str, dict[str, Any]], list[dict[str, Any]]]  # runs one statement with :named parameters
-
-
-def _sa(conn: Connection) -> Query:
-    """A SQLAlchemy connection as a ``Query``."""
-    def run(sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        result = conn.execute(sa.text(sql), params)
-        return [dict(r) for r in result.mappings()] if result.returns_rows else []
-    return run
-
-
-def _adbc(cur: Any) -> Query:
-    """An ADBC cursor as a ``Query``: ``:name`` parameters become PostgreSQL's ``$n``."""
-    def run(sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        names: list[str] = []
-        positional = re.sub(r"(?<!:):([a-z_]+)", lambda m: f"${names.append(m[1]) or len(names)}", sql)
-        cur.execute(positional, parameters=tuple(params[n] for n in names))
-        if cur.description is None:
-            return []
-        columns = [d[0] for d in cur.description]
-        return [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
-    return run
-
-
-def superseded_by(query: Query, job_id: str, run_id: str, attempt: int, day: Any) -> str | None:
-    """The later attempt of the partition that took it over, if one did (refused ones never do)."""
-    mine = query("SELECT started_at, status, error FROM scoring_runs WHERE job_id = :j AND run_id = :r "
-                 "AND attempt = :a", {"j": job_id, "r": run_id, "a": attempt})
-    if not mine:
-        return f"its ledger row (run {run_id!r} attempt {attempt}) is gone"
-    if mine[0]["status"] == "abandoned":
-        return str(mine[0]["error"])
-    later = query(
-        "SELECT run_id, attempt, status FROM scoring_runs WHERE job_id = :j AND partition_date = :d AND NOT dry_run "
-        "AND started_at > :t AND NOT (run_id = :r AND attempt = :a) "
-        "AND NOT (status = 'failed' AND COALESCE(failed_stage, '') = :refused) ORDER BY started_at DESC LIMIT 1",
-        {"j": job_id, "d": day, "t": mine[0]["started_at"], "r": run_id, "a": attempt, "refused": REFUSED})
-    if not later:
-        return None
-    return f"run {later[0]['run_id']!r} attempt {later[0]['attempt']} ({later[0]['status']}) started later"
-
-
 def resume(engine: Engine, spec: Any, kind: str) -> None:
     """Before a step: stop if a later attempt took the partition over, else take the lease (holder, heartbeat)."""
     day = dt.date.fromisoformat(spec.partition_date)
     with locked(engine, spec.job_id, day) as conn:
-        taken = None if spec.dry_run else superseded_by(_sa(conn), spec.job_id, spec.run_id, spec.attempt, day)
+        taken = None if spec.dry_run else superseded_by(sa_query(conn), spec.job_id, spec.run_id, spec.attempt, day)
         if taken:
             raise SupersededError(
                 f"partition {day}: run {spec.run_id!r} attempt {spec.attempt} was superseded ({taken}); it stops "
@@ -285,36 +233,6 @@ def heartbeat(engine: Engine, spec: Any) -> Iterator[None]:
     finally:
         stop.set()
         thread.join(timeout=5)
-
-
-# -- publishing --------------------------------------------------------------------------
-def publish(conn: Connection, job_id: str, run_id: str, attempt: int, day: dt.date) -> None:
-    """In the transaction that replaces the partition's rows (SQLAlchemy): check, then move ``live`` here.
-
-    On SQLite that transaction has written already, so it holds the database's one write lock:
-    no other attempt can commit between this check and the rows' commit.
-    """
-    if conn.dialect.name == "postgresql":
-        _advisory(conn, job_id, day)
-    _publish(_sa(conn), job_id, run_id, attempt, day)
-
-
-def publish_adbc(cur: Any, job_id: str, run_id: str, attempt: int, day: dt.date) -> None:
-    """The same, on an ADBC cursor inside its transaction (PostgreSQL)."""
-    query = _adbc(cur)
-    query("SELECT pg_advisory_xact_lock(hashtext(:k))", {"k": lock_key(job_id, day)})
-    _publish(query, job_id, run_id, attempt, day)
-
-
-def _publish(query: Query, job_id: str, run_id: str, attempt: int, day: dt.date) -> None:
-    taken = superseded_by(query, job_id, run_id, attempt, day)
-    if taken:
-        raise SupersededError(f"partition {day}: run {run_id!r} attempt {attempt} was superseded ({taken}) "
-                              "before it published; the rows it staged were not written.")
-    params = {"j": job_id, "d": day, "r": run_id, "a": attempt, "t": ledger.now()}
-    query("UPDATE scoring_runs SET live = FALSE WHERE job_id = :j AND partition_date = :d AND live", params)
-    query("UPDATE scoring_runs SET live = TRUE, published_at = :t WHERE job_id = :j AND run_id = :r AND attempt = :a",
-          params)
 
 
 # -- staging retention -------------------------------------------------------------------

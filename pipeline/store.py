@@ -28,7 +28,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from pipeline import connections, dictionary, settings
+from pipeline import connections, dictionary, livecopy, settings
 from pipeline.config import IDENTIFIER_RE, PREDICTION_COLUMNS, check_column_name, check_identifier
 from pipeline.connections import Conn
 from pipeline.errors import ConfigError, StoreError
@@ -736,9 +736,7 @@ def replace_partition(
                 _keep_latest(conn, table, key, partition_date, schema)
                 _insert_quarantine(conn, quarantine)
                 if attempt is not None:
-                    from pipeline import lease
-
-                    lease.publish(conn, job_id, *attempt, partition_date)
+                    livecopy.publish(conn, job_id, *attempt, partition_date)
     except Exception as exc:
         if not _is_db_error(exc):
             raise
@@ -1063,9 +1061,7 @@ def _swap(cur: Any, engine: Engine, homes: Homes, table: str, key: str, load: st
         if rows:
             cur.adbc_ingest("scoring_quarantine", _quarantine_table(rows), mode="append", db_schema_name=homes.ledger)
     if attempt is not None:
-        from pipeline import lease
-
-        lease.publish_adbc(cur, job_id, *attempt, day)
+        livecopy.publish_adbc(cur, job_id, *attempt, day)
     final = f"{partition_prefix(table)}_{day:%Y%m%d}"
     cur.execute(
         "SELECT c.oid::regclass::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
