@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -38,6 +37,7 @@ from pipeline import steps
 from pipeline.config import RESERVED_INPUT_NAMES, check_column_name
 from pipeline.context import counted
 from pipeline.errors import ConfigError, InputError
+from pipeline.keys import duplicates as _duplicates
 from pipeline.partition import compression, parse_date, partition_dir, partition_files
 from pipeline.staging import StagedWriter
 
@@ -593,26 +593,6 @@ def partition_keys(files: list[Path], fmt: str, key: str, rename: Mapping[str, s
             continue
         columns.append(table.column(column))
     return _duplicates(columns)
-
-
-def _duplicates(keys: list[pa.ChunkedArray]) -> list[Any]:
-    """Entity keys that occur more than once in the partition (nulls are validation's job).
-
-    Integer keys are sorted with numpy (16 bytes a row at the peak; Arrow's value_counts
-    needs about 100, over 1 GB at 10M rows); other keys use value_counts.
-    """
-    chunks = [chunk for column in keys for chunk in column.chunks]
-    if not chunks:
-        return []
-    if all(pa.types.is_integer(c.type) for c in chunks):
-        values = np.concatenate([c.drop_null().to_numpy() for c in chunks])
-        values.sort()
-        repeated = values[1:][values[1:] == values[:-1]]
-        return np.unique(repeated).tolist()
-    counts = pa.chunked_array(chunks).value_counts()
-    values, freq = counts.field("values"), counts.field("counts")
-    mask = pc.and_(pc.greater(freq, 1), pc.is_valid(values))
-    return pc.filter(values, mask).to_pylist()
 
 
 # -- the stage ---------------------------------------------------------------------------

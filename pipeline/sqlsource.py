@@ -248,7 +248,7 @@ def plan(ctx: Any) -> tuple[Any, list[Any]]:
     from dataclasses import replace
 
     from pipeline import steps
-    from pipeline.ingest import _duplicates
+    from pipeline.keys import duplicates as _duplicates
 
     job, spec = ctx.job, ctx.spec
     day = dt.date.fromisoformat(spec.partition_date)
