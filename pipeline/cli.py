@@ -14,6 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError, ScoringError
+from pipeline.partition import parse_date
+
+
+def day_arg(text: str) -> str:
+    """An argparse type: a day given as exactly YYYY-MM-DD (``pipeline.partition.parse_date``), else a usage error."""
+    try:
+        return parse_date(text, "--date").isoformat()
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -38,7 +47,6 @@ def _redrive(args: argparse.Namespace) -> int:
 
 def _deliveries(args: argparse.Namespace) -> int:
     from pipeline import deliveries, run
-    from pipeline.partition import parse_date
 
     job = run.find_job(args.job)
     eng = run.engine(job)
@@ -170,7 +178,6 @@ def _models_register(registry: Any, args: argparse.Namespace) -> int:
 def _models_compare(registry: Any, args: argparse.Namespace) -> int:
     """The champion/challenger comparisons of a model for one partition (``pipeline.shadow``); 1 if one failed."""
     from pipeline import run, shadow, store
-    from pipeline.partition import parse_date
 
     day = parse_date(args.date)
     if args.job:
@@ -300,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="score one partition of a job, without Airflow")
     p.add_argument("job", help="job id (a file dags/jobs/<job>.yaml)")
-    p.add_argument("--date", required=True, help="partition date YYYY-MM-DD")
+    p.add_argument("--date", required=True, type=day_arg, help="partition date YYYY-MM-DD")
     p.add_argument("--model", help="model version or alias (default: the job's)")
     p.add_argument("--dry-run", action="store_true", help="run every stage but write no predictions")
     p.add_argument("--run-id", help="run id to record (default: cli__<date>__<time>)")
@@ -311,24 +318,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("redrive", help="push mode: send a partition's dead-lettered batches again")
     p.add_argument("job")
-    p.add_argument("--date", required=True, help="partition date YYYY-MM-DD")
+    p.add_argument("--date", required=True, type=day_arg, help="partition date YYYY-MM-DD")
     p.set_defaults(fn=_redrive)
 
     p = sub.add_parser("deliveries", help="push mode: the delivery state of a partition's batches")
     p.add_argument("job")
-    p.add_argument("--date", required=True, help="partition date YYYY-MM-DD")
+    p.add_argument("--date", required=True, type=day_arg, help="partition date YYYY-MM-DD")
     p.add_argument("--all", action="store_true", help="list delivered batches too")
     p.set_defaults(fn=_deliveries)
 
     p = sub.add_parser("runs", help="a job's latest attempts (the live copy marked); dead running ones become abandoned")
     p.add_argument("job")
-    p.add_argument("--date", help="only this partition (YYYY-MM-DD)")
+    p.add_argument("--date", type=day_arg, help="only this partition (YYYY-MM-DD)")
     p.add_argument("--limit", type=int, default=20, help="how many attempts (default 20)")
     p.set_defaults(fn=_runs)
 
     p = sub.add_parser("outcomes", help="realised performance of a scored partition once its outcomes arrived")
     p.add_argument("job")
-    p.add_argument("--date", required=True, help="the scored partition (its outcomes are dated "
+    p.add_argument("--date", required=True, type=day_arg, help="the scored partition (its outcomes are dated "
                    "date + outcomes.horizon_days)")
     p.set_defaults(fn=_outcomes)
 
@@ -382,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--write", help="write the schema to this file")
     q = msub.add_parser("compare", help="champion/challenger comparisons of a model for one partition")
     q.add_argument("name")
-    q.add_argument("--date", required=True, help="the partition (YYYY-MM-DD)")
+    q.add_argument("--date", required=True, type=day_arg, help="the partition (YYYY-MM-DD)")
     q.add_argument("--job", help="only this job (its output database); default: every job in --connection or "
                    "AIRFLOW_CONN_SCORING_DB")
     p.set_defaults(fn=_models)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,16 +37,42 @@ from pipeline.errors import ConfigError, InputError, PartitionNotFoundError
 log = logging.getLogger(__name__)
 
 
-def parse_date(value: str | dt.date) -> dt.date:
-    """Parse YYYY-MM-DD, with an error that says what was expected."""
+# exactly YYYY-MM-DD: Python 3.11's date.fromisoformat also takes 20261120 and 2026-W47-5 (and callers
+# used to strip blanks), so a typo could score another day than the one meant
+DAY_FORM = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+def parse_date(value: str | dt.date, what: str = "partition_date") -> dt.date:
+    """Parse a day given as exactly ``YYYY-MM-DD``; refuse anything else, naming ``what`` (the parameter).
+
+    ``20261120``, `` 2026-11-20 `` (blanks around it) and week dates (``2026-W47-5``) are refused, not
+    guessed: every place a user gives a day (the CLI's ``--date``, the trigger form's and a run conf's
+    ``partition_date``, an asset event's partition key) goes through here.
+    """
     if isinstance(value, dt.datetime):
         return value.date()
     if isinstance(value, dt.date):
         return value
-    try:
-        return dt.date.fromisoformat(str(value).strip())
-    except ValueError:
-        raise ConfigError(f"partition_date {value!r} is not a date: use YYYY-MM-DD") from None
+    text = str(value)
+    if DAY_FORM.fullmatch(text):
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            raise ConfigError(f"{what} {text!r} is not a day of the calendar: give a real day as YYYY-MM-DD, "
+                              "e.g. 2026-11-20") from None
+    raise ConfigError(f"{what} {text!r} is not a date in the form YYYY-MM-DD (4-digit year, 2-digit month and day, "
+                      f"dashes between them, nothing before or after), e.g. 2026-11-20{_hint(text)}")
+
+
+def _hint(text: str) -> str:
+    """What looks wrong in a refused day, when it is one of the usual slips."""
+    if text != text.strip():
+        return f": remove the blanks around it ({text.strip()!r})"
+    if re.fullmatch(r"[0-9]{8}", text):
+        return f": add the dashes ({text[:4]}-{text[4:6]}-{text[6:]})"
+    if "W" in text.upper():
+        return ": week dates are not accepted, give the calendar day"
+    return ""
 
 
 def resolve_partition_date(
@@ -60,11 +87,11 @@ def resolve_partition_date(
 ) -> dt.date:
     """Apply the partition-date rule above (an asset-triggered run: its partition key's day)."""
     if partition_key and param in (None, ""):
-        try:
-            return dt.date.fromisoformat(partition_key[:10])
-        except ValueError:
+        day = partition_key[:10]  # a key may carry a time after the day (2026-11-20T00:00:00)
+        if not DAY_FORM.fullmatch(day) or partition_key[10:11] not in ("", "T", " "):
             raise ConfigError(f"the run's partition key {partition_key!r} is not a date (YYYY-MM-DD): the upstream "
-                              "asset event must carry the partition's day") from None
+                              "asset event must carry the partition's day")
+        return parse_date(day, "the run's partition key")
     if param not in (None, ""):
         if run_type == "backfill":
             raise ConfigError(
