@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.ipc as ipc
 
 from pipeline import settings
 from pipeline.errors import ConfigError, InputError, ScoringError, StoreError
 from pipeline.sqltext import PARAMETER, _placeholders, check_query, clean
+from pipeline.staging import IPC_OPTIONS
 
 if TYPE_CHECKING:
     from pipeline.config import JobConfig
@@ -119,16 +121,44 @@ def _engine(job: JobConfig, resolver: Resolver | None) -> Any:
 TRANSIENT = ("locked", "busy", "unable to open", "connection", "timeout", "timed out", "terminat", "recovery",
              "could not connect", "server closed")
 
+LOCK_TIMEOUT_SECONDS = 60.0  # source.lock_timeout_seconds: the longest a source query waits for a lock
+STATEMENT_TIMEOUT_SECONDS = 3600.0  # source.statement_timeout_seconds: the longest one source query runs
+
+
+def limits(job: JobConfig) -> tuple[float, float]:
+    """How long a source query may wait for a lock, and run, in seconds (``source.lock_timeout_seconds``,
+    ``source.statement_timeout_seconds``; the defaults until the job file has them)."""
+    src = job.source
+    return (float(getattr(src, "lock_timeout_seconds", None) or LOCK_TIMEOUT_SECONDS),
+            float(getattr(src, "statement_timeout_seconds", None) or STATEMENT_TIMEOUT_SECONDS))
+
 
 def _failed(job: JobConfig, day: dt.date, exc: Exception, doing: str) -> ScoringError:
     """The query's error: a fault of the query (syntax, a missing table or column) fails at once; a database
-    that is down, locked or restarting is a ``StoreError``, which the task's retries can outlast."""
+    that is down, locked or restarting is a ``StoreError``, which the task's retries can outlast. A lock
+    waited for longer than the job allows is retryable (the lock is another transaction's, and ends); a query
+    that ran out of time is not (a retry runs the same query)."""
     from pipeline.redact import redact
 
     detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
     # DB-API classes: ADBC says OperationalError for a connection or server fault, ProgrammingError for the
     # query's; sqlite3 says OperationalError for both, so its message decides
     sqlite = type(exc).__module__.startswith("sqlite3")
+    state, low = getattr(exc, "sqlstate", None), str(exc).lower()
+    lock_s, statement_s = limits(job)
+    if state == "55P03" or "lock timeout" in low or (sqlite and ("locked" in low or "busy" in low)):
+        return StoreError(
+            f"partition {day}: {doing} {describe(job)} failed: {detail}. It waited more than "
+            f"source.lock_timeout_seconds ({lock_s:g} s) for a lock: another transaction holds a table the query reads (a TRUNCATE, an ALTER TABLE, a rewrite "
+            "of the table in one transaction) and nothing was read. The task's retries try again; if the upstream "
+            "load holds the table longer than that, make source.ready_query wait for the load to finish, or raise "
+            "source.lock_timeout_seconds in the job file.")
+    if (state == "57014" and "statement timeout" in low) or (sqlite and "interrupted" in low):
+        return InputError(
+            f"partition {day}: {doing} {describe(job)} failed: {detail}. It ran longer than "
+            f"source.statement_timeout_seconds ({statement_s:g} s, the whole read) and was cancelled; nothing was published. A retry would run the "
+            "same query: make it faster (e.g. an index on the column compared with :partition_date) or raise "
+            "source.statement_timeout_seconds in the job file, then re-run the partition.")
     server = type(exc).__name__ in ("OperationalError", "InterfaceError", "InternalError")
     if server and (not sqlite or any(word in detail.lower() for word in TRANSIENT)):
         return StoreError(f"partition {day}: {doing} {describe(job)} failed: {detail}. The database did not answer "
@@ -144,11 +174,15 @@ def batches(job: JobConfig, day: dt.date, batch_rows: int, resolver: Resolver | 
     values bound), at most ``batch_rows`` at a time, in the order the database returns them."""
     engine = _engine(job, resolver)
     sql, params = bind(query or query_text(job), engine.dialect.name, day, extra)
-    reader = _postgres if engine.dialect.name == "postgresql" else _sqlite
+    lock_s, statement_s = limits(job)
     if engine.dialect.name == "postgresql":  # a date compared with a timestamptz: midnight in the job's zone
-        params = [("TimeZone", job.timezone), *params]
+        params = [("TimeZone", job.timezone), ("lock_timeout", f"{round(lock_s * 1000)}ms"),
+                  ("statement_timeout", f"{round(statement_s * 1000)}ms"), *params]
+        tables = _postgres(engine, sql, params, batch_rows)
+    else:
+        tables = _sqlite(engine, sql, params, batch_rows, lock_s, statement_s)
     try:
-        for table in reader(engine, sql, params, batch_rows):
+        for table in tables:
             for start in range(0, max(table.num_rows, 1), batch_rows):  # an empty result: its columns
                 yield table.slice(start, batch_rows)
     except ScoringError:
@@ -183,10 +217,20 @@ def _postgres(engine: Any, sql: str, params: list[Any], batch_rows: int) -> Iter
         conn.rollback()  # read only: nothing to keep
 
 
-def _sqlite(engine: Any, sql: str, params: list[Any], batch_rows: int) -> Iterator[pa.Table]:
+def _sqlite(engine: Any, sql: str, params: list[Any], batch_rows: int, lock_s: float,
+            statement_s: float) -> Iterator[pa.Table]:
+    """The query's rows through ``fetchmany``; a lock waited for at most ``lock_s`` (the busy timeout), the
+    whole read at most ``statement_s`` (a progress handler interrupts it: "interrupted")."""
+    import time
+
     raw = engine.raw_connection()
+    conn = raw.driver_connection
+    cur = raw.cursor()
+    (busy,) = cur.execute("PRAGMA busy_timeout").fetchone()
+    deadline = time.monotonic() + statement_s
     try:
-        cur = raw.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {round(lock_s * 1000)}")
+        conn.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
         cur.execute(sql, params)
         names = [d[0] for d in cur.description or []]
         empty = True
@@ -197,6 +241,9 @@ def _sqlite(engine: Any, sql: str, params: list[Any], batch_rows: int) -> Iterat
         if empty:
             yield pa.table({name: pa.nulls(0) for name in names})
     finally:
+        conn.set_progress_handler(None, 0)
+        cur.close()
+        raw.cursor().execute(f"PRAGMA busy_timeout = {int(busy)}")  # the pool's connection as it was
         raw.close()
 
 
@@ -228,23 +275,60 @@ def ready_description(job: JobConfig) -> str:
     return f"whether {describe(job)} returns a row"
 
 
-# -- shards: key ranges ----------------------------------------------------------------------
+# -- shards: one read of the source, staged by the plan -------------------------------------
+SOURCE_PREFIX = "source"  # the plan's copy of the partition: <run dir>/source-NNN.arrow
+
+
 def _key_column(job: JobConfig) -> str:
     """The entity key's name in the query's rows (the export's name when source.rename maps it)."""
     return next((old for old, new in job.source.rename.items() if new == job.entity_key), job.entity_key)
 
 
-def plan(ctx: Any) -> tuple[Any, list[Any]]:
-    """Split a sql source's partition into shards by key range; find the duplicate keys first.
+class _Segments:
+    """The query's batches into Arrow IPC files of the run's folder, a new file whenever the batches' schema
+    changes (SQLite returns a batch's own types), each file's batch sizes recorded for the shards' slices."""
 
-    One pass over the query's key column alone (the keys of the partition are held, no other
-    column): the duplicates go to the plan, so each shard's validation sees those that span
-    shards, and the shards' bounds are the keys at equal steps of their sorted order. A shard
-    reads ``key >= lower AND key < upper`` of the query (bound values; text keys compared
-    byte-wise, ``COLLATE "C"`` on PostgreSQL and ``BINARY`` on SQLite, so that the ranges meet exactly
-    whatever the column's collation); null keys go
-    to the first shard.
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.segments: list[dict[str, Any]] = []
+        self._writer: Any = None
+        self._sink: Any = None
+        self._schema: pa.Schema | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if self._schema is None or not table.schema.equals(self._schema, check_metadata=False):
+            self.close()
+            name = f"{SOURCE_PREFIX}-{len(self.segments):03d}.arrow"
+            self._sink = pa.OSFile(str(self.folder / f".{name}.tmp"), "wb")
+            self._writer = ipc.new_file(self._sink, table.schema, options=IPC_OPTIONS)
+            self._schema = table.schema
+            self.segments.append({"file": name, "batches": []})
+        for batch in table.to_batches():
+            if batch.num_rows:
+                self._writer.write_batch(batch)
+                self.segments[-1]["batches"].append(batch.num_rows)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._sink.close()
+            name = self.segments[-1]["file"]
+            (self.folder / f".{name}.tmp").replace(self.folder / name)
+            self._writer = self._sink = None
+
+
+def plan(ctx: Any) -> tuple[Any, list[Any]]:
+    """Read a sql source's partition once, into the run's staging; split its rows into shards; find the
+    duplicate keys.
+
+    Every shard of the run reads its share of that one copy, never the source: the query ran once, as one
+    statement (one snapshot of the database), so the shards see one state of a table that is being
+    rewritten, and a retried shard reads the rows it read the first time. The shards' shares are
+    consecutive row ranges of equal size (the plan records each staged batch's size, so a shard reads its
+    batches alone). The keys are held while reading (the key column only): the duplicates go to the plan,
+    so each shard's validation sees those that span shards.
     """
+    import time
     from dataclasses import replace
 
     from pipeline import steps
@@ -252,26 +336,33 @@ def plan(ctx: Any) -> tuple[Any, list[Any]]:
 
     job, spec = ctx.job, ctx.spec
     day = dt.date.fromisoformat(spec.partition_date)
-    engine = _engine(job, ctx.resolver)
-    key = _quote(engine, _key_column(job))
-    keys_sql = f"SELECT q.{key} FROM ({_inner(job)}) AS q"
-    keys = _same_type([t.column(0) for t in batches(job, day, ctx.batch_rows, ctx.resolver, keys_sql)], job, day)
-    column = pa.chunked_array([c for k in keys for c in k.chunks], type=keys[0].type if keys else pa.int64())
-    distinct = column.drop_null().unique().sort()
-    shards = max(1, min(job.source.shards, len(distinct)))
-    bounds = [distinct[len(distinct) * i // shards].as_py() for i in range(1, shards)]
-    root = replace(spec, shards=shards, shard=None)
+    root = replace(spec, shard=None)
     root.run_dir.mkdir(parents=True, exist_ok=True)
-    root.write_json(steps.PLAN_STATE, {"duplicate_keys": _duplicates(keys), "files": [], "key_bounds": bounds})
-    ctx.log.info("planned %d shard(s) by key range over %d distinct key(s) of %s", shards, len(distinct),
-                 describe(job))
+    for old in root.run_dir.glob(f"{SOURCE_PREFIX}-*.arrow"):  # a plan run again reads the source again
+        old.unlink()
+    name, keys = _key_column(job), []
+    started = time.perf_counter()
+    staged = _Segments(root.run_dir)
+    try:
+        for table in batches(job, day, ctx.batch_rows, ctx.resolver,
+                             doing="reading (once, for every shard) the rows of"):
+            staged.write(table)
+            index = table.schema.get_all_field_indices(name)
+            if len(index) == 1:  # a missing or repeated key column: each shard's ingest says so
+                keys.append(table.column(index[0]))
+    finally:
+        staged.close()
+    rows = sum(sum(s["batches"]) for s in staged.segments)
+    keys = _same_type(keys, job, day)
+    shards = max(1, min(job.source.shards, rows))
+    root = replace(root, shards=shards)
+    size = sum((root.run_dir / s["file"]).stat().st_size for s in staged.segments)
+    root.write_json(steps.PLAN_STATE, {"duplicate_keys": _duplicates(keys), "files": [],
+                                       "source": {"rows": rows, "segments": staged.segments}})
+    ctx.log.info("read %d row(s) of %s once, into the run's staging (%.1f MB, %.1f s): %d shard(s) of about %d "
+                 "row(s) each read this one copy", rows, describe(job), size / 1e6, time.perf_counter() - started,
+                 shards, -(-rows // shards))
     return root, [root.for_shard(i) for i in range(shards)]
-
-
-def _quote(engine: Any, name: str) -> str:
-    from pipeline import store
-
-    return store.quote_column(engine, name)
 
 
 def _same_type(keys: list[pa.ChunkedArray], job: JobConfig, day: dt.date) -> list[pa.ChunkedArray]:
@@ -286,28 +377,47 @@ def _same_type(keys: list[pa.ChunkedArray], job: JobConfig, day: dt.date) -> lis
 
 
 def read(ctx: Any) -> Iterator[pa.Table]:
-    """The rows a run's ingest reads: the whole query, or a shard's key range of it."""
+    """The rows a run's ingest reads: the query's (an unsharded run), or a shard's share of the plan's copy."""
     job, spec = ctx.job, ctx.spec
     day = dt.date.fromisoformat(spec.partition_date)
     if spec.shard is None:
         return batches(job, day, ctx.batch_rows, ctx.resolver)
+    return _staged(ctx, day)
+
+
+def _staged(ctx: Any, day: dt.date) -> Iterator[pa.Table]:
+    """Shard ``i`` of ``n``: rows ``[rows*i//n, rows*(i+1)//n)`` of the plan's copy, batch by batch (at least one
+    table: an empty share still has the query's columns)."""
     from pipeline import steps
 
-    bounds = spec.read_json(steps.PLAN_STATE, run_level=True)["key_bounds"]
-    engine = _engine(job, ctx.resolver)
-    column = f"q.{_quote(engine, _key_column(job))}"
-    key = column
-    if any(isinstance(b, str) for b in bounds):  # byte order, whatever collation the column has
-        key += ' COLLATE "C"' if engine.dialect.name == "postgresql" else " COLLATE BINARY"
-    shard, conditions, extra = int(spec.shard), [], {}
-    if shard > 0:
-        conditions.append(f"{key} >= :shard_lower")
-        extra["shard_lower"] = bounds[shard - 1]
-    if shard < len(bounds):
-        conditions.append(f"{key} < :shard_upper")
-        extra["shard_upper"] = bounds[shard]
-    where = " AND ".join(conditions) or "TRUE"
-    if shard == 0:
-        where = f"({where}) OR {column} IS NULL"
-    query = f"SELECT * FROM ({_inner(job)}) AS q WHERE {where}"
-    return batches(job, day, ctx.batch_rows, ctx.resolver, query, extra)
+    spec = ctx.spec
+    state = spec.read_json(steps.PLAN_STATE, run_level=True).get("source")
+    if state is None:
+        raise ConfigError(f"partition {day}: shard {spec.shard} of run {spec.run_id} has no copy of the source "
+                          f"in its plan ({spec.json_path(steps.PLAN_STATE, run_level=True)}): the run was planned by "
+                          "an older version of the pipeline. Re-run the partition (its plan reads the source again).")
+    shard, shards, rows = int(spec.shard), spec.shards, int(state["rows"])
+    low, high = rows * shard // shards, rows * (shard + 1) // shards
+    offset, schema, sent = 0, None, False
+    for segment in state["segments"]:
+        path = spec.run_dir / segment["file"]
+        try:
+            source = pa.OSFile(str(path), "rb")
+        except OSError as exc:
+            raise ConfigError(
+                f"partition {day}: shard {shard} cannot read the plan's copy of {describe(ctx.job)} at {path}: "
+                f"{exc.strerror or exc}. Every worker must see the run's staging (SCORING_STAGING_DIR on a shared "
+                "volume); re-run the partition (its plan reads the source again).") from None
+        with source:
+            reader = ipc.open_file(source)
+            schema = schema or reader.schema
+            for index, size in enumerate(segment["batches"]):
+                start, end = offset, offset + size
+                offset = end
+                if end <= low or start >= high:
+                    continue
+                first = max(low, start)
+                sent = True
+                yield pa.Table.from_batches([reader.get_batch(index).slice(first - start, min(high, end) - first)])
+    if not sent:
+        yield (schema or pa.schema([])).empty_table()
