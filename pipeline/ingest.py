@@ -52,6 +52,10 @@ RAW_PREFIX = "__raw__"
 # no __raw__ text is kept, so the row is scored); the quarantine puts it back if the row is
 # rejected for another reason or because the contract says the column is not nullable
 BLANK_PREFIX = "__blank__"
+# a text column's value whose bytes are not valid UTF-8: the column holds the text with the bad
+# bytes replaced (U+FFFD) and this binary column the original bytes (null elsewhere); validation
+# quarantines the row (invalid_utf8:<column>) and original_values puts the bytes back
+BADTEXT_PREFIX = "__badtext__"
 # CSV: only an empty field is a missing value ("NA", "null", "NaN" are text: an invalid
 # number, or a category); the contract's columns are read as text and parsed here, so a
 # value far into a file never breaks Arrow's type guess from the first block.
@@ -654,12 +658,14 @@ def check_not_empty(ctx: RunContext, rows: int, files: int, counts: dict[str, An
 
 
 def original_values(row: dict[str, Any]) -> dict[str, Any]:
-    """A staged row as it arrived: invalid numbers' text (``__raw__``) and blanks read as missing
-    (``__blank__``) back in their columns; the pipeline's own ``__`` columns dropped."""
+    """A staged row as it arrived: invalid numbers' text (``__raw__``), the text of values read as missing
+    (``__blank__``) and text that was not valid UTF-8 (``__badtext__``: its bytes, decoded with
+    ``errors="surrogateescape"`` so that ``.encode("utf-8", "surrogateescape")`` gives them back exactly) in
+    their columns; the pipeline's own ``__`` columns dropped."""
     out = {k: v for k, v in row.items() if not k.startswith("__")}
-    for name, text in row.items():
-        for prefix in (RAW_PREFIX, BLANK_PREFIX):
+    for prefix in (RAW_PREFIX, BLANK_PREFIX, BADTEXT_PREFIX):  # the original bytes win over a replaced text
+        for name, text in row.items():
             if name.startswith(prefix) and text is not None:
-                out[name[len(prefix):]] = text
+                out[name[len(prefix):]] = text.decode("utf-8", "surrogateescape") if isinstance(text, bytes) else text
     return out
 
