@@ -66,15 +66,27 @@ def _deliveries(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    """The job's latest attempts, after marking the dead ones abandoned (``pipeline.lease.reap``)."""
+    """The job's latest attempts, after the reaper marked the expired ones abandoned (``pipeline.lease.reap``);
+    ``--reap``: what the reaper did, and nothing else (safe at any time: live attempts are left alone)."""
     from pipeline import lease, ledger, run, store
 
+    if args.job is None:
+        if not args.reap:
+            raise ConfigError("scoring runs: name a job (scoring runs JOB), or reap every job with "
+                              "`scoring runs --reap`")
+        sweep = lease.reap_jobs(by="`scoring runs --reap`")
+        print(sweep.text())
+        return 1 if sweep.errors else 0
     job = run.find_job(args.job)
     eng = run.engine(job)
     store.ensure_ledger(eng)
-    found = lease.reap(eng, job.job_id)
+    found = lease.reap(eng, job.job_id, by="`scoring runs --reap`" if args.reap else "`scoring runs`",
+                       drop_loads=args.reap)
+    if args.reap:
+        print(found.text())
+        return 0
     if found:
-        print(f"marked {found} dead attempt(s) abandoned")
+        print(found.text())
     rows = [r for r in ledger.recent(eng, job.job_id, args.limit) if args.date in (None, str(r["partition_date"]))]
     for r in rows:
         print(f"{r['partition_date']}  {r['run_id']}  attempt {r['attempt']}  {r['status']:<9}"
@@ -327,10 +339,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="list delivered batches too")
     p.set_defaults(fn=_deliveries)
 
-    p = sub.add_parser("runs", help="a job's latest attempts (the live copy marked); dead running ones become abandoned")
-    p.add_argument("job")
+    p = sub.add_parser("runs", help="a job's latest attempts (the live copy marked); dead running ones become "
+                       "abandoned; --reap: only reap (every job when none is named)")
+    p.add_argument("job", nargs="?", help="job id (with --reap, optional: default every job in the jobs folder)")
     p.add_argument("--date", type=day_arg, help="only this partition (YYYY-MM-DD)")
     p.add_argument("--limit", type=int, default=20, help="how many attempts (default 20)")
+    p.add_argument("--reap", action="store_true", help="only reap: mark the job's expired running attempts of any "
+                   "day abandoned, remove their staging and load tables, print what was reaped (safe at any time)")
     p.set_defaults(fn=_runs)
 
     p = sub.add_parser("outcomes", help="realised performance of a scored partition once its outcomes arrived")
