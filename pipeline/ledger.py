@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from pipeline.redact import redact
 from pipeline.store import begin
+from pipeline.textsafe import safe_text
 
 COUNT_FIELDS = ("rows_in", "rows_valid", "rows_quarantined", "rows_scored", "rows_written")
 PUSH_COUNT_FIELDS = ("rows_not_selected", "rows_delivered", "rows_failed", "rows_dead_lettered")
@@ -84,7 +85,7 @@ def open_row(conn: Connection, *, job_id: str, run_id: str, partition_date: dt.d
         {"j": job_id, "r": run_id, "a": attempt, "d": partition_date, "mode": mode, "dry": dry_run,
          "mn": model_name, "mv": model_version, "t": stamp, "h": holder,
          "status": "failed" if refused else "running", "stage": "start" if refused else None,
-         "error": redact(refused[:4000]) if refused else None, "done": stamp if refused else None},
+         "error": ledger_text(refused[:4000]) if refused else None, "done": stamp if refused else None},
     )
     return attempt
 
@@ -105,15 +106,34 @@ def update(engine: Engine, job_id: str, run_id: str, attempt: int, *, stage: str
             timings = as_json(current or "{}")
             timings[stage] = round(seconds, 3)
             fields["stage_seconds"] = json.dumps(timings, sort_keys=True)
-        for name in ("error", "warnings"):  # texts quote URLs and exceptions: never a credential in the ledger
+        for name in ("error", "warnings"):  # texts quote URLs, exceptions and file contents
             if isinstance(fields.get(name), str):
-                fields[name] = redact(fields[name])
+                fields[name] = ledger_text(fields[name])
         if fields:
             sets = ", ".join(f"{name} = :{name}" for name in fields)
             conn.execute(
                 sa.text(f"UPDATE scoring_runs SET {sets} WHERE job_id = :j AND run_id = :r AND attempt = :a"),
                 {**fields, **where},
             )
+
+
+def ledger_text(text: str) -> str:
+    """An error or warning as the ledger keeps it: never a credential (``redact``), and a NUL or a lone surrogate
+    quoted from a file shown as ``\\x00`` / ``\\udcNN`` (``textsafe.safe_text``): PostgreSQL's text refuses them
+    raw, and a failure that cannot be written would leave its attempt ``running``."""
+    return safe_text(redact(text))
+
+
+def add_warning(engine: Engine, job_id: str, run_id: str, attempt: int, note: str) -> None:
+    """Append a warning to an attempt's ``warnings`` ("; "-joined), keeping the ones a stage wrote before."""
+    where = {"j": job_id, "r": run_id, "a": attempt}
+    with begin(engine) as conn:
+        current = conn.execute(
+            sa.text("SELECT warnings FROM scoring_runs WHERE job_id = :j AND run_id = :r AND attempt = :a"), where,
+        ).scalar_one_or_none()
+        text = "; ".join(w for w in (current, ledger_text(note)) if w)
+        conn.execute(sa.text("UPDATE scoring_runs SET warnings = :w WHERE job_id = :j AND run_id = :r AND attempt = :a"),
+                     {"w": text, **where})
 
 
 def get(engine: Engine, job_id: str, run_id: str, attempt: int | None = None) -> dict[str, Any]:

@@ -23,10 +23,18 @@ from pipeline import cascade, lease, ledger, metrics, settings, shadow, sqlsourc
 from pipeline.config import JobConfig, load_job
 from pipeline.connections import Resolver
 from pipeline.context import RunContext, engine_for_job, run_log
-from pipeline.errors import ConfigError, ReconciliationError, ScoringError, StagingError
+from pipeline.errors import (
+    ConfigError,
+    ReconciliationError,
+    ScoringError,
+    StagingError,
+    is_data_error,
+    sqlstate,
+)
 from pipeline.partition import data_files, parse_date, partition_dir
 from pipeline.registry import Registry
 from pipeline.staging import RunSpec
+from pipeline.textsafe import safe_text
 
 StageFn = Callable[[RunContext, dict[str, Any]], dict[str, Any]]
 
@@ -209,13 +217,21 @@ def stage(ctx: RunContext, name: str) -> Iterator[dict[str, Any]]:
 
 
 def failure_text(exc: BaseException) -> str:
-    """The error as the ledger keeps it: our messages whole; a database error's first line, without its SQL."""
+    """The error as the ledger keeps it: our messages whole; a database error's first line, without its SQL (a
+    refusal of the data itself says a retry cannot help); a NUL or lone surrogate shown, never raw."""
     if isinstance(exc, ScoringError):
-        return str(exc)
+        return safe_text(str(exc))
     if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
         first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
-        return f"database error ({type(exc.orig).__name__}): {first}. Retry the task once the database is back."
-    return f"{type(exc).__name__}: {exc}"
+        if is_data_error(exc):
+            code = sqlstate(exc)
+            return safe_text(
+                f"database error ({type(exc.orig).__name__}{f', SQLSTATE {code}' if code else ''}): {first}. The "
+                "database refused the data itself: a retry fails the same way. Find and fix the offending rows in "
+                "the partition's source, then re-run the partition.")
+        return safe_text(f"database error ({type(exc.orig).__name__}): {first}. Retry the task once the database "
+                         "is back.")
+    return safe_text(f"{type(exc).__name__}: {exc}")
 
 
 def record_failure(ctx: RunContext, label: str, message: str, counts: dict[str, Any]) -> None:
@@ -230,7 +246,7 @@ def record_failure(ctx: RunContext, label: str, message: str, counts: dict[str, 
                 metrics.emit_run(ledger.get(ctx.engine, spec.job_id, spec.run_id, spec.attempt))
             return
         except Exception as ledger_exc:  # noqa: BLE001 - the original error matters more
-            last = str(ledger_exc).splitlines()[0]
+            last = safe_text(str(ledger_exc).splitlines()[0] if str(ledger_exc) else type(ledger_exc).__name__)
     ctx.log.error("could not record the failure in the ledger (%s): the attempt stays 'running' until the next "
                   "attempt of the partition finds it unseen for SCORING_LEASE_SECONDS and marks it abandoned", last)
 
