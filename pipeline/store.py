@@ -875,7 +875,9 @@ def _replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, p
     2. **index**: the primary key and the index by key, as the predictions table has them, and a
        ``CHECK`` on the day that lets ``ATTACH`` skip its scan; ``ANALYZE``.
     3. **swap**, one short transaction (``_swap``): the quarantine rows replaced, the publish check of
-       ``pipeline.lease``, the day's old partition detached and dropped, the new one attached.
+       ``pipeline.lease``, the day's old partition detached and dropped, the new one attached. The table
+       is taken from its readers in tries of ``SWAP_TRY_MS`` (``_take_from_readers``): readers never
+       queue behind a waiting swap for longer than that.
 
     Readers see the old partition until 3 commits, then the new one: a re-run costs what a first
     load costs (no DELETE, no index maintenance during the COPY). A failure anywhere drops the load
@@ -1068,7 +1070,10 @@ def _swap(cur: Any, engine: Engine, homes: Homes, table: str, key: str, load: st
         "SELECT c.oid::regclass::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
         "WHERE i.inhparent = $1::regclass AND pg_get_expr(c.relpartbound, c.oid) = $2",
         parameters=(parent, f"FOR VALUES IN ('{day.isoformat()}')"))
-    for (old,) in cur.fetchall():
+    olds = [r[0] for r in cur.fetchall()]
+    if olds:  # DETACH takes the table from its readers: in short tries, so they never queue behind it for long
+        _take_from_readers(cur, f"ONLY {parent}, {', '.join(olds)}", f"partition {day} of {table}")
+    for old in olds:
         cur.execute(f"ALTER TABLE {parent} DETACH PARTITION {old}")
         cur.execute(f"DROP TABLE {old}")
     cur.execute(f"ALTER TABLE {q_load} RENAME TO {_quote(engine, final)}")
@@ -1077,6 +1082,63 @@ def _swap(cur: Any, engine: Engine, homes: Homes, table: str, key: str, load: st
     info = json.loads(mark[len(LOAD_MARK):])
     cur.execute(f"COMMENT ON TABLE {_qualified(engine, homes.days, final)} IS " + _literal(
         engine, f"Partition {day} of {table}: the rows of run {info['run_id']} attempt {info['attempt']}."))
+
+
+SWAP_TRY_MS = 300  # one try's lock_timeout: how long readers may queue behind a swap waiting for the table
+SWAP_PAUSE_S = (0.05, 1.0)  # the pause after the first failed try, doubling (jittered) up to the second
+
+
+class SwapWaitError(StoreError):
+    """A swap gave up waiting for readers of the predictions table. A retry can help: the readers end."""
+
+    retryable = True
+
+
+def _take_from_readers(cur: Any, tables: str, what: str) -> None:
+    """Lock ``tables`` (``ONLY parent, old partition``) ACCESS EXCLUSIVE for the swap, in the caller's transaction.
+
+    While a lock request waits, every reader that comes after it queues behind it: one long query
+    would stall all of them for as long as the swap waits. So each try waits ``SWAP_TRY_MS`` at most
+    (a PL/pgSQL loop: a failed try is a subtransaction rolled back, the transaction goes on), then steps
+    out of the queue for a jittered pause that doubles up to ``SWAP_PAUSE_S[1]``, for up to ``SWAP_TRIES``
+    times ``settings.swap_lock_timeout_s()`` in all. Raises ``SwapWaitError`` when it never got the lock.
+    """
+    patience = SWAP_TRIES * settings.swap_lock_timeout_s()
+    first, longest = SWAP_PAUSE_S
+    started = time.monotonic()
+    cur.execute(f"""DO $$
+DECLARE tries integer := 0; began timestamptz := clock_timestamp();
+BEGIN
+  PERFORM set_config('scoring.swap_locked', 'no', true);
+  LOOP
+    tries := tries + 1;
+    BEGIN
+      PERFORM set_config('lock_timeout', '{SWAP_TRY_MS}ms', true);
+      LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE;
+      PERFORM set_config('scoring.swap_locked', 'yes', true);
+      EXIT;
+    EXCEPTION WHEN lock_not_available THEN
+      NULL;
+    END;
+    EXIT WHEN extract(epoch FROM clock_timestamp() - began) >= {patience};
+    PERFORM pg_sleep(least({longest}, {first} * power(2, tries - 1)) * (0.5 + random() / 2));
+  END LOOP;
+  PERFORM set_config('scoring.swap_tries', tries::text, true);
+  PERFORM set_config('lock_timeout', '{int(settings.swap_lock_timeout_s() * 1000)}ms', true);
+END $$""")
+    cur.execute("SELECT current_setting('scoring.swap_locked'), current_setting('scoring.swap_tries')")
+    locked, tries = cur.fetchone()
+    waited = time.monotonic() - started
+    if locked == "yes":
+        if int(tries) > 1:
+            log.warning("swapping %s in: readers held the table; took it at try %s after %.1fs", what, tries, waited)
+        return
+    raise SwapWaitError(
+        f"swapping {what} in gave up after {tries} tries in {waited:.0f}s: queries reading the table held it "
+        f"throughout (lock timeout {SWAP_TRY_MS} ms a try, so other readers never waited long behind the swap). "
+        "The transaction was rolled back; the previous copy of the partition is unchanged. Retry the persist task "
+        "once the long queries on the table have ended (pg_stat_activity lists them); SCORING_SWAP_LOCK_TIMEOUT_S "
+        "sets how long a swap keeps trying (three times its value).")
 
 
 def _drop_dead_loads(cur: Any, engine: Engine, home: str, table: str, day: dt.date) -> None:
