@@ -1,11 +1,18 @@
 """The model card: its published schema, and the checks registration makes before a version exists.
 
 A card (``models/<name>/v<N>/card.json``) says what the model reads (the input contract:
-columns, types, nullability, ranges, categories, blank-text policy), how its features are
+columns, types, nullability, ranges, categories, blank-text policy, missing-value texts), how its features are
 made (the preprocessing's name, version, module and code fingerprint), what it predicts
 (task, classes, positive class), the training statistics drift compares against, metrics,
 library versions and the artifact's sha256. ``pipeline/card.schema.json`` is the published
-JSON schema (``scoring models schema``). Registration refuses a card that does not validate,
+JSON schema (``scoring models schema``).
+
+Bounds come in two kinds. ``min``/``max`` are *declared* (a hand-written card, an override at
+registration, any card written before ``observed_min`` existed): a row outside them is
+quarantined. ``observed_min``/``observed_max`` are what registration saw in the training
+frame: a row outside them is scored and flagged ``out_of_training_range:<col>``. The same for
+categories: a category column whose estimator scores unknown values itself
+(``handles_unknown``, detected at registration) flags them instead of quarantining them. Registration refuses a card that does not validate,
 or that disagrees with its artifact, with a message naming the key and the fix.
 """
 
@@ -37,11 +44,26 @@ class InputColumn(_Strict):
     name: str = Field(..., min_length=1, description="Column name as the partition's files have it (any case).")
     type: Literal["float", "int", "category", "bool"] = Field(..., description="float | int | category | bool.")
     nullable: bool = Field(True, description="Whether a missing value is allowed (false: such rows are quarantined).")
-    min: float | None = Field(None, description="Smallest allowed value (numeric columns).")
-    max: float | None = Field(None, description="Largest allowed value (numeric columns).")
+    min: float | None = Field(None, description="Smallest allowed value (numeric columns), declared: a row below it "
+                                                 "is quarantined (be_between:<col>).")
+    max: float | None = Field(None, description="Largest allowed value (numeric columns), declared: a row above it "
+                                                 "is quarantined (be_between:<col>).")
+    observed_min: float | None = Field(None, description="Smallest value of the training data (numeric columns; "
+                                                          "recorded at registration): a row below it is scored and "
+                                                          "flagged out_of_training_range:<col>.")
+    observed_max: float | None = Field(None, description="Largest value of the training data (numeric columns; "
+                                                          "recorded at registration): a row above it is scored and "
+                                                          "flagged out_of_training_range:<col>.")
     categories: list[str] | None = Field(None, description="Allowed values (category columns); others are unknown.")
+    handles_unknown: bool = Field(False, description="Category columns: the estimator scores a category it never "
+                                                     "saw (recorded at registration), so such a row is scored and "
+                                                     "flagged unknown_category:<col> instead of quarantined.")
     blank_is_missing: bool = Field(False, description="Numeric columns: blank or whitespace text means missing "
                                                       "(default: such text is an invalid number).")
+    missing_values: list[str] | None = Field(None, description="CSV texts that mean missing in this column (recorded "
+                                                               "at registration when the training data holds one of "
+                                                               "the default markers, such as 'NA', as a real value). "
+                                                               "The job's source.null_values_by_column wins.")
 
     @field_validator("name")
     @classmethod
@@ -55,12 +77,19 @@ class InputColumn(_Strict):
     @model_validator(mode="after")
     def _fits_type(self) -> InputColumn:
         numeric = self.type in ("float", "int")
-        if not numeric and (self.min is not None or self.max is not None or self.blank_is_missing):
-            raise ValueError(f"column {self.name!r}: min, max and blank_is_missing are for float/int columns")
+        bounds = (self.min, self.max, self.observed_min, self.observed_max)
+        if not numeric and (any(b is not None for b in bounds) or self.blank_is_missing):
+            raise ValueError(f"column {self.name!r}: min, max, observed_min, observed_max and blank_is_missing are "
+                             "for float/int columns")
         if self.categories is not None and self.type != "category":
             raise ValueError(f"column {self.name!r}: categories are for category columns")
+        if self.handles_unknown and self.type != "category":
+            raise ValueError(f"column {self.name!r}: handles_unknown is for category columns")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"column {self.name!r}: min {self.min} is above max {self.max}")
+        if self.observed_min is not None and self.observed_max is not None and self.observed_min > self.observed_max:
+            raise ValueError(f"column {self.name!r}: observed_min {self.observed_min} is above observed_max "
+                             f"{self.observed_max}")
         if self.categories is not None and len(set(self.categories)) != len(self.categories):
             raise ValueError(f"column {self.name!r}: categories repeat a value")
         return self
@@ -129,6 +158,10 @@ class ModelCard(_Strict):
     positive_class: Label | None = Field(None, description="Binary classifiers: the class whose probability is "
                                                            "the score (default: the last class).")
     entity_key: str | None = Field(None, description="The entity key of the training data (informational).")
+    entity_key_type: Literal["string", "integer"] | None = Field(
+        None, description="How the entity key is read from a CSV (recorded at registration from the training "
+                          "data's key: integer dtypes -> integer, else string; the job's entity_key_type wins; "
+                          "neither: string, so 00123 stays 00123).")
     inputs: list[InputColumn] = Field(..., min_length=1, description="The input contract.")
     features: dict[str, Any] | None = None
     preprocess: PreprocessRef = PreprocessRef()

@@ -8,6 +8,13 @@ library versions; it checks the card against the estimator and registers the ver
 inference cannot know (a column that may be null in production, a wider range, the
 positive class) comes as overrides. ``check_registration`` is the check every registration
 goes through, hand-written cards included.
+
+What the frame shows is recorded as observed, not enforced: its ranges as ``observed_min`` /
+``observed_max`` (a row outside them is scored and flagged); category columns whose unknown
+values the estimator scores itself (``unknown_category_handlers``) as ``handles_unknown``.
+Only bounds given as overrides (``min``/``max``) quarantine. The key's dtype gives
+``entity_key_type``; a default missing-value marker (``NA``, ``None``...) that is a real
+category value of the frame gives that input's ``missing_values`` (the markers without it).
 """
 
 from __future__ import annotations
@@ -28,7 +35,12 @@ from pipeline.score import Scorer
 
 GOLDEN_ROWS = 200
 OVERRIDE_KEYS = {"description", "positive_class", "inputs"}
-INPUT_OVERRIDES = {"type", "nullable", "min", "max", "categories", "blank_is_missing"}
+INPUT_OVERRIDES = {"type", "nullable", "min", "max", "observed_min", "observed_max", "categories", "handles_unknown",
+                   "blank_is_missing", "missing_values"}
+# the texts pandas' read_csv reads as missing by default (its na_values), which a notebook's frame went through
+DEFAULT_MISSING_VALUES = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                          "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+UNSEEN = "__scoring_unseen_category__"  # the probe's value: no training frame holds it
 
 
 def register_model(registry: Registry, name: str, estimator: Any, frame: pd.DataFrame, *,
@@ -113,8 +125,11 @@ def infer_card(estimator: Any, frame: pd.DataFrame, *, target: str | None = None
     contract = _apply_overrides([infer_column(frame[n], n) for n in names], overrides.get("inputs") or {})
     card: dict[str, Any] = {"description": str(overrides.get("description") or ""), "inputs": contract,
                             "preprocess": transform_entry, "entity_key": key}
+    if key is not None:
+        card["entity_key_type"] = key_type(frame[key])
     card.update(_task(estimator, overrides.get("positive_class")))
     scorer = check_estimator(card, estimator, frame[names])
+    _mark_unknown_handling(contract, estimator, scorer, frame[names], overrides.get("inputs") or {})
     try:
         prediction, score = scorer.predict(scorer.features(frame[names]))
         card["metrics"] = _metrics(card, estimator, scorer, frame, target, prediction, score)
@@ -144,15 +159,120 @@ def infer_column(values: pd.Series, name: str) -> dict[str, Any]:
     elif pd.api.types.is_numeric_dtype(dtype):
         entry["type"] = "int" if pd.api.types.is_integer_dtype(dtype) else "float"
         clean = values.dropna()
-        if len(clean):
-            entry.update(min=float(clean.min()), max=float(clean.max()))
+        if len(clean):  # observed, not declared: a row outside is scored and flagged, not quarantined
+            entry.update(observed_min=float(clean.min()), observed_max=float(clean.max()))
     elif pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
         raise ModelIntegrityError(
             f"column {name!r} holds dates or times ({dtype}): the contract reads float, int, category or bool; "
             "turn it into a number (e.g. days since an event) before training, or in a registered transform")
     else:
         entry.update(type="category", categories=sorted(values.dropna().astype(str).unique().tolist()))
+    if entry["type"] == "category":
+        markers = sorted(set(entry["categories"]) & set(DEFAULT_MISSING_VALUES))
+        if markers:  # e.g. the category "None": read as that text, not as missing
+            entry["missing_values"] = [m for m in DEFAULT_MISSING_VALUES if m not in markers]
     return entry
+
+
+def key_type(values: pd.Series) -> str:
+    """How the entity key is read from a CSV: ``integer`` for an integer dtype, else ``string``."""
+    dtype = values.dtype
+    integer = pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+    return "integer" if integer else "string"
+
+
+# -- unknown categories the estimator scores itself ---------------------------------------
+_HGB = ("HistGradientBoostingClassifier", "HistGradientBoostingRegressor")
+_NATIVE = ("LGBMClassifier", "LGBMRegressor", "XGBClassifier", "XGBRegressor", *_HGB)
+
+
+def _encoder_handles_unknown(step: Any) -> bool:
+    """An encoder that turns a category it never saw into something it can score."""
+    kind = type(step).__name__
+    setting = getattr(step, "handle_unknown", None)
+    if kind == "OneHotEncoder":
+        return setting in ("ignore", "infrequent_if_exist", "warn")
+    if kind == "OrdinalEncoder":
+        return setting == "use_encoded_value"
+    return kind == "TargetEncoder"  # an unknown category gets the target's mean
+
+
+def _chain_handles_unknown(step: Any) -> bool:
+    """A column transformer's entry: an encoder that handles unknowns, alone or after imputers
+    (which pass a value they never saw through unchanged), or ``drop`` (the column is not read)."""
+    if isinstance(step, str):
+        return step == "drop"
+    if type(step).__name__ == "Pipeline":
+        for _, inner in step.steps:
+            if _encoder_handles_unknown(inner):
+                return True
+            if type(inner).__name__ != "SimpleImputer":
+                return False
+        return False
+    return _encoder_handles_unknown(step)
+
+
+def _selected(columns: Any, names: list[str]) -> list[str]:
+    """A fitted column transformer's column selection as column names."""
+    if isinstance(columns, str):
+        return [columns]
+    if isinstance(columns, slice):
+        return names[columns]
+    chosen = list(np.asarray(columns).tolist()) if not isinstance(columns, list) else columns
+    if chosen and all(isinstance(c, bool) for c in chosen):
+        return [n for n, keep in zip(names, chosen, strict=False) if keep]
+    return [names[c] if isinstance(c, int) else str(c) for c in chosen]
+
+
+def unknown_category_handlers(estimator: Any, names: list[str], categorical: set[str]) -> set[str]:
+    """The inputs (of ``names``; ``categorical``: those the frame gave as pandas categories) whose unknown
+    categories the estimator scores itself, by its structure (docs/validation.md has the table)."""
+    steps = [s for _, s in estimator.steps if s != "passthrough"] if type(estimator).__name__ == "Pipeline" \
+        else [estimator]
+    first = steps[0] if steps else None
+    if first is None:
+        return set()
+    kind = type(first).__name__
+    if kind == "ColumnTransformer":
+        fitted_names = [str(n) for n in getattr(first, "feature_names_in_", names)]
+        out: set[str] = set()
+        for _, step, columns in getattr(first, "transformers_", []):
+            if _chain_handles_unknown(step):
+                out.update(_selected(columns, fitted_names))
+        return out & set(names)
+    if _chain_handles_unknown(first) and not isinstance(first, str):
+        return set(names)
+    if kind in _NATIVE and len(steps) == 1:  # pandas categories: the categories transform makes an unknown missing
+        if kind in _HGB:
+            flags = getattr(first, "is_categorical_", None)
+            fitted = [str(n) for n in getattr(first, "feature_names_in_", names)]
+            if flags is None:
+                return set()
+            return {n for n, is_cat in zip(fitted, flags, strict=False) if is_cat} & categorical
+        return set(categorical)
+    return set()
+
+
+def _mark_unknown_handling(contract: list[dict[str, Any]], estimator: Any, scorer: Scorer, rows: pd.DataFrame,
+                           overrides: dict[str, Any]) -> None:
+    """Set ``handles_unknown`` on the category inputs the estimator scores unknowns of: its structure says so
+    (``unknown_category_handlers``) and a probe agrees (rows with a value it never saw score, finite)."""
+    categorical = {str(c) for c in rows.columns if isinstance(rows[c].dtype, pd.CategoricalDtype)}
+    names = [c["name"] for c in contract if c["type"] == "category" and c.get("categories")]
+    handled = unknown_category_handlers(estimator, names, categorical) if names else set()
+    sample = rows.head(20)
+    for column in contract:
+        name = column["name"]
+        if name not in handled or "handles_unknown" in (overrides.get(name) or {}):
+            continue
+        probe = sample.copy()
+        probe[name] = pd.Series([UNSEEN] * len(probe), index=probe.index, dtype=object)
+        try:
+            _, score = scorer.predict(scorer.features(probe))
+        except Exception:  # noqa: BLE001 - the estimator refuses an unknown value: such rows stay quarantined
+            continue
+        if np.all(np.isfinite(np.asarray(score, dtype="float64"))):
+            column["handles_unknown"] = True
 
 
 def _apply_overrides(contract: list[dict[str, Any]], changes: dict[str, Any]) -> list[dict[str, Any]]:
@@ -262,7 +382,8 @@ def _synthetic_rows(inputs: list[dict[str, Any]]) -> pd.DataFrame:
     row: dict[str, Any] = {}
     for c in inputs:
         if c["type"] in ("float", "int"):
-            row[c["name"]] = float(c.get("min") if c.get("min") is not None else 0.0)
+            low = next((c[k] for k in ("min", "observed_min") if c.get(k) is not None), 0.0)
+            row[c["name"]] = float(low)
         elif c["type"] == "bool":
             row[c["name"]] = False
         else:

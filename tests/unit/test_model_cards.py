@@ -108,8 +108,9 @@ def test_verify_does_not_claim_golden_rows_it_does_not_have(tmp_path: Path, arti
 def test_infer_column_types_nullability_and_ranges() -> None:
     from pipeline.onboard import infer_column
 
-    assert infer_column(pd.Series([1, 5, 3]), "n") == {"name": "n", "nullable": False, "type": "int", "min": 1.0,
-                                                        "max": 5.0}
+    # the training range is observed (flags), not declared (quarantines): issue 25, point 8
+    assert infer_column(pd.Series([1, 5, 3]), "n") == {"name": "n", "nullable": False, "type": "int",
+                                                        "observed_min": 1.0, "observed_max": 5.0}
     assert infer_column(pd.Series([1.5, np.nan]), "f")["nullable"] is True
     assert infer_column(pd.Series(["b", "a", None]), "c") == {"name": "c", "nullable": True, "type": "category",
                                                               "categories": ["a", "b"]}
