@@ -4,7 +4,8 @@ The verdict comes first: a banner, red for a breach that stopped publishing (``b
 for one published and flagged (``flag``), grey for one the job ignores, green only when the
 partition has no breach; it names the drifted features with their PSI, rows and p-value.
 Then what failed: the quarantined share against the job's threshold, a chart of the
-reasons, the failed checks, then the checks that passed. After scoring, finalize adds the
+reasons, the failed checks, the checks whose rows were scored and flagged (``on_fail: flag``:
+``out_of_training_range``, unknown categories the estimator handles), then the checks that passed. After scoring, finalize adds the
 score distribution against training, drift per input (PSI bars against the threshold) and,
 for push runs, the delivery outcome. Missing values read ``null`` everywhere.
 """
@@ -17,6 +18,7 @@ from html import escape
 from typing import Any
 
 from pipeline.redact import redact
+from pipeline.textsafe import safe_text
 
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:72rem}
@@ -34,15 +36,16 @@ BAR, GOOD, BAD, TRAINING = "#4a78b5", "#3b8a3b", "#b33", "#bbb"
 
 
 def _value(value: Any) -> str:
-    """A cell: text as it is, missing values as ``null`` (None and NaN alike), other values as JSON."""
+    """A cell: text as it is (a NUL shown as ``\\x00``, a byte that was not UTF-8 as ``\\udcNN``), missing
+    values as ``null`` (None and NaN alike), other values as JSON."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "<span class='null'>null</span>"
-    return escape(value if isinstance(value, str) else json.dumps(value, default=str))
+    return escape(safe_text(value if isinstance(value, str) else json.dumps(value, default=str)))
 
 
 def _sample(text: str) -> str:
     """A sample value as Great Expectations reported it (text): its ways of saying missing read ``null``."""
-    return _value(None) if text in ("nan", "None", "<NA>", "NaT", "NaN") else escape(text)
+    return _value(None) if text in ("nan", "None", "<NA>", "NaT", "NaN") else escape(safe_text(text))
 
 
 def bars(items: list[tuple[str, float]], *, unit: str = "", color: str = BAR, limit: float | None = None,
@@ -158,7 +161,8 @@ def _summary(report: dict[str, Any]) -> str:
 
 def _checks(report: dict[str, Any]) -> str:
     checks = sorted(report.get("checks", []), key=lambda c: -c["unexpected"])  # failures first
-    failed = [c for c in checks if c["unexpected"]]
+    failed = [c for c in checks if c["unexpected"] and c.get("on_fail") != "flag"]
+    flagged = [c for c in checks if c["unexpected"] and c.get("on_fail") == "flag"]
 
     def row(c: dict[str, Any]) -> str:
         return (f"<tr><td class='{'fail' if c['unexpected'] else 'ok'}'>{c['unexpected']}</td>"
@@ -171,9 +175,22 @@ def _checks(report: dict[str, Any]) -> str:
     passed = [c for c in checks if not c["unexpected"]]
     chart = bars([(c["reason"], float(c["unexpected"])) for c in failed], unit=" rows", color=BAD)
     failures = (f"{chart}<table id='checks'>{head}{''.join(row(c) for c in failed)}</table>" if failed
-                else "<p class='ok'>No row failed a check.</p>")
-    return (f"<h2>What failed</h2>{failures}<details><summary>{len(passed)} checks passed</summary>"
-            f"<table id='passed'>{head}{''.join(row(c) for c in passed)}</table></details>")
+                else "<p class='ok'>No row failed a check that quarantines.</p>")
+    return (f"<h2>What failed</h2>{failures}{_flagged(flagged, head, row)}<details><summary>{len(passed)} checks "
+            f"passed</summary><table id='passed'>{head}{''.join(row(c) for c in passed)}</table></details>")
+
+
+def _flagged(flagged: list[dict[str, Any]], head: str, row: Any) -> str:
+    """The checks whose failing rows were scored and flagged (``on_fail: flag``): values outside the training
+    data's range (``out_of_training_range``), unknown categories the estimator handles, the job's flag checks."""
+    if not flagged:
+        return ""
+    chart = bars([(c["reason"], float(c["unexpected"])) for c in flagged], unit=" rows")
+    return ("<h2 id='flagged-rows'>Flagged rows (scored)</h2><p>These rows were scored and published with the "
+            "reasons in their <code>flags</code> column. <code>out_of_training_range:&lt;col&gt;</code>: a value "
+            "outside what the model saw in training (the card's <code>observed_min</code>/<code>observed_max</code>"
+            "); only declared bounds (<code>min</code>/<code>max</code>) quarantine.</p>"
+            f"{chart}<table id='flagged'>{head}{''.join(row(c) for c in flagged)}</table>")
 
 
 def _quarantine(report: dict[str, Any]) -> str:

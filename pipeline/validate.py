@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 from pipeline import settings, steps
 from pipeline.context import Progress, counted
 from pipeline.errors import ConfigError, ValidationFailedError
-from pipeline.ingest import RAW_PREFIX, numeric_columns, original_values
+from pipeline.ingest import BADTEXT_PREFIX, RAW_PREFIX, numeric_columns, original_values
 from pipeline.settings import safe_name
 from pipeline.staging import RunSpec, StagedWriter, read_batches, staged_rows, staged_schema
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from pipeline.context import RunContext
 
 log = logging.getLogger(__name__)
+NUL_REGEX = r"\x00"  # a NUL character, as Python's re (GX) reads it; the Arrow screen matches it literally
 
 
 def load_gx() -> Any:
@@ -51,21 +52,62 @@ def expectation(type_: str, reason: str, on_fail: str = "quarantine", **kwargs: 
 def contract_expectations(
     inputs: list[dict[str, Any]], key: str, *, unknown_categories: str = "quarantine"
 ) -> list[dict[str, Any]]:
-    """The expectations implied by an input contract (nulls, ranges, categories, usable numbers)."""
+    """The expectations implied by an input contract (nulls, ranges, categories, usable numbers).
+
+    Declared bounds (``min``/``max``) quarantine; the training data's bounds (``observed_min``/
+    ``observed_max``) flag (``out_of_training_range:<col>``). An unknown category quarantines, unless
+    the job says ``unknown_categories: flag`` or the card says the estimator handles it
+    (``handles_unknown``).
+    """
     out = [expectation("expect_column_values_to_not_be_null", f"not_null:{key}", column=key)]
     for column in inputs:
         name = column["name"]
         if not column.get("nullable", True):
             out.append(expectation("expect_column_values_to_not_be_null", f"not_null:{name}", column=name))
-        if column["type"] in ("float", "int") and ("min" in column or "max" in column):
+        numeric = column["type"] in ("float", "int")
+        if numeric and (column.get("min") is not None or column.get("max") is not None):
             out.append(expectation("expect_column_values_to_be_between", f"be_between:{name}", column=name,
                                    min_value=column.get("min"), max_value=column.get("max")))
+        observed = training_range(column) if numeric else None
+        if observed is not None:
+            out.append(expectation("expect_column_values_to_be_between", f"out_of_training_range:{name}", "flag",
+                                   column=name, min_value=observed[0], max_value=observed[1]))
         if column["type"] == "category" and column.get("categories"):
+            policy = "flag" if unknown_categories == "flag" or column.get("handles_unknown") else "quarantine"
             out.append(expectation("expect_column_values_to_be_in_set", f"unknown_category:{name}",
-                                   unknown_categories, column=name, value_set=list(column["categories"])))
+                                   policy, column=name, value_set=list(column["categories"])))
     for name in numeric_columns(inputs):  # blank or unparseable text, NaN, infinities (see ingest)
         out.append(expectation("expect_column_values_to_be_null", f"invalid_number:{name}",
                                column=RAW_PREFIX + name))
+    return out
+
+
+def training_range(column: dict[str, Any]) -> tuple[float | None, float | None] | None:
+    """The training data's range of a numeric input, as far as it says more than the declared bounds
+    (a side the declared bound already covers is dropped: such rows are quarantined anyway); None: nothing."""
+    low, high = column.get("observed_min"), column.get("observed_max")
+    declared_low, declared_high = column.get("min"), column.get("max")
+    if low is not None and declared_low is not None and declared_low >= low:
+        low = None
+    if high is not None and declared_high is not None and declared_high <= high:
+        high = None
+    return None if low is None and high is None else (low, high)
+
+
+def text_expectations(schema: pa.Schema) -> list[dict[str, Any]]:
+    """Every text column of the staged file (contract, entity key, passthrough): bytes that were not UTF-8
+    (``invalid_utf8:<col>``: ingest kept the original in ``__badtext__<col>``) and NUL characters
+    (``nul_in_text:<col>``), which no database text column stores."""
+    out = []
+    for f in schema:
+        if f.name.startswith("__"):
+            continue
+        if BADTEXT_PREFIX + f.name in schema.names:
+            out.append(expectation("expect_column_values_to_be_null", f"invalid_utf8:{f.name}",
+                                   column=BADTEXT_PREFIX + f.name))
+        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+            out.append(expectation("expect_column_values_to_not_match_regex", f"nul_in_text:{f.name}",
+                                   column=f.name, regex=NUL_REGEX))
     return out
 
 
@@ -301,6 +343,7 @@ _SCREENED = {  # expectation type -> the exact kwargs Arrow screens (any other k
     "expect_column_values_to_be_between": {"column", "min_value", "max_value"},
     "expect_column_values_to_be_in_set": {"column", "value_set"},
     "expect_column_values_to_not_be_in_set": {"column", "value_set"},
+    "expect_column_values_to_not_match_regex": {"column", "regex"},  # NUL_REGEX only (regex dialects differ)
 }
 
 
@@ -328,6 +371,10 @@ def _candidates(kind: str, kw: dict[str, Any], col: pa.ChunkedArray | pa.Array) 
         return pc.is_null(col, nan_is_null=pa.types.is_floating(col.type))
     if kind == "be_null":
         return pc.is_valid(col)
+    if kind == "not_match_regex":
+        if kw.get("regex") != NUL_REGEX or not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            return None
+        return pc.match_substring(col, "\x00")
     if kind == "be_between":
         low, high = kw.get("min_value"), kw.get("max_value")
         bounds = [b for b in (low, high) if b is not None]
@@ -367,6 +414,7 @@ def suite_for(ctx: RunContext, schema: pa.Schema, duplicate_keys: list[Any]) -> 
     job = ctx.job
     checks = contract_expectations(ctx.card["inputs"], job.entity_key,
                                    unknown_categories=job.validation.unknown_categories)
+    checks += text_expectations(schema)
     if duplicate_keys:  # keys seen more than once across the partition's files
         checks.append(expectation("expect_column_values_to_not_be_in_set", f"duplicate_key:{job.entity_key}",
                                   column=job.entity_key, value_set=duplicate_keys))
@@ -497,9 +545,10 @@ def _save_report(stem: Path, report: dict[str, Any]) -> Path:
     from pipeline.report import validation_html
 
     stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_name(stem.name + ".json").write_text(json.dumps(report, indent=2, default=str))
+    # JSON escapes a NUL or a byte that was not UTF-8 (\u0000, \udcff); the page shows them escaped
+    stem.with_name(stem.name + ".json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
     html = stem.with_name(stem.name + ".html")
-    html.write_text(validation_html(report))
+    html.write_text(validation_html(report), encoding="utf-8")
     return html
 
 
