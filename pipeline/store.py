@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 from pipeline import connections, dictionary, livecopy, settings
 from pipeline.config import IDENTIFIER_RE, PREDICTION_COLUMNS, check_column_name, check_identifier
 from pipeline.connections import Conn
-from pipeline.errors import ConfigError, StoreError
+from pipeline.errors import ConfigError, StoreError, store_failure
 
 log = logging.getLogger(__name__)
 
@@ -740,11 +740,8 @@ def replace_partition(
     except Exception as exc:
         if not _is_db_error(exc):
             raise
-        raise StoreError(
-            f"writing partition {partition_date} to {table} on {describe(engine)} failed: "
-            f"{str(exc).splitlines()[0]}. The transaction was rolled back; the previous copy of "
-            "the partition is unchanged. Retry the persist task."
-        ) from exc
+        raise store_failure(exc, doing="writing", partition_date=partition_date, table=table,
+                            where=describe(engine), key=key) from exc
     seconds = time.perf_counter() - started
     log.info("replaced partition %s of %s: %d rows in %.2fs (%.0f rows/s)", partition_date, table,
              written, seconds, written / seconds if seconds else 0)
@@ -805,10 +802,8 @@ def replace_quarantine(
             _delete_quarantine(conn, job_id, partition_date)
             return _insert_quarantine(conn, quarantine)
     except sa.exc.SQLAlchemyError as exc:
-        raise StoreError(
-            f"writing the quarantine of partition {partition_date} on {describe(engine)} failed: "
-            f"{str(exc).splitlines()[0]}. The transaction was rolled back; retry the task."
-        ) from exc
+        raise store_failure(exc, doing="writing", partition_date=partition_date, table="scoring_quarantine",
+                            where=describe(engine)) from exc
 
 
 def _delete_quarantine(conn: Connection, job_id: str, partition_date: dt.date) -> None:
