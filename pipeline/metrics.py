@@ -26,6 +26,7 @@ has the same label names, which ``statsd_exporter`` requires).
 | ``scoring.stage.seconds`` | gauge | job, stage | each stage's seconds |
 | ``scoring.stage.rows_per_second`` | gauge | job, stage | the run's rows_in over the stage's seconds |
 | ``scoring.drift.max_psi`` | gauge | job | the largest PSI of the run's drift checks |
+| ``scoring.validation.flagged_rows`` | gauge | job, check (``out_of_training_range``, ``unknown_category``, a job check's kind), column, dry_run | successes: the rows each ``flag`` check flagged (scored, not quarantined), from the run's report; 0 for a check that flagged none |
 
 Values are exact: counts and Unix seconds as integers, other numbers as Python's shortest
 round-trip text (never 6 significant digits). Counters end in ``_total`` in StatsD already, so
@@ -101,9 +102,24 @@ def breaches(row: dict[str, Any]) -> list[str]:
     return [b.strip() for b in str(row.get("breach") or "").split(",") if b.strip()]
 
 
+def flagged_counts(row: dict[str, Any]) -> dict[str, int] | None:
+    """The rows each ``flag`` check of the row's run flagged (reason code -> rows), from the run's report
+    (``reports/<job>/<day>/<run>.json``, ``pipeline.validate.report_stem``); None when there is no report."""
+    day = row.get("partition_date")
+    if day is None or not row.get("run_id"):
+        return None
+    path = settings.reports_dir() / str(row["job_id"]) / _day(day).isoformat() / f"{settings.safe_name(row['run_id'])}.json"
+    try:
+        checks = json.loads(path.read_text(encoding="utf-8")).get("checks") or []
+    except (OSError, ValueError):  # no report (a dry run's, a cleaned folder) or a half-written one: no metric
+        return None
+    return {str(c["reason"]): int(c.get("unexpected") or 0) for c in checks if c.get("on_fail") == "flag"}
+
+
 def run_lines(row: dict[str, Any], max_psi: float | None = None,
-              newest_published: dt.date | str | None = None) -> list[str]:
-    """The metrics of one ledger row written at the end of an attempt (see the module's table)."""
+              newest_published: dt.date | str | None = None, flagged: dict[str, int] | None = None) -> list[str]:
+    """The metrics of one ledger row written at the end of an attempt (see the module's table); ``flagged``:
+    the run's ``flagged_counts`` (sent for a success)."""
     job, mode, status = row["job_id"], row.get("mode") or "persist", row.get("status")
     dry = "true" if str(row.get("dry_run")).lower() in ("true", "1") else "false"
     stage_failed = row.get("failed_stage") if status not in SETTLED else None
@@ -137,6 +153,11 @@ def run_lines(row: dict[str, Any], max_psi: float | None = None,
             out.append(line("scoring.stage.rows_per_second", row["rows_in"] / seconds, job=job, stage=stage))
     if max_psi is not None and math.isfinite(max_psi):
         out.append(line("scoring.drift.max_psi", max_psi, job=job))
+    if status == "success":
+        for reason, rows in sorted((flagged or {}).items()):
+            check, _, column = reason.partition(":")
+            out.append(line("scoring.validation.flagged_rows", rows, job=job, check=check, column=column,
+                            dry_run=dry))
     return out
 
 
@@ -174,7 +195,8 @@ def emit_run(row: dict[str, Any], max_psi: float | None = None,
     try:
         where = settings.statsd_address()
         if where is not None:
-            send(run_lines(row, max_psi, newest_published), where)
+            flagged = flagged_counts(row) if row.get("status") == "success" else None
+            send(run_lines(row, max_psi, newest_published, flagged), where)
     except Exception as exc:  # noqa: BLE001 - a bad setting or an odd row is logged, the run stands
         log.warning("metrics of job %s not sent: %s", row.get("job_id"), exc)
 
