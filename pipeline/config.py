@@ -104,6 +104,23 @@ def _connection_id(value: str | None) -> str | None:
     return value
 
 
+def _marker_texts(value: Any, key: str) -> Any:
+    """A list of missing-value texts as written in YAML: whole numbers become their text (``-999``); a YAML null,
+    a boolean or a float is refused with the quoting that keeps the text (``'null'``, ``'NA'``, ``'1.0'``)."""
+    if not isinstance(value, list):
+        return value
+    out = []
+    for item in value:
+        if isinstance(item, int) and not isinstance(item, bool):
+            item = str(item)
+        if not isinstance(item, str):
+            kind = {type(None): "null", bool: "boolean", float: "number"}.get(type(item), type(item).__name__)
+            raise ValueError(f"{key} holds {item!r}, which YAML read as a {kind}, not a text: quote "
+                             "each marker as it is written in the file, e.g. ['', 'NA', 'null', 'None', 'n/a']")
+        out.append(item)
+    return out
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -172,6 +189,22 @@ class SourceConfig(_Strict):
         "{'Customer ID': customer_id}. Maps an export without changing it upstream.",
     )
 
+    null_values: list[str] | None = Field(
+        None,
+        description="CSV: the texts that mean a missing value, in every column read (exact, case-sensitive "
+        "matches; the empty field is one only if listed). Default: pandas' read_csv default (`''`, `#N/A`, "
+        "`#N/A N/A`, `#NA`, `-1.#IND`, `-1.#QNAN`, `-NaN`, `-nan`, `1.#IND`, `1.#QNAN`, `<NA>`, `N/A`, `NA`, "
+        "`NULL`, `NaN`, `None`, `n/a`, `nan`, `null`), so a notebook's pd.read_csv and the run read a file alike; "
+        "a model card's per-input `missing_values` wins over it for that input. Such a value is null; its text is "
+        "kept for the quarantine.",
+    )
+    null_values_by_column: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="CSV: the texts that mean a missing value in one column (the entity key or a contract "
+        "column, by the job's name), winning over the card and `null_values`, e.g. {PoolQC: []} when the text "
+        "'NA' is a real category of PoolQC: an empty list makes every text a value.",
+    )
+
     ignore: list[str] = Field(
         default_factory=list,
         description="Globs of file names in a partition folder that are not data and are not read, e.g. "
@@ -184,6 +217,11 @@ class SourceConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_kind(self) -> SourceConfig:
+        if self.kind == "sql" or self.format != "csv":
+            stray = [k for k in ("null_values", "null_values_by_column") if getattr(self, k) not in (None, {})]
+            if stray:
+                raise ValueError(f"{', '.join('source.' + k for k in stray)} belong(s) to CSV files (kind: files, "
+                                 "format: csv): Parquet files and SQL queries hold real nulls; remove the key")
         if self.kind == "files":
             if self.path is None:
                 raise ValueError("source.path is required for source.kind: files (the folder of the partitions)")
@@ -238,6 +276,23 @@ class SourceConfig(_Strict):
                 raise ValueError(f"{glob!r} is not a file name glob: each entry matches the name of a file in a "
                                  "partition folder, e.g. '*.json' (no '/')")
         return value
+
+    @field_validator("null_values", mode="before")
+    @classmethod
+    def _markers_are_text(cls, value: Any) -> Any:
+        return _marker_texts(value, "source.null_values")
+
+    @field_validator("null_values_by_column", mode="before")
+    @classmethod
+    def _column_markers_are_text(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        for column in value:
+            if not isinstance(column, str) or not column:
+                raise ValueError(f"{column!r} is not a column name: each key is the name of a column the job reads "
+                                 "(the entity key or a contract column)")
+        return {column: _marker_texts(texts, f"source.null_values_by_column[{column!r}]")
+                for column, texts in value.items()}
 
     @field_validator("rename")
     @classmethod
@@ -678,6 +733,12 @@ class JobConfig(_Strict):
     entity_key: str = Field(
         ..., description="Column identifying one entity; one prediction per entity per day. Any name the export "
         "has (e.g. 'customerID', 'Customer ID'), or the name source.rename gives it; quoted in SQL.",
+    )
+    entity_key_type: Literal["string", "integer"] | None = Field(
+        None, description="How the entity key is read: `string` keeps the text as it is (`00123` stays `00123`, "
+        "a key other than `123`); `integer` reads it as a whole number (BIGINT). Default: the model card's "
+        "`entity_key_type` (the training frame's key dtype), else the type a Parquet file or a query declares, "
+        "else (CSV) `string`: never a guess from the values.",
     )
     source: SourceConfig
     model: ModelRef
