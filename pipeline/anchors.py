@@ -1,15 +1,19 @@
-"""Registration anchors: each model version's sha256s, kept in the scoring database, not in the models folder.
+"""Registration anchors: each model version's sha256s, kept in the registry database, not in the models folder.
 
 The card beside an artifact says the artifact's sha256, but whoever can write the models folder
 can rewrite both. The anchor (``scoring_model_registrations``, ``sql/006_model_registrations.sql``)
 records, at registration, the sha256 of the artifact and of the card; a worker reads it before it
 unpickles anything and refuses a version whose files differ from it.
 
-A model is *anchored* in a database once it has a record there (registered with the database
-configured, or adopted with ``scoring models anchor``): from then on every version of it must have
-its record and match it. A model with no record at all (registered before anchoring existed, or
-with no database configured) loads on its card's sha256 alone, with a warning naming the command
-that anchors it.
+The anchors of a models folder live in ONE database, the *registry database*: the connection named
+by ``SCORING_REGISTRY_DB`` (default ``scoring_db``), read as ``AIRFLOW_CONN_<ID>`` or, in an Airflow
+task, from Airflow's connections. Every job checks its models there, whatever database it writes
+its predictions to.
+
+A version with no anchor there (registered with no database, before anchoring existed, or put in
+the folder by hand) is refused before it is unpickled, and so is every version when no registry
+database is configured. ``SCORING_ALLOW_UNANCHORED=1`` (development only) loads it on its card's
+sha256 alone, with a warning at each load.
 """
 
 from __future__ import annotations
@@ -18,12 +22,14 @@ import datetime as dt
 import hashlib
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from pipeline.errors import ModelIntegrityError
+from pipeline import settings
+from pipeline.errors import ConfigError, ModelIntegrityError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -34,7 +40,7 @@ log = logging.getLogger(__name__)
 TABLE = "scoring_model_registrations"
 DDL = "006_model_registrations.sql"
 REGISTERED, ADOPTED = "registered", "adopted"
-CONNECTION = "scoring_db"  # the registry's database when none is named: the jobs' default output connection
+CONNECTION = "scoring_db"  # the registry database when SCORING_REGISTRY_DB names none
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -57,10 +63,11 @@ class Anchor:
 
 
 class Anchors:
-    """The registration records in one database (the scoring database: the run ledger's)."""
+    """The registration records in one database (the registry database; ``connection``: its id, when known)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, connection: str | None = None) -> None:
         self.engine = engine
+        self.connection = connection
 
     @property
     def where(self) -> str:
@@ -83,9 +90,7 @@ class Anchors:
         """The version's record after checking its card against it; None when the model has no record here."""
         found = self.of(mv.name)
         if not found:
-            log.warning("model %s v%s is NOT anchored in %s: it is checked against its own card only, which "
-                        "whoever can write %s can rewrite. Anchor it: `scoring models anchor %s`", mv.name,
-                        mv.version, self.where, mv.path.parent, mv.name)
+            unanchored(mv, f"is NOT anchored in the registry database {self.where} (no registration record there)")
             return None
         anchor = found.get(mv.version)
         if anchor is None:
@@ -131,37 +136,105 @@ class Anchors:
                 "(another registration took that number, or the database was used with another models folder). "
                 "Nothing was registered; register again to get the next number.") from None
 
-    def mark_deleted(self, name: str, version: int) -> None:
-        """Record that a version was deleted (a folder that holds it again is refused)."""
+    def mark_deleted(self, name: str, version: int, tombstone: Anchor | None = None) -> None:
+        """Record that a version was deleted: its anchor is marked ``deleted_at`` and validates nothing any more
+        (a folder that holds the version again is refused). A version with no anchor gets ``tombstone``, marked
+        deleted, so that its number stays taken and its folder stays refused."""
         from pipeline import store
 
+        self.ensure()
+        now = _naive(dt.datetime.now(dt.UTC))
         with store.begin(self.engine) as conn:
-            if sa.inspect(conn).has_table(TABLE):
-                conn.execute(sa.text(f"UPDATE {TABLE} SET deleted_at = :t WHERE model_name = :n AND version = :v "
-                                     "AND deleted_at IS NULL"),
-                             {"t": _naive(dt.datetime.now(dt.UTC)), "n": name, "v": version})
+            done = conn.execute(sa.text(f"UPDATE {TABLE} SET deleted_at = :t WHERE model_name = :n AND version = :v "
+                                        "AND deleted_at IS NULL"), {"t": now, "n": name, "v": version}).rowcount
+            known = conn.execute(sa.text(f"SELECT COUNT(*) FROM {TABLE} WHERE model_name = :n AND version = :v"),
+                                 {"n": name, "v": version}).scalar()
+            if not done and not known and tombstone is not None:
+                self.insert(conn, tombstone)
+                conn.execute(sa.text(f"UPDATE {TABLE} SET deleted_at = :t WHERE model_name = :n AND version = :v"),
+                             {"t": now, "n": name, "v": version})
 
     def last_version(self, name: str) -> int:
         """The highest version recorded for a model (0 when none)."""
         return max(self.of(name), default=0)
 
 
-def from_environment() -> Anchors | None:
-    """The records in the ``scoring_db`` connection when its ``AIRFLOW_CONN_*`` variable is set, else None."""
+def registry(resolver: Any = None) -> Anchors | None:
+    """The registry database's records: the ``SCORING_REGISTRY_DB`` connection (default ``scoring_db``), read as
+    ``AIRFLOW_CONN_<ID>``, else through ``resolver`` (a task's Airflow connections), else, in an Airflow task,
+    from Airflow's connections; None when it is not configured (every version is then refused)."""
     from pipeline import connections, store
 
-    if not os.environ.get(connections.env_var(CONNECTION)):
+    conn_id = settings.registry_connection()
+    if os.environ.get(connections.env_var(conn_id)):
+        return Anchors(store.engine_for(store.resolve_url(conn_id)), conn_id)
+    resolver = resolver or _airflow_resolver()
+    if resolver is None:
         return None
-    return Anchors(store.engine_for(store.resolve_url(CONNECTION)))
+    try:
+        url = store.resolve_url(conn_id, resolver)
+    except Exception as exc:  # noqa: BLE001 - not defined in Airflow either: not configured (said at the refusal)
+        log.debug("registry database %r not found through Airflow: %s", conn_id, type(exc).__name__)
+        return None
+    return Anchors(store.engine_for(url), conn_id)
+
+
+def from_environment() -> Anchors | None:
+    """The registry database's records (``registry()``), as a process without Airflow's connections sees it."""
+    return registry()
 
 
 def for_connection(conn_id: str | None) -> Anchors | None:
-    """The records in a named connection (it must resolve), or ``from_environment()`` when none is named."""
+    """The records in a named connection (it must resolve), or the registry database's when none is named."""
     from pipeline import store
 
     if not conn_id:
-        return from_environment()
-    return Anchors(store.engine_for(store.resolve_url(conn_id)))
+        return registry()
+    return Anchors(store.engine_for(store.resolve_url(conn_id)), conn_id)
+
+
+def _airflow_resolver() -> Any:
+    """In an Airflow task (its SDK loaded by the DAG file), Airflow's connections; else None. Never imports Airflow."""
+    sdk = sys.modules.get("airflow.sdk")
+    if sdk is None or not hasattr(sdk, "BaseHook"):
+        return None
+    from pipeline import connections
+
+    return lambda conn_id: connections.from_airflow(conn_id, sdk.BaseHook.get_connection(conn_id))
+
+
+def not_configured() -> str:
+    """What to set when no registry database is configured."""
+    conn_id = settings.registry_connection()
+    from pipeline import connections
+
+    return (f"no registry database is configured: the connection {conn_id!r} ({settings.REGISTRY_DB}, default "
+            f"scoring_db) is not set. Set {connections.env_var(conn_id)} (e.g. postgresql://user@host:5432/db) or "
+            "create that Airflow connection, or pass --connection to `scoring models`")
+
+
+def unanchored(mv: ModelVersion, why: str) -> None:
+    """A version with no anchor: refused (ModelIntegrityError), unless ``SCORING_ALLOW_UNANCHORED=1`` (development
+    only), which loads it with a warning, every time."""
+    where = f"model {mv.name} v{mv.version} ({mv.path})"
+    if settings.allow_unanchored():
+        log.warning("UNVERIFIED MODEL: %s %s; loading it anyway because %s=1 (development only): it is checked "
+                    "against its own card, which whoever can write %s can rewrite together with the artifact. "
+                    "Anchor it: `scoring models anchor %s`", where, why, settings.ALLOW_UNANCHORED, mv.path.parent,
+                    mv.name)
+        return
+    raise ModelIntegrityError(
+        f"{where} {why}. Refusing to load it: nothing but its own card vouches for its files, and whoever can write "
+        f"{mv.path.parent} can rewrite both. If you registered it and trust its files, adopt it into the registry "
+        f"database (`scoring models anchor {mv.name} {mv.version}`), or register it again; "
+        f"{settings.ALLOW_UNANCHORED}=1 loads it anyway, for development only.")
+
+
+def require(store: Anchors | None, what: str) -> Anchors:
+    """The registry database for a change that must be recorded there (register, delete), or ConfigError."""
+    if store is None:
+        raise ConfigError(f"{what}: {not_configured()}. Nothing was changed.")
+    return store
 
 
 def _naive(moment: Any) -> Any:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from pipeline import anchors as anchoring
 from pipeline.config import JobConfig
 from pipeline.connections import Resolver
 from pipeline.registry import ModelVersion, Registry
@@ -95,13 +96,15 @@ class RunContext:
     def pinned(self) -> ModelVersion:
         """The run's pinned model version, resolved once, on first use (inside a stage, so that a
         missing version or a broken card is recorded in the ledger as the stage's failure)."""
-        if self.model is None:  # its card checked against its anchor in the run's own database (the ledger's)
-            from pipeline.anchors import Anchors
-
-            registry = Registry(anchors=Anchors(self.engine)) if self.engine is not None else Registry()
-            object.__setattr__(self, "model", registry.resolve(self.spec.model_name, self.spec.model_version))
+        if self.model is None:  # its card checked against its anchor in the registry database, whatever the output's
+            object.__setattr__(self, "model", self.registry().resolve(self.spec.model_name, self.spec.model_version))
         assert self.model is not None
         return self.model
+
+    def registry(self) -> Registry:
+        """The model registry with its anchors in the registry database (``pipeline.anchors.registry``), found
+        through this task's connections too; never the job's output database."""
+        return Registry(anchors=anchoring.registry(self.resolver))
 
     @property
     def card(self) -> dict[str, Any]:

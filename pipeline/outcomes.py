@@ -30,7 +30,7 @@ import sqlalchemy as sa
 
 from pipeline import ledger, settings, store
 from pipeline.config import JobConfig
-from pipeline.errors import ConfigError, ScoringError
+from pipeline.errors import ConfigError, ModelNotFoundError, ScoringError
 from pipeline.partition import data_files, parse_date, partition_dir
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,7 @@ COLUMNS = ("job_id", "partition_date", "model_name", "model_version", "role", "m
 def evaluate(job: JobConfig, day: dt.date | str, engine: Any = None, resolver: Any = None) -> list[dict[str, Any]]:
     """Join partition ``day``'s outcomes to its predictions; record and return the metrics; alert on breaches."""
     from pipeline import alerts
+    from pipeline.anchors import registry as registry_anchors
     from pipeline.registry import Registry
 
     if job.output.table is None:
@@ -170,13 +171,13 @@ def evaluate(job: JobConfig, day: dt.date | str, engine: Any = None, resolver: A
         raise OutcomesError(f"job {job.job_id}: no predictions for partition {day} in {job.output.table}: "
                             "score the partition first")
     cfg, now, rows = job.outcomes, ledger.now(), []
-    registry = Registry()
+    registry = Registry(anchors=registry_anchors(resolver))  # cards checked against the registry database's anchors
     for role, model, version, frame in predicted:
         joined = frame.assign(key=frame["key"].map(_as_text)).merge(outcomes, on="key", how="inner")
         joined = joined[joined["label"].notna()]
         try:
-            card = registry.resolve(model, version).card
-        except ScoringError:
+            card = registry.resolve(model, version).card  # an unanchored or changed card is refused, not read
+        except ModelNotFoundError:
             card = None  # a version deleted since: judge it from what the table holds
         task, positive = _task(card)
         values = (metrics(task, positive, joined["label"], joined["prediction"], joined["score"])

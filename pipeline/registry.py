@@ -19,8 +19,10 @@ have no ``event`` key and count as promotes.
 
 Loading reads the artifact's bytes once, checks their sha256, and unpickles those same bytes. The
 sha256 it checks is the version's registration record (its *anchor*, ``pipeline.anchors``) in the
-scoring database, outside this folder, when the model is anchored there; the card's otherwise.
-The card's own bytes are checked against the anchor when the version is resolved.
+registry database (``SCORING_REGISTRY_DB``, default the ``scoring_db`` connection), outside this
+folder; the card's own bytes are checked against the anchor when the version is resolved. A
+version without an anchor there is refused before anything of it is used (``SCORING_ALLOW_UNANCHORED=1``:
+development only, loaded on its card with a warning at each load).
 """
 
 from __future__ import annotations
@@ -112,9 +114,9 @@ class ModelVersion:
 class Registry:
     """Read and change the model registry below ``root``.
 
-    ``anchors``: the database of the registration records (``pipeline.anchors``); by default the
-    ``scoring_db`` connection when its ``AIRFLOW_CONN_SCORING_DB`` variable is set, else none
-    (registrations are then not anchored, and loads check the card alone, with a warning).
+    ``anchors``: the database of the registration records (``pipeline.anchors``); by default the registry
+    database (``pipeline.anchors.registry()``: ``SCORING_REGISTRY_DB``, default ``scoring_db``). With none,
+    every version is refused, registering and deleting too (unless ``SCORING_ALLOW_UNANCHORED=1``).
     """
 
     def __init__(self, root: Path | None = None, anchors: Anchors | None = _FROM_ENVIRONMENT) -> None:
@@ -124,7 +126,7 @@ class Registry:
     @property
     def anchors(self) -> Anchors | None:
         if self._anchors is _FROM_ENVIRONMENT:
-            self._anchors = anchoring.from_environment()
+            self._anchors = anchoring.registry()
         return self._anchors
 
     # -- reading ------------------------------------------------------------------
@@ -225,15 +227,26 @@ class Registry:
         return ModelVersion(name, version, path, card, card_sha256=sha256_bytes(raw))
 
     def checked(self, mv: ModelVersion) -> ModelVersion:
-        """The version with its card checked against its anchor (when this registry has a database)."""
+        """The version with its card checked against its anchor in the registry database; a version with no
+        anchor (or no registry database) is refused, unless ``SCORING_ALLOW_UNANCHORED=1`` (then: a warning)."""
+        if mv.checked_in is not None:
+            return mv
         store = self.anchors
-        if store is None or mv.checked_in is not None:
+        if store is None:
+            anchoring.unanchored(mv, f"cannot be checked against an anchor: {anchoring.not_configured()}")
             return mv
         return replace(mv, anchor=store.check(mv), checked_in=store.where)
 
     def load(self, mv: ModelVersion) -> Any:
-        """Read the artifact's bytes once, check their sha256 (the anchor's, else the card's), unpickle them."""
-        mv = self.checked(mv)
+        """Read the artifact's bytes once, check their sha256 (the anchor's, and the card's), unpickle them.
+
+        A version without an anchor is refused before its file is read (``SCORING_ALLOW_UNANCHORED=1``:
+        loaded, with a warning at every load)."""
+        if mv.checked_in is None:
+            mv = self.checked(mv)
+        elif mv.anchor is None:
+            anchoring.unanchored(mv, f"is NOT anchored in the registry database {mv.checked_in} (no registration "
+                                     "record there)")
         try:
             data = mv.artifact.read_bytes()
         except FileNotFoundError:
@@ -280,9 +293,11 @@ class Registry:
         from pipeline.onboard import check_registration
 
         check_identifier(name, "model name")
+        store = self.anchors
+        if store is None and not settings.allow_unanchored():
+            anchoring.require(store, f"models register {name}: the new version's anchor has nowhere to go")
         data = _read_artifact(artifact)
         check_registration(card, artifact, golden, data=data)
-        store = self.anchors
         if store is not None and not store.of(name) and (self.versions(name) or self.archived(name)):
             self.anchor(name, skip_broken=True)
         version = self._next_version(name)
@@ -305,9 +320,9 @@ class Registry:
         store = self.anchors
         if store is None:
             os.rename(tmp, mv.path)
-            log.warning("model %s v%s is registered but NOT anchored (no scoring database: set "
-                        "AIRFLOW_CONN_SCORING_DB or pass --connection): workers check it against its card alone. "
-                        "Anchor it later with `scoring models anchor %s`", mv.name, mv.version, mv.name)
+            log.warning("model %s v%s is registered but NOT anchored (%s=1 and %s): workers refuse it unless they "
+                        "allow unanchored models too. Anchor it later with `scoring models anchor %s`", mv.name,
+                        mv.version, settings.ALLOW_UNANCHORED, anchoring.not_configured(), mv.name)
             return mv
         from pipeline import store as db
 
@@ -332,8 +347,7 @@ class Registry:
         """
         store = self.anchors
         if store is None:
-            raise ConfigError("models anchor: no scoring database to record the anchors in: set "
-                              "AIRFLOW_CONN_SCORING_DB or pass --connection")
+            raise ConfigError(f"models anchor: no scoring database to record the anchors in ({anchoring.not_configured()})")
         check_identifier(name, "model name")
         with self._locked(name):
             folders = self._version_folders(name)
@@ -437,7 +451,14 @@ class Registry:
         return self.resolve(name, version)
 
     def delete(self, name: str, version: int) -> None:
-        """Remove an archived version for good (its number is never given out again)."""
+        """Remove an archived version for good (its number is never given out again).
+
+        The deletion is recorded in the registry database first (its anchor marked deleted, or a tombstone for
+        a version that had none), so that a copy of the folder put back is refused: without that database
+        nothing is deleted (ConfigError)."""
+        store = anchoring.require(self.anchors, f"models delete {name} v{version}: the deletion must be recorded in "
+                                                "the registry database, or a copy of the folder put back would load "
+                                                "again")
         with self._locked(name):
             if version in self.versions(name):
                 raise ConfigError(
@@ -448,8 +469,7 @@ class Registry:
             doc = self._alias_doc(name)
             doc["last_version"] = max(self._next_version(name) - 1, version)
             _write_json_atomic(self.root / name / ALIASES, doc)  # before the folder goes: never reused
-            if self.anchors is not None:
-                self.anchors.mark_deleted(name, version)  # a folder that holds it again is refused
+            store.mark_deleted(name, version, _tombstone(name, version, archived))  # a copy put back is refused
             trash = Path(tempfile.mkdtemp(dir=archived.parent, prefix=f".deleting-v{version}."))
             os.rename(archived, trash / archived.name)
             self._record(name, {"event": DELETE, "version": version})
@@ -535,6 +555,13 @@ def _read_artifact(path: Path) -> bytes:
         raise ModelIntegrityError(f"artifact {path} does not exist") from None
 
 
+def _tombstone(name: str, version: int, path: Path) -> Anchor:
+    """The record of a deleted version that had no anchor: the folder as it was (a copy of it is refused)."""
+    artifact, card = path / ARTIFACT, path / CARD
+    return Anchor(name, version, sha256_of(artifact) if artifact.exists() else "-",
+                  sha256_of(card) if card.exists() else "-", anchoring.ADOPTED, dt.datetime.now(dt.UTC), _user())
+
+
 def _check_artifact(mv: ModelVersion, actual: str) -> None:
     """The artifact's bytes must have the anchor's sha256 (when anchored) and the card's."""
     anchor = mv.anchor
@@ -550,9 +577,6 @@ def _check_artifact(mv: ModelVersion, actual: str) -> None:
             f"model {mv.name} v{mv.version}: artifact {mv.artifact} has sha256 {actual}, "
             f"but its model card says {expected}. Refusing to unpickle it: the file was "
             "changed after registration. Re-register the model or restore the artifact.")
-    if mv.checked_in is None:
-        log.warning("model %s v%s: checked against its own card only (no scoring database configured, so no "
-                    "anchor was read)", mv.name, mv.version)
 
 
 def _versions_in(folder: Path) -> list[int]:

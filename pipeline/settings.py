@@ -10,6 +10,8 @@
 | ``SCORING_DEADLETTER_DIR`` | ``<home>/deadletter`` | push batches that could not be delivered |
 | ``SCORING_DB_RETRY_BACKOFF_S`` | ``2`` | first wait before retrying a refused database connection |
 | ``SCORING_ALLOW_SKLEARN_VERSION_MISMATCH`` | unset | ``1``: score a model pickled by another scikit-learn |
+| ``SCORING_REGISTRY_DB`` | ``scoring_db`` | connection id of the registry database: where every model version's anchor is written and read, whatever database a job writes to (``pipeline.anchors``) |
+| ``SCORING_ALLOW_UNANCHORED`` | unset | ``1``: development only: load a model version that has no anchor, with a warning at each load |
 | ``SCORING_STATSD_HOST`` / ``SCORING_STATSD_PORT`` | Airflow's ``[metrics] statsd_host/port`` | where the run metrics go (``pipeline.metrics``) |
 | ``SCORING_STATSD`` | unset | ``0``: send no run metrics |
 """
@@ -22,6 +24,8 @@ import sys
 from pathlib import Path
 
 ALLOW_VERSION_MISMATCH = "SCORING_ALLOW_SKLEARN_VERSION_MISMATCH"
+REGISTRY_DB = "SCORING_REGISTRY_DB"
+ALLOW_UNANCHORED = "SCORING_ALLOW_UNANCHORED"
 
 
 def _folder(variable: str, default: str) -> Path:
@@ -87,6 +91,18 @@ def staging_retention_hours() -> float:
 def allow_sklearn_version_mismatch() -> bool:
     """Score a model saved by another scikit-learn version (``SCORING_ALLOW_SKLEARN_VERSION_MISMATCH=1``)."""
     return os.environ.get(ALLOW_VERSION_MISMATCH) == "1"
+
+
+def registry_connection() -> str:
+    """Connection id of the registry database, which holds every model version's anchor (``SCORING_REGISTRY_DB``,
+    default ``scoring_db``): one per models folder, read by every job whatever database it writes to."""
+    return (os.environ.get(REGISTRY_DB) or "").strip() or "scoring_db"
+
+
+def allow_unanchored() -> bool:
+    """Development only: load a model version without an anchor, with a warning at each load
+    (``SCORING_ALLOW_UNANCHORED=1``)."""
+    return os.environ.get(ALLOW_UNANCHORED) == "1"
 
 
 def threads() -> int | None:

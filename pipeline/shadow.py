@@ -58,15 +58,13 @@ def dataset(version: int) -> str:
 # -- in the score stage --------------------------------------------------------------------
 def score_challengers(ctx: RunContext) -> dict[str, dict[str, Any]]:
     """Each pinned challenger over this task's valid rows -> ``shadow-v<N>.arrow``; failures recorded, not raised."""
-    from pipeline.anchors import Anchors
-    from pipeline.registry import Registry
     from pipeline.score import scored_schema, scorer_for
 
     spec, key = ctx.spec, ctx.job.entity_key
     state: dict[str, dict[str, Any]] = {}
     if not spec.challengers or spec.dry_run:
         return state
-    registry = Registry(anchors=Anchors(ctx.engine)) if ctx.engine is not None else Registry()
+    registry = ctx.registry()  # the anchors of the registry database, whatever database the job writes to
     valid = ctx.path(steps.VALID)
     schema = scored_schema(key, staged_schema(valid).field(key).type)
     for pin in spec.challengers:

@@ -42,27 +42,108 @@ def shared(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[
     return target
 
 
+# -- the registry database (pipeline.anchors): every test has one of its own ------------------------------
+# Models are refused unless anchored in the registry database, which is not the database a job writes to: the
+# tests name it once (connection scoring_registry, a SQLite file per test). The shared model builds below are
+# registered unanchored and adopted into databases of their own, whose anchors a test's registry database
+# starts with.
+REGISTRY_CONN = "scoring_registry"
+REGISTRY_ENV = "AIRFLOW_CONN_SCORING_REGISTRY"
+BUILDS = ("trained_models", "challenger_models", "cascade_models")  # shared model builds, each with a registry.db
+
+
 @contextlib.contextmanager
-def _unanchored() -> Iterator[None]:
-    """Models registered without a scoring database, like trained_models: each test anchors in its own."""
-    saved = os.environ.pop("AIRFLOW_CONN_SCORING_DB", None)
+def _built_unanchored(root: Path) -> Iterator[Any]:
+    """A registry below ``root/models`` with no database: the build registers into it unanchored (the registry
+    allows it with SCORING_ALLOW_UNANCHORED=1), then every version is adopted (origin ``adopted``) into
+    ``root/registry.db``, which each test's registry database starts from (``registry_db``)."""
+    from pipeline import store
+    from pipeline.anchors import Anchors
+    from pipeline.registry import Registry
+
+    saved = os.environ.get("SCORING_ALLOW_UNANCHORED")
+    os.environ["SCORING_ALLOW_UNANCHORED"] = "1"
     try:
-        yield
+        yield Registry(root / "models", anchors=None)
     finally:
-        if saved is not None:
-            os.environ["AIRFLOW_CONN_SCORING_DB"] = saved
+        if saved is None:
+            os.environ.pop("SCORING_ALLOW_UNANCHORED")
+        else:
+            os.environ["SCORING_ALLOW_UNANCHORED"] = saved
+    adopting = Registry(root / "models", anchors=Anchors(store.engine_for(f"sqlite:///{root / 'registry.db'}")))
+    for name in adopting.names():
+        adopting.anchor(name)
+
+
+def copy_anchors(source: Path, target: Path) -> None:
+    """The anchors of the SQLite registry database ``source`` that ``target`` lacks, added to it (a new file is a copy)."""
+    import sqlite3
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+            src.backup(dst)
+        return
+    with contextlib.closing(sqlite3.connect(target)) as dst:
+        dst.execute("ATTACH DATABASE ? AS src", (str(source),))
+        dst.execute("INSERT OR IGNORE INTO scoring_model_registrations SELECT * FROM src.scoring_model_registrations")
+        dst.commit()
+
+
+def use_registry(path: Path, set_env: Callable[[str, str], None]) -> str:
+    """Point the registry database (SCORING_REGISTRY_DB) at the SQLite file ``path``; its URL."""
+    from pipeline import store
+
+    url = f"sqlite:///{path}"
+    set_env("SCORING_REGISTRY_DB", REGISTRY_CONN)
+    set_env(REGISTRY_ENV, url)
+    store.engine_for.cache_clear()
+    return url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The registry database of session- and module-wide fixtures (each build adds its anchors when it is made);
+    every test then gets one of its own (``registry_db``)."""
+    path = tmp_path_factory.mktemp("session-registry") / "registry.db"
+    saved = {k: os.environ.get(k) for k in ("SCORING_REGISTRY_DB", REGISTRY_ENV)}
+    use_registry(path, os.environ.__setitem__)
+    yield path
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def registry_db(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """This test's registry database (a SQLite file), holding the anchors of the shared model builds it uses."""
+    path = request.getfixturevalue("tmp_path") / ".registry" / "registry.db"
+    for build in BUILDS:
+        if build in request.fixturenames:
+            copy_anchors(request.getfixturevalue(build).parent / "registry.db", path)
+    return use_registry(path, monkeypatch.setenv)
+
+
+def _shared_build(tmp_path_factory: pytest.TempPathFactory, session_registry: Path, name: str,
+                  build: Callable[[Path], None]) -> Path:
+    root = shared(tmp_path_factory, name, build)
+    copy_anchors(root / "registry.db", session_registry)
+    return root / "models"
 
 
 @pytest.fixture(scope="session")
-def trained_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A registry holding churn v1 (champion), trained once per test run on small data."""
+def trained_models(tmp_path_factory: pytest.TempPathFactory, session_registry: Path) -> Path:
+    """A registry holding churn v1 (champion), trained once per test run on small data; anchored in the
+    build's ``registry.db`` beside it."""
     from pipeline.demo.train import train_churn
-    from pipeline.registry import Registry
 
     def build(root: Path) -> None:
-        train_churn(Registry(root / "models"), end=DAY - dt.timedelta(days=3), days=2, n=3000)
+        with _built_unanchored(root) as registry:
+            train_churn(registry, end=DAY - dt.timedelta(days=3), days=2, n=3000)
 
-    return shared(tmp_path_factory, "trained_models", build) / "models"
+    return _shared_build(tmp_path_factory, session_registry, "trained_models", build)
 
 
 @pytest.fixture
@@ -179,16 +260,15 @@ def any_db(request: pytest.FixtureRequest, home: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def cascade_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def cascade_models(tmp_path_factory: pytest.TempPathFactory, session_registry: Path) -> Path:
     """The demo's router and segment models, trained once per test run (pipeline.demo.cascade)."""
     from pipeline.demo.cascade import train_cascade
-    from pipeline.registry import Registry
 
     def build(root: Path) -> None:
-        with _unanchored():
-            train_cascade(Registry(root / "models"), end=DAY - dt.timedelta(days=3), days=2, n=3000)
+        with _built_unanchored(root) as registry:
+            train_cascade(registry, end=DAY - dt.timedelta(days=3), days=2, n=3000)
 
-    return shared(tmp_path_factory, "cascade_models", build) / "models"
+    return _shared_build(tmp_path_factory, session_registry, "cascade_models", build)
 
 
 @pytest.fixture
@@ -199,18 +279,17 @@ def cascade_home(home: Path, cascade_models: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def challenger_models(tmp_path_factory: pytest.TempPathFactory, trained_models: Path) -> Path:
+def challenger_models(tmp_path_factory: pytest.TempPathFactory, session_registry: Path, trained_models: Path) -> Path:
     """trained_models plus churn v2 (alias 'challenger', other days and seed), trained once per test run."""
     from pipeline.demo.train import train_churn
-    from pipeline.registry import Registry
 
     def build(root: Path) -> None:
         shutil.copytree(trained_models, root / "models")
-        with _unanchored():
-            train_churn(Registry(root / "models"), end=DAY - dt.timedelta(days=5), days=2, n=3000, seed=11,
-                        alias="challenger")
+        copy_anchors(trained_models.parent / "registry.db", root / "registry.db")
+        with _built_unanchored(root) as registry:
+            train_churn(registry, end=DAY - dt.timedelta(days=5), days=2, n=3000, seed=11, alias="challenger")
 
-    return shared(tmp_path_factory, "challenger_models", build) / "models"
+    return _shared_build(tmp_path_factory, session_registry, "challenger_models", build)
 
 
 def with_challenger(home: Path, challenger_models: Path) -> int:

@@ -138,7 +138,10 @@ def test_a_version_planted_in_the_folder_of_an_anchored_model_is_refused(tmp_pat
 
 @pytest.mark.parametrize("anchored", [True, False], ids=["anchored", "card-only"])
 def test_racing_file_swaps_during_loads_never_unpickle_the_swapped_file(tmp_path: Path, engine: Any, artifact: Path,
-                                                                        evil: bytes, anchored: bool) -> None:
+                                                                        evil: bytes, anchored: bool,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    if not anchored:  # card-only: the development opt-out (a card-only model is refused by default)
+        monkeypatch.setenv("SCORING_ALLOW_UNANCHORED", "1")
     registry = _registry(tmp_path, engine) if anchored else Registry(tmp_path / "models", anchors=None)
     mv = registry.resolve("m", registry.register("m", artifact, CARD).version)
     good, bad = tmp_path / "good.bytes", tmp_path / "bad.bytes"
@@ -171,7 +174,9 @@ def test_racing_file_swaps_during_loads_never_unpickle_the_swapped_file(tmp_path
 
 
 def test_a_model_registered_before_anchoring_loads_on_its_card_until_adopted(
-        tmp_path: Path, engine: Any, artifact: Path, evil: bytes, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, engine: Any, artifact: Path, evil: bytes, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCORING_ALLOW_UNANCHORED", "1")  # loading it on its card is the development opt-out now
     Registry(tmp_path / "models", anchors=None).register("m", artifact, CARD, alias="champion")  # no database
     registry = _registry(tmp_path, engine)
     mv = registry.resolve("m", "champion")
@@ -188,8 +193,11 @@ def test_a_model_registered_before_anchoring_loads_on_its_card_until_adopted(
 
 
 def test_the_first_anchored_registration_adopts_the_versions_before_it(tmp_path: Path, engine: Any,
-                                                                       artifact: Path) -> None:
-    Registry(tmp_path / "models", anchors=None).register("m", artifact, CARD, alias="champion")
+                                                                       artifact: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as mp:  # registered with no database: the development opt-out only
+        mp.setenv("SCORING_ALLOW_UNANCHORED", "1")
+        Registry(tmp_path / "models", anchors=None).register("m", artifact, CARD, alias="champion")
     registry = _registry(tmp_path, engine)
     assert registry.register("m", artifact, CARD).version == 2
     origins = {v: a.origin for v, a in Anchors(engine).of("m").items()}
@@ -269,7 +277,10 @@ def test_a_run_refuses_a_rewritten_model_and_records_why(any_db: str, home: Path
 
 
 def test_the_cli_registers_anchors_adopts_and_verifies(home: Path) -> None:
-    env = dict(os.environ)
+    # the registry database is scoring_db (the default) and holds no anchor yet; unanchored models load only with
+    # the development opt-out
+    env = {k: v for k, v in os.environ.items() if k not in ("SCORING_REGISTRY_DB", "AIRFLOW_CONN_SCORING_REGISTRY")}
+    env["SCORING_ALLOW_UNANCHORED"] = "1"
     bare = {k: v for k, v in env.items() if k != "AIRFLOW_CONN_SCORING_DB"}
     out = _models("verify", "churn", env=env)
     assert out.returncode == 1 and "NOT anchored" in out.stdout, out.stderr

@@ -33,6 +33,7 @@ def test_up_carries_the_registration_anchors_into_the_stacks_database(
     from pipeline.registry import Registry
 
     sqlite = f"sqlite:///{home / 'registered.db'}"
+    monkeypatch.delenv("SCORING_REGISTRY_DB")  # make demo's shell and the stack: the registry database is scoring_db
     monkeypatch.setenv("AIRFLOW_CONN_SCORING_DB", sqlite)  # where the models were registered (make demo's role)
     store.engine_for.cache_clear()
     adopted = scoring_cli("models", "anchor", "churn")
