@@ -33,7 +33,7 @@ from airflow.sdk.exceptions import (
 from _scoring.assets import do_announce, output_asset, source_asset
 from pipeline import steps
 from pipeline.config import JobConfig, load_jobs
-from pipeline.errors import ScoringError
+from pipeline.errors import ScoringError, is_data_error
 from pipeline.partition import resolve_partition_date
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,8 @@ def retryable(exc: BaseException) -> bool:
     """Whether a task's retry can fix this error (the exception class says; see pipeline.errors)."""
     if isinstance(exc, AirflowNotFoundException):  # a connection that is not defined
         return False
-    return exc.retryable if isinstance(exc, ScoringError) else True
+    # a database's refusal of the data itself (SQLSTATE class 22/23) fails the same way on every try
+    return exc.retryable if isinstance(exc, ScoringError) else not is_data_error(exc)
 
 
 def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
