@@ -284,25 +284,28 @@ class Sweep:
     """The reaper over every job of a jobs folder: each job's ``Reaping``, and what could not be looked at."""
 
     reaped: list[Reaping]
-    errors: dict[str, str]  # job id (or a broken job file's path) -> why it was not reaped
+    errors: dict[str, str]  # job id -> why it could not be reaped (its database, most likely)
+    broken: dict[str, str]  # a job file that does not load -> why (its config-error DAG says it too)
 
     def text(self) -> str:
         """A block per job, then the errors (``scoring runs --reap`` with no job, the maintenance DAG's log)."""
         lines = [r.text() for r in self.reaped]
-        lines += [f"{name}: NOT reaped: {why}" for name, why in self.errors.items()]
+        lines += [f"{name}: NOT reaped: {why}" for name, why in {**self.errors, **self.broken}.items()]
         return "\n".join(lines) or "no job files: nothing to reap"
 
 
 def reap_jobs(folder: Path | None = None, resolver: Any = None, by: str = "the scoring_maintenance DAG") -> Sweep:
     """Reap every job of the jobs folder (``SCORING_JOBS_DIR``) in its own output database; a job whose
-    file is broken or whose database cannot be reached is reported in ``errors`` and the others go on.
+    database cannot be reached is reported in ``errors``, a job file that does not load in ``broken``, and
+    the others go on.
 
     Args:
         resolver: turns a connection id into a connection (Airflow's, in a DAG); default: ``AIRFLOW_CONN_*``.
     """
     loaded = load_jobs(folder or settings.jobs_dir())
     reaped: list[Reaping] = []
-    errors = {str(path): f"the job file is not valid: {error.splitlines()[0]}" for path, error in loaded.errors.items()}
+    errors: dict[str, str] = {}
+    broken = {str(path): f"the job file is not valid: {error.splitlines()[0]}" for path, error in loaded.errors.items()}
     for job_id, job in loaded.jobs.items():
         try:
             engine = store.engine_for(store.resolve_url(job.output.connection, resolver))
@@ -314,7 +317,7 @@ def reap_jobs(folder: Path | None = None, resolver: Any = None, by: str = "the s
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             errors[job_id] = redact(f"{type(exc).__name__}: {first}")
             log.warning("job %s: the reaper could not run: %s", job_id, errors[job_id])
-    return Sweep(reaped, errors)
+    return Sweep(reaped, errors, broken)
 
 
 def _abandon(conn: Connection, job_id: str, row: Any, seen: dt.datetime, why: str) -> None:

@@ -172,7 +172,7 @@ def test_the_sweep_over_the_jobs_folder_reports_a_broken_job_and_goes_on(
     by_job = {r.job_id: r for r in sweep.reaped}
     assert [r.run_id for r in by_job["churn_test"].attempts] == ["quiet"]
     assert not by_job["never_ran"]
-    assert list(sweep.errors) == [str(home / "jobs" / "broken.yaml")]
-    assert "the job file is not valid" in sweep.errors[str(home / "jobs" / "broken.yaml")]
+    assert sweep.errors == {} and list(sweep.broken) == [str(home / "jobs" / "broken.yaml")]
+    assert "the job file is not valid" in sweep.broken[str(home / "jobs" / "broken.yaml")]
     assert "found by the scoring_maintenance DAG" in ledger.get(engine, "churn_test", "quiet")["error"]
     assert "NOT reaped: the job file is not valid" in sweep.text()
