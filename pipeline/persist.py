@@ -25,7 +25,6 @@ import pyarrow.compute as pc
 
 from pipeline import ledger, steps, store
 from pipeline.context import counted
-from pipeline.errors import StoreError, data_refused, is_data_error
 from pipeline.ingest import original_values
 from pipeline.partition import parse_date
 from pipeline.staging import read_batches, staged_rows, staged_schema
@@ -48,19 +47,12 @@ def persist_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[
     # an empty day replacing a published one is allowed (validation.on_empty: succeed) but never silent
     before = (store.count_partition(ctx.engine, job.output.table, day, job.output.schema_)
               if staged_rows(ctx.parts(steps.SCORED)) == 0 else 0)
-    try:
-        written = store.replace_partition(
-            ctx.engine, table=job.output.table, key=job.entity_key, job_id=job.job_id,
-            partition_date=day, batches=prediction_batches(ctx),
-            quarantine=quarantine_rows(ctx), schema=job.output.schema_, attempt=(ctx.spec.run_id, ctx.spec.attempt),
-            constants=run_columns(ctx),
-        )
-    except StoreError as exc:  # the rows themselves were refused: a retry fails the same way, so it is not one
-        cause = exc.__cause__
-        if cause is None or not is_data_error(cause) or type(exc) is not StoreError:
-            raise
-        raise data_refused(cause, doing="writing", partition_date=day, table=job.output.table,
-                           where=store.describe(ctx.engine), key=job.entity_key) from cause
+    written = store.replace_partition(  # a refusal of the data itself: DataRefusedError (errors.store_failure)
+        ctx.engine, table=job.output.table, key=job.entity_key, job_id=job.job_id,
+        partition_date=day, batches=prediction_batches(ctx),
+        quarantine=quarantine_rows(ctx), schema=job.output.schema_, attempt=(ctx.spec.run_id, ctx.spec.attempt),
+        constants=run_columns(ctx),
+    )
     if before and not written:
         warn_emptied(ctx, before)
     return counted(counts, rows_written=written)
