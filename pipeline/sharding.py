@@ -36,19 +36,28 @@ def files_of_shard(spec: RunSpec) -> list[Path]:
 
 
 def plan(ctx: RunContext) -> tuple[RunSpec, list[RunSpec]]:
-    """Split a partition into shards by file; find duplicate keys across all of them first.
+    """Split a partition into shards by file (a sql source: by rows, read once, see ``sqlsource.plan``); find
+    duplicate keys across all of them first.
 
     Returns the run's root spec (with the number of shards actually used: never more than
     files) and one spec per shard. The duplicate keys go to the plan state file, so each
-    shard's validation sees duplicates that span shards.
+    shard's validation sees duplicates that span shards. A stage of the run like the others: timed in
+    the ledger, and a failure (a source that cannot be read) marks the attempt failed.
     """
+    from pipeline import run
+
+    with run.stage(ctx, steps.PLAN.name):
+        if ctx.job.source.kind == "sql":
+            from pipeline import sqlsource
+
+            return sqlsource.plan(ctx)
+        return _plan_files(ctx)
+
+
+def _plan_files(ctx: RunContext) -> tuple[RunSpec, list[RunSpec]]:
     from pipeline.ingest import partition_keys
 
     job, spec = ctx.job, ctx.spec
-    if job.source.kind == "sql":
-        from pipeline import sqlsource
-
-        return sqlsource.plan(ctx)
     files = partition_files(job.source_root(), job.source.layout, job.source.format, parse_date(spec.partition_date),
                             ignore=job.source.ignore)
     shards = max(1, min(job.source.shards, len(files)))

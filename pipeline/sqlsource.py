@@ -146,14 +146,14 @@ def _failed(job: JobConfig, day: dt.date, exc: Exception, doing: str) -> Scoring
     sqlite = type(exc).__module__.startswith("sqlite3")
     state, low = getattr(exc, "sqlstate", None), str(exc).lower()
     lock_s, statement_s = limits(job)
-    if state == "55P03" or "lock timeout" in low or (sqlite and ("locked" in low or "busy" in low)):
+    if state == "55P03" or "due to lock timeout" in low or (sqlite and ("locked" in low or "busy" in low)):
         return StoreError(
             f"partition {day}: {doing} {describe(job)} failed: {detail}. It waited more than "
             f"source.lock_timeout_seconds ({lock_s:g} s) for a lock: another transaction holds a table the query reads (a TRUNCATE, an ALTER TABLE, a rewrite "
             "of the table in one transaction) and nothing was read. The task's retries try again; if the upstream "
             "load holds the table longer than that, make source.ready_query wait for the load to finish, or raise "
             "source.lock_timeout_seconds in the job file.")
-    if (state == "57014" and "statement timeout" in low) or (sqlite and "interrupted" in low):
+    if "due to statement timeout" in low or (sqlite and "interrupted" in low):  # PostgreSQL's SQLSTATE 57014
         return InputError(
             f"partition {day}: {doing} {describe(job)} failed: {detail}. It ran longer than "
             f"source.statement_timeout_seconds ({statement_s:g} s, the whole read) and was cancelled; nothing was published. A retry would run the "
