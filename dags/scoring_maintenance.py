@@ -9,7 +9,9 @@ for ``SCORING_LEASE_SECONDS``), removes their staging and drops their load table
 (``pipeline.lease.reap_jobs``). A live attempt is never touched, so the DAG is safe at any time;
 ``scoring runs --reap`` does the same from a shell.
 
-The task log lists what was reaped, job by job. It fails (and retries) when a job's database could
+Tagged ``scoring-maintenance`` and ``maintenance`` (not ``scoring``: that tag makes the plugins treat a
+DAG as a job's). Paused at creation like every DAG: unpause it once. The task log lists what was
+reaped, job by job. It fails (and retries) when a job's database could
 not be reached; a broken job file is only logged here (its own ``config-error`` DAG says why).
 See docs/operating.md, "The reaper".
 """
@@ -49,7 +51,8 @@ with DAG(
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     catchup=False,
     max_active_runs=1,
-    tags=["scoring", "maintenance"],
+    # not "scoring": the plugins treat a DAG with that tag as a job's (its run note names a partition)
+    tags=["scoring-maintenance", "maintenance"],
     doc_md=__doc__,
     default_args={"owner": "ml-platform", "retries": 2, "retry_delay": dt.timedelta(minutes=5)},
 ) as dag:
