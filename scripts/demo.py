@@ -3,6 +3,11 @@
 Creates the demo partitions and the demo model when they are absent, migrates the local
 Airflow home (.airflow/, SQLite) and runs `airflow dags test <job> <date>`.
 
+The models are anchored in the registry database, where the demo's jobs check them: the
+``scoring_db`` connection (.data/scoring.db) unless ``SCORING_REGISTRY_DB`` names another. Demo
+models left in models/ by an earlier demo whose database was removed (`make clean`) are adopted
+there as the folder holds them, and the demo says so.
+
 - `make demo` (churn_daily, persist mode): prints the rows written, the run's ledger row
   and a query to paste.
 - `make demo-cascade` (churn_cascade, cascade inference): trains the segment router and the two
@@ -49,6 +54,7 @@ def prepare(day: dt.date) -> Path:
     demo_data.write_days(data_root, first, 3)
     print(f"demo data: partitions {first} .. {day} in {data_root.relative_to(ROOT)}/")
     registry = Registry()
+    anchor_demo_models(registry, ("churn",))
     if not registry.versions("churn"):
         mv = train_churn(registry, end=first)
         print(f"demo model: trained and registered churn v{mv.version} {mv.card['metrics']}")
@@ -61,6 +67,26 @@ def prepare(day: dt.date) -> Path:
     if sh([str(BIN / "airflow"), "db", "migrate"], LOGS / "demo-db-migrate.log") != 0:
         raise SystemExit(f"airflow db migrate failed: see {LOGS / 'demo-db-migrate.log'}")
     return db
+
+
+def anchor_demo_models(registry: Any, names: tuple[str, ...]) -> None:
+    """The demo's own models, anchored in the registry database where its jobs check them (pipeline.anchors).
+
+    Registering anchors a version; versions the registry database does not know (an earlier demo's, whose
+    database ``make clean`` removed) are adopted as the folder holds them, with a line that says so: the demo
+    wrote that folder. Never adopt files you did not check (``scoring models verify`` first)."""
+    from pipeline import anchors
+
+    if registry.anchors is None:
+        raise SystemExit(f"demo: {anchors.not_configured()}")
+    for name in names:
+        if not (registry.versions(name) or registry.archived(name)) or registry.anchors.of(name):
+            continue  # nothing to anchor, or anchored: a version the database does not know stays refused
+        adopted = registry.anchor(name, skip_broken=True)
+        if adopted:
+            print(f"demo model: {name} {', '.join(f'v{a.version}' for a in adopted)} had no anchor in the registry "
+                  f"database {registry.anchors.where} (an earlier demo's, whose database was removed): adopted as "
+                  f"models/{name} holds them (`scoring models anchor {name}`)")
 
 
 def dags_test(job_id: str, day: dt.date) -> tuple[int, Path, float]:
@@ -100,6 +126,7 @@ def cascade_demo(day: dt.date) -> int:
     from pipeline.registry import Registry
 
     registry = Registry()
+    anchor_demo_models(registry, ("segments", "churn_frequent", "churn_occasional"))
     if not all(registry.versions(m) for m in ("segments", "churn_frequent", "churn_occasional")):
         models = train_cascade(registry, end=day - dt.timedelta(days=3))
         print("demo cascade: trained and registered " + ", ".join(f"{m.name} v{m.version}" for m in models.values()))

@@ -83,18 +83,20 @@ def stack_env(home: Path, port: int, metadata: str, scoring: str, redis_db: int)
         # lost until its heartbeat times out; Airflow's 5 s is short for a busy small machine
         AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT="30",
         AIRFLOW_CONN_SCORING_DB=scoring,
+        SCORING_REGISTRY_DB="scoring_db",  # the stack's registry database (its anchors) is its scoring database
         SCORING_HOME=str(ROOT),
     )
 
 
 def carry_anchors(source: str | None, target: str) -> dict[str, Any]:
-    """Copy the models' registration anchors from the database they were registered into to the stack's.
+    """Copy the models' registration anchors from the registry database they were registered into to the stack's.
 
-    ``make demo`` registers its models into the embedded SQLite database; a stack scores with its
-    own PostgreSQL database, where a model with no anchor loads on its card alone (and every run
-    warns). The records are copied as they were written at registration (never re-made from the
-    folder as it is now: that is ``scoring models anchor``, an operator's decision after checking
-    the files). Versions already recorded in the stack's database are left as they are.
+    ``make demo`` registers its models into its SQLite database (its registry database); the stack's
+    registry database is its own PostgreSQL scoring database (``SCORING_REGISTRY_DB=scoring_db``), where
+    a model with no anchor is refused. The records are copied as they were written at registration
+    (never re-made from the folder as it is now: that is ``scoring models anchor``, an operator's
+    decision after checking the files). Versions already recorded in the stack's database are left as
+    they are.
     """
     import sqlalchemy as sa
 
@@ -149,10 +151,11 @@ def up(home: Path, workers: int, metadata_db: str, scoring_db: str, redis_db: in
     migrate = subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, text=True)
     if migrate.returncode != 0:
         raise SystemExit(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}{migrate.stderr[-3000:]}")
-    if anchors_from is None:  # where `scoring models register` wrote them from this shell, else make demo's
-        from pipeline import connections, store
+    if anchors_from is None:  # this shell's registry database (where `scoring models register` wrote), else make demo's
+        from pipeline import connections, settings, store
 
-        anchors_from = (store.resolve_url("scoring_db") if os.environ.get(connections.env_var("scoring_db"))
+        registry = settings.registry_connection()
+        anchors_from = (store.resolve_url(registry) if os.environ.get(connections.env_var(registry))
                         else f"sqlite:///{ROOT / '.data' / 'scoring.db'}")
     os.environ.update({k: v for k, v in env.items() if k.startswith("SCORING_")})  # the workers' models folder
     carried = carry_anchors(anchors_from, scoring)
@@ -249,8 +252,9 @@ def main() -> int:
     parser.add_argument("--env", action="append", default=[], help="extra KEY=VALUE for every component")
     parser.add_argument("--anchors-from", default=None,
                         help="database URL the models were registered into, whose registration anchors are copied to "
-                        "the stack's scoring database (default: the scoring_db connection of this shell when "
-                        "AIRFLOW_CONN_SCORING_DB is set, else make demo's .data/scoring.db)")
+                        "the stack's scoring database, its registry database (default: this shell's registry "
+                        "database, the SCORING_REGISTRY_DB connection (default scoring_db) when its AIRFLOW_CONN_* is "
+                        "set, else make demo's .data/scoring.db)")
     args = parser.parse_args()
     home = Path(args.home).resolve()
     if args.command == "down":
@@ -266,15 +270,16 @@ def main() -> int:
           "readable by you only)")
     print(f"Point the airflow CLI at it: eval \"$({sys.executable} {Path(__file__).resolve()} env --home {home})\"")
     print(f"Metrics (Airflow's and the pipeline's, Prometheus format): {state['metrics']}")
-    print(f"Databases: Airflow's metadata in {state['metadata_db']}, the predictions, ledger and model anchors in "
-          f"{state['scoring_db']} (connection scoring_db), on {redact(PG)}; Celery broker: Redis database "
+    print(f"Databases: Airflow's metadata in {state['metadata_db']}, the predictions, ledger and model anchors (the "
+          f"registry database) in {state['scoring_db']} (connection scoring_db), on {redact(PG)}; Celery broker: Redis database "
           f"{state['redis_db']} of {redact(REDIS)}")
     anchors = state["anchors"]
     for name, versions in anchors["carried"].items():
         print(f"Model {name}: anchors of {', '.join(f'v{v}' for v in versions)} copied from {anchors['from']}")
     for name in anchors["not_anchored"]:
         print(f"Model {name}: NOT anchored in {state['scoring_db']} (no record in {anchors['from'] or 'any database'}"
-              f"): after checking its files, eval the env line above and run `scoring models anchor {name}`")
+              f"): the stack's runs refuse it. After checking its files, eval the env line above and run "
+              f"`scoring models anchor {name}`")
     print(f"Logs: {home}/<component>.log.  Stop: {sys.executable} {Path(__file__).resolve()} down --home {home}")
     print(json.dumps(state))
     return 0
