@@ -78,6 +78,7 @@ BADTEXT_PREFIX = "__badtext__"
 DEFAULT_NULL_VALUES = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
                        "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
 KEY_TYPES = {"string": pa.string(), "integer": pa.int64()}
+CSV_BLOCK = 1 << 24  # bytes of a CSV file parsed at once (a record batch of it)
 # a byte string that is valid UTF-8 (RE2 reads a binary column byte by byte, as Latin-1): the
 # same sequences Python's strict decoder accepts (no overlong forms, no surrogates, <= U+10FFFF)
 VALID_UTF8 = (r"^(?:[\x00-\x7F]|[\xC2-\xDF][\x80-\xBF]|\xE0[\xA0-\xBF][\x80-\xBF]|[\xE1-\xEC\xEE\xEF][\x80-\xBF]{2}"
@@ -313,7 +314,7 @@ def _csv_batches(path: Path, names: list[str], as_type: pa.DataType) -> pacsv.CS
     """A CSV file's columns ``names`` as ``as_type`` (text or bytes), nothing read as null."""
     options = pacsv.ConvertOptions(column_types=dict.fromkeys(names, as_type), include_columns=names, null_values=[],
                                    strings_can_be_null=False, quoted_strings_can_be_null=False)
-    return pacsv.open_csv(csv_stream(path), read_options=pacsv.ReadOptions(block_size=1 << 24),
+    return pacsv.open_csv(csv_stream(path), read_options=pacsv.ReadOptions(block_size=CSV_BLOCK),
                           convert_options=options)
 
 
@@ -413,7 +414,7 @@ def _ragged_line(path: Path) -> int | None:
         return "error"
 
     try:
-        for _ in pacsv.open_csv(csv_stream(path), read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 24),
+        for _ in pacsv.open_csv(csv_stream(path), read_options=pacsv.ReadOptions(use_threads=False, block_size=CSV_BLOCK),
                                 parse_options=pacsv.ParseOptions(invalid_row_handler=first),
                                 convert_options=pacsv.ConvertOptions(column_types={}, include_columns=[])):
             pass
