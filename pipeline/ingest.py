@@ -172,6 +172,19 @@ def text_columns(fmt: str, inputs: list[dict[str, Any]], key: str, key_type: pa.
     return []
 
 
+def ingested_schema(fmt: str, inputs: list[dict[str, Any]], key: str, key_type: pa.DataType,
+                    blank_is_missing: Collection[str] = (),
+                    markers: Mapping[str, Collection[str]] | None = None) -> pa.Schema:
+    """The schema ingest stages for a source of ``fmt`` (``csv``, ``parquet``, or ``sql`` for a query): the
+    contract's, with the ``__blank__`` columns its markers (CSV; default ``missing_markers``) and blank policy
+    need and the ``__badtext__`` columns of its text columns."""
+    if fmt == "csv" and markers is None:
+        markers = missing_markers(inputs, key)
+    return contract_schema(inputs, key, key_type, blank_is_missing,
+                           missing=marked_columns(markers or {}) if fmt == "csv" else (),
+                           badtext=text_columns(fmt, inputs, key, key_type))
+
+
 def entity_key_type(job: Any, card: Mapping[str, Any]) -> str | None:
     """How the entity key is read: the job file's ``entity_key_type``, else the card's, else None (the source's
     declared type; text for CSV)."""
@@ -498,9 +511,7 @@ def ingest(
     elif markers is None:
         markers = missing_markers(inputs, key)
     arrow_key = _key_type(schemas.values(), key, partition_date, key_type, text_source=fmt == "csv")
-    reading = _Reading(contract_schema(inputs, key, arrow_key, blank_is_missing, missing=marked_columns(markers),
-                                       badtext=text_columns(fmt, inputs, key, arrow_key)),
-                       set(blank_is_missing), {n: pa.array(t, pa.string()) for n, t in markers.items() if t}, key_type)
+    reading = _Reading(ingested_schema(fmt, inputs, key, arrow_key, blank_is_missing, markers), set(blank_is_missing), {n: pa.array(t, pa.string()) for n, t in markers.items() if t}, key_type)
     ignored = sorted({n for s in schemas.values() for n in s.names} - set(wanted))
     if ignored:
         log.info("partition %s: ignoring columns not in the contract: %s", partition_date, ignored)
@@ -568,7 +579,7 @@ def ingest_query(
                          "once; give every column of the query a name of its own (AS ...).")
     renamed = _renamed(first.schema, rename, where, partition_date)
     _check_wanted(renamed, first.schema.names, rename, key, wanted, where, partition_date)
-    target = contract_schema(inputs, key, _key_type([renamed], key, partition_date, key_type), blank_is_missing)
+    target = ingested_schema("sql", inputs, key, _key_type([renamed], key, partition_date, key_type), blank_is_missing)
     reading = _Reading(target, set(blank_is_missing), {}, key_type)
     ignored = sorted(set(renamed.names) - set(wanted))
     if ignored:
