@@ -30,6 +30,7 @@ import pandas as pd
 from pipeline import card as cards
 from pipeline import preprocess, stats
 from pipeline.errors import ModelIntegrityError
+from pipeline.ingest import DEFAULT_NULL_VALUES
 from pipeline.registry import ModelVersion, Registry
 from pipeline.score import Scorer
 
@@ -38,8 +39,7 @@ OVERRIDE_KEYS = {"description", "positive_class", "inputs"}
 INPUT_OVERRIDES = {"type", "nullable", "min", "max", "observed_min", "observed_max", "categories", "handles_unknown",
                    "blank_is_missing", "missing_values"}
 # the texts pandas' read_csv reads as missing by default (its na_values), which a notebook's frame went through
-DEFAULT_MISSING_VALUES = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-                          "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
+DEFAULT_MISSING_VALUES = DEFAULT_NULL_VALUES
 UNSEEN = "__scoring_unseen_category__"  # the probe's value: no training frame holds it
 
 

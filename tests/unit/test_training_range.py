@@ -268,3 +268,43 @@ def test_card_refuses_observed_bounds_that_do_not_fit() -> None:
         cards.parse({"inputs": [{"name": "x", "type": "float", "handles_unknown": True}]})
     with pytest.raises(ModelIntegrityError, match="entity_key_type"):
         cards.parse({"entity_key_type": "uuid", "inputs": [{"name": "x", "type": "float"}]})
+
+
+def _fit_categories(model: Any, native: bool) -> tuple[Any, pd.DataFrame]:
+    frame = _frame().drop(columns=["code"])
+    if native:
+        frame["Contract"] = frame["Contract"].astype("category")
+    return model.fit(frame[["MonthlyCharges", "Contract"]], frame["y"]), frame
+
+
+@pytest.mark.parametrize("kind", ["lightgbm", "xgboost", "target_encoder", "dropped", "function_transformer"])
+def test_the_table_of_estimators(kind: str) -> None:
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, TargetEncoder
+
+    from pipeline.onboard import infer_card
+
+    if kind == "lightgbm":
+        model, native = pytest.importorskip("lightgbm").LGBMClassifier(n_estimators=5, verbose=-1), True
+    elif kind == "xgboost":
+        model, native = pytest.importorskip("xgboost").XGBClassifier(n_estimators=5, enable_categorical=True), True
+    elif kind == "target_encoder":
+        model = make_pipeline(make_column_transformer((TargetEncoder(), ["Contract"]), remainder="passthrough"),
+                              LogisticRegression())
+        native = False
+    elif kind == "dropped":  # the model never reads the column: any value of it scores
+        model = make_pipeline(make_column_transformer(("passthrough", ["MonthlyCharges"]), remainder="drop"),
+                              LogisticRegression())
+        native = False
+    else:  # text handed on by a function: not known to handle an unknown value
+        codes = {"Month-to-month": 0.0, "One year": 1.0, "None": 2.0}
+        model = make_pipeline(make_column_transformer(
+            (FunctionTransformer(lambda x: x.replace(codes).astype(float)), ["Contract"]), remainder="passthrough"),
+            LogisticRegression())
+        native = False
+    model, frame = _fit_categories(model, native)
+    card, _ = infer_card(model, frame, target="y", key="id")
+    contract = next(c for c in card["inputs"] if c["name"] == "Contract")
+    assert contract.get("handles_unknown", False) is (kind != "function_transformer")
