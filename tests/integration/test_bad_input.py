@@ -396,14 +396,19 @@ def test_large_integer_keys_stay_exact_next_to_a_null_key(home: Path) -> None:
     assert set(_predictions()) == {k for k in keys if k is not None}
 
 
-def test_csv_text_like_na_is_not_silently_a_missing_value(home: Path) -> None:
+def test_csv_text_like_na_is_text_only_when_the_job_says_so(home: Path) -> None:
+    """pandas' markers ('NaN', 'n/a', 'NA') are missing values by default (issue 25); `null_values: ['']` makes
+    them text again: an invalid number, an unknown category."""
     frame = _frame()
     frame["age"] = frame["age"].astype(object)
     frame.loc[1, "age"] = "NaN"
     frame.loc[2, "age"] = "n/a"
     frame.loc[3, "region"] = "NA"
     _write(home, [frame], "csv")
-    local.run_partition(_job(home, "csv"), DAY, run_id="na")
+    job = load_job(write_job(home, validation={"max_quarantine_share": 0.5},
+                             source={"path": str(home / "data" / "churn"), "format": "csv", "batch_rows": 700,
+                                     "null_values": [""]}))
+    local.run_partition(job, DAY, run_id="na")
     q = {int(r["entity_key"]): r["reasons"] for r in _quarantine()}
     ids = frame["customer_id"].astype(int)
     assert q == {ids[1]: "invalid_number:age", ids[2]: "invalid_number:age", ids[3]: "unknown_category:region"}

@@ -197,14 +197,16 @@ def test_a_symlink_within_the_source_root_is_read(home: Path) -> None:
 
 # -- types far into a file --------------------------------------------------------------------
 def test_a_key_turning_to_text_after_the_first_block_names_file_column_and_value(home: Path) -> None:
-    """The key's type is guessed from a CSV's first block (1 MB); a later text key is named, not 'corrupt'."""
+    """Integer keys (entity_key_type: integer): a text key past the first block is named, not 'corrupt'."""
     frame = demo_data.customers(DAY, n=30_000, seed=3)
     frame["customer_id"] = frame["customer_id"].astype(object)
     frame.loc[len(frame) - 5, "customer_id"] = "C-17"
     path = _csv(_folder(home) / "part-0000.csv", frame)
-    assert path.stat().st_size > 2 * (1 << 20)  # the text is well past the block the type is guessed from
+    assert path.stat().st_size > 2 * (1 << 20)  # the text is well past the first block
+    job = load_job(write_job(home, entity_key_type="integer", validation={"max_quarantine_share": 0.5},
+                             source={"path": str(home / "data" / "churn"), "format": "csv", "batch_rows": 700}))
     with pytest.raises(InputError) as err:
-        local.run_partition(_job(home), DAY, run_id="late-text")
+        local.run_partition(job, DAY, run_id="late-text")
     text = str(err.value)
     for fragment in (f"partition {DAY}", f"file {path}", "column 'customer_id' (the entity key)", "'C-17'",
                      f"data row {len(frame) - 4}", "Fix the value in the export"):

@@ -18,9 +18,9 @@ from pipeline.ingest import (
     BLANK_PREFIX,
     RAW_PREFIX,
     blank_policy,
-    contract_schema,
     ingest,
     ingest_partition,
+    ingested_schema,
     original_values,
 )
 from pipeline.partition import parse_date
@@ -172,7 +172,7 @@ def test_csv_columns_are_renamed_before_any_check(tmp_path: Path) -> None:
     path = _folder(tmp_path) / "p.csv"
     path.write_text("Customer ID,Age (years),Visits,plan,Notes\nC-1,30,2,a,x\nC-2, 41 ,,b,y\nC-3,abc,1,a,z\n")
     rows, result = _ingest([path], "csv", rename=RENAME)
-    assert result.schema == contract_schema(INPUTS, "id", pa.string())
+    assert result.schema == ingested_schema("csv", INPUTS, "id", pa.string())
     assert [(r["id"], r["age"], r["visits"], r["plan"], r["__raw__age"]) for r in rows] == [
         ("C-1", 30.0, 2.0, "a", None), ("C-2", 41.0, None, "b", None), ("C-3", None, 1.0, "a", "abc")]
     assert result.rows == 3 and result.ignored_columns == ["Notes"]
@@ -194,8 +194,8 @@ def test_a_key_spelled_as_the_export_spells_it_needs_no_rename(tmp_path: Path) -
     path = _folder(tmp_path) / "p.csv"
     path.write_text("customerID,age,visits,plan\nX9,30,1,a\n")
     rows, _ = _ingest([path], "csv", key="customerID")
-    assert rows == [{"customerID": "X9", "age": 30.0, "visits": 1.0, "plan": "a", "__raw__age": None,
-                     "__raw__visits": None}]
+    assert [{k: v for k, v in r.items() if not k.startswith(("__blank__", "__badtext__"))} for r in rows] == [
+        {"customerID": "X9", "age": 30.0, "visits": 1.0, "plan": "a", "__raw__age": None, "__raw__visits": None}]
 
 
 def test_a_missing_entity_key_blames_the_job_file_and_suggests_rename(tmp_path: Path) -> None:
@@ -272,15 +272,19 @@ def test_blank_text_is_missing_only_with_the_policy(tmp_path: Path, fmt: str) ->
                        path := folder / "p.parquet")
         blank_age = [None, " ", "", "\t", None, None]
     strict, result = _ingest([path], fmt, batch_rows=100)  # one batch (a batch of only bad numbers: issue 13)
-    assert result.schema == contract_schema(INPUTS, "id", pa.int64())
+    assert result.schema == ingested_schema(fmt, INPUTS, "id", pa.string() if fmt == "csv" else pa.int64())
     assert [r["age"] for r in strict] == [30.0, None, None, None, None, 7.0]
     assert [r[RAW_PREFIX + "age"] for r in strict] == [None, " ", None if fmt == "csv" else "", "\t", "forty-two",
                                                       None]
     assert [r[RAW_PREFIX + "visits"] for r in strict] == [None] * 5 + [" "]
 
     lenient, result = _ingest([path], fmt, blank_is_missing=["age", "visits"])  # batches of 2 rows
-    assert result.schema.names == ["id", "age", "visits", "plan", "__raw__age", "__raw__visits", "__blank__age",
-                                   "__blank__visits"]
+    assert result.schema.names == (
+        ["id", "age", "visits", "plan", "__raw__age", "__raw__visits", "__blank__id", "__blank__age",
+         "__blank__visits", "__blank__plan", "__badtext__id", "__badtext__age", "__badtext__visits", "__badtext__plan"]
+        if fmt == "csv" else
+        ["id", "age", "visits", "plan", "__raw__age", "__raw__visits", "__blank__age", "__blank__visits",
+         "__badtext__plan"])
     assert [r["age"] for r in lenient] == [30.0, None, None, None, None, 7.0]
     assert [r[RAW_PREFIX + "age"] for r in lenient] == [None, None, None, None, "forty-two", None]
     assert [r[BLANK_PREFIX + "age"] for r in lenient] == blank_age

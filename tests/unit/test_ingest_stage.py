@@ -14,7 +14,7 @@ from pipeline import steps
 from pipeline.config import parse_job
 from pipeline.context import RunContext
 from pipeline.errors import InputError
-from pipeline.ingest import contract_schema, ingest_partition
+from pipeline.ingest import ingest_partition, ingested_schema
 from pipeline.registry import ModelVersion
 from pipeline.staging import RunSpec, read_batches, staged_schema
 
@@ -24,9 +24,10 @@ INPUTS = [{"name": "age", "type": "float", "nullable": False, "min": 0, "max": 1
 CARD = {"name": "m", "version": 1, "inputs": INPUTS}
 
 
-def _ctx(tmp_path: Path, fmt: str = "parquet", source: dict[str, Any] | None = None, **validation: Any) -> RunContext:
+def _ctx(tmp_path: Path, fmt: str = "parquet", source: dict[str, Any] | None = None, entity_key_type: str | None = None,
+         **validation: Any) -> RunContext:
     job = parse_job({
-        "job_id": "t", "start_date": "2026-11-01", "entity_key": "id",
+        "job_id": "t", "start_date": "2026-11-01", "entity_key": "id", "entity_key_type": entity_key_type,
         "source": {"path": str(tmp_path / "data"), "layout": "date={date}", "format": fmt, "batch_rows": 3,
                    **(source or {})},
         "model": {"name": "m", "ref": "1"}, "output": {"table": "t_predictions"},
@@ -56,8 +57,8 @@ def test_parquet_files_become_the_contract_schema_with_rows_in(tmp_path: Path) -
     ctx = _ctx(tmp_path)
     assert ingest_partition(ctx) == {"rows_in": 5}
     schema = staged_schema(ctx.path(steps.INGESTED))
-    assert schema == contract_schema(INPUTS, "id", pa.int64())
-    assert schema.names == ["id", "age", "plan", "__raw__age"]
+    assert schema == ingested_schema("parquet", INPUTS, "id", pa.int64())
+    assert schema.names == ["id", "age", "plan", "__raw__age", "__badtext__plan"]
     rows = _ingested(ctx)
     assert [r["id"] for r in rows] == [1, 2, 3, 4, 5]
     assert [r["age"] for r in rows] == [30.0, 41.0, 52.0, 63.0, 70.0]
@@ -72,10 +73,12 @@ def test_csv_unparseable_number_becomes_null_and_keeps_its_text(tmp_path: Path) 
     (folder / "part-0.csv").write_text("id,age,plan\n1,30,a\n2,abc,b\n3, 41 ,a\n4,,b\n5,NaN,a\n")
     ctx = _ctx(tmp_path, fmt="csv")
     assert ingest_partition(ctx) == {"rows_in": 5}
-    assert staged_schema(ctx.path(steps.INGESTED)) == contract_schema(INPUTS, "id", pa.int64())
+    assert staged_schema(ctx.path(steps.INGESTED)) == ingested_schema("csv", INPUTS, "id", pa.string())
     rows = _ingested(ctx)
-    assert [(r["id"], r["age"], r["__raw__age"]) for r in rows] == [
-        (1, 30.0, None), (2, None, "abc"), (3, 41.0, None), (4, None, None), (5, None, "NaN")]
+    # 'NaN' is one of pandas' missing-value markers: missing, its text kept (issue 25)
+    assert [(r["id"], r["age"], r["__raw__age"], r["__blank__age"]) for r in rows] == [
+        ("1", 30.0, None, None), ("2", None, "abc", None), ("3", 41.0, None, None), ("4", None, None, None),
+        ("5", None, None, "NaN")]
     assert [r["plan"] for r in rows] == ["a", "b", "a", "b", "a"]
 
 
@@ -132,7 +135,7 @@ def test_an_empty_partition_with_on_empty_succeed_stages_an_empty_file(tmp_path:
                              "plan": pa.array([], pa.string())}), _folder(tmp_path) / "p.parquet")
     ctx = _ctx(tmp_path, on_empty="succeed")
     assert ingest_partition(ctx) == {"rows_in": 0}
-    assert staged_schema(ctx.path(steps.INGESTED)) == contract_schema(INPUTS, "id", pa.int64())
+    assert staged_schema(ctx.path(steps.INGESTED)) == ingested_schema("parquet", INPUTS, "id", pa.int64())
     assert _ingested(ctx) == []
     assert ctx.spec.read_json(steps.INGEST_STATE)["duplicate_keys"] == []
 
@@ -172,9 +175,14 @@ def test_an_empty_compressed_csv_is_an_empty_file_not_a_broken_one(tmp_path: Pat
         ingest_partition(_ctx(tmp_path, fmt="csv"))
 
 
-def test_a_csv_that_is_not_utf8_says_so(tmp_path: Path) -> None:
+def test_a_csv_value_that_is_not_utf8_is_kept_as_bytes_not_a_failed_file(tmp_path: Path) -> None:
     (_folder(tmp_path) / "p.csv").write_bytes("id,age,plan\n1,30,caf\u00e9\n".encode("latin-1"))
-    with pytest.raises(InputError, match=r"p.csv is not UTF-8 text .* re-run the partition"):
+    ctx = _ctx(tmp_path, fmt="csv")
+    assert ingest_partition(ctx) == {"rows_in": 1}
+    [row] = _ingested(ctx)
+    assert (row["plan"], row["__badtext__plan"]) == ("caf\ufffd", b"caf\xe9")  # validation quarantines it
+    (_folder(tmp_path) / "p.csv").write_bytes("id,age,plan\n1,30,a\n".encode("utf-16"))
+    with pytest.raises(InputError, match=r"p.csv is not UTF-8 text: it looks like UTF-16LE .* re-run the partition"):
         ingest_partition(_ctx(tmp_path, fmt="csv"))
 
 
@@ -183,13 +191,16 @@ def test_csv_integer_keys_are_trimmed_and_a_later_text_key_is_named(tmp_path: Pa
     (folder / "p.csv").write_text("id,age,plan\n 7 ,30,a\n007,31,b\n")
     ctx = _ctx(tmp_path, fmt="csv")
     ingest_partition(ctx)
+    assert [r["id"] for r in _ingested(ctx)] == [" 7 ", "007"]  # text by default: never guessed (issue 25)
+    ctx = _ctx(tmp_path, fmt="csv", entity_key_type="integer")
+    ingest_partition(ctx)
     assert [r["id"] for r in _ingested(ctx)] == [7, 7]
-    # the key's type is guessed from the first MB (integers); the text comes after it
+    # integer keys (the job says so); the text comes after the first MB
     rows = 150_000
     (folder / "p.csv").write_text("id,age,plan\n" + "".join(f"{i},30,a\n" for i in range(rows)) + "x-9,1,b\n")
     assert (folder / "p.csv").stat().st_size > 1 << 20
     with pytest.raises(InputError) as err:
-        ingest_partition(_ctx(tmp_path, fmt="csv"))
+        ingest_partition(_ctx(tmp_path, fmt="csv", entity_key_type="integer"))
     assert (f"partition {DAY}: file {folder / 'p.csv'}, column 'id' (the entity key) holds 'x-9' in data row "
             f"{rows + 1}, which cannot be read as an integer") in str(err.value)
 
