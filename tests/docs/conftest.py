@@ -51,8 +51,14 @@ def demo_state(home: Path, models: Path, db_url: str, cascade: Path | None = Non
         mp.setenv("AIRFLOW_CONN_SCORING_DB", db_url)
         mp.setenv("SCORING_DB_RETRY_BACKOFF_S", "0.1")
         mp.setenv("SCORING_STATSD", "0")
+        mp.delenv("SCORING_REGISTRY_DB", raising=False)  # make demo's shell: the registry database is scoring_db
         store.engine_for.cache_clear()
         try:
+            from pipeline.registry import Registry
+
+            registry = Registry()
+            for name in registry.names():
+                registry.anchor(name)  # make demo registers (anchors) its models in its own database
             for day in SCORED_DAYS:
                 summary = local.run_partition(run.find_job("churn_daily"), day, run_id=f"docs__{day}")
                 assert summary["status"] == "success", summary
