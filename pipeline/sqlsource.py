@@ -11,6 +11,13 @@ on SQLite through ``fetchmany``. Memory stays that of a batch whatever the parti
 Readiness (``wait_for_partition``): ``source.ready_query``, bound the same way, is ready when
 its first value is true; by default, whether the query returns a row at all
 (``SELECT EXISTS (<query>)``, which stops at the first row).
+
+Every query waits at most ``source.lock_timeout_seconds`` for a lock and runs at most
+``source.statement_timeout_seconds`` (PostgreSQL's ``lock_timeout`` and ``statement_timeout`` for
+its transaction; SQLite's busy timeout and a progress handler), so an upstream ``TRUNCATE`` held
+open never makes a run wait forever. A sharded run's plan reads the query once into the run's
+staging and its shards read row ranges of that copy (``plan``): one statement, one snapshot, for
+every shard.
 """
 
 from __future__ import annotations

@@ -263,3 +263,17 @@ def test_sqlite_sources_have_the_same_limits(home: Path, monkeypatch: pytest.Mon
     assert sum(t.num_rows for t in sqlsource.batches(job, DAY, 100)) == 50  # the pool's connection reads on
     with store.engine_for(url).connect() as conn:  # and has its usual busy timeout back
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 60000
+
+
+def test_a_sharded_query_without_the_key_fails_naming_it(home: Path) -> None:
+    import os
+
+    url = os.environ["AIRFLOW_CONN_SCORING_DB"]
+    frame = _frame().head(30)
+    frame["day"] = DAY.isoformat()
+    frame.to_sql("feature_rows", store.engine_for(url), index=False)
+    job = _job(home, "keyless", shards=3,
+               query="SELECT age, tenure_months FROM feature_rows WHERE day = :partition_date")
+    with pytest.raises(InputError, match=r"partition 2026-11-20: the query of source.query 'SELECT age, tenure_months "
+                                         r".*' on connection 'scoring_db' has no column 'customer_id'"):
+        local.run_partition(job, DAY)
