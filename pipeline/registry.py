@@ -565,13 +565,14 @@ def _tombstone(name: str, version: int, path: Path) -> Anchor:
 def _check_artifact(mv: ModelVersion, actual: str) -> None:
     """The artifact's bytes must have the anchor's sha256 (when anchored) and the card's."""
     anchor = mv.anchor
+    expected = mv.card.get("sha256")
     if anchor is not None and actual != anchor.artifact_sha256:
+        card = "" if actual == expected else f"; its model card says {expected}"
         raise ModelIntegrityError(
             f"model {mv.name} v{mv.version}: artifact {mv.artifact} has sha256 {actual}, but the artifact registered "
-            f"on {anchor.registered_at} by {anchor.registered_by} had {anchor.artifact_sha256} ({mv.checked_in}). "
+            f"on {anchor.registered_at} by {anchor.registered_by} had {anchor.artifact_sha256} ({mv.checked_in}){card}. "
             "Refusing to unpickle it: the file was changed after registration. Restore the version's folder from a "
             "copy you trust, or register the model again as a new version.")
-    expected = mv.card.get("sha256")
     if actual != expected:
         raise ModelIntegrityError(
             f"model {mv.name} v{mv.version}: artifact {mv.artifact} has sha256 {actual}, "
