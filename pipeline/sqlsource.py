@@ -303,7 +303,9 @@ class _Segments:
         self._schema: pa.Schema | None = None
 
     def write(self, table: pa.Table) -> None:
-        if self._schema is None or not table.schema.equals(self._schema, check_metadata=False):
+        if not table.num_rows and self._schema is not None:  # only an empty result's columns are kept
+            return
+        if self._schema is None or not table.schema.equals(self._schema, check_metadata=True):
             self.close()
             name = f"{SOURCE_PREFIX}-{len(self.segments):03d}.arrow"
             self._sink = pa.OSFile(str(self.folder / f".{name}.tmp"), "wb")
