@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from pipeline.ledger import now
 from pipeline.redact import redact
 from pipeline.store import begin
+from pipeline.textsafe import safe_text
 
 PENDING, DELIVERED, DEAD_LETTER = "pending", "delivered", "dead_letter"
 
@@ -126,7 +127,7 @@ def mark(
     in the meantime (other content or model) is not overwritten by a stale one.
     """
     t = now()
-    error = redact(error)
+    error = safe_text(redact(error)) if error else error  # a receiver's reply may hold a NUL
     sets = ("status = :st, attempts = attempts + :a, last_error = :e, dead_letter_path = :p, run_id = :r, "
             "updated_at = :t, delivered_at = :da")
     params: dict[str, Any] = {"st": status, "a": attempts, "e": error[:4000] if error else None,

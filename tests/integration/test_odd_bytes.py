@@ -11,6 +11,7 @@ retry, and an empty re-run replacing a published day leaves a ledger warning (po
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from pathlib import Path
@@ -220,3 +221,17 @@ def test_row_values_are_plain_json_for_analysts(home: Path, pg_url: str) -> None
             "WHERE row_values -> 'region' ? '$text_escaped'")).all()
     assert [tuple(r) for r in escaped] == [(str(clean_customers(200).loc[4, KEY]), "no\\x00rth\\\\x00")]
     assert json.dumps(escaped[0][1])
+
+
+def test_a_receivers_reply_with_a_nul_is_recorded_on_postgresql(pg_url: str) -> None:
+    """A push receiver answering with a NUL in its text: the delivery ledger keeps the reply, shown escaped."""
+    from pipeline import deliveries
+
+    engine = sa.create_engine(pg_url)
+    store.ensure_ledger(engine)
+    day = dt.date(2026, 11, 20)
+    deliveries.plan(engine, job_id="j", partition_date=day, sink="webhook:http://127.0.0.1:1/x", run_id="r1",
+                    plan_sig="p", keys=["k0"], row_counts=[5], model_name="m", model_version=1)
+    deliveries.mark(engine, job_id="j", partition_date=day, batch_no=0, status="dead_letter", attempts=1,
+                    run_id="r1", key="k0", error="HTTP 500: bad\x00reply")
+    assert deliveries.batches(engine, "j", day)[0]["last_error"] == "HTTP 500: bad\\x00reply"
