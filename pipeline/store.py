@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import os
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -347,6 +348,41 @@ def apply_migrations(engine: Engine) -> list[str]:
     return applied
 
 
+def _short_locks(engine: Engine, what: str, body: Callable[[Connection], None]) -> None:
+    """Run ``body`` in one transaction (under the DDL lock) whose every lock wait is short (PostgreSQL).
+
+    The DDL of a run's start (views made anew, comments, a column added) needs the tables and views
+    to itself; a request waiting for one held by a long query would hold every later reader behind
+    it. So each wait is ``SWAP_TRY_MS`` at most: the transaction is rolled back, pauses (jittered,
+    doubling up to ``SWAP_PAUSE_S[1]``) and is tried again, for up to ``SWAP_TRIES`` times
+    ``settings.swap_lock_timeout_s()`` in all, then fails with ``SwapWaitError`` (retryable).
+    """
+    patience = SWAP_TRIES * settings.swap_lock_timeout_s()
+    started = time.monotonic()
+    for tried in itertools.count(1):
+        try:
+            with begin(engine) as conn:
+                _ddl_lock(conn)  # (waits for another start's DDL as long as it takes)
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{SWAP_TRY_MS}ms'")
+                body(conn)
+            if tried > 1:
+                log.warning("%s: readers held it; done at try %d after %.1fs", what, tried, time.monotonic() - started)
+            return
+        except sa.exc.OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != "55P03":
+                raise
+            waited = time.monotonic() - started
+            if waited >= patience:
+                raise SwapWaitError(
+                    f"{what} gave up after {tried} tries in {waited:.0f}s: queries reading it held it throughout "
+                    f"(lock timeout {SWAP_TRY_MS} ms a try, so other readers never waited long behind it). Nothing "
+                    "was changed. Retry the task once the long queries have ended (pg_stat_activity lists them); "
+                    "SCORING_SWAP_LOCK_TIMEOUT_S sets how long it keeps trying (three times its value).") from None
+            first, longest = SWAP_PAUSE_S
+            time.sleep(min(longest, first * 2 ** (tried - 1)) * random.uniform(0.5, 1.0))
+
+
 def ensure_predictions(engine: Engine, table: str, key: str, key_type: str, schema: str | None = None,
                        job_id: str | None = None) -> None:
     """Create a job's predictions table, its index, its latest-row table and its analyst views if they
@@ -354,8 +390,8 @@ def ensure_predictions(engine: Engine, table: str, key: str, key_type: str, sche
     ``storage_schema``), with their comments; ``job_id``: the job publishing into it, whose ledger,
     drift and quarantine counts the reader views of the schema show (sql/050, sql/051)."""
     ids = {"predictions": table, "key": key, "latest": f"{table}_latest", "daily": f"{table}_daily"}
-    with begin(engine) as conn:
-        _ddl_lock(conn)
+
+    def ensure(conn: Connection) -> None:
         home = analyst_schema(conn, schema)
         parts = storage_schema(conn, schema)
         if schema and not home:
@@ -399,6 +435,8 @@ def ensure_predictions(engine: Engine, table: str, key: str, key_type: str, sche
         comment(conn, dictionary.objects("storage", partition_prefix(table), key), parts)
         if job_id is not None:
             comment(conn, dictionary.objects("jobs"), parts)
+
+    _short_locks(engine, f"preparing table {table}", ensure)
 
 
 READER_VIEWS = ("scoring_attempts", "scoring_drift_daily", "scoring_quarantine_daily")
@@ -530,8 +568,8 @@ SHADOW_COLUMNS = ["partition_date", "model_name", "model_version", "prediction",
 
 def ensure_shadow(engine: Engine, table: str, key: str, key_type: str, job_id: str, schema: str | None = None) -> None:
     """With model.challengers: ``<table>_shadow`` and the view ``<table>_compare`` (``sql/040_shadow.sql``)."""
-    with begin(engine) as conn:
-        _ddl_lock(conn)
+
+    def ensure(conn: Connection) -> None:
         home = analyst_schema(conn, schema)
         if home:
             conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {_quote(conn, home)}")
@@ -544,6 +582,8 @@ def ensure_shadow(engine: Engine, table: str, key: str, key_type: str, job_id: s
         for view, grantee in readers:
             conn.exec_driver_sql(f"GRANT SELECT ON {table_name(conn, view, schema)} TO {_quote_role(conn, grantee)}")
         comment(conn, dictionary.objects("shadow", table, key), schema)
+
+    _short_locks(engine, f"preparing table {table}_shadow", ensure)
 
 
 def replace_shadow(engine: Engine, *, table: str, key: str, partition_date: dt.date, batches: Iterable[pa.Table],
