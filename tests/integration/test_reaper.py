@@ -176,3 +176,45 @@ def test_the_sweep_over_the_jobs_folder_reports_a_broken_job_and_goes_on(
     assert "the job file is not valid" in sweep.broken[str(home / "jobs" / "broken.yaml")]
     assert "found by the scoring_maintenance DAG" in ledger.get(engine, "churn_test", "quiet")["error"]
     assert "NOT reaped: the job file is not valid" in sweep.text()
+
+
+def test_the_start_of_a_run_takes_no_lock_when_no_other_day_has_an_expired_attempt(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cheap: one query; live attempts of other days cost no lock (and are left running)."""
+    write_partition(home, day=DAY, n=300)
+    job = load_job(write_job(home))
+    engine = run.engine(job)
+    for i in range(1, 6):
+        run.start(job, run_id=f"live{i}", partition_date=DAY - dt.timedelta(days=i))
+    taken: list[object] = []
+    real = lease.locked
+
+    def counting(engine: sa.Engine, job_id: str, day: object):  # noqa: ANN202 - the context manager as is
+        taken.append(day)
+        return real(engine, job_id, day)
+
+    monkeypatch.setattr(lease, "locked", counting)
+    run.start(job, run_id="today", partition_date=DAY)
+    assert taken == [DAY], "only the started day's own lock"
+    with engine.connect() as conn:
+        running = conn.execute(sa.text("SELECT count(*) FROM scoring_runs WHERE status = 'running'")).scalar_one()
+    assert running == 6
+
+
+def test_an_attempt_reaped_while_it_waited_between_tasks_stops_at_its_next_step(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The price of a lease shorter than a real gap between two tasks: the attempt publishes nothing, and says why."""
+    from pipeline import steps
+    from pipeline.livecopy import SupersededError
+
+    monkeypatch.setenv("SCORING_LEASE_SECONDS", "60")
+    write_partition(home, day=DAY, n=300)
+    write_partition(home, day=OLD, n=300)
+    job = load_job(write_job(home))
+    engine = run.engine(job)
+    waiting = run.start(job, run_id="waiting", partition_date=OLD)
+    ledger.update(engine, "churn_test", "waiting", 1, heartbeat_at=ledger.now() - dt.timedelta(seconds=300))
+    local.run_partition(job, DAY, run_id="today")
+    with pytest.raises(SupersededError, match="was superseded \\(abandoned: it was not seen for 3"):
+        run.run_step(run.context(job, waiting), steps.INGEST)
+    assert ledger.get(engine, "churn_test", "waiting")["status"] == "abandoned"
