@@ -288,8 +288,10 @@ def _apply_overrides(contract: list[dict[str, Any]], changes: dict[str, Any]) ->
             raise ModelIntegrityError(f"overrides.inputs.{column}: unknown key(s) {', '.join(bad)}; allowed: "
                                       f"{', '.join(sorted(INPUT_OVERRIDES))}")
         for k, v in (change or {}).items():
-            if v is None:
+            if v is None:  # min/max: null removes the bound the frame showed too (what an override file meant)
                 by_name[column].pop(k, None)
+                if k in ("min", "max"):
+                    by_name[column].pop(f"observed_{k}", None)
             else:
                 by_name[column][k] = v
     return contract

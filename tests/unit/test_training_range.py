@@ -308,3 +308,15 @@ def test_the_table_of_estimators(kind: str) -> None:
     card, _ = infer_card(model, frame, target="y", key="id")
     contract = next(c for c in card["inputs"] if c["name"] == "Contract")
     assert contract.get("handles_unknown", False) is (kind != "function_transformer")
+
+
+def test_an_override_file_that_dropped_inferred_bounds_still_does() -> None:
+    """``min: null`` removed the inferred (then enforced) bound; it removes the observed one now."""
+    from pipeline.onboard import infer_card
+
+    frame = _frame()
+    model = _ohe("ignore").fit(frame[["MonthlyCharges", "Contract"]], frame["y"])
+    card, _ = infer_card(model, frame[["MonthlyCharges", "Contract", "y"]], target="y",
+                         overrides={"inputs": {"MonthlyCharges": {"min": None}}})
+    charges = next(c for c in card["inputs"] if c["name"] == "MonthlyCharges")
+    assert "observed_min" not in charges and "min" not in charges and charges["observed_max"] > 100
