@@ -72,11 +72,15 @@ def test_the_reader_login_sees_published_rows_only_and_makes_no_tables(
         admin.execute(f'GRANT "{names["reader"]}" TO "{names["alice"]}"')
     alice_url = f"{admin_url.replace('postgres@', names['alice'] + '@')}?options=-csearch_path%3D{analytics}"
 
+    with engine.begin() as conn:  # the re-run's attempt, running
+        conn.exec_driver_sql(
+            "INSERT INTO scoring_runs (job_id, run_id, attempt, partition_date, status, started_at, mode, dry_run) "
+            "VALUES ('readers', 'rerun', 1, %(d)s, 'running', now(), 'persist', false)", {"d": DAY})
     outcome: dict[str, object] = {}
     with psycopg.connect(admin_url) as long_one, psycopg.connect(admin_url, autocommit=True) as watcher:
         long_one.execute(f'SELECT count(*) FROM "{analytics}".{TABLE}').fetchone()  # holds the table: the swap waits
-        rerun = threading.Thread(target=lambda: outcome.update(
-            rows=store.replace_partition(batches=_rows(300, DAY, "rerun"), **write)))
+        rerun = threading.Thread(target=lambda: outcome.update(rows=store.replace_partition(
+            batches=_rows(300, DAY, "rerun"), attempt=("rerun", 1), **write)))
         rerun.start()
         deadline = time.monotonic() + 60
         while (load := _load_table(watcher, parts)) is None and time.monotonic() < deadline:
@@ -86,6 +90,7 @@ def test_the_reader_login_sees_published_rows_only_and_makes_no_tables(
         with psycopg.connect(alice_url, autocommit=True) as alice:
             assert alice.execute(f"SELECT count(*) FROM {TABLE} WHERE partition_date = %s",
                                  (DAY,)).fetchone()[0] == 500, "the published copy"
+            assert alice.execute("SELECT status, live FROM scoring_attempts").fetchall() == [("running", None)]
             for statement in (f'SELECT count(*) FROM "{parts}"."{load}"',  # the load table, even by its name
                               "CREATE TEMPORARY TABLE mine (i integer)",
                               "CREATE TABLE public.mine (i integer)",
@@ -98,7 +103,8 @@ def test_the_reader_login_sees_published_rows_only_and_makes_no_tables(
     with psycopg.connect(alice_url, autocommit=True) as alice:
         assert alice.execute(f"SELECT count(*), min(run_id) FROM {TABLE}").fetchone() == (300, "rerun")
         assert alice.execute(f"SELECT count(*) FROM {TABLE}_latest").fetchone()[0] == 300
-        assert alice.execute("SELECT count(*) FROM scoring_attempts").fetchone()[0] == 0  # a reader view
+        assert alice.execute("SELECT status, live FROM scoring_attempts").fetchall() == [("running", True)], \
+            "published (finalize, not run here, would close the attempt)"
     with psycopg.connect(pipe_url, autocommit=True) as pipe:  # the pipeline keeps its temporary tables
         pipe.execute("CREATE TEMPORARY TABLE kept (i integer)")
     store.grant_reader(engine, analytics, names["reader"])  # again: nothing to change, no error
