@@ -1288,7 +1288,9 @@ def drop_dead_loads(engine: Engine, job_id: str) -> list[str]:
                 status = _attempt_status(livecopy.sa_query(conn), info)
                 if status in ("running", None):  # None: not this ledger's attempt (nothing to judge it by)
                     continue
-                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_qualified(engine, home, name)}")
+                preparer = engine.dialect.identifier_preparer  # names read from the catalogue, quoted as they are
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {preparer.quote_identifier(home)}."
+                                     f"{preparer.quote_identifier(name)}")
         except sa.exc.OperationalError as exc:
             log.warning("load table %s.%s of job %s (attempt %s) is in use: left for the next sweep (%s)",
                         home, name, job_id, info.get("attempt"), str(exc).splitlines()[0])
