@@ -1150,7 +1150,7 @@ def _swap(cur: Any, engine: Engine, homes: Homes, table: str, key: str, load: st
         parameters=(parent, f"FOR VALUES IN ('{day.isoformat()}')"))
     olds = [r[0] for r in cur.fetchall()]
     if olds:  # DETACH takes the table from its readers: in short tries, so they never queue behind it for long
-        _take_from_readers(cur, f"ONLY {parent}, {', '.join(olds)}", f"partition {day} of {table}")
+        _take_from_readers(cur, engine, f"ONLY {parent}, {', '.join(olds)}", f"partition {day} of {table}")
     for old in olds:
         cur.execute(f"ALTER TABLE {parent} DETACH PARTITION {old}")
         cur.execute(f"DROP TABLE {old}")
@@ -1172,38 +1172,23 @@ class SwapWaitError(StoreError):
     retryable = True
 
 
-def _take_from_readers(cur: Any, tables: str, what: str) -> None:
+def _take_from_readers(cur: Any, engine: Engine, tables: str, what: str) -> None:
     """Lock ``tables`` (``ONLY parent, old partition``) ACCESS EXCLUSIVE for the swap, in the caller's transaction.
 
     While a lock request waits, every reader that comes after it queues behind it: one long query
     would stall all of them for as long as the swap waits. So each try waits ``SWAP_TRY_MS`` at most
-    (a PL/pgSQL loop: a failed try is a subtransaction rolled back, the transaction goes on), then steps
+    (``sql/060_swap_take.sql``, a PL/pgSQL loop: a failed try is a subtransaction rolled back), then steps
     out of the queue for a jittered pause that doubles up to ``SWAP_PAUSE_S[1]``, for up to ``SWAP_TRIES``
     times ``settings.swap_lock_timeout_s()`` in all. Raises ``SwapWaitError`` when it never got the lock.
     """
     patience = SWAP_TRIES * settings.swap_lock_timeout_s()
     first, longest = SWAP_PAUSE_S
     started = time.monotonic()
-    cur.execute(f"""DO $$
-DECLARE tries integer := 0; began timestamptz := clock_timestamp();
-BEGIN
-  PERFORM set_config('scoring.swap_locked', 'no', true);
-  LOOP
-    tries := tries + 1;
-    BEGIN
-      PERFORM set_config('lock_timeout', '{SWAP_TRY_MS}ms', true);
-      LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE;
-      PERFORM set_config('scoring.swap_locked', 'yes', true);
-      EXIT;
-    EXCEPTION WHEN lock_not_available THEN
-      NULL;
-    END;
-    EXIT WHEN extract(epoch FROM clock_timestamp() - began) >= {patience};
-    PERFORM pg_sleep(least({longest}, {first} * power(2, tries - 1)) * (0.5 + random() / 2));
-  END LOOP;
-  PERFORM set_config('scoring.swap_tries', tries::text, true);
-  PERFORM set_config('lock_timeout', '{int(settings.swap_lock_timeout_s() * 1000)}ms', true);
-END $$""")
+    numbers = {"try_ms": SWAP_TRY_MS, "first_s": first, "longest_s": longest, "patience_s": patience,
+               "rest_ms": int(settings.swap_lock_timeout_s() * 1000)}
+    quoted = {"tables": tables, **{k: str(v) for k, v in numbers.items()}}
+    for stmt in render_sql(engine, "060_swap_take.sql", quoted=quoted):
+        cur.execute(stmt)
     cur.execute("SELECT current_setting('scoring.swap_locked'), current_setting('scoring.swap_tries')")
     locked, tries = cur.fetchone()
     waited = time.monotonic() - started
