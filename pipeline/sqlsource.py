@@ -22,6 +22,7 @@ every shard.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Iterator
@@ -32,7 +33,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from pipeline import settings
-from pipeline.errors import ConfigError, InputError, ScoringError, StoreError
+from pipeline.errors import ConfigError, InputError, ScoringError, StagingError, StoreError
 from pipeline.sqltext import PARAMETER, _placeholders, check_query, clean
 from pipeline.staging import IPC_OPTIONS
 
@@ -317,6 +318,15 @@ class _Segments:
                 self._writer.write_batch(batch)
                 self.segments[-1]["batches"].append(batch.num_rows)
 
+    def abort(self) -> None:
+        """A read that failed: close the file being written, and keep none of it."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._sink.close()
+            (self.folder / f".{self.segments[-1]['file']}.tmp").unlink(missing_ok=True)
+            self._writer = self._sink = None
+
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
@@ -359,8 +369,14 @@ def plan(ctx: Any) -> tuple[Any, list[Any]]:
             index = table.schema.get_all_field_indices(name)
             if len(index) == 1:  # a missing or repeated key column: each shard's ingest says so
                 keys.append(table.column(index[0]))
-    finally:
         staged.close()
+    except OSError as exc:  # the staging area is full or not writable
+        raise StagingError(f"partition {day}: the plan could not write its copy of {describe(job)} to "
+                           f"{root.run_dir}: {exc.strerror or exc}. The copy needs about the partition's size in "
+                           "Arrow (LZ4) in the staging area (SCORING_STAGING_DIR): free space there, then clear the "
+                           "run from its plan.") from None
+    finally:
+        staged.abort()
     rows = sum(sum(s["batches"]) for s in staged.segments)
     keys = _same_type(keys, job, day)
     shards = max(1, min(job.source.shards, rows))
@@ -402,9 +418,9 @@ def _staged(ctx: Any, day: dt.date) -> Iterator[pa.Table]:
     spec = ctx.spec
     state = spec.read_json(steps.PLAN_STATE, run_level=True).get("source")
     if state is None:
-        raise ConfigError(f"partition {day}: shard {spec.shard} of run {spec.run_id} has no copy of the source "
+        raise StagingError(f"partition {day}: shard {spec.shard} of run {spec.run_id} has no copy of the source "
                           f"in its plan ({spec.json_path(steps.PLAN_STATE, run_level=True)}): the run was planned by "
-                          "an older version of the pipeline. Re-run the partition (its plan reads the source again).")
+                          "an older version of the pipeline. Clear the run from its plan (it reads the source again).")
     shard, shards, rows = int(spec.shard), spec.shards, int(state["rows"])
     low, high = rows * shard // shards, rows * (shard + 1) // shards
     offset, schema, sent = 0, None, False
@@ -413,10 +429,10 @@ def _staged(ctx: Any, day: dt.date) -> Iterator[pa.Table]:
         try:
             source = pa.OSFile(str(path), "rb")
         except OSError as exc:
-            raise ConfigError(
+            raise StagingError(
                 f"partition {day}: shard {shard} cannot read the plan's copy of {describe(ctx.job)} at {path}: "
                 f"{exc.strerror or exc}. Every worker must see the run's staging (SCORING_STAGING_DIR on a shared "
-                "volume); re-run the partition (its plan reads the source again).") from None
+                "volume); clear the run from its plan (it reads the source again).") from None
         with source:
             reader = ipc.open_file(source)
             schema = schema or reader.schema

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline import sqlsource, steps
-from pipeline.errors import ConfigError
+from pipeline.errors import StagingError
 from pipeline.staging import RunSpec
 
 
@@ -63,7 +63,17 @@ def test_a_missing_copy_says_the_staging_must_be_shared(tmp_path: Path) -> None:
     ctx = types.SimpleNamespace(spec=_spec(tmp_path, 2, 1), job=types.SimpleNamespace(
         source=types.SimpleNamespace(query_file=None, query="SELECT k FROM t WHERE d = :partition_date"),
         source_connection="warehouse"))
-    with pytest.raises(ConfigError, match=r"shard 1 cannot read the plan's copy of the query of source.query 'SELECT k "
+    with pytest.raises(StagingError, match=r"shard 1 cannot read the plan's copy of the query of source.query 'SELECT k "
                                           r"FROM t WHERE d = :partition_date' on connection 'warehouse' at .*: .*"
                                           r"SCORING_STAGING_DIR on a shared volume"):
         list(sqlsource._staged(ctx, "2026-11-20"))
+
+
+def test_a_failed_read_keeps_no_partial_copy(tmp_path: Path) -> None:
+    staged = sqlsource._Segments(tmp_path)
+    staged.write(pa.table({"k": [1, 2, 3]}))
+    staged.write(pa.table({"k": ["a"]}))  # a second file, being written when the read fails
+    staged.abort()
+    staged.abort()  # and again, after close: nothing to do
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["source-000.arrow"]  # the finished file only (the plan's
+    # state, written last, is what a shard reads; a failed plan writes none)
