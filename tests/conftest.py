@@ -101,6 +101,21 @@ def use_registry(path: Path, set_env: Callable[[str, str], None]) -> str:
     return url
 
 
+def readopt(name: str) -> None:
+    """A model whose files a test changed by hand, adopted again as the folder holds it now: its anchors in this
+    test's registry database are replaced (what a registrant would do with ``scoring models anchor`` after
+    removing the old records; never done outside tests)."""
+    import sqlalchemy as sa
+
+    from pipeline import store
+    from pipeline.registry import Registry
+
+    registry = Registry()
+    with store.begin(registry.anchors.engine) as conn:
+        conn.execute(sa.text("DELETE FROM scoring_model_registrations WHERE model_name = :n"), {"n": name})
+    registry.anchor(name)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def session_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The registry database of session- and module-wide fixtures (each build adds its anchors when it is made);
