@@ -184,8 +184,9 @@ def batches(job: JobConfig, day: dt.date, batch_rows: int, resolver: Resolver | 
     sql, params = bind(query or query_text(job), engine.dialect.name, day, extra)
     lock_s, statement_s = limits(job)
     if engine.dialect.name == "postgresql":  # a date compared with a timestamptz: midnight in the job's zone
-        params = [("TimeZone", job.timezone), ("lock_timeout", f"{round(lock_s * 1000)}ms"),
-                  ("statement_timeout", f"{round(statement_s * 1000)}ms"), *params]
+        # at least 1 ms each: 0 would be PostgreSQL's "no limit"
+        params = [("TimeZone", job.timezone), ("lock_timeout", f"{max(1, round(lock_s * 1000))}ms"),
+                  ("statement_timeout", f"{max(1, round(statement_s * 1000))}ms"), *params]
         tables = _postgres(engine, sql, params, batch_rows)
     else:
         tables = _sqlite(engine, sql, params, batch_rows, lock_s, statement_s)
@@ -249,9 +250,12 @@ def _sqlite(engine: Any, sql: str, params: list[Any], batch_rows: int, lock_s: f
         if empty:
             yield pa.table({name: pa.nulls(0) for name in names})
     finally:
-        conn.set_progress_handler(None, 0)
-        cur.close()
-        raw.cursor().execute(f"PRAGMA busy_timeout = {int(busy)}")  # the pool's connection as it was
+        try:  # the pool's connection as it was
+            conn.set_progress_handler(None, 0)
+            cur.close()
+            raw.cursor().execute(f"PRAGMA busy_timeout = {int(busy)}")
+        except Exception:  # noqa: BLE001 - a broken connection: the pool drops it instead, the first error stands
+            raw.invalidate()
         raw.close()
 
 
