@@ -635,7 +635,10 @@ def _merged_shards(spec: RunSpec) -> dict[str, Any]:
     for part in parts:
         for code, n in part["unexpected_counts"].items():
             merged["unexpected_counts"][code] = merged["unexpected_counts"].get(code, 0) + n
-    checks = {c["reason"]: {**c, "unexpected": 0, "sample": []} for c in parts[0]["checks"]}
+    checks: dict[str, dict[str, Any]] = {}
+    for part in parts:  # a shard whose files held no bad text has no invalid_utf8 check: the union, in order
+        for c in part["checks"]:
+            checks.setdefault(c["reason"], {**c, "unexpected": 0, "sample": []})
     for part in parts:
         for c in part["checks"]:
             checks[c["reason"]]["unexpected"] += c["unexpected"]

@@ -320,3 +320,26 @@ def test_an_override_file_that_dropped_inferred_bounds_still_does() -> None:
                          overrides={"inputs": {"MonthlyCharges": {"min": None}}})
     charges = next(c for c in card["inputs"] if c["name"] == "MonthlyCharges")
     assert "observed_min" not in charges and "min" not in charges and charges["observed_max"] > 100
+
+
+def test_shard_reports_merge_with_checks_only_some_shards_have(tmp_path: Path, reports: Path) -> None:
+    """A shard whose files held bad bytes has an invalid_utf8 check the others lack: the merge keeps it."""
+    from pipeline.validate import _merged_shards, report_stem
+
+    spec = RunSpec(job_id="t", run_id="r1", attempt=1, partition_date=DAY, model_name="m", model_version=1,
+                   dry_run=False, staging_dir=str(tmp_path), shards=2)
+    flag = {"reason": "out_of_training_range:x", "on_fail": "flag", "expectation": "e", "kwargs": {}}
+    bad = {"reason": "invalid_utf8:s", "on_fail": "quarantine", "expectation": "e", "kwargs": {}}
+    parts = [{"checks": [{**flag, "unexpected": 1, "sample": ["-1"]}], "unexpected_counts": {"out_of_training_range:x": 1},
+              "rows_in": 5, "rows_flagged": 1},
+             {"checks": [{**flag, "unexpected": 2, "sample": ["9"]}, {**bad, "unexpected": 1, "sample": ["\ufffd"]}],
+              "unexpected_counts": {"out_of_training_range:x": 2, "invalid_utf8:s": 1}, "rows_in": 5,
+              "rows_flagged": 2, "rows_quarantined": 1}]
+    for i, part in enumerate(parts):
+        stem = report_stem(spec, i)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        stem.with_name(stem.name + ".json").write_text(json.dumps(part))
+    merged = _merged_shards(spec)
+    assert {c["reason"]: c["unexpected"] for c in merged["checks"]} == {"out_of_training_range:x": 3,
+                                                                        "invalid_utf8:s": 1}
+    assert merged["rows_flagged"] == 3 and merged["unexpected_counts"]["invalid_utf8:s"] == 1
