@@ -383,6 +383,28 @@ def _short_locks(engine: Engine, what: str, body: Callable[[Connection], None]) 
             time.sleep(min(longest, first * 2 ** (tried - 1)) * random.uniform(0.5, 1.0))
 
 
+def _check_key_type(table: str, key: str, key_type: str, columns: list[dict[str, Any]]) -> None:
+    """Refuse a run whose keys are of another kind than the existing table's key column (BIGINT vs TEXT):
+    PostgreSQL would fail the COPY with an unhelpful error, SQLite would turn 00123 into 123."""
+    found = next((c["type"] for c in columns if c["name"] == key), None)
+    if found is None:
+        return
+    is_int = isinstance(found, sa.Integer)
+    if is_int == (key_type == "int"):
+        return
+    if is_int:
+        raise ConfigError(
+            f"table {table}: its key column {key!r} is BIGINT (an earlier run read the keys as integers) but this run "
+            "reads them as text (neither the job file nor the model card sets entity_key_type: integer, and CSV keys "
+            "are text by default so that 00123 stays 00123). Set entity_key_type: integer in the job file to keep "
+            "this table, or rename the table so that the next run makes a new one with text keys.")
+    raise ConfigError(
+        f"table {table}: its key column {key!r} is TEXT but this run reads the keys as integers (entity_key_type: "
+        "integer in the job file or the model card, or an integer column of a Parquet or SQL source). Set "
+        "entity_key_type: string in the job file to keep this table, or rename the table so that the next run "
+        "makes a new one with BIGINT keys.")
+
+
 def ensure_predictions(engine: Engine, table: str, key: str, key_type: str, schema: str | None = None,
                        job_id: str | None = None) -> None:
     """Create a job's predictions table, its index, its latest-row table and its analyst views if they
@@ -403,7 +425,9 @@ def ensure_predictions(engine: Engine, table: str, key: str, key_type: str, sche
         for stmt in render_sql(conn, "010_predictions.sql", schema, key_type=key_type, **ids):
             conn.exec_driver_sql(stmt)
         # tables created before a column existed get it (the column list is the DDL's)
-        have = {c["name"] for c in sa.inspect(conn).get_columns(table, schema=home)}
+        found = sa.inspect(conn).get_columns(table, schema=home)
+        _check_key_type(table, key, key_type, found)
+        have = {c["name"] for c in found}
         for column, typ in (("flags", "TEXT"), ("route", "TEXT"), ("router_model", "TEXT"),
                             ("router_version", "INTEGER")):
             if column not in have:
@@ -574,6 +598,9 @@ def ensure_shadow(engine: Engine, table: str, key: str, key_type: str, job_id: s
         if home:
             conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {_quote(conn, home)}")
         readers = _view_readers(conn, home, [f"{table}_compare"])
+        if sa.inspect(conn).has_table(f"{table}_shadow", schema=home):
+            _check_key_type(f"{table}_shadow", key, key_type,
+                            sa.inspect(conn).get_columns(f"{table}_shadow", schema=home))
         # {comparisons} unqualified: the view binds to the operational table the session's search path finds
         for stmt in render_sql(conn, "040_shadow.sql", schema, literals={"job": job_id}, key=key, key_type=key_type,
                                shadow=f"{table}_shadow", compare=f"{table}_compare",

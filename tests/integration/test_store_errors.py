@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline import store
-from pipeline.errors import DataRefusedError
+from pipeline.errors import ConfigError, DataRefusedError
 from tests.conftest import DAY
 
 
@@ -47,3 +47,18 @@ def test_a_nul_in_a_quarantine_row_given_raw_is_refused_data_not_a_retry(pg_url:
     message = str(caught.value)
     assert not caught.value.retryable and "retry" not in message.lower()
     assert f"partition {DAY}" in message and "scoring_quarantine" in message and "NUL" in message
+
+
+def test_keys_read_as_another_kind_than_the_tables_are_refused_with_the_setting_to_change(any_db: str) -> None:
+    engine = _engine()  # errors_predictions, key BIGINT
+    with pytest.raises(ConfigError) as caught:
+        store.ensure_predictions(engine, "errors_predictions", "customer_id", "str")
+    message = str(caught.value)
+    assert not caught.value.retryable
+    assert "'customer_id' is BIGINT" in message and "entity_key_type: integer" in message and "00123" in message
+    store.ensure_predictions(engine, "errors_text", "customer_id", "str")
+    with pytest.raises(ConfigError, match="'customer_id' is TEXT .* entity_key_type: string"):
+        store.ensure_predictions(engine, "errors_text", "customer_id", "int")
+    store.ensure_shadow(engine, "errors_predictions", "customer_id", "int", "errors")
+    with pytest.raises(ConfigError, match="table errors_predictions_shadow: its key column 'customer_id' is BIGINT"):
+        store.ensure_shadow(engine, "errors_predictions", "customer_id", "str", "errors")
