@@ -260,19 +260,25 @@ def _mark_unknown_handling(contract: list[dict[str, Any]], estimator: Any, score
     categorical = {str(c) for c in rows.columns if isinstance(rows[c].dtype, pd.CategoricalDtype)}
     names = [c["name"] for c in contract if c["type"] == "category" and c.get("categories")]
     handled = unknown_category_handlers(estimator, names, categorical) if names else set()
-    sample = rows.head(20)
     for column in contract:
         name = column["name"]
-        if name not in handled or "handles_unknown" in (overrides.get(name) or {}):
-            continue
-        probe = sample.copy()
-        probe[name] = pd.Series([UNSEEN] * len(probe), index=probe.index, dtype=object)
-        try:
-            _, score = scorer.predict(scorer.features(probe))
-        except Exception:  # noqa: BLE001 - the estimator refuses an unknown value: such rows stay quarantined
-            continue
-        if np.all(np.isfinite(np.asarray(score, dtype="float64"))):
+        if name in handled and "handles_unknown" not in (overrides.get(name) or {}) \
+                and _scores_unknown(scorer, rows, name) is None:
             column["handles_unknown"] = True
+
+
+def _scores_unknown(scorer: Scorer, rows: pd.DataFrame, name: str) -> str | None:
+    """Whether the model scores rows whose column ``name`` holds a value it never saw: None when it does
+    (every score finite), else why not."""
+    probe = rows.head(20).copy()
+    probe[name] = pd.Series([UNSEEN] * len(probe), index=probe.index, dtype=object)
+    try:
+        _, score = scorer.predict(scorer.features(probe))
+    except Exception as exc:  # noqa: BLE001 - the estimator refuses an unknown value: such rows stay quarantined
+        return f"{type(exc).__name__}: {str(exc)[:200]}"
+    if not np.all(np.isfinite(np.asarray(score, dtype="float64"))):
+        return "its scores are not finite numbers"
+    return None
 
 
 def _apply_overrides(contract: list[dict[str, Any]], changes: dict[str, Any]) -> list[dict[str, Any]]:
@@ -440,4 +446,14 @@ def check_registration(card: dict[str, Any], artifact: Path, golden: Path | None
         if missing:
             raise ModelIntegrityError(f"golden rows lack input column(s) {', '.join(missing)}")
         sample = sample[names]
-    check_estimator(card, estimator, sample)
+    scorer = check_estimator(card, estimator, sample)
+    rows = sample if sample is not None else _synthetic_rows(card["inputs"])
+    for column in card["inputs"]:
+        if column.get("handles_unknown"):
+            why = _scores_unknown(scorer, rows, column["name"])
+            if why is not None:
+                raise ModelIntegrityError(
+                    f"inputs.{column['name']}.handles_unknown is true, but the estimator cannot score a category it "
+                    f"never saw in that column ({why}): such rows would fail the whole partition's scoring. Remove "
+                    "handles_unknown (they are quarantined as unknown_category), or give the model an encoder that "
+                    "handles unknown values (docs/validation.md)")

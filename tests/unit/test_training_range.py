@@ -343,3 +343,26 @@ def test_shard_reports_merge_with_checks_only_some_shards_have(tmp_path: Path, r
     assert {c["reason"]: c["unexpected"] for c in merged["checks"]} == {"out_of_training_range:x": 3,
                                                                         "invalid_utf8:s": 1}
     assert merged["rows_flagged"] == 3 and merged["unexpected_counts"]["invalid_utf8:s"] == 1
+
+
+def test_a_hand_written_claim_of_handling_unknowns_is_checked(tmp_path: Path) -> None:
+    """A card saying handles_unknown for an estimator that raises on an unknown value would fail whole partitions
+    at scoring: registration refuses it, naming the column."""
+    import joblib
+
+    from pipeline.errors import ModelIntegrityError
+    from pipeline.onboard import check_registration
+
+    frame = _frame()
+    contract = [{"name": "MonthlyCharges", "type": "float"},
+                {"name": "Contract", "type": "category", "categories": ["Month-to-month", "None", "One year"],
+                 "handles_unknown": True}]
+    for handle_unknown, refused in (("error", True), ("ignore", False)):
+        artifact = tmp_path / f"{handle_unknown}.joblib"
+        joblib.dump(_ohe(handle_unknown).fit(frame[["MonthlyCharges", "Contract"]], frame["y"]), artifact)
+        card = {"inputs": contract, "task": "binary_classification", "classes": [0, 1], "positive_class": 1}
+        if refused:
+            with pytest.raises(ModelIntegrityError, match="inputs.Contract.handles_unknown is true, but"):
+                check_registration(card, artifact, None)
+        else:
+            check_registration(card, artifact, None)
