@@ -5,7 +5,7 @@ would keep its ledger row ``running``, its staging folder and its load table. Ev
 already reaps the job's expired attempts at its start; this DAG does it for jobs that do not run
 often (or whose schedule is paused): for each job file in ``SCORING_JOBS_DIR`` it marks the
 expired running attempts of any day ``abandoned`` (their process is gone, or they were not seen
-for ``SCORING_LEASE_SECONDS``), removes their staging and drops their load tables
+for ``SCORING_REAP_AFTER_SECONDS``, 6 h by default), removes their staging and drops their load tables
 (``pipeline.lease.reap_jobs``). A live attempt is never touched, so the DAG is safe at any time;
 ``scoring runs --reap`` does the same from a shell.
 

@@ -174,21 +174,25 @@ def open_attempt(engine: Engine, *, job_id: str, run_id: str, partition_date: dt
     return attempt
 
 
-def _expired(row: Any, run_id: str | None, now: dt.datetime) -> str | None:
-    """Why a running attempt is dead (same run, process gone, not seen within the lease), or None if alive."""
+def _expired(row: Any, run_id: str | None, now: dt.datetime, other_day: bool = False) -> str | None:
+    """Why a running attempt is dead (same run, process gone, not seen within the lease), or None if alive.
+    ``other_day``: the reaper's rule for a day it is not starting, with its longer horizon
+    (SCORING_REAP_AFTER_SECONDS) in place of the lease."""
     seen = ledger.utc(row["heartbeat_at"] or row["started_at"])
     quiet = (now - seen).total_seconds()
     if run_id is not None and row["run_id"] == run_id:
         return "a later attempt of the same run started"
     if _process_gone(row["holder"]):
         return f"its process ({row['holder']}) is gone"
-    if quiet > settings.lease_seconds():
-        return f"it was not seen for {quiet:.0f}s (SCORING_LEASE_SECONDS={settings.lease_seconds():.0f})"
+    horizon, name = ((settings.reap_after_seconds(), "SCORING_REAP_AFTER_SECONDS") if other_day
+                     else (settings.lease_seconds(), "SCORING_LEASE_SECONDS"))
+    if quiet > horizon:
+        return f"it was not seen for {quiet:.0f}s ({name}={horizon:.0f})"
     return None
 
 
 def _claim(conn: Connection, job_id: str, run_id: str | None, day: Any, who: str, dead: list[Reaped],
-           by: str | None = None) -> str | None:
+           by: str | None = None, other_day: bool = False) -> str | None:
     """Abandon the partition's dead running attempts (appended to ``dead``); the message naming a live one.
     ``run_id`` None: only look (``reap``), taking nothing over; ``by`` says what found them."""
     rows = conn.execute(sa.text(
@@ -198,7 +202,7 @@ def _claim(conn: Connection, job_id: str, run_id: str | None, day: Any, who: str
     for row in rows:
         seen = ledger.utc(row["heartbeat_at"] or row["started_at"])
         quiet = (now - seen).total_seconds()
-        why = _expired(row, run_id, now)
+        why = _expired(row, run_id, now, other_day)
         if why is None:
             live = live or (
                 f"partition {day} of job {job_id} is being scored by run {row['run_id']!r} attempt "
@@ -265,12 +269,12 @@ def reap(engine: Engine, job_id: str, by: str = "`scoring runs`", skip: dt.date 
             "SELECT partition_date, run_id, attempt, holder, heartbeat_at, started_at FROM scoring_runs "
             "WHERE job_id = :j AND status = 'running' AND NOT dry_run"), {"j": job_id}).mappings().all()
     now = ledger.now()
-    days = sorted({row["partition_date"] for row in rows if _expired(row, None, now)
+    days = sorted({row["partition_date"] for row in rows if _expired(row, None, now, other_day=True)
                    and _day_text(row["partition_date"]) != (skip.isoformat() if skip else None)}, key=str)
     dead: list[Reaped] = []
     for day in days:
         with locked(engine, job_id, day) as conn:
-            _claim(conn, job_id, None, day, "", dead, by=by)
+            _claim(conn, job_id, None, day, "", dead, by=by, other_day=True)
     _remove_staging(dead)
     if dead:
         log.warning("job %s: the reaper (%s) marked %d expired attempt(s) abandoned: %s", job_id, by, len(dead),

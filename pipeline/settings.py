@@ -75,6 +75,16 @@ def lease_seconds() -> float:
     return float(os.environ.get("SCORING_LEASE_SECONDS", "600"))
 
 
+def reap_after_seconds() -> float:
+    """How long a running attempt of ANOTHER day may go unseen before the reaper (the start of a run of
+    any day, ``scoring runs --reap``, the scoring_maintenance DAG) declares it abandoned
+    (``SCORING_REAP_AFTER_SECONDS``, 21600 = 6 h; never less than the lease). Longer than the lease on
+    purpose: an Airflow attempt is seen only while one of its tasks runs, and a run queued behind a
+    busy backfill can wait between two tasks far longer than a same-day takeover should; a killed
+    attempt is still cleared by the next night's run or the hourly maintenance DAG."""
+    return max(float(os.environ.get("SCORING_REAP_AFTER_SECONDS", "21600")), lease_seconds())
+
+
 def swap_lock_timeout_s() -> float:
     """PostgreSQL: how long the swap of a new partition waits for readers holding the predictions table
     before it gives up and tries again, three times (``SCORING_SWAP_LOCK_TIMEOUT_S``, 20). Readers

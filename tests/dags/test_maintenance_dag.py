@@ -22,7 +22,7 @@ def test_the_maintenance_dag_is_hourly_tagged_owned_and_retried(tmp_path: Path) 
     assert dag["tasks"] == ["reap"]
     assert dag["tags"] == ["maintenance", "scoring-maintenance"], "found by its tags, not taken for a job's DAG"
     assert dag["owner"] == "ml-platform" and dag["retries"]["reap"] >= 2
-    assert "reaper" in dag["doc_md"] and "SCORING_LEASE_SECONDS" in dag["doc_md"]
+    assert "reaper" in dag["doc_md"] and "SCORING_REAP_AFTER_SECONDS" in dag["doc_md"]
     assert [m for m in result["new_modules"] if m in HEAVY] == [], "the DAG file imports nothing heavy"
 
 
@@ -53,7 +53,7 @@ def test_its_task_reaps_an_expired_attempt_of_every_job(home: Path) -> None:
             conn.execute(sa.text(
                 "INSERT INTO scoring_runs (job_id, run_id, attempt, partition_date, status, started_at, heartbeat_at, "
                 "holder, mode, dry_run) VALUES (:j, :r, 1, :d, 'running', :t, :t, 'task:elsewhere:1:1', 'persist', "
-                ":f)"), {"j": job_id, "r": run_id, "d": dt.date(2026, 11, 2), "t": ledger.now() - dt.timedelta(hours=2),
+                ":f)"), {"j": job_id, "r": run_id, "d": dt.date(2026, 11, 2), "t": ledger.now() - dt.timedelta(hours=7),
                          "f": False})
     staged = home / "staging" / "quiet_job" / "2026-11-02" / "lost.1"
     staged.mkdir(parents=True)
@@ -61,7 +61,7 @@ def test_its_task_reaps_an_expired_attempt_of_every_job(home: Path) -> None:
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "churn_test: reaped 1 expired attempt(s)" in out.stdout and "quiet_job: reaped 1" in out.stdout, out.stdout
-    assert "2026-11-02  lost  attempt 1  abandoned: it was not seen for 7" in out.stdout, out.stdout
+    assert "2026-11-02  lost  attempt 1  abandoned: it was not seen for 2" in out.stdout, out.stdout
     for job_id, run_id in (("churn_test", "gone"), ("quiet_job", "lost")):
         row = ledger.get(engine, job_id, run_id)
         assert row["status"] == "abandoned" and "found by the scoring_maintenance DAG" in row["error"], row

@@ -93,6 +93,7 @@ def test_an_attempt_unseen_past_the_lease_on_another_day_is_reaped_and_a_fresh_o
         home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The lease rule, on SQLite: an Airflow attempt (holder kind ``task``) not seen for SCORING_LEASE_SECONDS."""
     monkeypatch.setenv("SCORING_LEASE_SECONDS", "60")
+    monkeypatch.setenv("SCORING_REAP_AFTER_SECONDS", "60")
     for day in (DAY, OLD, OLD + dt.timedelta(days=1)):
         write_partition(home, day=day, n=300)
     job = load_job(write_job(home))
@@ -106,7 +107,7 @@ def test_an_attempt_unseen_past_the_lease_on_another_day_is_reaped_and_a_fresh_o
 
     row = ledger.get(engine, "churn_test", "quiet")
     assert row["status"] == "abandoned" and "it was not seen for 9" in row["error"], row["error"]
-    assert "(SCORING_LEASE_SECONDS=60)" in row["error"] and "found by the start of run 'today'" in row["error"]
+    assert "(SCORING_REAP_AFTER_SECONDS=60)" in row["error"] and "found by the start of run 'today'" in row["error"]
     assert not Path(quiet.staging_dir).exists()
     assert ledger.get(engine, "churn_test", "fresh")["status"] == "running"
     assert Path(fresh.staging_dir).is_dir()
@@ -114,6 +115,7 @@ def test_an_attempt_unseen_past_the_lease_on_another_day_is_reaped_and_a_fresh_o
 
 def test_a_dry_run_reaps_nothing(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCORING_LEASE_SECONDS", "60")
+    monkeypatch.setenv("SCORING_REAP_AFTER_SECONDS", "60")
     write_partition(home, day=DAY, n=300)
     write_partition(home, day=OLD, n=300)
     job = load_job(write_job(home))
@@ -132,6 +134,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 def test_scoring_runs_reap_prints_what_it_reaped_and_is_safe_to_repeat(
         home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCORING_LEASE_SECONDS", "60")
+    monkeypatch.setenv("SCORING_REAP_AFTER_SECONDS", "60")
     write_partition(home, day=OLD, n=300)
     job = load_job(write_job(home))
     engine = run.engine(job)
@@ -160,6 +163,7 @@ def test_scoring_runs_reap_prints_what_it_reaped_and_is_safe_to_repeat(
 def test_the_sweep_over_the_jobs_folder_reports_a_broken_job_and_goes_on(
         home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCORING_LEASE_SECONDS", "60")
+    monkeypatch.setenv("SCORING_REAP_AFTER_SECONDS", "60")
     write_partition(home, day=OLD, n=300)
     job = load_job(write_job(home))
     write_job(home, job_id="never_ran")  # a job with no attempt yet: nothing to reap
@@ -208,6 +212,7 @@ def test_an_attempt_reaped_while_it_waited_between_tasks_stops_at_its_next_step(
     from pipeline.livecopy import SupersededError
 
     monkeypatch.setenv("SCORING_LEASE_SECONDS", "60")
+    monkeypatch.setenv("SCORING_REAP_AFTER_SECONDS", "60")
     write_partition(home, day=DAY, n=300)
     write_partition(home, day=OLD, n=300)
     job = load_job(write_job(home))
@@ -218,3 +223,24 @@ def test_an_attempt_reaped_while_it_waited_between_tasks_stops_at_its_next_step(
     with pytest.raises(SupersededError, match="was superseded \\(abandoned: it was not seen for 3"):
         run.run_step(run.context(job, waiting), steps.INGEST)
     assert ledger.get(engine, "churn_test", "waiting")["status"] == "abandoned"
+
+
+def test_an_attempt_quiet_between_tasks_past_the_lease_is_left_alone_by_other_days(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run queued behind a busy backfill is quiet between two tasks: past the lease but within
+    SCORING_REAP_AFTER_SECONDS, another day's start leaves it running (only its own day's next attempt
+    may take it over after the lease)."""
+    monkeypatch.setenv("SCORING_LEASE_SECONDS", "60")
+    monkeypatch.setenv("SCORING_REAP_AFTER_SECONDS", "3600")
+    write_partition(home, day=DAY, n=300)
+    write_partition(home, day=OLD, n=300)
+    job = load_job(write_job(home))
+    engine = run.engine(job)
+    queued = run.start(job, run_id="queued", partition_date=OLD)
+    ledger.update(engine, "churn_test", "queued", 1, heartbeat_at=ledger.now() - dt.timedelta(seconds=900))
+    assert local.run_partition(job, DAY, run_id="today")["status"] == "success"
+    assert ledger.get(engine, "churn_test", "queued")["status"] == "running"
+    assert Path(queued.staging_dir).is_dir()
+    ledger.update(engine, "churn_test", "queued", 1, heartbeat_at=ledger.now() - dt.timedelta(seconds=3700))
+    assert [r.run_id for r in lease.reap(engine, "churn_test").attempts] == ["queued"]
+    assert "(SCORING_REAP_AFTER_SECONDS=3600)" in ledger.get(engine, "churn_test", "queued")["error"]
