@@ -26,6 +26,7 @@ from pipeline.settings import jobs_dir
 def summarize(job_file: str, context: Any) -> dict[str, Any]:
     """The published partition's summary, checked against the asset event that triggered the run."""
     from pipeline import store
+    from pipeline.partition import parse_date
 
     job, url = job_and_url(job_file)
     key = getattr(context["dag_run"], "partition_key", None)
@@ -33,7 +34,7 @@ def summarize(job_file: str, context: Any) -> dict[str, Any]:
         raise ConfigError(f"{context['dag'].dag_id} runs on the partitioned asset events of {job.job_id}'s "
                           "predictions: trigger it with a partition key (the date, YYYY-MM-DD), or let the next "
                           "published partition run it")
-    day = dt.date.fromisoformat(key[:10])
+    day = parse_date(key[:10], "the run's partition key")
     events = [e for events in context["triggering_asset_events"].values() for e in events]
     extra = events[-1].extra if events else {}
     rows = store.daily_summary(store.engine_for(url), str(job.output.table), day, job.output.schema_)

@@ -22,12 +22,23 @@ def _receiver(args: argparse.Namespace) -> int:
     return 0
 
 
+def _day(text: str, what: str) -> dt.date:
+    """A day given as exactly YYYY-MM-DD (pipeline.partition.parse_date), else the parameter's usage error."""
+    from pipeline.errors import ConfigError
+    from pipeline.partition import parse_date
+
+    try:
+        return parse_date(text, what)
+    except ConfigError as exc:
+        raise SystemExit(f"scoring-demo: {exc}") from None
+
+
 def _demo_data(args: argparse.Namespace) -> int:
     from pipeline import settings
     from pipeline.demo import data
 
     root = Path(args.out) if args.out else settings.home() / "data" / "churn"
-    start = dt.date.fromisoformat(args.start)
+    start = _day(args.start, "--start")
     data.write_days(root, start, args.days, n=args.customers, seed=args.seed, fmt=args.format)
     print(f"partitions {start} .. {start + dt.timedelta(days=args.days - 1)} in {root}")
     return 0
@@ -38,7 +49,7 @@ def _train(args: argparse.Namespace) -> int:
     from pipeline.registry import Registry
 
     registry = Registry(Path(args.models_dir) if args.models_dir else None)
-    mv = train_churn(registry, end=dt.date.fromisoformat(args.end), n=args.customers, seed=args.seed,
+    mv = train_churn(registry, end=_day(args.end, "--end"), n=args.customers, seed=args.seed,
                      alias=args.alias)
     print(f"registered {mv.name} v{mv.version}: {json.dumps(mv.card['metrics'])}")
     return 0
