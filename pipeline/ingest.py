@@ -761,8 +761,10 @@ def _missing(column: pa.ChunkedArray | pa.Array, texts: pa.Array) -> tuple[Any, 
     if not pc.any(hit).as_py():
         return column, None
     kept = pc.and_(hit, pc.not_equal(column, ""))
-    return (pc.if_else(hit, pa.scalar(None, column.type), column),
-            pc.cast(pc.if_else(kept, column, pa.scalar(None, column.type)), pa.string()))
+    values = pc.if_else(hit, pa.scalar(None, column.type), column)
+    if not pc.any(kept).as_py():  # only empty fields (the usual gaps): nothing to keep, no column to build
+        return values, None
+    return values, pc.cast(pc.if_else(kept, column, pa.scalar(None, column.type)), pa.string())
 
 
 def _cast(column: pa.ChunkedArray, to: pa.DataType, name: str, where: str, partition_date: dt.date,

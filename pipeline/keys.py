@@ -13,7 +13,8 @@ def duplicates(keys: list[pa.ChunkedArray]) -> list[Any]:
     """Entity keys that occur more than once in the partition (nulls are validation's job).
 
     Integer keys are sorted with numpy (16 bytes a row at the peak; Arrow's value_counts
-    needs about 100, over 1 GB at 10M rows); other keys use value_counts.
+    needs about 100, over 1 GB at 10M rows); other keys (text: a CSV's keys by default) are
+    first checked for a repeat with a hash set of them, then counted with value_counts.
     """
     chunks = [chunk for column in keys for chunk in column.chunks]
     if not chunks:
@@ -23,7 +24,11 @@ def duplicates(keys: list[pa.ChunkedArray]) -> list[Any]:
         values.sort()
         repeated = values[1:][values[1:] == values[:-1]]
         return np.unique(repeated).tolist()
-    counts = pa.chunked_array(chunks).value_counts()
+    column = pa.chunked_array(chunks)
+    nulls = column.null_count
+    if len(column.unique()) - (1 if nulls else 0) == len(column) - nulls:  # the usual case: no key repeats
+        return []  # (a hash set of the keys: about 60% of value_counts' time)
+    counts = column.value_counts()
     values, freq = counts.field("values"), counts.field("counts")
     mask = pc.and_(pc.greater(freq, 1), pc.is_valid(values))
     return pc.filter(values, mask).to_pylist()
