@@ -413,6 +413,12 @@ def text_encoding(head: bytes) -> str | None:
     return None
 
 
+def printable(text: str) -> str:
+    """``text`` for a message: a character that is not printable (NUL, a control character, a lone surrogate)
+    written as its escape (``\\x00``, ``\\udce9``), so a file's bytes never reach a log or the ledger raw."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 RAGGED_RE = re.compile(r"Expected (\d+) columns, got (\d+)")
 
 
@@ -450,7 +456,7 @@ def _unreadable(path: Path, fmt: str, partition_date: dt.date, exc: Exception) -
             "a separator too many or too few (an unquoted comma or quote inside a value, or a line cut short). Fix "
             "that row, or re-export the file with its text values quoted, then re-run the partition."
         )
-    detail = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in detail)[:300]
+    detail = printable(detail)[:300]
     if "invalid UTF8" in detail:
         return InputError(
             f"partition {partition_date}: file {path} is not UTF-8 text ({detail}). Re-export it as UTF-8 "
@@ -612,6 +618,14 @@ def _file_schemas(files: list[Path], fmt: str, convert: pacsv.ConvertOptions, ke
         if schema is None:
             log.warning("partition %s: %s is empty (no bytes): no rows from it", partition_date, path)
             continue
+        try:
+            schema.names  # noqa: B018 - decoded here: a header that is not UTF-8 fails naming the file
+        except UnicodeDecodeError:
+            raise InputError(
+                f"partition {partition_date}: file {path}: its header row (the column names) is not UTF-8 text. "
+                "Re-export the file as UTF-8 (or convert it, e.g. iconv -f latin1 -t utf-8), then re-run the "
+                "partition."
+            ) from None
         repeated = sorted({n for n in schema.names if schema.names.count(n) > 1})
         if repeated:
             raise InputError(
@@ -646,8 +660,8 @@ def _check_wanted(renamed: pa.Schema, original: list[str], rename: dict[str, str
                   where: str, partition_date: dt.date) -> None:
     """The entity key (a job-file name) and the contract's columns are in the file, each error naming its source."""
     present = set(renamed.names)
-    found = ", ".join(f"{old} (renamed {new})" if old != new else old
-                      for old, new in zip(original, renamed.names, strict=True))
+    found = printable(", ".join(f"{old} (renamed {new})" if old != new else old
+                                for old, new in zip(original, renamed.names, strict=True)))
     problems = []
     if key not in present:
         hint = _close_to(key, original)

@@ -238,3 +238,11 @@ def test_a_ragged_row_deep_in_a_file_is_found(tmp_path: Path, monkeypatch: pytes
     path = _csv(tmp_path, "id,age,plan\n" + "".join(f"{i},1,a\n" for i in range(5000)) + "x,1,a,\x00\n")
     with pytest.raises(InputError, match=r"data row 5001 \(row 5002 of the file, counting the header\) has 4 field"):
         _ingest([path])
+
+
+def test_a_header_that_is_not_utf8_or_holds_a_nul_is_named_without_its_bytes(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"p.csv: its header row \(the column names\) is not UTF-8 text. Re-export"):
+        _ingest([_csv(tmp_path, b"id,age,plan,n\xe9\n1,2,a,x\n")])
+    with pytest.raises(InputError) as err:
+        _ingest([_csv(tmp_path, b"id,ag\x00e,plan\n1,2,a\n")])
+    assert "(found: id, ag\\x00e, plan)" in str(err.value) and "\x00" not in str(err.value)
