@@ -55,14 +55,18 @@ def plan(ctx: RunContext) -> tuple[RunSpec, list[RunSpec]]:
 
 
 def _plan_files(ctx: RunContext) -> tuple[RunSpec, list[RunSpec]]:
-    from pipeline.ingest import partition_keys
+    from pipeline.ingest import entity_key_type, missing_markers, partition_keys
 
     job, spec = ctx.job, ctx.spec
     files = partition_files(job.source_root(), job.source.layout, job.source.format, parse_date(spec.partition_date),
                             ignore=job.source.ignore)
     shards = max(1, min(job.source.shards, len(files)))
     root = replace(spec, shards=shards, shard=None)
-    duplicates = partition_keys(files, job.source.format, job.entity_key, job.source.rename)
+    markers = (missing_markers(ctx.card["inputs"], job.entity_key, job.source.null_values,
+                               job.source.null_values_by_column)[job.entity_key]
+               if job.source.format == "csv" else None)  # the key read as each shard's ingest reads it
+    duplicates = partition_keys(files, job.source.format, job.entity_key, job.source.rename,
+                                key_type=entity_key_type(job, ctx.card), markers=markers)
     root.run_dir.mkdir(parents=True, exist_ok=True)
     root.write_json(steps.PLAN_STATE, {"duplicate_keys": duplicates, "files": [str(f) for f in files]})
     ctx.log.info("planned %d shard(s) over %d file(s); %d duplicate key(s) across the partition", shards,
