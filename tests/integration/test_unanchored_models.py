@@ -242,3 +242,26 @@ def test_deleting_a_version_that_had_no_anchor_leaves_a_tombstone(home: Path, mo
     monkeypatch.setenv("SCORING_ALLOW_UNANCHORED", "1")  # not even the opt-out brings a deleted version back
     with pytest.raises(ModelIntegrityError, match="legacy v1 was deleted on"):
         registry.resolve("legacy", 1)
+
+
+def test_outcomes_refuse_a_card_changed_after_registration(home: Path) -> None:
+    """Realised performance reads the card (task, classes, positive class): a rewritten one is refused, not used."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from pipeline import outcomes
+
+    write_partition(home, n=300)
+    job = load_job(write_job(home, outcomes={"path": str(home / "outcomes"), "label": "churned", "horizon_days": 1}))
+    assert local.run_partition(job, DAY, run_id="ok")["status"] == "success"
+    frame = pd.concat([pd.read_parquet(p) for p in sorted((home / "data" / "churn" / f"date={DAY}").glob("*.parquet"))])
+    folder = home / "outcomes" / f"date={DAY + dt.timedelta(days=1)}"
+    folder.mkdir(parents=True)
+    frame.assign(churned=1)[["customer_id", "churned"]].to_parquet(folder / "part-0000.parquet", index=False)
+    assert outcomes.evaluate(job, DAY), "judged on the anchored card"
+    card_path = home / "models" / "churn" / "v1" / "card.json"
+    card = json.loads(card_path.read_text())
+    card_path.write_text(json.dumps({**card, "positive_class": card["classes"][0]}))  # flips what the scores mean
+    with pytest.raises(ModelIntegrityError, match="churn v1: its card .* the card was changed after registration"):
+        outcomes.evaluate(job, DAY)
