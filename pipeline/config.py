@@ -607,10 +607,11 @@ class ValidationConfig(_Strict):
     )
     blank_is_missing: bool | list[str] = Field(
         False,
-        description="Numeric columns (of the model's input contract) in which empty or whitespace-only text "
+        description="Numeric columns (of the model's input contract) in which whitespace-only text "
         "is a missing value (null, for the model's imputer) instead of an invalid number; true = every "
         "numeric column. A column that is not nullable in the contract is still quarantined "
-        "(not_null:<column>). The card can say the same per column with blank_is_missing: true.",
+        "(not_null:<column>). The card can say the same per column with blank_is_missing: true. In a CSV file "
+        "the empty field and the other texts of source.null_values are missing values without it.",
     )
 
 
