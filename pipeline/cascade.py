@@ -134,9 +134,16 @@ def _confidence(values: np.ndarray, scores: np.ndarray, positive: str | None) ->
 
 
 def _join_flags(first: pa.Array, second: pa.Array) -> pa.Array:
-    """Two flag columns joined with '; ' (either may be null)."""
-    both = pc.binary_join_element_wise(first, second, "; ")
-    return pc.coalesce(both, first, second)
+    """Two flag columns joined with '; ' (either may be null), a flag both models raised (the router's and the
+    route's card flag the same column out of range) named once."""
+    joined = pc.coalesce(pc.binary_join_element_wise(first, second, "; "), first, second)
+    both = pc.fill_null(pc.and_(pc.is_valid(first), pc.is_valid(second)), False).to_numpy(zero_copy_only=False)
+    if not both.any():
+        return joined
+    values = joined.to_pylist()
+    for i in both.nonzero()[0]:  # only the rows both models flagged
+        values[i] = "; ".join(dict.fromkeys(values[i].split("; ")))
+    return pa.array(values, joined.type)
 
 
 def route(ctx: RunContext, counts: dict[str, Any]) -> dict[str, Any]:
