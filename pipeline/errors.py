@@ -195,3 +195,22 @@ def store_failure(exc: BaseException, *, doing: str, partition_date: Any, table:
         f"{f' on {where}' if where else ''} failed: {_first_line(exc)}. The transaction was rolled back; the "
         "previous copy of the partition is unchanged. Retry the task once the database is reachable again."
     )
+
+
+def failure_text(exc: BaseException) -> str:
+    """The error as the ledger keeps it: our messages whole; a database error's first line, without its SQL (a
+    refusal of the data itself says a retry cannot help); a NUL or lone surrogate shown, never raw."""
+    if isinstance(exc, ScoringError):
+        return safe_text(str(exc))
+    orig = getattr(exc, "orig", None)  # SQLAlchemy's DBAPIError around the driver's error
+    if orig is not None:
+        first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        if is_data_error(exc):
+            code = sqlstate(exc)
+            return safe_text(
+                f"database error ({type(orig).__name__}{f', SQLSTATE {code}' if code else ''}): {first}. The "
+                "database refused the data itself: a retry fails the same way. Find and fix the offending rows in "
+                "the partition's source, then re-run the partition.")
+        return safe_text(f"database error ({type(orig).__name__}): {first}. Retry the task once the database "
+                         "is back.")
+    return safe_text(f"{type(exc).__name__}: {exc}")

@@ -16,8 +16,6 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 import pipeline.drift as drift
 from pipeline import cascade, lease, ledger, metrics, settings, shadow, sqlsource, steps, store
 from pipeline.config import JobConfig, load_job
@@ -28,8 +26,7 @@ from pipeline.errors import (
     ReconciliationError,
     ScoringError,
     StagingError,
-    is_data_error,
-    sqlstate,
+    failure_text,
 )
 from pipeline.partition import data_files, parse_date, partition_dir
 from pipeline.registry import Registry
@@ -214,24 +211,6 @@ def stage(ctx: RunContext, name: str) -> Iterator[dict[str, Any]]:
     else:
         ledger.update(ctx.engine, spec.job_id, spec.run_id, spec.attempt, stage=name, seconds=seconds, **counts)
     rlog.info("%s: done in %.2fs %s", label, seconds, counts)
-
-
-def failure_text(exc: BaseException) -> str:
-    """The error as the ledger keeps it: our messages whole; a database error's first line, without its SQL (a
-    refusal of the data itself says a retry cannot help); a NUL or lone surrogate shown, never raw."""
-    if isinstance(exc, ScoringError):
-        return safe_text(str(exc))
-    if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
-        first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
-        if is_data_error(exc):
-            code = sqlstate(exc)
-            return safe_text(
-                f"database error ({type(exc.orig).__name__}{f', SQLSTATE {code}' if code else ''}): {first}. The "
-                "database refused the data itself: a retry fails the same way. Find and fix the offending rows in "
-                "the partition's source, then re-run the partition.")
-        return safe_text(f"database error ({type(exc.orig).__name__}): {first}. Retry the task once the database "
-                         "is back.")
-    return safe_text(f"{type(exc).__name__}: {exc}")
 
 
 def record_failure(ctx: RunContext, label: str, message: str, counts: dict[str, Any]) -> None:

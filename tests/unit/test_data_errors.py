@@ -11,7 +11,7 @@ import psycopg.errors
 import pytest
 import sqlalchemy as sa
 
-from pipeline import errors, run
+from pipeline import errors
 from pipeline.errors import (
     DataRefusedError,
     StoreError,
@@ -83,12 +83,12 @@ def test_error_texts_never_carry_a_raw_nul() -> None:
     exc = psycopg.errors.UntranslatableCharacter("value 'a\x00b' refused \udce9")
     text = str(errors.data_refused(exc, doing="writing", partition_date="2026-11-20", table="t"))
     assert "\x00" not in text and "\\x00" in text and "\\udce9" in text
-    assert "\x00" not in run.failure_text(ValueError("file quotes \x00 here")) and "\\x00" in run.failure_text(
+    assert "\x00" not in errors.failure_text(ValueError("file quotes \x00 here")) and "\\x00" in errors.failure_text(
         ValueError("file quotes \x00 here"))
 
 
 def test_failure_text_of_a_raw_database_error() -> None:
-    data = run.failure_text(sa.exc.IntegrityError("INSERT", {}, UNIQUE_PG))
+    data = errors.failure_text(sa.exc.IntegrityError("INSERT", {}, UNIQUE_PG))
     assert "SQLSTATE 23505" in data and "retry fails the same way" in data and "Retry the task" not in data
-    down = run.failure_text(sa.exc.OperationalError("SELECT 1", {}, psycopg.OperationalError("server closed")))
+    down = errors.failure_text(sa.exc.OperationalError("SELECT 1", {}, psycopg.OperationalError("server closed")))
     assert "Retry the task once the database is back" in down
