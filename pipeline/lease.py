@@ -184,8 +184,8 @@ def _expired(row: Any, run_id: str | None, now: dt.datetime, other_day: bool = F
         return "a later attempt of the same run started"
     if _process_gone(row["holder"]):
         return f"its process ({row['holder']}) is gone"
-    horizon, name = ((settings.reap_after_seconds(), "SCORING_REAP_AFTER_SECONDS") if other_day
-                     else (settings.lease_seconds(), "SCORING_LEASE_SECONDS"))
+    horizon, name = ((settings.reap_after_seconds(), settings.REAP_AFTER) if other_day
+                     else (settings.lease_seconds(), settings.LEASE))
     if quiet > horizon:
         return f"it was not seen for {quiet:.0f}s ({name}={horizon:.0f})"
     return None

@@ -69,10 +69,13 @@ def db_retry_backoff_s() -> float:
     return float(os.environ.get("SCORING_DB_RETRY_BACKOFF_S", "2"))
 
 
+LEASE, REAP_AFTER = "SCORING_LEASE_SECONDS", "SCORING_REAP_AFTER_SECONDS"  # the names the reaper's texts quote
+
+
 def lease_seconds() -> float:
     """How long a running attempt may go unseen before the next attempt of its partition declares it
     abandoned (``SCORING_LEASE_SECONDS``, 600): longer than the longest wait between two of its tasks."""
-    return float(os.environ.get("SCORING_LEASE_SECONDS", "600"))
+    return float(os.environ.get(LEASE, "600"))
 
 
 def reap_after_seconds() -> float:
@@ -82,7 +85,7 @@ def reap_after_seconds() -> float:
     purpose: an Airflow attempt is seen only while one of its tasks runs, and a run queued behind a
     busy backfill can wait between two tasks far longer than a same-day takeover should; a killed
     attempt is still cleared by the next night's run or the hourly maintenance DAG."""
-    return max(float(os.environ.get("SCORING_REAP_AFTER_SECONDS", "21600")), lease_seconds())
+    return max(float(os.environ.get(REAP_AFTER, "21600")), lease_seconds())
 
 
 def swap_lock_timeout_s() -> float:
