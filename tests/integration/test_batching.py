@@ -38,7 +38,7 @@ def _messy(home: Path, fmt: str) -> None:
     frame = demo_data.customers(DAY, n=700, seed=21).reset_index(drop=True)
     frame["avg_session_minutes"] = frame["avg_session_minutes"].map(lambda v: None if v != v else f"{v}")
     frame.loc[100:159, "avg_session_minutes"] = " "      # a run of blanks where numbers belong
-    frame.loc[[3, 250, 611], "avg_session_minutes"] = "n/a"  # text where a number belongs
+    frame.loc[[3, 250, 611], "avg_session_minutes"] = "unknown"  # text where a number belongs (not a marker)
     frame.loc[[5, 400], "monthly_charges"] = -10.0      # out of the contract's range
     frame.loc[[7, 333], "region"] = None                 # a required value missing
     frame.loc[[9, 500], "plan"] = "platinum-x"           # an unknown category
