@@ -1040,8 +1040,8 @@ def _tried(tries: int, conn: Any, what: str, transaction: Callable[[], None]) ->
             conn.rollback()
             if getattr(exc, "sqlstate", None) != "55P03" or tried == tries:
                 raise
-            log.warning("%s: readers held the table for %.0fs (try %d/%d)", what, settings.swap_lock_timeout_s(),
-                        tried, tries)
+            log.warning("%s: another transaction held a table it writes for %.0fs (try %d/%d)", what,
+                        settings.swap_lock_timeout_s(), tried, tries)
 
 
 def _create_load(engine: Engine, cur: Any, q_load: str, parent: str, day: dt.date, mark: str,
