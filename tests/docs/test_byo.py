@@ -36,9 +36,12 @@ def test_the_walk_through_works_as_written(tmp_path: Path) -> None:
     assert run["rows_scored"] == 500 and run["rows_quarantined"] == 0, "blank TotalCharges reach the imputer"
     assert "registered telco v1" in out.stdout and "telco\tv1\tchampion" in out.stdout
     assert "ok\ttelco_daily" in out.stdout
+    from pipeline.anchors import Anchors
     from pipeline.registry import Registry, sha256_of
+    from pipeline.store import engine_for
 
-    card = Registry(home / "models").resolve("telco", "champion").card
+    anchors = Anchors(engine_for(f"sqlite:///{home / '.data' / 'scoring.db'}"))  # where the walk-through anchored it
+    card = Registry(home / "models", anchors=anchors).resolve("telco", "champion").card
     assert card["sha256"] == sha256_of(home / "telco.joblib"), "the user's own file is what got registered"
     top = [ln for ln in out.stdout.splitlines() if ln.startswith("('")]
     assert len(top) == 5 and all(ln.endswith(", '1', 1)") or ln.endswith(", '0', 1)") for ln in top), out.stdout
