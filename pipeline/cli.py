@@ -182,8 +182,8 @@ def _models_register(registry: Any, args: argparse.Namespace) -> int:
     inputs = ", ".join(f"{c['name']}:{c['type']}" for c in mv.card["inputs"])
     print(f"registered {mv.name} v{mv.version} sha256={mv.card['sha256']}\ninputs: {inputs}")
     print(f"anchored in {mv.checked_in}" if mv.anchor else
-          f"NOT anchored (no scoring database: set AIRFLOW_CONN_SCORING_DB or pass --connection, then "
-          f"`scoring models anchor {mv.name}`)")
+          f"NOT anchored (SCORING_ALLOW_UNANCHORED=1 and no registry database): every run refuses it; configure "
+          f"the registry database (SCORING_REGISTRY_DB, default scoring_db) and run `scoring models anchor {mv.name}`")
     return 0
 
 
@@ -356,8 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list, show, register, promote, roll back, archive, verify models")
     p.add_argument("--models-dir", help="registry root (default: SCORING_MODELS_DIR or ./models)")
-    p.add_argument("--connection", help="connection id of the scoring database holding the registration records "
-                   "(anchors); default: scoring_db when AIRFLOW_CONN_SCORING_DB is set")
+    p.add_argument("--connection", help="connection id of the registry database holding the registration records "
+                   "(anchors); default: the SCORING_REGISTRY_DB connection (default scoring_db)")
     msub = p.add_subparsers(dest="models_cmd", required=True)
     q = msub.add_parser("list", help="versions with their aliases and status, then the alias history")
     q.add_argument("name", nargs="?")
@@ -372,7 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--target", help="with --training-data: the label column (gives metrics; not an input)")
     q.add_argument("--key", help="with --training-data: the entity key column (not an input)")
     q.add_argument("--overrides", help="with --training-data: YAML of what inference cannot know "
-                   "(positive_class, description, inputs.<col>.{nullable,min,max,categories,blank_is_missing})")
+                   "(positive_class, description, inputs.<col>.{nullable,min,max (declared: quarantine),observed_min,"
+                   "observed_max (flag),categories,handles_unknown,missing_values,blank_is_missing})")
     q.add_argument("--preprocess", help="with --training-data: transform NAME@VERSION (default: identity, or "
                    "categories@1 when the frame has category columns)")
     q.add_argument("--preprocess-module", help="module that registers that transform, e.g. acme.features")
