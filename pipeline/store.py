@@ -1271,8 +1271,9 @@ REAP_LOCK_TIMEOUT_MS = 2000  # a load table still in use (a zombie's COPY) is sk
 
 def drop_dead_loads(engine: Engine, job_id: str) -> list[str]:
     """Drop the load tables of ``job_id``, of any day and any predictions table, in any schema of the
-    database, whose attempt is in this ledger (scoring_runs of the connection's schema) and not
-    ``running`` there (killed then abandoned, failed); returns their qualified names (``schema.table``).
+    database, whose attempt is of this ledger (scoring_runs of the connection's schema) and not
+    ``running`` there (killed then abandoned, failed, its row deleted); returns their qualified names
+    (``schema.table``).
 
     The reaper's sweep (``pipeline.lease.reap``): a killed attempt's load table goes even when its day is
     never run again. A load table without an attempt in its mark (a direct ``replace_partition`` call)
@@ -1298,8 +1299,8 @@ def drop_dead_loads(engine: Engine, job_id: str) -> list[str]:
             with begin(engine) as conn:
                 conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{REAP_LOCK_TIMEOUT_MS}ms'")
                 status = _attempt_status(livecopy.sa_query(conn), info)
-                if status in ("running", None):  # None: not this ledger's attempt (nothing to judge it by)
-                    continue
+                if status == "running" or (status is None and "ledger" not in info):
+                    continue  # alive; or, by a mark of before, maybe another ledger's (nothing to judge it by)
                 preparer = engine.dialect.identifier_preparer  # names read from the catalogue, quoted as they are
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {preparer.quote_identifier(home)}."
                                      f"{preparer.quote_identifier(name)}")
@@ -1308,7 +1309,7 @@ def drop_dead_loads(engine: Engine, job_id: str) -> list[str]:
                         home, name, job_id, info.get("attempt"), str(exc).splitlines()[0])
             continue
         log.info("dropped load table %s.%s of job %s: attempt %s/%s is %s", home, name, job_id,
-                 info.get("run_id"), info.get("attempt"), status)
+                 info.get("run_id"), info.get("attempt"), status or "gone from the ledger")
         dropped.append(f"{home}.{name}")
     return dropped
 

@@ -48,7 +48,8 @@ def test_the_sweep_drops_dead_attempts_load_tables_of_any_day_and_only_those(pg_
         "running": ((job, "2026-11-01", "run_running", schema, "running"), False),
         "other_job": ((other, "2026-11-01", "run_other", schema, "failed"), False),
         "other_ledger": ((job, "2026-11-01", "run_elsewhere", "someone_elses", "failed"), False),
-        "unknown": ((job, "2026-11-01", "run_unknown", schema, None), False),
+        "unknown": ((job, "2026-11-01", "run_unknown", schema, None), True),  # its ledger row deleted
+        "unknown_old_mark": ((job, "2026-11-01", "run_unknown_old", None, None), False),  # maybe another ledger's
         "direct": ((job, "2026-11-01", None, schema, None), False),
         "in_use": ((job, "2026-11-04", "run_in_use", schema, "abandoned"), True),
     }
@@ -62,7 +63,7 @@ def test_the_sweep_drops_dead_attempts_load_tables_of_any_day_and_only_those(pg_
         first = store.drop_dead_loads(engine, job)
         waited = time.perf_counter() - started
         zombie.rollback()
-    assert sorted(first) == sorted(f"{schema}.{names[c]}" for c in ("failed", "abandoned", "old_mark"))
+    assert sorted(first) == sorted(f"{schema}.{names[c]}" for c in ("failed", "abandoned", "old_mark", "unknown"))
     assert waited < store.REAP_LOCK_TIMEOUT_MS / 1000 + 5, "a table in use is skipped after the lock timeout"
     assert store.drop_dead_loads(engine, job) == [f"{schema}.{names['in_use']}"], "the next sweep takes it"
     assert store.drop_dead_loads(engine, job) == []
