@@ -383,6 +383,14 @@ def _short_locks(engine: Engine, what: str, body: Callable[[Connection], None]) 
             time.sleep(min(longest, first * 2 ** (tried - 1)) * random.uniform(0.5, 1.0))
 
 
+def _patient(conn: Connection) -> None:
+    """PostgreSQL: from here on, the transaction's lock waits are as long as a swap's patience: a one-time
+    migration (a table made from its whole history) that ``_short_locks`` rolled back for a short wait
+    late in it would redo all its work at every try. Readers wait for it once, as for any migration."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(SWAP_TRIES * settings.swap_lock_timeout_s() * 1000)}ms'")
+
+
 def _check_key_type(table: str, key: str, key_type: str, columns: list[dict[str, Any]]) -> None:
     """Refuse a run whose keys are of another kind than the existing table's key column (BIGINT vs TEXT):
     PostgreSQL would fail the COPY with an unhelpful error, SQLite would turn 00123 into 123."""
@@ -437,6 +445,7 @@ def ensure_predictions(engine: Engine, table: str, key: str, key_type: str, sche
         # the views depend on scored_at: dropped if it must change type, made anew below in any case
         upgrade_types(conn, table, ("scored_at",), schema=home, views=(ids["latest"], ids["daily"]))
         if _is_plain_table(conn, table, home):
+            _patient(conn)
             partition_by_day(conn, table, key, home, views=(ids["latest"], ids["daily"]))
         if parts:  # this table's days, and those of any other predictions table left beside it (a retired job's)
             for name in {table, *_tables_with_days_beside(conn, home)}:
@@ -522,6 +531,7 @@ def ensure_latest_table(conn: Connection, table: str, key: str, schema: str | No
             conn.exec_driver_sql(f"ALTER TABLE {current} ADD COLUMN {quote_column(conn, column['name'], 'column')} "
                                  f"{column['type'].compile(dialect=conn.dialect)}")
         return current
+    _patient(conn)  # filled from the whole history
     quoted = {"current": current, "newest": _newest(conn, schema), **_column_lists(conn, columns)}
     for stmt in [*render_sql(conn, "021_latest_table.sql", schema, quoted=quoted, **ids),
                  *render_sql(conn, "022_latest_fill.sql", schema, literals={"table": table}, quoted=quoted, **ids)]:
