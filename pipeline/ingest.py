@@ -51,6 +51,7 @@ from pipeline import steps
 from pipeline.config import RESERVED_INPUT_NAMES, check_column_name
 from pipeline.context import counted
 from pipeline.errors import ConfigError, InputError
+from pipeline.keys import KEY_TYPES, entity_key_type
 from pipeline.keys import duplicates as _duplicates
 from pipeline.partition import compression, parse_date, partition_dir, partition_files
 from pipeline.staging import StagedWriter
@@ -77,7 +78,6 @@ BADTEXT_PREFIX = "__badtext__"
 # the first block.
 DEFAULT_NULL_VALUES = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
                        "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
-KEY_TYPES = {"string": pa.string(), "integer": pa.int64()}
 CSV_BLOCK = 1 << 24  # bytes of a CSV file parsed at once (a record batch of it)
 # a byte string that is valid UTF-8 (RE2 reads a binary column byte by byte, as Latin-1): the
 # same sequences Python's strict decoder accepts (no overlong forms, no surrogates, <= U+10FFFF)
@@ -183,12 +183,6 @@ def ingested_schema(fmt: str, inputs: list[dict[str, Any]], key: str, key_type: 
     return contract_schema(inputs, key, key_type, blank_is_missing,
                            missing=marked_columns(markers or {}) if fmt == "csv" else (),
                            badtext=text_columns(fmt, inputs, key, key_type))
-
-
-def entity_key_type(job: Any, card: Mapping[str, Any]) -> str | None:
-    """How the entity key is read: the job file's ``entity_key_type``, else the card's, else None (the source's
-    declared type; text for CSV)."""
-    return getattr(job, "entity_key_type", None) or card.get("entity_key_type")
 
 
 def check_contract_names(inputs: list[dict[str, Any]]) -> None:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+KEY_TYPES = {"string": pa.string(), "integer": pa.int64()}  # entity_key_type -> the key's Arrow type
+
+
+def entity_key_type(job: Any, card: Mapping[str, Any]) -> str | None:
+    """How the entity key is read: the job file's ``entity_key_type``, else the card's, else None (the source's
+    declared type; text for CSV)."""
+    return getattr(job, "entity_key_type", None) or card.get("entity_key_type")
 
 
 def duplicates(keys: list[pa.ChunkedArray]) -> list[Any]:

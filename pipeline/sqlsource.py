@@ -355,6 +355,7 @@ def plan(ctx: Any) -> tuple[Any, list[Any]]:
     from dataclasses import replace
 
     from pipeline import steps
+    from pipeline.keys import KEY_TYPES, entity_key_type
     from pipeline.keys import duplicates as _duplicates
 
     job, spec = ctx.job, ctx.spec
@@ -383,6 +384,10 @@ def plan(ctx: Any) -> tuple[Any, list[Any]]:
         staged.abort()
     rows = sum(sum(s["batches"]) for s in staged.segments)
     keys = _same_type(keys, job, day)
+    declared = entity_key_type(job, ctx.card)
+    if declared and keys:  # the duplicates in the type the shards' ingest gives the key
+        with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):  # else each shard's ingest names it
+            keys = [k.cast(KEY_TYPES[declared]) for k in keys]
     shards = max(1, min(job.source.shards, rows))
     root = replace(root, shards=shards)
     size = sum((root.run_dir / s["file"]).stat().st_size for s in staged.segments)

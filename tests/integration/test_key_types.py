@@ -62,3 +62,22 @@ def test_zero_padded_csv_keys_are_two_customers_unless_the_job_says_integer(home
             reasons = [r[0] for r in conn.execute(sa.text(
                 "SELECT reasons FROM scoring_quarantine WHERE job_id = 'keys_int'"))]
         assert reasons == ["duplicate_key:customer_id"] * 2
+
+
+def test_a_sql_sources_text_keys_are_one_customer_when_the_job_says_integer(home: Path) -> None:
+    """A query returning the key as text (`0100005`, `100005`) with `entity_key_type: integer`, in 2 shards:
+    the plan finds the duplicate in the type the shards' ingest gives the key, so both copies are quarantined."""
+    import pandas as pd
+
+    padded, plain, rows = _export(home)
+    folder = home / "data" / "churn" / f"date={DAY}"
+    frame = pd.concat([pd.read_csv(p, dtype={"customer_id": str}) for p in sorted(folder.glob("*.csv"))],
+                      ignore_index=True)
+    frame.insert(0, "day", DAY.isoformat())
+    frame.to_sql("feature_rows", store.engine_for(store.resolve_url("scoring_db")), if_exists="replace", index=False)
+    job = load_job(write_job(home, job_id="keys_sql", entity_key_type="integer", source={
+        "kind": "sql", "query": "SELECT * FROM feature_rows WHERE day = :partition_date", "shards": 2,
+        "batch_rows": 100}))
+    summary = local.run_partition(job, DAY, run_id="keys_sql")
+    assert summary["status"] == "success", summary["error"]
+    assert (summary["rows_scored"], summary["rows_quarantined"]) == (rows - 2, 2)

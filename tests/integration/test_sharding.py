@@ -122,23 +122,3 @@ def test_a_sharded_run_failing_its_threshold_has_one_partition_report(home: Path
     assert report["rows_quarantined"] == sum(s["rows_quarantined"] for s in shards) > 0
     assert (home / "reports" / "churn_sharded" / str(DAY) / "strict.html").exists()
 
-
-@pytest.mark.parametrize("key_type, duplicates", [("integer", 2), (None, 0)])
-def test_the_plan_reads_csv_keys_as_the_shards_do(home: Path, key_type: str | None, duplicates: int) -> None:
-    """Zero-padded `00123` in one file and `123` in another: one customer when the job says the key is an
-    integer (both rows quarantined as duplicates across shards), two customers when keys are text."""
-    folder = write_partition(home, n=600, files=2, fmt="csv")
-    files = sorted(folder.glob("*.csv"))
-    lines = files[0].read_text().splitlines()
-    key = lines[1].split(",")[0]
-    lines[1] = "000" + lines[1]
-    files[0].write_text("\n".join(lines) + "\n")
-    other = files[1].read_text().splitlines()
-    other[1] = key + other[1][other[1].index(","):]
-    files[1].write_text("\n".join(other) + "\n")
-    extra = {"entity_key_type": key_type} if key_type else {}
-    job = load_job(write_job(home, job_id="churn_sharded", **extra,
-                             source={"path": str(home / "data" / "churn"), "format": "csv", "shards": 2}))
-    summary = local.run_partition(job, DAY, run_id="csv")
-    assert summary["status"] == "success", summary
-    assert sum("duplicate_key:customer_id" in r for _, r, _ in _quarantine("churn_sharded")) == duplicates
