@@ -178,10 +178,19 @@ class SourceConfig(_Strict):
     )
     shards: int = Field(
         1, ge=1, le=256,
-        description="Split a partition's files into up to this many shards, scored in parallel by mapped "
-        "Airflow tasks (on different workers with CeleryExecutor); one publish step makes the partition "
-        "visible only when every shard succeeded. 1 = no sharding.",
+        description="Split a partition into up to this many shards, scored in parallel by mapped Airflow tasks "
+        "(on different workers with CeleryExecutor): a files source by file; a sql source by rows, which the "
+        "plan reads once (one snapshot of the source) into the run's staging for every shard. One publish step "
+        "makes the partition visible only when every shard succeeded. 1 = no sharding.",
     )
+    lock_timeout_seconds: float = Field(
+        60, gt=0, description="SQL: the longest a source query (the partition's rows, the readiness question) "
+        "waits for a lock that another transaction holds on a table it reads (e.g. the TRUNCATE of an upstream "
+        "rewrite). Past it the read fails, naming this setting, and the task's retries try again.")
+    statement_timeout_seconds: float = Field(
+        3600, gt=0, description="SQL: the longest one source query may run, its whole read included (an "
+        "unsharded run takes the rows in as they arrive). Past it the query is cancelled and the run fails, "
+        "naming this setting (not retried: a retry runs the same query).")
     rename: dict[str, str] = Field(
         default_factory=dict,
         description="Column names to change as every file is read, before any check: {name in the export: "

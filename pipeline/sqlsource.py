@@ -129,16 +129,11 @@ def _engine(job: JobConfig, resolver: Resolver | None) -> Any:
 TRANSIENT = ("locked", "busy", "unable to open", "connection", "timeout", "timed out", "terminat", "recovery",
              "could not connect", "server closed")
 
-LOCK_TIMEOUT_SECONDS = 60.0  # source.lock_timeout_seconds: the longest a source query waits for a lock
-STATEMENT_TIMEOUT_SECONDS = 3600.0  # source.statement_timeout_seconds: the longest one source query runs
-
-
 def limits(job: JobConfig) -> tuple[float, float]:
     """How long a source query may wait for a lock, and run, in seconds (``source.lock_timeout_seconds``,
-    ``source.statement_timeout_seconds``; the defaults until the job file has them)."""
+    ``source.statement_timeout_seconds``)."""
     src = job.source
-    return (float(getattr(src, "lock_timeout_seconds", None) or LOCK_TIMEOUT_SECONDS),
-            float(getattr(src, "statement_timeout_seconds", None) or STATEMENT_TIMEOUT_SECONDS))
+    return float(src.lock_timeout_seconds), float(src.statement_timeout_seconds)
 
 
 def _failed(job: JobConfig, day: dt.date, exc: Exception, doing: str) -> ScoringError:

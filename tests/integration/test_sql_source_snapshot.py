@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline import local, run, sharding, sqlsource, steps, store
-from pipeline.config import SourceConfig, load_job
+from pipeline.config import load_job
 from pipeline.errors import InputError, StoreError
 from tests.conftest import DAY, clean_customers, write_job
 
@@ -30,14 +30,9 @@ STEP = 500  # state s holds the keys of window s % 4 of a larger frame: [s*STEP,
 
 def _job(home: Path, job_id: str, lock: float | None = None, statement: float | None = None,
          monkeypatch: pytest.MonkeyPatch | None = None, **source: Any) -> Any:
-    """A sql source job; the timeouts in the job file once it has them, else as the source's defaults."""
+    """A sql source job, with the timeouts in its job file when given."""
     limits = {"lock_timeout_seconds": lock, "statement_timeout_seconds": statement}
     limits = {k: v for k, v in limits.items() if v is not None}
-    if limits and "lock_timeout_seconds" not in SourceConfig.model_fields:
-        assert monkeypatch is not None
-        for name, value in limits.items():
-            monkeypatch.setattr(sqlsource, name.replace("_seconds", "").upper() + "_SECONDS", value)
-        limits = {}
     doc = {"kind": "sql", "query": QUERY, "batch_rows": 400, "wait_timeout_minutes": 0.02,
            "poke_interval_seconds": 1, **limits, **source}
     return load_job(write_job(home, job_id=job_id, source=doc))
