@@ -364,3 +364,29 @@ def statsd_lines(sock: socket.socket, quiet_s: float = 2) -> list[str]:
             lines += sock.recv(65536).decode().splitlines()
     except TimeoutError:
         return lines
+
+
+class Evil:
+    """Unpickling it writes the marker file (stands for any code an attacker wants run on the workers)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",))
+
+
+@pytest.fixture
+def marker(tmp_path: Path) -> Iterator[Path]:
+    """The file a malicious pickle writes when unpickled: the test fails if it exists at the end."""
+    path = tmp_path / "PWNED"
+    yield path
+    assert not path.exists(), "a malicious pickle was unpickled"
+
+
+@pytest.fixture
+def evil(marker: Path) -> bytes:
+    """A malicious pickle: unpickling it writes ``marker``."""
+    import pickle
+
+    return pickle.dumps(Evil(marker))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import subprocess
 import sys
 import threading
@@ -33,28 +32,6 @@ Y = [0, 0, 1, 0, 1, 1]
 CARD = {"inputs": [{"name": "Age", "type": "float"}, {"name": "Plan", "type": "float"}],
         "preprocess": {"name": "identity", "version": 1}, "task": "binary_classification", "classes": [0, 1],
         "positive_class": 1}
-
-
-class Evil:
-    """Unpickling it writes the marker file (stands for any code an attacker wants run on the workers)."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",))
-
-
-@pytest.fixture
-def marker(tmp_path: Path) -> Path:
-    path = tmp_path / "PWNED"
-    yield path
-    assert not path.exists(), "a malicious pickle was unpickled"
-
-
-@pytest.fixture
-def evil(tmp_path: Path, marker: Path) -> bytes:
-    return pickle.dumps(Evil(marker))
 
 
 @pytest.fixture

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -23,28 +21,6 @@ from pipeline.config import load_job
 from pipeline.errors import ConfigError, ModelIntegrityError
 from pipeline.registry import Registry
 from tests.conftest import DAY, scoring_cli, with_challenger, write_job, write_partition
-
-
-class Evil:
-    """Unpickling it writes the marker file (stands for any code an attacker wants run on the workers)."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",))
-
-
-@pytest.fixture
-def marker(tmp_path: Path) -> Path:
-    path = tmp_path / "PWNED"
-    yield path
-    assert not path.exists(), "a malicious pickle was unpickled"
-
-
-@pytest.fixture
-def evil(marker: Path) -> bytes:
-    return pickle.dumps(Evil(marker))
 
 
 def plant(home: Path, name: str, version: int, artifact: bytes, alias: str | None = "champion") -> Path:
