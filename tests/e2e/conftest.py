@@ -309,9 +309,10 @@ def native_stack(tmp_path: Path, pg_server: str, workers: int) -> Iterator[Nativ
     # a Redis database of this xdist worker's own: two stacks on one broker database would take each other's
     # tasks (the queue names are the same), and the workers run their stack tests at the same time
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    # (SCORING_TEST_REDIS_DB: a database of one's own for two suites run side by side on one machine)
+    # (SCORING_TEST_REDIS_DB: the first database of a suite's own, for two suites run side by side on one
+    # machine; each xdist worker of the suite still takes one of its own above it)
     metadata, scoring = f"airflow_{suffix}", f"scoring_{suffix}"
-    redis_db = int(os.environ.get("SCORING_TEST_REDIS_DB") or 8 + int(worker.removeprefix("gw")) % 8)
+    redis_db = (int(os.environ.get("SCORING_TEST_REDIS_DB") or 8) + int(worker.removeprefix("gw"))) % 16
     broker = redis.Redis(host="127.0.0.1", port=6379, db=redis_db)
     broker.flushdb()
     home = tmp_path / "stack"
