@@ -89,9 +89,10 @@ def reap_after_seconds() -> float:
 
 
 def swap_lock_timeout_s() -> float:
-    """PostgreSQL: how long the swap of a new partition waits for readers holding the predictions table
-    before it gives up and tries again, three times (``SCORING_SWAP_LOCK_TIMEOUT_S``, 20). Readers
-    queue behind the waiting swap, so a short wait keeps one long query from stalling the others."""
+    """PostgreSQL: how patient the swap of a new partition is with readers holding the predictions table
+    (``SCORING_SWAP_LOCK_TIMEOUT_S``, 20): it asks for the table in tries of 300 ms (readers never queue
+    behind it longer), with jittered pauses between, for up to three times this long in all, then fails
+    (retryable). Also the lock timeout of the swap's other statements."""
     return float(os.environ.get("SCORING_SWAP_LOCK_TIMEOUT_S", "20"))
 
 
