@@ -39,18 +39,17 @@ import pyarrow.compute as pc
 
 from pipeline import steps
 from pipeline.context import RunContext, counted
-from pipeline.errors import ConfigError, StagingError
+from pipeline.errors import StagingError
 from pipeline.ingest import RAW_PREFIX
+from pipeline.routes import DEFAULT, models_of
 from pipeline.settings import safe_name
 from pipeline.staging import StagedWriter, read_batches, staged_rows, staged_schema
 
 if TYPE_CHECKING:
     from pipeline.config import JobConfig
 
-ROUTER_COLUMNS = ("router_prediction", "router_score")  # what a route model may take as inputs
 ROUTER_FLAGS = "__router_flags"
 ROUTER_SCORED = "router-scored"  # the router's own scores, once the run's scored rows are the routes'
-DEFAULT = "__default__"  # the route name of rows the default model scores
 
 
 def pin(job: JobConfig) -> dict[str, Any]:
@@ -68,41 +67,6 @@ def pin(job: JobConfig) -> dict[str, Any]:
 
     default = cfg.default if isinstance(cfg.default, str) else one(cfg.default)
     return {"routes": {value: one(ref) for value, ref in cfg.routes.items()}, "default": default, "gate": cfg.gate}
-
-
-def models_of(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Route name -> pinned model (the default's under ``DEFAULT``)."""
-    out = dict(plan["routes"])
-    if isinstance(plan["default"], dict):
-        out[DEFAULT] = plan["default"]
-    return out
-
-
-def ingest_inputs(ctx: RunContext) -> list[dict[str, Any]]:
-    """The router's inputs, then every route model's that the router lacks (the router's outputs excepted):
-    ingest reads them all, each model's validation checks its own."""
-    from pipeline.registry import Registry
-
-    inputs = list(ctx.card["inputs"])
-    if not ctx.spec.cascade:
-        return inputs
-    seen = {c["name"]: (c, f"{ctx.spec.model_name} v{ctx.spec.model_version}") for c in inputs}
-    registry = Registry()
-    for model in models_of(ctx.spec.cascade).values():
-        card = registry.resolve(model["name"], model["version"]).card
-        for column in card["inputs"]:
-            name = column["name"]
-            if name in ROUTER_COLUMNS:
-                continue
-            if name in seen and seen[name][0]["type"] != column["type"]:
-                raise ConfigError(
-                    f"cascade of job {ctx.job.job_id}: column {name!r} is {seen[name][0]['type']} for "
-                    f"{seen[name][1]} but {column['type']} for {model['name']} v{model['version']}: the models of a "
-                    "cascade read one copy of each column, so their contracts must agree on its type")
-            if name not in seen:
-                seen[name] = (column, f"{model['name']} v{model['version']}")
-                inputs.append(column)
-    return inputs
 
 
 def _aligned(valid: Iterator[pa.RecordBatch], scored: Iterator[pa.RecordBatch]

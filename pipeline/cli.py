@@ -169,13 +169,14 @@ def _models_register(registry: Any, args: argparse.Namespace) -> int:
         import yaml
 
         from pipeline import onboard
+        from pipeline.modelcheck import load_artifact
 
         try:
             overrides = yaml.safe_load(Path(args.overrides).read_text()) if args.overrides else None
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"--overrides {args.overrides}: not a readable YAML file ({exc})") from None
         mv = onboard.register_model(
-            registry, args.name, onboard.load_artifact(Path(args.artifact)), onboard.read_frame(Path(args.training_data)),
+            registry, args.name, load_artifact(Path(args.artifact)), onboard.read_frame(Path(args.training_data)),
             target=args.target, key=args.key, alias=args.alias, overrides=overrides,
             preprocess_ref=args.preprocess, preprocess_module=args.preprocess_module, data=args.training_data,
             artifact=Path(args.artifact))

@@ -373,11 +373,9 @@ def check(ctx: RunContext, rows: int, counts: dict[str, Any] | None = None,
             note = f"{NOT_CHECKED}: model {spec.model_name} v{spec.model_version} has no training statistics"
             counts["warnings"] = "; ".join(w for w in (counts.get("warnings"), note) if w)
         return []
-    from pipeline.score import thread_count
-
     results = compute(ctx.card, ctx.parts(steps.VALID), scored or ctx.parts(steps.SCORED),
                       threshold=job.drift.psi_threshold, batch_rows=ctx.batch_rows,
-                      threads=thread_count(job.model.threads), alpha=job.drift.alpha, min_rows=job.drift.min_rows)
+                      threads=settings.thread_count(job.model.threads), alpha=job.drift.alpha, min_rows=job.drift.min_rows)
     spec.write_json(steps.DRIFT_STATE, results)
     bad = drifted(results)
     noisy = [r for r in results if r["value"] > job.drift.psi_threshold and not r["drifted"]]

@@ -53,7 +53,14 @@ from pipeline.context import counted
 from pipeline.errors import ConfigError, InputError
 from pipeline.keys import KEY_TYPES, entity_key_type
 from pipeline.keys import duplicates as _duplicates
-from pipeline.partition import compression, parse_date, partition_dir, partition_files
+from pipeline.partition import (
+    compression,
+    files_of_shard,
+    parse_date,
+    partition_dir,
+    partition_files,
+)
+from pipeline.routes import ingest_inputs
 from pipeline.staging import StagedWriter
 
 if TYPE_CHECKING:
@@ -913,14 +920,10 @@ def partition_keys(files: list[Path], fmt: str, key: str, rename: Mapping[str, s
 # -- the stage ---------------------------------------------------------------------------
 def ingest_partition(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ingest stage: the run's files (a shard's share of them) into ``ingested.arrow``; rows_in."""
-    from pipeline.sharding import files_of_shard
-
     job, spec = ctx.job, ctx.spec
     day = parse_date(spec.partition_date)
     inputs = ctx.card["inputs"]
     if spec.cascade:  # every column a model of the cascade needs (each model's validation checks its own)
-        from pipeline.cascade import ingest_inputs
-
         inputs = ingest_inputs(ctx)
     blank = blank_policy(inputs, job.validation.blank_is_missing)
     key_type = entity_key_type(job, ctx.card)

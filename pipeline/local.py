@@ -55,7 +55,7 @@ def run_partition(
             ctx = ctx.with_spec(root)
         elif step is steps.SCORE_SHARD:
             for shard in shards:  # one after the other here; the DAG maps them onto workers
-                sharding.score_shard(ctx.with_spec(shard))
+                run.score_shard(ctx.with_spec(shard))
         elif step is steps.FINALIZE:
             summary = run.finalize(ctx)
         else:

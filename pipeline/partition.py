@@ -30,9 +30,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from pipeline import steps
 from pipeline.errors import ConfigError, InputError, PartitionNotFoundError
+
+if TYPE_CHECKING:
+    from pipeline.staging import RunSpec
 
 log = logging.getLogger(__name__)
 
@@ -313,3 +318,14 @@ def _glob_for(path: Path) -> str:
 
 def _kinds(fmt: str) -> str:
     return "*.csv (or .csv.gz, .csv.bz2, .csv.lz4, .csv.zst)" if fmt == "csv" else f"*.{fmt}"
+
+
+def shard_files(files: list[Path], shards: int, shard: int) -> list[Path]:
+    """A shard's share of a partition's files (round robin over the sorted files)."""
+    return files[shard::shards]
+
+
+def files_of_shard(spec: RunSpec) -> list[Path]:
+    """The files of one shard, from the plan (so a retried shard reads the same files)."""
+    planned = spec.read_json(steps.PLAN_STATE, run_level=True)["files"]
+    return shard_files([Path(f) for f in planned], spec.shards, int(spec.shard or 0))

@@ -40,7 +40,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +50,9 @@ from pipeline.anchors import Anchor, Anchors, sha256_bytes
 from pipeline.card import parse
 from pipeline.config import check_identifier
 from pipeline.errors import ConfigError, ModelIntegrityError, ModelNotFoundError
+from pipeline.model import ARTIFACT, GOLDEN, ModelVersion
 
-ARTIFACT = "model.joblib"
 CARD = "card.json"
-GOLDEN = "golden.parquet"
 ARCHIVE = "archive"
 ALIASES = "aliases.json"
 PROMOTE, ROLLBACK, ARCHIVED, RESTORE, DELETE = "promote", "rollback", "archive", "restore", "delete"
@@ -84,31 +83,6 @@ def _write_bytes_atomic(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
     os.replace(tmp, path)
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    """A resolved model version: its folder and its card.
-
-    ``card_sha256`` is the sha256 of the card bytes that were parsed; ``checked_in`` where its anchor
-    was looked up (None: not yet), and ``anchor`` the record found there (None: the model has none).
-    """
-
-    name: str
-    version: int
-    path: Path
-    card: dict[str, Any]
-    card_sha256: str = ""
-    anchor: Anchor | None = None
-    checked_in: str | None = None
-
-    @property
-    def artifact(self) -> Path:
-        return self.path / ARTIFACT
-
-    @property
-    def golden(self) -> Path:
-        return self.path / GOLDEN
 
 
 class Registry:
@@ -290,7 +264,7 @@ class Registry:
         the registry) are the bytes copied and hashed. The first registration of a model into a database
         adopts its versions registered before (``anchor``), so that the model is anchored as a whole.
         """
-        from pipeline.onboard import check_registration
+        from pipeline.modelcheck import check_registration
 
         check_identifier(name, "model name")
         store = self.anchors

@@ -10,14 +10,13 @@ with the steps of ``pipeline.steps``.
 from __future__ import annotations
 
 import datetime as dt
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pipeline.drift as drift
 from pipeline import cascade, lease, ledger, metrics, settings, shadow, sqlsource, steps, store
+from pipeline.bookkeeping import stage
 from pipeline.config import JobConfig, load_job
 from pipeline.connections import Resolver
 from pipeline.context import RunContext, engine_for_job, run_log
@@ -26,25 +25,23 @@ from pipeline.errors import (
     ReconciliationError,
     ScoringError,
     StagingError,
-    failure_text,
 )
 from pipeline.partition import data_files, parse_date, partition_dir
 from pipeline.registry import Registry
 from pipeline.staging import RunSpec
-from pipeline.textsafe import safe_text
 
 StageFn = Callable[[RunContext, dict[str, Any]], dict[str, Any]]
 
 
 def stages() -> dict[str, StageFn]:
     """The function that does each step's work (imported on first use: the DAG file parses without them)."""
-    from pipeline import ingest, persist, preprocess, push, score, sharding, validate
+    from pipeline import ingest, persist, preprocess, push, score_step, sharding, validate
 
     return {
         steps.INGEST.name: ingest.ingest_partition,
         steps.VALIDATE.name: validate.validate_file,
         steps.PREPROCESS.name: preprocess.transform_file,
-        steps.SCORE.name: score.score_file,
+        steps.SCORE.name: score_step.score_step,
         steps.PERSIST.name: persist.persist_file,
         steps.PUSH.name: push.push_file,
         steps.COMBINE.name: sharding.combine,
@@ -167,6 +164,13 @@ def run_step(ctx: RunContext, step: steps.Step) -> dict[str, Any]:
     return counts
 
 
+def score_shard(ctx: RunContext) -> dict[str, Any]:
+    """One shard, start to scores: the steps of ``steps.SCORING`` in the shard's own staging folder."""
+    for step in steps.SCORING:
+        run_step(ctx, step)
+    return ctx.spec.read_json(steps.SHARD_STATE)["counts"]
+
+
 def check_inputs(ctx: RunContext, step: steps.Step) -> None:
     """Every staged dataset the step reads is there; else say which step makes it."""
     for name in step.reads:
@@ -181,56 +185,6 @@ def check_inputs(ctx: RunContext, step: steps.Step) -> None:
             )
 
 
-@contextmanager
-def stage(ctx: RunContext, name: str) -> Iterator[dict[str, Any]]:
-    """Time a stage, store its counts in the ledger; on failure record the error (and counts) and re-raise."""
-    spec, rlog = ctx.spec, ctx.log
-    counts: dict[str, Any] = {}
-    started = time.perf_counter()
-    sharded = spec.shard is not None
-    label = f"{name}[shard {spec.shard}]" if sharded else name
-    if not sharded:  # a superseded attempt stops here (its row says by whom), before any work
-        lease.resume(ctx.engine, spec, spec.holder_kind)
-    rlog.info("%s: started", label)
-    try:
-        with lease.heartbeat(ctx.engine, spec):
-            yield counts
-    except BaseException as exc:
-        counts.update(getattr(exc, "counts", None) or {})
-        message = failure_text(exc)
-        rlog.error("%s failed: %s", label, message)
-        if not isinstance(exc, lease.SupersededError):  # the row is the later attempt's story now
-            record_failure(ctx, label, message, {} if sharded else counts)
-        raise
-    seconds = time.perf_counter() - started
-    if sharded:  # parallel shards never write the same ledger row; combine() adds them up
-        state = spec.read_json(steps.SHARD_STATE, default={"counts": {}, "seconds": {}})
-        state["counts"].update(counts)
-        state["seconds"][name] = round(seconds, 3)
-        spec.write_json(steps.SHARD_STATE, state)
-    else:
-        ledger.update(ctx.engine, spec.job_id, spec.run_id, spec.attempt, stage=name, seconds=seconds, **counts)
-    rlog.info("%s: done in %.2fs %s", label, seconds, counts)
-
-
-def record_failure(ctx: RunContext, label: str, message: str, counts: dict[str, Any]) -> None:
-    """Mark the attempt failed; a database that is down gets a few tries over about half a minute."""
-    spec = ctx.spec
-    for wait in (0, 1, 2, 4, 8, 15):
-        time.sleep(wait)
-        try:
-            ledger.update(ctx.engine, spec.job_id, spec.run_id, spec.attempt, status="failed", failed_stage=label,
-                          error=message[:4000], finished_at=ledger.now(), **counts)
-            with suppress(Exception):  # the metrics of a failure never hide it
-                metrics.emit_run(ledger.get(ctx.engine, spec.job_id, spec.run_id, spec.attempt))
-            return
-        except Exception as ledger_exc:  # noqa: BLE001 - the original error matters more
-            last = safe_text(str(ledger_exc).splitlines()[0] if str(ledger_exc) else type(ledger_exc).__name__)
-    ctx.log.error("could not record the failure in the ledger (%s): the attempt stays 'running' until the next "
-                  "attempt of the partition finds it unseen for SCORING_LEASE_SECONDS and marks it abandoned", last)
-
-
-# -- closing a run ---------------------------------------------------------------------
 def finalize(ctx: RunContext, keep_staging: bool = False) -> dict[str, Any]:
     """Check the reconciliation, record drift and the flagged breaches, mark the attempt successful, clean up."""
     spec, eng = ctx.spec, ctx.engine

@@ -3,71 +3,27 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from pipeline import ledger, preprocess, settings, steps
+from pipeline import ledger, preprocess, steps
 from pipeline.context import Progress, counted
 from pipeline.errors import ModelIntegrityError
-from pipeline.registry import ModelVersion, Registry
+from pipeline.scorer import Scorer
+from pipeline.settings import thread_count
 from pipeline.staging import StagedWriter, read_batches, staged_rows, staged_schema
 
 if TYPE_CHECKING:
     from pipeline.context import RunContext
+    from pipeline.registry import ModelVersion, Registry
 
 log = logging.getLogger(__name__)
 GOLDEN_TOLERANCE = 1e-9
-
-
-@dataclass
-class Scorer:
-    """A loaded model with the transformation it was trained with."""
-
-    version: ModelVersion
-    estimator: Any
-    transform: preprocess.Transform
-
-    @property
-    def inputs(self) -> list[str]:
-        return [c["name"] for c in self.version.card["inputs"]]
-
-    def features(self, raw: pd.DataFrame) -> pd.DataFrame:
-        """Apply the model's registered preprocessing to contract columns."""
-        return self.transform(raw[self.inputs])
-
-    def predict(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Predicted class and score (probability of the positive class)."""
-        if hasattr(self.estimator, "predict_proba"):
-            best, classes, score = self._probabilities(features)
-            return classes[best], score
-        prediction = self.estimator.predict(features)
-        return prediction, prediction.astype("float64")
-
-    def predict_arrow(self, features: pd.DataFrame) -> tuple[pa.Array, pa.Array]:
-        """``predict`` as Arrow arrays, the class as text (numpy's ``astype(str)`` of it, as ``predict``'s
-        callers store it): a classifier's labels are made text once, not once a row."""
-        if hasattr(self.estimator, "predict_proba"):
-            best, classes, score = self._probabilities(features)
-            labels = pa.array(classes.astype(str), pa.string())
-            prediction = pa.DictionaryArray.from_arrays(pa.array(best, pa.int32()), labels).cast(pa.string())
-            return prediction, pa.array(score, pa.float64())
-        prediction, score = self.predict(features)
-        return pa.array(prediction.astype(str), pa.string()), pa.array(score, pa.float64())
-
-    def _probabilities(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """A classifier's most probable class (its position in ``classes``), its classes and the score."""
-        proba = self.estimator.predict_proba(features)
-        classes = list(self.estimator.classes_)
-        positive = self.version.card.get("positive_class", classes[-1])
-        score = proba[:, classes.index(positive)] if len(classes) == 2 else proba.max(axis=1)
-        return proba.argmax(axis=1), np.asarray(classes), score
 
 
 def load_scorer(registry: Registry, name: str, version: int) -> Scorer:
@@ -101,16 +57,6 @@ def verify_golden(scorer: Scorer) -> None:
 
 
 # -- threads -----------------------------------------------------------------------------
-def thread_count(configured: int | None = None) -> int:
-    """Threads to predict with: the job's ``model.threads``, else ``SCORING_THREADS``, else this process's
-    cores divided among the task processes sharing the machine (``settings.worker_processes``)."""
-    chosen = configured or settings.threads()
-    if chosen:
-        return chosen
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // settings.worker_processes())
-
-
 @contextmanager
 def limited_threads(configured: int | None = None) -> Iterator[int]:
     """The OpenMP and BLAS thread pools (scikit-learn's predict, numpy) limited to ``thread_count``.
@@ -141,7 +87,7 @@ def _score_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[s
     """
     from pipeline import drift
 
-    scorer = scorer_for(Registry(), ctx.pinned())
+    scorer = scorer_for(ctx.registry(), ctx.pinned())
     source = ctx.path(steps.FEATURES)
     key = ctx.job.entity_key
     schema = scored_schema(key, staged_schema(source).field(key).type)
@@ -152,16 +98,8 @@ def _score_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[s
             progress.add(batch.num_rows)
     ctx.spec.write_json(steps.SCORE_STATE, {"scored_at": ledger.now().isoformat()})
     counts = counted(counts, rows_scored=writer.rows)
-    if ctx.spec.challengers:  # the same valid rows in the challengers' shadow (failures recorded, never raised)
-        from pipeline import shadow
-
-        shadow.score_challengers(ctx)
     if ctx.spec.shard is None:
         drift.check(ctx, writer.rows, counts)  # adds counts["warnings"] if the card has no drift statistics
-    if ctx.spec.cascade and ctx.spec.route is None:  # the router has scored: its routes' models now
-        from pipeline import cascade
-
-        cascade.route(ctx, counts)
     return counts
 
 

@@ -171,3 +171,13 @@ def sql_dir() -> Path:
 def safe_name(text: str) -> str:
     """A run id made safe as one path component (staging folders, report files)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:200]
+
+
+def thread_count(configured: int | None = None) -> int:
+    """Threads to predict with: the job's ``model.threads``, else ``SCORING_THREADS``, else this process's
+    cores divided among the task processes sharing the machine (``settings.worker_processes``)."""
+    chosen = configured or threads()
+    if chosen:
+        return chosen
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // worker_processes())

@@ -1,7 +1,7 @@
 """Sharded runs: one partition split by file (a sql source: by key range), scored in parallel, published once.
 
 ``plan`` splits the partition's files into shards and finds duplicate keys across all of
-them (reading only the key columns); ``score_shard`` runs the scoring steps of
+them (reading only the key columns); ``run.score_shard`` runs the scoring steps of
 ``pipeline.steps.SCORING`` on one shard in its own staging folder (an Airflow mapped task
 each, so a failed shard is retried alone); ``combine`` adds up the shards' counts and
 applies the partition-wide policies (empty partition, quarantine threshold, drift). The
@@ -12,27 +12,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import ledger, steps
+from pipeline.bookkeeping import stage
 from pipeline.context import counted
 from pipeline.partition import parse_date, partition_files
 from pipeline.staging import RunSpec
 
 if TYPE_CHECKING:
     from pipeline.context import RunContext
-
-
-def shard_files(files: list[Path], shards: int, shard: int) -> list[Path]:
-    """A shard's share of a partition's files (round robin over the sorted files)."""
-    return files[shard::shards]
-
-
-def files_of_shard(spec: RunSpec) -> list[Path]:
-    """The files of one shard, from the plan (so a retried shard reads the same files)."""
-    planned = spec.read_json(steps.PLAN_STATE, run_level=True)["files"]
-    return shard_files([Path(f) for f in planned], spec.shards, int(spec.shard or 0))
 
 
 def plan(ctx: RunContext) -> tuple[RunSpec, list[RunSpec]]:
@@ -44,9 +33,7 @@ def plan(ctx: RunContext) -> tuple[RunSpec, list[RunSpec]]:
     shard's validation sees duplicates that span shards. A stage of the run like the others: timed in
     the ledger, and a failure (a source that cannot be read) marks the attempt failed.
     """
-    from pipeline import run
-
-    with run.stage(ctx, steps.PLAN.name):
+    with stage(ctx, steps.PLAN.name):
         if ctx.job.source.kind == "sql":
             from pipeline import sqlsource
 
@@ -72,15 +59,6 @@ def _plan_files(ctx: RunContext) -> tuple[RunSpec, list[RunSpec]]:
     ctx.log.info("planned %d shard(s) over %d file(s); %d duplicate key(s) across the partition", shards,
                  len(files), len(duplicates))
     return root, [root.for_shard(i) for i in range(shards)]
-
-
-def score_shard(ctx: RunContext) -> dict[str, Any]:
-    """One shard, start to scores: the steps of ``steps.SCORING`` in the shard's own staging folder."""
-    from pipeline import run
-
-    for step in steps.SCORING:
-        run.run_step(ctx, step)
-    return ctx.spec.read_json(steps.SHARD_STATE)["counts"]
 
 
 def combine(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str, Any]:

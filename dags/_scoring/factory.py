@@ -141,9 +141,9 @@ def do_plan(job: JobConfig, url: str, _: Any, context: Any) -> list[dict[str, An
 
 def do_score_shard(job: JobConfig, url: str, shard: dict[str, Any], _: Any) -> dict[str, Any]:
     """One shard: the scoring steps. A failed shard is retried alone."""
-    from pipeline import sharding
+    from pipeline import run
 
-    return sharding.score_shard(_context(job, url, shard))
+    return run.score_shard(_context(job, url, shard))
 
 
 def do_combine(job: JobConfig, url: str, shards: list[dict[str, Any]], _: Any) -> dict[str, Any]:

@@ -79,14 +79,14 @@ def test_a_failed_shard_is_retried_alone(home: Path) -> None:
     good = files[1].read_bytes()
     files[1].write_bytes(good[: len(good) // 2])  # shard 1 meets a broken file
     for shard in (shards[0], shards[2]):
-        sharding.score_shard(run.context(sharded, shard))
+        run.score_shard(run.context(sharded, shard))
     with pytest.raises(InputError, match="cannot read file"):
-        sharding.score_shard(run.context(sharded, shards[1]))
+        run.score_shard(run.context(sharded, shards[1]))
     row = ledger.get(_engine(), "churn_sharded", "retry")
     assert row["status"] == "failed" and row["failed_stage"] == "ingest[shard 1]"
     done = {i: shards[i].path("scored").stat().st_mtime_ns for i in (0, 2)}
     files[1].write_bytes(good)  # fixed upstream: Airflow retries the failed mapped task only
-    sharding.score_shard(run.context(sharded, shards[1]))
+    run.score_shard(run.context(sharded, shards[1]))
     assert {i: shards[i].path("scored").stat().st_mtime_ns for i in (0, 2)} == done, "shards 0 and 2 not redone"
     ctx = run.context(sharded, root)
     run.run_step(ctx, steps.COMBINE)

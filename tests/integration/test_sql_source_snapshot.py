@@ -150,9 +150,9 @@ def test_shards_read_the_plans_copy_never_the_source(any_db: str, home: Path) ->
     assert plan["source"]["rows"] == 1000 and plan["duplicate_keys"] == []
     with store.engine_for(any_db).begin() as conn:
         conn.execute(sa.text("DROP TABLE feature_rows"))
-    counts = [sharding.score_shard(run.context(job, shard)) for shard in shards]
+    counts = [run.score_shard(run.context(job, shard)) for shard in shards]
     assert [c["rows_in"] for c in counts] == [333, 333, 334]
-    again = sharding.score_shard(run.context(job, shards[1]))  # a retried shard: the same rows
+    again = run.score_shard(run.context(job, shards[1]))  # a retried shard: the same rows
     assert again["rows_in"] == 333
     ctx = run.context(job, root)
     run.run_step(ctx, steps.COMBINE)

@@ -106,3 +106,36 @@ def test_the_core_imports_and_works_without_the_demo_folder(tmp_path: Path) -> N
     assert out.returncode == 0, out.stderr[-3000:]
     assert "core ok without demo" in out.stdout
     assert "failed to load" in out.stderr  # the demo's entry point is named but gone: a warning, not a crash
+
+
+def _runtime_imports(path: Path) -> set[str]:
+    """The pipeline modules a file imports when it runs, inside functions too (not under TYPE_CHECKING)."""
+    tree = ast.parse(path.read_text())
+    typing_only = {id(sub) for node in ast.walk(tree)
+                   if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+                   for stmt in node.body for sub in ast.walk(stmt)}
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.update([node.module, *(f"{node.module}.{alias.name}" for alias in node.names)])
+    return found
+
+
+def test_the_package_has_no_import_cycle_counting_imports_inside_functions() -> None:
+    import graphlib
+
+    def name(path: Path) -> str:
+        rel = path.relative_to(ROOT).with_suffix("")
+        return ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+
+    modules = {name(p): p for p in (ROOT / "pipeline").rglob("*.py")}
+    graph = {m: {t for t in _runtime_imports(p) if t in modules and t != m and not m.startswith(t + ".")}
+             for m, p in modules.items()}
+    try:
+        tuple(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as exc:
+        pytest.fail(f"import cycle: {' -> '.join(exc.args[1])}")

@@ -351,7 +351,7 @@ def test_a_hand_written_claim_of_handling_unknowns_is_checked(tmp_path: Path) ->
     import joblib
 
     from pipeline.errors import ModelIntegrityError
-    from pipeline.onboard import check_registration
+    from pipeline.modelcheck import check_registration
 
     frame = _frame()
     contract = [{"name": "MonthlyCharges", "type": "float"},
