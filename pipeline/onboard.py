@@ -42,8 +42,6 @@ GOLDEN_ROWS = 200
 OVERRIDE_KEYS = {"description", "positive_class", "inputs"}
 INPUT_OVERRIDES = {"type", "nullable", "min", "max", "observed_min", "observed_max", "categories", "handles_unknown",
                    "blank_is_missing", "missing_values"}
-# the texts pandas' read_csv reads as missing by default (its na_values), which a notebook's frame went through
-DEFAULT_MISSING_VALUES = DEFAULT_NULL_VALUES
 
 
 def register_model(registry: Registry, name: str, estimator: Any, frame: pd.DataFrame, *,
@@ -151,9 +149,9 @@ def infer_column(values: pd.Series, name: str) -> dict[str, Any]:
     else:
         entry.update(type="category", categories=sorted(values.dropna().astype(str).unique().tolist()))
     if entry["type"] == "category":
-        markers = sorted(set(entry["categories"]) & set(DEFAULT_MISSING_VALUES))
+        markers = sorted(set(entry["categories"]) & set(DEFAULT_NULL_VALUES))
         if markers:  # e.g. the category "None": read as that text, not as missing
-            entry["missing_values"] = [m for m in DEFAULT_MISSING_VALUES if m not in markers]
+            entry["missing_values"] = [m for m in DEFAULT_NULL_VALUES if m not in markers]
     return entry
 
 

@@ -27,6 +27,21 @@ from tests.conftest import DAY, ROOT, write_job, write_partition
 OLD = DAY - dt.timedelta(days=3)  # the killed attempt's day: never run again
 
 
+def _quiet_attempt(home: Path, monkeypatch: pytest.MonkeyPatch, quiet_s: float, run_id: str = "quiet",
+                   reap_after_s: float = 60, days: tuple[dt.date, ...] = (DAY, OLD)) -> tuple:
+    """The job with 300-row partitions of ``days`` and a running attempt of OLD last seen ``quiet_s`` ago (lease
+    60 s, other days reaped after ``reap_after_s``): the job, its engine and the attempt's spec."""
+    monkeypatch.setenv("SCORING_LEASE_SECONDS", "60")
+    monkeypatch.setenv("SCORING_REAP_AFTER_SECONDS", str(reap_after_s))
+    for day in days:
+        write_partition(home, day=day, n=300)
+    job = load_job(write_job(home))
+    engine = run.engine(job)
+    spec = run.start(job, run_id=run_id, partition_date=OLD)
+    ledger.update(engine, "churn_test", run_id, 1, heartbeat_at=ledger.now() - dt.timedelta(seconds=quiet_s))
+    return job, engine, spec
+
+
 def _loads(engine: sa.Engine, run_id: str) -> list[str]:
     """The load tables (any schema) a persist of ``run_id`` left: found by their mark, not their name."""
     with engine.connect() as conn:
@@ -114,14 +129,7 @@ def test_an_attempt_unseen_past_the_lease_on_another_day_is_reaped_and_a_fresh_o
 
 
 def test_a_dry_run_reaps_nothing(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SCORING_LEASE_SECONDS", "60")
-    monkeypatch.setenv("SCORING_REAP_AFTER_SECONDS", "60")
-    write_partition(home, day=DAY, n=300)
-    write_partition(home, day=OLD, n=300)
-    job = load_job(write_job(home))
-    engine = run.engine(job)
-    run.start(job, run_id="quiet", partition_date=OLD)
-    ledger.update(engine, "churn_test", "quiet", 1, heartbeat_at=ledger.now() - dt.timedelta(seconds=90))
+    job, engine, _ = _quiet_attempt(home, monkeypatch, 90)
     local.run_partition(job, DAY, run_id="dry", dry_run=True)
     assert ledger.get(engine, "churn_test", "quiet")["status"] == "running", "a dry run writes nothing, reaps nothing"
 
@@ -162,15 +170,9 @@ def test_scoring_runs_reap_prints_what_it_reaped_and_is_safe_to_repeat(
 
 def test_the_sweep_over_the_jobs_folder_reports_a_broken_job_and_goes_on(
         home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SCORING_LEASE_SECONDS", "60")
-    monkeypatch.setenv("SCORING_REAP_AFTER_SECONDS", "60")
-    write_partition(home, day=OLD, n=300)
-    job = load_job(write_job(home))
+    _, engine, _ = _quiet_attempt(home, monkeypatch, 600, days=(OLD,))
     write_job(home, job_id="never_ran")  # a job with no attempt yet: nothing to reap
     (home / "jobs" / "broken.yaml").write_text("job_id: broken\nschedule: [\n")
-    engine = run.engine(job)
-    run.start(job, run_id="quiet", partition_date=OLD)
-    ledger.update(engine, "churn_test", "quiet", 1, heartbeat_at=ledger.now() - dt.timedelta(seconds=600))
 
     sweep = lease.reap_jobs(by="the scoring_maintenance DAG")
     by_job = {r.job_id: r for r in sweep.reaped}
@@ -211,14 +213,7 @@ def test_an_attempt_reaped_while_it_waited_between_tasks_stops_at_its_next_step(
     from pipeline import steps
     from pipeline.livecopy import SupersededError
 
-    monkeypatch.setenv("SCORING_LEASE_SECONDS", "60")
-    monkeypatch.setenv("SCORING_REAP_AFTER_SECONDS", "60")
-    write_partition(home, day=DAY, n=300)
-    write_partition(home, day=OLD, n=300)
-    job = load_job(write_job(home))
-    engine = run.engine(job)
-    waiting = run.start(job, run_id="waiting", partition_date=OLD)
-    ledger.update(engine, "churn_test", "waiting", 1, heartbeat_at=ledger.now() - dt.timedelta(seconds=300))
+    job, engine, waiting = _quiet_attempt(home, monkeypatch, 300, run_id="waiting")
     local.run_partition(job, DAY, run_id="today")
     with pytest.raises(SupersededError, match="was superseded \\(abandoned: it was not seen for 3"):
         run.run_step(run.context(job, waiting), steps.INGEST)
@@ -230,14 +225,7 @@ def test_an_attempt_quiet_between_tasks_past_the_lease_is_left_alone_by_other_da
     """A run queued behind a busy backfill is quiet between two tasks: past the lease but within
     SCORING_REAP_AFTER_SECONDS, another day's start leaves it running (only its own day's next attempt
     may take it over after the lease)."""
-    monkeypatch.setenv("SCORING_LEASE_SECONDS", "60")
-    monkeypatch.setenv("SCORING_REAP_AFTER_SECONDS", "3600")
-    write_partition(home, day=DAY, n=300)
-    write_partition(home, day=OLD, n=300)
-    job = load_job(write_job(home))
-    engine = run.engine(job)
-    queued = run.start(job, run_id="queued", partition_date=OLD)
-    ledger.update(engine, "churn_test", "queued", 1, heartbeat_at=ledger.now() - dt.timedelta(seconds=900))
+    job, engine, queued = _quiet_attempt(home, monkeypatch, 900, run_id="queued", reap_after_s=3600)
     assert local.run_partition(job, DAY, run_id="today")["status"] == "success"
     assert ledger.get(engine, "churn_test", "queued")["status"] == "running"
     assert Path(queued.staging_dir).is_dir()

@@ -14,10 +14,16 @@ MAX_FUNCTION_LINES = 60
 PARSERS = {"build_parser"}  # argument parsers are long lists of options, not logic
 
 
-def _imports(path: Path) -> set[str]:
-    """Every module a file imports (at any depth of the file, top level or inside functions)."""
+def _imports(path: Path, runtime: bool = False) -> set[str]:
+    """Every module a file imports (at any depth of the file, top level or inside functions); ``runtime``:
+    not those under ``if TYPE_CHECKING:``, which never run."""
+    tree = ast.parse(path.read_text())
+    typing_only = {id(sub) for node in ast.walk(tree) if runtime and isinstance(node, ast.If)
+                   and "TYPE_CHECKING" in ast.unparse(node.test) for stmt in node.body for sub in ast.walk(stmt)}
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
@@ -108,23 +114,6 @@ def test_the_core_imports_and_works_without_the_demo_folder(tmp_path: Path) -> N
     assert "failed to load" in out.stderr  # the demo's entry point is named but gone: a warning, not a crash
 
 
-def _runtime_imports(path: Path) -> set[str]:
-    """The pipeline modules a file imports when it runs, inside functions too (not under TYPE_CHECKING)."""
-    tree = ast.parse(path.read_text())
-    typing_only = {id(sub) for node in ast.walk(tree)
-                   if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-                   for stmt in node.body for sub in ast.walk(stmt)}
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if id(node) in typing_only:
-            continue
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found.update([node.module, *(f"{node.module}.{alias.name}" for alias in node.names)])
-    return found
-
-
 def test_the_package_has_no_import_cycle_counting_imports_inside_functions() -> None:
     import graphlib
 
@@ -133,7 +122,7 @@ def test_the_package_has_no_import_cycle_counting_imports_inside_functions() -> 
         return ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
 
     modules = {name(p): p for p in (ROOT / "pipeline").rglob("*.py")}
-    graph = {m: {t for t in _runtime_imports(p) if t in modules and t != m and not m.startswith(t + ".")}
+    graph = {m: {t for t in _imports(p, runtime=True) if t in modules and t != m and not m.startswith(t + ".")}
              for m, p in modules.items()}
     try:
         tuple(graphlib.TopologicalSorter(graph).static_order())
