@@ -51,6 +51,13 @@ from pipeline import steps
 from pipeline.config import RESERVED_INPUT_NAMES, check_column_name
 from pipeline.context import counted
 from pipeline.errors import ConfigError, InputError
+from pipeline.kernels.columns import (
+    ARROW_TYPES,
+    BADTEXT_PREFIX,
+    BLANK_PREFIX,
+    RAW_PREFIX,
+    numeric_columns,
+)
 from pipeline.keys import KEY_TYPES, entity_key_type
 from pipeline.keys import duplicates as _duplicates
 from pipeline.partition import (
@@ -68,16 +75,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ARROW_TYPES = {"float": pa.float64(), "int": pa.float64(), "category": pa.string(), "bool": pa.bool_()}
-RAW_PREFIX = "__raw__"
-# blank_is_missing columns: the original text of a blank value (it is null in its column and
-# no __raw__ text is kept, so the row is scored); the quarantine puts it back if the row is
-# rejected for another reason or because the contract says the column is not nullable
-BLANK_PREFIX = "__blank__"
-# a text column's value whose bytes are not valid UTF-8: the column holds the text with the bad
-# bytes replaced (U+FFFD) and this binary column the original bytes (null elsewhere); validation
-# quarantines the row (invalid_utf8:<column>) and original_values puts the bytes back
-BADTEXT_PREFIX = "__badtext__"
 # CSV: the texts that mean a missing value by default: pandas' read_csv default na_values
 # (pandas._libs.parsers.STR_NA_VALUES; tests/unit/test_ingest_text.py keeps them equal), so that
 # the notebook that trained a model and the nightly run read a file the same way. The columns
@@ -104,10 +101,6 @@ def csv_convert(inputs: list[dict[str, Any]] | None = None,
 
 
 NUMBER_RE = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
-
-
-def numeric_columns(inputs: list[dict[str, Any]]) -> list[str]:
-    return [c["name"] for c in inputs if ARROW_TYPES[c["type"]] == pa.float64()]
 
 
 def contract_schema(inputs: list[dict[str, Any]], key: str, key_type: pa.DataType,

@@ -17,17 +17,17 @@ from pipeline import steps
 from pipeline.config import parse_job
 from pipeline.context import RunContext
 from pipeline.ingest import contract_schema
-from pipeline.registry import ModelVersion
-from pipeline.staging import RunSpec, StagedWriter, read_batches
-from pipeline.validate import (
-    BADTEXT_PREFIX,
+from pipeline.kernels.columns import BADTEXT_PREFIX
+from pipeline.kernels.validate import (
     RowValidator,
     candidates,
     contract_expectations,
     text_expectations,
     training_range,
-    validate_file,
 )
+from pipeline.registry import ModelVersion
+from pipeline.staging import RunSpec, StagedWriter, read_batches
+from pipeline.validate import validate_file
 
 DAY = "2026-11-20"
 # as registration now infers them from a telecom churn frame: observed, not declared

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.validate import RowValidator, _frame, candidates, expectation, unique_reasons
+from pipeline.kernels.validate import RowValidator, _frame, candidates, expectation, unique_reasons
 
 CHECKS = unique_reasons([
     expectation("expect_column_values_to_not_be_null", "", column="f"),

@@ -14,9 +14,10 @@ from pipeline.config import parse_job
 from pipeline.context import RunContext
 from pipeline.errors import ValidationFailedError
 from pipeline.ingest import contract_schema, original_values
+from pipeline.kernels.validate import contract_expectations
 from pipeline.registry import ModelVersion
 from pipeline.staging import RunSpec, StagedWriter, read_batches, staged_schema
-from pipeline.validate import contract_expectations, validate_file
+from pipeline.validate import validate_file
 
 DAY = "2026-11-20"
 INPUTS = [{"name": "age", "type": "float", "nullable": False, "min": 0, "max": 120},
