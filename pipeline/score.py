@@ -1,4 +1,5 @@
-"""Score: load a verified model version and predict batch by batch, keeping the entity key."""
+"""Score: load a verified model version and predict batch by batch (``pipeline.kernels.predict``), keeping the
+entity key."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
-from pipeline import ledger, preprocess, steps
+from pipeline import ledger, steps
 from pipeline.context import Progress, counted
 from pipeline.errors import ModelIntegrityError
-from pipeline.scorer import Scorer
+from pipeline.kernels.predict import Scorer, score_batch, scored_schema
+from pipeline.kernels.transforms import for_card
+from pipeline.resolve import Models
 from pipeline.settings import thread_count
 from pipeline.staging import StagedWriter, read_batches, staged_rows, staged_schema
 
@@ -23,17 +25,18 @@ if TYPE_CHECKING:
     from pipeline.registry import ModelVersion, Registry
 
 log = logging.getLogger(__name__)
+__all__ = ["Scorer", "score_batch", "scored_schema"]  # the kernel's, for the stages that stage scores
 GOLDEN_TOLERANCE = 1e-9
 
 
 def load_scorer(registry: Registry, name: str, version: int) -> Scorer:
-    """Resolve, verify (sha256, golden rows) and load a model version."""
-    return scorer_for(registry, registry.resolve(name, version))
+    """Resolve (``pipeline.resolve.Models``), verify (sha256, golden rows) and load a model version."""
+    return scorer_for(registry, Models(registry=registry).resolve(name, version))
 
 
 def scorer_for(registry: Registry, mv: ModelVersion) -> Scorer:
     """Verify (sha256 before unpickling, golden rows after) and load a resolved model version."""
-    scorer = Scorer(mv, registry.load(mv), preprocess.for_card(mv.card))
+    scorer = Scorer(mv, registry.load(mv), for_card(mv.card))
     verify_golden(scorer)
     return scorer
 
@@ -101,16 +104,3 @@ def _score_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[s
     if ctx.spec.shard is None:
         drift.check(ctx, writer.rows, counts)  # adds counts["warnings"] if the card has no drift statistics
     return counts
-
-
-def scored_schema(key: str, key_type: pa.DataType) -> pa.Schema:
-    """The rows the score stage stages: entity key, prediction, score and flags."""
-    return pa.schema([(key, key_type), ("prediction", pa.string()), ("score", pa.float64()),
-                      ("flags", pa.string())])
-
-
-def score_batch(scorer: Scorer, batch: pa.RecordBatch, key: str, schema: pa.Schema) -> pa.Table:
-    """One batch of features scored, keeping its entity keys and flags."""
-    prediction, score = scorer.predict_arrow(batch.drop_columns([key, steps.FLAGS]).to_pandas())
-    return pa.table({key: batch.column(key), "prediction": prediction, "score": score,
-                     "flags": batch.column(steps.FLAGS).cast(pa.string())}, schema=schema)

@@ -1,60 +1,8 @@
-"""A loaded model version that scores: its estimator with the preprocessing it was trained with. Below
-the score stage and the registration checks, which both build one."""
+"""A loaded model version that scores (``pipeline.kernels.predict.Scorer``), under the name the registration
+checks and the score stage import it by."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pipeline.kernels.predict import Scorer
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-
-from pipeline import preprocess
-
-if TYPE_CHECKING:
-    from pipeline.model import ModelVersion
-
-
-@dataclass
-class Scorer:
-    """A loaded model with the transformation it was trained with."""
-
-    version: ModelVersion
-    estimator: Any
-    transform: preprocess.Transform
-
-    @property
-    def inputs(self) -> list[str]:
-        return [c["name"] for c in self.version.card["inputs"]]
-
-    def features(self, raw: pd.DataFrame) -> pd.DataFrame:
-        """Apply the model's registered preprocessing to contract columns."""
-        return self.transform(raw[self.inputs])
-
-    def predict(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Predicted class and score (probability of the positive class)."""
-        if hasattr(self.estimator, "predict_proba"):
-            best, classes, score = self._probabilities(features)
-            return classes[best], score
-        prediction = self.estimator.predict(features)
-        return prediction, prediction.astype("float64")
-
-    def predict_arrow(self, features: pd.DataFrame) -> tuple[pa.Array, pa.Array]:
-        """``predict`` as Arrow arrays, the class as text (numpy's ``astype(str)`` of it, as ``predict``'s
-        callers store it): a classifier's labels are made text once, not once a row."""
-        if hasattr(self.estimator, "predict_proba"):
-            best, classes, score = self._probabilities(features)
-            labels = pa.array(classes.astype(str), pa.string())
-            prediction = pa.DictionaryArray.from_arrays(pa.array(best, pa.int32()), labels).cast(pa.string())
-            return prediction, pa.array(score, pa.float64())
-        prediction, score = self.predict(features)
-        return pa.array(prediction.astype(str), pa.string()), pa.array(score, pa.float64())
-
-    def _probabilities(self, features: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """A classifier's most probable class (its position in ``classes``), its classes and the score."""
-        proba = self.estimator.predict_proba(features)
-        classes = list(self.estimator.classes_)
-        positive = self.version.card.get("positive_class", classes[-1])
-        score = proba[:, classes.index(positive)] if len(classes) == 2 else proba.max(axis=1)
-        return proba.argmax(axis=1), np.asarray(classes), score
+__all__ = ["Scorer"]
