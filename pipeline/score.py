@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from pipeline import ledger, steps
+from pipeline import drift, ledger, steps
 from pipeline.context import Progress, counted
 from pipeline.errors import ModelIntegrityError
 from pipeline.kernels.predict import Scorer, score_batch, scored_schema
@@ -31,7 +31,9 @@ GOLDEN_TOLERANCE = 1e-9
 
 def load_scorer(registry: Registry, name: str, version: int) -> Scorer:
     """Resolve (``pipeline.resolve.Models``), verify (sha256, golden rows) and load a model version."""
-    return scorer_for(registry, Models(registry=registry).resolve(name, version))
+    models = Models(registry=registry)
+    mv = models.resolve(name, version)
+    return scorer_for(registry, mv)
 
 
 def scorer_for(registry: Registry, mv: ModelVersion) -> Scorer:
@@ -88,8 +90,6 @@ def _score_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[s
     Then the drift check over the partition (``drift.check``), unless the run is sharded: a
     sharded run checks drift over every shard in ``combine``.
     """
-    from pipeline import drift
-
     scorer = scorer_for(ctx.registry(), ctx.pinned())
     source = ctx.path(steps.FEATURES)
     key = ctx.job.entity_key
@@ -101,6 +101,6 @@ def _score_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[s
             progress.add(batch.num_rows)
     ctx.spec.write_json(steps.SCORE_STATE, {"scored_at": ledger.now().isoformat()})
     counts = counted(counts, rows_scored=writer.rows)
-    if ctx.spec.shard is None:
+    if ctx.spec.checks_drift:
         drift.check(ctx, writer.rows, counts)  # adds counts["warnings"] if the card has no drift statistics
     return counts

@@ -25,6 +25,7 @@ from pipeline.kernels.validate import (
     suite,
     valid_schema,
 )
+from pipeline.report import validation_html
 from pipeline.settings import safe_name
 from pipeline.staging import RunSpec, StagedWriter, read_batches, staged_rows, staged_schema
 
@@ -49,7 +50,7 @@ def suite_for(ctx: RunContext, schema: pa.Schema, duplicate_keys: list[Any]) -> 
 def duplicate_keys_of(ctx: RunContext) -> list[Any]:
     """Keys seen more than once in the partition: from the shard plan, else from ingest."""
     spec = ctx.spec
-    if spec.shard is not None:
+    if spec.reads_plan:
         return list(spec.read_json(steps.PLAN_STATE, run_level=True)["duplicate_keys"])
     return list(spec.read_json(steps.INGEST_STATE)["duplicate_keys"])
 
@@ -75,7 +76,7 @@ def validate_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict
     report_path = write_report(ctx, summary, rows_in=total, rows_valid=good.rows, rows_quarantined=bad.rows,
                                rows_flagged=flagged)
     # a sharded run applies the threshold to the whole partition in combine, a cascade after its routes
-    if ctx.spec.shard is None and ctx.spec.route is None:
+    if ctx.spec.sees_partition:
         check_threshold(ctx, total, bad.rows, summary["unexpected_counts"], report_path, counts)
     return counts
 
@@ -87,12 +88,9 @@ def _progressed(batches: Iterable[pa.RecordBatch], progress: Progress) -> Iterat
         progress.add(batch.num_rows)
 
 
-def report_stem(spec: RunSpec, shard: int | None = None) -> Path:
-    """Where a run's (or a shard's) report goes, without the suffix."""
-    name = safe_name(spec.run_id) + ("" if shard is None else f".shard-{shard:03d}")
-    if spec.route is not None:  # a cascade's stage 2: one report per route beside the run's
-        name += f".route-{safe_name(spec.route)}"
-    return settings.reports_dir() / spec.job_id / spec.partition_date / name
+def report_stem(spec: RunSpec) -> Path:
+    """Where a task's report goes, without the suffix: the run's, a shard's or a cascade route's."""
+    return settings.reports_dir() / spec.job_id / spec.partition_date / (safe_name(spec.run_id) + spec.report_suffix)
 
 
 def write_report(ctx: RunContext, summary: dict[str, Any], **counts: int) -> Path:
@@ -105,15 +103,13 @@ def write_report(ctx: RunContext, summary: dict[str, Any], **counts: int) -> Pat
                                  "min_rows": ctx.job.drift.min_rows},
               "model": f"{spec.model_name} v{spec.model_version}",
               "quarantine_sample": sample(ctx.path(steps.QUARANTINE), 20)}
-    html = _save_report(report_stem(spec, spec.shard), report)
+    html = _save_report(report_stem(spec), report)
     ctx.log.info("validation report: %s (JSON beside it)", html)
     return html
 
 
 def _save_report(stem: Path, report: dict[str, Any]) -> Path:
     """A report as ``<stem>.json`` and ``<stem>.html``; returns the HTML's path."""
-    from pipeline.report import validation_html
-
     stem.parent.mkdir(parents=True, exist_ok=True)
     # JSON escapes a NUL or a byte that was not UTF-8 (\u0000, \udcff); the page shows them escaped
     stem.with_name(stem.name + ".json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
@@ -191,8 +187,8 @@ def merge_shard_reports(ctx: RunContext) -> Path:
 def _merged_shards(spec: RunSpec) -> dict[str, Any]:
     """One partition report from its shards' reports: counts and failures added up, samples joined."""
     parts = []
-    for i in range(spec.shards):
-        stem = report_stem(spec, i)
+    for one in spec.shard_specs():
+        stem = report_stem(one)
         parts.append(json.loads(stem.with_name(stem.name + ".json").read_text()))
     merged = {**parts[0], "run_id": spec.run_id}
     for key in ("rows_in", "rows_valid", "rows_quarantined", "rows_flagged", "rows_evaluated"):

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pytest
 
 from pipeline import drift, stats
+from pipeline.kernels import drift as drift_kernel
 
 # 25 neighbourhoods with a long tail of shares, like the house-price data's
 WEIGHTS = np.array([225, 150, 113, 100, 86, 79, 77, 74, 73, 71, 59, 58, 51, 50, 49, 41, 38, 37, 28, 25, 17, 16, 11,
@@ -30,7 +31,7 @@ def _card(rng: np.random.Generator) -> dict:
 
 def _day(card: dict, values: np.ndarray) -> dict:
     """One partition's result for the neighbourhood, judged as the pipeline judges it (PSI 0.2, alpha 0.01)."""
-    tracker = drift._trackers(card)[0]["neighbourhood"][1]
+    tracker = drift_kernel._trackers(card)[0]["neighbourhood"][1]
     tracker.add(pa.array(values))
     value, n = tracker.value()
     result = {"feature": "neighbourhood", "kind": "categorical", "value": value, "row_count": n,

@@ -336,7 +336,7 @@ def test_shard_reports_merge_with_checks_only_some_shards_have(tmp_path: Path, r
               "unexpected_counts": {"out_of_training_range:x": 2, "invalid_utf8:s": 1}, "rows_in": 5,
               "rows_flagged": 2, "rows_quarantined": 1}]
     for i, part in enumerate(parts):
-        stem = report_stem(spec, i)
+        stem = report_stem(spec.for_shard(i))
         stem.parent.mkdir(parents=True, exist_ok=True)
         stem.with_name(stem.name + ".json").write_text(json.dumps(part))
     merged = _merged_shards(spec)
