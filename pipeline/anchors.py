@@ -28,13 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from pipeline import settings
+from pipeline import connections, settings
 from pipeline.errors import ConfigError, ModelIntegrityError
+from pipeline.store import engines, operational
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
 
-    from pipeline.registry import ModelVersion
+    from pipeline.model import ModelVersion
 
 log = logging.getLogger(__name__)
 TABLE = "scoring_model_registrations"
@@ -71,9 +72,7 @@ class Anchors:
 
     @property
     def where(self) -> str:
-        from pipeline import store
-
-        return store.describe(self.engine)
+        return engines.describe(self.engine)
 
     # -- reading (workers: SELECT only, never DDL) ---------------------------------------
     def of(self, name: str) -> dict[int, Anchor]:
@@ -116,10 +115,8 @@ class Anchors:
 
     # -- writing (registration) ----------------------------------------------------------
     def ensure(self) -> None:
-        """Create the table if missing, with its comments: it is one of the ledger's (``store.LEDGER_FILES``)."""
-        from pipeline import store
-
-        store.ensure_ledger(self.engine)
+        """Create the table if missing, with its comments: it is one of the ledger's (``operational.LEDGER_FILES``)."""
+        operational.ensure_ledger(self.engine)
 
     def insert(self, conn: Connection, anchor: Anchor) -> None:
         """Write one record in the caller's transaction; a version recorded already is refused."""
@@ -140,11 +137,9 @@ class Anchors:
         """Record that a version was deleted: its anchor is marked ``deleted_at`` and validates nothing any more
         (a folder that holds the version again is refused). A version with no anchor gets ``tombstone``, marked
         deleted, so that its number stays taken and its folder stays refused."""
-        from pipeline import store
-
         self.ensure()
         now = _naive(dt.datetime.now(dt.UTC))
-        with store.begin(self.engine) as conn:
+        with engines.begin(self.engine) as conn:
             done = conn.execute(sa.text(f"UPDATE {TABLE} SET deleted_at = :t WHERE model_name = :n AND version = :v "
                                         "AND deleted_at IS NULL"), {"t": now, "n": name, "v": version}).rowcount
             known = conn.execute(sa.text(f"SELECT COUNT(*) FROM {TABLE} WHERE model_name = :n AND version = :v"),
@@ -163,20 +158,18 @@ def registry(resolver: Any = None) -> Anchors | None:
     """The registry database's records: the ``SCORING_REGISTRY_DB`` connection (default ``scoring_db``), read as
     ``AIRFLOW_CONN_<ID>``, else through ``resolver`` (a task's Airflow connections), else, in an Airflow task,
     from Airflow's connections; None when it is not configured (every version is then refused)."""
-    from pipeline import connections, store
-
     conn_id = settings.registry_connection()
     if os.environ.get(connections.env_var(conn_id)):
-        return Anchors(store.engine_for(store.resolve_url(conn_id)), conn_id)
+        return Anchors(engines.for_connection(conn_id), conn_id)
     resolver = resolver or _airflow_resolver()
     if resolver is None:
         return None
     try:
-        url = store.resolve_url(conn_id, resolver)
+        url = engines.resolve_url(conn_id, resolver)
     except Exception as exc:  # noqa: BLE001 - not defined in Airflow either: not configured (said at the refusal)
         log.debug("registry database %r not found through Airflow: %s", conn_id, type(exc).__name__)
         return None
-    return Anchors(store.engine_for(url), conn_id)
+    return Anchors(engines.engine_for(url), conn_id)
 
 
 def from_environment() -> Anchors | None:
@@ -186,11 +179,9 @@ def from_environment() -> Anchors | None:
 
 def for_connection(conn_id: str | None) -> Anchors | None:
     """The records in a named connection (it must resolve), or the registry database's when none is named."""
-    from pipeline import store
-
     if not conn_id:
         return registry()
-    return Anchors(store.engine_for(store.resolve_url(conn_id)), conn_id)
+    return Anchors(engines.for_connection(conn_id), conn_id)
 
 
 def _airflow_resolver() -> Any:
@@ -198,16 +189,12 @@ def _airflow_resolver() -> Any:
     sdk = sys.modules.get("airflow.sdk")
     if sdk is None or not hasattr(sdk, "BaseHook"):
         return None
-    from pipeline import connections
-
     return lambda conn_id: connections.from_airflow(conn_id, sdk.BaseHook.get_connection(conn_id))
 
 
 def not_configured() -> str:
     """What to set when no registry database is configured."""
     conn_id = settings.registry_connection()
-    from pipeline import connections
-
     return (f"no registry database is configured: the connection {conn_id!r} ({settings.REGISTRY_DB}, default "
             f"scoring_db) is not set. Set {connections.env_var(conn_id)} (e.g. postgresql://user@host:5432/db) or "
             "create that Airflow connection, or pass --connection to `scoring models`")

@@ -14,11 +14,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pipeline import anchors as anchoring
+from pipeline import redact
 from pipeline.config import JobConfig
 from pipeline.connections import Resolver
-from pipeline.registry import ModelVersion, Registry
+from pipeline.model import ModelVersion
+from pipeline.registry import Registry
+from pipeline.resolve import Models
 from pipeline.staging import RunSpec
+from pipeline.store import engines
 
 log = logging.getLogger("pipeline.run")
 
@@ -34,8 +37,6 @@ class RunLog(logging.LoggerAdapter):
 
 def run_log(spec: RunSpec) -> RunLog:
     """The run's logger adapter; installs the redaction filter on ``pipeline.run`` (once)."""
-    from pipeline import redact
-
     redact.install(log)
     return RunLog(log, {"job": spec.job_id, "partition": spec.partition_date, "run": spec.run_id})
 
@@ -64,9 +65,7 @@ def counted(counts: dict[str, Any] | None, **values: Any) -> dict[str, Any]:
 
 def engine_for_job(job: JobConfig, url: str | None = None, resolver: Resolver | None = None) -> Any:
     """The job's output database engine (``url`` when the caller resolved it already)."""
-    from pipeline import store
-
-    return store.engine_for(url or store.resolve_url(job.output.connection, resolver))
+    return engines.engine_for(url or engines.resolve_url(job.output.connection, resolver))
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,9 @@ class RunContext:
     """Job, run spec, output engine, the pinned model version, logger and resolver of one task.
 
     ``engine`` may be None for stages that touch no database (unit tests build such contexts
-    with an inline card).
+    with an inline card). ``models``: the task's model resolver (``pipeline.resolve.Models``, anchored in
+    the registry database through ``resolver``): every model version the task uses is resolved through it,
+    once; a context made from another (a shard's, a route's) shares its parent's.
     """
 
     job: JobConfig
@@ -83,9 +84,12 @@ class RunContext:
     engine: Any = None
     resolver: Resolver | None = None
     log: RunLog = field(init=False, repr=False, compare=False)
+    models: Models = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "log", run_log(self.spec))  # frozen: set once, here
+        if self.models is None:
+            object.__setattr__(self, "models", Models(self.resolver))
 
     @classmethod
     def build(cls, job: JobConfig, spec: RunSpec, url: str | None = None,
@@ -97,14 +101,14 @@ class RunContext:
         """The run's pinned model version, resolved once, on first use (inside a stage, so that a
         missing version or a broken card is recorded in the ledger as the stage's failure)."""
         if self.model is None:  # its card checked against its anchor in the registry database, whatever the output's
-            object.__setattr__(self, "model", self.registry().resolve(self.spec.model_name, self.spec.model_version))
+            object.__setattr__(self, "model", self.models.resolve(self.spec.model_name, self.spec.model_version))
         assert self.model is not None
         return self.model
 
     def registry(self) -> Registry:
         """The model registry with its anchors in the registry database (``pipeline.anchors.registry``), found
         through this task's connections too; never the job's output database."""
-        return Registry(anchors=anchoring.registry(self.resolver))
+        return self.models.registry
 
     @property
     def card(self) -> dict[str, Any]:

@@ -4,6 +4,7 @@ columns it says score unknown categories. Below the registry, which calls ``chec
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,10 @@ import numpy as np
 import pandas as pd
 
 from pipeline import card as cards
-from pipeline import preprocess
 from pipeline.errors import ModelIntegrityError
+from pipeline.kernels.predict import Scorer
+from pipeline.kernels.transforms import for_card
 from pipeline.model import ModelVersion
-from pipeline.scorer import Scorer
 
 UNSEEN = "__scoring_unseen_category__"  # the probe's value: no training frame holds it
 
@@ -24,8 +25,6 @@ def load_artifact(path: Path, data: bytes | None = None) -> Any:
 
     ``data``: the file's bytes read already (registration unpickles the bytes it then copies in).
     """
-    import io
-
     import joblib
 
     if data is None and not path.exists():
@@ -51,7 +50,7 @@ def check_estimator(card: dict[str, Any], estimator: Any, sample: pd.DataFrame |
             raise ModelIntegrityError(f"positive_class {card['positive_class']!r} is not one of the estimator's "
                                       f"classes {labels}: set positive_class to one of them")
     mv = ModelVersion(str(card.get("name") or "new"), int(card.get("version") or 0), Path("."), card)
-    scorer = Scorer(mv, estimator, preprocess.for_card(card))
+    scorer = Scorer(mv, estimator, for_card(card))
     rows = sample if sample is not None else synthetic_rows(card["inputs"])
     features = scorer.features(rows.head(50))
     needed = [str(n) for n in getattr(estimator, "feature_names_in_", [])]

@@ -19,6 +19,7 @@ category value of the frame gives that input's ``missing_values`` (the markers w
 
 from __future__ import annotations
 
+import importlib
 import platform
 import tempfile
 from pathlib import Path
@@ -28,15 +29,17 @@ import numpy as np
 import pandas as pd
 
 from pipeline import card as cards
-from pipeline import preprocess, stats
+from pipeline import stats
 from pipeline.errors import ModelIntegrityError
-from pipeline.ingest import DEFAULT_NULL_VALUES
+from pipeline.kernels import transforms
+from pipeline.kernels.columns import DEFAULT_NULL_VALUES
+from pipeline.kernels.predict import Scorer
+from pipeline.model import ModelVersion
 from pipeline.modelcheck import (
     check_estimator,
     scores_unknown,
 )
-from pipeline.registry import ModelVersion, Registry
-from pipeline.scorer import Scorer
+from pipeline.registry import Registry
 
 GOLDEN_ROWS = 200
 OVERRIDE_KEYS = {"description", "positive_class", "inputs"}
@@ -277,7 +280,7 @@ def _transform_entry(frame: pd.DataFrame, ref: str | None, module: str | None) -
     name, _, version = ref.partition("@")
     if not version.isdigit():
         raise ModelIntegrityError(f"preprocess {ref!r}: use NAME@VERSION, e.g. my_features@1")
-    return preprocess.spec(name, int(version), module)
+    return transforms.spec(name, int(version), module)
 
 
 def _input_names(estimator: Any, frame: pd.DataFrame, transform: dict[str, Any], exclude: set[str]) -> list[str]:
@@ -345,8 +348,6 @@ def library_versions(estimator: Any) -> dict[str, str]:
            "python": platform.python_version()}
     root = type(estimator).__module__.split(".")[0]
     if root not in ("sklearn", "pipeline"):
-        import importlib
-
         module = importlib.import_module(root)
         out[root] = str(getattr(module, "__version__", "unknown"))
     return out

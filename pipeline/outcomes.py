@@ -28,10 +28,12 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from pipeline import ledger, settings, store
+from pipeline import alerts, ledger, settings
 from pipeline.config import JobConfig
 from pipeline.errors import ConfigError, ModelNotFoundError, ScoringError
 from pipeline.partition import data_files, parse_date, partition_dir
+from pipeline.resolve import Models
+from pipeline.store import engines, naming, operational
 
 log = logging.getLogger(__name__)
 HIGHER_IS_BETTER = {"roc_auc", "accuracy"}
@@ -71,10 +73,10 @@ def read_outcomes(job: JobConfig, day: dt.date, engine: Any) -> pd.DataFrame:
             frames.append(frame)
         raw, where = pd.concat(frames, ignore_index=True), str(folder)
     else:
-        source = store.engine_for(store.resolve_url(cfg.connection)) if cfg.connection else engine
+        source = engines.for_connection(cfg.connection) if cfg.connection else engine
         q = source.dialect.identifier_preparer
-        sql = (f"SELECT {store.quote_column(source, key)}, {store.quote_column(source, cfg.label, 'label')} FROM "
-               f"{store.table_name(source, cfg.table)} WHERE {store.quote_column(source, cfg.date_column, 'date')} = :d")
+        sql = (f"SELECT {naming.quote_column(source, key)}, {naming.quote_column(source, cfg.label, 'label')} FROM "
+               f"{naming.table_name(source, cfg.table)} WHERE {naming.quote_column(source, cfg.date_column, 'date')} = :d")
         with source.connect() as conn:
             raw = pd.read_sql(sa.text(sql), conn, params={"d": when})
         raw.columns = [key, cfg.label]
@@ -133,16 +135,16 @@ def _task(card: dict[str, Any] | None) -> tuple[str, str | None]:
 def _predictions(engine: Any, job: JobConfig, day: dt.date) -> list[tuple[str, str, int, pd.DataFrame]]:
     """(role, model name, version, rows) of the partition: the champion's, then each challenger's."""
     table, key, schema = job.output.table, job.entity_key, job.output.schema_
-    k = store.quote_column(engine, key)
+    k = naming.quote_column(engine, key)
     found = []
     with engine.connect() as conn:
         inspector = sa.inspect(conn)
-        home = store.analyst_schema(engine, schema)
+        home = naming.analyst_schema(engine, schema)
         for role, name in (("champion", table), ("challenger", f"{table}_shadow")):
             if not inspector.has_table(name, schema=home):
                 continue
             frame = pd.read_sql(sa.text(f"SELECT {k} AS key, prediction, score, model_name, model_version FROM "
-                                        f"{store.table_name(engine, name, schema)} WHERE partition_date = :d"),
+                                        f"{naming.table_name(engine, name, schema)} WHERE partition_date = :d"),
                                 conn, params={"d": day})
             for (model, version), rows in frame.groupby(["model_name", "model_version"]):
                 found.append((role, str(model), int(version), rows))
@@ -155,28 +157,24 @@ COLUMNS = ("job_id", "partition_date", "model_name", "model_version", "role", "m
 
 def evaluate(job: JobConfig, day: dt.date | str, engine: Any = None, resolver: Any = None) -> list[dict[str, Any]]:
     """Join partition ``day``'s outcomes to its predictions; record and return the metrics; alert on breaches."""
-    from pipeline import alerts
-    from pipeline.anchors import registry as registry_anchors
-    from pipeline.registry import Registry
-
     if job.output.table is None:
         raise ConfigError(f"job {job.job_id}: realised performance reads the predictions table; it has no "
                           "output.table (push-only jobs keep no predictions to judge)")
     day = parse_date(day)
-    engine = engine or store.engine_for(store.resolve_url(job.output.connection, resolver))
-    store.ensure_ledger(engine)
+    engine = engine or engines.for_connection(job.output.connection, resolver)
+    operational.ensure_ledger(engine)
     outcomes = read_outcomes(job, day, engine)
     predicted = _predictions(engine, job, day)
     if not predicted:
         raise OutcomesError(f"job {job.job_id}: no predictions for partition {day} in {job.output.table}: "
                             "score the partition first")
     cfg, now, rows = job.outcomes, ledger.now(), []
-    registry = Registry(anchors=registry_anchors(resolver))  # cards checked against the registry database's anchors
+    models = Models(resolver)  # cards checked against the registry database's anchors, each version once
     for role, model, version, frame in predicted:
         joined = frame.assign(key=frame["key"].map(_as_text)).merge(outcomes, on="key", how="inner")
         joined = joined[joined["label"].notna()]
         try:
-            card = registry.resolve(model, version).card  # an unanchored or changed card is refused, not read
+            card = models.card(model, version)  # an unanchored or changed card is refused, not read
         except ModelNotFoundError:
             card = None  # a version deleted since: judge it from what the table holds
         task, positive = _task(card)
@@ -194,7 +192,7 @@ def evaluate(job: JobConfig, day: dt.date | str, engine: Any = None, resolver: A
         if not len(joined):
             log.warning("job %s partition %s: none of the %d predictions of %s v%d has an outcome", job.job_id,
                         day, len(frame), model, version)
-    with store.begin(engine) as conn:
+    with engines.begin(engine) as conn:
         conn.execute(sa.text("DELETE FROM scoring_performance WHERE job_id = :j AND partition_date = :d"),
                      {"j": job.job_id, "d": day})
         if rows:

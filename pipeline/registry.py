@@ -49,12 +49,13 @@ from pipeline import settings
 from pipeline.anchors import Anchor, Anchors, sha256_bytes
 from pipeline.card import parse
 from pipeline.config import check_identifier
+from pipeline.connections import Resolver
 from pipeline.errors import ConfigError, ModelIntegrityError, ModelNotFoundError
-from pipeline.model import ARTIFACT, GOLDEN, ModelVersion
+from pipeline.model import ALIASES, ARTIFACT, CARD, GOLDEN, ModelVersion, alias_doc, versions_in
+from pipeline.modelcheck import check_registration
+from pipeline.store import engines
 
-CARD = "card.json"
 ARCHIVE = "archive"
-ALIASES = "aliases.json"
 PROMOTE, ROLLBACK, ARCHIVED, RESTORE, DELETE = "promote", "rollback", "archive", "restore", "delete"
 _FROM_ENVIRONMENT: Any = object()
 log = logging.getLogger(__name__)
@@ -89,18 +90,23 @@ class Registry:
     """Read and change the model registry below ``root``.
 
     ``anchors``: the database of the registration records (``pipeline.anchors``); by default the registry
-    database (``pipeline.anchors.registry()``: ``SCORING_REGISTRY_DB``, default ``scoring_db``). With none,
-    every version is refused, registering and deleting too (unless ``SCORING_ALLOW_UNANCHORED=1``).
+    database (``pipeline.anchors.registry(resolver)``: ``SCORING_REGISTRY_DB``, default ``scoring_db``, found
+    through ``resolver``, the caller's connections, on first use). With none, every version is refused,
+    registering and deleting too (unless ``SCORING_ALLOW_UNANCHORED=1``). Versions are resolved for use
+    through ``pipeline.resolve.Models``.
     """
 
-    def __init__(self, root: Path | None = None, anchors: Anchors | None = _FROM_ENVIRONMENT) -> None:
+    def __init__(self, root: Path | None = None, anchors: Anchors | None = _FROM_ENVIRONMENT,
+                 resolver: Resolver | None = None) -> None:
         self.root = Path(root) if root else settings.models_dir()
         self._anchors = anchors
+        self._resolver = resolver
 
     @property
     def anchors(self) -> Anchors | None:
+        """The registry database's records (None: not configured)."""
         if self._anchors is _FROM_ENVIRONMENT:
-            self._anchors = anchoring.registry()
+            self._anchors = anchoring.registry(self._resolver)
         return self._anchors
 
     # -- reading ------------------------------------------------------------------
@@ -113,11 +119,11 @@ class Registry:
 
     def versions(self, name: str) -> list[int]:
         """The live versions of a model (archived ones are not listed)."""
-        return _versions_in(self.root / name)
+        return versions_in(self.root / name)
 
     def archived(self, name: str) -> list[int]:
         """The archived versions of a model."""
-        return _versions_in(self.root / name / ARCHIVE)
+        return versions_in(self.root / name / ARCHIVE)
 
     def aliases(self, name: str) -> dict[str, int]:
         return dict(self._alias_doc(name)["aliases"])
@@ -146,14 +152,16 @@ class Registry:
         return rows
 
     def _alias_doc(self, name: str) -> dict[str, Any]:
-        path = self.root / name / ALIASES
-        doc = json.loads(path.read_text()) if path.exists() else {}
-        doc.setdefault("aliases", {})
-        doc.setdefault("history", [])
-        return doc
+        return alias_doc(self.root / name)
 
     def resolve(self, name: str, ref: str | int) -> ModelVersion:
-        """Resolve a version number or alias; an unknown one lists what exists."""
+        """Resolve a version number or alias, its card checked against its anchor; an unknown one lists what
+        exists. What runs, the outcomes job and the CLI use resolve through ``pipeline.resolve.Models``."""
+        version = self.version_of(name, ref)
+        return self.checked(self._read_version(name, version, self.root / name / f"v{version}"))
+
+    def version_of(self, name: str, ref: str | int) -> int:
+        """The live version a version number or alias names; an unknown one lists what exists."""
         versions = self.versions(name)
         if not versions and self.archived(name):
             raise ModelNotFoundError(
@@ -187,7 +195,7 @@ class Registry:
                 f"{', '.join(map(str, versions))}; aliases: "
                 f"{', '.join(f'{a}->v{v}' for a, v in sorted(aliases.items())) or 'none'}."
             )
-        return self.checked(self._read_version(name, version, self.root / name / f"v{version}"))
+        return version
 
     @staticmethod
     def _read_version(name: str, version: int, path: Path) -> ModelVersion:
@@ -264,8 +272,6 @@ class Registry:
         the registry) are the bytes copied and hashed. The first registration of a model into a database
         adopts its versions registered before (``anchor``), so that the model is anchored as a whole.
         """
-        from pipeline.modelcheck import check_registration
-
         check_identifier(name, "model name")
         store = self.anchors
         if store is None and not settings.allow_unanchored():
@@ -298,13 +304,11 @@ class Registry:
                         "allow unanchored models too. Anchor it later with `scoring models anchor %s`", mv.name,
                         mv.version, settings.ALLOW_UNANCHORED, anchoring.not_configured(), mv.name)
             return mv
-        from pipeline import store as db
-
         store.ensure()
         anchor = Anchor(mv.name, mv.version, mv.card["sha256"], mv.card_sha256, anchoring.REGISTERED,
                         dt.datetime.now(dt.UTC), _user())
         try:
-            with db.begin(store.engine) as conn:
+            with engines.begin(store.engine) as conn:
                 store.insert(conn, anchor)
                 os.rename(tmp, mv.path)  # a failure rolls the record back
         except BaseException:
@@ -332,9 +336,7 @@ class Registry:
             known = store.of(name)
             adopted = [a for v in wanted if v not in known
                        for a in [self._adopted(name, v, folders[v], skip_broken)] if a is not None]
-            from pipeline import store as db
-
-            with db.begin(store.engine) as conn:
+            with engines.begin(store.engine) as conn:
                 for anchor in adopted:
                     store.insert(conn, anchor)
         for anchor in adopted:
@@ -422,7 +424,7 @@ class Registry:
                 raise ConfigError(f"model {name!r} v{version}: {target} exists already; move it away first")
             os.rename(archived, target)
             self._record(name, {"event": RESTORE, "version": version})
-        return self.resolve(name, version)
+        return self.checked(self._read_version(name, version, target))
 
     def delete(self, name: str, version: int) -> None:
         """Remove an archived version for good (its number is never given out again).
@@ -491,7 +493,7 @@ class Registry:
 
     def _move_alias(self, name: str, alias: str, version: int, event: str) -> None:
         if version not in self.versions(name):
-            self.resolve(name, version)  # raises with the known versions (or says it is archived)
+            self.version_of(name, version)  # raises with the known versions (or says it is archived)
         doc = self._alias_doc(name)
         doc["history"].append({"event": event, "alias": alias, "from": doc["aliases"].get(alias), "to": version,
                                "at": _now(), "by": _user()})
@@ -508,7 +510,7 @@ class Registry:
         """One change of a model's aliases or versions at a time (two promotes, a promote and an archive)."""
         folder = self.root / name
         if not folder.is_dir():
-            self.resolve(name, 0)  # raises: not registered, naming the models that are
+            self.version_of(name, 0)  # raises: not registered, naming the models that are
         with (folder / ".lock").open("a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
@@ -552,16 +554,6 @@ def _check_artifact(mv: ModelVersion, actual: str) -> None:
             f"model {mv.name} v{mv.version}: artifact {mv.artifact} has sha256 {actual}, "
             f"but its model card says {expected}. Refusing to unpickle it: the file was "
             "changed after registration. Re-register the model or restore the artifact.")
-
-
-def _versions_in(folder: Path) -> list[int]:
-    found = []
-    for card in folder.glob(f"v*/{CARD}"):
-        try:
-            found.append(int(card.parent.name[1:]))
-        except ValueError:
-            continue
-    return sorted(found)
 
 
 def _v(version: int | None) -> str:

@@ -20,8 +20,16 @@ BLANK_PREFIX = "__blank__"
 # quarantines the row (invalid_utf8:<column>) and original_values puts the bytes back
 BADTEXT_PREFIX = "__badtext__"
 REASONS = "reasons"  # a quarantined row's reason codes, "; "-joined
+# CSV: the texts that mean a missing value by default: pandas' read_csv default na_values
+# (pandas._libs.parsers.STR_NA_VALUES; tests/unit/test_ingest_text.py keeps them equal), so that
+# the notebook that trained a model and the nightly run read a file the same way (ingest reads with
+# them; onboarding infers a card's missing_values from them). The columns read are text, parsed in
+# ingest, so a value far into a file never breaks Arrow's type guess from the first block.
+DEFAULT_NULL_VALUES = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                       "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null")
 
-__all__ = ["ARROW_TYPES", "BADTEXT_PREFIX", "BLANK_PREFIX", "FLAGS", "RAW_PREFIX", "REASONS", "numeric_columns"]
+__all__ = ["ARROW_TYPES", "BADTEXT_PREFIX", "BLANK_PREFIX", "DEFAULT_NULL_VALUES", "FLAGS", "RAW_PREFIX", "REASONS",
+           "numeric_columns"]
 
 
 def numeric_columns(inputs: list[dict[str, Any]]) -> list[str]:
