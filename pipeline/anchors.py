@@ -23,19 +23,17 @@ import hashlib
 import logging
 import os
 import sys
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from pipeline import connections, settings
 from pipeline.errors import ConfigError, ModelIntegrityError
+from pipeline.model import Anchor, ModelVersion
 from pipeline.store import engines, operational
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
-
-    from pipeline.model import ModelVersion
 
 log = logging.getLogger(__name__)
 TABLE = "scoring_model_registrations"
@@ -47,20 +45,6 @@ CONNECTION = "scoring_db"  # the registry database when SCORING_REGISTRY_DB name
 def sha256_bytes(data: bytes) -> str:
     """Hex sha256 of bytes in memory (what is hashed is what is unpickled or parsed)."""
     return hashlib.sha256(data).hexdigest()
-
-
-@dataclass(frozen=True)
-class Anchor:
-    """One version's registration record."""
-
-    model_name: str
-    version: int
-    artifact_sha256: str
-    card_sha256: str
-    origin: str
-    registered_at: Any
-    registered_by: str
-    deleted_at: Any = None
 
 
 class Anchors:

@@ -7,17 +7,28 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipeline import settings
-
-if TYPE_CHECKING:
-    from pipeline.anchors import Anchor
 
 ARTIFACT = "model.joblib"
 GOLDEN = "golden.parquet"
 CARD = "card.json"
 ALIASES = "aliases.json"
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """One version's registration record in the registry database (``pipeline.anchors``)."""
+
+    model_name: str
+    version: int
+    artifact_sha256: str
+    card_sha256: str
+    origin: str
+    registered_at: Any
+    registered_by: str
+    deleted_at: Any = None
 
 
 def versions_in(folder: Path) -> list[int]:
