@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from pipeline.kernels.drift import DriftTracker, has_statistics
-from pipeline.kernels.features import features, features_schema
+from pipeline.kernels.features import features
 from pipeline.kernels.predict import Scorer, score_batch, scored_schema
 from pipeline.kernels.route import (
     Router,
@@ -37,7 +37,8 @@ class Model:
 
     @property
     def ref(self) -> dict[str, Any]:
-        return {"name": self.card["name"], "version": int(self.card["version"])}
+        """The model's name and version, as lineage and quarantine reasons name it."""
+        return {"name": self.scorer.version.name, "version": int(self.scorer.version.version)}
 
 
 @dataclass(frozen=True)
@@ -89,11 +90,8 @@ def _scored(validator: RowValidator, batches: Iterable[pa.RecordBatch | pa.Table
     transform = model.scorer.transform
     for split in split_rows(validator, batches, batch_rows):
         valid = split.valid
-        if valid.num_rows:
-            rows = score_batch(model.scorer, features(transform, valid, inputs, key), key, out_schema)
-        else:
-            rows = out_schema.empty_table()
-            features_schema(transform, valid.schema, inputs, key)  # a transformation that fails on no rows fails
+        rows = (score_batch(model.scorer, features(transform, valid, inputs, key), key, out_schema)
+                if valid.num_rows else out_schema.empty_table())
         yield split, rows
 
 
