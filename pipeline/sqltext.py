@@ -1,7 +1,7 @@
 """The text of a SQL source's query: its placeholders, its comments, the rules it must follow.
 
 Pure text (``sqlparse``), below the job file's validation (``pipeline.config`` checks a query
-when it loads the job) and the source that runs it (``pipeline.sqlsource``).
+when it loads the job) and the source that runs it (``pipeline.sources.sql``).
 """
 
 from __future__ import annotations

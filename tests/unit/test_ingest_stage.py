@@ -14,7 +14,8 @@ from pipeline import steps
 from pipeline.config import parse_job
 from pipeline.context import RunContext
 from pipeline.errors import InputError
-from pipeline.ingest import ingest_partition, ingested_schema
+from pipeline.ingest import ingest_partition
+from pipeline.kernels.conform import ingested_schema
 from pipeline.registry import ModelVersion
 from pipeline.staging import RunSpec, read_batches, staged_schema
 

@@ -15,19 +15,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import ingest as ingest_module
 from pipeline.config import parse_job
 from pipeline.errors import ConfigError, InputError
-from pipeline.ingest import (
-    BADTEXT_PREFIX,
-    BLANK_PREFIX,
-    DEFAULT_NULL_VALUES,
-    ingest,
-    missing_markers,
-    original_values,
-    partition_keys,
-    text_encoding,
-)
+from pipeline.kernels.columns import BADTEXT_PREFIX, BLANK_PREFIX, DEFAULT_NULL_VALUES
+from pipeline.kernels.conform import missing_markers, original_values
+from pipeline.sources import files as ingest_module
+from pipeline.sources.files import ingest_files as ingest
+from pipeline.sources.files import partition_keys, text_encoding
 
 DAY = dt.date(2026, 11, 20)
 INPUTS = [{"name": "age", "type": "float"}, {"name": "plan", "type": "category"}]
@@ -142,7 +136,7 @@ def test_parquet_keys_keep_their_declared_type_unless_the_job_or_card_says(tmp_p
 
 
 def test_the_key_type_comes_from_the_job_then_the_card() -> None:
-    from pipeline.ingest import entity_key_type
+    from pipeline.keys import entity_key_type
 
     base = {"job_id": "t", "start_date": "2026-11-01", "entity_key": "id", "model": {"name": "m"},
             "output": {"table": "t"}, "source": {"path": "d"}}

@@ -13,7 +13,7 @@ from pipeline import preprocess, steps
 from pipeline.config import parse_job
 from pipeline.context import RunContext
 from pipeline.errors import ModelIntegrityError
-from pipeline.ingest import contract_schema
+from pipeline.kernels.conform import contract_schema
 from pipeline.registry import ModelVersion
 from pipeline.staging import RunSpec, StagedWriter, read_batches, staged_rows, staged_schema
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from pipeline import sqlsource, steps
+from pipeline import steps
 from pipeline.errors import StagingError
+from pipeline.sources import sql as sqlsource
 from pipeline.staging import RunSpec
 
 

@@ -16,8 +16,8 @@ from pipeline import card as cards
 from pipeline import steps
 from pipeline.config import parse_job
 from pipeline.context import RunContext
-from pipeline.ingest import contract_schema
 from pipeline.kernels.columns import BADTEXT_PREFIX
+from pipeline.kernels.conform import contract_schema
 from pipeline.kernels.validate import (
     RowValidator,
     candidates,

@@ -13,7 +13,7 @@ from pipeline import steps
 from pipeline.config import parse_job
 from pipeline.context import RunContext
 from pipeline.errors import ValidationFailedError
-from pipeline.ingest import contract_schema, original_values
+from pipeline.kernels.conform import contract_schema, original_values
 from pipeline.kernels.validate import contract_expectations
 from pipeline.registry import ModelVersion
 from pipeline.staging import RunSpec, StagedWriter, read_batches, staged_schema

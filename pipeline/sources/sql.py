@@ -1,4 +1,4 @@
-"""A partition read by a SQL query (``source.kind: sql``).
+"""A sql source (``source.kind: sql``): a partition read by a SQL query.
 
 The job's query (``source.query``, or the file ``source.query_file`` names) returns one
 partition's rows; ``:partition_date`` in it is bound to the partition's date, never pasted
@@ -24,22 +24,48 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from pipeline import settings
-from pipeline.errors import ConfigError, InputError, ScoringError, StagingError, StoreError
+from pipeline import settings, steps
+from pipeline.errors import (
+    ConfigError,
+    InputError,
+    PartitionNotFoundError,
+    ScoringError,
+    StagingError,
+    StoreError,
+)
+from pipeline.kernels.conform import (
+    IngestResult,
+    Reading,
+    Wanted,
+    check_contract_names,
+    check_wanted,
+    conform_all,
+    ingested_schema,
+    key_type_of,
+    renamed_schema,
+)
+from pipeline.keys import KEY_TYPES, entity_key_type
+from pipeline.keys import duplicates as _duplicates
+from pipeline.redact import redact
 from pipeline.sqltext import PARAMETER, _placeholders, check_query, clean
 from pipeline.staging import IPC_OPTIONS
+from pipeline.store import engines
 
 if TYPE_CHECKING:
     from pipeline.config import JobConfig
     from pipeline.connections import Resolver
+    from pipeline.staging import RunSpec
 
 log = logging.getLogger(__name__)
 
@@ -121,9 +147,7 @@ def describe(job: JobConfig) -> str:
 
 
 def _engine(job: JobConfig, resolver: Resolver | None) -> Any:
-    from pipeline import store
-
-    return store.engine_for(store.resolve_url(job.source_connection, resolver))
+    return engines.for_connection(job.source_connection, resolver)
 
 
 TRANSIENT = ("locked", "busy", "unable to open", "connection", "timeout", "timed out", "terminat", "recovery",
@@ -141,8 +165,6 @@ def _failed(job: JobConfig, day: dt.date, exc: Exception, doing: str) -> Scoring
     that is down, locked or restarting is a ``StoreError``, which the task's retries can outlast. A lock
     waited for longer than the job allows is retryable (the lock is another transaction's, and ends); a query
     that ran out of time is not (a retry runs the same query)."""
-    from pipeline.redact import redact
-
     detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
     # DB-API classes: ADBC says OperationalError for a connection or server fault, ProgrammingError for the
     # query's; sqlite3 says OperationalError for both, so its message decides
@@ -205,9 +227,7 @@ def _postgres(engine: Any, sql: str, params: list[Any], batch_rows: int) -> Iter
     """
     import adbc_driver_postgresql.dbapi as adbc
 
-    from pipeline import store
-
-    with adbc.connect(store.libpq_uri(engine)) as conn, conn.cursor() as cur:
+    with adbc.connect(engines.libpq_uri(engine)) as conn, conn.cursor() as cur:
         _apply(cur, params)
         cur.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(BATCH_BYTES)})
         cur.execute(sql)
@@ -225,8 +245,6 @@ def _sqlite(engine: Any, sql: str, params: list[Any], batch_rows: int, lock_s: f
             statement_s: float) -> Iterator[pa.Table]:
     """The query's rows through ``fetchmany``; a lock waited for at most ``lock_s`` (the busy timeout), the
     whole read at most ``statement_s`` (a progress handler interrupts it: "interrupted")."""
-    import time
-
     raw = engine.raw_connection()
     conn = raw.driver_connection
     cur = raw.cursor()
@@ -346,13 +364,6 @@ def plan(ctx: Any) -> tuple[Any, list[Any]]:
     batches alone). The keys are held while reading (the key column only): the duplicates go to the plan,
     so each shard's validation sees those that span shards.
     """
-    import time
-    from dataclasses import replace
-
-    from pipeline import steps
-    from pipeline.keys import KEY_TYPES, entity_key_type
-    from pipeline.keys import duplicates as _duplicates
-
     job, spec = ctx.job, ctx.spec
     day = dt.date.fromisoformat(spec.partition_date)
     root = replace(spec, shard=None)
@@ -409,7 +420,7 @@ def read(ctx: Any) -> Iterator[pa.Table]:
     """The rows a run's ingest reads: the query's (an unsharded run), or a shard's share of the plan's copy."""
     job, spec = ctx.job, ctx.spec
     day = dt.date.fromisoformat(spec.partition_date)
-    if spec.shard is None:
+    if not spec.reads_plan:
         return batches(job, day, ctx.batch_rows, ctx.resolver)
     return _staged(ctx, day)
 
@@ -417,15 +428,13 @@ def read(ctx: Any) -> Iterator[pa.Table]:
 def _staged(ctx: Any, day: dt.date) -> Iterator[pa.Table]:
     """Shard ``i`` of ``n``: rows ``[rows*i//n, rows*(i+1)//n)`` of the plan's copy, batch by batch (at least one
     table: an empty share still has the query's columns)."""
-    from pipeline import steps
-
     spec = ctx.spec
     state = spec.read_json(steps.PLAN_STATE, run_level=True).get("source")
     if state is None:
         raise StagingError(f"partition {day}: shard {spec.shard} of run {spec.run_id} has no copy of the source "
                           f"in its plan ({spec.json_path(steps.PLAN_STATE, run_level=True)}): the run was planned by "
                           "an older version of the pipeline. Clear the run from its plan (it reads the source again).")
-    shard, shards, rows = int(spec.shard), spec.shards, int(state["rows"])
+    shard, shards, rows = spec.shard_index, spec.shards, int(state["rows"])
     low, high = rows * shard // shards, rows * (shard + 1) // shards
     offset, schema, sent = 0, None, False
     for segment in state["segments"]:
@@ -450,3 +459,103 @@ def _staged(ctx: Any, day: dt.date) -> Iterator[pa.Table]:
                 yield pa.Table.from_batches([reader.get_batch(index).slice(first - start, min(high, end) - first)])
     if not sent:
         yield (schema or pa.schema([])).empty_table()
+
+
+def ingest_query(
+    tables: Iterator[pa.Table],
+    where: str,
+    *,
+    inputs: list[dict[str, Any]],
+    key: str,
+    partition_date: dt.date,
+    write: Any,
+    rename: Mapping[str, str] | None = None,
+    blank_is_missing: Collection[str] = (),
+    key_type: str | None = None,
+) -> IngestResult:
+    """A query's rows (``tables``, see ``batches``) into ``write`` in the contract schema.
+
+    The same checks and conversions as a file's, naming the query (``where``) where a file's name
+    would be; the key column's type is ``key_type`` (``entity_key_type``), else the first batch's.
+    """
+    check_contract_names(inputs)
+    rename = dict(rename or {})
+    wanted = [key] + [c["name"] for c in inputs]
+    first = next(tables)
+    repeated = sorted({n for n in first.schema.names if first.schema.names.count(n) > 1})
+    if repeated:
+        raise InputError(f"partition {partition_date}: {where} returns column(s) {', '.join(repeated)} more than "
+                         "once; give every column of the query a name of its own (AS ...).")
+    renamed = renamed_schema(first.schema, rename, where, partition_date)
+    check_wanted(renamed, first.schema.names, rename, key, wanted, where, partition_date)
+    target = ingested_schema("sql", inputs, key, key_type_of([renamed], key, partition_date, key_type), blank_is_missing)
+    reading = Reading(target, set(blank_is_missing), {}, key_type)
+    ignored = sorted(set(renamed.names) - set(wanted))
+    if ignored:
+        log.info("partition %s: ignoring columns not in the contract: %s", partition_date, ignored)
+
+    def renamed_tables() -> Iterator[pa.Table]:
+        for table in itertools.chain([first], tables):
+            yield table.rename_columns(renamed.names).select(wanted)
+
+    keys: list[pa.ChunkedArray] = []
+    try:
+        rows = conform_all(renamed_tables(), reading, where, partition_date, write, keys)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:  # a batch of other types
+        raise InputError(f"partition {partition_date}: {where} returned a batch that does not convert to the "
+                         f"contract's types ({str(exc).splitlines()[0]}): cast its columns to one type in the "
+                         "query, then re-run the partition.") from None
+    log.info("partition %s: ingested %d rows from %s", partition_date, rows, where)
+    return IngestResult(rows, [], _duplicates(keys), ignored, target)
+
+
+class SqlSource:
+    """A job's partitions as the rows of a query (``source.query`` or ``source.query_file``) on a connection."""
+
+    def __init__(self, job: JobConfig) -> None:
+        self.job = job
+
+    def ready(self, day: dt.date, resolver: Resolver | None = None) -> bool:
+        """Whether the partition is there: ``source.ready_query``'s first value, else whether the query has a row."""
+        return ready(self.job, day, resolver)
+
+    def require(self, day: dt.date, resolver: Resolver | None = None) -> None:
+        """The sensor's question, asked once: a partition that is not ready raises PartitionNotFoundError."""
+        if not self.ready(day, resolver):
+            raise PartitionNotFoundError(f"partition {day} of job {self.job.job_id} is not ready: "
+                                         f"{ready_description(self.job)} says no. Run it once the rows are loaded.")
+
+    def describe(self) -> str:
+        """How messages name the source: the query and its connection."""
+        return describe(self.job)
+
+    def where(self, day: dt.date, ready: bool) -> str:
+        """What wait_for_partition asked and what it heard, for its log lines."""
+        return f"{'ready' if ready else 'not ready yet'} ({ready_description(self.job)})"
+
+    def missing(self, day: dt.date) -> tuple[str, str]:
+        """A partition that never came: what was not seen, and what to check."""
+        return (f"{ready_description(self.job)} never said so",
+                "Check the upstream load (or the readiness query in the job file)")
+
+    def timeout_message(self, day: dt.date) -> str:
+        """wait_for_partition's message when it gives up: what it asked, for how long."""
+        return (f"partition {day} of job {self.job.job_id} was not ready within "
+                f"{self.job.source.wait_timeout_minutes:g} minutes: {ready_description(self.job)} never said so. "
+                "Check the upstream load (or the readiness query in the job file); once the rows are there, clear "
+                "this task to retry.")
+
+    def empty(self, day: dt.date, files: int) -> str:
+        """What held no rows, for an empty partition's message."""
+        return f"{describe(self.job)} returned no rows"
+
+    def plan(self, ctx: Any) -> tuple[RunSpec, list[RunSpec]]:
+        """Read the partition once into the run's staging and split its rows into shards (``plan``)."""
+        return plan(ctx)
+
+    def read(self, ctx: Any, wanted: Wanted, write: Any) -> IngestResult:
+        """The query's rows (a shard's share of the plan's copy) into ``write`` in the contract's schema."""
+        job = self.job
+        return ingest_query(read(ctx), describe(job), inputs=wanted.inputs, key=wanted.key,
+                            partition_date=wanted.partition_date, write=write, rename=job.source.rename,
+                            blank_is_missing=wanted.blank_is_missing, key_type=wanted.key_type)
