@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline import settings, steps
 from pipeline.context import Progress, counted
 from pipeline.errors import ValidationFailedError
-from pipeline.ingest import original_values
+from pipeline.kernels.conform import original_values
 from pipeline.kernels.validate import (
     RowValidator,
     load_gx,
