@@ -18,8 +18,8 @@ import pyarrow.compute as pc
 
 from pipeline.kernels.columns import FLAGS, RAW_PREFIX, REASONS
 from pipeline.kernels.predict import scored_schema
+from pipeline.steps import ROUTE_DEFAULT as DEFAULT
 
-DEFAULT = "__default__"  # the default model's route name (staging.ROUTE_DEFAULT; kernels may not import staging)
 ROUTER_FLAGS = "__router_flags"  # the router's flags of a routed row, joined to the route model's own
 LINEAGE = (("route", pa.string()), ("model_name", pa.string()), ("model_version", pa.int32()),
            ("router_model", pa.string()), ("router_version", pa.int32()))
