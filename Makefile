@@ -61,8 +61,9 @@ test-fast: $(STAMP) ## the edit loop: unit and DAG tests, no PostgreSQL, no Airf
 	$(BIN)/python -m pytest $(XDIST) -m "not postgres and not airflow and not slow" tests/unit tests/dags tests/docs $(PYTEST_ARGS)
 
 export NO_MKDOCS_2_WARNING := 1
-lint: $(STAMP) ## ruff, and the docs site built in strict mode (a broken link or a page missing from nav fails)
+lint: $(STAMP) ## ruff, the import contracts (layers, no cycle), and the docs site built in strict mode (a broken link or a page missing from nav fails)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-logo
 	$(BIN)/mkdocs build --strict --quiet
 
 docs: $(STAMP) ## serve the documentation site at http://127.0.0.1:8000 (live reload)
