@@ -11,6 +11,11 @@ import json
 import logging
 from typing import Any
 
+import requests
+
+from pipeline.connections import auth_headers, base_url, get
+from pipeline.redact import redact
+
 log = logging.getLogger(__name__)
 
 
@@ -21,12 +26,6 @@ def send(text: str, connection: str | None, body: dict[str, Any], idempotency_ke
     out.error(text)
     if not connection:
         return
-    import requests
-
-    from pipeline.connections import get
-    from pipeline.redact import redact
-    from pipeline.sinks.webhook import auth_headers, base_url
-
     try:
         conn = get(connection, resolver)
         resp = requests.post(base_url(conn), data=json.dumps({"text": text, **body}, default=str), timeout=10,

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline import settings
 from pipeline.errors import ConfigError
+from pipeline.sqltext import check_query
 
 IDENTIFIER_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # The predictions table's own columns besides the entity key (sql/010_predictions.sql; the
@@ -244,8 +245,6 @@ class SourceConfig(_Strict):
                              "(a file holding it)")
         if self.path is not None:
             raise ValueError("source.path belongs to source.kind: files; a sql source reads source.query")
-        from pipeline.sqltext import check_query
-
         for name in ("query", "ready_query"):
             text = getattr(self, name)
             if text is not None:

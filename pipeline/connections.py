@@ -8,6 +8,7 @@ never imports Airflow.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import Callable
@@ -155,3 +156,31 @@ def get(conn_id: str, resolver: Resolver | None = None) -> Conn:
         f"no connection {conn_id!r}: create it in Airflow (Admin > Connections) or set "
         f"AIRFLOW_CONN_{conn_id.upper()} (a URI such as http://:TOKEN@host:port)"
     )
+
+
+def base_url(conn: Conn) -> str:
+    """``scheme://host:port`` of an HTTP connection (Airflow's HttpHook conventions)."""
+    if not conn.host:
+        raise ConfigError(f"connection {conn.conn_id!r} has no host: set it to the receiver's address")
+    if "://" in conn.host:
+        base = conn.host
+    else:
+        if conn.schema in ("http", "https"):
+            scheme = conn.schema
+        else:
+            scheme = "https" if conn.conn_type == "https" else "http"
+        base = f"{scheme}://{conn.host}" + (f":{conn.port}" if conn.port else "")
+        if conn.schema and conn.schema not in ("http", "https"):
+            base += "/" + conn.schema.strip("/")
+    return base.rstrip("/")
+
+
+def auth_headers(conn: Conn) -> dict[str, str]:
+    """Authorization from the connection: login + password = Basic, password alone = Bearer."""
+    headers = {str(k): str(v) for k, v in (conn.extra.get("headers") or {}).items()}
+    if conn.password and conn.login:
+        token = base64.b64encode(f"{conn.login}:{conn.password}".encode()).decode()
+        headers.setdefault("Authorization", f"Basic {token}")
+    elif conn.password:
+        headers.setdefault("Authorization", f"Bearer {conn.password}")
+    return headers

@@ -18,6 +18,11 @@ import logging
 import sys
 from typing import Any
 
+from pipeline import alerts
+from pipeline.config import load_job
+from pipeline.connections import from_airflow
+from pipeline.partition import resolve_partition_date
+
 log = logging.getLogger(__name__)
 
 
@@ -29,15 +34,11 @@ def _airflow_resolver() -> Any:
     sdk = sys.modules.get("airflow.sdk")
     if sdk is None:
         return None
-    from pipeline.connections import from_airflow
-
     return lambda conn_id: from_airflow(conn_id, sdk.BaseHook.get_connection(conn_id))
 
 
 def message(job: Any, dag_run: dict[str, Any], deadline_time: Any) -> tuple[str, dict[str, Any]]:
     """The alert's text and webhook body for a run of ``job`` that missed its deadline."""
-    from pipeline.partition import resolve_partition_date
-
     conf = dag_run.get("conf") or {}
     logical = dag_run.get("logical_date")
     day = resolve_partition_date(
@@ -60,9 +61,6 @@ def message(job: Any, dag_run: dict[str, Any], deadline_time: Any) -> tuple[str,
 
 async def missed(job_file: str, context: dict[str, Any] | None = None, **_: Any) -> str:
     """The deadline alert's callback (Airflow's AsyncCallback, run by the triggerer)."""
-    from pipeline import alerts
-    from pipeline.config import load_job
-
     job = load_job(job_file)
     context = context or {}
     dag_run, deadline = context.get("dag_run") or {}, context.get("deadline") or {}

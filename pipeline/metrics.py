@@ -44,6 +44,8 @@ import re
 import socket
 from typing import Any
 
+import sqlalchemy as sa
+
 from pipeline import settings
 
 log = logging.getLogger(__name__)
@@ -145,19 +147,32 @@ def run_lines(row: dict[str, Any], max_psi: float | None = None,
                     status=status, dry_run=dry))
     if day is not None:
         out.append(line("scoring.run.partition", midnight(day), job=job, mode=mode, status=status, dry_run=dry))
+    out += _stage_lines(row, job)
+    if max_psi is not None and math.isfinite(max_psi):
+        out.append(line("scoring.drift.max_psi", max_psi, job=job))
+    if status == "success":
+        out += _flagged_lines(flagged or {}, job, dry)
+    return out
+
+
+def _stage_lines(row: dict[str, Any], job: str) -> list[str]:
+    """Each stage's seconds and rows per second of a ledger row (``stage_seconds``: a dict or its JSON)."""
     stages = row.get("stage_seconds") or {}
     stages = json.loads(stages) if isinstance(stages, str | bytes) else stages
+    out = []
     for stage, seconds in (stages.items() if isinstance(stages, dict) else ()):
         out.append(line("scoring.stage.seconds", seconds, job=job, stage=stage))
         if seconds and row.get("rows_in"):
             out.append(line("scoring.stage.rows_per_second", row["rows_in"] / seconds, job=job, stage=stage))
-    if max_psi is not None and math.isfinite(max_psi):
-        out.append(line("scoring.drift.max_psi", max_psi, job=job))
-    if status == "success":
-        for reason, rows in sorted((flagged or {}).items()):
-            check, _, column = reason.partition(":")
-            out.append(line("scoring.validation.flagged_rows", rows, job=job, check=check, column=column,
-                            dry_run=dry))
+    return out
+
+
+def _flagged_lines(flagged: dict[str, int], job: str, dry: str) -> list[str]:
+    """The rows each ``flag`` check flagged (reason ``check:column`` -> rows), one line a reason."""
+    out = []
+    for reason, rows in sorted(flagged.items()):
+        check, _, column = reason.partition(":")
+        out.append(line("scoring.validation.flagged_rows", rows, job=job, check=check, column=column, dry_run=dry))
     return out
 
 
@@ -204,8 +219,6 @@ def emit_run(row: dict[str, Any], max_psi: float | None = None,
 def newest_published_day(engine: Any, job_id: str) -> dt.date | None:
     """The job's newest published partition (a successful attempt that was not a dry run), from the ledger;
     None, and no query, when metrics are off."""
-    import sqlalchemy as sa
-
     if settings.statsd_address() is None:
         return None
 

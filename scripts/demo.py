@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import secrets
 import subprocess
@@ -28,6 +29,15 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import sqlalchemy as sa
+
+from pipeline import anchors
+from pipeline.demo import data as demo_data
+from pipeline.demo.cascade import train_cascade
+from pipeline.demo.receiver import Receiver
+from pipeline.demo.train import train_churn
+from pipeline.registry import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -45,9 +55,6 @@ def prepare(day: dt.date) -> Path:
     os.environ.setdefault("AIRFLOW_CONN_SCORING_DB", f"sqlite:///{db}")
     os.environ.setdefault("SCORING_HOME", str(ROOT))
 
-    from pipeline.demo import data as demo_data
-    from pipeline.demo.train import train_churn
-    from pipeline.registry import Registry
 
     data_root = ROOT / "data" / "churn"
     first = day - dt.timedelta(days=2)
@@ -75,8 +82,6 @@ def anchor_demo_models(registry: Any, names: tuple[str, ...]) -> None:
     Registering anchors a version; versions the registry database does not know (an earlier demo's, whose
     database ``make clean`` removed) are adopted as the folder holds them, with a line that says so: the demo
     wrote that folder. Never adopt files you did not check (``scoring models verify`` first)."""
-    from pipeline import anchors
-
     if registry.anchors is None:
         raise SystemExit(f"demo: {anchors.not_configured()}")
     for name in names:
@@ -122,8 +127,6 @@ def main() -> int:
 
 def cascade_demo(day: dt.date) -> int:
     db = prepare(day)
-    from pipeline.demo.cascade import train_cascade
-    from pipeline.registry import Registry
 
     registry = Registry()
     anchor_demo_models(registry, ("segments", "churn_frequent", "churn_occasional"))
@@ -131,7 +134,6 @@ def cascade_demo(day: dt.date) -> int:
         models = train_cascade(registry, end=day - dt.timedelta(days=3))
         print("demo cascade: trained and registered " + ", ".join(f"{m.name} v{m.version}" for m in models.values()))
     rc, log, seconds = dags_test("churn_cascade", day)
-    import sqlalchemy as sa
 
     engine = sa.create_engine(f"sqlite:///{db}")
     with engine.connect() as conn:
@@ -146,7 +148,6 @@ def cascade_demo(day: dt.date) -> int:
     print()
     if failed(rc, run, log):
         return 1
-    import json
 
     routes = json.loads(run["routes"])
     print(f"run {run['run_id']}: status {run['status']} in {seconds:.1f}s, router {routes['router']}")
@@ -166,7 +167,6 @@ def cascade_demo(day: dt.date) -> int:
 
 def push_demo(day: dt.date) -> int:
     db = prepare(day)
-    from pipeline.demo.receiver import Receiver
 
     token = secrets.token_urlsafe(16)  # made up per demo run: no credential lives in the repo
     out = ROOT / ".data" / f"promotions-received-{day}.jsonl"
@@ -178,7 +178,6 @@ def push_demo(day: dt.date) -> int:
         stats = receiver.store.stats()
         rows = receiver.store.unique_rows()
 
-    import sqlalchemy as sa
 
     engine = sa.create_engine(f"sqlite:///{db}")
     with engine.connect() as conn:
@@ -212,7 +211,6 @@ def push_demo(day: dt.date) -> int:
 def persist_demo(day: dt.date) -> int:
     db = prepare(day)
     rc, log, seconds = dags_test("churn_daily", day)
-    import sqlalchemy as sa
 
     engine = sa.create_engine(f"sqlite:///{db}")
     with engine.connect() as conn:

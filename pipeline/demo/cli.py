@@ -12,21 +12,22 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from pipeline import cli
+from pipeline import cli, settings
+from pipeline.demo import data
+from pipeline.demo.receiver import serve
+from pipeline.demo.train import train_churn
+from pipeline.errors import ConfigError
+from pipeline.partition import parse_date
+from pipeline.registry import Registry
 
 
 def _receiver(args: argparse.Namespace) -> int:
-    from pipeline.demo.receiver import serve
-
     serve(args.host, args.port, args.token, Path(args.out) if args.out else None, args.fault or [])
     return 0
 
 
 def _day(text: str, what: str) -> dt.date:
     """A day given as exactly YYYY-MM-DD (pipeline.partition.parse_date), else the parameter's usage error."""
-    from pipeline.errors import ConfigError
-    from pipeline.partition import parse_date
-
     try:
         return parse_date(text, what)
     except ConfigError as exc:
@@ -34,9 +35,6 @@ def _day(text: str, what: str) -> dt.date:
 
 
 def _demo_data(args: argparse.Namespace) -> int:
-    from pipeline import settings
-    from pipeline.demo import data
-
     root = Path(args.out) if args.out else settings.home() / "data" / "churn"
     start = _day(args.start, "--start")
     data.write_days(root, start, args.days, n=args.customers, seed=args.seed, fmt=args.format)
@@ -45,9 +43,6 @@ def _demo_data(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from pipeline.demo.train import train_churn
-    from pipeline.registry import Registry
-
     registry = Registry(Path(args.models_dir) if args.models_dir else None)
     mv = train_churn(registry, end=_day(args.end, "--end"), n=args.customers, seed=args.seed,
                      alias=args.alias)

@@ -12,7 +12,7 @@ from urllib.parse import quote
 from pipeline.connections import Conn
 from pipeline.errors import ConfigError
 from pipeline.redact import redact
-from pipeline.sinks import Batch, DeliveryFailed, Sink
+from pipeline.sinks.base import Batch, DeliveryFailed, Sink
 
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "json": "application/json"}
 

@@ -17,7 +17,7 @@ from pipeline import settings
 from pipeline.connections import Conn
 from pipeline.errors import ConfigError
 from pipeline.redact import redact, redact_url
-from pipeline.sinks import Batch, DeliveryFailed, Sink
+from pipeline.sinks.base import Batch, DeliveryFailed, Sink
 
 PART_RE = re.compile(r"^part-(\d{5})\.(parquet|csv)$")
 

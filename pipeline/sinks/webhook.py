@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import email.utils
 import re
@@ -10,40 +9,12 @@ from typing import Any
 
 import requests
 
-from pipeline.connections import Conn
+from pipeline.connections import Conn, auth_headers, base_url
 from pipeline.errors import ConfigError
 from pipeline.redact import install, redact_url
-from pipeline.sinks import Batch, DeliveryFailed, Sink
+from pipeline.sinks.base import Batch, DeliveryFailed, Sink
 
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "json": "application/json"}
-
-
-def base_url(conn: Conn) -> str:
-    """``scheme://host:port`` of an HTTP connection (Airflow's HttpHook conventions)."""
-    if not conn.host:
-        raise ConfigError(f"connection {conn.conn_id!r} has no host: set it to the receiver's address")
-    if "://" in conn.host:
-        base = conn.host
-    else:
-        if conn.schema in ("http", "https"):
-            scheme = conn.schema
-        else:
-            scheme = "https" if conn.conn_type == "https" else "http"
-        base = f"{scheme}://{conn.host}" + (f":{conn.port}" if conn.port else "")
-        if conn.schema and conn.schema not in ("http", "https"):
-            base += "/" + conn.schema.strip("/")
-    return base.rstrip("/")
-
-
-def auth_headers(conn: Conn) -> dict[str, str]:
-    """Authorization from the connection: login + password = Basic, password alone = Bearer."""
-    headers = {str(k): str(v) for k, v in (conn.extra.get("headers") or {}).items()}
-    if conn.password and conn.login:
-        token = base64.b64encode(f"{conn.login}:{conn.password}".encode()).decode()
-        headers.setdefault("Authorization", f"Basic {token}")
-    elif conn.password:
-        headers.setdefault("Authorization", f"Bearer {conn.password}")
-    return headers
 
 
 def retry_after_seconds(value: str | None) -> float | None:
