@@ -187,14 +187,15 @@ def child(kind: str, rows: int, day: dt.date = DAY) -> dict[str, Any]:
         import pandas as pd
         import sqlalchemy as sa
 
-        from pipeline import preprocess, store
+        from pipeline import preprocess
         from pipeline.registry import Registry
         from pipeline.score import load_scorer
+        from pipeline.store import engines
 
         registry = Registry()
         mv = registry.resolve("churn", "champion")
         scorer = load_scorer(registry, "churn", mv.version)
-        engine = store.engine_for(store.resolve_url("scoring_db"))
+        engine = engines.for_connection("scoring_db")
         inputs = [c["name"] for c in mv.card["inputs"]]
         started = time.perf_counter()
         frame = pd.read_parquet(WORK / "data" / job_id(rows) / f"date={DAY}")
@@ -225,9 +226,10 @@ def floor(rows: int) -> dict[str, Any]:
     import pandas as pd
     import pyarrow as pa
 
-    from pipeline import preprocess, run, store
+    from pipeline import preprocess, run
     from pipeline.registry import Registry
     from pipeline.score import limited_threads, load_scorer
+    from pipeline.store import engines
 
     registry = Registry()
     mv = registry.resolve("churn", "champion")
@@ -256,8 +258,8 @@ def floor(rows: int) -> dict[str, Any]:
         "run_id": pa.repeat(pa.scalar("floor"), n),
         "scored_at": pa.repeat(pa.scalar(dt.datetime(2026, 11, 21), pa.timestamp("us")), n),
         "flags": pa.nulls(n, pa.string())})
-    engine = store.engine_for(store.resolve_url("scoring_db"))
-    with adbc.connect(store.libpq_uri(engine)) as conn, conn.cursor() as cur:
+    engine = engines.for_connection("scoring_db")
+    with adbc.connect(engines.libpq_uri(engine)) as conn, conn.cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS floor_predictions")
         cur.execute("CREATE TABLE floor_predictions (partition_date DATE NOT NULL, customer_id BIGINT NOT NULL, "
                     "prediction TEXT NOT NULL, score DOUBLE PRECISION, model_name TEXT NOT NULL, model_version "
@@ -426,9 +428,10 @@ def airflow_overhead(rows: int) -> dict[str, Any]:
     os.environ.update(env())
     import sqlalchemy as sa
 
-    from pipeline import ledger, store
+    from pipeline import ledger
+    from pipeline.store import engines
 
-    with store.engine_for(store.resolve_url("scoring_db")).connect() as conn:
+    with engines.for_connection("scoring_db").connect() as conn:
         stages = ledger.as_json(conn.execute(sa.text(
             "SELECT stage_seconds FROM scoring_runs WHERE job_id = :j AND run_id LIKE 'manual__%' "
             "ORDER BY started_at DESC LIMIT 1"), {"j": job_id(rows)}).scalar_one())

@@ -25,8 +25,8 @@ from pipeline.settings import jobs_dir
 
 def summarize(job_file: str, context: Any) -> dict[str, Any]:
     """The published partition's summary, checked against the asset event that triggered the run."""
-    from pipeline import store
     from pipeline.partition import parse_date
+    from pipeline.store import analyst, engines
 
     job, url = job_and_url(job_file)
     key = getattr(context["dag_run"], "partition_key", None)
@@ -37,7 +37,7 @@ def summarize(job_file: str, context: Any) -> dict[str, Any]:
     day = parse_date(key[:10], "the run's partition key")
     events = [e for events in context["triggering_asset_events"].values() for e in events]
     extra = events[-1].extra if events else {}
-    rows = store.daily_summary(store.engine_for(url), str(job.output.table), day, job.output.schema_)
+    rows = analyst.daily_summary(engines.engine_for(url), str(job.output.table), day, job.output.schema_)
     written = sum(int(r["rows_scored"]) for r in rows)
     if extra.get("rows_written") is not None and int(extra["rows_written"]) != written:
         raise ScoringError(f"partition {day} of {job.output.table}: the asset event says {extra['rows_written']} "

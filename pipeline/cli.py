@@ -68,7 +68,8 @@ def _deliveries(args: argparse.Namespace) -> int:
 def _runs(args: argparse.Namespace) -> int:
     """The job's latest attempts, after the reaper marked the expired ones abandoned (``pipeline.lease.reap``);
     ``--reap``: what the reaper did, and nothing else (safe at any time: live attempts are left alone)."""
-    from pipeline import lease, ledger, run, store
+    from pipeline import lease, ledger, run
+    from pipeline.store import operational
 
     if args.job is None:
         if not args.reap:
@@ -79,7 +80,7 @@ def _runs(args: argparse.Namespace) -> int:
         return 1 if sweep.errors else 0
     job = run.find_job(args.job)
     eng = run.engine(job)
-    store.ensure_ledger(eng)
+    operational.ensure_ledger(eng)
     found = lease.reap(eng, job.job_id, by="`scoring runs --reap`" if args.reap else "`scoring runs`",
                        drop_loads=args.reap)
     if args.reap:
@@ -190,14 +191,15 @@ def _models_register(registry: Any, args: argparse.Namespace) -> int:
 
 def _models_compare(registry: Any, args: argparse.Namespace) -> int:
     """The champion/challenger comparisons of a model for one partition (``pipeline.shadow``); 1 if one failed."""
-    from pipeline import run, shadow, store
+    from pipeline import run, shadow
+    from pipeline.store import engines, operational
 
     day = parse_date(args.date)
     if args.job:
         engine = run.engine(run.find_job(args.job))
     else:
-        engine = store.engine_for(store.resolve_url(args.connection or "scoring_db"))
-    store.ensure_ledger(engine)
+        engine = engines.for_connection(args.connection or "scoring_db")
+    operational.ensure_ledger(engine)
     rows = shadow.comparisons(engine, args.name, day, args.job)
     if not rows:
         print(f"no champion/challenger comparison of {args.name} for {day} (does a job list model.challengers, "
@@ -291,9 +293,9 @@ def _db(args: argparse.Namespace) -> int:
         from pipeline import dictionary
 
         return _emit(dictionary.markdown(), args.write)
-    from pipeline import store
+    from pipeline.store import engines, grants
 
-    store.grant_reader(store.engine_for(store.resolve_url(args.connection)), args.schema, args.role)
+    grants.grant_reader(engines.for_connection(args.connection), args.schema, args.role)
     print(f"role {args.role} may SELECT every table and view in schema {args.schema} (and those created there "
           f"later), nothing else. Give it to a login: GRANT {args.role} TO <login>; it connects with "
           f"postgresql://<login>@<host>:5432/<db>?options=-csearch_path%3D{args.schema}")

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from pipeline.ledger import now
 from pipeline.redact import redact
-from pipeline.store import begin
+from pipeline.store.engines import begin
 from pipeline.textsafe import safe_text
 
 PENDING, DELIVERED, DEAD_LETTER = "pending", "delivered", "dead_letter"

@@ -21,7 +21,7 @@ lock; SQLite: a file lock beside the database), so two attempts never both pass 
 The **reaper** (``reap``) applies the same rules to the running attempts of *every* day of the job:
 an attempt whose ``scoring run`` process on this machine is gone, or that has not been seen for
 ``SCORING_LEASE_SECONDS``, is marked ``abandoned`` (with why, when it was last seen and what found
-it), its staging is removed and its load tables dropped (``store.drop_dead_loads``), so a killed
+it), its staging is removed and its load tables dropped (``load_tables.drop_dead_loads``), so a killed
 attempt of a day that is never run again does not linger. It runs at the start of every attempt
 of the job (other days: one query, and a lock only for a day that has an expired attempt), from
 ``scoring runs JOB --reap`` and from the ``scoring_maintenance`` DAG. A live attempt of another day
@@ -52,7 +52,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from pipeline import ledger, metrics, settings, store
+from pipeline import ledger, metrics, settings
 from pipeline.config import load_jobs
 from pipeline.errors import ScoringError
 from pipeline.livecopy import (
@@ -63,7 +63,8 @@ from pipeline.livecopy import (
 )
 from pipeline.redact import redact
 from pipeline.settings import safe_name
-from pipeline.store import begin
+from pipeline.store import engines, load_tables
+from pipeline.store.engines import begin
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +280,7 @@ def reap(engine: Engine, job_id: str, by: str = "`scoring runs`", skip: dt.date 
     if dead:
         log.warning("job %s: the reaper (%s) marked %d expired attempt(s) abandoned: %s", job_id, by, len(dead),
                     "; ".join(f"{r.partition_date} {r.run_id} attempt {r.attempt}" for r in dead))
-    loads = store.drop_dead_loads(engine, job_id) if drop_loads or dead else []  # after the marks' commit
+    loads = load_tables.drop_dead_loads(engine, job_id) if drop_loads or dead else []  # after the marks' commit
     return Reaping(job_id, dead, loads)
 
 
@@ -312,7 +313,7 @@ def reap_jobs(folder: Path | None = None, resolver: Any = None, by: str = "the s
     broken = {str(path): f"the job file is not valid: {error.splitlines()[0]}" for path, error in loaded.errors.items()}
     for job_id, job in loaded.jobs.items():
         try:
-            engine = store.engine_for(store.resolve_url(job.output.connection, resolver))
+            engine = engines.for_connection(job.output.connection, resolver)
             if not sa.inspect(engine).has_table("scoring_runs"):
                 reaped.append(Reaping(job_id, [], []))  # never ran here: no ledger, nothing to reap
                 continue

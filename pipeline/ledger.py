@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from pipeline.redact import redact
-from pipeline.store import begin
+from pipeline.store.engines import begin
 from pipeline.textsafe import safe_text
 
 COUNT_FIELDS = ("rows_in", "rows_valid", "rows_quarantined", "rows_scored", "rows_written")

@@ -68,8 +68,8 @@ def run_partition(
 def redrive(job: JobConfig, partition_date: dt.date | str, url: str | None = None,
             resolver: Resolver | None = None) -> dict[str, Any]:
     """Send a partition's dead-lettered batches again (``scoring redrive``)."""
-    from pipeline import store
+    from pipeline.store import operational
 
     eng = run.engine(job, url)
-    store.ensure_ledger(eng)
+    operational.ensure_ledger(eng)
     return push.redrive(eng, job, parse_date(partition_date), resolver=resolver)

@@ -29,7 +29,8 @@ from sqlalchemy.engine import Engine
 
 from pipeline import ledger, metrics
 from pipeline.redact import redact
-from pipeline.store import begin, ensure_ledger
+from pipeline.store.engines import begin
+from pipeline.store.operational import ensure_ledger
 
 log = logging.getLogger(__name__)
 

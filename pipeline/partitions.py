@@ -308,7 +308,7 @@ def open_job(job_id: str, resolver: Any = None) -> tuple[JobConfig, Engine]:
         ConfigError: no valid job file has that job id, or its connection is not defined.
     """
     # the store brings pyarrow: paid when a page first asks, not when the plugin loads
-    from pipeline import store
+    from pipeline.store import engines
 
     loaded = load_jobs(settings.jobs_dir())
     job = loaded.jobs.get(job_id)
@@ -316,4 +316,4 @@ def open_job(job_id: str, resolver: Any = None) -> tuple[JobConfig, Engine]:
         broken = [f"{path.name}: {error.splitlines()[0]}" for path, error in loaded.errors.items()]
         raise ConfigError(f"no job file in {settings.jobs_dir()} has job_id {job_id!r}"
                           + (f" (files that do not load: {'; '.join(broken)})" if broken else ""))
-    return job, store.engine_for(store.resolve_url(job.output.connection, resolver))
+    return job, engines.for_connection(job.output.connection, resolver)

@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import ledger, steps, store
+from pipeline import ledger, steps
 from pipeline.context import counted
 from pipeline.ingest import original_values
 from pipeline.partition import parse_date
 from pipeline.staging import read_batches, staged_rows, staged_schema
+from pipeline.store import analyst, job_tables, writes
 from pipeline.textsafe import escaped_paths, safe_text, storable
 
 if TYPE_CHECKING:
@@ -42,12 +43,12 @@ def persist_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[
     job = ctx.job
     day = parse_date(ctx.spec.partition_date)
     key_type = staged_schema(ctx.parts(steps.SCORED)[0]).field(job.entity_key).type
-    store.ensure_predictions(ctx.engine, job.output.table, job.entity_key,
+    job_tables.ensure_predictions(ctx.engine, job.output.table, job.entity_key,
                              "int" if pa.types.is_integer(key_type) else "str", job.output.schema_, job.job_id)
     # an empty day replacing a published one is allowed (validation.on_empty: succeed) but never silent
-    before = (store.count_partition(ctx.engine, job.output.table, day, job.output.schema_)
+    before = (analyst.count_partition(ctx.engine, job.output.table, day, job.output.schema_)
               if staged_rows(ctx.parts(steps.SCORED)) == 0 else 0)
-    written = store.replace_partition(  # a refusal of the data itself: DataRefusedError (errors.store_failure)
+    written = writes.replace_partition(  # a refusal of the data itself: DataRefusedError (errors.store_failure)
         ctx.engine, table=job.output.table, key=job.entity_key, job_id=job.job_id,
         partition_date=day, batches=prediction_batches(ctx),
         quarantine=quarantine_rows(ctx), schema=job.output.schema_, attempt=(ctx.spec.run_id, ctx.spec.attempt),

@@ -289,7 +289,8 @@ def push_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str
     The quarantine table is still replaced. A failed delivery raises DeliveryError carrying
     the delivery counts, so the ledger records what was sent and what was dead-lettered.
     """
-    from pipeline import persist, store
+    from pipeline import persist
+    from pipeline.store import writes
 
     job, spec = ctx.job, ctx.spec
     if job.output.push is None:
@@ -304,7 +305,7 @@ def push_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str
     if spec.dry_run:
         ctx.log.info("push: dry run, nothing sent")
         return counted(counts, rows_delivered=0, rows_dead_lettered=0, rows_failed=0)
-    store.replace_quarantine(ctx.engine, job_id=job.job_id, partition_date=parse_date(spec.partition_date),
+    writes.replace_quarantine(ctx.engine, job_id=job.job_id, partition_date=parse_date(spec.partition_date),
                              quarantine=persist.quarantine_rows(ctx))
     try:
         counts.update(push_partition(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pipeline.drift as drift
-from pipeline import cascade, lease, ledger, metrics, settings, shadow, sqlsource, steps, store
+from pipeline import cascade, lease, ledger, metrics, settings, shadow, sqlsource, steps
 from pipeline.bookkeeping import stage
 from pipeline.config import JobConfig, load_job
 from pipeline.connections import Resolver
@@ -29,6 +29,7 @@ from pipeline.errors import (
 from pipeline.partition import data_files, parse_date, partition_dir
 from pipeline.registry import Registry
 from pipeline.staging import RunSpec
+from pipeline.store import analyst, operational
 
 StageFn = Callable[[RunContext, dict[str, Any]], dict[str, Any]]
 
@@ -109,7 +110,7 @@ def start(job: JobConfig, *, run_id: str, partition_date: dt.date | str, model_r
     """
     day = parse_date(partition_date)
     eng = engine(job, url)
-    store.ensure_ledger(eng)
+    operational.ensure_ledger(eng)
     try:
         mode = output_mode(job, mode)
         mv = Registry().resolve(job.model.name, model_ref or job.model.ref)
@@ -233,7 +234,7 @@ def reconciliation_problems(ctx: RunContext, row: dict[str, Any]) -> list[str]:
                 f"rows_quarantined {quarantined}")
         return problems
     table = ctx.job.output.table
-    in_table = store.count_partition(ctx.engine, table, parse_date(spec.partition_date), ctx.job.output.schema_)
+    in_table = analyst.count_partition(ctx.engine, table, parse_date(spec.partition_date), ctx.job.output.schema_)
     if row["rows_written"] != scored or in_table != scored:
         problems.append(f"rows_scored {scored}, rows_written {row['rows_written']}, "
                         f"rows in {table} for the partition {in_table}")

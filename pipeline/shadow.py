@@ -26,9 +26,10 @@ import numpy as np
 import pyarrow as pa
 import sqlalchemy as sa
 
-from pipeline import drift, ledger, redact, steps, store
+from pipeline import drift, ledger, redact, steps
 from pipeline.partition import parse_date
 from pipeline.staging import StagedWriter, read_batches, staged_schema
+from pipeline.store import engines, job_tables, writes
 
 if TYPE_CHECKING:
     from pipeline.context import RunContext
@@ -115,11 +116,11 @@ def publish(ctx: RunContext) -> list[dict[str, Any]]:
         compared.append(row)
     try:
         key_type = staged_schema(ctx.parts(steps.SCORED)[0]).field(job.entity_key).type
-        store.ensure_shadow(ctx.engine, job.output.table, job.entity_key,
+        job_tables.ensure_shadow(ctx.engine, job.output.table, job.entity_key,
                             "int" if pa.types.is_integer(key_type) else "str", job.job_id, job.output.schema_)
-        written = store.replace_shadow(ctx.engine, table=job.output.table, key=job.entity_key, partition_date=day,
+        written = writes.replace_shadow(ctx.engine, table=job.output.table, key=job.entity_key, partition_date=day,
                                        batches=_shadow_rows(ctx, [v for _, v in ok]), schema=job.output.schema_)
-        with store.begin(ctx.engine) as conn:
+        with engines.begin(ctx.engine) as conn:
             conn.execute(sa.text("DELETE FROM scoring_shadow_comparisons WHERE job_id = :j AND partition_date = :d"),
                          {"j": spec.job_id, "d": day})
             conn.execute(sa.text(f"INSERT INTO scoring_shadow_comparisons ({', '.join(COLUMNS)}) VALUES "
@@ -207,7 +208,7 @@ def metrics(keys: np.ndarray, p1: np.ndarray, s1: np.ndarray, p2: np.ndarray, s2
 
 
 def _shadow_rows(ctx: RunContext, versions: list[int]) -> Iterator[pa.Table]:
-    """The compared challengers' staged rows with the run's columns (``store.SHADOW_COLUMNS``)."""
+    """The compared challengers' staged rows with the run's columns (``job_tables.SHADOW_COLUMNS``)."""
     spec, key = ctx.spec, ctx.job.entity_key
     scored_at = dt.datetime.fromisoformat(spec.read_json(steps.SCORE_STATE)["scored_at"])
     for version in versions:

@@ -102,8 +102,9 @@ def outcome_text(row: dict[str, Any] | None) -> str:
 
 def _job_and_engine(dag_id: str) -> tuple[Any, Any]:
     """A scoring DAG's job and ledger database, from this Airflow process (API server, scheduler)."""
-    from pipeline import run, store
+    from pipeline import run
     from pipeline.connections import from_airflow
+    from pipeline.store import engines
 
     def resolver(conn_id: str) -> Any:
         from airflow.models.connection import Connection
@@ -111,7 +112,7 @@ def _job_and_engine(dag_id: str) -> tuple[Any, Any]:
         return from_airflow(conn_id, Connection.get_connection_from_secrets(conn_id))
 
     job = run.find_job(dag_id)
-    return job, run.engine(job, store.resolve_url(job.output.connection, resolver))
+    return job, run.engine(job, engines.resolve_url(job.output.connection, resolver))
 
 
 def _ours(dag_run: Any) -> bool:

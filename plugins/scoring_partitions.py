@@ -98,7 +98,7 @@ def partitions_page(dag_id: str, days: int = Query(35, ge=1, le=366)) -> HTMLRes
 
 def store_name(engine: Any) -> str:
     """Where the engine points, without credentials."""
-    from pipeline.store import describe
+    from pipeline.store.engines import describe
 
     return describe(engine)
 

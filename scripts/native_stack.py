@@ -100,23 +100,23 @@ def carry_anchors(source: str | None, target: str) -> dict[str, Any]:
     """
     import sqlalchemy as sa
 
-    from pipeline import store
     from pipeline.anchors import Anchors
     from pipeline.registry import Registry
+    from pipeline.store import engines
 
     names = Registry(anchors=None).names()
-    target_anchors = Anchors(store.engine_for(target.replace("postgresql://", "postgresql+psycopg://", 1)))
+    target_anchors = Anchors(engines.engine_for(target.replace("postgresql://", "postgresql+psycopg://", 1)))
     target_anchors.ensure()
     source_anchors = None
     if source and (not source.startswith("sqlite") or Path(source.split("///", 1)[-1]).exists()):
-        source_anchors = Anchors(store.engine_for(source))
+        source_anchors = Anchors(engines.engine_for(source))
     carried: dict[str, list[int]] = {}
     missing: list[str] = []
     for name in names:
         found = source_anchors.of(name) if source_anchors else {}
         present = target_anchors.of(name)
         new = [a for v, a in sorted(found.items()) if v not in present]
-        with store.begin(target_anchors.engine) as conn:
+        with engines.begin(target_anchors.engine) as conn:
             for anchor in new:
                 target_anchors.insert(conn, anchor)
                 if anchor.deleted_at is not None:
@@ -127,7 +127,7 @@ def carry_anchors(source: str | None, target: str) -> dict[str, Any]:
             carried[name] = [a.version for a in new]
         if not found and not present:
             missing.append(name)
-    return {"from": store.describe(source_anchors.engine) if source_anchors else None, "carried": carried,
+    return {"from": engines.describe(source_anchors.engine) if source_anchors else None, "carried": carried,
             "not_anchored": missing}
 
 
@@ -152,10 +152,11 @@ def up(home: Path, workers: int, metadata_db: str, scoring_db: str, redis_db: in
     if migrate.returncode != 0:
         raise SystemExit(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}{migrate.stderr[-3000:]}")
     if anchors_from is None:  # this shell's registry database (where `scoring models register` wrote), else make demo's
-        from pipeline import connections, settings, store
+        from pipeline import connections, settings
+        from pipeline.store import engines
 
         registry = settings.registry_connection()
-        anchors_from = (store.resolve_url(registry) if os.environ.get(connections.env_var(registry))
+        anchors_from = (engines.resolve_url(registry) if os.environ.get(connections.env_var(registry))
                         else f"sqlite:///{ROOT / '.data' / 'scoring.db'}")
     os.environ.update({k: v for k, v in env.items() if k.startswith("SCORING_")})  # the workers' models folder
     carried = carry_anchors(anchors_from, scoring)

@@ -57,9 +57,9 @@ def _built_unanchored(root: Path) -> Iterator[Any]:
     """A registry below ``root/models`` with no database: the build registers into it unanchored (the registry
     allows it with SCORING_ALLOW_UNANCHORED=1), then every version is adopted (origin ``adopted``) into
     ``root/registry.db``, which each test's registry database starts from (``registry_db``)."""
-    from pipeline import store
     from pipeline.anchors import Anchors
     from pipeline.registry import Registry
+    from pipeline.store import engines
 
     saved = os.environ.get("SCORING_ALLOW_UNANCHORED")
     os.environ["SCORING_ALLOW_UNANCHORED"] = "1"
@@ -70,7 +70,7 @@ def _built_unanchored(root: Path) -> Iterator[Any]:
             os.environ.pop("SCORING_ALLOW_UNANCHORED")
         else:
             os.environ["SCORING_ALLOW_UNANCHORED"] = saved
-    adopting = Registry(root / "models", anchors=Anchors(store.engine_for(f"sqlite:///{root / 'registry.db'}")))
+    adopting = Registry(root / "models", anchors=Anchors(engines.engine_for(f"sqlite:///{root / 'registry.db'}")))
     for name in adopting.names():
         adopting.anchor(name)
 
@@ -92,12 +92,12 @@ def copy_anchors(source: Path, target: Path) -> None:
 
 def use_registry(path: Path, set_env: Callable[[str, str], None]) -> str:
     """Point the registry database (SCORING_REGISTRY_DB) at the SQLite file ``path``; its URL."""
-    from pipeline import store
+    from pipeline.store import engines
 
     url = f"sqlite:///{path}"
     set_env("SCORING_REGISTRY_DB", REGISTRY_CONN)
     set_env(REGISTRY_ENV, url)
-    store.engine_for.cache_clear()
+    engines.engine_for.cache_clear()
     return url
 
 
@@ -107,11 +107,11 @@ def readopt(name: str) -> None:
     removing the old records; never done outside tests)."""
     import sqlalchemy as sa
 
-    from pipeline import store
     from pipeline.registry import Registry
+    from pipeline.store import engines
 
     registry = Registry()
-    with store.begin(registry.anchors.engine) as conn:
+    with engines.begin(registry.anchors.engine) as conn:
         conn.execute(sa.text("DELETE FROM scoring_model_registrations WHERE model_name = :n"), {"n": name})
     registry.anchor(name)
 
@@ -164,7 +164,7 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory, session_registry: P
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trained_models: Path) -> Path:
     """Isolated models, data, staging, reports, jobs folder and SQLite output database."""
-    from pipeline import store
+    from pipeline.store import engines
 
     shutil.copytree(trained_models, tmp_path / "models")
     for name in ("data", "staging", "reports", "jobs", "deadletter"):
@@ -176,7 +176,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trained_models: Path) 
     monkeypatch.setenv("SCORING_DEADLETTER_DIR", str(tmp_path / "deadletter"))
     monkeypatch.setenv("AIRFLOW_CONN_SCORING_DB", f"sqlite:///{tmp_path / 'scoring.db'}")
     monkeypatch.setenv("SCORING_DB_RETRY_BACKOFF_S", "0.1")
-    store.engine_for.cache_clear()
+    engines.engine_for.cache_clear()
     return tmp_path
 
 
@@ -257,11 +257,11 @@ def pg_url(pg_server: str, monkeypatch: pytest.MonkeyPatch) -> Any:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     uri = f"{pg_server}?options=-csearch_path%3D{schema}"
     monkeypatch.setenv("AIRFLOW_CONN_SCORING_DB", uri)
-    from pipeline import store
+    from pipeline.store import engines
 
-    store.engine_for.cache_clear()
+    engines.engine_for.cache_clear()
     yield uri
-    store.engine_for.cache_clear()
+    engines.engine_for.cache_clear()
     with psycopg.connect(pg_server, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 

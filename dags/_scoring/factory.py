@@ -64,12 +64,12 @@ def airflow_connection(conn_id: str) -> Any:
 
 def job_and_url(job_file: str) -> tuple[JobConfig, str]:
     """The job as its file says now, and its output database URL (``AIRFLOW_CONN_<ID>``, else Airflow's)."""
-    from pipeline import store
     from pipeline.config import load_job
+    from pipeline.store import engines
 
     job = load_job(job_file)
     # a missing connection is final: no retry can fix it
-    return job, call(store.resolve_url, job.output.connection, airflow_connection)
+    return job, call(engines.resolve_url, job.output.connection, airflow_connection)
 
 
 def retryable(exc: BaseException) -> bool:
@@ -277,9 +277,9 @@ def record_missing(job: JobConfig, day: dt.date, context: Any, waited_s: float) 
             f"{step}; once the data is there, clear wait_for_partition to score the day.")
     params = context["params"]
     try:
-        from pipeline import store
+        from pipeline.store import engines
 
-        url = store.resolve_url(job.output.connection, airflow_connection)
+        url = engines.resolve_url(job.output.connection, airflow_connection)
         never_ran.record(run.engine(job, url), job_id=job.job_id, run_id=context["run_id"], partition_date=day,
                          outcome="missing", error=text, mode=params.get("output_mode") or job.output.mode,
                          dry_run=bool(params.get("dry_run")), model_name=job.model.name)

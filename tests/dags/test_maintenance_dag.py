@@ -42,12 +42,13 @@ print(reap_all())
 
 
 def test_its_task_reaps_an_expired_attempt_of_every_job(home: Path) -> None:
-    from pipeline import ledger, store
+    from pipeline import ledger
+    from pipeline.store import engines, operational
 
     write_job(home)
     write_job(home, job_id="quiet_job")
-    engine = store.engine_for(store.resolve_url("scoring_db"))
-    store.ensure_ledger(engine)
+    engine = engines.for_connection("scoring_db")
+    operational.ensure_ledger(engine)
     with engine.begin() as conn:
         for job_id, run_id in (("churn_test", "gone"), ("quiet_job", "lost")):
             conn.execute(sa.text(

@@ -36,9 +36,10 @@ def demo_state(home: Path, models: Path, db_url: str, cascade: Path | None = Non
     """What ``make demo`` and ``make demo-push`` leave in ``home``: the models, the demo partitions, and
     runs of the shipped churn_daily (two nights, with its challenger) and promotions_daily jobs in ``db_url``.
     ``cascade``: the cascade demo's models, when a block needs churn_cascade too."""
-    from pipeline import local, run, store
+    from pipeline import local, run
     from pipeline.demo import data as demo_data
     from pipeline.demo.receiver import Receiver
+    from pipeline.store import engines
 
     shutil.copytree(models, home / "models", dirs_exist_ok=True)
     if cascade is not None:
@@ -52,7 +53,7 @@ def demo_state(home: Path, models: Path, db_url: str, cascade: Path | None = Non
         mp.setenv("SCORING_DB_RETRY_BACKOFF_S", "0.1")
         mp.setenv("SCORING_STATSD", "0")
         mp.delenv("SCORING_REGISTRY_DB", raising=False)  # make demo's shell: the registry database is scoring_db
-        store.engine_for.cache_clear()
+        engines.engine_for.cache_clear()
         try:
             from pipeline.registry import Registry
 
@@ -71,7 +72,7 @@ def demo_state(home: Path, models: Path, db_url: str, cascade: Path | None = Non
                 summary = local.run_partition(run.find_job("promotions_daily"), DAY, run_id=f"docs__{DAY}")
                 assert summary["status"] == "success", summary
         finally:
-            store.engine_for.cache_clear()
+            engines.engine_for.cache_clear()
 
 
 def _wants_cascade() -> bool:
@@ -104,7 +105,8 @@ def docs_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         return
     import psycopg
 
-    from pipeline import cli, store
+    from pipeline import cli
+    from pipeline.store import engines
 
     server = request.getfixturevalue("pg_server")
     suffix = uuid.uuid4().hex[:10]
@@ -116,9 +118,9 @@ def docs_db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     try:
         with pytest.MonkeyPatch.context() as mp:  # what the docs tell the DBA to run, as the pipeline's user
             mp.setenv("AIRFLOW_CONN_SCORING_DB", owner)
-            store.engine_for.cache_clear()
+            engines.engine_for.cache_clear()
             assert cli.main(["db", "grant-reader", "--schema", ANALYSTS_SCHEMA, "--role", role]) == 0
-            store.engine_for.cache_clear()
+            engines.engine_for.cache_clear()
         with psycopg.connect(owner, autocommit=True) as conn:
             conn.execute(f'CREATE ROLE "{login}" LOGIN')
             conn.execute(f'GRANT "{role}" TO "{login}"')

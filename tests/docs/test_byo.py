@@ -38,7 +38,7 @@ def test_the_walk_through_works_as_written(tmp_path: Path) -> None:
     assert "ok\ttelco_daily" in out.stdout
     from pipeline.anchors import Anchors
     from pipeline.registry import Registry, sha256_of
-    from pipeline.store import engine_for
+    from pipeline.store.engines import engine_for
 
     anchors = Anchors(engine_for(f"sqlite:///{home / '.data' / 'scoring.db'}"))  # where the walk-through anchored it
     card = Registry(home / "models", anchors=anchors).resolve("telco", "champion").card

@@ -10,9 +10,9 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from pipeline import store
 from pipeline.demo.receiver import Receiver
 from pipeline.ledger import as_json
+from pipeline.store import engines
 from tests.conftest import DAY, ROOT, write_job, write_partition
 from tests.e2e.conftest import dags_test
 
@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.airflow, pytest.mark.slow]
 
 
 def _engine() -> sa.Engine:
-    return store.engine_for(store.resolve_url("scoring_db"))
+    return engines.for_connection("scoring_db")
 
 
 def _ledger(job_id: str) -> list[dict]:

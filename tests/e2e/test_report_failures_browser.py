@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from pipeline import local, store
+from pipeline import local
 from pipeline.config import load_job
 from pipeline.errors import ScoringError
+from pipeline.store import engines
 from tests.conftest import DAY, ROOT, write_job, write_partition
 
 pytestmark = pytest.mark.slow
@@ -37,7 +38,7 @@ def test_a_run_that_failed_after_validate_shows_what_failed_above_its_report(hom
     write_partition(home, n=600)
     job = load_job(write_job(home))
     local.run_partition(job, DAY, run_id="late-failure")
-    engine = store.engine_for(store.resolve_url("scoring_db"))
+    engine = engines.for_connection("scoring_db")
     with engine.begin() as conn:  # as a failed persist records it (pipeline.run.record_failure)
         conn.execute(sa.text("UPDATE scoring_runs SET status = 'failed', failed_stage = 'persist', error = :e "
                              "WHERE run_id = 'late-failure'"),
@@ -70,7 +71,7 @@ def test_a_run_without_a_report_gets_its_stage_redacted_error_and_next_step(home
     job = load_job(write_job(home))
     with pytest.raises(ScoringError):
         local.run_partition(job, DAY, run_id="no-model", model_ref="99")  # refused at start: no report
-    engine = store.engine_for(store.resolve_url("scoring_db"))
+    engine = engines.for_connection("scoring_db")
     with engine.begin() as conn:  # a row written before errors were redacted on the way in
         conn.execute(sa.text("UPDATE scoring_runs SET error = error || ' (ledger at postgresql://scorer:hunter2@db/x)' "
                              "WHERE run_id = 'no-model'"))
@@ -97,7 +98,7 @@ def test_the_partition_view_of_a_database_that_is_down_says_so(home: Path, monke
     scoring_partitions = pytest.importorskip("scoring_partitions")
     write_job(home)
     monkeypatch.setenv("AIRFLOW_CONN_SCORING_DB", "postgresql://scorer:hunter2@127.0.0.1:9/scoring")  # nothing there
-    store.engine_for.cache_clear()
+    engines.engine_for.cache_clear()
     response = scoring_partitions.partitions_page("churn_test", days=35)
     assert response.status_code == 503
     page = show(browser, response.body.decode(), "partitions-database-down.png")

@@ -29,7 +29,7 @@ GROUP BY n.nspname, c.relname, c.relkind, c.oid
 
 def test_predictions_live_in_the_analysts_schema_with_comments_and_a_read_only_role(
         home: Path, pg_url: str, pg_server: str) -> None:
-    from pipeline import store
+    from pipeline.store import engines, naming
 
     ops = pg_url.rsplit("%3D", 1)[1]
     analytics, role, login = (f"{p}_{uuid.uuid4().hex[:10]}" for p in ("analytics", "reader", "alice"))
@@ -93,7 +93,7 @@ def test_predictions_live_in_the_analysts_schema_with_comments_and_a_read_only_r
                     analyst.execute(statement)
         listing = _psql(f"{base}/test?options=-csearch_path%3D{analytics}", r"\dt")
         assert "churn_test_predictions " in listing and f"_{DAY:%Y%m%d}" not in listing, listing
-        assert store.storage_schema(store.engine_for(store.resolve_url("scoring_db")), analytics) == parts
+        assert naming.storage_schema(engines.for_connection("scoring_db"), analytics) == parts
     finally:
         with psycopg.connect(pg_server, autocommit=True) as admin:
             admin.execute(f'DROP SCHEMA IF EXISTS "{analytics}" CASCADE')
@@ -138,14 +138,14 @@ def test_the_data_dictionary_in_the_docs_is_current() -> None:
 def test_a_second_start_rewrites_no_comment(pg_url: str) -> None:
     import sqlalchemy as sa
 
-    from pipeline import store
+    from pipeline.store import engines, operational
 
-    engine = store.engine_for(store.resolve_url("scoring_db"))
-    store.ensure_ledger(engine)
+    engine = engines.for_connection("scoring_db")
+    operational.ensure_ledger(engine)
     written: list[str] = []
     sa.event.listen(engine, "before_cursor_execute",
                     lambda conn, cursor, statement, *_: written.append(statement) if "COMMENT ON" in statement else None)
-    store.ensure_ledger(engine)  # what every run's start does
+    operational.ensure_ledger(engine)  # what every run's start does
     assert written == []
 
 
@@ -176,7 +176,7 @@ def test_a_database_made_before_is_migrated_to_timestamptz_and_jsonb_keeping_eve
     the instants are the same whatever the analyst's session zone, and every column we create is typed."""
     import sqlalchemy as sa
 
-    from pipeline import store
+    from pipeline.store import engines, operational
 
     schema = pg_url.rsplit("%3D", 1)[1]
     with psycopg.connect(pg_server, autocommit=True) as admin:
@@ -207,9 +207,9 @@ def test_a_database_made_before_is_migrated_to_timestamptz_and_jsonb_keeping_eve
     assert timestamps and all(types[k] == "timestamp with time zone" for k in timestamps), types
     assert types[("scoring_runs", "stage_seconds")] == types[("scoring_quarantine", "row_values")] == "jsonb"
     assert ("churn_test_predictions", "scored_at") in timestamps
-    engine = store.engine_for(store.resolve_url("scoring_db"))
+    engine = engines.for_connection("scoring_db")
     with engine.begin() as conn:
-        assert store.upgrade_types(conn, "scoring_runs", ("started_at",), ("stage_seconds",)) == [], "idempotent"
+        assert operational.upgrade_types(conn, "scoring_runs", ("started_at",), ("stage_seconds",)) == [], "idempotent"
         assert conn.execute(sa.text("SELECT count(*) FROM scoring_quarantine")).scalar() >= 1
 
 

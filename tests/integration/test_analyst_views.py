@@ -9,8 +9,9 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from pipeline import local, store
+from pipeline import local
 from pipeline.config import load_job
+from pipeline.store import analyst, engines, job_tables, naming, operational, writes
 from tests.conftest import DAY, write_job, write_partition
 
 
@@ -21,7 +22,7 @@ def test_latest_says_which_scores_are_stale_and_the_key_is_indexed(any_db: str, 
     job = load_job(write_job(home))
     local.run_partition(job, before, run_id="d1")
     local.run_partition(job, DAY, run_id="d2")
-    engine = store.engine_for(store.resolve_url("scoring_db"))
+    engine = engines.for_connection("scoring_db")
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT customer_id, partition_date, latest_partition, is_stale "
                                     "FROM churn_test_predictions_latest")).all()
@@ -68,12 +69,12 @@ def test_the_latest_rows_follow_every_publish_rerun_backfill_and_failure(any_db:
     from pipeline.lease import SupersededError
 
     table, d0, d1, d2 = "lt_predictions", DAY - dt.timedelta(days=2), DAY - dt.timedelta(days=1), DAY
-    engine = store.engine_for(store.resolve_url("scoring_db"))
-    store.ensure_ledger(engine)
-    store.ensure_predictions(engine, table, "customer_id", "int")
+    engine = engines.for_connection("scoring_db")
+    operational.ensure_ledger(engine)
+    job_tables.ensure_predictions(engine, table, "customer_id", "int")
 
     def publish(keys: range, day: dt.date, run_id: str) -> None:
-        store.replace_partition(engine, table=table, key="customer_id", job_id="lt", partition_date=day,
+        writes.replace_partition(engine, table=table, key="customer_id", job_id="lt", partition_date=day,
                                 batches=[_rows(keys, day, run_id)])
 
     def check() -> dict[int, tuple[str, str]]:
@@ -97,11 +98,11 @@ def test_the_latest_rows_follow_every_publish_rerun_backfill_and_failure(any_db:
     assert view[10] == (str(d1), "a") and view[170] == (str(d0), "old") and view[100] == (str(d2), "b2")
     duplicate = pa.concat_tables([_rows(range(0, 5), d2, "bad"), _rows(range(0, 5), d2, "bad")])
     with pytest.raises(StoreError):
-        store.replace_partition(engine, table=table, key="customer_id", job_id="lt", partition_date=d2,
+        writes.replace_partition(engine, table=table, key="customer_id", job_id="lt", partition_date=d2,
                                 batches=[duplicate])
     assert check() == view, "a failed publish leaves the latest rows as they were"
     with pytest.raises(SupersededError):  # refused in the publish's transaction, after the latest rows' upkeep
-        store.replace_partition(engine, table=table, key="customer_id", job_id="lt", partition_date=d2,
+        writes.replace_partition(engine, table=table, key="customer_id", job_id="lt", partition_date=d2,
                                 batches=[_rows(range(0, 300), d2, "ghost")], attempt=("ghost", 1))
     assert check() == view, "a publish refused at its end leaves the latest rows as they were"
     publish(range(0, 0), d2, "empty")  # the newest day replaced by nothing: the newest is d1 again
@@ -149,21 +150,21 @@ def test_latest_at_365_days_reads_the_latest_rows_not_the_history(pg_url: str, p
 
     table, days, per_day = "year_predictions", 365, 2000
     home = f"analytics_{uuid.uuid4().hex[:10]}"
-    engine = store.engine_for(store.resolve_url("scoring_db"))
-    store.ensure_ledger(engine)
-    parts = store.storage_schema(engine, home)
+    engine = engines.for_connection("scoring_db")
+    operational.ensure_ledger(engine)
+    parts = naming.storage_schema(engine, home)
     first = DAY - dt.timedelta(days=days - 1)
     try:
-        store.ensure_predictions(engine, table, "customer_id", "int", home)
+        job_tables.ensure_predictions(engine, table, "customer_id", "int", home)
         with psycopg.connect(pg_server, autocommit=True) as admin:
             admin.execute(HISTORY.format(days=days - 1, parts=parts, table=table, home=home, first=first,
                                          per_day=per_day))
-            admin.execute(f'DROP TABLE "{parts}".{store.latest_table(table)} CASCADE')  # made anew from the history
+            admin.execute(f'DROP TABLE "{parts}".{naming.latest_table(table)} CASCADE')  # made anew from the history
         started = time.perf_counter()
-        store.ensure_predictions(engine, table, "customer_id", "int", home)
+        job_tables.ensure_predictions(engine, table, "customer_id", "int", home)
         fill_s = time.perf_counter() - started
         started = time.perf_counter()
-        store.replace_partition(engine, table=table, key="customer_id", job_id="year", partition_date=DAY,
+        writes.replace_partition(engine, table=table, key="customer_id", job_id="year", partition_date=DAY,
                                 batches=[_rows(range((days - 1) * 100, (days - 1) * 100 + per_day), DAY, "day365")],
                                 schema=home)
         publish_s = time.perf_counter() - started
@@ -188,8 +189,8 @@ def test_latest_at_365_days_reads_the_latest_rows_not_the_history(pg_url: str, p
                 if sql == history:
                     continue
                 read = set(_relations(plan["Plan"]))
-                assert store.latest_table(table) in read and all(
-                    r.startswith((store.latest_table(table), store.NEWEST_TABLE)) for r in read), \
+                assert naming.latest_table(table) in read and all(
+                    r.startswith((naming.latest_table(table), analyst.NEWEST_TABLE)) for r in read), \
                     f"{what} reads {sorted(read)}: it must read the latest-row table only (and the newest day), " \
                     "no day partition"
             n = conn.execute(sa.text(f'SELECT count(*) FROM "{home}".{table}_latest')).scalar_one()

@@ -15,9 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from pipeline import local, store
+from pipeline import local
 from pipeline.config import load_job
 from pipeline.ledger import as_json
+from pipeline.store import engines
 from pipeline.textsafe import restore
 from tests.conftest import DAY, clean_customers, write_job
 
@@ -25,7 +26,7 @@ N = 300
 
 
 def _quarantine() -> dict[str, tuple[str, dict[str, Any]]]:
-    engine = store.engine_for(store.resolve_url("scoring_db"))
+    engine = engines.for_connection("scoring_db")
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT entity_key, reasons, row_values FROM scoring_quarantine "
                                     "WHERE job_id = 'churn_test'")).all()
@@ -37,7 +38,7 @@ def _quarantine() -> dict[str, tuple[str, dict[str, Any]]]:
 
 
 def _published() -> int:
-    engine = store.engine_for(store.resolve_url("scoring_db"))
+    engine = engines.for_connection("scoring_db")
     with engine.connect() as conn:
         return int(conn.execute(sa.text("SELECT COUNT(*) FROM churn_test_predictions")).scalar_one())
 

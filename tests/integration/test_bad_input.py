@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from pipeline import ledger, local, store
+from pipeline import ledger, local
 from pipeline.config import load_job
 from pipeline.demo.receiver import Receiver
 from pipeline.errors import (
@@ -30,13 +30,14 @@ from pipeline.errors import (
     StoreError,
 )
 from pipeline.ledger import as_json
+from pipeline.store import engines
 from tests.conftest import DAY, clean_customers, write_job
 
 FOLDER = f"date={DAY}"
 
 
 def _engine() -> sa.Engine:
-    return store.engine_for(store.resolve_url("scoring_db"))
+    return engines.for_connection("scoring_db")
 
 
 def _frame(n: int = 400, seed: int = 3) -> pd.DataFrame:

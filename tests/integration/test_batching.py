@@ -56,9 +56,10 @@ def _outcome(run_id: str) -> tuple:
     """What a run left: predictions, quarantine (reasons and original values) and its ledger counts."""
     import sqlalchemy as sa
 
-    from pipeline import ledger, store
+    from pipeline import ledger
+    from pipeline.store import engines
 
-    engine = store.engine_for(store.resolve_url("scoring_db"))
+    engine = engines.for_connection("scoring_db")
     with engine.connect() as conn:
         table = conn.execute(sa.text("SELECT customer_id, prediction, score, flags FROM churn_test_predictions "
                                      "WHERE run_id = :r ORDER BY customer_id"), {"r": run_id}).all()

@@ -18,9 +18,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from pipeline import local, onboard, store
+from pipeline import local, onboard
 from pipeline.config import load_job
 from pipeline.registry import Registry
+from pipeline.store import engines
 from tests.conftest import DAY, write_job
 
 KEY = "customerID"
@@ -146,7 +147,7 @@ def byo_job(home: Path, name: str, fmt: str = "parquet", **validation: Any) -> A
 
 
 def stored(job: Any) -> pd.DataFrame:
-    engine = store.engine_for(store.resolve_url("scoring_db"))
+    engine = engines.for_connection("scoring_db")
     quoted = engine.dialect.identifier_preparer.quote(KEY)
     with engine.connect() as conn:
         rows = conn.execute(sa.text(f"SELECT {quoted} AS k, prediction, score FROM {job.output.table} "
@@ -204,7 +205,7 @@ def test_without_the_policy_blank_numbers_are_quarantined_with_their_text(home: 
     blanks = int(rows["TotalCharges"].isna().sum())
     summary = local.run_partition(byo_job(home, "strict", fmt="csv", max_quarantine_share=0.5), DAY, run_id="strict")
     assert summary["rows_quarantined"] == blanks and summary["rows_scored"] == 300 - blanks
-    engine = store.engine_for(store.resolve_url("scoring_db"))
+    engine = engines.for_connection("scoring_db")
     with engine.connect() as conn:
         reasons = conn.execute(sa.text("SELECT DISTINCT reasons FROM scoring_quarantine WHERE job_id = 'byo_strict'"))
         assert [r[0] for r in reasons] == ["invalid_number:TotalCharges"]

@@ -11,10 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from pipeline import local, store
+from pipeline import local
 from pipeline.config import load_job
 from pipeline.errors import ConfigError
 from pipeline.ledger import as_json
+from pipeline.store import engines
 from tests.conftest import DAY, readopt, write_job, write_partition
 
 CASCADE = {"routes": {"frequent": {"name": "churn_frequent"}, "occasional": {"name": "churn_occasional"}}}
@@ -27,12 +28,12 @@ def _job(home: Path, cascade: dict | None = None, **kw):
 
 
 def _stored(table: str = "cascade_predictions") -> pd.DataFrame:
-    with store.engine_for(store.resolve_url("scoring_db")).connect() as conn:
+    with engines.for_connection("scoring_db").connect() as conn:
         return pd.read_sql(sa.text(f"SELECT * FROM {table}"), conn).set_index("customer_id")
 
 
 def _quarantine() -> pd.DataFrame:
-    with store.engine_for(store.resolve_url("scoring_db")).connect() as conn:
+    with engines.for_connection("scoring_db").connect() as conn:
         return pd.read_sql(sa.text("SELECT entity_key, reasons FROM scoring_quarantine"), conn)
 
 
@@ -77,7 +78,7 @@ def test_each_route_equals_scoring_its_rows_with_its_model_directly(any_db: str,
     assert sum(r["rows"] for r in routes["routes"].values()) == len(stored) + sum(
         r["quarantined"] for r in routes["routes"].values())
     assert summary["rows_scored"] == sum(r["scored"] for r in routes["routes"].values()) == len(stored)
-    with store.engine_for(store.resolve_url("scoring_db")).connect() as conn:
+    with engines.for_connection("scoring_db").connect() as conn:
         drift = conn.execute(sa.text("SELECT DISTINCT model_name FROM scoring_drift")).scalars().all()
     assert set(drift) == {"segments", "churn_frequent", "churn_occasional"}, "drift per model on the rows it saw"
 
@@ -143,7 +144,7 @@ def test_a_sharded_cascade_equals_the_unsharded_one(cascade_home: Path) -> None:
     def outcome(run_id: str, shards: int) -> tuple:
         summary = local.run_partition(_job(home, source={**source, "shards": shards}), DAY, run_id=run_id)
         stored = _stored().sort_index()[["prediction", "score", "route", "model_name", "model_version"]]
-        with store.engine_for(store.resolve_url("scoring_db")).connect() as conn:
+        with engines.for_connection("scoring_db").connect() as conn:
             drift = conn.execute(sa.text("SELECT model_name, feature, value FROM scoring_drift ORDER BY 1, 2")).all()
         return stored, sorted(_quarantine().itertuples(index=False)), as_json(summary["routes"]), drift
 

@@ -19,11 +19,12 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from pipeline import local, store
+from pipeline import local
 from pipeline.config import load_job
 from pipeline.ledger import as_json
 from pipeline.onboard import register_model
 from pipeline.registry import Registry
+from pipeline.store import engines
 from tests.conftest import DAY, write_job
 
 KEY, TARGET = "Id", "SalePrice"
@@ -81,7 +82,7 @@ def notebook(path: Path, categories: dict[str, pd.Index] | None = None) -> pd.Da
 
 
 def stored(table: str) -> pd.Series:
-    engine = store.engine_for(store.resolve_url("scoring_db"))
+    engine = engines.for_connection("scoring_db")
     with engine.connect() as conn:
         rows = conn.execute(sa.text(f'SELECT "{KEY}", score FROM {table} WHERE partition_date = :d'), {"d": DAY}).all()
     return pd.Series({k: s for k, s in rows}, dtype=float)
@@ -139,7 +140,7 @@ def test_an_opted_out_column_reads_na_as_a_category_and_the_quarantine_keeps_the
     export(rows, home / "data" / "houses" / f"date={DAY}" / "part-0000.csv")
     summary = local.run_partition(_job(home, null_values_by_column={"PoolQC": []}), DAY, run_id="optout")
     assert summary["status"] == "success" and summary["rows_in"] == 20
-    engine = store.engine_for(store.resolve_url("scoring_db"))
+    engine = engines.for_connection("scoring_db")
     with engine.connect() as conn:
         [(key, reasons, values)] = conn.execute(sa.text(
             "SELECT entity_key, reasons, row_values FROM scoring_quarantine WHERE job_id = 'houses_daily'")).all()

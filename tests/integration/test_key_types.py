@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from pipeline import local, store
+from pipeline import local
 from pipeline.config import load_job
+from pipeline.store import engines
 from tests.conftest import DAY, clean_customers, write_job
 
 
@@ -45,7 +46,7 @@ def _run(home: Path, job_id: str, **top: Any) -> dict[str, Any]:
 def test_zero_padded_csv_keys_are_two_customers_unless_the_job_says_integer(home: Path, any_db: str,
                                                                              key_type: str | None) -> None:
     padded, plain, rows = _export(home)
-    engine = store.engine_for(store.resolve_url("scoring_db"))
+    engine = engines.for_connection("scoring_db")
     if key_type is None:
         summary = _run(home, "keys_text")
         assert (summary["rows_scored"], summary["rows_quarantined"]) == (rows, 0)
@@ -74,7 +75,7 @@ def test_a_sql_sources_text_keys_are_one_customer_when_the_job_says_integer(home
     frame = pd.concat([pd.read_csv(p, dtype={"customer_id": str}) for p in sorted(folder.glob("*.csv"))],
                       ignore_index=True)
     frame.insert(0, "day", DAY.isoformat())
-    frame.to_sql("feature_rows", store.engine_for(store.resolve_url("scoring_db")), if_exists="replace", index=False)
+    frame.to_sql("feature_rows", engines.for_connection("scoring_db"), if_exists="replace", index=False)
     job = load_job(write_job(home, job_id="keys_sql", entity_key_type="integer", source={
         "kind": "sql", "query": "SELECT * FROM feature_rows WHERE day = :partition_date", "shards": 2,
         "batch_rows": 100}))

@@ -20,11 +20,12 @@ import pytest
 import sqlalchemy as sa
 from sklearn.linear_model import LogisticRegression
 
-from pipeline import local, store
+from pipeline import local
 from pipeline.anchors import TABLE, Anchors, sha256_bytes
 from pipeline.config import load_job
 from pipeline.errors import ModelIntegrityError
 from pipeline.registry import Registry
+from pipeline.store import engines
 from tests.conftest import DAY, ROOT, write_job, write_partition
 
 X = pd.DataFrame({"Age": [20.0, 30.0, 40.0, 50.0, 60.0, 70.0], "Plan": [0.0, 1.0, 0.0, 1.0, 1.0, 0.0]})
@@ -43,10 +44,10 @@ def artifact(tmp_path: Path) -> Path:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    url = (store.url_from_uri(request.getfixturevalue("pg_url")) if request.param == "postgresql"
+    url = (engines.url_from_uri(request.getfixturevalue("pg_url")) if request.param == "postgresql"
            else f"sqlite:///{tmp_path / 'scoring.db'}")
-    store.engine_for.cache_clear()
-    return store.engine_for(url)
+    engines.engine_for.cache_clear()
+    return engines.engine_for(url)
 
 
 def _registry(tmp_path: Path, engine: Any) -> Registry:
@@ -217,7 +218,7 @@ def test_the_database_knows_versions_a_reset_folder_forgot(tmp_path: Path, engin
 
 @pytest.mark.postgres
 def test_the_table_and_its_columns_have_comments_on_postgresql(tmp_path: Path, pg_url: str, artifact: Path) -> None:
-    engine = store.engine_for(store.url_from_uri(pg_url))
+    engine = engines.engine_for(engines.url_from_uri(pg_url))
     _registry(tmp_path, engine).register("m", artifact, CARD)
     with engine.connect() as conn:
         rows = conn.execute(sa.text(
@@ -248,7 +249,7 @@ def test_a_run_refuses_a_rewritten_model_and_records_why(any_db: str, home: Path
     _rewrite_card(mv.path, sha256=sha256_bytes(evil))
     with pytest.raises(ModelIntegrityError, match="churn v2: its card .* the card was changed after registration"):
         local.run_partition(job, DAY, run_id="tampered")
-    with store.engine_for(store.resolve_url("scoring_db")).connect() as conn:
+    with engines.for_connection("scoring_db").connect() as conn:
         status, error = conn.execute(sa.text("SELECT status, error FROM scoring_runs WHERE run_id = 'tampered'")).one()
     assert status == "failed" and "the card was changed after registration" in error
 

@@ -23,9 +23,10 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from pipeline import ledger, local, persist, store
+from pipeline import ledger, local, persist
 from pipeline.config import load_job
 from pipeline.errors import DataRefusedError, ScoringError
+from pipeline.store import engines, operational
 from pipeline.textsafe import TEXT, restore
 from tests.conftest import DAY, clean_customers, write_job
 
@@ -41,7 +42,7 @@ ODD = {
 
 
 def _engine() -> sa.Engine:
-    return store.engine_for(store.resolve_url("scoring_db"))
+    return engines.for_connection("scoring_db")
 
 
 def _job(home: Path, fmt: str, **validation: Any) -> Any:
@@ -228,7 +229,7 @@ def test_a_receivers_reply_with_a_nul_is_recorded_on_postgresql(pg_url: str) -> 
     from pipeline import deliveries
 
     engine = sa.create_engine(pg_url)
-    store.ensure_ledger(engine)
+    operational.ensure_ledger(engine)
     day = dt.date(2026, 11, 20)
     deliveries.plan(engine, job_id="j", partition_date=day, sink="webhook:http://127.0.0.1:1/x", run_id="r1",
                     plan_sig="p", keys=["k0"], row_counts=[5], model_name="m", model_version=1)

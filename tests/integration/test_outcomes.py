@@ -16,9 +16,10 @@ import pytest
 import sqlalchemy as sa
 from sklearn import metrics as m
 
-from pipeline import local, outcomes, store
+from pipeline import local, outcomes
 from pipeline.config import load_job
 from pipeline.demo import data as demo_data
+from pipeline.store import engines
 from tests.conftest import DAY, ROOT, with_challenger, write_job, write_partition
 
 HORIZON = 30
@@ -41,7 +42,7 @@ def _write_outcomes(home: Path, share: float = 0.9) -> pd.DataFrame:
 
 
 def _table(sql: str, **params) -> pd.DataFrame:
-    with store.engine_for(store.resolve_url("scoring_db")).connect() as conn:
+    with engines.for_connection("scoring_db").connect() as conn:
         return pd.read_sql(sa.text(sql), conn, params=params)
 
 
@@ -113,7 +114,7 @@ def test_outcomes_from_a_table_give_the_same_metrics_as_from_files(home: Path) -
     local.run_partition(job, DAY, run_id="r1")
     labels = _write_outcomes(home)
     from_files = {(r["role"], r["metric"]): r["value"] for r in outcomes.evaluate(job, DAY)}
-    engine = store.engine_for(store.resolve_url("scoring_db"))
+    engine = engines.for_connection("scoring_db")
     labels.assign(outcome_date=DAY + dt.timedelta(days=HORIZON)).rename(columns={"churned": "label"}).to_sql(
         "churn_outcomes", engine, index=False)
     job = load_job(write_job(home, outcomes={"table": "churn_outcomes", "label": "label", "horizon_days": HORIZON}))

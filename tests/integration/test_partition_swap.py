@@ -16,8 +16,8 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from pipeline import store
 from pipeline.errors import StoreError
+from pipeline.store import analyst, engines, job_tables, naming, operational, writes
 from tests.conftest import DAY
 
 pytestmark = pytest.mark.postgres
@@ -26,9 +26,9 @@ NOW = dt.datetime(2026, 11, 21, 3, 0)
 
 
 def _engine() -> sa.Engine:
-    engine = store.engine_for(store.resolve_url("scoring_db"))
-    store.ensure_ledger(engine)
-    store.ensure_predictions(engine, TABLE, "customer_id", "int")
+    engine = engines.for_connection("scoring_db")
+    operational.ensure_ledger(engine)
+    job_tables.ensure_predictions(engine, TABLE, "customer_id", "int")
     return engine
 
 
@@ -46,7 +46,7 @@ def _rows(n: int, day: dt.date = DAY, run_id: str = "r", start: int = 0, batch: 
 
 
 def _replace(engine: sa.Engine, n: int, day: dt.date = DAY, run_id: str = "r", **kw) -> int:
-    return store.replace_partition(engine, table=TABLE, key="customer_id", job_id="swap", partition_date=day,
+    return writes.replace_partition(engine, table=TABLE, key="customer_id", job_id="swap", partition_date=day,
                                    batches=_rows(n, day, run_id), **kw)
 
 
@@ -56,7 +56,7 @@ def _tables(conn: sa.Connection) -> dict[str, tuple[str, bool]]:
     return {r[0]: (r[1], r[2]) for r in conn.execute(sa.text(
         "SELECT c.relname, c.relkind, c.relispartition FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND starts_with(c.relname, :t) "
-        "AND c.relname <> :current"), {"t": TABLE, "current": store.latest_table(TABLE)}).all()}
+        "AND c.relname <> :current"), {"t": TABLE, "current": naming.latest_table(TABLE)}).all()}
 
 
 def _partitions(conn: sa.Connection) -> dict[str, str]:
@@ -86,7 +86,7 @@ def test_a_rerun_swaps_the_day_in_and_leaves_the_other_days_and_nothing_else(pg_
                 "one index: the primary key, leading with the key")
         assert conn.execute(sa.text(f"SELECT count(*) FROM {TABLE}_latest")).scalar_one() == 300, "views read through"
     assert _replace(engine, 0) == 0, "an empty re-run replaces the day with nothing"
-    assert store.count_partition(engine, TABLE, DAY) == 0
+    assert analyst.count_partition(engine, TABLE, DAY) == 0
 
 
 def test_a_failed_load_keeps_the_old_copy_and_drops_its_load_table(pg_url: str) -> None:
@@ -98,13 +98,13 @@ def test_a_failed_load_keeps_the_old_copy_and_drops_its_load_table(pg_url: str) 
         raise ValueError("the staged file ended early")
 
     with pytest.raises(ValueError, match="ended early"):
-        store.replace_partition(engine, table=TABLE, key="customer_id", job_id="swap", partition_date=DAY,
+        writes.replace_partition(engine, table=TABLE, key="customer_id", job_id="swap", partition_date=DAY,
                                 batches=broken())
     duplicate = pa.concat_tables([next(_rows(10)), next(_rows(10))])
     with pytest.raises(StoreError, match="previous copy of the partition is unchanged"):
-        store.replace_partition(engine, table=TABLE, key="customer_id", job_id="swap", partition_date=DAY,
+        writes.replace_partition(engine, table=TABLE, key="customer_id", job_id="swap", partition_date=DAY,
                                 batches=[duplicate])
-    assert store.count_partition(engine, TABLE, DAY) == 400
+    assert analyst.count_partition(engine, TABLE, DAY) == 400
     with engine.connect() as conn:
         assert {n for n, (_, part) in _tables(conn).items() if not part} == {TABLE}
 
@@ -145,7 +145,7 @@ def test_a_swap_waits_for_readers_a_while_then_fails_leaving_the_old_copy(
         with pytest.raises(StoreError, match="lock timeout.*previous copy of the partition is unchanged"):
             _replace(engine, 30, run_id="gave_up")
         reader.rollback()
-    assert store.count_partition(engine, TABLE, DAY) == 70
+    assert analyst.count_partition(engine, TABLE, DAY) == 70
     with engine.connect() as conn:
         assert {n for n, (_, part) in _tables(conn).items() if not part} == {TABLE}
         latest = conn.execute(sa.text(f"SELECT run_id, count(*) FROM {TABLE}_latest GROUP BY 1")).tuples().all()
@@ -209,7 +209,7 @@ def test_a_plain_table_made_before_is_migrated_to_day_partitions_keeping_every_r
                                f"customer_id)) FROM {TABLE}").fetchone()[0]
     try:
         engine = _engine()  # the first start after the upgrade migrates
-        store.ensure_predictions(engine, TABLE, "customer_id", "int")  # the next finds nothing to do
+        job_tables.ensure_predictions(engine, TABLE, "customer_id", "int")  # the next finds nothing to do
         with engine.connect() as conn:
             assert _tables(conn)[TABLE] == ("p", False)
             assert sorted(_partitions(conn)) == [f"{TABLE}_2026110{d}" for d in (1, 2, 3)]

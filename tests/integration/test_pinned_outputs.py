@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from pipeline import local, store
+from pipeline import local
 from pipeline.config import load_job
+from pipeline.store import engines
 from tests.conftest import DAY, ROOT, write_job, write_partition
 from tests.integration.test_batching import _messy
 
@@ -25,7 +26,7 @@ PINNED = ROOT / "tests" / "fixtures" / "pinned"
 
 
 def _dump(job_id: str, table: str, columns: str) -> list[list[str]]:
-    with store.engine_for(store.resolve_url("scoring_db")).connect() as conn:
+    with engines.for_connection("scoring_db").connect() as conn:
         rows = conn.execute(sa.text(f"SELECT customer_id, {columns} FROM {table} ORDER BY customer_id")).all()
         quarantine = conn.execute(sa.text("SELECT entity_key, reasons FROM scoring_quarantine WHERE job_id = :j "
                                           "ORDER BY entity_key, reasons"), {"j": job_id}).all()
@@ -51,7 +52,7 @@ def _check_run_columns(job_id: str, table: str, run_id: str) -> None:
     """Every row carries the run's columns (PostgreSQL sends them once, as the load table's defaults)."""
     import pandas as pd
 
-    with store.engine_for(store.resolve_url("scoring_db")).connect() as conn:
+    with engines.for_connection("scoring_db").connect() as conn:
         runs = conn.execute(sa.text(f"SELECT DISTINCT partition_date, model_name, model_version, run_id, scored_at, "
                                     f"route, router_model, router_version FROM {table}")).all()
         started, finished = conn.execute(sa.text("SELECT started_at, finished_at FROM scoring_runs WHERE job_id = :j "

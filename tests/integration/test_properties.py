@@ -16,10 +16,11 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import local, store
+from pipeline import local
 from pipeline.config import load_job
 from pipeline.demo.train import CHURN_CONTRACT
 from pipeline.errors import ScoringError
+from pipeline.store import engines
 from tests.conftest import DAY, write_job
 
 NUMERIC = [c["name"] for c in CHURN_CONTRACT if c["type"] == "float"]
@@ -96,7 +97,7 @@ def _partition_rows(engine: sa.Engine) -> list[tuple]:
 
 @pytest.mark.slow
 def test_messy_partitions_are_scored_quarantined_or_refused(home: Path) -> None:
-    engine = store.engine_for(store.resolve_url("scoring_db"))
+    engine = engines.for_connection("scoring_db")
     folder = home / "data" / "churn" / f"date={DAY}"
     outcomes: dict[str, int] = {}
     scored_total = [0]

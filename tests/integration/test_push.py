@@ -43,9 +43,9 @@ def webhook(monkeypatch: pytest.MonkeyPatch, receiver: Receiver, **kw: Any) -> d
 
 
 def _engine() -> sa.Engine:
-    from pipeline import store
+    from pipeline.store import engines
 
-    return store.engine_for(store.resolve_url("scoring_db"))
+    return engines.for_connection("scoring_db")
 
 
 def _persisted_scores(home: Path) -> dict[int, float]:

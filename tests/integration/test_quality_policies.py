@@ -16,16 +16,17 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from pipeline import ledger, local, quality, store
+from pipeline import ledger, local, quality
 from pipeline.config import load_job
 from pipeline.errors import DriftError, QualityBreach
+from pipeline.store import engines
 from tests.conftest import DAY, write_job, write_partition
 
 pytestmark = pytest.mark.slow
 
 
 def _engine() -> Any:
-    return store.engine_for(store.resolve_url("scoring_db"))
+    return engines.for_connection("scoring_db")
 
 
 def _predictions(table: str = "churn_test_predictions") -> pd.DataFrame:

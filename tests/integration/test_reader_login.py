@@ -1,7 +1,7 @@
 """PostgreSQL: the analysts' read-only role as a real login (issue 25, point 4).
 
 A database of its own (owned by a pipeline role that is not a superuser, as in production), a
-predictions table published into the analysts' schema, ``store.grant_reader``, and a login granted
+predictions table published into the analysts' schema, ``grants.grant_reader``, and a login granted
 the role: while a re-run's rows sit loaded and waiting to be swapped in, the login reads the old copy
 and cannot read the load table, nor create a temporary table or any table; after the swap it reads the
 new copy. The pipeline's role keeps its temporary tables.
@@ -17,8 +17,8 @@ import uuid
 import psycopg
 import pytest
 
-from pipeline import store
 from pipeline.errors import ConfigError
+from pipeline.store import engines, grants, job_tables, load_tables, operational, writes
 from tests.conftest import DAY
 from tests.integration.test_partition_swap import _rows
 
@@ -41,7 +41,7 @@ def own_db(pg_server: str):
     try:
         yield f"{base}/{names['db']}", pipe_url, names
     finally:
-        store.engine_for.cache_clear()
+        engines.engine_for.cache_clear()
         with psycopg.connect(pg_server, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{names["db"]}" WITH (FORCE)')
             for role in ("alice", "reader", "pipe", "other"):
@@ -52,7 +52,7 @@ def _load_table(conn: psycopg.Connection, schema: str) -> str | None:
     """The name of the load table in ``schema`` once its rows are committed and indexed, else None."""
     row = conn.execute("SELECT c.relname FROM pg_class c WHERE c.relnamespace = CAST(%s AS regnamespace) "
                        "AND c.relhasindex AND starts_with(COALESCE(obj_description(c.oid, 'pg_class'), ''), %s)",
-                       (f'"{schema}"', store.LOAD_MARK)).fetchone()
+                       (f'"{schema}"', load_tables.LOAD_MARK)).fetchone()
     return row[0] if row else None
 
 
@@ -60,13 +60,13 @@ def test_the_reader_login_sees_published_rows_only_and_makes_no_tables(
         own_db: tuple[str, str, dict[str, str]], caplog: pytest.LogCaptureFixture) -> None:
     admin_url, pipe_url, names = own_db
     analytics, parts = names["analytics"], f"{names['analytics']}_partitions"
-    engine = store.engine_for(store.url_from_uri(pipe_url))
-    store.ensure_ledger(engine)
-    store.ensure_predictions(engine, TABLE, "customer_id", "int", schema=analytics, job_id="readers")
+    engine = engines.engine_for(engines.url_from_uri(pipe_url))
+    operational.ensure_ledger(engine)
+    job_tables.ensure_predictions(engine, TABLE, "customer_id", "int", schema=analytics, job_id="readers")
     write = dict(engine=engine, table=TABLE, key="customer_id", job_id="readers", partition_date=DAY, schema=analytics)
-    assert store.replace_partition(batches=_rows(500, DAY, "first"), **write) == 500
+    assert writes.replace_partition(batches=_rows(500, DAY, "first"), **write) == 500
     with caplog.at_level(logging.WARNING, logger="pipeline.store"):
-        store.grant_reader(engine, analytics, names["reader"])
+        grants.grant_reader(engine, analytics, names["reader"])
     assert names["alice"] in caplog.text, "the roles that lost TEMPORARY are named"
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'GRANT "{names["reader"]}" TO "{names["alice"]}"')
@@ -79,7 +79,7 @@ def test_the_reader_login_sees_published_rows_only_and_makes_no_tables(
     outcome: dict[str, object] = {}
     with psycopg.connect(admin_url) as long_one, psycopg.connect(admin_url, autocommit=True) as watcher:
         long_one.execute(f'SELECT count(*) FROM "{analytics}".{TABLE}').fetchone()  # holds the table: the swap waits
-        rerun = threading.Thread(target=lambda: outcome.update(rows=store.replace_partition(
+        rerun = threading.Thread(target=lambda: outcome.update(rows=writes.replace_partition(
             batches=_rows(300, DAY, "rerun"), attempt=("rerun", 1), **write)))
         rerun.start()
         deadline = time.monotonic() + 60
@@ -107,7 +107,7 @@ def test_the_reader_login_sees_published_rows_only_and_makes_no_tables(
             "published (finalize, not run here, would close the attempt)"
     with psycopg.connect(pipe_url, autocommit=True) as pipe:  # the pipeline keeps its temporary tables
         pipe.execute("CREATE TEMPORARY TABLE kept (i integer)")
-    store.grant_reader(engine, analytics, names["reader"])  # again: nothing to change, no error
+    grants.grant_reader(engine, analytics, names["reader"])  # again: nothing to change, no error
 
 
 def test_a_connection_that_cannot_make_the_role_or_revoke_public_temporary_says_who_can(
@@ -117,13 +117,13 @@ def test_a_connection_that_cannot_make_the_role_or_revoke_public_temporary_says_
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'CREATE ROLE "{other}" LOGIN')
         admin.execute(f'GRANT CREATE ON DATABASE "{names["db"]}" TO "{other}"')
-    engine = store.engine_for(store.url_from_uri(pipe_url.replace(names["pipe"] + "@", other + "@")))
+    engine = engines.engine_for(engines.url_from_uri(pipe_url.replace(names["pipe"] + "@", other + "@")))
     with pytest.raises(ConfigError, match=f"have an administrator run CREATE ROLE {names['reader']} NOLOGIN"):
-        store.grant_reader(engine, names["analytics"], names["reader"])
+        grants.grant_reader(engine, names["analytics"], names["reader"])
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'CREATE ROLE "{names["reader"]}" NOLOGIN')
     with pytest.raises(ConfigError) as caught:
-        store.grant_reader(engine, names["analytics"], names["reader"])
+        grants.grant_reader(engine, names["analytics"], names["reader"])
     message = str(caught.value)
     assert f"only the database's owner ({names['pipe']})" in message
     assert f'REVOKE TEMPORARY ON DATABASE "{names["db"]}" FROM PUBLIC' in message

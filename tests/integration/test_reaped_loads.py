@@ -1,4 +1,4 @@
-"""PostgreSQL: the reaper's sweep of load tables (issue 25, point 3): ``store.drop_dead_loads``.
+"""PostgreSQL: the reaper's sweep of load tables (issue 25, point 3): ``load_tables.drop_dead_loads``.
 
 A killed attempt leaves its load table; once its ledger row is no longer ``running`` (abandoned by the
 reaper, failed) the sweep drops it whatever its day, and leaves alone what is not its to judge: a
@@ -15,7 +15,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from pipeline import store
+from pipeline.store import engines, job_tables, load_tables, naming, operational
 
 pytestmark = pytest.mark.postgres
 TABLE = "reap_predictions"
@@ -28,7 +28,7 @@ def _load(conn: sa.Connection, name: str, job: str, day: str, run: str | None, l
     mark = {"table": TABLE, "job_id": job, "day": day, "run_id": run, "attempt": 1 if run else None}
     if ledger is not None:
         mark["ledger"] = ledger
-    conn.execute(sa.text(f"COMMENT ON TABLE {name} IS {store._literal(conn, store.LOAD_MARK + json.dumps(mark))}"))
+    conn.execute(sa.text(f"COMMENT ON TABLE {name} IS {naming.literal(conn, load_tables.LOAD_MARK + json.dumps(mark))}"))
     if status is not None:
         conn.execute(sa.text(
             "INSERT INTO scoring_runs (job_id, run_id, attempt, partition_date, status, started_at, mode, dry_run) "
@@ -36,9 +36,9 @@ def _load(conn: sa.Connection, name: str, job: str, day: str, run: str | None, l
 
 
 def test_the_sweep_drops_dead_attempts_load_tables_of_any_day_and_only_those(pg_url: str, pg_server: str) -> None:
-    engine = store.engine_for(store.resolve_url("scoring_db"))
-    store.ensure_ledger(engine)
-    store.ensure_predictions(engine, TABLE, "customer_id", "int")
+    engine = engines.for_connection("scoring_db")
+    operational.ensure_ledger(engine)
+    job_tables.ensure_predictions(engine, TABLE, "customer_id", "int")
     schema = pg_url.rsplit("%3D", 1)[1]
     job, other = f"reap_{uuid.uuid4().hex[:8]}", f"other_{uuid.uuid4().hex[:8]}"
     cases = {  # name -> (job, day, run, ledger, status), and whether the sweep drops it
@@ -60,13 +60,13 @@ def test_the_sweep_drops_dead_attempts_load_tables_of_any_day_and_only_those(pg_
     with psycopg.connect(pg_server) as zombie:  # a zombie's transaction still holds its load table
         zombie.execute(f'SELECT count(*) FROM "{schema}".{names["in_use"]}').fetchone()
         started = time.perf_counter()
-        first = store.drop_dead_loads(engine, job)
+        first = load_tables.drop_dead_loads(engine, job)
         waited = time.perf_counter() - started
         zombie.rollback()
     assert sorted(first) == sorted(f"{schema}.{names[c]}" for c in ("failed", "abandoned", "old_mark", "unknown"))
-    assert waited < store.REAP_LOCK_TIMEOUT_MS / 1000 + 5, "a table in use is skipped after the lock timeout"
-    assert store.drop_dead_loads(engine, job) == [f"{schema}.{names['in_use']}"], "the next sweep takes it"
-    assert store.drop_dead_loads(engine, job) == []
+    assert waited < load_tables.REAP_LOCK_TIMEOUT_MS / 1000 + 5, "a table in use is skipped after the lock timeout"
+    assert load_tables.drop_dead_loads(engine, job) == [f"{schema}.{names['in_use']}"], "the next sweep takes it"
+    assert load_tables.drop_dead_loads(engine, job) == []
     with engine.connect() as conn:
         left = set(conn.execute(sa.text("SELECT relname FROM pg_class WHERE relnamespace = "
                                         "CAST(current_schema() AS regnamespace) AND relname LIKE :p"),
@@ -75,6 +75,6 @@ def test_the_sweep_drops_dead_attempts_load_tables_of_any_day_and_only_those(pg_
 
 
 def test_the_sweep_on_sqlite_has_nothing_to_do(home) -> None:
-    engine = store.engine_for(f"sqlite:///{home}/reap.db")
-    store.ensure_ledger(engine)
-    assert store.drop_dead_loads(engine, "churn_test") == []
+    engine = engines.engine_for(f"sqlite:///{home}/reap.db")
+    operational.ensure_ledger(engine)
+    assert load_tables.drop_dead_loads(engine, "churn_test") == []

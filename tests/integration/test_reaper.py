@@ -20,8 +20,9 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from pipeline import lease, ledger, local, run, store
+from pipeline import lease, ledger, local, run
 from pipeline.config import load_job
+from pipeline.store import load_tables
 from tests.conftest import DAY, ROOT, write_job, write_partition
 
 OLD = DAY - dt.timedelta(days=3)  # the killed attempt's day: never run again
@@ -48,7 +49,7 @@ def _loads(engine: sa.Engine, run_id: str) -> list[str]:
         return list(conn.execute(sa.text(
             "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE c.relkind = 'r' AND obj_description(c.oid, 'pg_class') LIKE :m"),
-            {"m": f'{store.LOAD_MARK}%"run_id": "{run_id}"%'}).scalars())
+            {"m": f'{load_tables.LOAD_MARK}%"run_id": "{run_id}"%'}).scalars())
 
 
 def _kill_while_loading(pg_url: str, run_id: str, day: dt.date) -> subprocess.Popen:

@@ -13,11 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from pipeline import ledger, local, run, store
+from pipeline import ledger, local, run
 from pipeline.config import load_job
 from pipeline.errors import ModelIntegrityError, StoreError, ValidationFailedError
 from pipeline.ledger import as_json
 from pipeline.registry import Registry
+from pipeline.store import writes
 from tests.conftest import DAY, write_job, write_partition
 
 
@@ -86,7 +87,7 @@ def test_failure_mid_persist_keeps_the_previous_copy(any_db: str, home: Path) ->
         raise OSError("disk went away half-way")
 
     with pytest.raises(OSError, match="half-way"):
-        store.replace_partition(_engine(), table=job.output.table, key="customer_id", job_id=job.job_id,
+        writes.replace_partition(_engine(), table=job.output.table, key="customer_id", job_id=job.job_id,
                                 partition_date=DAY, batches=batches())
     after = _rows()
     assert len(after) == len(before) and {r["run_id"] for r in after} == {"good"}
@@ -102,7 +103,7 @@ def test_database_error_mid_persist_is_a_store_error_and_rolls_back(any_db: str,
                     "scored_at": pa.array([dt.datetime(2026, 11, 21)] * 2, pa.timestamp("us")),
                     "flags": pa.array([None, None], pa.string())})
     with pytest.raises(StoreError, match="previous copy of the partition is unchanged"):
-        store.replace_partition(_engine(), table=job.output.table, key="customer_id", job_id=job.job_id,
+        writes.replace_partition(_engine(), table=job.output.table, key="customer_id", job_id=job.job_id,
                                 partition_date=DAY, batches=[dup])
     assert {r["run_id"] for r in _rows()} == {"good"}
 

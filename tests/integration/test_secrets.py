@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from pipeline import local, push, store
+from pipeline import local, push
 from pipeline.config import load_job
 from pipeline.demo.receiver import Receiver
 from pipeline.errors import DeliveryError
+from pipeline.store import engines
 from tests.conftest import DAY, write_job, write_partition
 
 PASSWORD = "S3cretPlanted"
@@ -95,7 +96,7 @@ def test_planted_secrets_appear_nowhere(any_db: str, home: Path, monkeypatch: py
     caplog.set_level(logging.DEBUG)
     write_partition(home, n=700)
     job = _job(home)
-    engine = store.engine_for(store.resolve_url("scoring_db"))
+    engine = engines.for_connection("scoring_db")
     down = Receiver()  # bound, never started, then closed: connections are refused
     port = down.port
     down.server.server_close()
@@ -144,7 +145,7 @@ def test_the_first_line_of_a_bad_connection_is_a_clear_error(home: Path, monkeyp
     message = str(err.value)
     assert message.startswith("AIRFLOW_CONN_PROMO_HOOK: connection 'promo_hook' is not a valid connection URI")
     assert "the port 'notaport' after the host is not a number" in message and PASSWORD not in message
-    engine = store.engine_for(store.resolve_url("scoring_db"))
+    engine = engines.for_connection("scoring_db")
     with engine.connect() as conn:
         row = conn.execute(sa.text("SELECT status, error FROM scoring_runs WHERE run_id = 'badport'")).one()
     assert row.status == "failed" and "notaport" in row.error and PASSWORD not in row.error

@@ -14,9 +14,10 @@ import pytest
 import sqlalchemy as sa
 from scipy.stats import spearmanr
 
-from pipeline import local, store
+from pipeline import local
 from pipeline.config import load_job
 from pipeline.errors import ConfigError
+from pipeline.store import engines
 from tests.conftest import DAY, ROOT, with_challenger, write_job, write_partition
 
 TOP_N = 50
@@ -29,7 +30,7 @@ def _job(home: Path, challengers: list, **source):
 
 
 def _frame(sql: str, **params) -> pd.DataFrame:
-    engine = store.engine_for(store.resolve_url("scoring_db"))
+    engine = engines.for_connection("scoring_db")
     with engine.connect() as conn:
         return pd.read_sql(sa.text(sql), conn, params=params)
 

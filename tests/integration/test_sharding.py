@@ -11,15 +11,16 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from pipeline import ledger, local, run, sharding, steps, store
+from pipeline import ledger, local, run, sharding, steps
 from pipeline.config import load_job
 from pipeline.errors import InputError
 from pipeline.ledger import as_json
+from pipeline.store import engines
 from tests.conftest import DAY, write_job, write_partition
 
 
 def _engine() -> sa.Engine:
-    return store.engine_for(store.resolve_url("scoring_db"))
+    return engines.for_connection("scoring_db")
 
 
 def _table(name: str) -> set[tuple]:

@@ -16,18 +16,19 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from pipeline import ledger, local, store
+from pipeline import ledger, local
 from pipeline.config import load_job
 from pipeline.demo import data as demo_data
 from pipeline.errors import InputError, PartitionNotFoundError
 from pipeline.partition import data_files
+from pipeline.store import engines
 from tests.conftest import DAY, clean_customers, write_job
 
 SECRET = "root:x:0:0:SECRET-LINE-7f3a:/root:/bin/bash"
 
 
 def _engine() -> sa.Engine:
-    return store.engine_for(store.resolve_url("scoring_db"))
+    return engines.for_connection("scoring_db")
 
 
 def _frame(n: int = 300, seed: int = 3) -> pd.DataFrame:

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from pipeline import local, run, sqlsource, store
+from pipeline import local, run, sqlsource
 from pipeline.config import load_job
 from pipeline.errors import InputError, PartitionNotFoundError
+from pipeline.store import engines
 from tests.conftest import DAY, write_job, write_partition
 
 QUERY = "SELECT * FROM feature_rows WHERE day = :partition_date -- not :other_param\n"
@@ -20,7 +21,7 @@ QUERY = "SELECT * FROM feature_rows WHERE day = :partition_date -- not :other_pa
 
 def _load_rows(home: Path, url: str, days: list[dt.date]) -> None:
     """The demo partition's files of each day (written for the files job too) as the rows of ``feature_rows``."""
-    engine = store.engine_for(url)
+    engine = engines.engine_for(url)
     frames = []
     for day in days:
         folder = write_partition(home, day=day, n=900)
@@ -34,7 +35,7 @@ def _load_rows(home: Path, url: str, days: list[dt.date]) -> None:
 
 
 def _table(url: str, sql: str) -> pd.DataFrame:
-    with store.engine_for(url).connect() as conn:
+    with engines.engine_for(url).connect() as conn:
         return pd.read_sql(sa.text(sql), conn)
 
 
@@ -72,7 +73,7 @@ def test_a_query_scores_and_quarantines_as_the_files_do_sharded_or_not(any_db: s
 
 
 def test_readiness_a_bad_query_and_an_empty_day_name_the_query(any_db: str, home: Path) -> None:
-    engine = store.engine_for(any_db)
+    engine = engines.engine_for(any_db)
     _load_rows(home, any_db, [DAY])
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE load_audit (day TEXT, status TEXT)"))
@@ -113,7 +114,7 @@ def test_readiness_a_bad_query_and_an_empty_day_name_the_query(any_db: str, home
                                        "ready_query": "SELECT :partition_date IS NOT NULL"})
     with pytest.raises(InputError, match="reading the rows of the query of source.query"):
         local.run_partition(said_ready, DAY)
-    with store.engine_for(any_db).connect() as conn:  # the ledger holds the attempts, and only those
+    with engines.engine_for(any_db).connect() as conn:  # the ledger holds the attempts, and only those
         errors = conn.execute(sa.text("SELECT job_id, status, error FROM scoring_runs WHERE job_id IN ('plain', "
                                       "'broken') ORDER BY job_id")).all()
         [(empty,)] = conn.execute(sa.text("SELECT error FROM scoring_runs WHERE job_id = 'audited'")).all()

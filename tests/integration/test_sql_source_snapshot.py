@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from pipeline import local, run, sharding, sqlsource, steps, store
+from pipeline import local, run, sharding, sqlsource, steps
 from pipeline.config import load_job
 from pipeline.errors import InputError, StoreError
+from pipeline.store import engines
 from tests.conftest import DAY, clean_customers, write_job
 
 QUERY = "SELECT * FROM feature_rows WHERE day = :partition_date"
@@ -99,7 +100,7 @@ class Rewriter:
 def source_table(pg_url: str) -> Iterator[tuple[str, list[list[tuple]]]]:
     frame = _frame()
     states = _states(frame)
-    engine = store.engine_for(pg_url)
+    engine = engines.engine_for(pg_url)
     frame.head(0).to_sql("feature_rows", engine, index=False, dtype={"day": sa.Date()})
     import psycopg
 
@@ -111,7 +112,7 @@ def source_table(pg_url: str) -> Iterator[tuple[str, list[list[tuple]]]]:
 
 
 def _published_keys(url: str, job_id: str) -> list[int]:
-    with store.engine_for(url).connect() as conn:
+    with engines.engine_for(url).connect() as conn:
         return [k for (k,) in conn.execute(sa.text(f"SELECT customer_id FROM {job_id}_predictions "
                                                    "WHERE partition_date = :d"), {"d": DAY})]
 
@@ -141,14 +142,14 @@ def test_shards_read_the_plans_copy_never_the_source(any_db: str, home: Path) ->
     frame = _frame().head(1000)
     if not any_db.startswith("postgresql"):
         frame["day"] = DAY.isoformat()
-    frame.to_sql("feature_rows", store.engine_for(any_db), index=False)
+    frame.to_sql("feature_rows", engines.engine_for(any_db), index=False)
     job = _job(home, "copied", shards=3)
     spec = run.start(job, run_id="copied", partition_date=DAY)
     root, shards = sharding.plan(run.context(job, spec))
     assert root.shards == 3 and len(shards) == 3
     plan = root.read_json(steps.PLAN_STATE)
     assert plan["source"]["rows"] == 1000 and plan["duplicate_keys"] == []
-    with store.engine_for(any_db).begin() as conn:
+    with engines.engine_for(any_db).begin() as conn:
         conn.execute(sa.text("DROP TABLE feature_rows"))
     counts = [run.score_shard(run.context(job, shard)) for shard in shards]
     assert [c["rows_in"] for c in counts] == [333, 333, 334]
@@ -167,7 +168,7 @@ def test_an_empty_day_and_fewer_rows_than_shards(any_db: str, home: Path) -> Non
     frame = _frame().head(2)
     if not any_db.startswith("postgresql"):
         frame["day"] = DAY.isoformat()
-    frame.to_sql("feature_rows", store.engine_for(any_db), index=False)
+    frame.to_sql("feature_rows", engines.engine_for(any_db), index=False)
     job = _job(home, "tiny", shards=3, ready_query="SELECT :partition_date IS NOT NULL")
     summary = local.run_partition(job, DAY)
     assert summary["status"] == "success" and summary["rows_written"] == 2
@@ -211,7 +212,7 @@ def test_a_truncate_holding_its_lock_does_not_make_a_run_wait_forever(home: Path
             with pytest.raises(StoreError, match=r"waited more than source.lock_timeout_seconds \(1.5 s\)"):
                 local.run_partition(job, DAY)
             assert time.monotonic() - started < 15, job.job_id
-        with store.engine_for(url).connect() as conn:
+        with engines.engine_for(url).connect() as conn:
             rows = conn.execute(sa.text("SELECT job_id, status, error FROM scoring_runs WHERE job_id LIKE 'locked%' "
                                         "ORDER BY job_id")).all()
         assert [(j, s) for j, s, _ in rows] == [("locked", "failed"), ("locked_shards", "failed")]  # at plan
@@ -243,7 +244,7 @@ def test_sqlite_sources_have_the_same_limits(home: Path, monkeypatch: pytest.Mon
     url = os.environ["AIRFLOW_CONN_SCORING_DB"]
     frame = _frame().head(50)
     frame["day"] = DAY.isoformat()
-    frame.to_sql("feature_rows", store.engine_for(url), index=False)
+    frame.to_sql("feature_rows", engines.engine_for(url), index=False)
     slow = _job(home, "slow", statement=0.5, monkeypatch=monkeypatch,
                 query="WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000) "
                       "SELECT count(*) AS customer_id, :partition_date AS d FROM c")
@@ -256,7 +257,7 @@ def test_sqlite_sources_have_the_same_limits(home: Path, monkeypatch: pytest.Mon
     # busy timeout is source.lock_timeout_seconds during the read, and the pool's connection gets its own back
     job = _job(home, "plain", lock=1, monkeypatch=monkeypatch)
     assert sum(t.num_rows for t in sqlsource.batches(job, DAY, 100)) == 50  # the pool's connection reads on
-    with store.engine_for(url).connect() as conn:  # and has its usual busy timeout back
+    with engines.engine_for(url).connect() as conn:  # and has its usual busy timeout back
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 60000
 
 
@@ -266,7 +267,7 @@ def test_a_sharded_query_without_the_key_fails_naming_it(home: Path) -> None:
     url = os.environ["AIRFLOW_CONN_SCORING_DB"]
     frame = _frame().head(30)
     frame["day"] = DAY.isoformat()
-    frame.to_sql("feature_rows", store.engine_for(url), index=False)
+    frame.to_sql("feature_rows", engines.engine_for(url), index=False)
     job = _job(home, "keyless", shards=3,
                query="SELECT age, tenure_months FROM feature_rows WHERE day = :partition_date")
     with pytest.raises(InputError, match=r"partition 2026-11-20: the query of source.query 'SELECT age, tenure_months "

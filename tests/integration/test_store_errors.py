@@ -9,15 +9,15 @@ import json
 import pyarrow as pa
 import pytest
 
-from pipeline import store
 from pipeline.errors import ConfigError, DataRefusedError
+from pipeline.store import engines, job_tables, operational, writes
 from tests.conftest import DAY
 
 
-def _engine() -> store.Engine:
-    engine = store.engine_for(store.resolve_url("scoring_db"))
-    store.ensure_ledger(engine)
-    store.ensure_predictions(engine, "errors_predictions", "customer_id", "int")
+def _engine() -> engines.Engine:
+    engine = engines.for_connection("scoring_db")
+    operational.ensure_ledger(engine)
+    job_tables.ensure_predictions(engine, "errors_predictions", "customer_id", "int")
     return engine
 
 
@@ -29,7 +29,7 @@ def test_duplicate_keys_are_refused_data_not_a_retry(any_db: str) -> None:
                     "scored_at": pa.array([dt.datetime(2026, 11, 21)] * 2, pa.timestamp("us")),
                     "flags": pa.array([None, None], pa.string())})
     with pytest.raises(DataRefusedError) as caught:
-        store.replace_partition(engine, table="errors_predictions", key="customer_id", job_id="errors",
+        writes.replace_partition(engine, table="errors_predictions", key="customer_id", job_id="errors",
                                 partition_date=DAY, batches=[dup])
     message = str(caught.value)
     assert not caught.value.retryable and "retry" not in message.lower()
@@ -43,7 +43,7 @@ def test_a_nul_in_a_quarantine_row_given_raw_is_refused_data_not_a_retry(pg_url:
     row = {"job_id": "errors", "partition_date": DAY, "run_id": "r", "entity_key": "1", "entity_key_int": 1,
            "reasons": "x", "row_values": json.dumps({"name": "a\x00b"}), "quarantined_at": dt.datetime(2026, 11, 21)}
     with pytest.raises(DataRefusedError) as caught:
-        store.replace_quarantine(engine, job_id="errors", partition_date=DAY, quarantine=[[row]])
+        writes.replace_quarantine(engine, job_id="errors", partition_date=DAY, quarantine=[[row]])
     message = str(caught.value)
     assert not caught.value.retryable and "retry" not in message.lower()
     assert f"partition {DAY}" in message and "scoring_quarantine" in message and "NUL" in message
@@ -52,13 +52,13 @@ def test_a_nul_in_a_quarantine_row_given_raw_is_refused_data_not_a_retry(pg_url:
 def test_keys_read_as_another_kind_than_the_tables_are_refused_with_the_setting_to_change(any_db: str) -> None:
     engine = _engine()  # errors_predictions, key BIGINT
     with pytest.raises(ConfigError) as caught:
-        store.ensure_predictions(engine, "errors_predictions", "customer_id", "str")
+        job_tables.ensure_predictions(engine, "errors_predictions", "customer_id", "str")
     message = str(caught.value)
     assert not caught.value.retryable
     assert "'customer_id' is BIGINT" in message and "entity_key_type: integer" in message and "00123" in message
-    store.ensure_predictions(engine, "errors_text", "customer_id", "str")
+    job_tables.ensure_predictions(engine, "errors_text", "customer_id", "str")
     with pytest.raises(ConfigError, match="'customer_id' is TEXT .* entity_key_type: string"):
-        store.ensure_predictions(engine, "errors_text", "customer_id", "int")
-    store.ensure_shadow(engine, "errors_predictions", "customer_id", "int", "errors")
+        job_tables.ensure_predictions(engine, "errors_text", "customer_id", "int")
+    job_tables.ensure_shadow(engine, "errors_predictions", "customer_id", "int", "errors")
     with pytest.raises(ConfigError, match="table errors_predictions_shadow: its key column 'customer_id' is BIGINT"):
-        store.ensure_shadow(engine, "errors_predictions", "customer_id", "str", "errors")
+        job_tables.ensure_shadow(engine, "errors_predictions", "customer_id", "str", "errors")

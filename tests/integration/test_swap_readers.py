@@ -1,7 +1,7 @@
 """PostgreSQL: a swap never holds readers more than about 2 s (issue 25, point 5).
 
 While a swap waits for the predictions table, every reader that comes after it queues behind it. The
-swap waits ``store.SWAP_TRY_MS`` a try, steps out of the queue for a jittered pause and tries again:
+swap waits ``locks.SWAP_TRY_MS`` a try, steps out of the queue for a jittered pause and tries again:
 readers running queries in a loop are measured while a long transaction holds the table and a re-run
 waits to swap its day in; the swap goes through once the long transaction ends.
 """
@@ -15,8 +15,8 @@ import time
 import psycopg
 import pytest
 
-from pipeline import store
 from pipeline.errors import StoreError
+from pipeline.store import analyst, engines, job_tables, locks
 from tests.integration.test_partition_swap import TABLE, _engine, _replace
 
 pytestmark = pytest.mark.postgres
@@ -25,7 +25,7 @@ READERS = 4
 
 
 def _rerun() -> int:
-    return _replace(store.engine_for(store.resolve_url("scoring_db")), 300, DAY, run_id="rerun")
+    return _replace(engines.for_connection("scoring_db"), 300, DAY, run_id="rerun")
 
 
 def _measure(pg_server: str, schema: str, hold_s: float, action=_rerun,
@@ -82,7 +82,7 @@ def test_readers_wait_under_2s_while_a_swap_waits_for_a_long_reader_and_it_swaps
     waits, released, swapped, rows = _measure(pg_server, schema, hold_s=6.0)
     print(f"{len(waits)} reader queries during a 6 s hold: longest wait {max(waits):.3f}s; "
           f"swap done {swapped - released:.2f}s after the long transaction ended")
-    assert rows == 300 and store.count_partition(engine, TABLE, DAY) == 300, "the swap went through"
+    assert rows == 300 and analyst.count_partition(engine, TABLE, DAY) == 300, "the swap went through"
     assert swapped > released, "it waited for the long transaction"
     assert max(waits) < 3.0, f"a reader waited {max(waits):.2f}s behind the swap"
     assert swapped - released < 10, "and went through soon after it ended"
@@ -94,7 +94,7 @@ def test_a_run_start_making_the_views_anew_holds_their_readers_under_2s_too(pg_u
     _replace(engine, 500, DAY)
 
     def start() -> int:
-        store.ensure_predictions(engine, TABLE, "customer_id", "int")
+        job_tables.ensure_predictions(engine, TABLE, "customer_id", "int")
         return 1
 
     waits, released, ended, _ = _measure(pg_server, pg_url.rsplit("%3D", 1)[1], hold_s=4.0, action=start,
@@ -109,7 +109,7 @@ def test_the_measure_sees_the_queue_of_one_long_try(pg_url: str, pg_server: str,
     """The control: one long try (issue 25's finding) keeps the readers queued behind it."""
     engine = _engine()
     _replace(engine, 500, DAY)
-    monkeypatch.setattr(store, "SWAP_TRY_MS", 20_000)
+    monkeypatch.setattr(locks, "SWAP_TRY_MS", 20_000)
     waits, _, _, rows = _measure(pg_server, pg_url.rsplit("%3D", 1)[1], hold_s=4.0)
     assert rows == 300 and max(waits) > 2.0, f"longest wait {max(waits):.2f}s"
 
@@ -122,7 +122,7 @@ def test_a_swap_that_never_gets_the_table_says_a_retry_can_help(pg_url: str, pg_
     schema = pg_url.rsplit("%3D", 1)[1]
     with psycopg.connect(pg_server) as long_one:
         long_one.execute(f'SELECT count(*) FROM "{schema}".{TABLE}').fetchone()
-        with pytest.raises(store.SwapWaitError) as caught:
+        with pytest.raises(locks.SwapWaitError) as caught:
             _replace(engine, 300, DAY, run_id="gave_up")
         long_one.rollback()
     error = caught.value
@@ -130,4 +130,4 @@ def test_a_swap_that_never_gets_the_table_says_a_retry_can_help(pg_url: str, pg_
     message = str(error)
     assert f"partition {DAY} of {TABLE}" in message and "tries" in message
     assert "previous copy of the partition is unchanged" in message and "Retry the persist task once" in message
-    assert store.count_partition(engine, TABLE, DAY) == 500
+    assert analyst.count_partition(engine, TABLE, DAY) == 500

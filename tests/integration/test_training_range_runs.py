@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from pipeline import local, onboard, settings, store
+from pipeline import local, onboard, settings
 from pipeline.registry import Registry
+from pipeline.store import engines
 from tests.conftest import DAY
 from tests.integration.test_byo_models import (
     KEY,
@@ -44,7 +45,7 @@ def _next_days_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _stored(job: Any) -> pd.DataFrame:
-    engine = store.engine_for(store.resolve_url("scoring_db"))
+    engine = engines.for_connection("scoring_db")
     quoted = engine.dialect.identifier_preparer.quote(KEY)
     with engine.connect() as conn:
         rows = conn.execute(sa.text(f"SELECT {quoted} AS k, score, flags FROM {job.output.table} "
@@ -85,7 +86,7 @@ def test_a_declared_bound_quarantines(home: Path) -> None:
     job = byo_job(home, "declared")
     summary = local.run_partition(job, DAY, run_id="declared")
     assert summary["status"] == "success" and summary["rows_scored"] == 299 and summary["rows_quarantined"] == 1
-    engine = store.engine_for(store.resolve_url("scoring_db"))
+    engine = engines.for_connection("scoring_db")
     with engine.connect() as conn:
         quarantined = conn.execute(sa.text("SELECT entity_key, reasons FROM scoring_quarantine "
                                            "WHERE job_id = 'byo_declared'")).all()

@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from pipeline import local, store
+from pipeline import local
 from pipeline.anchors import Anchors, sha256_bytes
 from pipeline.config import load_job
 from pipeline.errors import ConfigError, ModelIntegrityError
 from pipeline.registry import Registry
+from pipeline.store import engines
 from tests.conftest import DAY, scoring_cli, with_challenger, write_job, write_partition
 
 
@@ -47,7 +48,7 @@ def unaliased(home: Path, name: str) -> None:
 
 
 def _ledger(conn_id: str, run_id: str) -> tuple[str, str]:
-    with store.engine_for(store.resolve_url(conn_id)).connect() as conn:
+    with engines.for_connection(conn_id).connect() as conn:
         return conn.execute(sa.text("SELECT status, error FROM scoring_runs WHERE run_id = :r"), {"r": run_id}).one()
 
 
@@ -74,14 +75,14 @@ def test_a_postgresql_job_checks_the_anchor_the_demo_wrote_in_its_sqlite_registr
     monkeypatch.delenv("SCORING_REGISTRY_DB")  # the default: the registry database is the scoring_db connection
     monkeypatch.setenv("AIRFLOW_CONN_SCORING_DB", sqlite)  # make demo's database
     monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", pg_url)  # the job's output
-    store.engine_for.cache_clear()
+    engines.engine_for.cache_clear()
     assert [a.version for a in Registry().anchor("churn")] == [1]  # anchored in make demo's SQLite database
     write_partition(home, n=300)
     job = load_job(write_job(home, output={"table": "churn_pg_predictions", "connection": "warehouse"}))
     with caplog.at_level(logging.WARNING):
         assert local.run_partition(job, DAY, run_id="ok")["status"] == "success"
     assert "NOT anchored" not in caplog.text and "UNVERIFIED" not in caplog.text
-    assert not Anchors(store.engine_for(store.url_from_uri(pg_url))).of("churn"), "no anchor in the output database"
+    assert not Anchors(engines.engine_for(engines.url_from_uri(pg_url))).of("churn"), "no anchor in the output database"
     v1 = home / "models" / "churn" / "v1"
     (v1 / "model.joblib").write_bytes(evil)
     card = json.loads((v1 / "card.json").read_text())
@@ -119,7 +120,7 @@ def test_a_malicious_challenger_is_refused_and_the_champion_publishes(any_db: st
     write_partition(home, n=300)
     job = load_job(write_job(home, model={"name": "churn", "ref": "champion", "challengers": ["challenger", 3]}))
     assert local.run_partition(job, DAY, run_id="shadow")["status"] == "success"
-    with store.engine_for(store.resolve_url("scoring_db")).connect() as conn:
+    with engines.for_connection("scoring_db").connect() as conn:
         rows = dict(conn.execute(sa.text("SELECT challenger_ref, error FROM scoring_shadow_comparisons "
                                          "WHERE status = 'failed'")).all())
     assert "the card was changed after registration" in rows["challenger"]
@@ -131,7 +132,7 @@ def test_a_cascade_with_an_unanchored_route_model_is_refused_at_start(home: Path
     shutil.rmtree(home / "models" / "churn_occasional")
     plant(home, "churn_occasional", 1, evil)
     anchors = Registry().anchors
-    with store.begin(anchors.engine) as conn:  # the planted model has no anchor at all
+    with engines.begin(anchors.engine) as conn:  # the planted model has no anchor at all
         conn.execute(sa.text("DELETE FROM scoring_model_registrations WHERE model_name = 'churn_occasional'"))
     write_partition(home, n=300)
     job = load_job(write_job(home, model={"name": "segments"}, cascade={

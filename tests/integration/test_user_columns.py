@@ -20,9 +20,10 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from pipeline import local, store
+from pipeline import local
 from pipeline.config import load_job
 from pipeline.ledger import as_json
+from pipeline.store import analyst, engines, job_tables, operational, writes
 from tests.conftest import DAY, write_job, write_partition
 
 SESSION = "Avg Session (min)"  # the export's name of the contract's avg_session_minutes
@@ -30,7 +31,7 @@ RENAME = {SESSION: "avg_session_minutes"}
 
 
 def _engine() -> sa.Engine:
-    return store.engine_for(store.resolve_url("scoring_db"))
+    return engines.for_connection("scoring_db")
 
 
 def _export(home: Path, key: str, day: dt.date = DAY, n: int = 400, keep: slice | None = None,
@@ -161,8 +162,8 @@ def test_a_key_with_a_quote_goes_through_the_bulk_write_path(any_db: str, home: 
     """PostgreSQL: ADBC's COPY names the key column itself; SQLite: executemany with the quoted name."""
     key = 'we"ird key; --'
     engine = _engine()
-    store.ensure_ledger(engine)
-    store.ensure_predictions(engine, "odd_predictions", key, "str")
+    operational.ensure_ledger(engine)
+    job_tables.ensure_predictions(engine, "odd_predictions", key, "str")
     now = dt.datetime(2026, 11, 21, 3, 0)
 
     def batch(keys: list[str], day: dt.date) -> pa.Table:
@@ -172,12 +173,12 @@ def test_a_key_with_a_quote_goes_through_the_bulk_write_path(any_db: str, home: 
                          "model_version": pa.array([1] * n, pa.int32()), "run_id": ["r"] * n,
                          "scored_at": pa.array([now] * n, pa.timestamp("us")), "flags": pa.nulls(n, pa.string())})
 
-    written = store.replace_partition(engine, table="odd_predictions", key=key, job_id="odd", partition_date=DAY,
+    written = writes.replace_partition(engine, table="odd_predictions", key=key, job_id="odd", partition_date=DAY,
                                       batches=[batch(["a", "b"], DAY), batch(["c"], DAY)])
     later = DAY + dt.timedelta(days=1)
-    store.replace_partition(engine, table="odd_predictions", key=key, job_id="odd", partition_date=later,
+    writes.replace_partition(engine, table="odd_predictions", key=key, job_id="odd", partition_date=later,
                             batches=[batch(["b"], later)])
-    assert written == 3 and store.count_partition(engine, "odd_predictions", DAY) == 3
+    assert written == 3 and analyst.count_partition(engine, "odd_predictions", DAY) == 3
     with engine.connect() as conn:
         latest = dict(conn.execute(sa.text(
             f"SELECT {_quoted(key)}, partition_date FROM odd_predictions_latest")).tuples().all())

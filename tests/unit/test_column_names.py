@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from pipeline import steps, store
+from pipeline import steps
 from pipeline.config import RESERVED_INPUT_NAMES, check_column_name, parse_job
 from pipeline.context import RunContext
 from pipeline.errors import ConfigError, InputError
@@ -26,6 +26,7 @@ from pipeline.ingest import (
 from pipeline.partition import parse_date
 from pipeline.registry import ModelVersion
 from pipeline.staging import RunSpec, read_batches
+from pipeline.store import engines, job_tables, naming, sqlfiles
 from pipeline.validate import validate_file
 
 DAY = "2026-11-20"
@@ -116,32 +117,32 @@ def test_blank_is_missing_in_the_job_file_is_a_list_or_true() -> None:
 @pytest.mark.parametrize("url", ["sqlite://", "postgresql+psycopg://u@127.0.0.1/db"])
 def test_column_names_are_quoted_with_embedded_quotes_doubled(url: str) -> None:
     engine = sa.create_engine(url)  # no connection: only the dialect's identifier preparer
-    assert store.quote_column(engine, 'we"ird') == '"we""ird"'
-    assert store.quote_column(engine, "customer ID") == '"customer ID"'
-    assert store.quote_column(engine, "customer_id") == '"customer_id"'  # always quoted: one spelling
+    assert naming.quote_column(engine, 'we"ird') == '"we""ird"'
+    assert naming.quote_column(engine, "customer ID") == '"customer ID"'
+    assert naming.quote_column(engine, "customer_id") == '"customer_id"'  # always quoted: one spelling
     with pytest.raises(ConfigError, match="entity_key '__x' is not allowed"):
-        store.quote_column(engine, "__x")
+        naming.quote_column(engine, "__x")
 
 
 def test_the_predictions_ddl_quotes_the_key_and_keeps_table_names_strict() -> None:
-    engine = store.engine_for("sqlite://")
-    create = store.render_sql(engine, "010_predictions.sql", predictions="p", key='a"; DROP TABLE p; --',
+    engine = engines.engine_for("sqlite://")
+    create = sqlfiles.render_sql(engine, "010_predictions.sql", predictions="p", key='a"; DROP TABLE p; --',
                               key_type="str")[0]
     assert '    "a""; DROP TABLE p; --"           TEXT NOT NULL,' in create.splitlines()
     assert 'PRIMARY KEY (partition_date, "a""; DROP TABLE p; --")' in create
-    fill = store.render_sql(engine, "022_latest_fill.sql", predictions="p", key="customer ID", literals={"table": "p"},
+    fill = sqlfiles.render_sql(engine, "022_latest_fill.sql", predictions="p", key="customer ID", literals={"table": "p"},
                             quoted={"current": '"p_current"', "newest": '"n"', "columns": "", "p_columns": ""})
     assert 'SELECT "customer ID" AS k' in fill[0] and 'ON p."customer ID" = m.k' in fill[0]
     with pytest.raises(ConfigError, match="entity_key '' is not allowed"):
-        store.render_sql(engine, "010_predictions.sql", predictions="p", key="", key_type="int")
+        sqlfiles.render_sql(engine, "010_predictions.sql", predictions="p", key="", key_type="int")
     with pytest.raises(ConfigError, match="name 'My Table' is not allowed|identifier 'My Table' is not allowed"):
-        store.render_sql(engine, "010_predictions.sql", predictions="My Table", key="customer ID", key_type="int")
+        sqlfiles.render_sql(engine, "010_predictions.sql", predictions="My Table", key="customer ID", key_type="int")
 
 
 def test_a_key_with_a_quote_and_sql_in_its_name_is_one_column_in_sqlite(tmp_path: Path) -> None:
-    engine = store.engine_for(f"sqlite:///{tmp_path / 'q.db'}")
+    engine = engines.engine_for(f"sqlite:///{tmp_path / 'q.db'}")
     key = 'cust "ID"; DROP TABLE p; --'
-    store.ensure_predictions(engine, "p", key, "str")
+    job_tables.ensure_predictions(engine, "p", key, "str")
     with engine.connect() as conn:
         columns = [r[1] for r in conn.exec_driver_sql("PRAGMA table_info(p)")]
         tables = {r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master")}

@@ -11,12 +11,13 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from pipeline import drift, ledger, steps, store
+from pipeline import drift, ledger, steps
 from pipeline.config import parse_job
 from pipeline.context import RunContext
 from pipeline.errors import DriftError
 from pipeline.registry import ModelVersion
 from pipeline.staging import RunSpec, StagedWriter
+from pipeline.store import engines, operational
 
 DAY = "2026-11-20"
 INPUTS = [{"name": "age", "type": "float", "nullable": True},
@@ -62,8 +63,8 @@ def _ctx(tmp_path: Path, *, plans: list[str] = PLANS, ages: list[float | None] =
 
 
 def _engine(tmp_path: Path) -> Any:
-    engine = store.engine_for(f"sqlite:///{tmp_path}/x.db")
-    store.ensure_ledger(engine)
+    engine = engines.engine_for(f"sqlite:///{tmp_path}/x.db")
+    operational.ensure_ledger(engine)
     return engine
 
 

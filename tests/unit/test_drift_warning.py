@@ -11,11 +11,12 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from pipeline import drift, ledger, local, steps, store
+from pipeline import drift, ledger, local, steps
 from pipeline.config import load_job, parse_job
 from pipeline.context import RunContext
 from pipeline.registry import ModelVersion, Registry
 from pipeline.staging import RunSpec, StagedWriter
+from pipeline.store import engines, operational
 from tests.conftest import DAY, write_job, write_partition
 
 INPUTS = [{"name": "age", "type": "float", "nullable": True}]
@@ -43,8 +44,8 @@ def _ctx(tmp_path: Path, card: dict[str, Any], *, min_rows: int = 1, engine: Any
 
 
 def _engine(tmp_path: Path) -> Any:
-    engine = store.engine_for(f"sqlite:///{tmp_path}/x.db")
-    store.ensure_ledger(engine)
+    engine = engines.engine_for(f"sqlite:///{tmp_path}/x.db")
+    operational.ensure_ledger(engine)
     return engine
 
 
@@ -120,7 +121,7 @@ def _register_without_statistics(home: Path) -> None:
 
 
 def _ledger_warnings(job_id: str, run_id: str) -> Any:
-    engine = store.engine_for(store.resolve_url("scoring_db"))
+    engine = engines.for_connection("scoring_db")
     with engine.connect() as conn:
         return conn.execute(sa.text("SELECT warnings FROM scoring_runs WHERE job_id = :j AND run_id = :r"),
                             {"j": job_id, "r": run_id}).scalar_one()

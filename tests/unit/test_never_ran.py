@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from pipeline import ledger, never_ran, store
+from pipeline import ledger, never_ran
 from pipeline.partition import due
+from pipeline.store import engines, operational
 
 DAY = dt.date(2026, 11, 20)
 PARIS = ZoneInfo("Europe/Paris")
@@ -18,8 +19,8 @@ PARIS = ZoneInfo("Europe/Paris")
 
 @pytest.fixture
 def engine(tmp_path: Path) -> sa.Engine:
-    eng = store.engine_for(f"sqlite:///{tmp_path / 'ledger.db'}")
-    store.ensure_ledger(eng)
+    eng = engines.engine_for(f"sqlite:///{tmp_path / 'ledger.db'}")
+    operational.ensure_ledger(eng)
     return eng
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from pipeline import ledger, partitions, store
+from pipeline import ledger, partitions
 from pipeline.config import load_job
 from pipeline.errors import ConfigError
+from pipeline.store import engines, operational
 from tests.conftest import write_job
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
@@ -18,8 +19,8 @@ NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 
 @pytest.fixture
 def engine(tmp_path: Path) -> sa.Engine:
-    eng = store.engine_for(f"sqlite:///{tmp_path / 'ledger.db'}")
-    store.ensure_ledger(eng)
+    eng = engines.engine_for(f"sqlite:///{tmp_path / 'ledger.db'}")
+    operational.ensure_ledger(eng)
     return eng
 
 
@@ -140,7 +141,7 @@ def test_a_row_from_before_the_breach_column_reads_as_no_breach(home: Path) -> N
 
 def test_a_ledger_without_tables_reads_as_no_rows(home: Path, tmp_path: Path) -> None:
     job = load_job(write_job(home, start_date="2026-11-24"))
-    empty = store.engine_for(f"sqlite:///{tmp_path / 'empty.db'}")
+    empty = engines.engine_for(f"sqlite:///{tmp_path / 'empty.db'}")
     assert [d.state for d in partitions.calendar(job, empty, NOW, 2)] == ["upcoming", "missing"]
     assert partitions.run_attempts(empty, "churn_test", "r") == []
 

@@ -12,13 +12,14 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from pipeline import push, store
+from pipeline import push
 from pipeline.config import FilesSinkConfig, WebhookSinkConfig, parse_job
 from pipeline.connections import Conn, from_uri, get
 from pipeline.errors import ConfigError
 from pipeline.sinks import Batch, DeliveryFailed, Sink
 from pipeline.sinks.broker import amqp_url, redis_url
 from pipeline.sinks.webhook import auth_headers, base_url, retry_after_seconds
+from pipeline.store import engines, operational, sqlfiles
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,7 +66,7 @@ def test_malformed_connection_uris_say_what_is_wrong_without_the_password(
     assert err.value.__cause__ is None  # no traceback of the parser's own error (which may quote the URI)
     assert err.value.__context__ is None or err.value.__suppress_context__
     monkeypatch.setenv("AIRFLOW_CONN_PROMO_HOOK", uri)
-    for call in (lambda: get("promo_hook"), lambda: store.resolve_url("promo_hook")):
+    for call in (lambda: get("promo_hook"), lambda: engines.resolve_url("promo_hook")):
         with pytest.raises(ConfigError) as err:
             call()
         assert err.value.args[0].startswith("AIRFLOW_CONN_PROMO_HOOK: ") and says in str(err.value)
@@ -223,13 +224,13 @@ def test_job_file_output_rules() -> None:
 def test_migrations_upgrade_an_old_ledger_once(tmp_path: Path) -> None:
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
     with engine.begin() as conn:  # a database made before push mode existed
-        for stmt in store.render_sql(conn, "001_scoring_runs.sql"):
+        for stmt in sqlfiles.render_sql(conn, "001_scoring_runs.sql"):
             conn.exec_driver_sql(stmt)
-    store.ensure_ledger(engine)
+    operational.ensure_ledger(engine)
     columns = {c["name"] for c in sa.inspect(engine).get_columns("scoring_runs")}
     assert {"rows_delivered", "rows_dead_lettered", "rows_not_selected", "rows_failed", "sink"} <= columns
     assert "plan" in {c["name"] for c in sa.inspect(engine).get_columns("scoring_deliveries")}
-    assert store.apply_migrations(engine) == []  # a second call applies nothing
+    assert operational.apply_migrations(engine) == []  # a second call applies nothing
     with engine.connect() as conn:
         applied = conn.execute(sa.text("SELECT COUNT(*) FROM scoring_schema_migrations")).scalar()
     assert applied == len(list((ROOT / "sql" / "migrations").glob("*.sql")))
@@ -240,12 +241,12 @@ def test_a_database_from_before_the_plan_column_is_upgraded(tmp_path: Path) -> N
     with engine.begin() as conn:  # deliveries and migrations as the first push-mode commit made them
         for name in ("001_scoring_runs.sql", "002_quarantine.sql", "003_deliveries.sql", "004_schema_migrations.sql",
                      "005_drift.sql"):
-            for stmt in store.render_sql(conn, name):
+            for stmt in sqlfiles.render_sql(conn, name):
                 conn.exec_driver_sql(stmt)
         conn.execute(sa.text("INSERT INTO scoring_schema_migrations VALUES ('001_push_counts.sql', '2026-11-21')"))
-        for stmt in store._statements((ROOT / "sql" / "migrations" / "001_push_counts.sql").read_text()):
+        for stmt in sqlfiles.statements((ROOT / "sql" / "migrations" / "001_push_counts.sql").read_text()):
             conn.exec_driver_sql(stmt)
-    assert store.apply_migrations(engine) == ["002_deliveries_plan.sql", "003_run_warnings.sql", "004_run_leases.sql",
+    assert operational.apply_migrations(engine) == ["002_deliveries_plan.sql", "003_run_warnings.sql", "004_run_leases.sql",
                                            "005_run_routes.sql", "007_run_breach.sql", "008_quarantine_typed_key.sql"]
     assert "plan" in {c["name"] for c in sa.inspect(engine).get_columns("scoring_deliveries")}
 
@@ -254,7 +255,7 @@ def test_delivery_state_is_stored_redacted_and_old_unredacted_rows_still_match(t
     from pipeline import deliveries
 
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'd.db'}")
-    store.ensure_ledger(engine)
+    operational.ensure_ledger(engine)
     day, old = dt.date(2026, 11, 20), "webhook:http://u:S3cretPlanted@h:1/x?token=T0kPlanted"
     plan = {"job_id": "j", "partition_date": day, "plan_sig": "p", "keys": ["k0", "k1"], "row_counts": [5, 5],
             "model_name": "m", "model_version": 1}

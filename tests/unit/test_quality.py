@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from pipeline import drift, ledger, quality, store
+from pipeline import drift, ledger, quality
 from pipeline.config import parse_job
 from pipeline.errors import QualityBreach, ScoringError
+from pipeline.store import engines, operational
 
 DAY = dt.date(2026, 11, 20)
 
@@ -27,12 +28,12 @@ def _job(**drift_settings: Any) -> Any:
 def url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("SCORING_REPORTS_DIR", str(tmp_path / "reports"))
     url = f"sqlite:///{tmp_path}/q.db"
-    store.ensure_ledger(store.engine_for(url))
+    operational.ensure_ledger(engines.engine_for(url))
     return url
 
 
 def _attempt(url: str, run_id: str, status: str, breach: str | None = None, dry_run: bool = False) -> int:
-    eng = store.engine_for(url)
+    eng = engines.engine_for(url)
     attempt = ledger.start_attempt(eng, job_id="t", run_id=run_id, partition_date=DAY, mode="persist",
                                    dry_run=dry_run, model_name="m", model_version=1)
     ledger.update(eng, "t", run_id, attempt, status=status, breach=breach, rows_in=2000, rows_quarantined=130,
@@ -45,7 +46,7 @@ def _drift(url: str, run_id: str) -> None:
                 "drifted": True, "row_count": 1870, "p_value": 3.2e-12},
                {"feature": "age", "kind": "numeric", "statistic": "psi", "value": 0.31, "threshold": 0.2,
                 "drifted": False, "row_count": 1870, "p_value": 0.2}]
-    drift.replace(store.engine_for(url), job_id="t", partition_date=DAY, run_id=run_id, model_name="m",
+    drift.replace(engines.engine_for(url), job_id="t", partition_date=DAY, run_id=run_id, model_name="m",
                   model_version=1, results=results)
 
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import store
 from pipeline.errors import ConfigError
+from pipeline.store import engines, sqlfiles
 
 
 @pytest.mark.parametrize(
@@ -23,29 +23,29 @@ from pipeline.errors import ConfigError
     ],
 )
 def test_connection_uris(uri: str, url: str) -> None:
-    assert store.url_from_uri(uri) == url
+    assert engines.url_from_uri(uri) == url
 
 
 def test_airflow_connection_fields_keep_libpq_extras() -> None:
-    url = store.url_from_connection("postgres", "db", "u", "p", 5432, "scores",
+    url = engines.url_from_connection("postgres", "db", "u", "p", 5432, "scores",
                                     {"sslmode": "require", "unrelated": "x"})
     assert url == "postgresql+psycopg://u:p@db:5432/scores?sslmode=require"
 
 
 def test_unsupported_scheme() -> None:
     with pytest.raises(ConfigError, match="not supported"):
-        store.url_from_uri("mysql://x@y/z")
+        engines.url_from_uri("mysql://x@y/z")
 
 
 def test_missing_connection_says_how_to_set_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AIRFLOW_CONN_NOPE", raising=False)
     with pytest.raises(ConfigError, match="AIRFLOW_CONN_NOPE"):
-        store.resolve_url("nope")
+        engines.resolve_url("nope")
 
 
 def test_identifiers_are_validated_and_quoted() -> None:
-    engine = store.engine_for("sqlite://")
-    stmts = store.render_sql(engine, "010_predictions.sql", predictions="p", key="customer_id", key_type="int")
+    engine = engines.engine_for("sqlite://")
+    stmts = sqlfiles.render_sql(engine, "010_predictions.sql", predictions="p", key="customer_id", key_type="int")
     assert 'CREATE TABLE IF NOT EXISTS p' in stmts[0] and "customer_id" in stmts[0] and "BIGINT" in stmts[0]
     with pytest.raises(ConfigError):
-        store.render_sql(engine, "010_predictions.sql", predictions="p; drop table x", key="k", key_type="int")
+        sqlfiles.render_sql(engine, "010_predictions.sql", predictions="p; drop table x", key="k", key_type="int")

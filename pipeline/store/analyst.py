@@ -1,0 +1,118 @@
+"""What analysts read: the reader views, the latest-row table kept in step, counts and the daily summary."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from pipeline.config import check_column_name
+from pipeline.store import locks, naming, sqlfiles
+
+log = logging.getLogger(__name__)
+
+
+READER_VIEWS = ("scoring_attempts", "scoring_drift_daily", "scoring_quarantine_daily")
+
+
+JOBS_TABLE = "scoring_jobs"
+
+
+def reader_views(conn: Connection, job_id: str, table: str, key: str, key_type: str, schema: str | None) -> None:
+    """The analysts' views of the ledger, the drift and the quarantine (``sql/050``, ``sql/051``), limited
+    to the jobs recorded in the storage schema's ``scoring_jobs`` as publishing into this schema."""
+    parts = naming.storage_schema(conn, schema)
+    jobs = naming.table_name(conn, JOBS_TABLE, parts)
+    views = {"attempts": READER_VIEWS[0], "drift_daily": READER_VIEWS[1], "quarantine_daily": READER_VIEWS[2]}
+    for stmt in sqlfiles.render_sql(conn, "050_reader_views.sql", schema, quoted={"jobs": jobs}, **views):
+        conn.exec_driver_sql(stmt)
+    params = {"j": job_id, "t": table, "k": key, "kt": {"int": "BIGINT", "str": "TEXT"}[key_type],
+              "u": dt.datetime.now(dt.UTC).replace(tzinfo=None)}
+    row = conn.execute(sa.text(f"SELECT table_name, entity_key, key_type FROM {jobs} WHERE job_id = :j"),
+                       params).first()
+    if row is None:
+        conn.execute(sa.text(f"INSERT INTO {jobs} (job_id, table_name, entity_key, key_type, updated_at) "
+                             "VALUES (:j, :t, :k, :kt, :u)"), params)
+    elif tuple(row) != (table, key, params["kt"]):
+        conn.execute(sa.text(f"UPDATE {jobs} SET table_name = :t, entity_key = :k, key_type = :kt, updated_at = :u "
+                             "WHERE job_id = :j"), params)
+    for stmt in sqlfiles.render_sql(conn, f"051_quarantine_daily.{conn.dialect.name}.sql", schema, quoted={"jobs": jobs},
+                           quarantine_daily=views["quarantine_daily"]):
+        conn.exec_driver_sql(stmt)
+
+
+NEWEST_TABLE = "scoring_latest_partitions"  # per storage schema: the newest day of each predictions table
+
+
+def newest(conn: Connection | Engine, schema: str | None) -> str:
+    """The qualified, quoted table of the predictions tables' newest days (sql/021) of an analysts' schema."""
+    return naming.table_name(conn, NEWEST_TABLE, naming.storage_schema(conn, schema))
+
+
+def ensure_latest_table(conn: Connection, table: str, key: str, schema: str | None) -> str:
+    """The latest-row table of a predictions table (``sql/021_latest_table.sql``): made if missing, from the
+    table's history (``sql/022``), in the caller's transaction; columns the table gained are added.
+    Returns its qualified, quoted name."""
+    parts = naming.storage_schema(conn, schema)
+    name = naming.latest_table(table)
+    current = naming.table_name(conn, name, parts)
+    inspector = sa.inspect(conn)
+    existed = inspector.has_table(name, schema=parts)
+    prefix = naming.partition_prefix(table)
+    ids = {"predictions": table, "key": key, "current_key": f"{prefix}_current_key"}
+    columns = [c["name"] for c in inspector.get_columns(table, schema=naming.analyst_schema(conn, schema))]
+    if existed:  # (021 not run again: its CREATE INDEX IF NOT EXISTS would wait for a publish's lock on the table)
+        have = {c["name"] for c in sa.inspect(conn).get_columns(name, schema=parts)}
+        for column in (c for c in inspector.get_columns(table, schema=naming.analyst_schema(conn, schema))
+                       if c["name"] not in have):
+            conn.exec_driver_sql(f"ALTER TABLE {current} ADD COLUMN {naming.quote_column(conn, column['name'], 'column')} "
+                                 f"{column['type'].compile(dialect=conn.dialect)}")
+        return current
+    locks.patient(conn)  # filled from the whole history
+    quoted = {"current": current, "newest": newest(conn, schema), **column_lists(conn, columns)}
+    for stmt in [*sqlfiles.render_sql(conn, "021_latest_table.sql", schema, quoted=quoted, **ids),
+                 *sqlfiles.render_sql(conn, "022_latest_fill.sql", schema, literals={"table": table}, quoted=quoted, **ids)]:
+        conn.exec_driver_sql(stmt)
+    log.info("made the latest-row table %s of %s from its history", current, table)
+    return current
+
+
+def column_lists(conn: Connection | Engine, columns: list[str]) -> dict[str, str]:
+    """``{columns}``, ``{p_columns}``, ``{o_columns}``, ``{n_columns}`` and ``{updates}`` of sql/022 and sql/023."""
+    quoted = [conn.dialect.identifier_preparer.quote_identifier(check_column_name(c, "column", reserved=frozenset()))
+              for c in columns]
+    return {"columns": ", ".join(quoted), **{f"{a}_columns": ", ".join(f"{a}.{c}" for c in quoted) for a in "pon"},
+            "updates": ", ".join(f"{c} = excluded.{c}" for c in quoted)}
+
+
+def latest_statements(engine: Engine | Connection, table: str, key: str, columns: list[str], day: dt.date,
+                      schema: str | None, new: str) -> list[str]:
+    """The statements of a publish of ``day`` that keep the latest-row table in step (``sql/023``), for the
+    transaction of the publish; ``new``: the qualified table holding the day's new rows."""
+    literal = f"DATE '{day.isoformat()}'" if engine.dialect.name == "postgresql" else f"'{day.isoformat()}'"
+    quoted = {"current": naming.table_name(engine, naming.latest_table(table), naming.storage_schema(engine, schema)), "new": new,
+              "day": literal, "newest": newest(engine, schema), **column_lists(engine, columns)}
+    return sqlfiles.render_sql(engine, "023_latest_publish.sql", schema, literals={"table": table}, quoted=quoted,
+                      predictions=table, key=key, cur=naming.latest_table(table))
+
+
+def count_partition(engine: Engine, table: str, partition_date: dt.date, schema: str | None = None) -> int:
+    """Rows of one partition in a predictions table."""
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                sa.text(f"SELECT COUNT(*) FROM {naming.table_name(engine, table, schema)} WHERE partition_date = :d"),
+                {"d": partition_date},
+            ).scalar_one()
+        )
+
+
+def daily_summary(engine: Engine, table: str, partition_date: dt.date, schema: str | None = None) -> list[dict[str, Any]]:
+    """The ``<table>_daily`` view's rows of one partition (one per model version): rows, mean score, scored at."""
+    view = naming.table_name(engine, f"{table}_daily", schema)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(f"SELECT * FROM {view} WHERE partition_date = :d"), {"d": partition_date})
+        return [{k: v if isinstance(v, int | float | None) else str(v) for k, v in r.items()} for r in rows.mappings()]
