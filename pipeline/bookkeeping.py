@@ -1,5 +1,11 @@
 """A stage's bookkeeping, the same for every step: its lease checked and kept alive, its time and counts
-in the ledger (a shard's in its own folder), its failure recorded with the error's text and re-raised."""
+in the ledger (a shard's in its own folder), its failure recorded with the error's text and re-raised.
+
+A part of a step (the challengers' shadow, a cascade's routes, inside the score step) is timed and logged
+with its label (``validate[route frequent]``) and its inputs checked; a failure in it is recorded by its
+step with the part's label as ``failed_stage``. Its time is inside its step's entry of ``stage_seconds``:
+the ledger keeps one entry per step of the plan.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,14 @@ from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from pipeline import lease, ledger, metrics, steps
-from pipeline.errors import failure_text
+from pipeline.errors import StagingError, failure_text
 from pipeline.textsafe import safe_text
 
 if TYPE_CHECKING:
     from pipeline.context import RunContext
+
+
+FAILED_PART = "failed_part"  # the label of the part of a step that raised, set on the exception
 
 
 @contextmanager
@@ -22,8 +31,8 @@ def stage(ctx: RunContext, name: str) -> Iterator[dict[str, Any]]:
     spec, rlog = ctx.spec, ctx.log
     counts: dict[str, Any] = {}
     started = time.perf_counter()
-    sharded = spec.shard is not None
-    label = f"{name}[shard {spec.shard}]" if sharded else name
+    sharded = spec.is_shard
+    label = spec.label(name)
     if not sharded:  # a superseded attempt stops here (its row says by whom), before any work
         lease.resume(ctx.engine, spec, spec.holder_kind)
     rlog.info("%s: started", label)
@@ -32,10 +41,10 @@ def stage(ctx: RunContext, name: str) -> Iterator[dict[str, Any]]:
             yield counts
     except BaseException as exc:
         counts.update(getattr(exc, "counts", None) or {})
-        message = failure_text(exc)
-        rlog.error("%s failed: %s", label, message)
+        message, where = failure_text(exc), getattr(exc, FAILED_PART, None) or label
+        rlog.error("%s failed: %s", where, message)
         if not isinstance(exc, lease.SupersededError):  # the row is the later attempt's story now
-            record_failure(ctx, label, message, {} if sharded else counts)
+            record_failure(ctx, where, message, {} if sharded else counts)
         raise
     seconds = time.perf_counter() - started
     if sharded:  # parallel shards never write the same ledger row; combine() adds them up
@@ -46,6 +55,38 @@ def stage(ctx: RunContext, name: str) -> Iterator[dict[str, Any]]:
     else:
         ledger.update(ctx.engine, spec.job_id, spec.run_id, spec.attempt, stage=name, seconds=seconds, **counts)
     rlog.info("%s: done in %.2fs %s", label, seconds, counts)
+
+
+@contextmanager
+def part(ctx: RunContext, name: str, counts: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """Time and log a part of a step (``counts``: the step's own, for a part that counts for it); on failure
+    name the part on the exception, for the step's record, and re-raise."""
+    label = ctx.spec.label(name)
+    counts = {} if counts is None else counts
+    started = time.perf_counter()
+    ctx.log.info("%s: started", label)
+    try:
+        yield counts
+    except BaseException as exc:
+        if not getattr(exc, FAILED_PART, None):
+            with suppress(AttributeError):  # the innermost part names the failure
+                setattr(exc, FAILED_PART, label)
+        raise
+    ctx.log.info("%s: done in %.2fs %s", label, time.perf_counter() - started, counts)
+
+
+def check_inputs(ctx: RunContext, step: steps.Step) -> None:
+    """Every staged dataset the step reads is there; else say which step makes it."""
+    for name in step.reads:
+        if name not in steps.DATASETS:
+            continue
+        missing = [p for p in ctx.parts(name) if not p.exists()]
+        if missing:
+            raise StagingError(
+                f"partition {ctx.spec.partition_date}: step {step.name} reads staged dataset {name!r}, but "
+                f"{missing[0]} is missing (step {steps.writer_of(name)} writes it; the staging area may have "
+                "been cleaned). Clear the run from its first task to stage the partition again."
+            )
 
 
 def record_failure(ctx: RunContext, label: str, message: str, counts: dict[str, Any]) -> None:

@@ -2,21 +2,23 @@
 
 A job with a ``cascade`` section runs the usual steps with its ``model`` as the router: ingest
 reads the columns every model of the cascade needs (``ingest_inputs``), validation checks the
-router's contract, preprocess and score run the router. Then, still in the score stage, ``route``:
+router's contract, preprocess and score run the router. Then, still in the score step, its parts
+(``pipeline.score_step`` composes them, each with its bookkeeping: ``pipeline.steps``):
 
-1. splits the router-valid rows by the router's prediction: each route (or the ``default``
-   model) gets its rows, with the router's ``router_prediction`` and ``router_score`` as columns
-   a second-stage model may take as inputs; with a ``gate``, rows whose router score is below
-   it keep the router's result; rows with no route are quarantined (``no_route:<value>``) or
-   keep the router's result (``default: keep``);
-2. runs the same validate -> preprocess -> score stages for each route with its own model, in a
-   folder of the run's staging area (``route-<value>/``): the route model's contract validates
-   the rows that reach it (its report beside the run's, ``<run>.route-<value>.html``), its
+1. ``split`` (step ``route``) splits the router-valid rows by the router's prediction: each route
+   (or the ``default`` model) gets its rows, with the router's ``router_prediction`` and
+   ``router_score`` as columns a second-stage model may take as inputs; with a ``gate``, rows whose
+   router score is below it keep the router's result; rows with no route are quarantined
+   (``no_route:<value>``) or keep the router's result (``default: keep``);
+2. each route with rows runs the steps of ``steps.ROUTE_STEPS`` with its own model, on its context
+   (``route_contexts``: ``RunSpec.for_route``, a folder ``route-<value>/`` of the task's staging):
+   the route model's contract validates the rows that reach it (its report beside the run's,
+   ``<run>.route-<value>.html``), ``join_router_flags`` adds the router's flags to its own, its
    preprocessing and verified artifact score them, and drift is computed on the rows it saw;
-3. writes the run's ``scored`` rows with their lineage (``route``, ``model_name`` and
-   ``model_version`` of the model that made the prediction, ``router_model``, ``router_version``)
-   and its ``quarantine`` rows, each reason prefixed with the model that rejected the row
-   (``<model>@v<N>:<reason>``), then applies the job's quarantine threshold to the partition.
+3. ``merge`` (step ``merge_routes``) writes the run's ``scored`` rows with their lineage (``route``,
+   ``model_name`` and ``model_version`` of the model that made the prediction, ``router_model``,
+   ``router_version``) and its ``quarantine`` rows, each reason prefixed with the model that rejected
+   the row (``<model>@v<N>:<reason>``), then applies the job's quarantine threshold to the partition.
 
 The ledger's ``routes`` column holds the per-route counts, and finalize checks that
 ``rows_in = router quarantine + unrouted + sum over routes of (scored + quarantined) + kept``.
@@ -28,8 +30,8 @@ by the job check.
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import shutil
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -37,12 +39,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import steps
+from pipeline import drift, steps, validate
 from pipeline.context import RunContext, counted
 from pipeline.errors import StagingError
-from pipeline.ingest import RAW_PREFIX
-from pipeline.routes import DEFAULT, models_of
-from pipeline.settings import safe_name
+from pipeline.kernels.columns import RAW_PREFIX
+from pipeline.ledger import as_json
+from pipeline.resolve import Models
+from pipeline.score import scored_schema
 from pipeline.staging import StagedWriter, read_batches, staged_rows, staged_schema
 
 if TYPE_CHECKING:
@@ -50,19 +53,18 @@ if TYPE_CHECKING:
 
 ROUTER_FLAGS = "__router_flags"
 ROUTER_SCORED = "router-scored"  # the router's own scores, once the run's scored rows are the routes'
+KEPT = "cascade-kept"  # the rows whose router result stands (gate, default: keep), with their lineage
+UNROUTED = "cascade-unrouted"  # the rows with no route (default: quarantine), with their reasons
 
 
-def pin(job: JobConfig) -> dict[str, Any]:
-    """Every route model resolved to a version now, for the whole run (a reference that does not resolve
-    fails the run at start, like the router's)."""
-    from pipeline.registry import Registry
-
-    registry = Registry()
+def pin(job: JobConfig, models: Models) -> dict[str, Any]:
+    """Every route model resolved to a version now (``models``: the run's resolver), for the whole run (a
+    reference that does not resolve fails the run at start, like the router's)."""
     cfg = job.cascade
     assert cfg is not None
 
     def one(ref: Any) -> dict[str, Any]:
-        mv = registry.resolve(ref.name, ref.ref)
+        mv = models.resolve(ref.name, ref.ref)
         return {"name": mv.name, "version": mv.version}
 
     default = cfg.default if isinstance(cfg.default, str) else one(cfg.default)
@@ -110,53 +112,72 @@ def _join_flags(first: pa.Array, second: pa.Array) -> pa.Array:
     return pa.array(values, joined.type)
 
 
-def route(ctx: RunContext, counts: dict[str, Any]) -> dict[str, Any]:
-    """Stage 2 of the cascade, in the score stage after the router: see the module's text."""
-    from pipeline import validate
+def route_context(ctx: RunContext, name: str) -> RunContext:
+    """The context of one route of a router's task: the route's model over its rows, in ``route-<name>/``."""
+    spec = ctx.spec.for_route(name, ctx.spec.route_models[name])
+    return RunContext(ctx.job, spec, None, ctx.engine, ctx.resolver, models=ctx.models)
 
+
+def route_contexts(ctx: RunContext) -> list[RunContext]:
+    """The contexts of the routes the router sent rows to (``split`` has run): each runs ``steps.ROUTE_STEPS``."""
+    children = [route_context(ctx, name) for name in ctx.spec.route_models]
+    return [child for child in children if staged_rows(child.path(steps.INGESTED))]
+
+
+def split(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Step ``route``: the router-valid rows into each route's ``ingested``, the kept and the unrouted rows."""
+    splitter = _Split(ctx)
+    splitter.run()
+    return counted(counts, kept=splitter.kept.rows, unrouted=splitter.unrouted.rows, routed=splitter.tally)
+
+
+def merge(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Step ``merge_routes``: the routes' rows into the run's ``scored`` and ``quarantine`` with their lineage
+    (counted for the score step), then, for a task that holds the partition, drift and the threshold."""
     spec = ctx.spec
-    split = _Split(ctx)
-    split.run()
+    models, routes = spec.route_models, {name: route_context(ctx, name).spec for name in spec.route_models}
     summary: dict[str, Any] = {"router": f"{spec.model_name} v{spec.model_version}",
-                               "router_quarantined": staged_rows(ctx.path(steps.QUARANTINE)), "kept": split.kept.rows,
-                               "unrouted": split.unrouted.rows, "routes": {}}
-    for name, child in split.children.items():
-        summary["routes"][name] = _score_route(ctx, child, split.models[name], split.tally[name])
+                               "router_quarantined": staged_rows(ctx.path(steps.QUARANTINE)),
+                               "kept": staged_rows(ctx.path(KEPT)), "unrouted": staged_rows(ctx.path(UNROUTED)),
+                               "routes": {name: _route_counts(ctx, one, models[name]) for name, one in routes.items()}}
     router = {"model": spec.model_name, "version": spec.model_version}
+    ingested = staged_schema(ctx.path(steps.INGESTED))
     ctx.path(steps.SCORED).replace(ctx.path(ROUTER_SCORED))  # kept for a sharded run's partition-wide drift
-    scored = _write_scored(ctx, split.children, split.models, split.kept, split.final_schema, router)
-    quarantined = _write_quarantine(ctx, split.children, split.models, split.unrouted, split.ingested, router)
-    counted(counts, rows_scored=scored, rows_valid=scored, rows_quarantined=quarantined,
-            routes=json.dumps(summary, sort_keys=True))
+    scored = _write_scored(ctx, routes, models, _final_schema(ctx.job.entity_key, ingested), router)
+    quarantined = _write_quarantine(ctx, routes, models, ingested, router)
+    counts = counted(counts, rows_scored=scored, rows_valid=scored, rows_quarantined=quarantined,
+                     routes=json.dumps(summary, sort_keys=True))
     rows_in = staged_rows(ctx.path(steps.INGESTED))
     if rows_in != scored + quarantined:
         raise StagingError(f"cascade: {rows_in} rows in but {scored} scored + {quarantined} quarantined after the "
                            f"routes ({json.dumps(summary)}); staging kept in {spec.staging_dir}. Re-run the partition.")
-    if spec.shard is not None:  # combine applies drift and the threshold to the whole partition
-        return summary
-    _write_drift(ctx, split.children, split.models)
+    if not spec.sees_partition:  # combine applies drift and the threshold to the whole partition
+        return counts
+    _write_drift(ctx, routes, models)
     report = validate.report_stem(spec)
     validate.check_threshold(ctx, rows_in, quarantined, _reason_counts(ctx), report.with_name(report.name + ".html"),
                              counts)
-    return summary
+    return counts
 
 
-def _score_route(ctx: RunContext, child: RunContext, model: dict[str, Any], rows: int) -> dict[str, Any]:
-    """One route's rows through validate -> preprocess -> score with its own model; its counts."""
-    from pipeline import preprocess, score, validate
-
-    child.spec.write_json(steps.INGEST_STATE, {"files": [], "duplicate_keys": [], "ignored_columns": []})
-    c: dict[str, Any] = {}
-    if rows:
-        validate.validate_file(child, c)
-        _merge_router_flags(child)
-        preprocess.transform_file(child)
-        score.score_file(child, c)
-    out = {"model": f"{model['name']} v{model['version']}", "rows": rows, "scored": c.get("rows_scored", 0),
-           "quarantined": c.get("rows_quarantined", 0)}
-    ctx.log.info("route %s -> %s v%d: %d rows, %d scored, %d quarantined", child.spec.route, model["name"],
-                 model["version"], rows, out["scored"], out["quarantined"])
+def _route_counts(ctx: RunContext, route: Any, model: dict[str, Any]) -> dict[str, Any]:
+    """One route's counts for the ledger's ``routes`` summary: rows routed, scored and quarantined."""
+    scored, quarantined = (route.path(name) for name in (steps.SCORED, steps.QUARANTINE))
+    out = {"model": f"{model['name']} v{model['version']}", "rows": staged_rows(route.path(steps.INGESTED)),
+           "scored": staged_rows(scored) if scored.exists() else 0,
+           "quarantined": staged_rows(quarantined) if quarantined.exists() else 0}
+    ctx.log.info("route %s -> %s v%d: %d rows, %d scored, %d quarantined", route.route, model["name"],
+                 model["version"], out["rows"], out["scored"], out["quarantined"])
     return out
+
+
+def _final_schema(key: str, ingested: pa.Schema) -> pa.Schema:
+    """The run's scored rows of a cascade: the scored columns and their lineage."""
+    final = scored_schema(key, ingested.field(key).type)
+    for name, typ in (("route", pa.string()), ("model_name", pa.string()), ("model_version", pa.int32()),
+                      ("router_model", pa.string()), ("router_version", pa.int32())):
+        final = final.append(pa.field(name, typ))
+    return final
 
 
 class _Split:
@@ -164,11 +185,9 @@ class _Split:
     the rows the router keeps (gate, ``default: keep``) and the unrouted ones (``default: quarantine``)."""
 
     def __init__(self, ctx: RunContext) -> None:
-        from pipeline import score
-
         spec, key = ctx.spec, ctx.job.entity_key
         self.ctx, self.key, self.plan = ctx, key, spec.cascade or {}
-        self.models = models_of(self.plan)
+        self.models = spec.route_models
         self.router = {"model": spec.model_name, "version": spec.model_version}
         classes = ctx.card.get("classes") or []
         self.positive = str(ctx.card.get("positive_class", classes[-1])) if len(classes) == 2 else None
@@ -178,21 +197,10 @@ class _Split:
                              .append(pa.field("router_prediction", pa.string()))
                              .append(pa.field("router_score", pa.float64()))
                              .append(pa.field(RAW_PREFIX + "router_score", pa.string())))
-        final = score.scored_schema(key, self.ingested.field(key).type)
-        for name, typ in (("route", pa.string()), ("model_name", pa.string()), ("model_version", pa.int32()),
-                          ("router_model", pa.string()), ("router_version", pa.int32())):
-            final = final.append(pa.field(name, typ))
-        self.final_schema = final
-        shard = "" if spec.shard is None else f".shard-{spec.shard:03d}"  # a sharded run routes in every shard
-        self.children = {name: RunContext(ctx.job, dataclasses.replace(
-            spec, staging_dir=str(spec.work_dir / f"route-{safe_name(name)}"), model_name=m["name"],
-            model_version=m["version"], route=name + shard, shard=None, shards=1, challengers=[], cascade=None),
-            None, ctx.engine, ctx.resolver) for name, m in self.models.items()}
-        self.writers = {name: StagedWriter(c.path(steps.INGESTED), self.child_schema)
-                        for name, c in self.children.items()}
-        self.kept = StagedWriter(spec.work_dir / "cascade-kept.arrow", final)
-        self.unrouted = StagedWriter(spec.work_dir / "cascade-unrouted.arrow",
-                                     self.ingested.append(pa.field("reasons", pa.string())))
+        self.final_schema = _final_schema(key, self.ingested)
+        self.writers = {name: _route_writer(route_context(ctx, name).spec, self.child_schema) for name in self.models}
+        self.kept = StagedWriter(ctx.path(KEPT), self.final_schema)
+        self.unrouted = StagedWriter(ctx.path(UNROUTED), self.ingested.append(pa.field("reasons", pa.string())))
         self.tally = dict.fromkeys(self.models, 0)
 
     def run(self) -> None:
@@ -210,7 +218,7 @@ class _Split:
     def targets(self, values: np.ndarray, scores: np.ndarray) -> np.ndarray:
         """Each row's route name, or 'keep' / 'quarantine'."""
         plan, default = self.plan, self.plan["default"]
-        fallback = DEFAULT if isinstance(default, dict) else default
+        fallback = steps.ROUTE_DEFAULT if isinstance(default, dict) else default
         target = np.array([value if value in plan["routes"] else fallback for value in values], dtype=object)
         if plan["gate"] is not None:
             target[~(_confidence(values, scores, self.positive) >= plan["gate"])] = "keep"
@@ -247,8 +255,18 @@ class _Split:
                 "reasons", pa.array([tag + value for value in values[lost]], pa.string())))
 
 
-def _merge_router_flags(child: RunContext) -> None:
-    """The router's flags of each row joined to the route model's own, in the route's valid rows."""
+def _route_writer(route: Any, schema: pa.Schema) -> StagedWriter:
+    """A route's ``ingested`` rows, in a fresh folder (no file of an earlier try of the task is left in it), with
+    no duplicate keys to check (the router's validation quarantined them)."""
+    shutil.rmtree(route.work_dir, ignore_errors=True)
+    route.work_dir.mkdir(parents=True)
+    route.write_json(steps.INGEST_STATE, {"files": [], "duplicate_keys": [], "ignored_columns": []})
+    return StagedWriter(route.path(steps.INGESTED), schema)
+
+
+def join_router_flags(child: RunContext, counts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Step ``router_flags`` of a route: the router's flags of each row joined to the route model's own, in the
+    route's valid rows."""
     path = child.path(steps.VALID)
     schema = staged_schema(path)
     out = schema.remove(schema.get_field_index(ROUTER_FLAGS))
@@ -260,25 +278,25 @@ def _merge_router_flags(child: RunContext) -> None:
             table = table.set_column(table.schema.get_field_index(steps.FLAGS), steps.FLAGS, flags)
             writer.write(table.drop([ROUTER_FLAGS]).select(out.names))
     tmp.replace(path)
+    return counted(counts, rows_flagged=writer.rows)
 
 
-def _write_scored(ctx: RunContext, children: dict[str, RunContext], models: dict[str, dict[str, Any]],
-                  kept: StagedWriter, schema: pa.Schema, router: dict[str, Any]) -> int:
+def _write_scored(ctx: RunContext, routes: dict[str, Any], models: dict[str, dict[str, Any]], schema: pa.Schema,
+                  router: dict[str, Any]) -> int:
     """The run's ``scored`` rows: those the router kept, then each route's, with their lineage."""
     key = ctx.job.entity_key
     tmp = ctx.spec.work_dir / "scored-cascade.arrow"
     with StagedWriter(tmp, schema) as writer:
-        if kept.rows:
-            for batch in read_batches(kept.path, ctx.batch_rows):
-                writer.write(batch)
-        for name, child in children.items():
-            path = child.path(steps.SCORED)
+        for batch in read_batches(ctx.path(KEPT), ctx.batch_rows):
+            writer.write(batch)
+        for name, one in routes.items():
+            path = one.path(steps.SCORED)
             if not path.exists():
                 continue
             model = models[name]
             for batch in read_batches(path, ctx.batch_rows):
                 n = batch.num_rows
-                route = name if name != DEFAULT else None
+                route = name if name != steps.ROUTE_DEFAULT else None
                 writer.write(pa.table({
                     key: batch.column(key), "prediction": batch.column("prediction"), "score": batch.column("score"),
                     "flags": batch.column("flags"),
@@ -291,8 +309,8 @@ def _write_scored(ctx: RunContext, children: dict[str, RunContext], models: dict
     return writer.rows
 
 
-def _write_quarantine(ctx: RunContext, children: dict[str, RunContext], models: dict[str, dict[str, Any]],
-                      unrouted: StagedWriter, ingested: pa.Schema, router: dict[str, Any]) -> int:
+def _write_quarantine(ctx: RunContext, routes: dict[str, Any], models: dict[str, dict[str, Any]],
+                      ingested: pa.Schema, router: dict[str, Any]) -> int:
     """The run's ``quarantine``: the router's rows, the unrouted ones, then each route's, every reason
     prefixed with the model that rejected the row."""
     schema = ingested.append(pa.field("reasons", pa.string()))
@@ -307,11 +325,10 @@ def _write_quarantine(ctx: RunContext, children: dict[str, RunContext], models: 
         for batch in read_batches(ctx.path(steps.QUARANTINE), ctx.batch_rows):
             writer.write(prefixed(pa.Table.from_batches([batch]), {"name": router["model"],
                                                                    "version": router["version"]}).select(schema.names))
-        if unrouted.rows:
-            for batch in read_batches(unrouted.path, ctx.batch_rows):
-                writer.write(pa.Table.from_batches([batch]).select(schema.names))
-        for name, child in children.items():
-            path = child.path(steps.QUARANTINE)
+        for batch in read_batches(ctx.path(UNROUTED), ctx.batch_rows):
+            writer.write(pa.Table.from_batches([batch]).select(schema.names))
+        for name, one in routes.items():
+            path = one.path(steps.QUARANTINE)
             if not path.exists():
                 continue
             for batch in read_batches(path, ctx.batch_rows):
@@ -320,22 +337,19 @@ def _write_quarantine(ctx: RunContext, children: dict[str, RunContext], models: 
     return writer.rows
 
 
-def _write_drift(ctx: RunContext, children: dict[str, RunContext], models: dict[str, dict[str, Any]]) -> None:
+def _write_drift(ctx: RunContext, routes: dict[str, Any], models: dict[str, dict[str, Any]]) -> None:
     """The run's drift results: the router's (computed at its score), then each route model's on its rows."""
     results = [dict(r, model_name=ctx.spec.model_name, model_version=ctx.spec.model_version)
                for r in ctx.spec.read_json(steps.DRIFT_STATE, default=[])]
-    for name, child in children.items():
+    for name, one in routes.items():
         results += [dict(r, model_name=models[name]["name"], model_version=models[name]["version"])
-                    for r in child.spec.read_json(steps.DRIFT_STATE, default=[])]
+                    for r in one.read_json(steps.DRIFT_STATE, default=[])]
     ctx.spec.write_json(steps.DRIFT_STATE, results)
 
 
 def combine(ctx: RunContext, shard_specs: list[Any], counts: dict[str, Any]) -> None:
     """A sharded cascade, after its shards: the routes' counts added up, and drift over the whole partition,
     the router's on its own scores and each route model's on the rows it saw in every shard."""
-    from pipeline import drift
-    from pipeline.registry import Registry
-
     job, merged = ctx.job, None
     for one in shard_specs:
         part = json.loads(one.read_json(steps.SHARD_STATE)["counts"]["routes"])
@@ -350,10 +364,10 @@ def combine(ctx: RunContext, shard_specs: list[Any], counts: dict[str, Any]) -> 
     counts["routes"] = json.dumps(merged, sort_keys=True)
     results = drift.check(ctx, counts["rows_scored"], counts, scored=ctx.parts(ROUTER_SCORED))
     results = [dict(r, model_name=ctx.spec.model_name, model_version=ctx.spec.model_version) for r in results]
-    for name, model in models_of(ctx.spec.cascade).items():
-        folders = [one.work_dir / f"route-{safe_name(name)}" for one in shard_specs]
+    for name, model in ctx.spec.route_models.items():
+        folders = [one.for_route(name, model).work_dir for one in shard_specs]
         valid = [f / f"{steps.VALID}.arrow" for f in folders if (f / f"{steps.SCORED}.arrow").exists()]
-        card = Registry().resolve(model["name"], model["version"]).card
+        card = ctx.models.card(model["name"], model["version"])
         rows = (merged or {}).get("routes", {}).get(name, {}).get("scored", 0)
         if not valid or rows < job.drift.min_rows or not drift.has_statistics(card):
             continue
@@ -373,9 +387,7 @@ def _reason_counts(ctx: RunContext) -> dict[str, int]:
 
 
 def reconciliation_problems(row: dict[str, Any]) -> list[str]:
-    """Where a cascade's per-route counts do not add up to the run's."""
-    from pipeline.ledger import as_json
-
+    """Where a cascade's per-route counts do not add up to the run's (nothing for a run without routes)."""
     if not row.get("routes"):
         return []
     summary = as_json(row["routes"])

@@ -1,39 +1,27 @@
-"""A cascade's plan as the stages below it need it: its route models by route name, and the columns
-ingest must read for all of them. Below ``ingest`` (which reads every route model's inputs) and
-``cascade`` (which routes and scores)."""
+"""A cascade's plan as the stages below it need it: the columns ingest must read for all its models (the
+route models by route name are ``RunSpec.route_models``). Below ``ingest`` (which reads every route model's
+inputs) and ``cascade`` (which routes and scores)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import ConfigError
-from pipeline.registry import Registry
 
 if TYPE_CHECKING:
     from pipeline.context import RunContext
 
 ROUTER_COLUMNS = ("router_prediction", "router_score")  # what a route model may take as inputs
-DEFAULT = "__default__"  # the route name of rows the default model scores
-
-
-def models_of(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Route name -> pinned model (the default's under ``DEFAULT``)."""
-    out = dict(plan["routes"])
-    if isinstance(plan["default"], dict):
-        out[DEFAULT] = plan["default"]
-    return out
 
 
 def ingest_inputs(ctx: RunContext) -> list[dict[str, Any]]:
     """The router's inputs, then every route model's that the router lacks (the router's outputs excepted):
     ingest reads them all, each model's validation checks its own."""
     inputs = list(ctx.card["inputs"])
-    if not ctx.spec.cascade:
-        return inputs
+    models = ctx.spec.route_models  # {} for a job without a cascade: the card's inputs
     seen = {c["name"]: (c, f"{ctx.spec.model_name} v{ctx.spec.model_version}") for c in inputs}
-    registry = Registry()
-    for model in models_of(ctx.spec.cascade).values():
-        card = registry.resolve(model["name"], model["version"]).card
+    for model in models.values():
+        card = ctx.models.card(model["name"], model["version"])
         for column in card["inputs"]:
             name = column["name"]
             if name in ROUTER_COLUMNS:

@@ -1,8 +1,8 @@
 """The run lifecycle: open a run, run its steps with their bookkeeping, finalize it.
 
-A step's work lives in its stage module (``stages()`` names the function); this module only
-starts the run, times each step, records its counts in the ledger (or, on failure, the
-error and what was counted) and closes the run. The DAG's tasks, the sharded path
+A step's work lives in its stage module (the step table names the function: ``Step.function``);
+this module only starts the run, times each step, records its counts in the ledger (or, on
+failure, the error and what was counted) and closes the run. The DAG's tasks, the sharded path
 (``pipeline.sharding``) and ``scoring run`` (``pipeline.local``) all call ``run_step``
 with the steps of ``pipeline.steps``.
 """
@@ -10,13 +10,11 @@ with the steps of ``pipeline.steps``.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pipeline.drift as drift
-from pipeline import cascade, lease, ledger, metrics, settings, shadow, sqlsource, steps
-from pipeline.bookkeeping import stage
+from pipeline import cascade, lease, ledger, metrics, settings, shadow, steps
+from pipeline.bookkeeping import check_inputs, stage
 from pipeline.config import JobConfig, load_job
 from pipeline.connections import Resolver
 from pipeline.context import RunContext, engine_for_job, run_log
@@ -24,29 +22,12 @@ from pipeline.errors import (
     ConfigError,
     ReconciliationError,
     ScoringError,
-    StagingError,
 )
-from pipeline.partition import data_files, parse_date, partition_dir
-from pipeline.registry import Registry
+from pipeline.kernels.validate import load_gx
+from pipeline.partition import parse_date
+from pipeline.resolve import Models
 from pipeline.staging import RunSpec
 from pipeline.store import analyst, operational
-
-StageFn = Callable[[RunContext, dict[str, Any]], dict[str, Any]]
-
-
-def stages() -> dict[str, StageFn]:
-    """The function that does each step's work (imported on first use: the DAG file parses without them)."""
-    from pipeline import ingest, persist, preprocess, push, score_step, sharding, validate
-
-    return {
-        steps.INGEST.name: ingest.ingest_partition,
-        steps.VALIDATE.name: validate.validate_file,
-        steps.PREPROCESS.name: preprocess.transform_file,
-        steps.SCORE.name: score_step.score_step,
-        steps.PERSIST.name: persist.persist_file,
-        steps.PUSH.name: push.push_file,
-        steps.COMBINE.name: sharding.combine,
-    }
 
 
 def find_job(job_id: str) -> JobConfig:
@@ -70,51 +51,32 @@ def preload() -> None:
     A process that runs several stages, a benchmark or a worker started ahead of its tasks
     pays these imports (seconds, mostly Great Expectations) once instead of in its first stage.
     """
-    from pipeline import validate
-
-    stages()
-    validate.load_gx()
+    for step in steps.TABLE:
+        step.function()
+    load_gx()
     import sklearn.ensemble  # noqa: F401
-
-
-# -- readiness -------------------------------------------------------------------------
-def partition_path(job: JobConfig, partition_date: dt.date) -> Path:
-    return partition_dir(job.source_root(), job.source.layout, partition_date)
-
-
-def partition_ready(job: JobConfig, partition_date: dt.date, resolver: Resolver | None = None) -> bool:
-    """True when the partition's directory holds at least one data file (a sql source: its readiness query)."""
-    if job.source.kind == "sql":
-        return sqlsource.ready(job, partition_date, resolver)
-    return bool(data_files(partition_path(job, partition_date), job.source.format, job.source.ignore))
-
-
-def partition_where(job: JobConfig, partition_date: dt.date, ready: bool) -> str:
-    """Where a partition is looked for and what was seen, for wait_for_partition's log lines."""
-    if job.source.kind == "sql":
-        return f"{'ready' if ready else 'not ready yet'} ({sqlsource.ready_description(job)})"
-    where = partition_path(job, partition_date)
-    return f"at {where}: ready" if ready else f"at {where}: not there yet (no *.{job.source.format} files)"
 
 
 # -- opening a run ---------------------------------------------------------------------
 def start(job: JobConfig, *, run_id: str, partition_date: dt.date | str, model_ref: str | None = None,
           dry_run: bool = False, url: str | None = None, mode: str | None = None, resend: bool = False,
-          holder_kind: str = "task") -> RunSpec:
+          holder_kind: str = "task", resolver: Resolver | None = None) -> RunSpec:
     """Pin the model version and output mode for the run, open its ledger row and staging area.
 
     A run refused here (an unknown model version or alias, an output mode the job lacks, another
     attempt of the partition alive: ``pipeline.lease``) still gets its ledger row: status
     ``failed``, stage ``start``, with the error. ``holder_kind`` is ``process`` when this process
-    runs every step (``scoring run``), ``task`` for one Airflow task of the run.
+    runs every step (``scoring run``), ``task`` for one Airflow task of the run. Every model the run
+    touches is resolved here, anchored (``pipeline.resolve.Models``, through ``resolver``), and pinned.
     """
     day = parse_date(partition_date)
     eng = engine(job, url)
     operational.ensure_ledger(eng)
+    models = Models(resolver)
     try:
         mode = output_mode(job, mode)
-        mv = Registry().resolve(job.model.name, model_ref or job.model.ref)
-        cascade_plan = cascade.pin(job) if job.cascade is not None else None
+        mv = models.resolve(job.model.name, model_ref or job.model.ref)
+        cascade_plan = cascade.pin(job, models) if job.cascade is not None else None
     except ScoringError as exc:
         attempt = ledger.start_attempt(eng, job_id=job.job_id, run_id=run_id, partition_date=day,
                                        mode=mode or job.output.mode, dry_run=dry_run, model_name=job.model.name,
@@ -127,7 +89,7 @@ def start(job: JobConfig, *, run_id: str, partition_date: dt.date | str, model_r
     staging = lease.staging_of(job.job_id, day.isoformat(), run_id, attempt)
     staging.mkdir(parents=True, exist_ok=True)
     spec = RunSpec(job.job_id, run_id, attempt, day.isoformat(), mv.name, mv.version, dry_run, str(staging),
-                   mode=mode, resend=resend, holder_kind=holder_kind, challengers=shadow.pin(job),
+                   mode=mode, resend=resend, holder_kind=holder_kind, challengers=shadow.pin(job, models),
                    cascade=cascade_plan)
     run_log(spec).info("started attempt %d with model %s v%d (ref %r), output mode %s%s%s", attempt, mv.name,
                        mv.version, model_ref or job.model.ref, mode, " [dry run]" if dry_run else "",
@@ -161,7 +123,7 @@ def run_step(ctx: RunContext, step: steps.Step) -> dict[str, Any]:
             drift.gate(ctx, gate_counts)
     with stage(ctx, step.name) as counts:
         check_inputs(ctx, step)
-        stages()[step.name](ctx, counts)  # the stage fills counts as it goes: a late failure keeps them
+        step.function()(ctx, counts)  # the stage fills counts as it goes: a late failure keeps them
     return counts
 
 
@@ -170,20 +132,6 @@ def score_shard(ctx: RunContext) -> dict[str, Any]:
     for step in steps.SCORING:
         run_step(ctx, step)
     return ctx.spec.read_json(steps.SHARD_STATE)["counts"]
-
-
-def check_inputs(ctx: RunContext, step: steps.Step) -> None:
-    """Every staged dataset the step reads is there; else say which step makes it."""
-    for name in step.reads:
-        if name not in steps.DATASETS:
-            continue
-        missing = [p for p in ctx.parts(name) if not p.exists()]
-        if missing:
-            raise StagingError(
-                f"partition {ctx.spec.partition_date}: step {step.name} reads staged dataset {name!r}, but "
-                f"{missing[0]} is missing (step {steps.writer_of(name)} writes it; the staging area may have "
-                "been cleaned). Clear the run from its first task to stage the partition again."
-            )
 
 
 def finalize(ctx: RunContext, keep_staging: bool = False) -> dict[str, Any]:
@@ -201,8 +149,7 @@ def finalize(ctx: RunContext, keep_staging: bool = False) -> dict[str, Any]:
     finished = ledger.now()
     ledger.update(eng, spec.job_id, spec.run_id, spec.attempt, status="success", breach=breach, finished_at=finished,
                   duration_s=(finished - ledger.utc(row["started_at"])).total_seconds())
-    if spec.challengers:  # the champion's partition stands; the challengers' rows and comparisons follow it
-        shadow.publish(ctx)
+    shadow.publish(ctx)  # the champion's partition stands; the challengers' rows and comparisons follow it
     if not keep_staging:
         spec.cleanup()
     summary = ledger.get(eng, spec.job_id, spec.run_id, spec.attempt)
@@ -221,8 +168,7 @@ def reconciliation_problems(ctx: RunContext, row: dict[str, Any]) -> list[str]:
     problems = []
     if rows_in != scored + quarantined:
         problems.append(f"rows_in {rows_in} != rows_scored {scored} + rows_quarantined {quarantined}")
-    if spec.cascade:
-        problems += cascade.reconciliation_problems(row)
+    problems += cascade.reconciliation_problems(row)  # a cascade's routes add up (nothing to check otherwise)
     if spec.dry_run:
         return problems
     if spec.mode == "push":

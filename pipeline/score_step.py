@@ -1,15 +1,18 @@
 """The score step of a run: the pinned model over the run's features (``score.score_file``, its drift
-included), then the same rows in the challengers' shadow and, for a cascade's router, its routes' models.
+included), then its parts, each through the bookkeeping of ``bookkeeping.part`` (timed, logged with its
+label, a failure recorded with its name): the challengers' shadow (``steps.SHADOW``) for a job that has
+them, and for a cascade's router its routes: ``steps.ROUTE`` splits the rows, every route that got rows runs
+``steps.ROUTE_STEPS`` with its own model, and ``steps.MERGE_ROUTES`` gathers them into the run's rows.
 
-Above ``score``, ``shadow`` and ``cascade``, which each score with ``score``'s functions: the step composes
-them, so none of them needs to know the others.
+Above ``score``, ``shadow`` and ``cascade``: the step composes them, so none of them needs to know the others.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pipeline import cascade, shadow
+from pipeline import cascade, steps
+from pipeline.bookkeeping import check_inputs, part
 from pipeline.score import limited_threads, score_file
 
 if TYPE_CHECKING:
@@ -17,12 +20,30 @@ if TYPE_CHECKING:
 
 
 def score_step(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The score stage: the champion's scores (and drift), the challengers (failures recorded, never raised),
-    then a cascade router's routes, all within the job's thread limit."""
+    """The score stage: the model's scores (and drift), the challengers (failures recorded, never raised), then a
+    cascade router's routes, all within the job's thread limit."""
     with limited_threads(ctx.job.model.threads):
         counts = score_file(ctx, counts)
         if ctx.spec.challengers:  # the same valid rows in the challengers' shadow
-            shadow.score_challengers(ctx)
-        if ctx.spec.cascade and ctx.spec.route is None:  # the router has scored: its routes' models now
-            cascade.route(ctx, counts)
+            run_part(ctx, steps.SHADOW)
+        if ctx.spec.routes_after_score:
+            run_routes(ctx, counts)
     return counts
+
+
+def run_routes(ctx: RunContext, counts: dict[str, Any]) -> None:
+    """A cascade's stage 2 after its router scored: split, each route's steps on its rows, merged (the merge's
+    counts are the score step's: the run's rows are the routes' now)."""
+    run_part(ctx, steps.ROUTE)
+    for route in cascade.route_contexts(ctx):
+        for step in steps.ROUTE_STEPS:
+            run_part(route, step)
+    run_part(ctx, steps.MERGE_ROUTES, counts)
+
+
+def run_part(ctx: RunContext, step: steps.Step, counts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One part of the score step with its bookkeeping: its inputs checked, timed, logged, a failure named."""
+    with part(ctx, step.name, counts) as mine:
+        check_inputs(ctx, step)
+        step.function()(ctx, mine)
+    return mine

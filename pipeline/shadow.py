@@ -27,7 +27,10 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from pipeline import drift, ledger, redact, steps
+from pipeline.errors import ScoringError
 from pipeline.partition import parse_date
+from pipeline.resolve import Models
+from pipeline.score import scored_schema, scorer_for
 from pipeline.staging import StagedWriter, read_batches, staged_schema
 from pipeline.store import engines, job_tables, writes
 
@@ -37,16 +40,14 @@ if TYPE_CHECKING:
 STATE = "shadow"  # per work dir: {ref: {"version", "rows", "error"}}
 
 
-def pin(job: Any) -> list[dict[str, Any]]:
-    """The job's challengers resolved to versions now, for the whole run; one that does not resolve is kept
-    with its error (it is recorded as a failed comparison, the champion's run goes on)."""
-    from pipeline.errors import ScoringError
-    from pipeline.registry import Registry
-
+def pin(job: Any, models: Models) -> list[dict[str, Any]]:
+    """The job's challengers resolved to versions now (``models``: the run's resolver), for the whole run; one
+    that does not resolve is kept with its error (it is recorded as a failed comparison, the champion's run
+    goes on)."""
     pinned = []
     for ref in job.model.challengers:
         try:
-            pinned.append({"ref": ref, "version": Registry().resolve(job.model.name, ref).version, "error": None})
+            pinned.append({"ref": ref, "version": models.resolve(job.model.name, ref).version, "error": None})
         except ScoringError as exc:
             pinned.append({"ref": ref, "version": None, "error": str(exc)})
     return pinned
@@ -57,10 +58,9 @@ def dataset(version: int) -> str:
 
 
 # -- in the score stage --------------------------------------------------------------------
-def score_challengers(ctx: RunContext) -> dict[str, dict[str, Any]]:
-    """Each pinned challenger over this task's valid rows -> ``shadow-v<N>.arrow``; failures recorded, not raised."""
-    from pipeline.score import scored_schema, scorer_for
-
+def score_challengers(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Step ``shadow``: each pinned challenger over this task's valid rows -> ``shadow-v<N>.arrow``; failures
+    recorded, not raised (``counts``: the rows each challenger scored, for the step's log line)."""
     spec, key = ctx.spec, ctx.job.entity_key
     state: dict[str, dict[str, Any]] = {}
     if not spec.challengers or spec.dry_run:
@@ -74,13 +74,16 @@ def score_challengers(ctx: RunContext) -> dict[str, dict[str, Any]]:
             state[ref] = {"version": None, "error": pin["error"]}
             continue
         try:
-            scorer = scorer_for(registry, registry.resolve(spec.model_name, version))
+            mv = ctx.models.resolve(spec.model_name, version)
+            scorer = scorer_for(registry, mv)
             with StagedWriter(ctx.path(dataset(version)), schema) as writer:
                 for batch in read_batches(valid, ctx.batch_rows):
                     prediction, score = scorer.predict_arrow(scorer.features(batch.to_pandas()))
                     writer.write(pa.table({key: batch.column(key), "prediction": prediction, "score": score,
                                            "flags": pa.nulls(batch.num_rows, pa.string())}, schema=schema))
             state[ref] = {"version": version, "rows": writer.rows, "error": None}
+            if counts is not None:
+                counts[f"rows_v{version}"] = writer.rows
             ctx.log.info("challenger %s (v%d) scored %d rows in the shadow", ref, version, writer.rows)
         except Exception as exc:  # noqa: BLE001 - a challenger never fails the champion's run
             state[ref] = {"version": version, "error": redact.redact(str(exc) or type(exc).__name__)}
@@ -150,7 +153,7 @@ COLUMNS = ("job_id", "partition_date", "challenger_ref", "run_id", "model_name",
 def _merged_state(ctx: RunContext) -> dict[str, dict[str, Any]]:
     """The challengers' state over every shard: a challenger failed if it failed in any shard."""
     spec = ctx.spec
-    specs = [spec.for_shard(i) for i in range(spec.shards)] if spec.shards > 1 and spec.shard is None else [spec]
+    specs = spec.part_specs()
     merged: dict[str, dict[str, Any]] = {}
     for one in specs:
         for ref, s in one.read_json(STATE, default={}).items():

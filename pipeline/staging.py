@@ -20,6 +20,9 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from pipeline.settings import safe_name
+from pipeline.steps import ROUTE_DEFAULT
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -58,11 +61,86 @@ class RunSpec:
 
     @property
     def work_dir(self) -> Path:
-        """This spec's own folder: its shard's, or the run's for an unsharded run or a sharded run's root."""
-        return self.run_dir if self.shard is None else self.run_dir / f"shard-{self.shard:03d}"
+        """This spec's own folder: its shard's (or the run's for an unsharded run or a sharded run's root), and
+        below it a cascade route's ``route-<name>``."""
+        task = self.run_dir if self.shard is None else self.run_dir / f"shard-{self.shard:03d}"
+        return task if self.route is None else task / f"route-{safe_name(self.route)}"
 
     def for_shard(self, shard: int) -> RunSpec:
         return replace(self, shard=shard)
+
+    # -- what this task is: sharding and cascade as properties of the plan ------------------
+    @property
+    def is_shard(self) -> bool:
+        """One shard of a sharded run (or a route below it): its counts and timings go to its shard's state file,
+        and combine adds them up."""
+        return self.shard is not None
+
+    @property
+    def sees_partition(self) -> bool:
+        """The task holds the whole partition (not a shard, not a cascade's route): it applies the partition-wide
+        policies itself (an empty partition, the quarantine threshold)."""
+        return self.shard is None and self.route is None
+
+    @property
+    def checks_drift(self) -> bool:
+        """Drift of what this task scored is computed here: a shard's is computed by combine over every shard."""
+        return self.shard is None
+
+    @property
+    def reads_plan(self) -> bool:
+        """The task's rows come from the sharded plan: its files or share of the source, the partition's duplicate
+        keys from the plan state (a cascade route's rows come from its router)."""
+        return self.shard is not None and self.route is None
+
+    @property
+    def shard_index(self) -> int:
+        """The shard's number (0 for a task of an unsharded run)."""
+        return self.shard or 0
+
+    def shard_specs(self) -> list[RunSpec]:
+        """Every shard's spec of the run's plan (for a sharded run's root: combine, its merged report)."""
+        return [self.for_shard(i) for i in range(self.shards)]
+
+    def part_specs(self) -> list[RunSpec]:
+        """The specs whose staged files together hold this task's datasets: every shard's for a sharded run's root
+        (of more than one shard), else ``[self]``."""
+        return self.shard_specs() if self.shard is None and self.route is None and self.shards > 1 else [self]
+
+    def label(self, name: str) -> str:
+        """A stage's label in the logs and the ledger's failed_stage: ``validate``, ``validate[shard 2]``,
+        ``validate[route frequent]``."""
+        route = "" if self.route is None else f"[route {self.route}]"
+        return f"{name}{route}" if self.shard is None else f"{name}{route}[shard {self.shard}]"
+
+    @property
+    def report_suffix(self) -> str:
+        """This task's validation report name after the run id: ``.shard-003``, ``.route-frequent``,
+        ``.route-frequent.shard-003`` or nothing (a whole partition's)."""
+        shard = "" if self.shard is None else f".shard-{self.shard:03d}"
+        return shard if self.route is None else f".route-{safe_name(self.route + shard)}"
+
+    @property
+    def routes_after_score(self) -> bool:
+        """A cascade's router: its routes' models score after its own score."""
+        return bool(self.cascade) and self.route is None
+
+    @property
+    def route_models(self) -> dict[str, dict[str, Any]]:
+        """A cascade router's pinned route models by route name, the default's under ``ROUTE_DEFAULT`` (``{}`` for
+        a run without a cascade, or a route)."""
+        if not self.routes_after_score:
+            return {}
+        assert self.cascade is not None
+        out = dict(self.cascade["routes"])
+        if isinstance(self.cascade["default"], dict):
+            out[ROUTE_DEFAULT] = self.cascade["default"]
+        return out
+
+    def for_route(self, name: str, model: dict[str, Any]) -> RunSpec:
+        """A cascade route's spec: the route's model over the rows the router sent it, in ``route-<name>/``."""
+        return replace(self, model_name=model["name"], model_version=model["version"], route=name, challengers=[],
+                       cascade=None)
 
     def path(self, name: str) -> Path:
         """Path of a staged dataset, e.g. ``spec.path('scored')`` (an Arrow IPC file)."""
@@ -70,9 +148,7 @@ class RunSpec:
 
     def parts(self, name: str) -> list[Path]:
         """Every file of a staged dataset: one per shard for a sharded run's root spec, else one."""
-        if self.shard is None and self.shards > 1:
-            return [self.for_shard(i).path(name) for i in range(self.shards)]
-        return [self.path(name)]
+        return [one.path(name) for one in self.part_specs()]
 
     def json_path(self, name: str, run_level: bool = False) -> Path:
         """A JSON state file of this spec's folder (or, ``run_level``, of the run's folder above its shards)."""

@@ -134,3 +134,35 @@ def test_json_state_is_written_and_read_back(tmp_path: Path) -> None:
     assert path == spec.work_dir / "ingest.json"
     assert spec.read_json(steps.INGEST_STATE) == {"files": ["a"], "duplicate_keys": [3]}
     assert not list(spec.work_dir.glob("*.tmp"))
+
+
+CASCADE = {"routes": {"frequent": {"name": "f", "version": 2}}, "default": {"name": "d", "version": 1}, "gate": None}
+
+
+def test_what_a_task_is_sharding_and_cascade_named_by_the_spec(tmp_path: Path) -> None:
+    """Stages ask the spec what a task is (issue 26): a whole partition's, a shard's, a cascade route's."""
+    run = _spec(tmp_path)
+    assert (run.sees_partition, run.is_shard, run.reads_plan, run.checks_drift) == (True, False, False, True)
+    assert (run.label("validate"), run.report_suffix, run.shard_index, run.route_models) == ("validate", "", 0, {})
+    root = _spec(tmp_path, shards=3)
+    assert [s.shard for s in root.shard_specs()] == [0, 1, 2] == [s.shard for s in root.part_specs()]
+    assert root.parts(steps.SCORED) == [root.run_dir / f"shard-00{i}" / "scored.arrow" for i in range(3)]
+    shard = root.for_shard(2)
+    assert (shard.sees_partition, shard.is_shard, shard.reads_plan, shard.checks_drift) == (False, True, True, False)
+    assert (shard.label("score"), shard.report_suffix, shard.shard_index) == ("score[shard 2]", ".shard-002", 2)
+    assert shard.part_specs() == [shard]
+    router = _spec(tmp_path, cascade=CASCADE)
+    assert router.routes_after_score and router.route_models == {"frequent": {"name": "f", "version": 2},
+                                                                 "__default__": {"name": "d", "version": 1}}
+    route = router.for_route("frequent", router.route_models["frequent"])
+    assert (route.model_name, route.model_version, route.cascade, route.route_models) == ("f", 2, None, {})
+    assert (route.sees_partition, route.reads_plan, route.checks_drift, route.routes_after_score) == (
+        False, False, True, False)
+    assert route.work_dir == route.run_dir / "route-frequent" and route.report_suffix == ".route-frequent"
+    assert route.label("validate") == "validate[route frequent]"
+    in_shard = _spec(tmp_path, cascade=CASCADE, shards=3, shard=1).for_route("frequent", CASCADE["routes"]["frequent"])
+    assert in_shard.work_dir == in_shard.run_dir / "shard-001" / "route-frequent"
+    assert in_shard.report_suffix == ".route-frequent.shard-001", "the file name of a sharded route's report as before"
+    assert (in_shard.label("score"), in_shard.reads_plan, in_shard.checks_drift) == (
+        "score[route frequent][shard 1]", False, False)
+    assert in_shard.parts(steps.VALID) == [in_shard.work_dir / "valid.arrow"]
