@@ -1,75 +1,27 @@
-"""The operational tables (ledger, quarantine, deliveries, drift...): made, migrated, their column types upgraded."""
+"""The operational tables (ledger, quarantine, deliveries, drift...): brought to the newest revision
+(``migrate``) with their comments; ``upgrade_types``, the timestamptz/jsonb conversion a revision and a job's
+tables use."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from pipeline import dictionary, settings
-from pipeline.store import comments, engines, locks, naming, sqlfiles
+from pipeline import dictionary
+from pipeline.store import comments, engines, locks, migrate, naming
 
 log = logging.getLogger(__name__)
 
 
-LEDGER_FILES = ("001_scoring_runs.sql", "002_quarantine.sql", "003_deliveries.sql", "004_schema_migrations.sql",
-                "005_drift.sql", "006_model_registrations.sql", "007_shadow_comparisons.sql",
-                "008_performance.sql")
-
-
 def ensure_ledger(engine: Engine) -> None:
-    """Create the ledger, quarantine and delivery tables if missing; apply ``sql/migrations/``."""
-    with engines.begin(engine) as conn:
-        locks.ddl_lock(conn)
-        for name in LEDGER_FILES:
-            for stmt in sqlfiles.render_sql(conn, name):
-                conn.exec_driver_sql(stmt)
-    apply_migrations(engine)
-    with engines.begin(engine) as conn:
-        locks.ddl_lock(conn)
-        for table, columns in TIMESTAMP_COLUMNS.items():
-            upgrade_types(conn, table, columns, JSON_COLUMNS.get(table, ()))
+    """Bring the operational tables to the newest revision (``migrate.upgrade``: made if missing, migrated if
+    older), then write the COMMENTs of sql/dictionary.yaml that differ."""
+    migrate.upgrade(engine)
     with engines.begin(engine) as conn:
         locks.ddl_lock(conn)
         comments.comment(conn, dictionary.objects("operational"))
-
-
-def apply_migrations(engine: Engine) -> list[str]:
-    """Apply the files of ``sql/migrations/`` not yet recorded, in name order, one transaction each.
-
-    The migration's row is inserted first: a second process migrating at the same time waits
-    on it and then skips the file instead of applying it twice.
-    """
-    with engine.connect() as conn:
-        done = set(conn.execute(sa.text("SELECT name FROM scoring_schema_migrations")).scalars())
-    applied = []
-    for path in sorted((settings.sql_dir() / "migrations").glob("*.sql")):
-        if path.name in done:
-            continue
-        try:
-            with engines.begin(engine) as conn:
-                conn.execute(sa.text("INSERT INTO scoring_schema_migrations (name, applied_at) VALUES (:n, :t)"),
-                             {"n": path.name, "t": dt.datetime.now(dt.UTC).replace(tzinfo=None)})
-                for stmt in sqlfiles.statements(path.read_text()):
-                    conn.exec_driver_sql(stmt.format(**sqlfiles.column_types(conn)))
-        except sa.exc.IntegrityError:
-            log.info("migration %s was applied by another process", path.name)
-            continue
-        log.info("applied migration %s to %s", path.name, engines.describe(engine))
-        applied.append(path.name)
-    return applied
-
-
-# Columns whose PostgreSQL type changed (issue 12): databases made before hold them as timestamp
-# without time zone (UTC by convention) and text; upgrade_types converts them in place.
-TIMESTAMP_COLUMNS = {"scoring_runs": ("started_at", "finished_at"), "scoring_quarantine": ("quarantined_at",),
-                     "scoring_deliveries": ("updated_at", "delivered_at"), "scoring_drift": ("computed_at",),
-                     "scoring_schema_migrations": ("applied_at",)}
-
-
-JSON_COLUMNS = {"scoring_runs": ("stage_seconds",), "scoring_quarantine": ("row_values",)}
 
 
 def upgrade_types(conn: Connection, table: str, timestamps: tuple[str, ...] = (), json_columns: tuple[str, ...] = (),

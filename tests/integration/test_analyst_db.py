@@ -53,7 +53,7 @@ def test_predictions_live_in_the_analysts_schema_with_comments_and_a_read_only_r
             assert {name for schema, name in objects if schema == ops} == {
                 "scoring_runs", "scoring_quarantine", "scoring_deliveries", "scoring_drift",
                 "scoring_schema_migrations", "scoring_model_registrations", "scoring_shadow_comparisons",
-                "scoring_performance"}, \
+                "scoring_performance", "scoring_alembic_version"}, \
                 "operational tables apart from the predictions"
             for (schema, name), (_, _, _, about, bare) in objects.items():
                 assert about, f"{schema}.{name} has no COMMENT"
@@ -230,6 +230,7 @@ INSERT INTO "{home}".retired_predictions SELECT DATE '2026-11-01', customer_id, 
 GRANT SELECT ON "{home}".retired_predictions TO "{role}";
 ALTER TABLE "{ops}".scoring_quarantine DROP COLUMN entity_key_int;
 DELETE FROM "{ops}".scoring_schema_migrations WHERE name = '008_quarantine_typed_key.sql';
+DROP TABLE "{ops}".scoring_alembic_version;
 INSERT INTO "{ops}".scoring_quarantine (job_id, partition_date, run_id, entity_key, reasons, row_values, quarantined_at)
 VALUES ('old_job', '2026-11-01', 'old', '42', 'not_null:age', '{{}}', now()),
        ('old_job', '2026-11-01', 'old', '007', 'not_null:age', '{{}}', now()),

@@ -19,7 +19,7 @@ from pipeline.errors import ConfigError
 from pipeline.sinks import Batch, DeliveryFailed, Sink
 from pipeline.sinks.broker import amqp_url, redis_url
 from pipeline.sinks.webhook import auth_headers, base_url, retry_after_seconds
-from pipeline.store import engines, operational, sqlfiles
+from pipeline.store import engines, migrate, operational, sqlfiles
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -230,7 +230,7 @@ def test_migrations_upgrade_an_old_ledger_once(tmp_path: Path) -> None:
     columns = {c["name"] for c in sa.inspect(engine).get_columns("scoring_runs")}
     assert {"rows_delivered", "rows_dead_lettered", "rows_not_selected", "rows_failed", "sink"} <= columns
     assert "plan" in {c["name"] for c in sa.inspect(engine).get_columns("scoring_deliveries")}
-    assert operational.apply_migrations(engine) == []  # a second call applies nothing
+    assert migrate.apply_migrations(engine) == []  # a second call applies nothing
     with engine.connect() as conn:
         applied = conn.execute(sa.text("SELECT COUNT(*) FROM scoring_schema_migrations")).scalar()
     assert applied == len(list((ROOT / "sql" / "migrations").glob("*.sql")))
@@ -246,7 +246,7 @@ def test_a_database_from_before_the_plan_column_is_upgraded(tmp_path: Path) -> N
         conn.execute(sa.text("INSERT INTO scoring_schema_migrations VALUES ('001_push_counts.sql', '2026-11-21')"))
         for stmt in sqlfiles.statements((ROOT / "sql" / "migrations" / "001_push_counts.sql").read_text()):
             conn.exec_driver_sql(stmt)
-    assert operational.apply_migrations(engine) == ["002_deliveries_plan.sql", "003_run_warnings.sql", "004_run_leases.sql",
+    assert migrate.apply_migrations(engine) == ["002_deliveries_plan.sql", "003_run_warnings.sql", "004_run_leases.sql",
                                            "005_run_routes.sql", "007_run_breach.sql", "008_quarantine_typed_key.sql"]
     assert "plan" in {c["name"] for c in sa.inspect(engine).get_columns("scoring_deliveries")}
 
