@@ -13,8 +13,32 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+import yaml
+
+from pipeline import (
+    anchors,
+    config,
+    deliveries,
+    dictionary,
+    lease,
+    ledger,
+    local,
+    onboard,
+    outcomes,
+    run,
+    settings,
+    shadow,
+)
+from pipeline.card import card_json_schema
+from pipeline.config import load_job
 from pipeline.errors import ConfigError, ScoringError
+from pipeline.modelcheck import load_artifact
 from pipeline.partition import parse_date
+from pipeline.registry import Registry
+from pipeline.resolve import Models
+from pipeline.score import scorer_for
+from pipeline.store import engines, grants, migrate, operational
 
 
 def day_arg(text: str) -> str:
@@ -26,9 +50,6 @@ def day_arg(text: str) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline import local, run
-    from pipeline.config import load_job
-
     job = run.find_job(args.job) if not args.job_file else load_job(args.job_file)
     summary = local.run_partition(job, args.date, model_ref=args.model, dry_run=args.dry_run, run_id=args.run_id,
                                 mode=args.mode, resend=args.resend)
@@ -37,8 +58,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _redrive(args: argparse.Namespace) -> int:
-    from pipeline import local, run
-
     job = run.find_job(args.job)
     summary = local.redrive(job, args.date)
     print(json.dumps(summary, indent=2, default=str))
@@ -46,8 +65,6 @@ def _redrive(args: argparse.Namespace) -> int:
 
 
 def _deliveries(args: argparse.Namespace) -> int:
-    from pipeline import deliveries, run
-
     job = run.find_job(args.job)
     eng = run.engine(job)
     day = parse_date(args.date)
@@ -68,9 +85,6 @@ def _deliveries(args: argparse.Namespace) -> int:
 def _runs(args: argparse.Namespace) -> int:
     """The job's latest attempts, after the reaper marked the expired ones abandoned (``pipeline.lease.reap``);
     ``--reap``: what the reaper did, and nothing else (safe at any time: live attempts are left alone)."""
-    from pipeline import lease, ledger, run
-    from pipeline.store import operational
-
     if args.job is None:
         if not args.reap:
             raise ConfigError("scoring runs: name a job (scoring runs JOB), or reap every job with "
@@ -98,8 +112,6 @@ def _runs(args: argparse.Namespace) -> int:
 
 def _outcomes(args: argparse.Namespace) -> int:
     """Realised performance of a partition once its outcomes arrived (``pipeline.outcomes``); 1 on a breach."""
-    from pipeline import outcomes, run
-
     job = run.find_job(args.job)
     rows = outcomes.evaluate(job, args.date)
     for r in rows:
@@ -114,9 +126,6 @@ def _outcomes(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from pipeline import anchors
-    from pipeline.registry import Registry
-
     registry = Registry(Path(args.models_dir) if args.models_dir else None,
                         anchors=anchors.for_connection(args.connection))
     commands = {"list": _models_list, "show": _models_show, "register": _models_register, "promote": _models_promote,
@@ -151,7 +160,7 @@ def _models_list(registry: Any, args: argparse.Namespace) -> int:
 
 
 def _models_show(registry: Any, args: argparse.Namespace) -> int:
-    print(json.dumps(registry.resolve(args.name, args.ref).card, indent=2))
+    print(json.dumps(Models(registry=registry).card(args.name, args.ref), indent=2))
     return 0
 
 
@@ -167,11 +176,6 @@ def _models_register(registry: Any, args: argparse.Namespace) -> int:
         mv = registry.register(args.name, Path(args.artifact), card,
                                golden=Path(args.golden) if args.golden else None, alias=args.alias)
     else:
-        import yaml
-
-        from pipeline import onboard
-        from pipeline.modelcheck import load_artifact
-
         try:
             overrides = yaml.safe_load(Path(args.overrides).read_text()) if args.overrides else None
         except (OSError, yaml.YAMLError) as exc:
@@ -191,9 +195,6 @@ def _models_register(registry: Any, args: argparse.Namespace) -> int:
 
 def _models_compare(registry: Any, args: argparse.Namespace) -> int:
     """The champion/challenger comparisons of a model for one partition (``pipeline.shadow``); 1 if one failed."""
-    from pipeline import run, shadow
-    from pipeline.store import engines, operational
-
     day = parse_date(args.date)
     if args.job:
         engine = run.engine(run.find_job(args.job))
@@ -243,15 +244,12 @@ def _models_rollback(registry: Any, args: argparse.Namespace) -> int:
 
 
 def _models_verify(registry: Any, args: argparse.Namespace) -> int:
-    from pipeline.score import load_scorer
-
-    mv = registry.resolve(args.name, args.ref)  # the card against its anchor
-    load_scorer(registry, mv.name, mv.version)  # sha256, then the golden rows if there are any
+    models = Models(registry=registry)
+    mv = models.resolve(args.name, args.ref)  # the card against its anchor
+    scorer_for(registry, mv)  # sha256, then the golden rows if there are any
     anchored = (f"matches its anchor in {mv.checked_in}" if mv.anchor else
                 f"NOT anchored (checked against its own card only; `scoring models anchor {mv.name}`)")
     if mv.golden.exists():
-        import pyarrow.parquet as pq
-
         print(f"{mv.name} v{mv.version}: sha256 ok, {pq.ParquetFile(mv.golden).metadata.num_rows} golden rows "
               f"reproduced; {anchored}")
         return 0 if mv.anchor else 1
@@ -271,8 +269,6 @@ def _models_lifecycle(registry: Any, args: argparse.Namespace) -> int:
 
 
 def _models_schema(_: Any, args: argparse.Namespace) -> int:
-    from pipeline.card import card_json_schema
-
     return _emit(json.dumps(card_json_schema(), indent=2) + "\n", args.write)
 
 
@@ -288,12 +284,12 @@ def _emit(text: str, path: str | None) -> int:
 
 
 def _db(args: argparse.Namespace) -> int:
-    """grant-reader: a read-only role on the analysts' schema; dictionary: the data dictionary as Markdown."""
+    """upgrade: the operational tables migrated; grant-reader: a read-only role on the analysts' schema;
+    dictionary: the data dictionary as Markdown."""
     if args.db_cmd == "dictionary":
-        from pipeline import dictionary
-
         return _emit(dictionary.markdown(), args.write)
-    from pipeline.store import engines, grants
+    if args.db_cmd == "upgrade":
+        return _upgrade(engines.for_connection(args.connection))
 
     grants.grant_reader(engines.for_connection(args.connection), args.schema, args.role)
     print(f"role {args.role} may SELECT every table and view in schema {args.schema} (and those created there "
@@ -302,9 +298,17 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
-def _jobs(args: argparse.Namespace) -> int:
-    from pipeline import config, settings
+def _upgrade(engine: Any) -> int:
+    """``db upgrade``: the operational tables to the newest revision (what every run's start does)."""
+    applied = migrate.upgrade(engine)
+    operational.ensure_ledger(engine)  # (at the head now: the comments only)
+    with engine.connect() as conn:
+        print(f"{engines.describe(engine)}: revision {migrate.current(conn)} (the newest); "
+              + (f"applied {', '.join(applied)}" if applied else "no migration file to apply"))
+    return 0
 
+
+def _jobs(args: argparse.Namespace) -> int:
     if args.jobs_cmd == "schema":
         return _emit(json.dumps(config.job_json_schema(), indent=2) + "\n", args.write)
     loaded = config.load_jobs(args.folder or settings.jobs_dir())
@@ -316,10 +320,19 @@ def _jobs(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``scoring`` command line: one sub-parser per command group."""
     parser = argparse.ArgumentParser(prog="scoring", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="cmd", required=True)
+    _run_parsers(sub)
+    _models_parser(sub)
+    _db_parser(sub)
+    _jobs_parser(sub)
+    return parser
 
+
+def _run_parsers(sub: Any) -> None:
+    """``run``, ``redrive``, ``deliveries``, ``runs``, ``outcomes``: a job's partitions."""
     p = sub.add_parser("run", help="score one partition of a job, without Airflow")
     p.add_argument("job", help="job id (a file dags/jobs/<job>.yaml)")
     p.add_argument("--date", required=True, type=day_arg, help="partition date YYYY-MM-DD")
@@ -357,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "date + outcomes.horizon_days)")
     p.set_defaults(fn=_outcomes)
 
+
+def _models_parser(sub: Any) -> None:
+    """``models ...``: the model registry."""
     p = sub.add_parser("models", help="list, show, register, promote, roll back, archive, verify models")
     p.add_argument("--models-dir", help="registry root (default: SCORING_MODELS_DIR or ./models)")
     p.add_argument("--connection", help="connection id of the registry database holding the registration records "
@@ -369,20 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("ref", nargs="?", default="champion")
     q = msub.add_parser("register", help="register a fitted estimator: its card inferred from --training-data, "
                         "or a hand-written --card")
-    q.add_argument("name")
-    q.add_argument("--artifact", required=True, help="joblib file of the fitted estimator or Pipeline")
-    q.add_argument("--training-data", help="Parquet or CSV the model was trained on: the card is inferred from it")
-    q.add_argument("--target", help="with --training-data: the label column (gives metrics; not an input)")
-    q.add_argument("--key", help="with --training-data: the entity key column (not an input)")
-    q.add_argument("--overrides", help="with --training-data: YAML of what inference cannot know "
-                   "(positive_class, description, inputs.<col>.{nullable,min,max (declared: quarantine),observed_min,"
-                   "observed_max (flag),categories,handles_unknown,missing_values,blank_is_missing})")
-    q.add_argument("--preprocess", help="with --training-data: transform NAME@VERSION (default: identity, or "
-                   "categories@1 when the frame has category columns)")
-    q.add_argument("--preprocess-module", help="module that registers that transform, e.g. acme.features")
-    q.add_argument("--card", help="a hand-written JSON model card (schema: scoring models schema)")
-    q.add_argument("--golden", help="with --card: Parquet of input rows with an expected_score column")
-    q.add_argument("--alias", help="also point this alias at the new version")
+    _register_options(q)
     q = msub.add_parser("promote", help="point an alias at a version")
     q.add_argument("name")
     q.add_argument("version")
@@ -413,16 +416,43 @@ def build_parser() -> argparse.ArgumentParser:
                    "AIRFLOW_CONN_SCORING_DB")
     p.set_defaults(fn=_models)
 
-    p = sub.add_parser("db", help="the output database: a read-only role for analysts, the data dictionary")
+
+def _register_options(q: argparse.ArgumentParser) -> None:
+    """The options of ``models register``."""
+    q.add_argument("name")
+    q.add_argument("--artifact", required=True, help="joblib file of the fitted estimator or Pipeline")
+    q.add_argument("--training-data", help="Parquet or CSV the model was trained on: the card is inferred from it")
+    q.add_argument("--target", help="with --training-data: the label column (gives metrics; not an input)")
+    q.add_argument("--key", help="with --training-data: the entity key column (not an input)")
+    q.add_argument("--overrides", help="with --training-data: YAML of what inference cannot know "
+                   "(positive_class, description, inputs.<col>.{nullable,min,max (declared: quarantine),observed_min,"
+                   "observed_max (flag),categories,handles_unknown,missing_values,blank_is_missing})")
+    q.add_argument("--preprocess", help="with --training-data: transform NAME@VERSION (default: identity, or "
+                   "categories@1 when the frame has category columns)")
+    q.add_argument("--preprocess-module", help="module that registers that transform, e.g. acme.features")
+    q.add_argument("--card", help="a hand-written JSON model card (schema: scoring models schema)")
+    q.add_argument("--golden", help="with --card: Parquet of input rows with an expected_score column")
+    q.add_argument("--alias", help="also point this alias at the new version")
+
+
+def _db_parser(sub: Any) -> None:
+    """``db ...``: the output database."""
+    p = sub.add_parser("db", help="the output database: its migrations, a read-only role for analysts, the data "
+                       "dictionary")
     dsub = p.add_subparsers(dest="db_cmd", required=True)
     q = dsub.add_parser("grant-reader", help="PostgreSQL: a role that may read the analysts' schema only")
     q.add_argument("--schema", required=True, help="the analysts' schema (the jobs' output.schema)")
     q.add_argument("--role", default="scoring_reader", help="role to create (NOLOGIN) or update")
     q.add_argument("--connection", default="scoring_db", help="connection id of the output database")
+    q = dsub.add_parser("upgrade", help="make or migrate the operational tables to the newest revision (Alembic)")
+    q.add_argument("--connection", default="scoring_db", help="connection id of the output database")
     q = dsub.add_parser("dictionary", help="print the data dictionary (Markdown)")
     q.add_argument("--write", help="write it to this file (docs/data-dictionary.md)")
     p.set_defaults(fn=_db)
 
+
+def _jobs_parser(sub: Any) -> None:
+    """``jobs ...``: job files."""
     p = sub.add_parser("jobs", help="check job files, print the job JSON schema")
     jsub = p.add_subparsers(dest="jobs_cmd", required=True)
     q = jsub.add_parser("check")
@@ -430,8 +460,6 @@ def build_parser() -> argparse.ArgumentParser:
     q = jsub.add_parser("schema")
     q.add_argument("--write", help="write the schema to this file")
     p.set_defaults(fn=_jobs)
-
-    return parser
 
 
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:

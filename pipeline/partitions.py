@@ -44,6 +44,7 @@ from pipeline.config import JobConfig, load_jobs
 from pipeline.errors import ConfigError
 from pipeline.partition import parse_date
 from pipeline.redact import redact
+from pipeline.store import engines
 
 STATES = ("published", "dry_run", "drifting", "quarantine", "failed", "missing", "skipped", "running", "late",
           "upcoming")
@@ -137,44 +138,19 @@ def classify(job: JobConfig, day: dt.date, attempts: list[dict[str, Any]], now: 
     entry = Day(day, "upcoming", expected_by=expected.astimezone(dt.UTC), give_up=give_up.astimezone(dt.UTC),
                 deadline=deadline.astimezone(dt.UTC) if deadline else None, attempts=len(attempts))
     if not attempts:
-        if not intended or now < expected:
-            entry.detail = f"not due yet: its data is expected by {_when(expected)}"
-        elif now < give_up:
-            entry.state, entry.late = "late", True
-            entry.detail = (f"no data and no run yet: expected by {_when(expected)}, waited for until "
-                            f"{_when(give_up)}")
-        else:
-            entry.state = "missing"
-            entry.detail = (f"no run recorded: its data was expected by {_when(expected)} and waiting for it "
-                            f"stopped at {_when(give_up)}")
-        return entry
+        return _without_attempts(entry, now, expected, give_up, intended=intended)
     real = [a for a in attempts if not a.get("dry_run")]
     row = max(real or attempts, key=lambda a: (_naive(a["started_at"]), a["attempt"]))
     entry.row = dict(row, error=redact(row.get("error")))
-    status, stage = row["status"], row.get("failed_stage")
+    status = row["status"]
     rows_in, quarantined = row.get("rows_in"), row.get("rows_quarantined")
     if rows_in:
         entry.quarantine_share = (quarantined or 0) / rows_in
-    over = entry.quarantine_share is not None and entry.quarantine_share > job.validation.max_quarantine_share
     entry.breaches = [b.strip() for b in (row.get("breach") or "").split(",") if b.strip()]
     if status == "success":
-        finished = row.get("published_at") or row.get("finished_at")
-        entry.late = deadline is not None and finished is not None and _aware(finished) > deadline
-        if row.get("dry_run"):
-            entry.state, entry.detail = "dry_run", "dry run: scored and checked, nothing published"
-        elif entry.breaches:
-            entry.state = "drifting" if "drift" in entry.breaches else "quarantine"
-            entry.detail = f"published and flagged: {', '.join(entry.breaches)} over its threshold"
-        else:
-            entry.state = "published"
+        _succeeded(entry, row, deadline)
     elif status in ("failed", "abandoned"):
-        entry.state = "failed"
-        if stage == "drift_gate" and "drift" not in entry.breaches:
-            entry.breaches.append("drift")
-        if stage == "validate" and over and "quarantine" not in entry.breaches:
-            entry.breaches.append("quarantine")
-        entry.detail = ("abandoned: its worker went away" if status == "abandoned"
-                        else f"failed at {stage or 'an unknown stage'}")
+        _failed(job, entry, row)
     elif status in ("missing", "skipped"):
         entry.state = status
         entry.detail = entry.row["error"] or status
@@ -184,6 +160,48 @@ def classify(job: JobConfig, day: dt.date, attempts: list[dict[str, Any]], now: 
     else:  # a status this code does not know yet: say it as it is
         entry.state, entry.detail = "failed", f"status {status!r}"
     return entry
+
+
+def _without_attempts(entry: Day, now: dt.datetime, expected: dt.datetime, give_up: dt.datetime, *,
+                      intended: bool) -> Day:
+    """A day no attempt ran for: upcoming, late or missing by the clock."""
+    if not intended or now < expected:
+        entry.detail = f"not due yet: its data is expected by {_when(expected)}"
+    elif now < give_up:
+        entry.state, entry.late = "late", True
+        entry.detail = (f"no data and no run yet: expected by {_when(expected)}, waited for until "
+                        f"{_when(give_up)}")
+    else:
+        entry.state = "missing"
+        entry.detail = (f"no run recorded: its data was expected by {_when(expected)} and waiting for it "
+                        f"stopped at {_when(give_up)}")
+    return entry
+
+
+def _succeeded(entry: Day, row: dict[str, Any], deadline: dt.datetime | None) -> None:
+    """A day whose latest attempt succeeded: published (late or not), flagged, or a dry run."""
+    finished = row.get("published_at") or row.get("finished_at")
+    entry.late = deadline is not None and finished is not None and _aware(finished) > deadline
+    if row.get("dry_run"):
+        entry.state, entry.detail = "dry_run", "dry run: scored and checked, nothing published"
+    elif entry.breaches:
+        entry.state = "drifting" if "drift" in entry.breaches else "quarantine"
+        entry.detail = f"published and flagged: {', '.join(entry.breaches)} over its threshold"
+    else:
+        entry.state = "published"
+
+
+def _failed(job: JobConfig, entry: Day, row: dict[str, Any]) -> None:
+    """A day whose latest attempt failed or was abandoned, with the breach that stopped it."""
+    status, stage = row["status"], row.get("failed_stage")
+    over = entry.quarantine_share is not None and entry.quarantine_share > job.validation.max_quarantine_share
+    entry.state = "failed"
+    if stage == "drift_gate" and "drift" not in entry.breaches:
+        entry.breaches.append("drift")
+    if stage == "validate" and over and "quarantine" not in entry.breaches:
+        entry.breaches.append("quarantine")
+    entry.detail = ("abandoned: its worker went away" if status == "abandoned"
+                    else f"failed at {stage or 'an unknown stage'}")
 
 
 def ledger_rows(engine: Engine, job_id: str, first: dt.date, last: dt.date) -> list[dict[str, Any]]:
@@ -307,9 +325,6 @@ def open_job(job_id: str, resolver: Any = None) -> tuple[JobConfig, Engine]:
     Raises:
         ConfigError: no valid job file has that job id, or its connection is not defined.
     """
-    # the store brings pyarrow: paid when a page first asks, not when the plugin loads
-    from pipeline.store import engines
-
     loaded = load_jobs(settings.jobs_dir())
     job = loaded.jobs.get(job_id)
     if job is None:

@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 from sqlalchemy.engine import Engine
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from pipeline import deliveries, ledger, redact, settings, steps
+from pipeline import deliveries, ledger, persist, redact, settings, steps
 from pipeline.config import JobConfig
 from pipeline.connections import Resolver
 from pipeline.context import counted
@@ -48,6 +48,7 @@ from pipeline.errors import ConfigError, DeliveryError, PermanentDeliveryError
 from pipeline.partition import parse_date
 from pipeline.sinks import Batch, DeliveryFailed, Sink, open_sink
 from pipeline.staging import StagedWriter, read_batches, staged_rows, staged_schema
+from pipeline.store import writes
 
 if TYPE_CHECKING:
     from pipeline.context import RunContext
@@ -289,9 +290,6 @@ def push_file(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str
     The quarantine table is still replaced. A failed delivery raises DeliveryError carrying
     the delivery counts, so the ledger records what was sent and what was dead-lettered.
     """
-    from pipeline import persist
-    from pipeline.store import writes
-
     job, spec = ctx.job, ctx.spec
     if job.output.push is None:
         raise ConfigError(f"job {job.job_id} has no output.push sink")

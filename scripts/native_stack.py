@@ -34,6 +34,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+from cryptography.fernet import Fernet
+
+from pipeline import connections, settings
+from pipeline.anchors import Anchors
+from pipeline.redact import redact_url as redact
+from pipeline.registry import Registry
+from pipeline.store import engines
+
 ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 PG = os.environ.get("SCORING_STACK_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -56,8 +65,6 @@ def create_database(name: str) -> str:
 
 
 def stack_env(home: Path, port: int, metadata: str, scoring: str, redis_db: int) -> dict[str, str]:
-    from cryptography.fernet import Fernet
-
     sa_url = metadata.replace("postgresql://", "postgresql+psycopg://", 1)
     return dict(
         os.environ,
@@ -98,12 +105,6 @@ def carry_anchors(source: str | None, target: str) -> dict[str, Any]:
     decision after checking the files). Versions already recorded in the stack's database are left as
     they are.
     """
-    import sqlalchemy as sa
-
-    from pipeline.anchors import Anchors
-    from pipeline.registry import Registry
-    from pipeline.store import engines
-
     names = Registry(anchors=None).names()
     target_anchors = Anchors(engines.engine_for(target.replace("postgresql://", "postgresql+psycopg://", 1)))
     target_anchors.ensure()
@@ -152,8 +153,6 @@ def up(home: Path, workers: int, metadata_db: str, scoring_db: str, redis_db: in
     if migrate.returncode != 0:
         raise SystemExit(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}{migrate.stderr[-3000:]}")
     if anchors_from is None:  # this shell's registry database (where `scoring models register` wrote), else make demo's
-        from pipeline import connections, settings
-        from pipeline.store import engines
 
         registry = settings.registry_connection()
         anchors_from = (engines.resolve_url(registry) if os.environ.get(connections.env_var(registry))
@@ -240,7 +239,6 @@ def down(home: Path) -> None:
 
 
 def main() -> int:
-    from pipeline.redact import redact_url as redact
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["up", "down", "env"])
     parser.add_argument("--home", required=True, help="AIRFLOW_HOME of the stack (logs, pids)")
