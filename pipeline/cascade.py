@@ -33,25 +33,31 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pipeline import drift, steps, validate
 from pipeline.context import RunContext, counted
 from pipeline.errors import StagingError
-from pipeline.kernels.columns import RAW_PREFIX
+from pipeline.kernels.route import (
+    ROUTER_FLAGS,
+    Router,
+    count_reasons,
+    final_schema,
+    merge_router_flags,
+    prefixed,
+    route_name,
+    with_lineage,
+)
 from pipeline.ledger import as_json
 from pipeline.resolve import Models
-from pipeline.score import scored_schema
 from pipeline.staging import StagedWriter, read_batches, staged_rows, staged_schema
 
 if TYPE_CHECKING:
     from pipeline.config import JobConfig
 
-ROUTER_FLAGS = "__router_flags"
 ROUTER_SCORED = "router-scored"  # the router's own scores, once the run's scored rows are the routes'
 KEPT = "cascade-kept"  # the rows whose router result stands (gate, default: keep), with their lineage
 UNROUTED = "cascade-unrouted"  # the rows with no route (default: quarantine), with their reasons
@@ -91,27 +97,6 @@ def _aligned(valid: Iterator[pa.RecordBatch], scored: Iterator[pa.RecordBatch]
         a, b = a.slice(n), b.slice(n)
 
 
-def _confidence(values: np.ndarray, scores: np.ndarray, positive: str | None) -> np.ndarray:
-    """The router's probability of the route it chose: its score, or for a binary router's negative class
-    one minus it (the stored score is the positive class's probability)."""
-    if positive is None:
-        return scores
-    return np.where(values == positive, scores, 1 - scores)
-
-
-def _join_flags(first: pa.Array, second: pa.Array) -> pa.Array:
-    """Two flag columns joined with '; ' (either may be null), a flag both models raised (the router's and the
-    route's card flag the same column out of range) named once."""
-    joined = pc.coalesce(pc.binary_join_element_wise(first, second, "; "), first, second)
-    both = pc.fill_null(pc.and_(pc.is_valid(first), pc.is_valid(second)), False).to_numpy(zero_copy_only=False)
-    if not both.any():
-        return joined
-    values = joined.to_pylist()
-    for i in both.nonzero()[0]:  # only the rows both models flagged
-        values[i] = "; ".join(dict.fromkeys(values[i].split("; ")))
-    return pa.array(values, joined.type)
-
-
 def route_context(ctx: RunContext, name: str) -> RunContext:
     """The context of one route of a router's task: the route's model over its rows, in ``route-<name>/``."""
     spec = ctx.spec.for_route(name, ctx.spec.route_models[name])
@@ -126,9 +111,28 @@ def route_contexts(ctx: RunContext) -> list[RunContext]:
 
 def split(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str, Any]:
     """Step ``route``: the router-valid rows into each route's ``ingested``, the kept and the unrouted rows."""
-    splitter = _Split(ctx)
-    splitter.run()
-    return counted(counts, kept=splitter.kept.rows, unrouted=splitter.unrouted.rows, routed=splitter.tally)
+    spec, key = ctx.spec, ctx.job.entity_key
+    router = Router(spec.cascade or {}, _router(ctx), ctx.card, key, staged_schema(ctx.path(steps.INGESTED)))
+    with ExitStack() as stack:
+        routes = {name: stack.enter_context(_route_writer(ctx, name, router.child_schema)) for name in router.models}
+        kept = stack.enter_context(StagedWriter(ctx.path(KEPT), router.final_schema))
+        unrouted = stack.enter_context(StagedWriter(ctx.path(UNROUTED), router.unrouted_schema))
+        for valid, scored in _aligned(iter(read_batches(ctx.path(steps.VALID), ctx.batch_rows)),
+                                      iter(read_batches(ctx.path(steps.SCORED), ctx.batch_rows))):
+            if not valid.column(key).equals(scored.column(key)):
+                raise StagingError("cascade: the router's scores are not in the order of the valid rows; clear the "
+                                   "run from its first task")
+            rows = router.split(valid, scored)
+            for name, table in rows.routed.items():
+                routes[name].write(table)
+            for writer, table in ((kept, rows.kept), (unrouted, rows.unrouted)):
+                if table is not None:
+                    writer.write(table)
+    return counted(counts, kept=kept.rows, unrouted=unrouted.rows, routed={n: w.rows for n, w in routes.items()})
+
+
+def _router(ctx: RunContext) -> dict[str, Any]:
+    return {"model": ctx.spec.model_name, "version": ctx.spec.model_version}
 
 
 def merge(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -140,10 +144,10 @@ def merge(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str, An
                                "router_quarantined": staged_rows(ctx.path(steps.QUARANTINE)),
                                "kept": staged_rows(ctx.path(KEPT)), "unrouted": staged_rows(ctx.path(UNROUTED)),
                                "routes": {name: _route_counts(ctx, one, models[name]) for name, one in routes.items()}}
-    router = {"model": spec.model_name, "version": spec.model_version}
+    router, key = _router(ctx), ctx.job.entity_key
     ingested = staged_schema(ctx.path(steps.INGESTED))
     ctx.path(steps.SCORED).replace(ctx.path(ROUTER_SCORED))  # kept for a sharded run's partition-wide drift
-    scored = _write_scored(ctx, routes, models, _final_schema(ctx.job.entity_key, ingested), router)
+    scored = _write_scored(ctx, routes, models, final_schema(key, ingested.field(key).type), router)
     quarantined = _write_quarantine(ctx, routes, models, ingested, router)
     counts = counted(counts, rows_scored=scored, rows_valid=scored, rows_quarantined=quarantined,
                      routes=json.dumps(summary, sort_keys=True))
@@ -171,140 +175,41 @@ def _route_counts(ctx: RunContext, route: Any, model: dict[str, Any]) -> dict[st
     return out
 
 
-def _final_schema(key: str, ingested: pa.Schema) -> pa.Schema:
-    """The run's scored rows of a cascade: the scored columns and their lineage."""
-    final = scored_schema(key, ingested.field(key).type)
-    for name, typ in (("route", pa.string()), ("model_name", pa.string()), ("model_version", pa.int32()),
-                      ("router_model", pa.string()), ("router_version", pa.int32())):
-        final = final.append(pa.field(name, typ))
-    return final
-
-
-class _Split:
-    """The router-valid rows sorted by route: into each route's ``ingested`` (with the router's outputs),
-    the rows the router keeps (gate, ``default: keep``) and the unrouted ones (``default: quarantine``)."""
-
-    def __init__(self, ctx: RunContext) -> None:
-        spec, key = ctx.spec, ctx.job.entity_key
-        self.ctx, self.key, self.plan = ctx, key, spec.cascade or {}
-        self.models = spec.route_models
-        self.router = {"model": spec.model_name, "version": spec.model_version}
-        classes = ctx.card.get("classes") or []
-        self.positive = str(ctx.card.get("positive_class", classes[-1])) if len(classes) == 2 else None
-        self.ingested = staged_schema(ctx.path(steps.INGESTED))
-        # the router's outputs as columns a route model may take, with the (empty) raw-text column of a number
-        self.child_schema = (self.ingested.append(pa.field(ROUTER_FLAGS, pa.string()))
-                             .append(pa.field("router_prediction", pa.string()))
-                             .append(pa.field("router_score", pa.float64()))
-                             .append(pa.field(RAW_PREFIX + "router_score", pa.string())))
-        self.final_schema = _final_schema(key, self.ingested)
-        self.writers = {name: _route_writer(route_context(ctx, name).spec, self.child_schema) for name in self.models}
-        self.kept = StagedWriter(ctx.path(KEPT), self.final_schema)
-        self.unrouted = StagedWriter(ctx.path(UNROUTED), self.ingested.append(pa.field("reasons", pa.string())))
-        self.tally = dict.fromkeys(self.models, 0)
-
-    def run(self) -> None:
-        ctx = self.ctx
-        pairs = _aligned(iter(read_batches(ctx.path(steps.VALID), ctx.batch_rows)),
-                         iter(read_batches(ctx.path(steps.SCORED), ctx.batch_rows)))
-        for v, s in pairs:
-            if not v.column(self.key).equals(s.column(self.key)):
-                raise StagingError("cascade: the router's scores are not in the order of the valid rows; clear the "
-                                   "run from its first task")
-            self.one(v, s)
-        for writer in (*self.writers.values(), self.kept, self.unrouted):
-            writer.close()
-
-    def targets(self, values: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        """Each row's route name, or 'keep' / 'quarantine'."""
-        plan, default = self.plan, self.plan["default"]
-        fallback = steps.ROUTE_DEFAULT if isinstance(default, dict) else default
-        target = np.array([value if value in plan["routes"] else fallback for value in values], dtype=object)
-        if plan["gate"] is not None:
-            target[~(_confidence(values, scores, self.positive) >= plan["gate"])] = "keep"
-        return target
-
-    def one(self, v: pa.RecordBatch, s: pa.RecordBatch) -> None:
-        values = s.column("prediction").to_numpy(zero_copy_only=False).astype(str)
-        scores = s.column("score").to_numpy(zero_copy_only=False)
-        target = self.targets(values, scores)
-        base = pa.Table.from_batches([v]).drop_columns([steps.FLAGS])
-        for name in self.models:
-            mine = target == name
-            if mine.any():
-                rows = (base.filter(pa.array(mine))
-                        .append_column(ROUTER_FLAGS, v.column(steps.FLAGS).filter(pa.array(mine)).cast(pa.string()))
-                        .append_column("router_prediction", pa.array(values[mine]))
-                        .append_column("router_score", pa.array(scores[mine], pa.float64()))
-                        .append_column(RAW_PREFIX + "router_score", pa.nulls(int(mine.sum()), pa.string())))
-                self.writers[name].write(rows.select(self.child_schema.names))
-                self.tally[name] += rows.num_rows
-        keep, lost = target == "keep", target == "quarantine"
-        if keep.any():
-            chosen = pa.Table.from_batches([s]).filter(pa.array(keep))
-            n, r = chosen.num_rows, self.router
-            self.kept.write(pa.table({
-                self.key: chosen[self.key], "prediction": chosen["prediction"], "score": chosen["score"],
-                "flags": chosen["flags"], "route": chosen["prediction"], "model_name": pa.repeat(pa.scalar(r["model"]), n),
-                "model_version": pa.repeat(pa.scalar(r["version"], pa.int32()), n),
-                "router_model": pa.repeat(pa.scalar(r["model"]), n),
-                "router_version": pa.repeat(pa.scalar(r["version"], pa.int32()), n)}, schema=self.final_schema))
-        if lost.any():
-            tag = f"{self.router['model']}@v{self.router['version']}:no_route:"
-            self.unrouted.write(base.filter(pa.array(lost)).append_column(
-                "reasons", pa.array([tag + value for value in values[lost]], pa.string())))
-
-
-def _route_writer(route: Any, schema: pa.Schema) -> StagedWriter:
+def _route_writer(ctx: RunContext, name: str, schema: pa.Schema) -> StagedWriter:
     """A route's ``ingested`` rows, in a fresh folder (no file of an earlier try of the task is left in it), with
     no duplicate keys to check (the router's validation quarantined them)."""
+    route = route_context(ctx, name).spec
     shutil.rmtree(route.work_dir, ignore_errors=True)
     route.work_dir.mkdir(parents=True)
     route.write_json(steps.INGEST_STATE, {"files": [], "duplicate_keys": [], "ignored_columns": []})
     return StagedWriter(route.path(steps.INGESTED), schema)
 
 
-def join_router_flags(child: RunContext, counts: dict[str, Any] | None = None) -> dict[str, Any]:
+def join_router_flags(route: RunContext, counts: dict[str, Any] | None = None) -> dict[str, Any]:
     """Step ``router_flags`` of a route: the router's flags of each row joined to the route model's own, in the
     route's valid rows."""
-    path = child.path(steps.VALID)
+    path = route.path(steps.VALID)
     schema = staged_schema(path)
     out = schema.remove(schema.get_field_index(ROUTER_FLAGS))
     tmp = path.with_name("valid-merged.arrow")
     with StagedWriter(tmp, out) as writer:
-        for batch in read_batches(path, child.batch_rows):
-            table = pa.Table.from_batches([batch])
-            flags = _join_flags(table[ROUTER_FLAGS].combine_chunks(), table[steps.FLAGS].combine_chunks())
-            table = table.set_column(table.schema.get_field_index(steps.FLAGS), steps.FLAGS, flags)
-            writer.write(table.drop([ROUTER_FLAGS]).select(out.names))
+        for batch in read_batches(path, route.batch_rows):
+            writer.write(merge_router_flags(batch).select(out.names))
     tmp.replace(path)
-    return counted(counts, rows_flagged=writer.rows)
+    return counted(counts, rows=writer.rows)
 
 
 def _write_scored(ctx: RunContext, routes: dict[str, Any], models: dict[str, dict[str, Any]], schema: pa.Schema,
                   router: dict[str, Any]) -> int:
     """The run's ``scored`` rows: those the router kept, then each route's, with their lineage."""
-    key = ctx.job.entity_key
     tmp = ctx.spec.work_dir / "scored-cascade.arrow"
     with StagedWriter(tmp, schema) as writer:
         for batch in read_batches(ctx.path(KEPT), ctx.batch_rows):
             writer.write(batch)
         for name, one in routes.items():
             path = one.path(steps.SCORED)
-            if not path.exists():
-                continue
-            model = models[name]
-            for batch in read_batches(path, ctx.batch_rows):
-                n = batch.num_rows
-                route = name if name != steps.ROUTE_DEFAULT else None
-                writer.write(pa.table({
-                    key: batch.column(key), "prediction": batch.column("prediction"), "score": batch.column("score"),
-                    "flags": batch.column("flags"),
-                    "route": pa.repeat(pa.scalar(route, pa.string()), n) if route is not None else pa.nulls(n, pa.string()),
-                    "model_name": pa.repeat(pa.scalar(model["name"]), n),
-                    "model_version": pa.repeat(pa.scalar(model["version"], pa.int32()), n),
-                    "router_model": pa.repeat(pa.scalar(router["model"]), n),
-                    "router_version": pa.repeat(pa.scalar(router["version"], pa.int32()), n)}, schema=schema))
+            for batch in read_batches(path, ctx.batch_rows) if path.exists() else ():
+                writer.write(with_lineage(batch, route_name(name), models[name], router, schema))
     tmp.replace(ctx.path(steps.SCORED))
     return writer.rows
 
@@ -315,24 +220,15 @@ def _write_quarantine(ctx: RunContext, routes: dict[str, Any], models: dict[str,
     prefixed with the model that rejected the row."""
     schema = ingested.append(pa.field("reasons", pa.string()))
     tmp = ctx.spec.work_dir / "quarantine-cascade.arrow"
-
-    def prefixed(table: pa.Table, model: dict[str, Any]) -> pa.Table:
-        tag = f"{model['name']}@v{model['version']}:"
-        reasons = ["; ".join(tag + r for r in (text or "").split("; ") if r) for text in table["reasons"].to_pylist()]
-        return table.set_column(table.schema.get_field_index("reasons"), "reasons", pa.array(reasons, pa.string()))
-
     with StagedWriter(tmp, schema) as writer:
         for batch in read_batches(ctx.path(steps.QUARANTINE), ctx.batch_rows):
-            writer.write(prefixed(pa.Table.from_batches([batch]), {"name": router["model"],
-                                                                   "version": router["version"]}).select(schema.names))
+            writer.write(prefixed(batch, {"name": router["model"], "version": router["version"]}).select(schema.names))
         for batch in read_batches(ctx.path(UNROUTED), ctx.batch_rows):
             writer.write(pa.Table.from_batches([batch]).select(schema.names))
         for name, one in routes.items():
             path = one.path(steps.QUARANTINE)
-            if not path.exists():
-                continue
-            for batch in read_batches(path, ctx.batch_rows):
-                writer.write(prefixed(pa.Table.from_batches([batch]), models[name]).select(schema.names).cast(schema))
+            for batch in read_batches(path, ctx.batch_rows) if path.exists() else ():
+                writer.write(prefixed(batch, models[name]).select(schema.names).cast(schema))
     tmp.replace(ctx.path(steps.QUARANTINE))
     return writer.rows
 
@@ -380,9 +276,7 @@ def combine(ctx: RunContext, shard_specs: list[Any], counts: dict[str, Any]) -> 
 def _reason_counts(ctx: RunContext) -> dict[str, int]:
     counts: dict[str, int] = {}
     for batch in read_batches(ctx.path(steps.QUARANTINE), ctx.batch_rows):
-        for text in batch.column("reasons").to_pylist():
-            for reason in (text or "").split("; "):
-                counts[reason] = counts.get(reason, 0) + 1
+        count_reasons(batch.column("reasons"), counts)
     return counts
 
 
