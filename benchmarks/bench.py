@@ -440,7 +440,8 @@ def airflow_overhead(rows: int) -> dict[str, Any]:
             "overhead_per_task_s": (wall - sum(stages.values())) / tasks}
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
+    """The bench's options (``--child`` runs one measurement in this process)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--child")
     parser.add_argument("--rows", type=int, nargs="*", default=[1_000_000, 10_000_000])
@@ -449,7 +450,11 @@ def main() -> int:
     parser.add_argument("--day", type=dt.date.fromisoformat, default=DAY)
     parser.add_argument("--rounds", type=int, choices=range(1, ROUNDS + 1), default=ROUNDS,
                         help=f"rounds of end to end and floor at the smallest size (default {ROUNDS}; fewer for a smoke run)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
     if args.child:
         result = child(args.child, args.rows[0], args.day)
         result["peak_rss_mb"] = peak_rss_mb()
@@ -460,6 +465,18 @@ def main() -> int:
     commit, dirty = git_commit()
     sizes = sorted(args.rows)
     prepare(sizes)
+    results = measure_all(sizes, args.rounds, airflow=not args.no_airflow)
+    load = machine_load(before, snapshot())
+    lines = table_lines(results, sizes)
+    summary, ratios = summarize(results, sizes, load, commit, dirty)
+    lines.extend(verdict_lines(results, sizes, summary, ratios, load))
+    print("\n".join(lines))
+    write(summary, Path(args.out))
+    return 0
+
+
+def measure_all(sizes: list[int], rounds: int, airflow: bool) -> dict[str, Any]:
+    """Every measurement, each in its own process, in the order the docstring gives."""
     results: dict[str, Any] = {}
     small = sizes[0]
     for rows in sizes:
@@ -476,33 +493,30 @@ def main() -> int:
         print(f"floor (predict_proba alone, COPY alone), {rows:,} rows ...", flush=True)
         results[f"floor_{rows}"] = measure("floor", rows)
     results["floor"] = results[f"floor_{small}"]
-    results["rounds"] = floor_rounds(results, small, args.rounds)
+    results["rounds"] = floor_rounds(results, small, rounds)
     cores = os.cpu_count() or 1
     for threads in sorted({cores, 1}, reverse=True):
         print(f"two {small:,}-row partitions at once, {threads} thread(s) each ...", flush=True)
         results[f"concurrent_{threads}"] = concurrent(small, threads)
     print(f"naive baseline, {small:,} rows ...", flush=True)
     results["naive"] = measure("naive", small)
-    if not args.no_airflow:
+    if airflow:
         print(f"airflow dags test, {small:,} rows ...", flush=True)
         results["airflow"] = airflow_overhead(small)
-    load = machine_load(before, snapshot())
+    return results
 
-    def rate(rows: int, seconds: float) -> float:
-        return rows / seconds if seconds else 0.0
 
+def rate(rows: int, seconds: float) -> float:
+    """Rows per second (0 for no time)."""
+    return rows / seconds if seconds else 0.0
+
+
+def table_lines(results: dict[str, Any], sizes: list[int]) -> list[str]:
+    """The printed table: one line a measurement."""
+    small = sizes[0]
     lines = [f"{'measure':<34}{'rows':>12}{'seconds':>10}{'rows/s':>12}{'peak RSS MB':>13}"]
-    for rows in sizes:
-        r = results[f"pipeline_{rows}"]
-        for stage, seconds in sorted(r["stages"].items(), key=lambda kv: list(STAGES).index(kv[0])):
-            shown = f"{rate(rows, seconds):>12,.0f}" if seconds >= 0.05 else f"{'':>12}"  # no rate of a blink
-            lines.append(f"  {stage:<32}{rows:>12,}{seconds:>10.2f}{shown}")
-        stage_sum = sum(r["stages"].values())
-        lines.append(f"{'stages, sum':<34}{rows:>12,}{stage_sum:>10.2f}{rate(rows, stage_sum):>12,.0f}")
-        lines.append(f"{'end to end (run_partition)':<34}{rows:>12,}{r['wall_s']:>10.2f}"
-                     f"{rate(rows, r['wall_s']):>12,.0f}{r['peak_rss_mb']:>13,.0f}")
-        lines.append(f"  {'(start-up imports, once)':<32}{'':>12}{r.get('startup_s', 0):>10.2f}")
-    rerun, fl = results["rerun"], results["floor"]
+    lines.extend(pipeline_lines(results, sizes))
+    rerun = results["rerun"]
     lines.append(f"{'re-run (the day exists)':<34}{small:>12,}{rerun['wall_s']:>10.2f}"
                  f"{rate(small, rerun['wall_s']):>12,.0f}{rerun['peak_rss_mb']:>13,.0f}")
     lines.append(f"  {'persist of the re-run':<32}{small:>12,}{rerun['stages']['persist']:>10.2f}"
@@ -516,6 +530,37 @@ def main() -> int:
                  f"{rate(query['rows'], query['wall_s']):>12,.0f}{query['peak_rss_mb']:>13,.0f}")
     lines.append(f"  {'ingest stage (the query)':<32}{query['rows']:>12,}{query['stages']['ingest']:>10.2f}"
                  f"{rate(query['rows'], query['stages']['ingest']):>12,.0f}")
+    lines.extend(floor_lines(results, sizes))
+    for key in sorted(k for k in results if k.startswith("concurrent_")):
+        c = results[key]
+        label = f"2 partitions at once, {c['threads']} thr"
+        lines.append(f"{label:<34}{2 * small:>12,}{c['wall_s']:>10.2f}{rate(2 * small, c['wall_s']):>12,.0f}")
+        lines.append(f"  {'score stage (slower of the two)':<32}{small:>12,}{c['score_s']:>10.2f}")
+    naive = results["naive"]
+    lines.append(f"{'naive (read, predict, to_sql)':<34}{naive['rows']:>12,}{naive['wall_s']:>10.2f}"
+                 f"{rate(naive['rows'], naive['wall_s']):>12,.0f}{naive['peak_rss_mb']:>13,.0f}")
+    return lines
+
+
+def pipeline_lines(results: dict[str, Any], sizes: list[int]) -> list[str]:
+    """The table's lines of the end-to-end runs: their stages, their sum, the whole."""
+    lines = []
+    for rows in sizes:
+        r = results[f"pipeline_{rows}"]
+        for stage, seconds in sorted(r["stages"].items(), key=lambda kv: list(STAGES).index(kv[0])):
+            shown = f"{rate(rows, seconds):>12,.0f}" if seconds >= 0.05 else f"{'':>12}"  # no rate of a blink
+            lines.append(f"  {stage:<32}{rows:>12,}{seconds:>10.2f}{shown}")
+        stage_sum = sum(r["stages"].values())
+        lines.append(f"{'stages, sum':<34}{rows:>12,}{stage_sum:>10.2f}{rate(rows, stage_sum):>12,.0f}")
+        lines.append(f"{'end to end (run_partition)':<34}{rows:>12,}{r['wall_s']:>10.2f}"
+                     f"{rate(rows, r['wall_s']):>12,.0f}{r['peak_rss_mb']:>13,.0f}")
+        lines.append(f"  {'(start-up imports, once)':<32}{'':>12}{r.get('startup_s', 0):>10.2f}")
+    return lines
+
+
+def floor_lines(results: dict[str, Any], sizes: list[int]) -> list[str]:
+    """The table's lines of the floor: predict alone (whole, batched), COPY alone, both."""
+    lines = []
     for rows in sizes:
         f = results[f"floor_{rows}"]
         lines.append(f"{'floor: predict_proba (the faster)':<34}{f['rows']:>12,}{f['predict_s']:>10.2f}"
@@ -528,14 +573,14 @@ def main() -> int:
                      f"{rate(f['rows'], f['copy_s']):>12,.0f}")
         lines.append(f"{'floor (predict + COPY)':<34}{f['rows']:>12,}{f['floor_s']:>10.2f}"
                      f"{rate(f['rows'], f['floor_s']):>12,.0f}{f['peak_rss_mb']:>13,.0f}")
-    for key in sorted(k for k in results if k.startswith("concurrent_")):
-        c = results[key]
-        label = f"2 partitions at once, {c['threads']} thr"
-        lines.append(f"{label:<34}{2 * small:>12,}{c['wall_s']:>10.2f}{rate(2 * small, c['wall_s']):>12,.0f}")
-        lines.append(f"  {'score stage (slower of the two)':<32}{small:>12,}{c['score_s']:>10.2f}")
-    naive = results["naive"]
-    lines.append(f"{'naive (read, predict, to_sql)':<34}{naive['rows']:>12,}{naive['wall_s']:>10.2f}"
-                 f"{rate(naive['rows'], naive['wall_s']):>12,.0f}{naive['peak_rss_mb']:>13,.0f}")
+    return lines
+
+
+def summarize(results: dict[str, Any], sizes: list[int], load: dict[str, Any], commit: str | None,
+              dirty: bool | None) -> tuple[dict[str, Any], dict[int, float]]:
+    """benchmarks/latest.json's content, and the end to end / floor ratio by size."""
+    small = sizes[0]
+    rerun, fl, casc, query, naive = (results[k] for k in ("rerun", "floor", "cascade", "sql", "naive"))
     first = results[f"pipeline_{small}"]
     ratios = {rows: results[f"pipeline_{rows}"]["wall_s"] / results[f"floor_{rows}"]["floor_s"] for rows in sizes}
     ratios[small] = statistics.median(r["ratio"] for r in results["rounds"])
@@ -573,7 +618,15 @@ def main() -> int:
     }
     if "airflow" in results:
         summary["airflow_overhead_per_task_s"] = round(results["airflow"]["overhead_per_task_s"], 2)
-    lines.append("")
+    return summary, ratios
+
+
+def verdict_lines(results: dict[str, Any], sizes: list[int], summary: dict[str, Any], ratios: dict[int, float],
+                  load: dict[str, Any]) -> list[str]:
+    """The printed lines after the table: each ratio against its target, the machine's load."""
+    small = sizes[0]
+    rerun, first, largest = results["rerun"], results[f"pipeline_{small}"], results[f"pipeline_{sizes[-1]}"]
+    lines = [""]
     lines.append(f"end to end / stages' sum: {summary['e2e_vs_stage_sum']:.0%} (target >= 80%)")
     lines.append(f"end to end / naive:       {summary['e2e_vs_naive']:.1f}x (target >= 5x)")
     for rows in sizes:
@@ -599,15 +652,18 @@ def main() -> int:
         lines.append(f"airflow dags test: {a['wall_s']:.1f}s for {a['stage_sum_s']:.1f}s of stages: "
                      f"about {a['overhead_per_task_s']:.2f}s of Airflow per task")
     lines.append(f"machine: {'busy' if load['machine_busy'] else 'not busy'}, {load_text(load)}")
-    print("\n".join(lines))
+    return lines
+
+
+def write(summary: dict[str, Any], out: Path) -> None:
+    """benchmarks/latest.json and its copy in benchmarks/history/."""
     text = json.dumps(summary, indent=2) + "\n"
-    Path(args.out).write_text(text)
-    history = Path(args.out).parent / "history"  # a copy of each run, one file a run
+    out.write_text(text)
+    history = out.parent / "history"  # a copy of each run, one file a run
     history.mkdir(exist_ok=True)
     copy = history / f"{summary['measured_at'].replace(':', '-')}.json"
     copy.write_text(text)
-    print(f"\nwrote {args.out} and {copy}")
-    return 0
+    print(f"\nwrote {out} and {copy}")
 
 
 def load_text(load: dict[str, Any]) -> str:
