@@ -6,15 +6,15 @@ shards run one after the other here, where the DAG maps them onto workers.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from typing import Any
 
 from pipeline import push, run, sharding, steps
 from pipeline.config import JobConfig
 from pipeline.connections import Resolver
-from pipeline.errors import InputError, PartitionNotFoundError
-from pipeline.partition import parse_date, partition_files
+from pipeline.partition import parse_date
+from pipeline.sources import source_for
+from pipeline.store import operational
 
 
 def run_partition(
@@ -33,20 +33,10 @@ def run_partition(
     day = parse_date(partition_date)
     # a partition that is not there is no attempt (as the DAG's sensor waits before anything starts);
     # one that holds what it should not (a stray file, an escaping link) is: ingest records why it failed
-    if job.source.kind == "sql":  # the sensor's question, asked once
-        from pipeline import sqlsource
-
-        if not sqlsource.ready(job, day, resolver):
-            raise PartitionNotFoundError(f"partition {day} of job {job.job_id} is not ready: "
-                                         f"{sqlsource.ready_description(job)} says no. Run it once the rows are "
-                                         "loaded.")
-    with contextlib.suppress(InputError):
-        if job.source.kind == "files":
-            partition_files(job.source_root(), job.source.layout, job.source.format, day,
-                            ignore=job.source.ignore)
+    source_for(job).require(day, resolver)
     run_id = run_id or f"cli__{day.isoformat()}__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
     spec = run.start(job, run_id=run_id, partition_date=day, model_ref=model_ref, dry_run=dry_run, url=url,
-                     mode=mode, resend=resend, holder_kind="process")
+                     mode=mode, resend=resend, holder_kind="process", resolver=resolver)
     ctx = run.context(job, spec, url, resolver)
     summary: dict[str, Any] = {}
     for step in steps.plan(spec.mode, sharded=job.source.shards > 1):
@@ -68,8 +58,6 @@ def run_partition(
 def redrive(job: JobConfig, partition_date: dt.date | str, url: str | None = None,
             resolver: Resolver | None = None) -> dict[str, Any]:
     """Send a partition's dead-lettered batches again (``scoring redrive``)."""
-    from pipeline.store import operational
-
     eng = run.engine(job, url)
     operational.ensure_ledger(eng)
     return push.redrive(eng, job, parse_date(partition_date), resolver=resolver)

@@ -30,7 +30,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from pipeline import steps
@@ -112,6 +112,37 @@ def resolve_partition_date(
     if run_after is None:
         raise ConfigError("cannot tell the partition: no partition_date, logical date or run time")
     return last_complete_day(_aware(run_after).astimezone(tz), schedule)
+
+
+@dataclass(frozen=True)
+class RunPartition:
+    """The partition an orchestrator's run scores, and what decided it (for the run's note)."""
+
+    day: dt.date
+    how: str
+
+
+def run_partition(dag_run: Any, *, tz: ZoneInfo, schedule: str | None,
+                  param: str | dt.date | None = None) -> RunPartition:
+    """The rule above applied to a run of the orchestrator: the one place a DagRun becomes the rule's arguments.
+
+    ``dag_run`` is read by attribute (``logical_date``, ``run_after``, ``run_type``, and an asset-triggered
+    run's ``partition_key``), so the package never imports Airflow; ``param`` is the ``partition_date``
+    given at trigger time (the task's params, or the run's conf).
+
+    Raises:
+        ConfigError: the rule refuses the run (a backfill given a partition_date, a key that is not a day).
+    """
+    run_type = getattr(dag_run, "run_type", None)
+    key = getattr(dag_run, "partition_key", None)
+    day = resolve_partition_date(tz=tz, param=param, logical_date=getattr(dag_run, "logical_date", None),
+                                 run_after=getattr(dag_run, "run_after", None), schedule=schedule,
+                                 run_type=str(getattr(run_type, "value", run_type) or ""), partition_key=key)
+    if param not in (None, ""):
+        return RunPartition(day, "partition_date in the conf")
+    if key:
+        return RunPartition(day, f"the asset event's partition key {key!r}")
+    return RunPartition(day, "the run's logical date and trigger time")
 
 
 def last_complete_day(moment: dt.datetime, schedule: str | None) -> dt.date:
@@ -328,4 +359,4 @@ def shard_files(files: list[Path], shards: int, shard: int) -> list[Path]:
 def files_of_shard(spec: RunSpec) -> list[Path]:
     """The files of one shard, from the plan (so a retried shard reads the same files)."""
     planned = spec.read_json(steps.PLAN_STATE, run_level=True)["files"]
-    return shard_files([Path(f) for f in planned], spec.shards, int(spec.shard or 0))
+    return shard_files([Path(f) for f in planned], spec.shards, spec.shard_index)

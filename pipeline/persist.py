@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from pipeline import ledger, steps
 from pipeline.context import counted
-from pipeline.ingest import original_values
+from pipeline.kernels.conform import original_values
 from pipeline.partition import parse_date
 from pipeline.staging import read_batches, staged_rows, staged_schema
 from pipeline.store import analyst, job_tables, writes

@@ -38,18 +38,13 @@ TAG = "scoring"
 
 def _day_and_how(dag: Any, dag_run: Any) -> tuple[Any, str]:
     """The partition a run scores and where that came from (ConfigError when refused)."""
-    from pipeline.partition import resolve_partition_date
+    from pipeline.partition import run_partition
 
     tz = ZoneInfo(getattr(dag.timezone, "name", None) or "UTC")
     timetable = getattr(dag, "timetable", None)
     cron = timetable.summary if isinstance(timetable, CronDataIntervalTimetable) else None
-    conf = dag_run.conf or {}
-    run_type = getattr(dag_run.run_type, "value", dag_run.run_type)
-    day = resolve_partition_date(tz=tz, param=conf.get("partition_date"), logical_date=dag_run.logical_date,
-                                 run_after=dag_run.run_after, schedule=cron, run_type=str(run_type),
-                                 partition_key=getattr(dag_run, "partition_key", None))
-    how = "partition_date in the conf" if conf.get("partition_date") else "the run's logical date and trigger time"
-    return day, how
+    chosen = run_partition(dag_run, tz=tz, schedule=cron, param=(dag_run.conf or {}).get("partition_date"))
+    return chosen.day, chosen.how
 
 
 def run_id_note(run_id: str, run_type: str, day: Any) -> str:
@@ -145,15 +140,12 @@ def record_by_hand(dag_id: str, dag_run: Any, outcome: str, what: str) -> None:
     """Write the ledger row of a run (or one of its tasks) marked ``outcome`` by hand (``pipeline.never_ran``)."""
     from pipeline import never_ran
     from pipeline.errors import ConfigError
-    from pipeline.partition import resolve_partition_date
+    from pipeline.partition import run_partition
 
     job, engine = _job_and_engine(dag_id)
     conf = dag_run.conf or {}
     try:
-        day = resolve_partition_date(tz=job.tz, param=conf.get("partition_date"), logical_date=dag_run.logical_date,
-                                     run_after=dag_run.run_after, schedule=job.schedule,
-                                     run_type=str(getattr(dag_run.run_type, "value", dag_run.run_type)),
-                                     partition_key=getattr(dag_run, "partition_key", None))
+        day = run_partition(dag_run, tz=job.tz, schedule=job.schedule, param=conf.get("partition_date")).day
     except ConfigError:
         log.info("run %s of %s was refused (no partition): nothing to record", dag_run.run_id, dag_id)
         return

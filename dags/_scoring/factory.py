@@ -34,23 +34,15 @@ from _scoring.assets import do_announce, output_asset, source_asset
 from pipeline import steps
 from pipeline.config import JobConfig, load_jobs
 from pipeline.errors import ScoringError, is_data_error
-from pipeline.partition import resolve_partition_date
+from pipeline.partition import run_partition
 
 log = logging.getLogger(__name__)
 
 
 def partition_of(context: Any, job: JobConfig) -> dt.date:
     """The partition a running task works on (rule in pipeline/partition.py)."""
-    dag_run = context["dag_run"]
-    run_type = getattr(dag_run, "run_type", None)
-    return call(resolve_partition_date,
-                tz=job.tz,
-                param=context["params"].get("partition_date"),
-                logical_date=getattr(dag_run, "logical_date", None),
-                run_after=getattr(dag_run, "run_after", None),
-                schedule=job.schedule,
-                run_type=str(getattr(run_type, "value", run_type) or ""),
-                partition_key=getattr(dag_run, "partition_key", None))
+    return call(run_partition, context["dag_run"], tz=job.tz, schedule=job.schedule,
+                param=context["params"].get("partition_date")).day
 
 
 def airflow_connection(conn_id: str) -> Any:
@@ -105,7 +97,8 @@ def _start(job: JobConfig, url: str, context: Any) -> Any:
     params = context["params"]
     return run.start(job, run_id=context["run_id"], partition_date=partition_of(context, job),
                      model_ref=params.get("model_ref") or None, dry_run=bool(params.get("dry_run")), url=url,
-                     mode=params.get("output_mode") or None, resend=bool(params.get("resend")))
+                     mode=params.get("output_mode") or None, resend=bool(params.get("resend")),
+                     resolver=airflow_connection)
 
 
 def do_ingest(job: JobConfig, url: str, _: Any, context: Any) -> dict[str, Any]:
@@ -214,12 +207,13 @@ class PartitionSensor(BaseSensorOperator):
         return load_job(self.job_file)
 
     def poke(self, context: Any) -> bool:
-        from pipeline import run
+        from pipeline.sources import source_for
 
         job = self._job()
         day = partition_of(context, job)
-        if run.partition_ready(job, day, airflow_connection):
-            self.log.info("partition %s %s", day, run.partition_where(job, day, ready=True))
+        source = source_for(job)
+        if source.ready(day, airflow_connection):
+            self.log.info("partition %s %s", day, source.where(day, ready=True))
             return True
         now = dt.datetime.now(dt.UTC)
         first = context["ti"].get_first_reschedule_date(context) or now
@@ -231,7 +225,7 @@ class PartitionSensor(BaseSensorOperator):
         give_up = min(due.give_up, first + dt.timedelta(seconds=float(self.timeout)))
         when = due.waiting(now, job.timezone)
         self.log.info("partition %s %s; %s; next look at %s (in %gs); gives up at %s (source.expected_by, "
-                      "wait_timeout_minutes: %g)", day, run.partition_where(job, day, ready=False), when,
+                      "wait_timeout_minutes: %g)", day, source.where(day, ready=False), when,
                       f"{now + dt.timedelta(seconds=float(self.poke_interval)):%Y-%m-%d %H:%M:%S} UTC",
                       float(self.poke_interval), _local(give_up, job), job.source.wait_timeout_minutes)
         return False
@@ -263,16 +257,10 @@ def _local(when: dt.datetime, job: JobConfig) -> str:
 def record_missing(job: JobConfig, day: dt.date, context: Any, waited_s: float) -> str:
     """Write the run's ``missing`` ledger row (and its metrics); the text it carries, for the task's error."""
     from pipeline import never_ran, run
+    from pipeline.sources import source_for
 
     due = partition_due(job, day)
-    if job.source.kind == "sql":
-        from pipeline import sqlsource
-
-        where = f"{sqlsource.ready_description(job)} never said so"
-        step = "Check the upstream load (or the readiness query in the job file)"
-    else:
-        where = f"no *.{job.source.format} files at {run.partition_path(job, day)}"
-        step = "Check the upstream export"
+    where, step = source_for(job).missing(day)
     text = (f"no data for {day} (expected by {_local(due.expected, job)}); waited {waited_s / 60:.1f} min: {where}. "
             f"{step}; once the data is there, clear wait_for_partition to score the day.")
     params = context["params"]
@@ -290,17 +278,9 @@ def record_missing(job: JobConfig, day: dt.date, context: Any, waited_s: float) 
 
 def timeout_message(job: JobConfig, day: dt.date) -> str:
     """wait_for_partition's message when it gives up: what it looked for, where, for how long."""
-    from pipeline import run
+    from pipeline.sources import source_for
 
-    if job.source.kind == "sql":
-        from pipeline import sqlsource
-
-        return (f"partition {day} of job {job.job_id} was not ready within {job.source.wait_timeout_minutes:g} "
-                f"minutes: {sqlsource.ready_description(job)} never said so. Check the upstream load (or the "
-                "readiness query in the job file); once the rows are there, clear this task to retry.")
-    return (f"partition {day} of job {job.job_id} did not appear at {run.partition_path(job, day)} within "
-            f"{job.source.wait_timeout_minutes:g} minutes (no *.{job.source.format} files). Check the upstream "
-            "export; once the files are there, clear this task to retry.")
+    return source_for(job).timeout_message(day)
 
 
 def _output_doc(job: JobConfig) -> str:
@@ -314,11 +294,15 @@ def _output_doc(job: JobConfig) -> str:
 
 
 def _source_doc(job: JobConfig) -> str:
-    if job.source.kind == "sql":
-        from pipeline import sqlsource
+    """The source as the job file sets it (its kind and where it reads); not ``pipeline.sources``, whose readers
+    load pyarrow: parsing stays light."""
+    src = job.source
+    shown = [f"{name} `{' '.join(str(getattr(src, name)).split())[:80]}`" for name in SOURCE_DOC_FIELDS
+             if name in src.model_fields_set]
+    return f"`{src.kind}`" + (": " + ", ".join(shown) if shown else "")
 
-        return sqlsource.describe(job)
-    return f"`{job.source_root()}/{job.source.layout}` ({job.source.format})"
+
+SOURCE_DOC_FIELDS = ("path", "layout", "format", "query_file", "query", "connection", "ready_query")
 
 
 def _doc(job: JobConfig, path: Path) -> str:
@@ -385,11 +369,10 @@ def params(job: JobConfig) -> dict[str, Param]:
 
 def _model_refs(name: str) -> str:
     """The versions and aliases of a model when the DAG was parsed (the registry's JSON files only)."""
-    from pipeline.registry import Registry
+    from pipeline.model import refs
 
-    registry = Registry()
     try:
-        versions, aliases = registry.versions(name), registry.aliases(name)
+        versions, aliases = refs(name)
     except Exception:  # noqa: BLE001 - an odd registry file must not take every DAG down at parse time
         return "unknown (registry unreadable)"
     listed = [f"v{v}" for v in versions] + [f"{a} (v{v})" for a, v in sorted(aliases.items())]

@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from pipeline import local, run, sqlsource
+from pipeline import local
 from pipeline.config import load_job
 from pipeline.errors import InputError, PartitionNotFoundError
+from pipeline.sources import source_for
+from pipeline.sources import sql as sqlsource
 from pipeline.store import engines
 from tests.conftest import DAY, write_job, write_partition
 
@@ -81,14 +83,14 @@ def test_readiness_a_bad_query_and_an_empty_day_name_the_query(any_db: str, home
     audited = _job(home, "audited", {"kind": "sql", "query": QUERY, "ready_query":
                                      "SELECT count(*) > 0 FROM load_audit WHERE day = CAST(:partition_date AS TEXT) "
                                      "AND status = 'done'"})
-    assert run.partition_ready(plain, DAY) and not run.partition_ready(plain, DAY + dt.timedelta(days=1))
-    assert not run.partition_ready(audited, DAY)
+    assert source_for(plain).ready(DAY) and not source_for(plain).ready(DAY + dt.timedelta(days=1))
+    assert not source_for(audited).ready(DAY)
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO load_audit VALUES (:d, 'running')"), {"d": DAY.isoformat()})
-    assert not run.partition_ready(audited, DAY)
+    assert not source_for(audited).ready(DAY)
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE load_audit SET status = 'done'"))
-    assert run.partition_ready(audited, DAY)
+    assert source_for(audited).ready(DAY)
     assert "source.ready_query 'SELECT count(*) > 0 FROM load_audit" in sqlsource.ready_description(audited)
     assert "on connection 'scoring_db'" in sqlsource.ready_description(audited)
 
@@ -107,7 +109,7 @@ def test_readiness_a_bad_query_and_an_empty_day_name_the_query(any_db: str, home
     with pytest.raises(InputError, match=r"asking whether the partition is ready with the query of source.query "
                                          r"'SELECT \* FROM no_such_table .*' on connection 'scoring_db' failed: .*"
                                          r"no_such_table.*Fix the query"):
-        run.partition_ready(broken, DAY)
+        source_for(broken).ready(DAY)
     with pytest.raises(InputError, match="asking whether the partition is ready"):
         local.run_partition(broken, DAY)  # the readiness question fails first: no attempt
     said_ready = _job(home, "broken", {"kind": "sql", "query": "SELECT * FROM no_such_table WHERE d = :partition_date",

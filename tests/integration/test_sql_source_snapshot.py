@@ -18,9 +18,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from pipeline import local, run, sharding, sqlsource, steps
+from pipeline import local, run, sharding, steps
 from pipeline.config import load_job
 from pipeline.errors import InputError, StoreError
+from pipeline.sources import source_for
+from pipeline.sources import sql as sqlsource
 from pipeline.store import engines
 from tests.conftest import DAY, clean_customers, write_job
 
@@ -199,7 +201,7 @@ def test_a_truncate_holding_its_lock_does_not_make_a_run_wait_forever(home: Path
     try:
         started = time.monotonic()
         with pytest.raises(StoreError) as error:
-            run.partition_ready(_job(home, "asks", lock=1.5, monkeypatch=monkeypatch), DAY)
+            source_for(_job(home, "asks", lock=1.5, monkeypatch=monkeypatch)).ready(DAY)
         assert time.monotonic() - started < 10
         message = str(error.value)
         assert "partition 2026-11-20: asking whether the partition is ready with the query of source.query " \

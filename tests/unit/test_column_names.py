@@ -14,17 +14,12 @@ from pipeline import steps
 from pipeline.config import RESERVED_INPUT_NAMES, check_column_name, parse_job
 from pipeline.context import RunContext
 from pipeline.errors import ConfigError, InputError
-from pipeline.ingest import (
-    BLANK_PREFIX,
-    RAW_PREFIX,
-    blank_policy,
-    ingest,
-    ingest_partition,
-    ingested_schema,
-    original_values,
-)
+from pipeline.ingest import ingest_partition
+from pipeline.kernels.columns import BLANK_PREFIX, RAW_PREFIX
+from pipeline.kernels.conform import blank_policy, ingested_schema, original_values
 from pipeline.partition import parse_date
 from pipeline.registry import ModelVersion
+from pipeline.sources.files import ingest_files as ingest
 from pipeline.staging import RunSpec, read_batches
 from pipeline.store import engines, job_tables, naming, sqlfiles
 from pipeline.validate import validate_file

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,6 +14,7 @@ from pipeline.partition import (
     is_data_name,
     partition_files,
     resolve_partition_date,
+    run_partition,
 )
 
 UTC = ZoneInfo("UTC")
@@ -216,3 +218,24 @@ def test_a_deadline_counts_from_each_scheduled_run(tmp_path: Path, schedule: str
             load_job(path)
     else:
         assert load_job(path).deadline_interval() == expected
+
+
+def test_a_dag_run_becomes_the_rules_arguments_in_one_place_and_an_asset_run_scores_its_key() -> None:
+    """run_partition (factory.partition_of and the notes listener both call it): an asset-triggered run's
+    logical date and trigger time name another day than its partition key; the key decides, and says so."""
+    asset = SimpleNamespace(run_type=SimpleNamespace(value="asset_triggered"), partition_key="2026-11-18",
+                            logical_date=dt.datetime(2026, 11, 25, 9, tzinfo=dt.UTC),
+                            run_after=dt.datetime(2026, 11, 25, 9, tzinfo=dt.UTC))
+    chosen = run_partition(asset, tz=PARIS, schedule=None)
+    assert chosen.day == dt.date(2026, 11, 18)
+    assert chosen.how == "the asset event's partition key '2026-11-18'"
+    assert run_partition(asset, tz=PARIS, schedule=None, param="2026-11-02").day == dt.date(2026, 11, 2)
+    assert run_partition(asset, tz=PARIS, schedule=None, param="2026-11-02").how == "partition_date in the conf"
+    scheduled = SimpleNamespace(run_type="scheduled", logical_date=dt.datetime(2026, 11, 20, 1, tzinfo=dt.UTC),
+                                run_after=dt.datetime(2026, 11, 21, 1, tzinfo=dt.UTC))  # no partition_key at all
+    chosen = run_partition(scheduled, tz=PARIS, schedule="0 2 * * *")
+    assert (chosen.day, chosen.how) == (dt.date(2026, 11, 20), "the run's logical date and trigger time")
+    backfill = SimpleNamespace(run_type=SimpleNamespace(value="backfill"), logical_date=scheduled.logical_date,
+                               run_after=scheduled.run_after, partition_key=None)
+    with pytest.raises(ConfigError, match="was given to a backfill"):
+        run_partition(backfill, tz=PARIS, schedule="0 2 * * *", param="2026-11-02")

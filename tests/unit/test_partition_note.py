@@ -65,3 +65,11 @@ def test_the_listener_never_overwrites_an_operators_note_nor_raises() -> None:
     broken.dag = dag()
     scoring_notes.on_dag_run_running(dag_run=broken, msg="started")  # logged, not raised
     assert broken.note is None
+
+
+def test_an_asset_triggered_run_is_noted_with_its_partition_keys_day() -> None:
+    """Its logical date and trigger time are 25 Nov; the asset event says 18 Nov: the note says 18 Nov, and why."""
+    r = run(logical=utc(2026, 11, 25, 9), after=utc(2026, 11, 25, 9), run_type="asset_triggered")
+    r.partition_key = "2026-11-18"
+    assert scoring_notes.partition_note(dag(cron=None), r) == (
+        "Scores partition 2026-11-18 (from the asset event's partition key '2026-11-18').")
