@@ -6,14 +6,14 @@ when it loads the job) and the source that runs it (``pipeline.sources.sql``).
 
 from __future__ import annotations
 
+import sqlparse
+from sqlparse import tokens
+
 PARAMETER = ":partition_date"
 
 
 def _placeholders(query: str) -> list[tuple[int, str]]:
     """(offset, text) of every ``:name`` placeholder of ``query`` outside strings, comments and casts."""
-    import sqlparse
-    from sqlparse import tokens
-
     found, offset = [], 0
     for statement in sqlparse.parse(query):
         for token in statement.flatten():
@@ -26,15 +26,11 @@ def _placeholders(query: str) -> list[tuple[int, str]]:
 def clean(query: str) -> str:
     """A query without its comments and final semicolon, as the pipeline wraps and sends it (a ``-- note`` at
     its end would swallow what a wrapper adds after it)."""
-    import sqlparse
-
     return sqlparse.format(query, strip_comments=True).strip().rstrip(";").strip()
 
 
 def check_query(query: str, what: str, *, need_date: bool) -> None:
     """A query binds ``:partition_date`` and no other parameter, and is one statement."""
-    import sqlparse
-
     statements = [s for s in sqlparse.split(clean(query)) if s.strip().rstrip(";").strip()]
     if len(statements) != 1:
         raise ValueError(f"{what} must be one SQL statement (found {len(statements)})")
