@@ -182,6 +182,7 @@ def blank_policy(inputs: list[dict[str, Any]], configured: bool | Collection[str
 
 
 def type_family(t: pa.DataType) -> str:
+    """The kind of an Arrow type a check compares: ``number``, ``text``, ``null``, else the type's name."""
     if pa.types.is_null(t):
         return "null"
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
@@ -230,6 +231,8 @@ def printable(text: str) -> str:
 
 @dataclass
 class IngestResult:
+    """What a source's read staged: rows, files read, duplicate keys, columns left out, the staged schema."""
+
     rows: int
     files: list[str]
     duplicate_keys: list[Any]
@@ -360,6 +363,7 @@ def key_type_of(schemas: Iterable[pa.Schema], key: str, partition_date: dt.date,
 
 def conform(table: pa.Table, reading: Reading, where: str, partition_date: dt.date,
              evidence: TextNumbers) -> pa.Table:
+    """One read table in the contract's schema (``reading.target``): markers null, numbers parsed, the key cast."""
     target, key = reading.target, reading.target.names[0]
     names = set(target.names)
     columns: dict[str, pa.Array | pa.ChunkedArray] = {}

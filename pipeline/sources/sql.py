@@ -431,7 +431,7 @@ def _staged(ctx: Any, day: dt.date) -> Iterator[pa.Table]:
     spec = ctx.spec
     state = spec.read_json(steps.PLAN_STATE, run_level=True).get("source")
     if state is None:
-        raise StagingError(f"partition {day}: shard {spec.shard} of run {spec.run_id} has no copy of the source "
+        raise StagingError(f"partition {day}: shard {spec.shard_index} of run {spec.run_id} has no copy of the source "
                           f"in its plan ({spec.json_path(steps.PLAN_STATE, run_level=True)}): the run was planned by "
                           "an older version of the pipeline. Clear the run from its plan (it reads the source again).")
     shard, shards, rows = spec.shard_index, spec.shards, int(state["rows"])
