@@ -33,7 +33,7 @@ MANY_TICKETS = {"type": "expect_column_values_to_be_between",
                 "kwargs": {"column": "support_tickets_90d", "max_value": 6}, "on_fail": "quarantine"}
 CASCADES = {
     "default_model_and_gate": {"routes": {"frequent": {"name": "churn_frequent"}},
-                               "default": {"name": "churn_occasional"}, "gate": 0.8},
+                               "default": {"name": "churn_occasional"}, "gate": 0.999},
     "unrouted_quarantined": {"routes": {"frequent": {"name": "churn_frequent"}}, "default": "quarantine"},
 }
 
@@ -150,7 +150,7 @@ def _check(job: JobConfig, monkeypatch: pytest.MonkeyPatch, cascade: dict[str, A
     assert row["status"] == "success"
     result = _in_memory(job, row, _ingested(kept["dir"]), cascade)
     _assert_equal(job, row, result, lineage=cascade is not None)
-    assert result.counts["rows_quarantined"] > 0 and result.counts["rows_scored"] > 1000
+    assert result.counts["rows_quarantined"] > 0 and result.counts["rows_scored"] > 100
     return result
 
 
@@ -193,7 +193,7 @@ def test_cascade_kernels_in_memory_equal_the_staged_run(any_db: str, cascade_hom
     if shape == "unrouted_quarantined":
         assert routes["unrouted"] > 0
     else:
-        assert routes["kept"] > 0 and routes["routes"][DEFAULT]["scored"] > 0
+        assert routes["kept"] > 0 and routes["routes"][DEFAULT]["scored"] > 0, routes
 
 
 def test_a_rows_fate_does_not_depend_on_its_batches(home: Path) -> None:
