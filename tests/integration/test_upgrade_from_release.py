@@ -170,10 +170,10 @@ def test_a_database_of_the_previous_release_upgrades_in_place(
         operational.ensure_ledger(engine)  # what a run's start (or `scoring db upgrade`) does
     assert "made by a release before Alembic" in caplog.text
     with engine.connect() as conn:
-        assert migrate.current(conn) == migrate.head()
+        assert migrate.current(conn) == migrate.HEAD
         assert len(migrate.recorded(conn) or ()) == 7, "every migration file was recorded by the release: none ran again"
     after = rows(engine)
-    assert after.pop(f"{schemas(engine)[0]}.scoring_alembic_version") == [(migrate.head(),)]
+    assert after.pop(f"{schemas(engine)[0]}.scoring_alembic_version") == [(migrate.HEAD,)]
     assert after == before, "every row of every table, as the release left it"
     assert shape(engine, operational_tables) == shape(expected, operational_tables), "operational tables: as new"
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
 from pipeline.store import engines, migrate, operational
-from tests.conftest import ROOT
+from tests.conftest import ROOT, scoring_cli
 
 VERSIONS = migrate.ALEMBIC_DIR / "versions"
 
@@ -26,9 +26,10 @@ def _applied_files(path: Path) -> list[str]:
 
 def test_one_line_of_revisions_carries_every_migration_file_once_in_order() -> None:
     script = ScriptDirectory.from_config(migrate.config())
-    assert script.get_heads() == [migrate.head()], "one head: the revisions are one line"
+    assert script.get_heads() == [migrate.HEAD] and migrate.script_head() == migrate.HEAD, \
+        "one head, migrate.HEAD: the revisions are one line"
     line = [rev.revision for rev in reversed(list(script.walk_revisions()))]
-    assert line[0] == "0001_ledger" and line[-1] == migrate.head()
+    assert line[0] == "0001_ledger" and line[-1] == migrate.HEAD
     carried = [name for rev in line for name in _applied_files(Path(script.get_revision(rev).path))]
     files = sorted(p.name for p in (ROOT / "sql" / "migrations").glob("*.sql"))
     assert carried == files, "each file of sql/migrations/ is applied by one revision, in name order"
@@ -39,7 +40,7 @@ def test_a_new_database_is_made_by_upgrading_to_the_head_and_a_second_upgrade_do
     files = sorted(p.name for p in (ROOT / "sql" / "migrations").glob("*.sql"))
     assert migrate.upgrade(engine) == files
     with engine.connect() as conn:
-        assert migrate.current(conn) == migrate.head() and migrate.recorded(conn) == set(files)
+        assert migrate.current(conn) == migrate.HEAD and migrate.recorded(conn) == set(files)
         version = conn.execute(sa.text(f"SELECT count(*) FROM {migrate.VERSION_TABLE}")).scalar()
     assert version == 1
     statements: list[str] = []
@@ -80,3 +81,21 @@ def concurrent_upgrades(url: str, n: int = 4) -> list[str]:
 def test_concurrent_starts_on_sqlite_migrate_once(tmp_path: Path) -> None:
     outs = concurrent_upgrades(f"sqlite:///{tmp_path / 'race.db'}")
     assert outs.count("[]") == 3 and any(out.startswith("['001_push_counts.sql'") for out in outs), outs
+
+
+def test_scoring_db_upgrade_migrates_and_names_the_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_SCORING_DB", f"sqlite:///{tmp_path / 'cli.db'}")
+    engines.engine_for.cache_clear()
+    first, second = scoring_cli("db", "upgrade"), scoring_cli("db", "upgrade")
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert f"revision {migrate.HEAD} (the newest); applied 001_push_counts.sql, 002_deliveries_plan.sql" in first.stdout
+    assert f"revision {migrate.HEAD} (the newest); no migration file to apply" in second.stdout
+
+
+def test_a_start_at_the_newest_revision_does_not_import_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'quick.db'}"
+    migrate.upgrade(engines.engine_for(url))
+    code = ("import sys; from pipeline.store import engines, operational; "
+            f"operational.ensure_ledger(engines.engine_for({url!r})); print('alembic' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
