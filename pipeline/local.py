@@ -44,8 +44,8 @@ def run_partition(
             root, shards = sharding.plan(ctx)
             ctx = ctx.with_spec(root)
         elif step is steps.SCORE_SHARD:
-            for shard in shards:  # one after the other here; the DAG maps them onto workers
-                run.score_shard(ctx.with_spec(shard))
+            for one in shards:  # one after the other here; the DAG maps them onto workers
+                run.score_shard(ctx.with_spec(one))
         elif step is steps.FINALIZE:
             summary = run.finalize(ctx)
         else:

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 
 from pipeline import local
 from pipeline.config import load_job
-from pipeline.errors import ConfigError
-from pipeline.ledger import as_json
+from pipeline.errors import ConfigError, ModelIntegrityError
+from pipeline.ledger import as_json, recent
 from pipeline.store import engines
 from tests.conftest import DAY, readopt, write_job, write_partition
 
@@ -121,6 +121,20 @@ def test_a_route_models_contract_quarantines_with_its_name(cascade_home: Path) -
     reasons = _quarantine()["reasons"]
     assert reasons.str.startswith("churn_frequent@v1:be_between:monthly_charges").sum() > 10
     assert summary["rows_in"] == summary["rows_scored"] + summary["rows_quarantined"]
+
+
+def test_a_route_step_that_fails_is_named_in_the_ledger(cascade_home: Path) -> None:
+    """A route's steps run through the run's bookkeeping (issue 26): a tampered route model fails the run at
+    that route's score step, named in failed_stage, with the router's counts of the score step kept."""
+    home = cascade_home
+    artifact = home / "models" / "churn_occasional" / "v1" / "model.joblib"
+    artifact.write_bytes(artifact.read_bytes() + b"tampered")
+    write_partition(home, n=600)
+    with pytest.raises(ModelIntegrityError):
+        local.run_partition(_job(home), DAY, run_id="t")
+    [row] = recent(engines.for_connection("scoring_db"), "churn_test", limit=1)
+    assert (row["status"], row["failed_stage"]) == ("failed", "score[route occasional]")
+    assert row["rows_scored"] > 500 and "churn_occasional" in row["error"]
 
 
 def test_push_mode_carries_the_lineage(cascade_home: Path) -> None:
