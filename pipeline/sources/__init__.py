@@ -11,6 +11,7 @@ class of the shape of ``Source``, and its line in ``SOURCES``.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pipeline.sources.files import FilesSource
@@ -58,7 +59,7 @@ class Source(Protocol):
         """The run's rows (a shard's share) into ``write``, batch by batch, in the contract's schema."""
 
 
-SOURCES: dict[str, type[FilesSource] | type[SqlSource]] = {"files": FilesSource, "sql": SqlSource}  # by source.kind
+SOURCES: dict[str, Callable[[JobConfig], Source]] = {"files": FilesSource, "sql": SqlSource}  # by source.kind
 
 
 def source_for(job: JobConfig) -> Source:
