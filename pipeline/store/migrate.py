@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from pipeline import settings
+from pipeline.errors import StoreError
 from pipeline.store import engines, locks, sqlfiles
 
 if TYPE_CHECKING:
@@ -81,6 +82,7 @@ def upgrade(engine: Engine, target: str = HEAD) -> list[str]:
         _exclusive(conn)
         before = recorded(conn)
         was = current(conn)
+        _known(was, engine)
         if was is None and before is not None:
             log.info("database %s was made by a release before Alembic (%d migration(s) recorded in "
                      "scoring_schema_migrations): upgrading it in place", engines.describe(engine), len(before))
@@ -91,6 +93,18 @@ def upgrade(engine: Engine, target: str = HEAD) -> list[str]:
         log.info("upgraded %s from revision %s to %s%s", engines.describe(engine), was or "(none)", now,
                  f", applying {', '.join(applied)}" if applied else "")
     return applied
+
+
+def _known(revision: str | None, engine: Engine) -> None:
+    """Refuse a database at a revision these revision files do not have (a newer release upgraded it)."""
+    from alembic.script import ScriptDirectory
+
+    if revision is None or revision in {r.revision for r in ScriptDirectory.from_config(config()).walk_revisions()}:
+        return
+    raise StoreError(
+        f"the output database {engines.describe(engine)} is at schema revision {revision}, which this release does "
+        f"not know (its newest is {HEAD}): a newer release upgraded it. Run that release or a newer one against "
+        "it, or restore the backup taken before that upgrade; nothing was changed.")
 
 
 def apply_migrations(engine: Engine) -> list[str]:

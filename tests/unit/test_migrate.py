@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
+from pipeline.errors import StoreError
 from pipeline.store import engines, migrate, operational
 from tests.conftest import ROOT, scoring_cli
 
@@ -50,9 +51,16 @@ def test_a_new_database_is_made_by_upgrading_to_the_head_and_a_second_upgrade_do
         "at the head an upgrade only reads"
 
 
-def test_an_upgrade_refuses_to_go_back() -> None:
+def test_an_upgrade_refuses_to_go_back_and_a_database_of_a_newer_release(tmp_path: Path) -> None:
     with pytest.raises(NotImplementedError, match="migrations only go forward"):
         migrate.forward_only("0002_push_counts")
+    engine = engines.engine_for(f"sqlite:///{tmp_path / 'newer.db'}")
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {migrate.VERSION_TABLE} SET version_num = '0042_from_the_future'"))
+    with pytest.raises(StoreError, match="is at schema revision 0042_from_the_future, which this release does not "
+                                         f"know \\(its newest is {migrate.HEAD}\\): a newer release upgraded it"):
+        migrate.upgrade(engine)
 
 
 def test_the_ledger_is_ensured_through_the_revisions(tmp_path: Path) -> None:
