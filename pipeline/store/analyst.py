@@ -21,6 +21,21 @@ READER_VIEWS = ("scoring_attempts", "scoring_drift_daily", "scoring_quarantine_d
 JOBS_TABLE = "scoring_jobs"
 
 
+def _record_job(conn: Connection, jobs: str, job_id: str, table: str, key: str, key_type: str) -> None:
+    """The job's row of ``scoring_jobs`` (``jobs``: its qualified name): inserted, or updated if it changed."""
+    params = {"j": job_id, "t": table, "k": key, "kt": {"int": "BIGINT", "str": "TEXT"}[key_type],
+              "u": dt.datetime.now(dt.UTC).replace(tzinfo=None)}
+
+    def sql(name: str) -> sa.TextClause:
+        return sa.text(sqlfiles.statement(conn, "store/analyst.sql", name, quoted={"jobs": jobs}))
+
+    row = conn.execute(sql("job_row"), params).first()
+    if row is None:
+        conn.execute(sql("insert_job"), params)
+    elif tuple(row) != (table, key, params["kt"]):
+        conn.execute(sql("update_job"), params)
+
+
 def reader_views(conn: Connection, job_id: str, table: str, key: str, key_type: str, schema: str | None) -> None:
     """The analysts' views of the ledger, the drift and the quarantine (``sql/050``, ``sql/051``), limited
     to the jobs recorded in the storage schema's ``scoring_jobs`` as publishing into this schema."""
@@ -29,18 +44,9 @@ def reader_views(conn: Connection, job_id: str, table: str, key: str, key_type: 
     views = {"attempts": READER_VIEWS[0], "drift_daily": READER_VIEWS[1], "quarantine_daily": READER_VIEWS[2]}
     for stmt in sqlfiles.render_sql(conn, "050_reader_views.sql", schema, quoted={"jobs": jobs}, **views):
         conn.exec_driver_sql(stmt)
-    params = {"j": job_id, "t": table, "k": key, "kt": {"int": "BIGINT", "str": "TEXT"}[key_type],
-              "u": dt.datetime.now(dt.UTC).replace(tzinfo=None)}
-    row = conn.execute(sa.text(f"SELECT table_name, entity_key, key_type FROM {jobs} WHERE job_id = :j"),
-                       params).first()
-    if row is None:
-        conn.execute(sa.text(f"INSERT INTO {jobs} (job_id, table_name, entity_key, key_type, updated_at) "
-                             "VALUES (:j, :t, :k, :kt, :u)"), params)
-    elif tuple(row) != (table, key, params["kt"]):
-        conn.execute(sa.text(f"UPDATE {jobs} SET table_name = :t, entity_key = :k, key_type = :kt, updated_at = :u "
-                             "WHERE job_id = :j"), params)
-    for stmt in sqlfiles.render_sql(conn, f"051_quarantine_daily.{conn.dialect.name}.sql", schema, quoted={"jobs": jobs},
-                           quarantine_daily=views["quarantine_daily"]):
+    _record_job(conn, jobs, job_id, table, key, key_type)
+    for stmt in sqlfiles.render_sql(conn, f"051_quarantine_daily.{conn.dialect.name}.sql", schema,
+                                    quoted={"jobs": jobs}, quarantine_daily=views["quarantine_daily"]):
         conn.exec_driver_sql(stmt)
 
 
@@ -68,13 +74,15 @@ def ensure_latest_table(conn: Connection, table: str, key: str, schema: str | No
         have = {c["name"] for c in sa.inspect(conn).get_columns(name, schema=parts)}
         for column in (c for c in inspector.get_columns(table, schema=naming.analyst_schema(conn, schema))
                        if c["name"] not in have):
-            conn.exec_driver_sql(f"ALTER TABLE {current} ADD COLUMN {naming.quote_column(conn, column['name'], 'column')} "
-                                 f"{column['type'].compile(dialect=conn.dialect)}")
+            conn.exec_driver_sql(sqlfiles.statement(conn, "store/common.sql", "add_column", quoted={
+                "table": current, "column": naming.quote_column(conn, column["name"], "column"),
+                "type": column["type"].compile(dialect=conn.dialect)}))
         return current
     locks.patient(conn)  # filled from the whole history
     quoted = {"current": current, "newest": newest(conn, schema), **column_lists(conn, columns)}
     for stmt in [*sqlfiles.render_sql(conn, "021_latest_table.sql", schema, quoted=quoted, **ids),
-                 *sqlfiles.render_sql(conn, "022_latest_fill.sql", schema, literals={"table": table}, quoted=quoted, **ids)]:
+                 *sqlfiles.render_sql(conn, "022_latest_fill.sql", schema, literals={"table": table}, quoted=quoted,
+                                      **ids)]:
         conn.exec_driver_sql(stmt)
     log.info("made the latest-row table %s of %s from its history", current, table)
     return current
@@ -92,27 +100,24 @@ def latest_statements(engine: Engine | Connection, table: str, key: str, columns
                       schema: str | None, new: str) -> list[str]:
     """The statements of a publish of ``day`` that keep the latest-row table in step (``sql/023``), for the
     transaction of the publish; ``new``: the qualified table holding the day's new rows."""
-    literal = f"DATE '{day.isoformat()}'" if engine.dialect.name == "postgresql" else f"'{day.isoformat()}'"
-    quoted = {"current": naming.table_name(engine, naming.latest_table(table), naming.storage_schema(engine, schema)), "new": new,
-              "day": literal, "newest": newest(engine, schema), **column_lists(engine, columns)}
+    current = naming.table_name(engine, naming.latest_table(table), naming.storage_schema(engine, schema))
+    quoted = {"current": current, "new": new, "day": naming.date_literal(engine, day), "newest": newest(engine, schema),
+              **column_lists(engine, columns)}
     return sqlfiles.render_sql(engine, "023_latest_publish.sql", schema, literals={"table": table}, quoted=quoted,
-                      predictions=table, key=key, cur=naming.latest_table(table))
+                               predictions=table, key=key, cur=naming.latest_table(table))
 
 
 def count_partition(engine: Engine, table: str, partition_date: dt.date, schema: str | None = None) -> int:
     """Rows of one partition in a predictions table."""
+    query = sqlfiles.statement(engine, "store/analyst.sql", "count_partition", schema, predictions=table)
     with engine.connect() as conn:
-        return int(
-            conn.execute(
-                sa.text(f"SELECT COUNT(*) FROM {naming.table_name(engine, table, schema)} WHERE partition_date = :d"),
-                {"d": partition_date},
-            ).scalar_one()
-        )
+        return int(conn.execute(sa.text(query), {"d": partition_date}).scalar_one())
 
 
-def daily_summary(engine: Engine, table: str, partition_date: dt.date, schema: str | None = None) -> list[dict[str, Any]]:
+def daily_summary(engine: Engine, table: str, partition_date: dt.date,
+                  schema: str | None = None) -> list[dict[str, Any]]:
     """The ``<table>_daily`` view's rows of one partition (one per model version): rows, mean score, scored at."""
-    view = naming.table_name(engine, f"{table}_daily", schema)
+    query = sqlfiles.statement(engine, "store/analyst.sql", "daily_summary", schema, daily=f"{table}_daily")
     with engine.connect() as conn:
-        rows = conn.execute(sa.text(f"SELECT * FROM {view} WHERE partition_date = :d"), {"d": partition_date})
+        rows = conn.execute(sa.text(query), {"d": partition_date})
         return [{k: v if isinstance(v, int | float | None) else str(v) for k, v in r.items()} for r in rows.mappings()]

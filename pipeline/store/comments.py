@@ -7,7 +7,7 @@ from sqlalchemy.engine import Connection
 
 from pipeline import dictionary
 from pipeline.config import check_column_name
-from pipeline.store import naming
+from pipeline.store import naming, sqlfiles
 
 
 def comment(conn: Connection, objects: list[dictionary.DbObject], schema: str | None = None) -> None:
@@ -22,24 +22,20 @@ def comment(conn: Connection, objects: list[dictionary.DbObject], schema: str | 
     for obj in objects:
         name = naming.table_name(conn, obj.name, schema)
         if have.get((obj.name, None)) != obj.description:
-            conn.exec_driver_sql(f"COMMENT ON {'VIEW' if obj.kind == 'view' else 'TABLE'} {name} IS "
-                                 f"{naming.literal(conn, obj.description)}")
+            kind = "comment_view" if obj.kind == "view" else "comment_table"
+            conn.exec_driver_sql(sqlfiles.statement(conn, "store/comments.sql", kind, literals={
+                "text": obj.description}, quoted={"object": name}))
         for column, text in obj.columns.items():
             if have.get((obj.name, column)) == text:
                 continue
             quoted = conn.dialect.identifier_preparer.quote_identifier(
                 check_column_name(column, "column", reserved=frozenset()))
-            conn.exec_driver_sql(f"COMMENT ON COLUMN {name}.{quoted} IS {naming.literal(conn, text)}")
+            conn.exec_driver_sql(sqlfiles.statement(conn, "store/comments.sql", "comment_column", literals={
+                "text": text}, quoted={"object": name, "column": quoted}))
 
 
 def _comments(conn: Connection, schema: str | None, names: list[str]) -> dict[tuple[str, str | None], str]:
     """The comments of the named tables and views (key ``(name, None)``) and of their columns."""
-    rows = conn.execute(sa.text(
-        "SELECT c.relname, NULL AS col, obj_description(c.oid, 'pg_class') FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = COALESCE(:s, current_schema()) "
-        "AND c.relname = ANY(:names) "
-        "UNION ALL SELECT c.relname, a.attname, col_description(c.oid, a.attnum) FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_attribute a ON a.attrelid = c.oid "
-        "AND a.attnum > 0 AND NOT a.attisdropped WHERE n.nspname = COALESCE(:s, current_schema()) "
-        "AND c.relname = ANY(:names)"), {"s": schema, "names": names}).all()
+    query = sa.text(sqlfiles.plain("store/comments.sql", "comments_in_place"))
+    rows = conn.execute(query, {"s": schema, "names": names}).all()
     return {(r[0], r[1]): r[2] for r in rows if r[2] is not None}

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from pipeline import connections, settings
 from pipeline.connections import Conn
 from pipeline.errors import ConfigError, StoreError
+from pipeline.store import sqlfiles
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +100,13 @@ def engine_for(url: str) -> Engine:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, connect_args={"timeout": 60})
+        pragmas = [sqlfiles.plain("store/engines.sql", name) for name in ("wal", "busy_timeout")]
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _: Any) -> None:
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=60000")
+            for pragma in pragmas:
+                cur.execute(pragma)
             cur.close()
 
         return engine

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -15,63 +16,108 @@ from pipeline.store import analyst, comments, grants, layout, locks, naming, ope
 log = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True)
+class Output:
+    """A job's predictions table: its name, entity key and key type, analysts' schema, the job publishing into it."""
+
+    table: str
+    key: str
+    key_type: str
+    schema: str | None
+    job_id: str | None
+
+    @property
+    def ids(self) -> dict[str, str]:
+        """The identifiers of sql/010, sql/015 and sql/020."""
+        return {"predictions": self.table, "key": self.key, "latest": f"{self.table}_latest",
+                "daily": f"{self.table}_daily"}
+
+    @property
+    def own_views(self) -> tuple[str, str]:
+        """The table's own views (``_latest``, ``_daily``), made anew at every start."""
+        return f"{self.table}_latest", f"{self.table}_daily"
+
+
+ADDED_COLUMNS = (("flags", "TEXT"), ("route", "TEXT"), ("router_model", "TEXT"), ("router_version", "INTEGER"))
+
+
 def ensure_predictions(engine: Engine, table: str, key: str, key_type: str, schema: str | None = None,
                        job_id: str | None = None) -> None:
     """Create a job's predictions table, its index, its latest-row table and its analyst views if they
     are missing (in the analysts' ``schema`` on PostgreSQL, the days and the latest rows in its
     ``storage_schema``), with their comments; ``job_id``: the job publishing into it, whose ledger,
     drift and quarantine counts the reader views of the schema show (sql/050, sql/051)."""
-    ids = {"predictions": table, "key": key, "latest": f"{table}_latest", "daily": f"{table}_daily"}
+    out = Output(table, key, key_type, schema, job_id)
+    locks.short_locks(engine, f"preparing table {table}", lambda conn: _ensure(conn, out))
 
-    def ensure(conn: Connection) -> None:
-        home = naming.analyst_schema(conn, schema)
-        parts = naming.storage_schema(conn, schema)
-        if schema and not home:
-            log.info("%s has one schema: predictions table %s stays there (output.schema %r is for PostgreSQL)",
-                     conn.dialect.name, table, schema)
-        for name in (home, parts):
-            if name:
-                conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {naming.quote(conn, name)}")
-        for stmt in sqlfiles.render_sql(conn, "010_predictions.sql", schema, key_type=key_type, **ids):
-            conn.exec_driver_sql(stmt)
-        # tables created before a column existed get it (the column list is the DDL's)
-        found = sa.inspect(conn).get_columns(table, schema=home)
-        _check_key_type(table, key, key_type, found)
-        have = {c["name"] for c in found}
-        for column, typ in (("flags", "TEXT"), ("route", "TEXT"), ("router_model", "TEXT"),
-                            ("router_version", "INTEGER")):
-            if column not in have:
-                conn.exec_driver_sql(f"ALTER TABLE {naming.table_name(conn, table, schema)} ADD COLUMN {column} {typ}")
-        views = [ids["latest"], ids["daily"], *analyst.READER_VIEWS]
-        readers = grants.view_readers(conn, home, [table, *views])
-        # the views depend on scored_at: dropped if it must change type, made anew below in any case
-        operational.upgrade_types(conn, table, ("scored_at",), schema=home, views=(ids["latest"], ids["daily"]))
-        if layout.is_plain_table(conn, table, home):
-            locks.patient(conn)
-            layout.partition_by_day(conn, table, key, home, views=(ids["latest"], ids["daily"]))
-        if parts:  # this table's days, and those of any other predictions table left beside it (a retired job's)
-            for name in {table, *layout.tables_with_days_beside(conn, home)}:
-                layout.move_partitions(conn, name, home, parts)
-        pk = sa.inspect(conn).get_pk_constraint(table, schema=home)["constrained_columns"]
-        if pk[:1] != [key]:  # the primary key does not serve an entity's history: an index by key
-            for stmt in sqlfiles.render_sql(conn, "015_predictions_index.sql", schema, by_key=f"{table}_by_key", **ids):
-                conn.exec_driver_sql(stmt)
-        current = analyst.ensure_latest_table(conn, table, key, schema)
-        for stmt in sqlfiles.render_sql(conn, "020_views.sql", schema, literals={"table": table},
-                               quoted={"current": current, "newest": analyst.newest(conn, schema)}, **ids):
-            conn.exec_driver_sql(stmt)
-        if job_id is not None:
-            analyst.reader_views(conn, job_id, table, key, key_type, schema)
-        for view, grantee in readers:  # views made anew, a table migrated: who could read them still can
-            conn.exec_driver_sql(f"GRANT SELECT ON {naming.table_name(conn, view, schema)} TO {naming.quote_role(conn, grantee)}")
-        comments.comment(conn, dictionary.objects("analyst", table, key), schema)
-        if job_id is not None:
-            comments.comment(conn, dictionary.objects("reader"), schema)
-        comments.comment(conn, dictionary.objects("storage", naming.partition_prefix(table), key), parts)
-        if job_id is not None:
-            comments.comment(conn, dictionary.objects("jobs"), parts)
 
-    locks.short_locks(engine, f"preparing table {table}", ensure)
+def _ensure(conn: Connection, out: Output) -> None:
+    """The steps of ``ensure_predictions``, in the caller's transaction."""
+    home, parts = naming.analyst_schema(conn, out.schema), naming.storage_schema(conn, out.schema)
+    if out.schema and not home:
+        log.info("%s has one schema: predictions table %s stays there (output.schema %r is for PostgreSQL)",
+                 conn.dialect.name, out.table, out.schema)
+    for name in (home, parts):
+        if name:
+            _create_schema(conn, name)
+    _make_table(conn, out, home)
+    readers = grants.view_readers(conn, home, [out.table, *out.own_views, *analyst.READER_VIEWS])
+    _migrate_layout(conn, out, home, parts)
+    current = analyst.ensure_latest_table(conn, out.table, out.key, out.schema)
+    for stmt in sqlfiles.render_sql(conn, "020_views.sql", out.schema, literals={"table": out.table},
+                                    quoted={"current": current, "newest": analyst.newest(conn, out.schema)},
+                                    **out.ids):
+        conn.exec_driver_sql(stmt)
+    if out.job_id is not None:
+        analyst.reader_views(conn, out.job_id, out.table, out.key, out.key_type, out.schema)
+    grants.give_back(conn, readers, out.schema)  # views made anew, a table migrated: who could read them still can
+    _comment(conn, out, parts)
+
+
+def _create_schema(conn: Connection, name: str) -> None:
+    conn.exec_driver_sql(sqlfiles.statement(conn, "store/common.sql", "create_schema",
+                                            quoted={"schema": naming.quote(conn, name)}))
+
+
+def _make_table(conn: Connection, out: Output, home: str | None) -> None:
+    """The predictions table made if missing (sql/010); one made before a column existed gets it."""
+    for stmt in sqlfiles.render_sql(conn, "010_predictions.sql", out.schema, key_type=out.key_type, **out.ids):
+        conn.exec_driver_sql(stmt)
+    found = sa.inspect(conn).get_columns(out.table, schema=home)
+    _check_key_type(out.table, out.key, out.key_type, found)
+    have = {c["name"] for c in found}
+    for column, typ in ADDED_COLUMNS:
+        if column not in have:
+            conn.exec_driver_sql(sqlfiles.statement(conn, "store/common.sql", "add_column", out.schema, quoted={
+                "column": column, "type": typ}, table=out.table))
+
+
+def _migrate_layout(conn: Connection, out: Output, home: str | None, parts: str | None) -> None:
+    """A table of an earlier release brought to today's layout: timestamptz, partitioned by day, its days in the
+    storage schema, an index by key when its primary key does not lead with the key."""
+    # the views depend on scored_at: dropped if it must change type, made anew by the caller in any case
+    operational.upgrade_types(conn, out.table, ("scored_at",), schema=home, views=out.own_views)
+    if layout.is_plain_table(conn, out.table, home):
+        locks.patient(conn)
+        layout.partition_by_day(conn, out.table, out.key, home, views=out.own_views)
+    if parts:  # this table's days, and those of any other predictions table left beside it (a retired job's)
+        for name in {out.table, *layout.tables_with_days_beside(conn, home)}:
+            layout.move_partitions(conn, name, home, parts)
+    pk = sa.inspect(conn).get_pk_constraint(out.table, schema=home)["constrained_columns"]
+    if pk[:1] != [out.key]:  # the primary key does not serve an entity's history: an index by key
+        for stmt in sqlfiles.render_sql(conn, "015_predictions_index.sql", out.schema, by_key=f"{out.table}_by_key",
+                                        **out.ids):
+            conn.exec_driver_sql(stmt)
+
+
+def _comment(conn: Connection, out: Output, parts: str | None) -> None:
+    """The comments of the table, its views and its storage (sql/dictionary.yaml)."""
+    comments.comment(conn, dictionary.objects("analyst", out.table, out.key), out.schema)
+    if out.job_id is not None:
+        comments.comment(conn, dictionary.objects("reader"), out.schema)
+    comments.comment(conn, dictionary.objects("storage", naming.partition_prefix(out.table), out.key), parts)
+    if out.job_id is not None:
+        comments.comment(conn, dictionary.objects("jobs"), parts)
 
 
 def _check_key_type(table: str, key: str, key_type: str, columns: list[dict[str, Any]]) -> None:
@@ -105,18 +151,17 @@ def ensure_shadow(engine: Engine, table: str, key: str, key_type: str, job_id: s
     def ensure(conn: Connection) -> None:
         home = naming.analyst_schema(conn, schema)
         if home:
-            conn.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {naming.quote(conn, home)}")
+            _create_schema(conn, home)
         readers = grants.view_readers(conn, home, [f"{table}_compare"])
         if sa.inspect(conn).has_table(f"{table}_shadow", schema=home):
             _check_key_type(f"{table}_shadow", key, key_type,
                             sa.inspect(conn).get_columns(f"{table}_shadow", schema=home))
         # {comparisons} unqualified: the view binds to the operational table the session's search path finds
-        for stmt in sqlfiles.render_sql(conn, "040_shadow.sql", schema, literals={"job": job_id}, key=key, key_type=key_type,
-                               shadow=f"{table}_shadow", compare=f"{table}_compare",
-                               comparisons="scoring_shadow_comparisons"):
+        for stmt in sqlfiles.render_sql(conn, "040_shadow.sql", schema, literals={"job": job_id}, key=key,
+                                        key_type=key_type, shadow=f"{table}_shadow", compare=f"{table}_compare",
+                                        comparisons="scoring_shadow_comparisons"):
             conn.exec_driver_sql(stmt)
-        for view, grantee in readers:
-            conn.exec_driver_sql(f"GRANT SELECT ON {naming.table_name(conn, view, schema)} TO {naming.quote_role(conn, grantee)}")
+        grants.give_back(conn, readers, schema)
         comments.comment(conn, dictionary.objects("shadow", table, key), schema)
 
     locks.short_locks(engine, f"preparing table {table}_shadow", ensure)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pipeline import livecopy
-from pipeline.store import engines, naming
+from pipeline.store import engines, locks, naming, sqlfiles
 
 log = logging.getLogger(__name__)
 
@@ -23,16 +23,15 @@ def drop_stale_loads(cur: Any, engine: Engine, home: str, table: str, day: dt.da
     """Drop the load tables of ``table`` left by attempts that are not running (killed, failed, abandoned),
     and any earlier load of ``day`` (this persist supersedes it): the next persist into the table clears
     them (the caller commits). Another day's running attempt keeps its own."""
-    cur.execute("SELECT c.relname, obj_description(c.oid, 'pg_class') FROM pg_class c JOIN pg_namespace n "
-                "ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relkind = 'r' "
-                "AND starts_with(COALESCE(obj_description(c.oid, 'pg_class'), ''), $2)", parameters=(home, LOAD_MARK))
+    cur.execute(sqlfiles.plain("store/load_tables.sql", "loads_in_schema"), parameters=(home, LOAD_MARK))
     for name, text in cur.fetchall():
         info = _load_info(text)
         if info.get("table") != table:
             continue
         status = _attempt_status(livecopy.adbc_query(cur), info)
         if info.get("day") == day.isoformat() or (info.get("run_id") is not None and status != "running"):
-            cur.execute(f"DROP TABLE IF EXISTS {naming.qualified(engine, home, name)}")
+            cur.execute(sqlfiles.statement(engine, "store/common.sql", "drop_table", quoted={
+                "table": naming.qualified(engine, home, name)}))
             log.info("dropped load table %s.%s of an attempt no longer running", home, name)
 
 
@@ -49,7 +48,7 @@ def _attempt_status(query: livecopy.Query, info: dict[str, Any]) -> str | None:
     """The ledger status of the attempt that made a load table (None: no such row, or no attempt in the mark)."""
     if info.get("run_id") is None:
         return None
-    rows = query("SELECT status FROM scoring_runs WHERE job_id = :j AND run_id = :r AND attempt = :a",
+    rows = query(sqlfiles.plain("store/load_tables.sql", "attempt_status"),
                  {"j": info.get("job_id"), "r": info["run_id"], "a": info.get("attempt")})
     return str(rows[0]["status"]) if rows else None
 
@@ -73,30 +72,34 @@ def drop_dead_loads(engine: Engine, job_id: str) -> list[str]:
     if engine.dialect.name != "postgresql":
         return []
     with engine.connect() as conn:
-        ledger = conn.execute(sa.text("SELECT current_schema()")).scalar_one()
-        found = conn.execute(sa.text(
-            "SELECT n.nspname, c.relname, obj_description(c.oid, 'pg_class') FROM pg_class c "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND NOT c.relispartition "
-            "AND starts_with(COALESCE(obj_description(c.oid, 'pg_class'), ''), :mark)"), {"mark": LOAD_MARK}).all()
+        ledger = conn.execute(sa.text(sqlfiles.plain("store/common.sql", "current_schema"))).scalar_one()
+        found = conn.execute(sa.text(sqlfiles.plain("store/load_tables.sql", "loads_anywhere")),
+                             {"mark": LOAD_MARK}).all()
     dropped: list[str] = []
     for home, name, text in found:
         info = _load_info(text)
         if info.get("job_id") != job_id or info.get("run_id") is None or info.get("ledger", home) != ledger:
             continue  # another job's, a direct call's, or another ledger's (a second deployment in the database)
-        try:
-            with engines.begin(engine) as conn:
-                conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{REAP_LOCK_TIMEOUT_MS}ms'")
-                status = _attempt_status(livecopy.sa_query(conn), info)
-                if status == "running" or (status is None and "ledger" not in info):
-                    continue  # alive; or, by a mark of before, maybe another ledger's (nothing to judge it by)
-                preparer = engine.dialect.identifier_preparer  # names read from the catalogue, quoted as they are
-                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {preparer.quote_identifier(home)}."
-                                     f"{preparer.quote_identifier(name)}")
-        except sa.exc.OperationalError as exc:
-            log.warning("load table %s.%s of job %s (attempt %s) is in use: left for the next sweep (%s)",
-                        home, name, job_id, info.get("attempt"), str(exc).splitlines()[0])
-            continue
-        log.info("dropped load table %s.%s of job %s: attempt %s/%s is %s", home, name, job_id,
-                 info.get("run_id"), info.get("attempt"), status or "gone from the ledger")
-        dropped.append(f"{home}.{name}")
+        if _drop_if_dead(engine, home, name, info):
+            dropped.append(f"{home}.{name}")
     return dropped
+
+
+def _drop_if_dead(engine: Engine, home: str, name: str, info: dict[str, Any]) -> bool:
+    """Drop one load table of the reaper's sweep if its attempt is not running, in a short transaction."""
+    try:
+        with engines.begin(engine) as conn:
+            locks.lock_timeout(conn, REAP_LOCK_TIMEOUT_MS)
+            status = _attempt_status(livecopy.sa_query(conn), info)
+            if status == "running" or (status is None and "ledger" not in info):
+                return False  # alive; or, by a mark of before, maybe another ledger's (nothing to judge it by)
+            preparer = engine.dialect.identifier_preparer  # names read from the catalogue, quoted as they are
+            conn.exec_driver_sql(sqlfiles.statement(conn, "store/common.sql", "drop_table", quoted={
+                "table": f"{preparer.quote_identifier(home)}.{preparer.quote_identifier(name)}"}))
+    except sa.exc.OperationalError as exc:
+        log.warning("load table %s.%s of job %s (attempt %s) is in use: left for the next sweep (%s)",
+                    home, name, info.get("job_id"), info.get("attempt"), str(exc).splitlines()[0])
+        return False
+    log.info("dropped load table %s.%s of job %s: attempt %s/%s is %s", home, name, info.get("job_id"),
+             info.get("run_id"), info.get("attempt"), status or "gone from the ledger")
+    return True

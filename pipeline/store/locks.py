@@ -20,11 +20,7 @@ log = logging.getLogger(__name__)
 
 
 SWAP_TRIES = 3
-
-
 SWAP_TRY_MS = 300  # one try's lock_timeout: how long readers may queue behind a swap waiting for the table
-
-
 SWAP_PAUSE_S = (0.05, 1.0)  # the pause after the first failed try, doubling (jittered) up to the second
 
 
@@ -37,7 +33,17 @@ class SwapWaitError(StoreError):
 def ddl_lock(conn: Connection) -> None:
     """PostgreSQL: one schema change at a time (concurrent CREATE ... IF NOT EXISTS can collide)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('scoring_pipeline_ddl'))"))
+        conn.execute(sa.text(sqlfiles.plain("store/locks.sql", "ddl_lock")))
+
+
+def lock_timeout(conn: Connection, ms: int) -> None:
+    """PostgreSQL: this transaction's lock waits last ``ms`` at most (``SET LOCAL lock_timeout``, the time bound)."""
+    conn.execute(sa.text(sqlfiles.plain("store/common.sql", "lock_timeout")), {"timeout": f"{int(ms)}ms"})
+
+
+def lock_timeout_adbc(cur: Any, ms: int) -> None:
+    """``lock_timeout`` through an ADBC cursor."""
+    cur.execute(sqlfiles.plain("store/common.sql", "lock_timeout_adbc"), parameters=(f"{int(ms)}ms",))
 
 
 def short_locks(engine: Engine, what: str, body: Callable[[Connection], None]) -> None:
@@ -56,7 +62,7 @@ def short_locks(engine: Engine, what: str, body: Callable[[Connection], None]) -
             with engines.begin(engine) as conn:
                 ddl_lock(conn)  # (waits for another start's DDL as long as it takes)
                 if conn.dialect.name == "postgresql":
-                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{SWAP_TRY_MS}ms'")
+                    lock_timeout(conn, SWAP_TRY_MS)
                 body(conn)
             if tried > 1:
                 log.warning("%s: readers held it; done at try %d after %.1fs", what, tried, time.monotonic() - started)
@@ -80,7 +86,7 @@ def patient(conn: Connection) -> None:
     migration (a table made from its whole history) that ``short_locks`` rolled back for a short wait
     late in it would redo all its work at every try. Readers wait for it once, as for any migration."""
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(SWAP_TRIES * settings.swap_lock_timeout_s() * 1000)}ms'")
+        lock_timeout(conn, int(SWAP_TRIES * settings.swap_lock_timeout_s() * 1000))
 
 
 def tried(tries: int, conn: Any, what: str, transaction: Callable[[], None]) -> None:
@@ -115,7 +121,7 @@ def take_from_readers(cur: Any, engine: Engine, tables: str, what: str) -> None:
     quoted = {"tables": tables, **{k: str(v) for k, v in numbers.items()}}
     for stmt in sqlfiles.render_sql(engine, "060_swap_take.sql", quoted=quoted):
         cur.execute(stmt)
-    cur.execute("SELECT current_setting('scoring.swap_locked'), current_setting('scoring.swap_tries')")
+    cur.execute(sqlfiles.plain("store/locks.sql", "swap_outcome"))
     locked, tries = cur.fetchone()
     waited = time.monotonic() - started
     if locked == "yes":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 
 import sqlalchemy as sa
@@ -83,3 +84,10 @@ def literal(conn: Connection, text: str) -> str:
 def latest_table(table: str) -> str:
     """The name of a predictions table's latest-row table (in its storage schema): ``<prefix>_current``."""
     return f"{partition_prefix(table)}_current"
+
+
+def date_literal(engine: Engine | Connection, day: dt.date) -> str:
+    """A day as a SQL literal, for statements that take no bound parameter (DDL) or repeat it: ``DATE '...'``
+    on PostgreSQL, the ISO text SQLite stores."""
+    text = literal(engine, day.isoformat())
+    return f"DATE {text}" if engine.dialect.name == "postgresql" else text

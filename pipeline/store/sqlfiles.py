@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy.engine import Connection, Engine
 
 from pipeline import settings
@@ -28,9 +30,8 @@ def statements(sql: str) -> list[str]:
 
 
 COLUMN_PLACEHOLDERS = ("key",)  # the entity key: a column name from the job file, any case and spelling
-
-
-UNQUALIFIED_PLACEHOLDERS = frozenset({"by_key", "legacy", "legacy_by_key", "comparisons", "current_key", "cur"})  # index names, new names, operational tables
+# index names, new names, operational tables:
+UNQUALIFIED_PLACEHOLDERS = frozenset({"by_key", "legacy", "legacy_by_key", "comparisons", "current_key", "cur"})
 
 
 def render_sql(engine: Engine | Connection, filename: str, schema: str | None = None,
@@ -44,6 +45,46 @@ def render_sql(engine: Engine | Connection, filename: str, schema: str | None = 
     ``quoted`` are fragments the store made of names it quoted itself (a table in another schema, a
     column list).
     """
+    names = _fills(engine, schema, literals, quoted, identifiers)
+    return [stmt.format(**names) for stmt in statements((settings.sql_dir() / filename).read_text())]
+
+
+def statement(engine: Engine | Connection, filename: str, name: str, schema: str | None = None,
+              literals: dict[str, str] | None = None, quoted: dict[str, str] | None = None,
+              **identifiers: str) -> str:
+    """The one statement under ``-- name: <name>`` in ``sql/<filename>``, its placeholders filled in as by
+    ``render_sql``; values are never placeholders: they are bound when the statement runs."""
+    [stmt] = named(engine, filename, name, schema, literals, quoted, **identifiers)
+    return stmt
+
+
+def named(engine: Engine | Connection, filename: str, name: str, schema: str | None = None,
+          literals: dict[str, str] | None = None, quoted: dict[str, str] | None = None,
+          **identifiers: str) -> list[str]:
+    """The statements under ``-- name: <name>`` in ``sql/<filename>`` (up to the next name), filled in."""
+    fills = _fills(engine, schema, literals, quoted, identifiers)
+    return [stmt.format(**fills) for stmt in statements(_block(filename, name))]
+
+
+def plain(filename: str, name: str) -> str:
+    """The statement under ``-- name: <name>`` in ``sql/<filename>``, which has no placeholder (its values are
+    bound: ``:name`` through SQLAlchemy, ``$1`` through ADBC)."""
+    [stmt] = statements(_block(filename, name))
+    return stmt
+
+
+def _block(filename: str, name: str) -> str:
+    """The text under ``-- name: <name>`` of a file of named statements (the aiosql convention)."""
+    blocks = re.split(r"^-- name: (\w+)[ \t]*$", (settings.sql_dir() / filename).read_text(), flags=re.M)
+    found = dict(zip(blocks[1::2], blocks[2::2], strict=True))
+    if name not in found:
+        raise KeyError(f"sql/{filename} has no statement named {name!r}")
+    return found[name]
+
+
+def _fills(engine: Engine | Connection, schema: str | None, literals: dict[str, str] | None,
+           quoted: dict[str, str] | None, identifiers: dict[str, str]) -> dict[str, str]:
+    """What the placeholders of a SQL file become (see ``render_sql``)."""
     def one(k: str, v: str) -> str:
         if k in COLUMN_PLACEHOLDERS:
             return naming.quote_column(engine, v)
@@ -56,7 +97,7 @@ def render_sql(engine: Engine | Connection, filename: str, schema: str | None = 
                                 else f"partition_date, {names['key']}")
     if "key_type" in identifiers:
         names["key_type"] = {"int": "BIGINT", "str": "TEXT"}[identifiers["key_type"]]
-    return [stmt.format(**names) for stmt in statements((settings.sql_dir() / filename).read_text())]
+    return names
 
 
 def column_types(engine: Engine | Connection) -> dict[str, str]:

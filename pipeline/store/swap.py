@@ -14,10 +14,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pipeline import livecopy, settings
-from pipeline.store import analyst, bulk, engines, load_tables, locks, naming
+from pipeline.store import analyst, bulk, engines, load_tables, locks, naming, sqlfiles
 
 
 def replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, partition_date: dt.date,
@@ -47,7 +48,7 @@ def replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, pa
     token = hashlib.sha256(f"{attempt}:{os.getpid()}:{time.time_ns()}".encode()).hexdigest()[:6]
     load = f"{prefix}_{partition_date:%Y%m%d}_load_{token}"
     with adbc.connect(engines.libpq_uri(engine)) as conn, conn.cursor() as cur:  # autocommit off
-        cur.execute("SELECT current_schema()")
+        cur.execute(sqlfiles.plain("store/common.sql", "current_schema"))
         db_schema = cur.fetchone()[0]  # the operational tables' (the quarantine's)
         mark = load_tables.LOAD_MARK + json.dumps({"table": table, "job_id": job_id, "day": partition_date.isoformat(),
                                        "run_id": attempt and attempt[0], "attempt": attempt and attempt[1],
@@ -63,11 +64,11 @@ def replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, pa
             written = bulk.copy_rows(cur, load, days_in, [c for c in columns if c not in constants], batches)
             conn.commit()
             if constants:
-                cur.execute(f"ALTER TABLE {q_load} " + ", ".join(
-                    f"ALTER COLUMN {naming.quote(engine, c)} DROP DEFAULT" for c in constants))
+                for column in constants:
+                    _run(cur, engine, "drop_default", load=q_load, column=naming.quote(engine, column))
                 conn.commit()  # before the index builds: the other connections' wait for this lock
             _index_load(engine, cur, days_in, load, parent, f"{prefix[:40]}_{partition_date:%Y%m%d}_{token}_pkey")
-            cur.execute(f"ANALYZE {q_load}")
+            _run(cur, engine, "analyze", load=q_load)
             conn.commit()
             rows = list(quarantine)  # read once: a swap that must wait for readers is tried again
             locks.tried(locks.SWAP_TRIES, conn, f"swapping partition {partition_date} of {table} in", lambda: _swap(
@@ -76,7 +77,7 @@ def replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, pa
         except BaseException:
             with contextlib.suppress(Exception):
                 conn.rollback()
-                cur.execute(f"DROP TABLE IF EXISTS {q_load}")
+                cur.execute(sqlfiles.statement(engine, "store/common.sql", "drop_table", quoted={"table": q_load}))
                 conn.commit()
             raise
     return written
@@ -86,26 +87,27 @@ def _create_load(engine: Engine, cur: Any, q_load: str, parent: str, day: dt.dat
                  constants: dict[str, Any]) -> None:
     """The load table: ``LIKE`` the parent, a ``CHECK`` on the day (checked row by row by the COPY, it lets
     ATTACH skip its scan), the attempt's mark as its COMMENT, the run's constants as column defaults."""
-    cur.execute(f"CREATE TABLE {q_load} (LIKE {parent} INCLUDING DEFAULTS, CHECK (partition_date = DATE "
-                f"'{day.isoformat()}'))")
-    cur.execute(f"COMMENT ON TABLE {q_load} IS {naming.literal(engine, mark)}")
-    if constants:
-        cur.execute(f"ALTER TABLE {q_load} " + ", ".join(
-            f"ALTER COLUMN {naming.quote(engine, c)} SET DEFAULT {_default_sql(engine, v)}" for c, v in constants.items()))
+    _run(cur, engine, "create_load", load=q_load, parent=parent, day=naming.date_literal(engine, day))
+    _run(cur, engine, "mark_load", load=q_load, mark=naming.literal(engine, mark))
+    for column, value in constants.items():
+        _run(cur, engine, "set_default", load=q_load, column=naming.quote(engine, column),
+             value=_default_sql(engine, value))
 
 
 def _default_sql(engine: Engine, value: Any) -> str:
-    """A constant as a column default (DDL takes no bound parameters: text is quoted by the dialect)."""
+    """A constant as a column default (DDL takes no bound parameters: a literal rendered by the dialect)."""
     if isinstance(value, bool) or not isinstance(value, int | str | dt.date):
         raise TypeError(f"no column default for {value!r}")
-    if isinstance(value, int):
-        return str(int(value))
     if isinstance(value, dt.datetime):
         aware = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-        return f"CAST({naming.literal(engine, aware.isoformat())} AS TIMESTAMPTZ)"
-    if isinstance(value, dt.date):
-        return f"CAST({naming.literal(engine, value.isoformat())} AS DATE)"
-    return naming.literal(engine, value)
+        expr = sa.cast(sa.literal(aware.isoformat(), sa.String()), sa.TIMESTAMP(timezone=True))
+    elif isinstance(value, dt.date):
+        expr = sa.cast(sa.literal(value.isoformat(), sa.String()), sa.Date())
+    elif isinstance(value, int):
+        expr = sa.literal(int(value), sa.Integer())
+    else:
+        expr = sa.literal(value, sa.String())
+    return str(expr.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
 
 
 def _index_load(engine: Engine, cur: Any, home: str, load: str, parent: str, pk_name: str) -> None:
@@ -117,21 +119,20 @@ def _index_load(engine: Engine, cur: Any, home: str, load: str, parent: str, pk_
     import psycopg
 
     q_load = naming.qualified(engine, home, load)
-    cur.execute("SELECT i.indisprimary, i.indisunique, ARRAY(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY "
-                "AS k(num, pos) JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.num ORDER BY k.pos) "
-                "FROM pg_index i WHERE i.indrelid = $1::regclass AND i.indexprs IS NULL AND i.indpred IS NULL "
-                "ORDER BY i.indisprimary DESC", parameters=(parent,))
+    cur.execute(sqlfiles.plain("store/swap.sql", "parent_indexes"), parameters=(parent,))
     builds = []
     for primary, unique, indexed in cur.fetchall():
         cols = ", ".join(engine.dialect.identifier_preparer.quote_identifier(n) for n in indexed)
-        name = f" {naming.quote(engine, pk_name)}" if primary else ""
-        builds.append((primary, f"CREATE {'UNIQUE ' if unique else ''}INDEX{name} ON {q_load} ({cols})"))
+        kind = "primary_index" if primary else "unique_index" if unique else "index"
+        builds.append((primary, sqlfiles.statement(engine, "store/swap.sql", kind, quoted={
+            "name": naming.quote(engine, pk_name), "load": q_load, "columns": cols})))
     failure: list[BaseException] = []
+    patience = sqlfiles.plain("store/swap.sql", "index_lock_timeout")
 
     def build(sql: str) -> None:
         try:
             with psycopg.connect(engines.libpq_uri(engine), autocommit=True) as other:
-                other.execute("SET lock_timeout = '60s'")  # the load table is this persist's alone: never wait long
+                other.execute(patience)  # the load table is this persist's alone: never wait long
                 other.execute(sql)
         except BaseException as exc:
             failure.append(exc)
@@ -148,7 +149,7 @@ def _index_load(engine: Engine, cur: Any, home: str, load: str, parent: str, pk_
     if failure:
         raise failure[0]
     if builds and builds[0][0]:
-        cur.execute(f"ALTER TABLE {q_load} ADD PRIMARY KEY USING INDEX {naming.quote(engine, pk_name)}")
+        _run(cur, engine, "primary_key", load=q_load, name=naming.quote(engine, pk_name))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,36 +168,49 @@ def _swap(cur: Any, engine: Engine, homes: Homes, table: str, key: str, load: st
     """The swap transaction: the latest-row table kept in step, quarantine, publish check, then (holding
     the table's lock only for these catalogue changes) the old partition of ``day`` detached and dropped
     and ``load`` attached as it."""
-    parent, q_load = naming.qualified(engine, homes.table, table), naming.qualified(engine, homes.days, load)
+    _publish_rows(cur, engine, homes, table, key, load, day)
+    cur.execute(sqlfiles.plain("store/swap.sql", "delete_quarantine"), parameters=(job_id, day))
+    for rows in quarantine:
+        if rows:
+            cur.adbc_ingest("scoring_quarantine", bulk.quarantine_table(rows), mode="append",
+                            db_schema_name=homes.ledger)
+    if attempt is not None:
+        livecopy.publish_adbc(cur, job_id, *attempt, day)
+    _exchange(cur, engine, homes, table, load, day, json.loads(mark[len(load_tables.LOAD_MARK):]))
+
+
+def _publish_rows(cur: Any, engine: Engine, homes: Homes, table: str, key: str, load: str, day: dt.date) -> None:
+    """The latest-row table kept in step with the day's new rows (sql/023), one publish of the table at a time."""
+    q_load = naming.qualified(engine, homes.days, load)
     current = naming.qualified(engine, homes.days, naming.latest_table(table))
-    # one publish of the table at a time keeps its latest rows (readers are not held: they take ACCESS SHARE)
-    cur.execute(f"LOCK TABLE {current} IN SHARE ROW EXCLUSIVE MODE")
-    cur.execute(f"SET LOCAL lock_timeout = '{int(settings.swap_lock_timeout_s() * 1000)}ms'")
-    cur.execute("SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped "
-                "ORDER BY attnum", parameters=(current,))
+    _run(cur, engine, "lock_latest", current=current)
+    locks.lock_timeout_adbc(cur, int(settings.swap_lock_timeout_s() * 1000))
+    cur.execute(sqlfiles.plain("store/swap.sql", "columns_of"), parameters=(current,))
     columns = [r[0] for r in cur.fetchall()]
     for stmt in analyst.latest_statements(engine, table, key, columns, day, homes.analyst, q_load):
         cur.execute(stmt)
-    cur.execute("DELETE FROM scoring_quarantine WHERE job_id = $1 AND partition_date = $2", parameters=(job_id, day))
-    for rows in quarantine:
-        if rows:
-            cur.adbc_ingest("scoring_quarantine", bulk.quarantine_table(rows), mode="append", db_schema_name=homes.ledger)
-    if attempt is not None:
-        livecopy.publish_adbc(cur, job_id, *attempt, day)
+
+
+def _exchange(cur: Any, engine: Engine, homes: Homes, table: str, load: str, day: dt.date,
+              info: dict[str, Any]) -> None:
+    """The day's old partition detached and dropped, the load table renamed and attached as the day, noted."""
+    parent, q_load = naming.qualified(engine, homes.table, table), naming.qualified(engine, homes.days, load)
     final = f"{naming.partition_prefix(table)}_{day:%Y%m%d}"
-    cur.execute(
-        "SELECT c.oid::regclass::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-        "WHERE i.inhparent = $1::regclass AND pg_get_expr(c.relpartbound, c.oid) = $2",
-        parameters=(parent, f"FOR VALUES IN ('{day.isoformat()}')"))
+    cur.execute(sqlfiles.plain("store/swap.sql", "partitions_of_day"),
+                parameters=(parent, f"FOR VALUES IN ('{day.isoformat()}')"))
     olds = [r[0] for r in cur.fetchall()]
     if olds:  # DETACH takes the table from its readers: in short tries, so they never queue behind it for long
         locks.take_from_readers(cur, engine, f"ONLY {parent}, {', '.join(olds)}", f"partition {day} of {table}")
     for old in olds:
-        cur.execute(f"ALTER TABLE {parent} DETACH PARTITION {old}")
-        cur.execute(f"DROP TABLE {old}")
-    cur.execute(f"ALTER TABLE {q_load} RENAME TO {naming.quote(engine, final)}")
-    cur.execute(f"ALTER TABLE {parent} ATTACH PARTITION {naming.qualified(engine, homes.days, final)} "
-                f"FOR VALUES IN (DATE '{day.isoformat()}')")
-    info = json.loads(mark[len(load_tables.LOAD_MARK):])
-    cur.execute(f"COMMENT ON TABLE {naming.qualified(engine, homes.days, final)} IS " + naming.literal(
+        _run(cur, engine, "detach", parent=parent, old=old)
+        _run(cur, engine, "drop", old=old)
+    _run(cur, engine, "rename_load", load=q_load, final=naming.quote(engine, final))
+    partition = naming.qualified(engine, homes.days, final)
+    _run(cur, engine, "attach", parent=parent, partition=partition, day=naming.date_literal(engine, day))
+    _run(cur, engine, "note_partition", partition=partition, note=naming.literal(
         engine, f"Partition {day} of {table}: the rows of run {info['run_id']} attempt {info['attempt']}."))
+
+
+def _run(cur: Any, engine: Engine, which: str, /, **quoted: str) -> None:
+    """Execute the statement ``which`` of sql/store/swap.sql, its placeholders filled with quoted fragments."""
+    cur.execute(sqlfiles.statement(engine, "store/swap.sql", which, quoted=quoted))

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from pipeline import livecopy
 from pipeline.config import PREDICTION_COLUMNS, check_column_name
 from pipeline.errors import store_failure
-from pipeline.store import analyst, bulk, engines, job_tables, naming, swap
+from pipeline.store import analyst, bulk, engines, job_tables, naming, sqlfiles, swap
 
 log = logging.getLogger(__name__)
 
@@ -49,27 +49,18 @@ def replace_partition(
         attempt: (run id, attempt) publishing: in the same transaction, ``pipeline.lease`` checks that
             no later attempt took the partition over and marks this one the ``live`` copy.
     """
-    qt = naming.table_name(engine, table, schema)
+    naming.table_name(engine, table, schema)  # a bad name is refused before anything is written
     check_column_name(key, "entity_key")  # a bad name is the job file's error, not the database's
-    written = 0
     started = time.perf_counter()
     columns = [key, *PREDICTION_COLUMNS]
     constants = constants or {}
     try:
         if engine.dialect.name == "postgresql":
             written = swap.replace_adbc(engine, table, columns, job_id, partition_date, batches, quarantine,
-                                    naming.analyst_schema(engine, schema), attempt, constants)
+                                        naming.analyst_schema(engine, schema), attempt, constants)
         else:
-            batches = _with_lineage(_with_constants(batches, constants))
-            with engines.begin(engine) as conn:
-                conn.execute(sa.text(f"DELETE FROM {qt} WHERE partition_date = :d"), {"d": partition_date})
-                _delete_quarantine(conn, job_id, partition_date)
-                for batch in batches:
-                    written += _insert(conn, qt, key, batch.select(columns))
-                _keep_latest(conn, table, key, partition_date, schema)
-                _insert_quarantine(conn, quarantine)
-                if attempt is not None:
-                    livecopy.publish(conn, job_id, *attempt, partition_date)
+            written = _replace_sqlite(engine, table, key, job_id, partition_date,
+                                      _with_lineage(_with_constants(batches, constants)), quarantine, schema, attempt)
     except Exception as exc:
         if not _is_db_error(exc):
             raise
@@ -81,10 +72,42 @@ def replace_partition(
     return written
 
 
+def _replace_sqlite(engine: Engine, table: str, key: str, job_id: str, day: dt.date, batches: Iterable[pa.Table],
+                    quarantine: Iterable[list[dict[str, Any]]], schema: str | None,
+                    attempt: tuple[str, int] | None) -> int:
+    """SQLite: the day's rows deleted and inserted, the latest rows and the quarantine kept in step, in one
+    transaction."""
+    columns = [key, *PREDICTION_COLUMNS]
+    insert = _insert_statement(engine, table, naming.prediction_columns(engine, key), schema)
+    written = 0
+    with engines.begin(engine) as conn:
+        conn.execute(_delete_day(engine, table, schema), {"d": day})
+        _delete_quarantine(conn, job_id, day)
+        for batch in batches:
+            written += _insert(conn, insert, columns, batch)
+        _keep_latest(conn, table, key, day, schema)
+        _insert_quarantine(conn, quarantine)
+        if attempt is not None:
+            livecopy.publish(conn, job_id, *attempt, day)
+    return written
+
+
+def _delete_day(engine: Engine, table: str, schema: str | None) -> sa.TextClause:
+    return sa.text(sqlfiles.statement(engine, "store/writes.sql", "delete_day", schema, table=table))
+
+
+def _insert_statement(engine: Engine, table: str, quoted_columns: list[str], schema: str | None) -> str:
+    """SQLite's INSERT of one row (for executemany): the quoted columns, a ``?`` each."""
+    return sqlfiles.statement(engine, "store/writes.sql", "insert_rows", schema, table=table, quoted={
+        "columns": ", ".join(quoted_columns), "marks": ", ".join("?" for _ in quoted_columns)})
+
+
 def _keep_latest(conn: Connection, table: str, key: str, day: dt.date, schema: str | None) -> None:
     """SQLite: the latest-row table kept in step with the day just replaced, in the same transaction."""
-    columns = [c["name"] for c in sa.inspect(conn).get_columns(naming.latest_table(table), schema=naming.storage_schema(conn, schema))]
-    for stmt in analyst.latest_statements(conn, table, key, columns, day, schema, naming.table_name(conn, table, schema)):
+    found = sa.inspect(conn).get_columns(naming.latest_table(table), schema=naming.storage_schema(conn, schema))
+    columns = [c["name"] for c in found]
+    new = naming.table_name(conn, table, schema)
+    for stmt in analyst.latest_statements(conn, table, key, columns, day, schema, new):
         conn.exec_driver_sql(stmt)
 
 
@@ -109,14 +132,11 @@ def _with_lineage(batches: Iterable[pa.Table]) -> Iterator[pa.Table]:
         yield batch
 
 
-def _insert(conn: Connection, qtable: str, key: str, batch: pa.Table) -> int:
-    """SQLite: executemany (PostgreSQL takes ADBC, see ``swap.replace_adbc``) of the key and ``PREDICTION_COLUMNS``."""
-    columns = [key, *PREDICTION_COLUMNS]
-    quoted = ", ".join(naming.prediction_columns(conn, key))
-    marks = ", ".join("?" for _ in columns)
+def _insert(conn: Connection, insert: str, columns: list[str], batch: pa.Table) -> int:
+    """SQLite: executemany (PostgreSQL takes ADBC, see ``swap.replace_adbc``) of the batch's ``columns``."""
     rows = list(zip(*(batch.column(c).to_pylist() for c in columns), strict=True))
     if rows:  # sqlite3's executemany refuses an empty list
-        conn.exec_driver_sql(f"INSERT INTO {qtable} ({quoted}) VALUES ({marks})", rows)
+        conn.exec_driver_sql(insert, rows)
     return batch.num_rows
 
 
@@ -134,24 +154,15 @@ def replace_quarantine(
 
 
 def _delete_quarantine(conn: Connection, job_id: str, partition_date: dt.date) -> None:
-    conn.execute(
-        sa.text("DELETE FROM scoring_quarantine WHERE job_id = :j AND partition_date = :d"),
-        {"j": job_id, "d": partition_date},
-    )
+    conn.execute(sa.text(sqlfiles.plain("store/writes.sql", "delete_quarantine")), {"j": job_id, "d": partition_date})
 
 
 def _insert_quarantine(conn: Connection, quarantine: Iterable[list[dict[str, Any]]]) -> int:
     count = 0
+    insert = sa.text(sqlfiles.plain("store/writes.sql", "insert_quarantine"))
     for rows in quarantine:
         if rows:
-            conn.execute(
-                sa.text(
-                    "INSERT INTO scoring_quarantine (job_id, partition_date, run_id, entity_key, entity_key_int, "
-                    "reasons, row_values, quarantined_at) VALUES (:job_id, :partition_date, "
-                    ":run_id, :entity_key, :entity_key_int, :reasons, :row_values, :quarantined_at)"
-                ),
-                rows,
-            )
+            conn.execute(insert, rows)
             count += len(rows)
     return count
 
@@ -167,25 +178,28 @@ def replace_shadow(engine: Engine, *, table: str, key: str, partition_date: dt.d
     """Replace a partition's rows of every challenger in ``<table>_shadow`` in one transaction."""
     shadow = f"{table}_shadow"
     columns = [key, *job_tables.SHADOW_COLUMNS]
-    written = 0
     if engine.dialect.name == "postgresql":
-        import adbc_driver_postgresql.dbapi as adbc
-
-        with adbc.connect(engines.libpq_uri(engine)) as conn, conn.cursor() as cur:
-            cur.execute("SELECT current_schema()")
-            home = naming.analyst_schema(engine, schema) or cur.fetchone()[0]
-            cur.execute(f"DELETE FROM {naming.qualified(engine, home, shadow)} WHERE partition_date = $1",
-                        parameters=(partition_date,))
-            written = bulk.copy_rows(cur, shadow, home, columns, batches)
-            conn.commit()
-        return written
-    quoted = ", ".join([naming.quote_column(engine, key), *job_tables.SHADOW_COLUMNS])
+        return _replace_shadow_adbc(engine, shadow, columns, partition_date, batches, schema)
+    quoted = [naming.quote_column(engine, key), *job_tables.SHADOW_COLUMNS]
+    insert = _insert_statement(engine, shadow, quoted, schema)
+    written = 0
     with engines.begin(engine) as conn:
-        qt = naming.table_name(conn, shadow, schema)
-        conn.execute(sa.text(f"DELETE FROM {qt} WHERE partition_date = :d"), {"d": partition_date})
+        conn.execute(_delete_day(engine, shadow, schema), {"d": partition_date})
         for batch in batches:
-            rows = list(zip(*(batch.column(c).to_pylist() for c in columns), strict=True))
-            if rows:
-                conn.exec_driver_sql(f"INSERT INTO {qt} ({quoted}) VALUES ({', '.join('?' for _ in columns)})", rows)
-            written += batch.num_rows
+            written += _insert(conn, insert, columns, batch)
+    return written
+
+
+def _replace_shadow_adbc(engine: Engine, shadow: str, columns: list[str], day: dt.date, batches: Iterable[pa.Table],
+                         schema: str | None) -> int:
+    """PostgreSQL: the shadow table's day deleted and copied (ADBC), in one transaction."""
+    import adbc_driver_postgresql.dbapi as adbc
+
+    with adbc.connect(engines.libpq_uri(engine)) as conn, conn.cursor() as cur:
+        cur.execute(sqlfiles.plain("store/common.sql", "current_schema"))
+        home = naming.analyst_schema(engine, schema) or cur.fetchone()[0]
+        cur.execute(sqlfiles.statement(engine, "store/writes.sql", "delete_day_adbc", quoted={
+            "table": naming.qualified(engine, home, shadow)}), parameters=(day,))
+        written = bulk.copy_rows(cur, shadow, home, columns, batches)
+        conn.commit()
     return written
