@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from pipeline import dictionary
-from pipeline.store import comments, engines, locks, migrate, naming
+from pipeline.store import comments, engines, locks, migrate, naming, sqlfiles
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +32,18 @@ def upgrade_types(conn: Connection, table: str, timestamps: tuple[str, ...] = ()
     ``views`` depending on the columns are dropped first (the caller makes them anew)."""
     if conn.dialect.name != "postgresql":
         return []
-    found = dict(conn.execute(sa.text(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = COALESCE(:s, current_schema()) AND table_name = :t"), {"s": schema, "t": table}).all())
-    changes = [f"ALTER COLUMN {naming.quote(conn, c)} TYPE timestamptz USING {naming.quote(conn, c)} AT TIME ZONE 'UTC'"
-               for c in timestamps if found.get(c) == "timestamp without time zone"]
-    changes += [f"ALTER COLUMN {naming.quote(conn, c)} TYPE jsonb USING {naming.quote(conn, c)}::jsonb"
-                for c in json_columns if found.get(c) == "text"]
+    query = sa.text(sqlfiles.plain("store/operational.sql", "column_types"))
+    found = dict(conn.execute(query, {"s": schema, "t": table}).all())
+
+    def change(kind: str, column: str) -> str:
+        return sqlfiles.statement(conn, "store/operational.sql", kind, quoted={"column": naming.quote(conn, column)})
+
+    changes = [change("to_timestamptz", c) for c in timestamps if found.get(c) == "timestamp without time zone"]
+    changes += [change("to_jsonb", c) for c in json_columns if found.get(c) == "text"]
     if changes:
         for view in views:
-            conn.exec_driver_sql(f"DROP VIEW IF EXISTS {naming.table_name(conn, view, schema)}")
-        conn.exec_driver_sql(f"ALTER TABLE {naming.table_name(conn, table, schema)} {', '.join(changes)}")
+            conn.exec_driver_sql(sqlfiles.statement(conn, "store/common.sql", "drop_view", schema, view=view))
+        conn.exec_driver_sql(sqlfiles.statement(conn, "store/operational.sql", "alter_table", schema, table=table,
+                                                quoted={"changes": ", ".join(changes)}))
         log.info("migrated %s to timestamptz/jsonb: %d column(s)", table, len(changes))
     return changes
