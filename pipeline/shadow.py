@@ -1,9 +1,10 @@
 """Champion/challenger shadow scoring: challengers score the champion's valid rows, beside it.
 
 A job lists ``model.challengers`` (versions or aliases of the same model). The run pins them at
-start (``run.start``); in the score stage, after the champion, each challenger scores the same
-valid rows with its own verified artifact (sha256, anchor, golden rows) and preprocessing, into
-``shadow-v<N>.arrow`` (``score_challengers``). Once the champion's partition is published and
+start (``run.start``); in the score step, after the champion, its part ``shadow`` (``steps.SHADOW``,
+with the run's bookkeeping) has each challenger score the same valid rows with its own verified
+artifact (sha256, anchor, golden rows) and preprocessing, into ``shadow-v<N>.arrow``
+(``score_challengers``). Once the champion's partition is published and
 reconciled, ``publish`` (in finalize) replaces the partition's rows of every challenger in
 ``<output.table>_shadow`` and records one comparison per challenger in
 ``scoring_shadow_comparisons`` (view ``<output.table>_compare``): rows, agreement of the
