@@ -48,32 +48,23 @@ def replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, pa
     token = hashlib.sha256(f"{attempt}:{os.getpid()}:{time.time_ns()}".encode()).hexdigest()[:6]
     load = f"{prefix}_{partition_date:%Y%m%d}_load_{token}"
     with adbc.connect(engines.libpq_uri(engine)) as conn, conn.cursor() as cur:  # autocommit off
-        cur.execute(sqlfiles.plain("store/common.sql", "current_schema"))
-        db_schema = cur.fetchone()[0]  # the operational tables' (the quarantine's)
+        homes = _homes(cur, engine, schema)
         mark = load_tables.LOAD_MARK + json.dumps({"table": table, "job_id": job_id, "day": partition_date.isoformat(),
-                                       "run_id": attempt and attempt[0], "attempt": attempt and attempt[1],
-                                       "ledger": db_schema})
-        home = schema or db_schema
-        days_in = naming.storage_schema(engine, schema) or db_schema  # the day partitions' and load tables' schema
-        parent, q_load = naming.qualified(engine, home, table), naming.qualified(engine, days_in, load)
-        load_tables.drop_stale_loads(cur, engine, days_in, table, partition_date)
+                                                   "run_id": attempt and attempt[0],
+                                                   "attempt": attempt and attempt[1], "ledger": homes.ledger})
+        parent, q_load = naming.qualified(engine, homes.table, table), naming.qualified(engine, homes.days, load)
+        load_tables.drop_stale_loads(cur, engine, homes.days, table, partition_date)
         constants = constants or {}
         _create_load(engine, cur, q_load, parent, partition_date, mark, constants)
         conn.commit()
         try:
-            written = bulk.copy_rows(cur, load, days_in, [c for c in columns if c not in constants], batches)
+            written = bulk.copy_rows(cur, load, homes.days, [c for c in columns if c not in constants], batches)
             conn.commit()
-            if constants:
-                for column in constants:
-                    _run(cur, engine, "drop_default", load=q_load, column=naming.quote(engine, column))
-                conn.commit()  # before the index builds: the other connections' wait for this lock
-            _index_load(engine, cur, days_in, load, parent, f"{prefix[:40]}_{partition_date:%Y%m%d}_{token}_pkey")
-            _run(cur, engine, "analyze", load=q_load)
-            conn.commit()
+            _ready(conn, cur, engine, homes.days, load, parent, constants,
+                   f"{prefix[:40]}_{partition_date:%Y%m%d}_{token}_pkey")
             rows = list(quarantine)  # read once: a swap that must wait for readers is tried again
             locks.tried(locks.SWAP_TRIES, conn, f"swapping partition {partition_date} of {table} in", lambda: _swap(
-                cur, engine, Homes(home, days_in, db_schema, schema), table, key, load, partition_date, job_id, rows,
-                attempt, mark))
+                cur, engine, homes, table, key, load, partition_date, job_id, rows, attempt, mark))
         except BaseException:
             with contextlib.suppress(Exception):
                 conn.rollback()
@@ -81,6 +72,27 @@ def replace_adbc(engine: Engine, table: str, columns: list[str], job_id: str, pa
                 conn.commit()
             raise
     return written
+
+
+def _homes(cur: Any, engine: Engine, schema: str | None) -> Homes:
+    """The schemas of this persist; the connection's own holds the operational tables (the quarantine's)."""
+    cur.execute(sqlfiles.plain("store/common.sql", "current_schema"))
+    db_schema = cur.fetchone()[0]
+    days_in = naming.storage_schema(engine, schema) or db_schema  # the day partitions' and load tables' schema
+    return Homes(schema or db_schema, days_in, db_schema, schema)
+
+
+def _ready(conn: Any, cur: Any, engine: Engine, home: str, load: str, parent: str, constants: dict[str, Any],
+           pk_name: str) -> None:
+    """The loaded table made ready to swap: the constants' defaults dropped, indexed, analysed (committed)."""
+    q_load = naming.qualified(engine, home, load)
+    if constants:
+        for column in constants:
+            _run(cur, engine, "drop_default", load=q_load, column=naming.quote(engine, column))
+        conn.commit()  # before the index builds: the other connections' wait for this lock
+    _index_load(engine, cur, home, load, parent, pk_name)
+    _run(cur, engine, "analyze", load=q_load)
+    conn.commit()
 
 
 def _create_load(engine: Engine, cur: Any, q_load: str, parent: str, day: dt.date, mark: str,
@@ -116,8 +128,6 @@ def _index_load(engine: Engine, cur: Any, home: str, load: str, parent: str, pk_
     may have added more): every plain index built at the same time, one connection each (a build
     mostly waits on one core), then the unique one made the primary key (no second build). ATTACH
     then finds each of the parent's indexes ready; an expression or partial index it builds itself."""
-    import psycopg
-
     q_load = naming.qualified(engine, home, load)
     cur.execute(sqlfiles.plain("store/swap.sql", "parent_indexes"), parameters=(parent,))
     builds = []
@@ -126,6 +136,15 @@ def _index_load(engine: Engine, cur: Any, home: str, load: str, parent: str, pk_
         kind = "primary_index" if primary else "unique_index" if unique else "index"
         builds.append((primary, sqlfiles.statement(engine, "store/swap.sql", kind, quoted={
             "name": naming.quote(engine, pk_name), "load": q_load, "columns": cols})))
+    _build_together(engine, cur, load, [sql for _, sql in builds])
+    if builds and builds[0][0]:
+        _run(cur, engine, "primary_key", load=q_load, name=naming.quote(engine, pk_name))
+
+
+def _build_together(engine: Engine, cur: Any, load: str, builds: list[str]) -> None:
+    """The first index built on ``cur``, every other one at the same time on a connection of its own."""
+    import psycopg
+
     failure: list[BaseException] = []
     patience = sqlfiles.plain("store/swap.sql", "index_lock_timeout")
 
@@ -137,19 +156,17 @@ def _index_load(engine: Engine, cur: Any, home: str, load: str, parent: str, pk_
         except BaseException as exc:
             failure.append(exc)
 
-    helpers = [threading.Thread(target=build, args=(sql,), name=f"index {load}") for _, sql in builds[1:]]
+    helpers = [threading.Thread(target=build, args=(sql,), name=f"index {load}") for sql in builds[1:]]
     for helper in helpers:
         helper.start()
     try:
         if builds:
-            cur.execute(builds[0][1])
+            cur.execute(builds[0])
     finally:
         for helper in helpers:
             helper.join()
     if failure:
         raise failure[0]
-    if builds and builds[0][0]:
-        _run(cur, engine, "primary_key", load=q_load, name=naming.quote(engine, pk_name))
 
 
 @dataclasses.dataclass(frozen=True)
