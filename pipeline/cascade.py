@@ -139,7 +139,8 @@ def merge(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str, An
     """Step ``merge_routes``: the routes' rows into the run's ``scored`` and ``quarantine`` with their lineage
     (counted for the score step), then, for a task that holds the partition, drift and the threshold."""
     spec = ctx.spec
-    models, routes = spec.route_models, {name: route_context(ctx, name).spec for name in spec.route_models}
+    models = spec.route_models
+    routes = {name: spec.for_route(name, model) for name, model in models.items()}
     summary: dict[str, Any] = {"router": f"{spec.model_name} v{spec.model_version}",
                                "router_quarantined": staged_rows(ctx.path(steps.QUARANTINE)),
                                "kept": staged_rows(ctx.path(KEPT)), "unrouted": staged_rows(ctx.path(UNROUTED)),
@@ -178,7 +179,7 @@ def _route_counts(ctx: RunContext, route: Any, model: dict[str, Any]) -> dict[st
 def _route_writer(ctx: RunContext, name: str, schema: pa.Schema) -> StagedWriter:
     """A route's ``ingested`` rows, in a fresh folder (no file of an earlier try of the task is left in it), with
     no duplicate keys to check (the router's validation quarantined them)."""
-    route = route_context(ctx, name).spec
+    route = ctx.spec.for_route(name, ctx.spec.route_models[name])
     shutil.rmtree(route.work_dir, ignore_errors=True)
     route.work_dir.mkdir(parents=True)
     route.write_json(steps.INGEST_STATE, {"files": [], "duplicate_keys": [], "ignored_columns": []})
