@@ -19,7 +19,6 @@ from pipeline.errors import ValidationFailedError
 from pipeline.kernels.conform import original_values
 from pipeline.kernels.validate import (
     RowValidator,
-    load_gx,
     quarantine_schema,
     split_rows,
     suite,
@@ -35,7 +34,6 @@ if TYPE_CHECKING:
     from pipeline.context import RunContext
 
 log = logging.getLogger(__name__)
-__all__ = ["load_gx"]  # callers that warm GX up before a stage (pipeline.run); the kernel owns it
 
 
 # -- the stage ---------------------------------------------------------------------------
