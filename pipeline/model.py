@@ -1,5 +1,5 @@
 """A model version as the registry resolves it: its folder and its card; and a model's versions and aliases as
-the registry's files list them. Below the registry and what loads a version (``pipeline.scorer``); light, so
+the registry's files list them. Below the registry and what loads a version (``pipeline.kernels.predict.Scorer``); light, so
 that the DAG files' parse (the trigger form lists a model's versions: ``refs``) imports no data library."""
 
 from __future__ import annotations
