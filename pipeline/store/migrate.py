@@ -73,7 +73,7 @@ def current(conn: Connection) -> str | None:
 def upgrade(engine: Engine, target: str = HEAD) -> list[str]:
     """Bring the operational tables to ``target`` (by default the newest revision); returns the files of
     ``sql/migrations/`` applied by this call, in order ([] when there was nothing to do)."""
-    with engine.connect() as conn:
+    with engines.begin(engine) as conn:  # an unreachable database: retried, then a StoreError naming the host
         if current(conn) == target:
             return []
     from alembic import command
