@@ -79,8 +79,8 @@ def open_row(conn: Connection, *, job_id: str, run_id: str, partition_date: dt.d
         sa.text(
             "INSERT INTO scoring_runs (job_id, run_id, attempt, partition_date, mode, dry_run, model_name, "
             "model_version, status, failed_stage, error, finished_at, started_at, heartbeat_at, holder, "
-            "stage_seconds) VALUES (:j, :r, :a, :d, :mode, :dry, :mn, :mv, :status, :stage, :error, :done, :t, "
-            ":t, :h, '{}')"
+            "stage_seconds, part_seconds) VALUES (:j, :r, :a, :d, :mode, :dry, :mn, :mv, :status, :stage, :error, "
+            ":done, :t, :t, :h, '{}', '{}')"
         ),
         {"j": job_id, "r": run_id, "a": attempt, "d": partition_date, "mode": mode, "dry": dry_run,
          "mn": model_name, "mv": model_version, "t": stamp, "h": holder,
@@ -91,21 +91,21 @@ def open_row(conn: Connection, *, job_id: str, run_id: str, partition_date: dt.d
 
 
 def update(engine: Engine, job_id: str, run_id: str, attempt: int, *, stage: str | None = None,
-           seconds: float | None = None, **fields: Any) -> None:
-    """Set fields of an attempt's row; record a stage's duration in ``stage_seconds``."""
+           seconds: float | None = None, parts: dict[str, float] | None = None, **fields: Any) -> None:
+    """Set fields of an attempt's row; record a stage's duration in ``stage_seconds`` and the seconds of parts of
+    steps by label in ``part_seconds`` (a label recorded again replaces its value)."""
     unknown = set(fields) - UPDATABLE
     if unknown:
         raise ValueError(f"not ledger fields: {sorted(unknown)}")
     where = {"j": job_id, "r": run_id, "a": attempt}
+    timings: dict[str, dict[str, float]] = {}
+    if stage is not None and seconds is not None:
+        timings["stage_seconds"] = {stage: round(seconds, 3)}
+    if parts:
+        timings["part_seconds"] = {label: round(value, 3) for label, value in parts.items()}
     with begin(engine) as conn:
-        if stage is not None and seconds is not None:
-            current = conn.execute(
-                sa.text("SELECT stage_seconds FROM scoring_runs WHERE job_id = :j AND run_id = :r AND attempt = :a"),
-                where,
-            ).scalar_one()
-            timings = as_json(current or "{}")
-            timings[stage] = round(seconds, 3)
-            fields["stage_seconds"] = json.dumps(timings, sort_keys=True)
+        if timings:
+            fields.update(_timings_merged(conn, where, timings))
         for name in ("error", "warnings"):  # texts quote URLs, exceptions and file contents
             if isinstance(fields.get(name), str):
                 fields[name] = ledger_text(fields[name])
@@ -115,6 +115,16 @@ def update(engine: Engine, job_id: str, run_id: str, attempt: int, *, stage: str
                 sa.text(f"UPDATE scoring_runs SET {sets} WHERE job_id = :j AND run_id = :r AND attempt = :a"),
                 {**fields, **where},
             )
+
+
+def _timings_merged(conn: Connection, where: dict[str, Any], timings: dict[str, dict[str, float]]) -> dict[str, str]:
+    """The row's JSON timing columns (``stage_seconds``, ``part_seconds``) with ``timings`` merged in, as JSON."""
+    current = conn.execute(
+        sa.text("SELECT stage_seconds, part_seconds FROM scoring_runs WHERE job_id = :j AND run_id = :r "
+                "AND attempt = :a"), where,
+    ).mappings().one()
+    return {column: json.dumps({**as_json(current[column] or "{}"), **new}, sort_keys=True)
+            for column, new in timings.items()}
 
 
 def ledger_text(text: str) -> str:

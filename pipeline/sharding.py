@@ -46,6 +46,10 @@ def combine(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str, 
     for step in steps.SCORING:  # wall time of the slowest shard (a part's is inside its step's)
         ledger.update(ctx.engine, spec.job_id, spec.run_id, spec.attempt, stage=step.name,
                       seconds=max(st["seconds"].get(step.name, 0.0) for st in states))
+    parts = [st.get("parts", {}) for st in states]  # each part's label: the slowest shard's, as for the steps
+    if any(parts):
+        ledger.update(ctx.engine, spec.job_id, spec.run_id, spec.attempt,
+                      parts={label: max(p.get(label, 0.0) for p in parts) for label in set().union(*parts)})
     planned = spec.read_json(steps.PLAN_STATE, run_level=True)["files"]
     ingest.check_not_empty(ctx, counts["rows_in"], len(planned), counts)
     report = validate.merge_shard_reports(ctx)  # before the threshold: a failing run has its report too

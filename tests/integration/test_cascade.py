@@ -19,6 +19,8 @@ from pipeline.store import engines
 from tests.conftest import DAY, readopt, write_job, write_partition
 
 CASCADE = {"routes": {"frequent": {"name": "churn_frequent"}, "occasional": {"name": "churn_occasional"}}}
+ROUTE_STEPS = ("validate", "router_flags", "preprocess", "score")
+STAGES = {"ingest", "validate", "preprocess", "score", "drift_gate", "persist", "finalize"}  # one per step of the plan
 
 
 def _job(home: Path, cascade: dict | None = None, **kw):
@@ -40,6 +42,20 @@ def _quarantine() -> pd.DataFrame:
 def _rows(home: Path) -> pd.DataFrame:
     files = sorted((home / "data" / "churn" / f"date={DAY}").glob("*.parquet"))
     return pd.concat([pq.read_table(f).to_pandas() for f in files]).set_index("customer_id")
+
+
+def _parts_in_the_ledger(row: dict, sharded: bool = False) -> dict[str, float]:
+    """The score step's parts have their seconds in part_seconds by label (issue 26), each inside its step's entry
+    of stage_seconds, whose keys stay one per step of the plan."""
+    parts, stages = as_json(row["part_seconds"]), as_json(row["stage_seconds"])
+    assert set(parts) == {"route", "merge_routes", *(f"{step}[route {route}]" for step in ROUTE_STEPS
+                                                     for route in ("frequent", "occasional"))}, parts
+    assert all(isinstance(v, float) and v > 0 for v in parts.values()), parts
+    assert set(stages) == STAGES | ({"plan", "combine"} if sharded else set()), stages
+    assert max(parts.values()) <= stages["score"]
+    if not sharded:  # one task: the parts one after the other, within the step
+        assert sum(parts.values()) <= stages["score"] + 0.01
+    return parts
 
 
 def _direct(name: str, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -81,6 +97,7 @@ def test_each_route_equals_scoring_its_rows_with_its_model_directly(any_db: str,
     with engines.for_connection("scoring_db").connect() as conn:
         drift = conn.execute(sa.text("SELECT DISTINCT model_name FROM scoring_drift")).scalars().all()
     assert set(drift) == {"segments", "churn_frequent", "churn_occasional"}, "drift per model on the rows it saw"
+    _parts_in_the_ledger(summary)
 
 
 def test_unknown_routes_follow_the_policy_and_the_gate_keeps_the_routers_result(cascade_home: Path) -> None:
@@ -135,6 +152,11 @@ def test_a_route_step_that_fails_is_named_in_the_ledger(cascade_home: Path) -> N
     [row] = recent(engines.for_connection("scoring_db"), "churn_test", limit=1)
     assert (row["status"], row["failed_stage"]) == ("failed", "score[route occasional]")
     assert row["rows_scored"] > 500 and "churn_occasional" in row["error"]
+    parts = as_json(row["part_seconds"])  # the parts that finished before the failure, timed
+    assert set(parts) == {"route", *(f"{step}[route frequent]" for step in ROUTE_STEPS),
+                          "validate[route occasional]", "router_flags[route occasional]",
+                          "preprocess[route occasional]"}, parts
+    assert all(v > 0 for v in parts.values()) and "score" not in as_json(row["stage_seconds"])
 
 
 def test_push_mode_carries_the_lineage(cascade_home: Path) -> None:
@@ -150,13 +172,15 @@ def test_push_mode_carries_the_lineage(cascade_home: Path) -> None:
     assert set(sent["model_name"]) == {"churn_frequent", "churn_occasional"}
 
 
-def test_a_sharded_cascade_equals_the_unsharded_one(cascade_home: Path) -> None:
+@pytest.mark.parametrize("any_db", ["sqlite", "postgresql"], indirect=True)
+def test_a_sharded_cascade_equals_the_unsharded_one(any_db: str, cascade_home: Path) -> None:
     home = cascade_home
     write_partition(home, n=1500, files=3)
     source = {"path": str(home / "data" / "churn"), "batch_rows": 200}
 
     def outcome(run_id: str, shards: int) -> tuple:
         summary = local.run_partition(_job(home, source={**source, "shards": shards}), DAY, run_id=run_id)
+        _parts_in_the_ledger(summary, sharded=shards > 1)  # a shard's labels without the shard: the slowest's
         stored = _stored().sort_index()[["prediction", "score", "route", "model_name", "model_version"]]
         with engines.for_connection("scoring_db").connect() as conn:
             drift = conn.execute(sa.text("SELECT model_name, feature, value FROM scoring_drift ORDER BY 1, 2")).all()

@@ -17,10 +17,21 @@ from scipy.stats import spearmanr
 from pipeline import local
 from pipeline.config import load_job
 from pipeline.errors import ConfigError
+from pipeline.ledger import as_json
 from pipeline.store import engines
 from tests.conftest import DAY, ROOT, with_challenger, write_job, write_partition
 
 TOP_N = 50
+STAGES = {"ingest", "validate", "preprocess", "score", "drift_gate", "persist", "finalize"}  # one per step of the plan
+
+
+def _shadow_in_the_ledger(row: dict, sharded: bool = False) -> None:
+    """The challengers' part of the score step has its seconds in part_seconds (issue 26), inside the score
+    step's entry of stage_seconds, whose keys stay one per step of the plan."""
+    parts, stages = as_json(row["part_seconds"]), as_json(row["stage_seconds"])
+    assert set(parts) == {"shadow"} and isinstance(parts["shadow"], float) and parts["shadow"] > 0, parts
+    assert set(stages) == STAGES | ({"plan", "combine"} if sharded else set()), stages
+    assert parts["shadow"] <= stages["score"]
 
 
 def _job(home: Path, challengers: list, **source):
@@ -62,6 +73,7 @@ def test_challenger_rows_land_only_in_the_shadow_table_and_the_comparison_is_rig
     job = _job(home, ["challenger"])
     summary = local.run_partition(job, DAY, run_id="first")
     assert summary["status"] == "success"
+    _shadow_in_the_ledger(summary)
     local.run_partition(job, DAY, run_id="again")  # a re-run replaces the shadow rows and the comparison
     champion = _frame("SELECT customer_id, prediction, score, model_version FROM churn_test_predictions")
     shadow = _frame("SELECT customer_id, prediction, score, model_version, run_id FROM churn_test_predictions_shadow")
@@ -95,6 +107,7 @@ def test_a_tampered_or_unknown_challenger_is_recorded_failed_while_the_champion_
     job = _job(home, ["challenger", "nope"])
     summary = local.run_partition(job, DAY, run_id="r1")
     assert summary["status"] == "success" and summary["rows_written"] == summary["rows_scored"] > 700
+    _shadow_in_the_ledger(summary)  # the part ran and recorded its failed challengers: timed like any
     rows = _frame("SELECT challenger_ref, status, error, challenger_version FROM scoring_shadow_comparisons "
                   "ORDER BY challenger_ref").to_dict("records")
     assert [(r["challenger_ref"], r["status"]) for r in rows] == [("challenger", "failed"), ("nope", "failed")]
@@ -107,14 +120,16 @@ def test_a_tampered_or_unknown_challenger_is_recorded_failed_while_the_champion_
     assert out.returncode == 1 and out.stdout.count("FAILED") == 2 and "Traceback" not in out.stderr
 
 
-def test_a_sharded_run_compares_exactly_as_an_unsharded_one(home: Path, challenger_models: Path) -> None:
+@pytest.mark.parametrize("any_db", ["sqlite", "postgresql"], indirect=True)
+def test_a_sharded_run_compares_exactly_as_an_unsharded_one(any_db: str, home: Path, challenger_models: Path) -> None:
     with_challenger(home, challenger_models)
     write_partition(home, n=1500, files=3)
     metrics = ["rows_compared", "agreement", "mean_abs_diff", "max_abs_diff", "spearman", "top_n_overlap", "psi"]
-    local.run_partition(_job(home, ["challenger"]), DAY, run_id="whole")
+    _shadow_in_the_ledger(local.run_partition(_job(home, ["challenger"]), DAY, run_id="whole"))
     whole = _frame("SELECT * FROM scoring_shadow_comparisons")[metrics].iloc[0]
     whole_rows = _frame("SELECT customer_id, score FROM churn_test_predictions_shadow ORDER BY customer_id")
-    local.run_partition(_job(home, ["challenger"], shards=3), DAY, run_id="sharded")
+    _shadow_in_the_ledger(local.run_partition(_job(home, ["challenger"], shards=3), DAY, run_id="sharded"),
+                          sharded=True)  # a shard's label without the shard: the slowest shard's
     sharded = _frame("SELECT * FROM scoring_shadow_comparisons")[metrics].iloc[0]
     assert sharded.to_dict() == pytest.approx(whole.to_dict(), rel=1e-12)
     pd.testing.assert_frame_equal(

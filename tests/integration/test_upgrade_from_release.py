@@ -119,18 +119,25 @@ def shape(engine: sa.Engine, only: set[str] | None = None) -> dict[str, Any]:
     return out
 
 
-def rows(engine: sa.Engine) -> dict[str, list[tuple[str, ...]]]:
-    """Every row of every table (day partitions through their parent), as sorted text tuples."""
+def columns(engine: sa.Engine) -> dict[str, list[str]]:
+    """The columns of every table (day partitions through their parent), by the names ``rows`` gives them."""
     inspector = sa.inspect(engine)
     skip = day_partitions(engine)
+    return {f"{schema}.{table}": [c["name"] for c in inspector.get_columns(table, schema=schema)]
+            for schema in schemas(engine) for table in inspector.get_table_names(schema=schema)
+            if (schema, table) not in skip}
+
+
+def rows(engine: sa.Engine, only: dict[str, list[str]] | None = None) -> dict[str, list[tuple[str, ...]]]:
+    """Every row of every table (day partitions through their parent), as sorted text tuples; ``only``: these
+    tables, these of their columns."""
     out = {}
     with engine.connect() as conn:
-        for schema in schemas(engine):
-            for table in inspector.get_table_names(schema=schema):
-                if (schema, table) in skip:
-                    continue
-                name = f'"{schema}"."{table}"' if schema else f'"{table}"'
-                out[f"{schema}.{table}"] = sorted(tuple(map(str, r)) for r in conn.execute(sa.text(f"SELECT * FROM {name}")))
+        for key, names in (only or columns(engine)).items():
+            schema, table = key.split(".", 1)
+            name = f'"{table}"' if schema == "None" else f'"{schema}"."{table}"'
+            selected = ", ".join(f'"{c}"' for c in names)
+            out[key] = sorted(tuple(map(str, r)) for r in conn.execute(sa.text(f"SELECT {selected} FROM {name}")))
     return out
 
 
@@ -162,19 +169,34 @@ def test_a_database_of_the_previous_release_upgrades_in_place(
     expected = fresh(new_uri, monkeypatch)
     operational_tables = set(sa.inspect(expected).get_table_names(schema=schemas(expected)[0]))
     engine = use(monkeypatch, old_uri)
+    release_columns = columns(engine)
     before = rows(engine)
     with engine.connect() as conn:
         assert migrate.current(conn) is None and len(migrate.recorded(conn) or ()) == 7, "a release's database"
+        released = migrate.recorded(conn) or set()
+    since = {p.name for p in (ROOT / "sql" / "migrations").glob("*.sql")} - released  # files newer than the release
 
     with caplog.at_level(logging.INFO, logger="pipeline.store.migrate"):
         operational.ensure_ledger(engine)  # what a run's start (or `scoring db upgrade`) does
     assert "made by a release before Alembic" in caplog.text
     with engine.connect() as conn:
         assert migrate.current(conn) == migrate.HEAD
-        assert len(migrate.recorded(conn) or ()) == 7, "every migration file was recorded by the release: none ran again"
-    after = rows(engine)
-    assert after.pop(f"{schemas(engine)[0]}.scoring_alembic_version") == [(migrate.HEAD,)]
-    assert after == before, "every row of every table, as the release left it"
+        assert migrate.recorded(conn) == released | since
+    for name in released:
+        assert f"migration {name}: applied by an earlier release, skipped" in caplog.text, "none ran again"
+    for name in since:
+        assert f"applied migration {name}" in caplog.text, "a file newer than the release: applied once"
+    after = rows(engine, release_columns)
+    record = f"{schemas(engine)[0]}.scoring_schema_migrations"
+    recorded_now = after.pop(record)
+    assert set(before[record]) <= set(recorded_now) and {r[0] for r in recorded_now} - {r[0] for r in before[record]} \
+        == since and len(recorded_now) == len(before[record]) + len(since), "the files since the release recorded"
+    assert after == {t: r for t, r in before.items() if t != record}, "every row of every table, as the release left it"
+    added = {table: [c for c in names if c not in release_columns[table]]
+             for table, names in columns(engine).items() if table in release_columns}
+    for table, values in rows(engine, {t: c for t, c in added.items() if c}).items():
+        assert all(set(row) == {"None"} for row in values), f"{table}: a column added since the release is NULL"
+    assert rows(engine).pop(f"{schemas(engine)[0]}.scoring_alembic_version") == [(migrate.HEAD,)]
     assert shape(engine, operational_tables) == shape(expected, operational_tables), "operational tables: as new"
 
     # a run of a job of the release on it: its tables brought up to date, the day published, readable
@@ -188,9 +210,9 @@ def test_a_database_of_the_previous_release_upgrades_in_place(
     summary = local.run_partition(job, NEW_DAY, run_id="after-upgrade")
     assert summary["status"] == "success" and summary["rows_written"] == summary["rows_scored"] > 250
     assert shape(engine) == shape(expected), "every table, column, index and view: as a new database has them"
-    now = rows(engine)
+    now, kept = rows(engine), rows(engine, release_columns)
     for table, old in before.items():
-        assert set(old) <= set(now[table]) or table.endswith(("_current", "scoring_latest_partitions")), table
+        assert set(old) <= set(kept[table]) or table.endswith(("_current", "scoring_latest_partitions")), table
     _readable(engine, summary)
 
     # a second upgrade: nothing to do, nothing changed
