@@ -257,7 +257,8 @@ GENERIC_NEXT_STEP = ("Open the failed task's log in this run's grid for the full
 
 
 def next_step(status: str | None, failed_stage: str | None) -> str:
-    """What an operator does next about an attempt that did not publish."""
+    """What an operator does next about an attempt that did not publish (a shard's or a route's failure, e.g.
+    ``validate[shard 2]`` or ``score[route frequent]``, gets its step's advice)."""
     if status == "abandoned":
         return ("The worker running this attempt went away (killed, or its machine restarted) before it finished. "
                 "Clear the run: the next attempt takes the partition over.")
@@ -267,7 +268,7 @@ def next_step(status: str | None, failed_stage: str | None) -> str:
         return "The day was marked skipped by hand: nothing is expected. Trigger it with partition_date to score it."
     if status == "running":
         return "The attempt is still running: this page shows its report once validate has written it."
-    return NEXT_STEPS.get(failed_stage or "", GENERIC_NEXT_STEP)
+    return NEXT_STEPS.get((failed_stage or "").split("[", 1)[0], GENERIC_NEXT_STEP)
 
 
 def _drift(engine: Engine, job_id: str, first: dt.date, last: dt.date) -> dict[tuple[dt.date, str], tuple[float, int]]:

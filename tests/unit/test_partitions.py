@@ -154,6 +154,14 @@ def test_every_failure_names_a_next_step(status: str, stage: str | None, words: 
     assert words in partitions.next_step(status, stage)
 
 
+@pytest.mark.parametrize(("stage", "step"), [("validate[shard 2]", "validate"), ("score[route frequent]", "score"),
+                                            ("preprocess[route occasional][shard 1]", "preprocess"),
+                                            ("ingest[shard 0]", "ingest")])
+def test_a_shards_or_a_routes_failure_gets_its_steps_next_step(stage: str, step: str) -> None:
+    assert partitions.next_step("failed", stage) == partitions.NEXT_STEPS[step] != partitions.GENERIC_NEXT_STEP
+    assert partitions.next_step("failed", "route[shard 1]") == partitions.GENERIC_NEXT_STEP, "a step with no advice"
+
+
 def test_open_job_finds_the_job_and_its_database_or_says_why_not(home: Path) -> None:
     write_job(home)
     job, engine = partitions.open_job("churn_test")
