@@ -51,6 +51,7 @@ def test_dags_test_end_to_end(any_db: str, home: Path, migrated_home: Path, chal
                                             "rows_compared": row["rows_scored"], "run_id": row["run_id"]}]
     assert set(as_json(row["stage_seconds"])) == {"ingest", "validate", "preprocess", "score", "drift_gate", "persist",
                                                   "finalize"}
+    assert set(as_json(row["part_seconds"])) == {"shadow"}, "the challengers' part of the score task, timed"
     assert not list((home / "staging").rglob("*.arrow")) and not list((home / "staging").rglob("*.parquet"))
     states = _task_states(migrated_home, row["run_id"])  # no breach: the check passes
     assert (states["check_quality"], states["checks_done"]) == ("success", "success"), states
@@ -296,6 +297,7 @@ def test_sharded_job_maps_shards_and_publishes_once(home: Path, migrated_home: P
     assert row["status"] == "success" and row["rows_in"] == row["rows_scored"] + row["rows_quarantined"]
     assert _count(DAY) == row["rows_written"] == row["rows_scored"] > 1900
     assert not list((home / "staging").rglob("*.arrow")) and not list((home / "staging").rglob("*.parquet"))
+    assert as_json(row["part_seconds"]) == {}, "a job whose steps have no parts"
 
 
 def test_a_cascade_job_runs_through_airflow(cascade_home: Path, migrated_home: Path) -> None:
@@ -317,6 +319,10 @@ def test_a_cascade_job_runs_through_airflow(cascade_home: Path, migrated_home: P
                                                ("occasional", "churn_occasional", "segments")]
     assert sum(r[3] for r in lineage) == row["rows_scored"]
     assert "route frequent -> churn_frequent v1" in out.stdout + out.stderr
+    parts = as_json(row["part_seconds"])  # the score task's parts, timed in the ledger (issue 26)
+    assert set(parts) == {"route", "merge_routes", *(f"{step}[route {route}]" for route in ("frequent", "occasional")
+                                                     for step in ("validate", "router_flags", "preprocess", "score"))}
+    assert all(v > 0 for v in parts.values()) and "route" not in as_json(row["stage_seconds"])
 
 
 def test_a_published_partition_is_an_asset_event_that_runs_the_downstream_dag(
