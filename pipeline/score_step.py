@@ -1,8 +1,9 @@
 """The score step of a run: the pinned model over the run's features (``score.score_file``, its drift
 included), then its parts, each through the bookkeeping of ``bookkeeping.part`` (timed, logged with its
-label, a failure recorded with its name): the challengers' shadow (``steps.SHADOW``) for a job that has
-them, and for a cascade's router its routes: ``steps.ROUTE`` splits the rows, every route that got rows runs
-``steps.ROUTE_STEPS`` with its own model, and ``steps.MERGE_ROUTES`` gathers them into the run's rows.
+label, its seconds in the ledger's ``part_seconds`` by label, a failure recorded with its name): the
+challengers' shadow (``steps.SHADOW``) for a job that has them, and for a cascade's router its routes:
+``steps.ROUTE`` splits the rows, every route that got rows runs ``steps.ROUTE_STEPS`` with its own model,
+and ``steps.MERGE_ROUTES`` gathers them into the run's rows.
 
 Above ``score``, ``shadow`` and ``cascade``: the step composes them, so none of them needs to know the others.
 """
