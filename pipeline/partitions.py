@@ -191,6 +191,11 @@ def _succeeded(entry: Day, row: dict[str, Any], deadline: dt.datetime | None) ->
         entry.state = "published"
 
 
+# the steps that apply the job's quarantine threshold to the whole partition: validate, a cascade's merge of its
+# routes, a sharded run's combine of its shards
+THRESHOLD_STEPS = ("validate", "merge_routes", "combine")
+
+
 def _failed(job: JobConfig, entry: Day, row: dict[str, Any]) -> None:
     """A day whose latest attempt failed or was abandoned, with the breach that stopped it."""
     status, stage = row["status"], row.get("failed_stage")
@@ -198,7 +203,7 @@ def _failed(job: JobConfig, entry: Day, row: dict[str, Any]) -> None:
     entry.state = "failed"
     if stage == "drift_gate" and "drift" not in entry.breaches:
         entry.breaches.append("drift")
-    if stage == "validate" and over and "quarantine" not in entry.breaches:
+    if (stage or "").split("[")[0] in THRESHOLD_STEPS and over and "quarantine" not in entry.breaches:
         entry.breaches.append("quarantine")
     entry.detail = ("abandoned: its worker went away" if status == "abandoned"
                     else f"failed at {stage or 'an unknown stage'}")

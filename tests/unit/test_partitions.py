@@ -146,6 +146,17 @@ def test_a_ledger_without_tables_reads_as_no_rows(home: Path, tmp_path: Path) ->
     assert partitions.run_attempts(empty, "churn_test", "r") == []
 
 
+@pytest.mark.parametrize("stage", ["merge_routes", "combine"])
+def test_a_cascades_or_a_sharded_runs_threshold_failure_is_a_quarantine_breach(home: Path, engine: sa.Engine,
+                                                                                stage: str) -> None:
+    job = load_job(write_job(home, start_date="2026-11-20", schedule="0 0 * * *"))
+    add(engine, "2026-11-20", "over", "failed", failed_stage=stage, rows_in=100, rows_quarantined=30)
+    add(engine, "2026-11-21", "under", "failed", failed_stage=stage, rows_in=100, rows_quarantined=1)
+    days = {d.day.isoformat(): d for d in partitions.calendar(job, engine, NOW, days=6)}
+    assert days["2026-11-20"].breaches == ["quarantine"] and days["2026-11-20"].detail == f"failed at {stage}"
+    assert days["2026-11-21"].breaches == [], "under the threshold the step failed for another reason"
+
+
 @pytest.mark.parametrize(("status", "stage", "words"), [
     ("failed", "validate", "quarantine reasons"), ("failed", "drift_gate", "drift.on_breach"),
     ("missing", "wait_for_partition", "upstream export"), ("failed", "marked_failed", "marked this run failed"),
