@@ -21,7 +21,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from pipeline.settings import safe_name
-from pipeline.steps import ROUTE_DEFAULT
+from pipeline.steps import route_models
 
 
 @dataclass(frozen=True)
@@ -129,13 +129,7 @@ class RunSpec:
     def route_models(self) -> dict[str, dict[str, Any]]:
         """A cascade router's pinned route models by route name, the default's under ``ROUTE_DEFAULT`` (``{}`` for
         a run without a cascade, or a route)."""
-        if not self.routes_after_score:
-            return {}
-        assert self.cascade is not None
-        out = dict(self.cascade["routes"])
-        if isinstance(self.cascade["default"], dict):
-            out[ROUTE_DEFAULT] = self.cascade["default"]
-        return out
+        return route_models(self.cascade) if self.cascade and self.route is None else {}
 
     def for_route(self, name: str, model: dict[str, Any]) -> RunSpec:
         """A cascade route's spec: the route's model over the rows the router sent it, in ``route-<name>/``."""

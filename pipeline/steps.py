@@ -31,6 +31,15 @@ DATASETS = (INGESTED, VALID, QUARANTINE, FEATURES, SCORED)  # the Arrow IPC hand
 FLAGS = "__flags"  # validation's 'flag' reasons ("; "-joined), carried to the predictions' flags column
 ROUTE_DEFAULT = "__default__"  # a cascade's route name of the rows its default model scores (RunSpec.route_models)
 
+
+def route_models(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A pinned cascade plan's models by route name, the default model's under ``ROUTE_DEFAULT`` (the run spec
+    and the routing kernel both read a plan through this)."""
+    out = dict(plan["routes"])
+    if isinstance(plan["default"], dict):
+        out[ROUTE_DEFAULT] = plan["default"]
+    return out
+
 # -- JSON state files --------------------------------------------------------------------
 INGEST_STATE = "ingest"  # files read, duplicate keys, ignored columns
 SCORE_STATE = "score"  # scored_at

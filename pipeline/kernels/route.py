@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from pipeline.kernels.columns import FLAGS, RAW_PREFIX, REASONS
 from pipeline.kernels.predict import scored_schema
 from pipeline.steps import ROUTE_DEFAULT as DEFAULT
+from pipeline.steps import route_models as models_of
 
 ROUTER_FLAGS = "__router_flags"  # the router's flags of a routed row, joined to the route model's own
 LINEAGE = (("route", pa.string()), ("model_name", pa.string()), ("model_version", pa.int32()),
@@ -27,14 +28,6 @@ LINEAGE = (("route", pa.string()), ("model_name", pa.string()), ("model_version"
 __all__ = ["DEFAULT", "LINEAGE", "ROUTER_FLAGS", "RouteSplit", "Router", "child_schema", "confidence",
            "count_reasons", "final_schema", "join_flags", "merge_router_flags", "models_of", "prefixed", "route_name",
            "with_lineage"]
-
-
-def models_of(plan: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Route name -> pinned model (the default's under ``DEFAULT``)."""
-    out = dict(plan["routes"])
-    if isinstance(plan["default"], dict):
-        out[DEFAULT] = plan["default"]
-    return out
 
 
 def confidence(values: np.ndarray, scores: np.ndarray, positive: str | None) -> np.ndarray:
