@@ -1,0 +1,1 @@
+"""The online door: ``scoring serve JOB`` scores requests with the kernels the nightly run uses."""
