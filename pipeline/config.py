@@ -675,6 +675,21 @@ class DriftConfig(_Strict):
         return data
 
 
+class OnlineConfig(_Strict):
+    """The online door of the job (``scoring serve``): request limits, alias re-reading, the answers' record."""
+
+    max_rows: int = Field(1000, ge=1, le=100_000, description="Rows one request may hold; more: HTTP 413.")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Bytes a request's body may have; more: HTTP 413.")
+    reload_seconds: float = Field(2.0, gt=0, le=3600, description="How often the served model's alias is read "
+                                  "again: a promotion or a rollback is served within this many seconds, once the "
+                                  "new version is verified (sha256 against its anchor, golden rows).")
+    queue_records: int = Field(100_000, ge=1, description="Answered rows waiting to be written to "
+                               "<output.table>_online at most (the database slow or down); when the queue is full "
+                               "requests get HTTP 503: never an answer without its record.")
+    record_inputs: bool = Field(True, description="Store each row's inputs (JSON) beside their sha256 in "
+                                "<output.table>_online; false: only the hash (then no drift of online traffic).")
+
+
 OUTCOME_METRICS = ("roc_auc", "log_loss", "accuracy", "brier", "calibration_gap", "mae", "rmse")
 
 
@@ -761,6 +776,9 @@ class JobConfig(_Strict):
                                           "these routes' models score its rows (two stages).")
     outcomes: OutcomesConfig | None = Field(None, description="Realised outcomes of the predictions, for "
                                             "`scoring outcomes` (performance per model version and partition).")
+    online: OnlineConfig = Field(default_factory=OnlineConfig, description="The online door (`scoring serve`): "
+                                 "request limits, how often the alias is re-read, the record of its answers in "
+                                 "<output.table>_online.")
 
     @field_validator("job_id")
     @classmethod

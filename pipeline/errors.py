@@ -109,6 +109,14 @@ class StagingError(ScoringError):
     retryable = False
 
 
+class RequestError(ScoringError):
+    """An online request cannot be read as rows (not a list of objects, a key that cannot be read as the job's
+    entity_key_type, ...): its message names the problem and the row's position, never a value. The app
+    answers it with HTTP 422 (400 for a body that is not JSON); nothing is scored or recorded."""
+
+    retryable = False
+
+
 # -- database errors: the ones a retry can fix and the ones it cannot ------------------------
 DATA_SQLSTATE_CLASSES = ("22", "23")  # data exception, integrity constraint violation
 DATA_ERROR_CLASSES = ("DataError", "IntegrityError")  # the DB-API's names (sqlite3, psycopg, ADBC, SQLAlchemy)
