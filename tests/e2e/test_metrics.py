@@ -86,7 +86,8 @@ def prometheus(exporter: tuple[int, str], tmp_path: Path) -> Iterator[Prometheus
     config = dict(shipped)
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
     config["rule_files"] = [str(ROOT / "monitoring" / rule) for rule in shipped["rule_files"]]
-    [scrape] = config["scrape_configs"]  # the shipped job (honor_labels and all), pointed at this exporter
+    # the shipped exporter job (honor_labels and all), pointed at this exporter; no online server here
+    [scrape] = config["scrape_configs"] = [s for s in shipped["scrape_configs"] if s["job_name"] == "statsd-exporter"]
     scrape["static_configs"] = [{"targets": [exporter[1].split("/")[2]]}]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
