@@ -1,0 +1,79 @@
+"""Online drift (pipeline.serve.drift): a day of online records judged with the batch's machinery. The same rows
+scored in batch and recorded online give the same PSI, p-value and row count per feature; the online rows sit
+beside the batch's in scoring_drift (source online, run_id online:<day>) and a second computation replaces them.
+The rows are answered by the door itself (pipeline.serve.door) and recorded by the recorder."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import DAY, write_job, write_partition
+
+pytestmark = pytest.mark.slow
+COLUMNS = "feature, model_name, model_version, kind, value, threshold, drifted, row_count, p_value"
+
+
+def drift_rows(engine: sa.Engine, source: str) -> dict[str, dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(f"SELECT {COLUMNS}, run_id FROM scoring_drift WHERE job_id = 'online_dr' "  # noqa: S608
+                                    "AND partition_date = :d AND source = :s"), {"d": DAY, "s": source}).mappings()
+        return {r["feature"]: dict(r) for r in rows}
+
+
+def record_online(job: Any, home: Path) -> tuple[int, int]:
+    """The day's rows answered by the door, as a client sends them (JSON, requests of 100 rows), and recorded."""
+    from pipeline.serve.door import Door
+    from pipeline.serve.recorder import Recorder
+
+    sent = [json.loads(json.dumps(r)) for r in pq.read_table(home / "data" / "churn" / f"date={DAY}").to_pylist()]
+    door, recorder = Door(job), Recorder(job, queue_records=100_000, batch_rows=500)
+    door.load()
+    recorder.start()
+    at = dt.datetime.combine(DAY, dt.time(12), tzinfo=dt.UTC)
+    scored = 0
+    for start in range(0, len(sent), 100):
+        results = door.score(sent[start:start + 100], f"req-{start:05d}")
+        recorder.put(results, f"req-{start:05d}", at)
+        scored += sum(r.status == "scored" for r in results)
+    assert recorder.stop() == 0
+    return scored, len(sent)
+
+
+def test_online_drift_equals_the_batch_kernel_on_the_same_rows(any_db: str, home: Path) -> None:
+    from pipeline import local
+    from pipeline.config import load_job
+    from pipeline.serve.drift import online_drift, run_id_of
+    from pipeline.store import engines
+
+    write_partition(home, n=2000, shift=1.0)  # shifted inputs: support_tickets_90d drifts
+    job = load_job(write_job(home, "online_dr", drift={"on_breach": "ignore"}))
+    assert local.run_partition(job, DAY, run_id="batch-1")["status"] == "success"
+    engine = engines.for_connection("scoring_db")
+    n, sent = record_online(job, home)
+    with engine.connect() as conn:  # the generator's broken row was quarantined online too: not counted
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM online_dr_predictions_online WHERE status = 'quarantined'"
+                                    )).scalar() == sent - n > 0
+
+    results = online_drift(job, DAY)
+    batch, online = drift_rows(engine, "batch"), drift_rows(engine, "online")
+    assert set(online) == set(batch) and "support_tickets_90d" in online and "__score__" in online
+    for feature, row in online.items():
+        same = {k: batch[feature][k] for k in COLUMNS.split(", ")}
+        assert {k: row[k] for k in same} == same, feature  # the same PSI, p-value, judgement and rows counted
+        assert row["run_id"] == run_id_of(DAY) == f"online:{DAY}"
+    assert online["support_tickets_90d"]["drifted"] and online["support_tickets_90d"]["row_count"] == n
+    assert {r["feature"] for r in results if r["drifted"]} == {f for f, r in batch.items() if r["drifted"]}
+    assert {(r["model_name"], r["model_version"]) for r in results} == {("churn", 1)}
+
+    online_drift(job, DAY)  # computed again: replaced, not added; the batch's rows stay
+    with engine.connect() as conn:
+        counts = dict(conn.execute(sa.text("SELECT source, COUNT(*) FROM scoring_drift WHERE job_id = 'online_dr' "
+                                           "GROUP BY source")).all())
+    assert counts == {"batch": len(batch), "online": len(online)}
