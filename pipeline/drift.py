@@ -66,7 +66,8 @@ def replace(engine: Engine, *, job_id: str, partition_date: dt.date, run_id: str
              "partition_date": partition_date, "run_id": run_id, "computed_at": now}
             for r in results]  # a cascade's results name their own model
     with begin(engine) as conn:
-        conn.execute(sa.text("DELETE FROM scoring_drift WHERE job_id = :j AND partition_date = :d"),
+        conn.execute(sa.text("DELETE FROM scoring_drift WHERE job_id = :j AND partition_date = :d "
+                             "AND source = 'batch'"),
                      {"j": job_id, "d": partition_date})
         if rows:
             conn.execute(sa.text(

@@ -25,6 +25,6 @@ WHERE job_id IN (SELECT job_id FROM {jobs});
 DROP VIEW IF EXISTS {drift_daily};
 CREATE VIEW {drift_daily} AS
 SELECT job_id, partition_date, model_name, model_version, feature, kind, statistic, value, threshold, drifted,
-       row_count, p_value, run_id, computed_at
+       row_count, p_value, run_id, computed_at, source
 FROM scoring_drift
 WHERE job_id IN (SELECT job_id FROM {jobs});
