@@ -38,6 +38,7 @@ from pipeline.partition import parse_date
 from pipeline.registry import Registry
 from pipeline.resolve import Models
 from pipeline.score import scorer_for
+from pipeline.serve.server import serve
 from pipeline.store import engines, grants, migrate, operational
 
 
@@ -55,6 +56,23 @@ def _run(args: argparse.Namespace) -> int:
                                 mode=args.mode, resend=args.resend)
     print(json.dumps(summary, indent=2, default=str))
     return 0
+
+
+def _job_named(text: str) -> config.JobConfig:
+    """A job by id (a file in the jobs folder) or by the path of its job file."""
+    path = Path(text)
+    if path.suffix in (".yaml", ".yml") or len(path.parts) > 1:
+        if not path.is_file():
+            raise ConfigError(f"no job file {path}: give a job id (a file in {settings.jobs_dir()}) or a job file")
+        return load_job(path)
+    return run.find_job(text)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Serve the job's model over HTTP until stopped; 1 if answered rows were left unwritten."""
+    left = serve(_job_named(args.job), host=args.host, port=args.port, tokens_file=args.tokens_file,
+                no_auth=args.no_auth)
+    return 1 if left else 0
 
 
 def _redrive(args: argparse.Namespace) -> int:
@@ -328,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     _models_parser(sub)
     _db_parser(sub)
     _jobs_parser(sub)
+    _serve_parsers(sub)
     return parser
 
 
@@ -460,6 +479,19 @@ def _jobs_parser(sub: Any) -> None:
     q = jsub.add_parser("schema")
     q.add_argument("--write", help="write the schema to this file")
     p.set_defaults(fn=_jobs)
+
+
+def _serve_parsers(sub: Any) -> None:
+    """``serve``: the online door."""
+    p = sub.add_parser("serve", help="score requests over HTTP with the job's model, contract and preprocessing "
+                       "(POST /v1/jobs/JOB:score), until SIGINT or SIGTERM")
+    p.add_argument("job", help="job id (a file in the jobs folder) or the path of a job file")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--tokens-file", help=f"bearer tokens, one per line, '#' comments (default: "
+                   f"{settings.SERVE_TOKENS_FILE}); required unless --no-auth")
+    p.add_argument("--no-auth", action="store_true", help="no authentication (only with --host 127.0.0.1)")
+    p.set_defaults(fn=_serve)
 
 
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:

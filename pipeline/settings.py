@@ -14,6 +14,9 @@
 | ``SCORING_ALLOW_UNANCHORED`` | unset | ``1``: development only: load a model version that has no anchor, with a warning at each load |
 | ``SCORING_STATSD_HOST`` / ``SCORING_STATSD_PORT`` | Airflow's ``[metrics] statsd_host/port`` | where the run metrics go (``pipeline.metrics``) |
 | ``SCORING_STATSD`` | unset | ``0``: send no run metrics |
+| ``SCORING_SERVE_TOKENS_FILE`` | unset | ``scoring serve``: the bearer tokens file (one per line, ``#`` comments) when ``--tokens-file`` is not given |
+| ``SCORING_SERVE_THREADS`` | ``1`` | ``scoring serve``: OpenMP/BLAS threads each request may predict with |
+| ``SCORING_SERVE_SHUTDOWN_SECONDS`` | ``10`` | ``scoring serve``: on SIGTERM, how long requests in flight may finish, then how long the recorder may write what waits |
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from pathlib import Path
 ALLOW_VERSION_MISMATCH = "SCORING_ALLOW_SKLEARN_VERSION_MISMATCH"
 REGISTRY_DB = "SCORING_REGISTRY_DB"
 ALLOW_UNANCHORED = "SCORING_ALLOW_UNANCHORED"
+SERVE_TOKENS_FILE = "SCORING_SERVE_TOKENS_FILE"
+# the thread pools' own variables, which ``scoring serve`` sets (when unset) before the models' libraries load
+THREAD_POOL_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def _folder(variable: str, default: str) -> Path:
@@ -123,6 +129,23 @@ def threads() -> int | None:
     """Threads a model may use to predict, when the job does not say (``SCORING_THREADS``)."""
     value = os.environ.get("SCORING_THREADS")
     return int(value) if value else None
+
+
+def serve_tokens_file() -> str | None:
+    """The bearer tokens file of ``scoring serve`` when ``--tokens-file`` is not given (``SCORING_SERVE_TOKENS_FILE``)."""
+    return (os.environ.get(SERVE_TOKENS_FILE) or "").strip() or None
+
+
+def serve_threads() -> int:
+    """OpenMP/BLAS threads a request of ``scoring serve`` predicts with (``SCORING_SERVE_THREADS``, 1): requests
+    run side by side, each on one core, rather than each on every core."""
+    return max(1, int(os.environ.get("SCORING_SERVE_THREADS") or "1"))
+
+
+def serve_shutdown_seconds() -> float:
+    """On a stop signal, how long ``scoring serve`` lets requests in flight finish, then the recorder write what
+    waits (``SCORING_SERVE_SHUTDOWN_SECONDS``, 10)."""
+    return float(os.environ.get("SCORING_SERVE_SHUTDOWN_SECONDS") or "10")
 
 
 def worker_processes() -> int:

@@ -1,0 +1,118 @@
+"""The online door's Prometheus metrics, in a registry of the app's own (``GET /metrics``).
+
+Counted by the app as requests are answered: ``scoring_online_requests_total{job,code}``,
+``scoring_online_request_seconds{job}`` (histogram), ``scoring_online_rows_total{job,outcome}``,
+``scoring_online_errors_total{job,kind}``. Read from the recorder and the door at each scrape:
+``scoring_online_queue_records``, ``scoring_online_records_written_total``,
+``scoring_online_record_failures_total``, ``scoring_online_model_version{job,model}``,
+``scoring_online_reload_failures_total`` and ``scoring_online_ready``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+ERROR_KINDS = ("auth", "too_large", "invalid", "queue_full", "internal")
+OUTCOMES = ("scored", "quarantined")
+
+
+class _Live:
+    """A collector reading the recorder and the door when Prometheus scrapes (nothing is copied in between)."""
+
+    def __init__(self, job: str, door: Any, recorder: Any) -> None:
+        self.job, self.door, self.recorder = job, door, recorder
+
+    def describe(self) -> list[Any]:
+        """Nothing described ahead: the registry calls ``collect`` at registration only if this is empty."""
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        """The gauges and counters of this moment."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        job = [self.job]
+        queue = GaugeMetricFamily("scoring_online_queue_records", "Answered rows waiting to be written to "
+                                  "<output.table>_online", labels=["job"])
+        queue.add_metric(job, float(self.recorder.depth))
+        written = CounterMetricFamily("scoring_online_records_written", "Answered rows written to "
+                                      "<output.table>_online", labels=["job"])
+        written.add_metric(job, float(self.recorder.written))
+        failures = CounterMetricFamily("scoring_online_record_failures", "Failed attempts to write answered rows "
+                                       "(retried while the queue holds them)", labels=["job"])
+        failures.add_metric(job, float(self.recorder.failures))
+        reloads = CounterMetricFamily("scoring_online_reload_failures", "New versions of the served alias refused "
+                                      "(integrity, golden rows, load); the last good version keeps serving",
+                                      labels=["job"])
+        reloads.add_metric(job, float(self.door.reload_failures))
+        ready = GaugeMetricFamily("scoring_online_ready", "1 when a verified model is loaded", labels=["job"])
+        ready.add_metric(job, 1.0 if self.door.ready else 0.0)
+        yield from (queue, written, failures, reloads, ready, self._versions())
+
+    def _versions(self) -> Any:
+        """The served version of each model (a cascade's router and route models too)."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        family = GaugeMetricFamily("scoring_online_model_version", "Version of each model served",
+                                   labels=["job", "model"])
+        for name, version in served_models(self.door):
+            family.add_metric([self.job, name], float(version))
+        return family
+
+
+def served_models(door: Any) -> list[tuple[str, int]]:
+    """(name, version) of every model the door serves: the model, then a cascade's route models if any."""
+    served = getattr(door, "served", None) if door.ready else None
+    if served is None:
+        return []
+    found = [(str(served.name), int(served.version))]
+    routes = getattr(served, "routes", None) or {}
+    for model in routes.values() if isinstance(routes, dict) else routes:
+        pair = (str(model.name), int(model.version)) if hasattr(model, "name") else (str(model[0]), int(model[1]))
+        if pair not in found:
+            found.append(pair)
+    return found
+
+
+class Metrics:
+    """The app's metrics: counted per request, plus the recorder's and the door's state read at scrape time."""
+
+    def __init__(self, job: str, door: Any, recorder: Any) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.job = job
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._requests = Counter("scoring_online_requests", "Score requests answered, by HTTP status",
+                                 ["job", "code"], registry=self.registry)
+        self._seconds = Histogram("scoring_online_request_seconds", "Time to answer a score request (read, "
+                                  "score, record)", ["job"], buckets=BUCKETS, registry=self.registry)
+        self._rows = Counter("scoring_online_rows", "Rows answered, scored or quarantined", ["job", "outcome"],
+                             registry=self.registry)
+        self._errors = Counter("scoring_online_errors", "Score requests refused or failed, by kind "
+                               f"({', '.join(ERROR_KINDS)})", ["job", "kind"], registry=self.registry)
+        for kind in ERROR_KINDS:  # every series exists from the start (rate() of a new series misses its first)
+            self._errors.labels(job, kind)
+        for outcome in OUTCOMES:
+            self._rows.labels(job, outcome)
+        self._seconds_child = self._seconds.labels(job)
+        self.registry.register(_Live(job, door, recorder))
+
+    def answered(self, code: int, seconds: float, scored: int = 0, quarantined: int = 0) -> None:
+        """One request answered with ``code`` after ``seconds``, with its rows' outcomes."""
+        self._requests.labels(self.job, str(code)).inc()
+        self._seconds_child.observe(seconds)
+        if scored:
+            self._rows.labels(self.job, "scored").inc(scored)
+        if quarantined:
+            self._rows.labels(self.job, "quarantined").inc(quarantined)
+
+    def error(self, kind: str) -> None:
+        """One request refused or failed (``ERROR_KINDS``)."""
+        self._errors.labels(self.job, kind).inc()
+
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition of every metric, and its content type."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,368 @@
+"""The online door over HTTP (issue 27): a real uvicorn on 127.0.0.1, a real httpx client, the demo-like job.
+
+Refusals with their messages (401, 413, 400, 422, 404, 503), a quarantined row's reasons, a list of good and
+bad rows, health, OpenAPI and the docs page, the metrics, scores equal to the door's bit for bit, every
+answer in <output.table>_online, no token or row value in any log line; and once through `scoring serve`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from pipeline.config import JobConfig, load_job
+from pipeline.serve.door import Door
+from pipeline.serve.server import Service
+from pipeline.store import engines
+from tests.conftest import ROOT, clean_customers, scoring_cli, write_job
+
+TOKEN = "tok-7f3a9c1e5b2d4680"
+OTHER_TOKEN = "tok-0000aaaa1111bbbb"
+BAD_CHARGES = -4321.987  # a row value no log line may show
+SCORE_PATH = "/v1/jobs/churn_test:score"
+
+
+def rows(n: int, seed: int = 3) -> list[dict[str, Any]]:
+    """``n`` demo rows as JSON records (NaN as null), every one scored by the demo's contract."""
+    records = clean_customers(n + 50, seed=seed).head(n).to_dict("records")
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in records]
+
+
+def bad_row(seed: int = 5) -> dict[str, Any]:
+    """A row the contract quarantines (monthly_charges below its declared minimum 0), with a key of its own."""
+    return {**rows(1, seed=seed)[0], "customer_id": 990_001, "monthly_charges": BAD_CHARGES}
+
+
+def serve_job(home: Path, **online: Any) -> JobConfig:
+    """The demo-like job with an ``online:`` block."""
+    return load_job(write_job(home, online=online) if online else write_job(home))
+
+
+@contextlib.contextmanager
+def running(job: JobConfig, tokens: list[str] | None = None, **kw: Any) -> Iterator[Service]:
+    """The job's door served by uvicorn in a thread on a free port of 127.0.0.1; stopped and flushed after."""
+    service = Service(job, host="127.0.0.1", port=0, tokens=[TOKEN] if tokens is None else tokens, **kw)
+    service.open()
+    thread = threading.Thread(target=service.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not service.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.01)
+    try:
+        yield service
+    finally:
+        service.stop()
+        thread.join(30)
+        service.close()
+
+
+def client(service: Service, token: str | None = TOKEN) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=f"http://127.0.0.1:{service.port}", headers=headers, timeout=30)
+
+
+@pytest.fixture
+def served(home: Path) -> Iterator[Service]:
+    with running(serve_job(home, max_rows=5, max_body_bytes=4096, queue_records=10_000)) as service:
+        yield service
+
+
+def test_a_request_without_a_token_or_with_a_wrong_one_is_refused_401(served: Service) -> None:
+    with client(served, token=None) as http:
+        missing = http.post(SCORE_PATH, json=rows(1)[0])
+        wrong = http.post(SCORE_PATH, json=rows(1)[0], headers={"Authorization": f"Bearer {OTHER_TOKEN}"})
+        basic = http.post(SCORE_PATH, json=rows(1)[0], headers={"Authorization": f"Basic {TOKEN}"})
+    assert missing.status_code == wrong.status_code == basic.status_code == 401
+    assert missing.headers["WWW-Authenticate"].startswith("Bearer")
+    assert 'error="invalid_token"' in wrong.headers["WWW-Authenticate"]
+    assert missing.json()["message"].startswith("missing bearer token: send the header 'Authorization: Bearer")
+    assert wrong.json()["message"] == "the bearer token is not one of the server's tokens (see its tokens file)"
+    assert missing.json()["error"] == "auth" and missing.json()["request_id"] == missing.headers["X-Request-ID"]
+    assert OTHER_TOKEN not in wrong.text
+
+
+def test_a_body_or_a_row_count_over_the_job_limits_is_refused_413(served: Service) -> None:
+    big = json.dumps(rows(40)).encode()
+    assert len(big) > 4096
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: the bytes actually read are counted
+        for start in range(0, len(big), 1000):
+            yield big[start:start + 1000]
+
+    with client(served) as http:
+        declared = http.post(SCORE_PATH, content=big, headers={"Content-Type": "application/json"})
+        streamed = http.post(SCORE_PATH, content=chunked(), headers={"Content-Type": "application/json"})
+        many = http.post(SCORE_PATH, json=rows(6))
+        five = http.post(SCORE_PATH, json=rows(5))
+    assert "content-length" not in streamed.request.headers
+    for answer in (declared, streamed):
+        assert answer.status_code == 413
+        assert answer.json()["message"] == ("the request body is larger than 4096 bytes, the most job churn_test "
+                                            "takes (online.max_body_bytes in its job file): send fewer rows per "
+                                            "request")
+    assert many.status_code == 413
+    assert many.json()["message"] == ("the request has 6 rows; job churn_test takes at most 5 per request "
+                                      "(online.max_rows in its job file): split it")
+    assert five.status_code == 200 and len(five.json()["results"]) == 5
+
+
+def test_a_single_quarantined_row_is_422_with_its_reasons_and_a_list_scores_its_good_rows(served: Service) -> None:
+    good = rows(3)
+    with client(served) as http:
+        single = http.post(SCORE_PATH, json=bad_row(), headers={"X-Request-ID": "req-single-1"})
+        mixed = http.post(SCORE_PATH, json={"rows": [good[0], bad_row(), good[1]]})
+        listed = http.post(SCORE_PATH, json=[bad_row()])
+        one = http.post(SCORE_PATH, json=good[2])
+    assert single.status_code == 422 and single.headers["X-Request-ID"] == "req-single-1"
+    body = single.json()
+    assert body["request_id"] == "req-single-1" and body["model"] == {"name": "churn", "version": 1}
+    [result] = body["results"]
+    assert result["status"] == "quarantined" and result["score"] is None and result["prediction"] is None
+    assert "be_between:monthly_charges" in result["reasons"] and result["key"] == bad_row()["customer_id"]
+
+    assert mixed.status_code == 200
+    answers = mixed.json()["results"]
+    assert [(r["index"], r["status"]) for r in answers] == [(0, "scored"), (1, "quarantined"), (2, "scored")]
+    assert [r["key"] for r in answers] == [good[0]["customer_id"], bad_row()["customer_id"], good[1]["customer_id"]]
+    assert all(0.0 <= r["score"] <= 1.0 and r["prediction"] is not None and r["reasons"] == []
+               for r in (answers[0], answers[2]))
+    assert answers[1]["reasons"] == result["reasons"]
+    assert all(r["model"] == {"name": "churn", "version": 1} for r in answers)
+    assert listed.status_code == 200 and listed.json()["results"][0]["status"] == "quarantined"  # a list: 200
+    assert one.status_code == 200 and one.json()["results"][0]["status"] == "scored"
+    assert len(one.headers["X-Request-ID"]) == 32 and one.json()["request_id"] == one.headers["X-Request-ID"]
+
+
+def test_a_body_that_is_not_json_or_not_rows_is_refused_with_a_clear_message(served: Service) -> None:
+    with client(served) as http:
+        broken = http.post(SCORE_PATH, content=b'{"customer_id": 1,', headers={"Content-Type": "application/json"})
+        numbers = http.post(SCORE_PATH, json=[1, 2])
+        text = http.post(SCORE_PATH, json="a row?")
+        empty = http.post(SCORE_PATH, json=[])
+        unknown = http.post("/v1/jobs/other_job:score", json=rows(1)[0])
+    assert broken.status_code == 400
+    assert broken.json()["message"].startswith("the body is not JSON (line 1, column 19: Expecting property name")
+    assert numbers.status_code == 422 and numbers.json()["message"] == "row 0 is a number, not an object of column: value"
+    assert text.status_code == 422 and text.json()["message"].startswith("the body is a string: send one row")
+    assert empty.status_code == 422 and empty.json()["message"].startswith("the request holds no rows")
+    assert unknown.status_code == 404
+    assert unknown.json()["message"] == "no job 'other_job' on this server (it serves job churn_test)"
+
+
+def test_health_openapi_docs_and_metrics_are_open_and_say_what_they_should(served: Service) -> None:
+    with client(served) as http:
+        http.post(SCORE_PATH, json=rows(3))
+        http.post(SCORE_PATH, json=bad_row())
+        http.post(SCORE_PATH, json=rows(1)[0], headers={"Authorization": "Bearer nope"})
+        http.post(SCORE_PATH, json=rows(6))
+    with client(served, token=None) as http:
+        live, ready = http.get("/health/live"), http.get("/health/ready")
+        spec, docs, metrics = http.get("/openapi.json"), http.get("/docs"), http.get("/metrics")
+    assert live.status_code == 200 and live.json() == {"status": "live"}
+    assert ready.status_code == 200 and ready.json()["models"] == [{"name": "churn", "version": 1}]
+    paths = spec.json()["paths"]
+    assert {"/v1/jobs/{job}:score", "/v2/models/{job}/infer", "/health/ready"} <= set(paths)
+    operation = paths["/v1/jobs/{job}:score"]["post"]
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/ScoreAnswer")
+    assert len(operation["requestBody"]["content"]["application/json"]["schema"]["oneOf"]) == 3
+    assert {"ScoreAnswer", "RowAnswer", "Problem"} <= set(spec.json()["components"]["schemas"])
+    assert docs.status_code == 200 and "swagger-ui" in docs.text.lower() and "/openapi.json" in docs.text
+    text = metrics.text
+    for line in ('scoring_online_requests_total{code="200",job="churn_test"} 1.0',
+                 'scoring_online_requests_total{code="422",job="churn_test"} 1.0',
+                 'scoring_online_requests_total{code="401",job="churn_test"} 1.0',
+                 'scoring_online_requests_total{code="413",job="churn_test"} 1.0',
+                 'scoring_online_rows_total{job="churn_test",outcome="scored"} 3.0',
+                 'scoring_online_rows_total{job="churn_test",outcome="quarantined"} 1.0',
+                 'scoring_online_errors_total{job="churn_test",kind="auth"} 1.0',
+                 'scoring_online_errors_total{job="churn_test",kind="too_large"} 1.0',
+                 'scoring_online_errors_total{job="churn_test",kind="queue_full"} 0.0',
+                 'scoring_online_request_seconds_count{job="churn_test"} 4.0',
+                 'scoring_online_model_version{job="churn_test",model="churn"} 1.0',
+                 'scoring_online_ready{job="churn_test"} 1.0',
+                 'scoring_online_reload_failures_total{job="churn_test"} 0.0'):
+        assert line in text, line
+    assert 'scoring_online_queue_records{job="churn_test"}' in text
+    assert 'scoring_online_records_written_total{job="churn_test"}' in text
+    assert 'scoring_online_record_failures_total{job="churn_test"} 0.0' in text
+
+
+def test_scores_through_http_are_the_doors_bit_for_bit_and_v2_says_the_same(served: Service) -> None:
+    records = [*rows(4, seed=9), bad_row()]
+    door = Door(served.job)
+    door.load()
+    expected = door.score(records, "direct")
+    with client(served) as http:
+        v1 = http.post(SCORE_PATH, json=records).json()["results"]
+        v2 = http.post("/v2/models/churn_test/infer", json={"inputs": [
+            {"name": name, "shape": [len(records)], "datatype": "BYTES",
+             "data": [r[name] for r in records]} for name in records[0]]})
+    assert [(r["key"], r["status"], r["score"], r["prediction"], r["reasons"], r["flags"]) for r in v1] == \
+        [(e.key, e.status, e.score, e.prediction, e.reasons, e.flags) for e in expected]
+    assert all(isinstance(r["score"], float) for r in v1[:4]), v1  # floats, read back from JSON text, compared with ==
+    assert v2.status_code == 200
+    outputs = {o["name"]: o["data"] for o in v2.json()["outputs"]}
+    assert outputs["score"] == [e.score for e in expected] and outputs["status"][-1] == "quarantined"
+    assert outputs["reasons"][-1] == ";".join(expected[-1].reasons)
+    assert v2.json()["model_name"] == "churn_test" and v2.json()["model_version"] == "1"
+
+
+@pytest.mark.parametrize("any_db", ["sqlite", "postgresql"], indirect=True)
+def test_every_answer_is_recorded_with_its_request_id(any_db: str, home: Path) -> None:
+    job = serve_job(home)
+    with running(job) as service, client(service) as http:
+        ids = [http.post(SCORE_PATH, json=payload, headers={"X-Request-ID": f"rec-{n}"}).headers["X-Request-ID"]
+               for n, payload in enumerate((rows(3), bad_row(), rows(2, seed=4)))]
+    # close() flushed the recorder: every answered row is in the table
+    with engines.engine_for(os.environ["AIRFLOW_CONN_SCORING_DB"]).connect() as conn:
+        got = conn.execute(sa.text("SELECT request_id, row_index, status, score FROM churn_test_predictions_online "
+                                   "ORDER BY request_id, row_index")).all()
+    assert [(r.request_id, r.row_index, r.status) for r in got] == [
+        ("rec-0", 0, "scored"), ("rec-0", 1, "scored"), ("rec-0", 2, "scored"), ("rec-1", 0, "quarantined"),
+        ("rec-2", 0, "scored"), ("rec-2", 1, "scored")]
+    assert ids == ["rec-0", "rec-1", "rec-2"]
+
+
+def test_a_full_record_queue_refuses_503_and_answers_nothing_unrecorded(home: Path) -> None:
+    with running(serve_job(home, queue_records=2)) as service, client(service) as http:
+        full = http.post(SCORE_PATH, json=rows(3))
+        fits = http.post(SCORE_PATH, json=rows(1)[0])
+        metrics = http.get("/metrics").text
+    assert full.status_code == 503 and full.headers["Retry-After"] == "5"
+    assert full.json()["error"] == "queue_full" and "no answer is given without its record" in full.json()["message"]
+    assert fits.status_code == 200
+    assert 'scoring_online_errors_total{job="churn_test",kind="queue_full"} 1.0' in metrics
+
+
+class FailingDoor(Door):
+    """The real door, failing inside a request with a message that quotes a row's value (as a library might)."""
+
+    def score(self, records: list[dict[str, Any]], request_id: str) -> Any:
+        raise ValueError(f"could not convert {records[0]['monthly_charges']} in {TOKEN}")
+
+
+def test_a_failure_inside_is_a_500_with_the_request_id_and_a_log_line_without_values(
+        home: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    job = serve_job(home)
+    with running(job, door=FailingDoor(job)) as service, client(service) as http:
+        answer = http.post(SCORE_PATH + "?token=" + OTHER_TOKEN, json=bad_row(), headers={"X-Request-ID": "boom-1"})
+    assert answer.status_code == 500
+    assert answer.json() == {"request_id": "boom-1", "status": 500, "error": "internal", "message":
+                             "the server failed to answer this request; its log has the error under request id "
+                             "boom-1"}
+    failed = [r.getMessage() for r in caplog.records if "failed with" in r.getMessage()]
+    assert len(failed) == 1 and "request boom-1 failed with ValueError at test_serve_app.py" in failed[0]
+    _no_secret_in(server_log(caplog))
+    assert 'POST /v1/jobs/churn_test%3Ascore HTTP/1.1" 500' in server_log(caplog)  # the access line: no query
+
+
+SERVER_LOGGERS = ("pipeline", "uvicorn", "fastapi", "starlette", "great_expectations", "sqlalchemy")
+
+
+def server_log(caplog: pytest.LogCaptureFixture) -> str:
+    """What the server logged (the test's own httpx client logs its URLs: not the server's lines)."""
+    return "\n".join(f"{r.name} {r.levelname} {r.getMessage()}" for r in caplog.records
+                     if r.name.split(".")[0] in SERVER_LOGGERS)
+
+
+def _no_secret_in(text: str) -> None:
+    for secret in (TOKEN, OTHER_TOKEN, str(BAD_CHARGES), str(-BAD_CHARGES), "Bearer", "Authorization"):
+        assert secret not in text, secret
+
+
+def test_no_token_or_row_value_reaches_the_logs(served: Service, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with client(served) as http:
+        http.post(SCORE_PATH, json=bad_row())
+        http.post(SCORE_PATH, json=[bad_row(), rows(1)[0]])
+        http.post(SCORE_PATH, json=[bad_row()] * 6)
+        http.post(SCORE_PATH, content=b'{"monthly_charges": -4321.987,', headers={"X-Request-ID": "x" * 200})
+        http.post(SCORE_PATH, json=bad_row(), headers={"Authorization": f"Bearer {OTHER_TOKEN}"})
+    assert 'POST /v1/jobs/churn_test%3Ascore HTTP/1.1" 422' in server_log(caplog)  # (httpx quotes the colon)
+    _no_secret_in(server_log(caplog))
+
+
+# -- the command -----------------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_scoring_serve_refuses_to_start_without_tokens_or_open_to_others(home: Path) -> None:
+    write_job(home)
+    empty = home / "empty-tokens"
+    empty.write_text("# no token yet\n\n")
+    cases = {
+        (): "error: scoring serve needs bearer tokens: give --tokens-file FILE",
+        ("--tokens-file", str(empty)): f"error: tokens file {empty} holds no token: the server refuses to start",
+        ("--tokens-file", str(home / "missing")): f"error: tokens file {home / 'missing'} cannot be read",
+        ("--no-auth", "--host", "0.0.0.0"): "error: --no-auth is allowed on 127.0.0.1 (or localhost, ::1) only",
+    }
+    for extra, message in cases.items():
+        out = scoring_cli("serve", "churn_test", "--port", str(_free_port()), *extra)
+        assert out.returncode == 2 and out.stderr.startswith(message), (extra, out.stderr)
+        assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    nowhere = load_job(write_job(home, "no_table", output={"mode": "push", "push": {"sink": {
+        "kind": "files", "uri": str(home / "out")}}}))
+    out = scoring_cli("serve", str(home / "jobs" / "no_table.yaml"), "--no-auth")
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith(f"error: job {nowhere.job_id} has no output.table: scoring serve records every")
+
+
+def test_scoring_serve_as_a_process_scores_refuses_and_stops_with_every_answer_recorded(home: Path) -> None:
+    write_job(home)
+    tokens = home / "tokens"
+    tokens.write_text(f"# the door's tokens\n{TOKEN}\n\n{OTHER_TOKEN}\n")
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "churn_test", "--port", str(port),
+                             "--tokens-file", str(tokens)], cwd=ROOT, env=dict(os.environ),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            _wait_ready(http, proc)
+            scored = http.post(SCORE_PATH, json=rows(2), headers={"Authorization": f"Bearer {OTHER_TOKEN}"})
+            refused = http.post(SCORE_PATH, json=bad_row(), headers={"Authorization": f"Bearer {TOKEN}"})
+            anonymous = http.post(SCORE_PATH, json=bad_row())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert scored.status_code == 200 and [r["status"] for r in scored.json()["results"]] == ["scored", "scored"]
+    assert refused.status_code == 422 and anonymous.status_code == 401
+    assert proc.returncode == 0, err
+    assert f"job churn_test: serving churn v1 on http://127.0.0.1:{port} (2 bearer token(s)" in err
+    assert "every answered row is written to churn_test_predictions_online" in err
+    assert "Traceback" not in err
+    _no_secret_in(err + out)
+    with engines.engine_for(os.environ["AIRFLOW_CONN_SCORING_DB"]).connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM churn_test_predictions_online")).scalar() == 3
+
+
+def _wait_ready(http: httpx.Client, proc: subprocess.Popen) -> None:
+    """Poll /health/ready until the server answers 200 (the process must stay alive meanwhile)."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1]
+        with contextlib.suppress(httpx.TransportError):
+            if http.get("/health/ready").status_code == 200:
+                return
+        time.sleep(0.1)
+    raise AssertionError("scoring serve was not ready within 90 s")
