@@ -75,7 +75,7 @@ class Recorder:
         self.table = job.output.table
         self.engine_factory = engine_factory or (lambda: engines.for_connection(job.output.connection))
         self.capacity, self.batch_rows, self.flush_seconds = int(queue_records), max(1, int(batch_rows)), flush_seconds
-        self.key_type = key_type or KEY_TYPES.get(job.entity_key_type or "")
+        self.key_type = KEY_TYPES.get(key_type or "", key_type) or KEY_TYPES.get(job.entity_key_type or "")
         self.record_inputs = job.online.record_inputs
         self.deadletter = settings.deadletter_dir() / "online" / f"{settings.safe_name(job.job_id)}.jsonl"
         self.written = self.failures = self.dead_lettered = 0
@@ -179,9 +179,9 @@ class Recorder:
             try:
                 self._ready()
                 self._write(batch)
-            except Unavailable as exc:
+            except Exception as exc:  # Unavailable; or the dead-letter file cannot be written: tried again
                 self.failures += 1
-                self._outage_note(exc)
+                self._outage_note(exc if isinstance(exc, Unavailable) else Unavailable(_error_text(exc)))
                 if self._gone.wait(pause):  # stop() waited long enough: what is left is dead-lettered
                     return
                 pause = min(pause * 2, BACKOFF_S[1])
@@ -229,24 +229,26 @@ class Recorder:
         with engine.connect() as conn:
             return online.key_type_of(conn, self.table, self.job.entity_key, self.job.output.schema_) or "str"
 
-    def _write(self, batch: list[dict[str, Any]]) -> None:
-        """Write the batch in one transaction; a batch the database refuses is split down to the refused records,
-        which go to the dead-letter file. Unavailable: the records not yet written stay at the head."""
+    def _write(self, batch: list[dict[str, Any]], fresh: bool = True) -> None:
+        """Write the batch in one transaction; a batch the database refuses is tried once more with the table made
+        again (it may have been dropped), then split down to the refused records, which go to the dead-letter
+        file. Unavailable: the records not yet written stay at the head of the queue."""
         try:
             self._insert_all(batch)
         except Unavailable:
             raise
         except Exception as exc:  # a data error: the database refused a value (or the table changed under us)
             self.failures += 1
-            self._insert = None  # made again before the halves are written (a dropped table comes back)
-            self._ready()
-            if len(batch) == 1:
+            if fresh:
+                self._insert = None
+                self._ready()
+                self._write(batch, fresh=False)
+            elif len(batch) == 1:
                 self._refused(batch[0], exc)
                 self._done(1)
-                return
-            half = len(batch) // 2
-            self._write(batch[:half])
-            self._write(batch[half:])
+            else:
+                self._write(batch[:len(batch) // 2], fresh=False)
+                self._write(batch[len(batch) // 2:], fresh=False)
             return
         self.written += len(batch)
         self._done(len(batch))
@@ -255,15 +257,19 @@ class Recorder:
         """One transaction; a connection that fails is Unavailable."""
         assert self._engine is not None and self._insert is not None
         params = [dict(r, entity_key=_key(r["entity_key"], self._table_key)) for r in batch]
+        connected = False
         try:
             with self._engine.begin() as conn:
+                connected = True
                 online.insert(conn, params, self._insert)
-        except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError) as exc:
+        except sa.exc.TimeoutError as exc:  # no connection free in the pool in time
             raise Unavailable(_error_text(exc)) from exc
         except sa.exc.DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise Unavailable(_error_text(exc)) from exc
-            raise
+            if not (isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) or exc.connection_invalidated):
+                raise  # a data error: the caller splits the batch
+            if connected:  # the database answered: the table may be gone (SQLite: "no such table"), made again
+                self._insert = None
+            raise Unavailable(_error_text(exc)) from exc
 
     def _refused(self, record: dict[str, Any], exc: Exception) -> None:
         """A record the database refuses: to the dead-letter file, logged without its values."""

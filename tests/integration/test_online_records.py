@@ -198,3 +198,20 @@ def test_the_table_goes_to_the_analysts_schema(home: Path, pg_url: str) -> None:
     finally:
         with engine.begin() as conn:
             conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+
+
+def test_a_table_dropped_under_the_recorder_is_made_again(home: Path) -> None:
+    from pipeline.serve.recorder import Recorder
+    from pipeline.store import engines
+
+    recorder = Recorder(job_of(home), queue_records=100, flush_seconds=0.01)
+    recorder.start()
+    recorder.put(answers(2), "first", dt.datetime.now(dt.UTC))
+    wait_written(recorder, 2)
+    engine = engines.for_connection("scoring_db")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE online_rec_predictions_online")
+    recorder.put(answers(3), "second", dt.datetime.now(dt.UTC))
+    assert recorder.stop() == 0
+    assert recorder.dead_lettered == 0 and recorder.written == 5
+    assert [(r["request_id"], r["row_index"]) for r in rows_of(engine)] == [("second", i) for i in range(3)]
