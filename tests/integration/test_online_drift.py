@@ -77,3 +77,7 @@ def test_online_drift_equals_the_batch_kernel_on_the_same_rows(any_db: str, home
         counts = dict(conn.execute(sa.text("SELECT source, COUNT(*) FROM scoring_drift WHERE job_id = 'online_dr' "
                                            "GROUP BY source")).all())
     assert counts == {"batch": len(batch), "online": len(online)}
+
+    assert local.run_partition(job, DAY, run_id="batch-2")["status"] == "success"  # the batch replaces its own rows
+    assert drift_rows(engine, "online") == online
+    assert {r["run_id"] for r in drift_rows(engine, "batch").values()} == {"batch-2"}
