@@ -38,6 +38,7 @@ from pipeline.partition import parse_date
 from pipeline.registry import Registry
 from pipeline.resolve import Models
 from pipeline.score import scorer_for
+from pipeline.serve.drift import online_drift
 from pipeline.serve.server import serve
 from pipeline.store import engines, grants, migrate, operational
 
@@ -73,6 +74,22 @@ def _serve(args: argparse.Namespace) -> int:
     left = serve(_job_named(args.job), host=args.host, port=args.port, tokens_file=args.tokens_file,
                 no_auth=args.no_auth)
     return 1 if left else 0
+
+
+def _online(args: argparse.Namespace) -> int:
+    """``online drift``: the drift of one day's online traffic, judged as the batch judges a partition's."""
+    job = _job_named(args.job)
+    rows = online_drift(job, parse_date(args.date))
+    if not rows:
+        print(f"{job.job_id} {args.date}: nothing judged: no model answered drift.min_rows ({job.drift.min_rows}) "
+              "scored online rows with their inputs that day (online.record_inputs false keeps none)")
+        return 0
+    print(f"{'model':<24}{'feature':<28}{'kind':<12}{'value':>10}  {'rows':>8}  drifted")
+    for r in rows:
+        value = "n/a" if r.get("value") is None else f"{r['value']:.4f}"
+        print(f"{r['model_name'] + ' v' + str(r['model_version']):<24}{r['feature']:<28}{r['kind']:<12}"
+              f"{value:>10}  {r.get('row_count') or 0:>8}  {'DRIFTED' if r.get('drifted') else 'no'}")
+    return 0
 
 
 def _redrive(args: argparse.Namespace) -> int:
@@ -482,7 +499,7 @@ def _jobs_parser(sub: Any) -> None:
 
 
 def _serve_parsers(sub: Any) -> None:
-    """``serve``: the online door."""
+    """``serve`` and ``online ...``: the online door."""
     p = sub.add_parser("serve", help="score requests over HTTP with the job's model, contract and preprocessing "
                        "(POST /v1/jobs/JOB:score), until SIGINT or SIGTERM")
     p.add_argument("job", help="job id (a file in the jobs folder) or the path of a job file")
@@ -492,6 +509,14 @@ def _serve_parsers(sub: Any) -> None:
                    f"{settings.SERVE_TOKENS_FILE}); required unless --no-auth")
     p.add_argument("--no-auth", action="store_true", help="no authentication (only with --host 127.0.0.1)")
     p.set_defaults(fn=_serve)
+
+    p = sub.add_parser("online", help="the online door's records: drift of a day's online traffic")
+    osub = p.add_subparsers(dest="online_cmd", required=True)
+    q = osub.add_parser("drift", help="judge a day's online rows against the model's training statistics "
+                        "(the batch's PSI), written to scoring_drift with source 'online'")
+    q.add_argument("job", help="job id or the path of a job file")
+    q.add_argument("--date", required=True, type=day_arg, help="the day (YYYY-MM-DD, in the job's timezone)")
+    p.set_defaults(fn=_online)
 
 
 def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:

@@ -8,6 +8,7 @@ answer in <output.table>_online, no token or row value in any log line; and once
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import logging
 import math
@@ -226,7 +227,7 @@ def test_scores_through_http_are_the_doors_bit_for_bit_and_v2_says_the_same(serv
 
 @pytest.mark.parametrize("any_db", ["sqlite", "postgresql"], indirect=True)
 def test_every_answer_is_recorded_with_its_request_id(any_db: str, home: Path) -> None:
-    job = serve_job(home)
+    job = load_job(write_job(home, drift={"min_rows": 1}))
     with running(job) as service, client(service) as http:
         ids = [http.post(SCORE_PATH, json=payload, headers={"X-Request-ID": f"rec-{n}"}).headers["X-Request-ID"]
                for n, payload in enumerate((rows(3), bad_row(), rows(2, seed=4)))]
@@ -238,6 +239,13 @@ def test_every_answer_is_recorded_with_its_request_id(any_db: str, home: Path) -
         ("rec-0", 0, "scored"), ("rec-0", 1, "scored"), ("rec-0", 2, "scored"), ("rec-1", 0, "quarantined"),
         ("rec-2", 0, "scored"), ("rec-2", 1, "scored")]
     assert ids == ["rec-0", "rec-1", "rec-2"]
+    # the day's online traffic judged for drift as the batch judges a partition (pipeline.serve.drift)
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    out = scoring_cli("online", "drift", "churn_test", "--date", today)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["model", "feature", "kind", "value", "rows", "drifted"], out.stdout + out.stderr
+    assert any(line.startswith("churn v1") and " tenure_months " in f" {line} " for line in lines[1:]), out.stdout
 
 
 def test_a_full_record_queue_refuses_503_and_answers_nothing_unrecorded(home: Path) -> None:
