@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import uuid
@@ -72,6 +73,77 @@ def test_the_bench_runs_end_to_end_and_reports_the_floor_and_the_rerun(
         copies = list((tmp_path / "history").glob("*.json"))
         assert [c.name for c in copies] == [summary["measured_at"].replace(":", "-") + ".json"]
         assert json.loads(copies[0].read_text()) == summary
+    finally:
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_the_online_bench_measures_the_bare_model_the_door_and_a_real_server(
+        tmp_path: Path, pg_server: str, trained_models: Path) -> None:
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    shutil.copytree(trained_models, tmp_path / "work" / "models")  # the session's model: the bench adopts it
+    out = tmp_path / "online.json"
+    env = dict(os.environ, SCORING_BENCH_WORK=str(tmp_path / "work"), SCORING_BENCH_SCHEMA=schema,
+               SCORING_BENCH_PG=pg_server, SCORING_BENCH_SMALL_MODELS="1")
+    try:  # tiny counts: the figures are not the point, the run and its file are
+        done = subprocess.run([sys.executable, "benchmarks/online.py", "--reps", "20", "--warmup", "2",
+                               "--seconds", "0.3", "--clients", "1", "8", "--out", str(out)],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        summary = json.loads(out.read_text())
+        results = summary["results"]
+
+        # the same rows, the same model: the door's scores are the bare model's, every row scored
+        assert summary["same_scores"] is True and summary["rows"] == 100
+        assert results["model"] == {"name": "churn", "version": 1}
+        for kind in ("bare_predict", "bare_transform_predict", "door", "http"):
+            assert set(results[kind]) == {"1", "100"}, kind
+            for size, fig in results[kind].items():
+                assert 0 < fig["p50_ms"] <= fig["p99_ms"] <= fig["max_ms"], (kind, size)
+                assert fig["n"] == (20 if size == "1" else 20), (kind, size)
+
+        # the load levels: each one's requests all answered 200, rows = requests x rows per request
+        assert sorted(results["load"]) == ["100x1", "100x8", "1x1", "1x8"]
+        for name, level in results["load"].items():
+            assert level["errors"] == 0 and level["requests"] > 0, name
+            assert f"{level['rows_per_request']}x{level['clients']}" == name
+            assert level["rows_per_s"] == pytest.approx(level["requests_per_s"] * level["rows_per_request"], rel=0.01)
+            assert level["server_cpu_cores"] >= 0 and level["client_cpu_cores"] >= 0
+        eight = results["load"]["1x8"]
+        assert summary["p99_over_p50_at_8_clients"] == round(eight["p99_ms"] / eight["p50_ms"], 2)
+
+        # the headline differences are those of the figures beside them
+        assert summary["door_overhead_p50_ms"] == round(
+            results["door"]["1"]["p50_ms"] - results["bare_transform_predict"]["1"]["p50_ms"], 3)
+        assert summary["http_overhead_p50_ms"] == round(
+            results["http"]["1"]["p50_ms"] - results["bare_transform_predict"]["1"]["p50_ms"], 3)
+        assert summary["door_overhead_met"] == (summary["door_overhead_p50_ms"] <= summary["door_overhead_goal_ms"])
+
+        # default thread pools vs one thread per predicting thread, each in its own process
+        assert set(results["threads"]) == {"default", "1"}
+        assert results["threads"]["1"]["openmp_threads"] in ([1], [])  # [] where no OpenMP library is loaded
+        assert all(t["predictions"] > 0 for t in results["threads"].values())
+
+        # printed: the table, the goals, the machine's load; the clients share the machine and it says so
+        for text in ("door, in process (Door.score)", "HTTP, one keep-alive client", "door overhead, 1 row:",
+                     "p99 / p50 under 8 clients, 1 row:", "load average (1, 5, 15 min)", "cores as the server"):
+            assert text in done.stdout, text
+        assert isinstance(summary["machine_busy"], bool) and len(summary["load_avg_before"]) == 3
+
+        # the server was stopped: nothing listens on its port any more; a copy of the run in history/online/
+        copies = list((tmp_path / "history" / "online").glob("*.json"))
+        assert [c.name for c in copies] == [summary["measured_at"].replace(":", "-") + ".json"]
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", int(summary["results"]["server_port"])), timeout=2).close()
+
+        # every answer of the run is on record, in the job's online table
+        with psycopg.connect(pg_server) as conn:
+            conn.execute(f'SET search_path TO "{schema}"')
+            recorded = conn.execute("SELECT COUNT(*) FROM bench_online_predictions_online").fetchone()[0]
+        answered = sum(lv["rows_per_request"] * (lv["requests"] + lv["warmup_requests"])
+                       for lv in results["load"].values())
+        answered += sum(int(size) * (fig["n"] + 2) for size, fig in results["http"].items())  # 2: the warm-up
+        assert recorded == answered
     finally:
         with psycopg.connect(pg_server, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
