@@ -216,3 +216,43 @@ def _job(home: Path) -> Any:
     from tests.conftest import write_job
 
     return load_job(write_job(home, "online_out"))
+
+
+def test_the_server_keeps_answering_through_the_outage_over_http(on_private: PrivatePostgres, home: Path) -> None:
+    """The same outage seen by a client: a real uvicorn and httpx (the app's own test helpers), 200 while the
+    database is down, the queue in /metrics, every answer recorded once it is back, 503 when the queue is full."""
+    from pipeline.config import load_job
+    from tests.conftest import write_job
+    from tests.integration.test_serve_app import client, rows, running
+
+    job = load_job(write_job(home, "online_out", online={"queue_records": 60}))
+    path = "/v1/jobs/online_out:score"
+
+    def queued(http: Any) -> float:
+        line = next(x for x in http.get("/metrics").text.splitlines()
+                    if x.startswith('scoring_online_queue_records{job="online_out"}'))
+        return float(line.rsplit(" ", 1)[1])
+
+    answered: list[str] = []
+    with running(job) as service, client(service) as http:
+        for _ in range(2):
+            reply = http.post(path, json=rows(10))
+            assert reply.status_code == 200
+            answered.append(reply.headers["X-Request-ID"])
+        until(lambda: service.recorder.written == 20, "the first answers to be recorded")
+
+        on_private.stop()
+        for _ in range(5):
+            reply = http.post(path, json=rows(10))
+            assert reply.status_code == 200, reply.text  # the door answers while the database is down
+            answered.append(reply.headers["X-Request-ID"])
+        assert queued(http) == 50
+        assert http.get("/health/ready").status_code == 200
+        full = http.post(path, json=rows(11))  # 50 waiting + 11 > online.queue_records 60: never an unrecorded answer
+        assert (full.status_code, full.json()["error"], full.headers["Retry-After"]) == (503, "queue_full", "5")
+
+        on_private.start()
+        until(lambda: queued(http) == 0, "the waiting answers to be recorded once the database is back")
+    recorded = stored(on_private.url)
+    assert len(recorded) == 70 and sorted(recorded) == sorted((r, i) for r in answered for i in range(10))
+    assert full.headers["X-Request-ID"] not in {r for r, _ in recorded}
