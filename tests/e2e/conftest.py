@@ -291,17 +291,22 @@ STACK = [sys.executable, str(ROOT / "scripts" / "native_stack.py")]
 
 @dataclass
 class NativeStack:
-    """A running ``scripts/native_stack.py`` stack: its API, home, `up` output and predictions database URL."""
+    """A running ``scripts/native_stack.py`` stack: its API, home, `up` output and predictions database URL, and
+    its state (``stack.json``: the online door's URL and tokens file under ``serve``)."""
 
     api: str
     home: Path
     up: subprocess.CompletedProcess
     scoring_db: str
+    state: dict[str, Any]
 
 
 @contextmanager
-def native_stack(tmp_path: Path, pg_server: str, workers: int) -> Iterator[NativeStack]:
-    """Start the native Celery stack on fresh databases and a fresh Redis database; stop and drop them after."""
+def native_stack(tmp_path: Path, pg_server: str, workers: int, serve: str | None = None) -> Iterator[NativeStack]:
+    """Start the native Celery stack on fresh databases and a fresh Redis database; stop and drop them after.
+
+    ``serve``: the job its online door serves (on a free port); none by default (a test that does not look at it
+    does not pay for its start)."""
     import psycopg
     import redis
 
@@ -318,12 +323,13 @@ def native_stack(tmp_path: Path, pg_server: str, workers: int) -> Iterator[Nativ
     home = tmp_path / "stack"
     up = subprocess.run([*STACK, "up", "--home", str(home), "--workers", str(workers), "--metadata-db", metadata,
                          "--scoring-db", scoring, "--redis-db", str(redis_db), "--port", "0",
+                         "--serve", serve or "none", "--serve-port", "0",
                          "--env", "PYTHONPATH=" + os.pathsep.join(p for p in (PRELOAD, os.environ.get("PYTHONPATH")) if p)],
                         capture_output=True, text=True, timeout=300)
     try:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
-        api = json.loads(up.stdout.strip().splitlines()[-1])["api"]
-        yield NativeStack(api, home, up, f"{pg_server.rsplit('/', 1)[0]}/{scoring}")
+        state = json.loads(up.stdout.strip().splitlines()[-1])
+        yield NativeStack(state["api"], home, up, f"{pg_server.rsplit('/', 1)[0]}/{scoring}", state)
     finally:
         subprocess.run([*STACK, "down", "--home", str(home)], capture_output=True, timeout=120)
         broker.flushdb()

@@ -3,9 +3,10 @@ and sharded runs whose mapped shard tasks the workers execute.
 
 `scripts/native_stack.py up` starts api-server, scheduler, DAG processor, triggerer and two
 Celery workers against the local PostgreSQL (metadata and predictions in two databases)
-and Redis. The test triggers runs through the REST API with params, as the UI's trigger
-form does, waits for the scheduler to run them on the workers, and reads the predictions
-from PostgreSQL.
+and Redis, and the online door. The test triggers runs through the REST API with params, as
+the UI's trigger form does, waits for the scheduler to run them on the workers, and reads the
+predictions from PostgreSQL; it scores a row through the online door with the token the stack
+made, and finds its record in the stack's database.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from pathlib import Path
 import psycopg
 import pytest
 import requests
+import yaml
 
-from tests.conftest import write_job, write_partition
+from tests.conftest import clean_customers, write_job, write_partition
 from tests.e2e.conftest import STACK, native_stack, stack_session, wait_for_dag
 
 pytestmark = [pytest.mark.airflow, pytest.mark.stack, pytest.mark.slow, pytest.mark.postgres]
@@ -33,7 +35,7 @@ def test_rest_triggered_runs_execute_on_two_celery_workers(home: Path, tmp_path:
         write_partition(home, day=day, n=1500)
     # two shards per run: the mapped score_shard tasks go to the workers through Redis
     write_job(home, start_date="2026-09-01", source={"path": str(home / "data" / "churn"), "shards": 2})
-    with native_stack(tmp_path, pg_server, workers=2) as stack:
+    with native_stack(tmp_path, pg_server, workers=2, serve="churn_test") as stack:
         api, stack_home, up = stack.api, stack.home, stack.up
         passwords = stack_home / "simple_auth_manager_passwords.json.generated"
         # what an operator is told, and what stays private
@@ -46,6 +48,7 @@ def test_rest_triggered_runs_execute_on_two_celery_workers(home: Path, tmp_path:
         env = subprocess.run([*STACK, "env", "--home", str(stack_home)], capture_output=True, text=True, timeout=60)
         assert f"export AIRFLOW_HOME={stack_home}" in env.stdout and "export AIRFLOW__CORE__EXECUTOR=CeleryExecutor" \
             in env.stdout
+        served = _online_door(stack.state, stack_home, up.stdout, stack.scoring_db)
         _, http = stack_session(api, stack_home)
         wait_for_dag(http, api, "churn_test")
         assert http.patch(f"{api}/api/v2/dags/churn_test", json={"is_paused": False}, timeout=30).ok
@@ -83,6 +86,53 @@ def test_rest_triggered_runs_execute_on_two_celery_workers(home: Path, tmp_path:
         assert re.search(r'^scoring_run_status\{dry_run="false",job="churn_test",mode="persist"\} 1\.0$', metrics,
                          re.M), metrics[-2000:]
         assert re.search(r"^airflow_ti_finish_total", metrics, re.M), "Airflow's own metrics, in the same place"
+    assert not _running(served), "down stops the online door too"
+
+
+def _online_door(state: dict, stack_home: Path, printed: str, scoring_db: str) -> int:
+    """The stack's online door: ready, its token private, a row scored and recorded; its pid."""
+    serve = state["serve"]
+    url, tokens = serve["url"], Path(serve["tokens_file"])
+    assert url.startswith("http://127.0.0.1:") and tokens == stack_home / "serve_tokens"
+    assert tokens.stat().st_mode & 0o777 == 0o600
+    assert f"Online door (job churn_test): POST {url}/v1/jobs/churn_test:score, docs at {url}/docs" in printed
+    assert f"(bearer token in {tokens}, readable by you only)" in printed
+    [token] = [line for line in tokens.read_text().splitlines() if line and not line.startswith("#")]
+    assert requests.get(f"{url}/health/ready", timeout=30).status_code == 200
+    row = json.loads(clean_customers(1).to_json(orient="records"))[0]
+    answer = requests.post(f"{url}/v1/jobs/churn_test:score", json=row, timeout=30,
+                           headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200, answer.text
+    [result] = answer.json()["results"]
+    assert (result["key"], result["status"], result["model"]["name"]) == (row["customer_id"], "scored", "churn")
+    assert requests.post(f"{url}/v1/jobs/churn_test:score", json=row, timeout=30).status_code == 401
+    metrics = requests.get(f"{url}/metrics", timeout=30).text
+    assert re.search(r'^scoring_online_requests_total\{code="200",job="churn_test"\} 1\.0$', metrics, re.M), metrics
+    assert re.search(r'^scoring_online_ready\{job="churn_test"\} 1\.0$', metrics, re.M)
+    # Prometheus's configuration for this stack scrapes the door where it listens, with the shipped alerts
+    scrape = {j["job_name"]: j for j in yaml.safe_load((stack_home / "prometheus.yml").read_text())["scrape_configs"]}
+    assert scrape["scoring-online"]["static_configs"] == [{"targets": [url.removeprefix("http://")]}]
+    assert scrape["scoring-online"]["honor_labels"] is True
+    deadline = time.monotonic() + 30  # the recorder writes off the request path
+    while True:
+        with psycopg.connect(scoring_db) as conn:
+            found = conn.execute("SELECT to_regclass('churn_test_predictions_online') IS NOT NULL").fetchone()[0] \
+                and conn.execute("SELECT COUNT(*) FROM churn_test_predictions_online").fetchone()[0]
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert found == 1, "the answer is on record in the stack's database"
+    assert not [p.name for p in stack_home.glob("*.log") if token in p.read_text()], "the token is in no log"
+    [pid] = [p["pid"] for p in state["pids"] if p["name"] == "scoring-serve"]
+    return pid
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie, not yet reaped, is not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 def _tail(home: Path) -> str:

@@ -12,6 +12,8 @@ import pytest
 import yaml
 from compose_spec import PyCompose
 
+from pipeline.serve import metrics as online_metrics
+
 ROOT = Path(__file__).resolve().parents[2]
 TEXT = (ROOT / "docker-compose.yml").read_text()
 
@@ -114,14 +116,21 @@ def test_the_dashboards_online_row_shows_every_metric_the_online_door_serves() -
     assert "scoring_online_requests_total" in variable["query"], "a job that is only served online is listed too"
 
 
+def test_the_online_alerts_use_only_metrics_the_door_serves() -> None:
+    [group] = [g for g in yaml.safe_load((ROOT / "monitoring" / "alerts.yml").read_text())["groups"]
+               if g["name"] == "scoring-online"]
+    used = {re.sub(r"_(bucket|sum|count)$", "", n) for r in group["rules"]
+            for n in re.findall(r"\bscoring_online_[a-z_]+", r["expr"])}
+    assert used and used <= online_metric_names(), used - online_metric_names()
+    assert all(r["alert"].startswith("Online") for r in group["rules"])
+
+
 def online_metric_names() -> set[str]:
-    """The names ``scoring serve`` puts on GET /metrics: the histogram's base name, the others as exposed."""
-    return {
-        "scoring_online_requests_total", "scoring_online_request_seconds", "scoring_online_rows_total",
-        "scoring_online_errors_total", "scoring_online_queue_records", "scoring_online_records_written_total",
-        "scoring_online_record_failures_total", "scoring_online_model_version", "scoring_online_reload_failures_total",
-        "scoring_online_ready",
-    }
+    """The names ``scoring serve`` puts on GET /metrics, as its metrics module lists them (a histogram by its base
+    name, counters with ``_total``)."""
+    names = set(re.findall(r"``(scoring_online_[a-z_]+)", online_metrics.__doc__ or ""))
+    assert len(names) == 10, names
+    return names
 
 
 def test_the_online_door_runs_the_pipelines_image_with_its_tokens_as_a_secret_on_loopback_only() -> None:

@@ -3,6 +3,7 @@ the alert unit tests (promtool test rules, one test group per alert), and every 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -44,6 +45,24 @@ def test_every_alert_has_a_unit_test_that_fires_it_and_names_the_job() -> None:
         for alert in expected:
             job = alert["exp_labels"]["job"]
             assert job != "statsd-exporter" and alert["exp_annotations"]["summary"].startswith(f"{job}:"), name
+
+
+def test_the_native_stacks_prometheus_config_scrapes_its_exporter_and_door_with_the_shipped_alerts(
+        tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("native_stack", MONITORING.parent / "scripts" / "native_stack.py")
+    assert spec is not None and spec.loader is not None
+    stack = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(stack)
+    shipped = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+    for serve, jobs in (("127.0.0.1:8081", ["statsd-exporter", "scoring-online"]), (None, ["statsd-exporter"])):
+        (tmp_path / "prometheus.yml").write_text(stack.prometheus_config("127.0.0.1:9102", serve))
+        config = yaml.safe_load((tmp_path / "prometheus.yml").read_text())
+        assert [j["job_name"] for j in config["scrape_configs"]] == jobs
+        assert config["scrape_configs"][-1]["static_configs"] == [{"targets": [serve or "127.0.0.1:9102"]}]
+        assert all(j["honor_labels"] for j in config["scrape_configs"]) and config["global"] == shipped["global"]
+        assert config["rule_files"] == [str(MONITORING / "alerts.yml")]
+        out = promtool("check", "config", str(tmp_path / "prometheus.yml"), cwd=Path("/"))
+        assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
