@@ -159,13 +159,17 @@ def test_the_online_door_runs_the_pipelines_image_with_its_tokens_as_a_secret_on
     assert re.fullmatch(r"postgresql://scoring:\$\{SCORING_DB_PASSWORD:\?[^}]+\}@postgres:5432/scoring",
                         env["AIRFLOW_CONN_SCORING_DB"]), "the workers' scoring database, its password from .env"
     assert not {k for k in env if "FERNET" in k or "JWT" in k or k.startswith("AIRFLOW__")}, "no Airflow secrets"
-    # ready only with a verified model; waits for the database; the workers' models, read-only
+    # ready only with a verified model; waits for the database; the workers' models and dead-letter folder
     test = serve["healthcheck"]["test"]
     assert test[0] == "CMD" and test[-1] == "http://127.0.0.1:8080/health/ready" and "--fail" in test
     assert serve["depends_on"]["postgres"]["condition"] == "service_healthy"
-    [models] = [v for v in serve["volumes"] if v.split(":")[0] == "shared"]
-    assert models == "shared:/shared:ro" and "shared:/shared" in workers["volumes"]
-    assert env["SCORING_MODELS_DIR"] == workers["environment"]["SCORING_MODELS_DIR"] == "/shared/models"
+    assert "shared:/shared" in serve["volumes"] and "shared:/shared" in workers["volumes"]
+    for folder in ("SCORING_MODELS_DIR", "SCORING_DEADLETTER_DIR"):
+        assert env[folder] == workers["environment"][folder] and env[folder].startswith("/shared/"), folder
+    # the volume is filled from the image's /shared, writable by group root (the door's group, whatever its uid)
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "chown -R airflow:root /shared && chmod -R 2775 /shared" in dockerfile
+    assert serve["stop_grace_period"] == "30s", "time to finish requests and write the queued records"
     # published to this machine only; on the project's own network
     assert serve["ports"] == ["127.0.0.1:8081:8080"]
     assert "network_mode" not in serve and "networks" not in serve
