@@ -160,9 +160,9 @@ class Recorder:
         if left:
             self._dead_letter(left, "not written before the recorder stopped")
             log.error("job %s: %d online record(s) were not written to %s before the recorder stopped (the "
-                      "database was unreachable or slow); they are in %s, one JSON object per line, to be loaded "
-                      "into the table once it is back", self.job.job_id, len(left), online.table_of(self.table),
-                      self.deadletter)
+                      "database was unreachable or slow); they are in %s, one JSON object per line: load them "
+                      "into the table once it is back with `scoring online replay %s`", self.job.job_id, len(left),
+                      online.table_of(self.table), self.deadletter, self.job.job_id)
         else:
             log.info("job %s: recorder stopped, every online record written (%d in all)", self.job.job_id,
                      self.written)
@@ -276,7 +276,7 @@ class Recorder:
         self._dead_letter([record], type(exc).__name__)
         log.error("job %s: the database refused online record %d of request %s (%s); it is in %s, not in %s",
                   self.job.job_id, record["row_index"], record["request_id"], type(exc).__name__, self.deadletter,
-                  online.table_of(self.table))
+                  online.table_of(self.table))  # no value: the reason is the error's class
 
     def _dead_letter(self, records: list[dict[str, Any]], why: str) -> None:
         """Append records to the job's dead-letter JSONL file (one object a line, with why)."""
@@ -341,3 +341,34 @@ def deadletter_records(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def replay(job: JobConfig, *, engine_factory: Callable[[], Engine] | None = None,
+           timeout: float = 60.0) -> tuple[int, int]:
+    """Load a job's dead-letter records back into ``<output.table>_online`` (``scoring online replay``): a record
+    there already is skipped; one the database refuses again, or all of them when it cannot be reached within
+    ``timeout`` seconds, goes back to the dead-letter file. Returns (records written, records dead-lettered again)."""
+    recorder = Recorder(job, engine_factory=engine_factory, queue_records=1, flush_seconds=0.0)
+    if not recorder.deadletter.exists():
+        log.info("job %s: no dead-letter file of online records (%s)", job.job_id, recorder.deadletter)
+        return 0, 0
+    taken = recorder.deadletter.with_name(f"{recorder.deadletter.stem}.replaying-{time.time_ns()}.jsonl")
+    recorder.deadletter.rename(taken)  # what the recorder dead-letters from now on goes to a new file
+    records = [_restored(r) for r in deadletter_records(taken)]
+    recorder.capacity = max(1, len(records))
+    with recorder._cond:
+        recorder._queue.extend((time.monotonic(), r) for r in records)
+    recorder.start()
+    recorder.stop(timeout)
+    taken.unlink()  # every record is in the table, or in the dead-letter file again
+    log.info("job %s: %d dead-lettered online record(s) loaded into %s, %d dead-lettered again", job.job_id,
+             recorder.written, online.table_of(recorder.table), recorder.dead_lettered)
+    return recorder.written, recorder.dead_lettered
+
+
+def _restored(line: dict[str, Any]) -> dict[str, Any]:
+    """A dead-letter line as the record it was (its times and day parsed back)."""
+    record = {k: line.get(k) for k in online.COLUMNS}
+    record["received_at"] = dt.datetime.fromisoformat(str(record["received_at"]))
+    record["day"] = dt.date.fromisoformat(str(record["day"]))
+    return record

@@ -188,7 +188,7 @@ def test_no_record_is_lost_while_the_database_is_down(on_private: PrivatePostgre
 
 def test_records_left_at_stop_go_to_the_dead_letter_file(on_private: PrivatePostgres, home: Path,
                                                          caplog: pytest.LogCaptureFixture) -> None:
-    from pipeline.serve.recorder import Recorder, RecorderFull, deadletter_records
+    from pipeline.serve.recorder import Recorder, RecorderFull, deadletter_records, replay
 
     recorder = Recorder(_job(home), queue_records=100, batch_rows=50, flush_seconds=0.05)
     recorder.start()
@@ -207,8 +207,15 @@ def test_records_left_at_stop_go_to_the_dead_letter_file(on_private: PrivatePost
     assert ("job online_out: 7 online record(s) were not written to online_out_predictions_online before the "
             "recorder stopped") in caplog.text
     assert str(recorder.deadletter) in caplog.text and PLANTED not in caplog.text
+    assert "`scoring online replay online_out`" in caplog.text
     with pytest.raises(RecorderFull, match="the recorder is stopped"):
         recorder.put(request(1, "after"), "after", dt.datetime.now(dt.UTC))
+
+    on_private.start()  # the database is back: the dead letters are loaded, the 5 written before kept once
+    assert replay(_job(home)) == (7, 0)
+    assert sorted(stored(on_private.url)) == sorted([("ok", i) for i in range(5)] + [("late", i) for i in range(7)])
+    assert not recorder.deadletter.exists() and not list(recorder.deadletter.parent.glob("*.jsonl"))
+    assert replay(_job(home)) == (0, 0)
 
 
 def _job(home: Path) -> Any:

@@ -136,7 +136,7 @@ def test_a_full_queue_refuses_the_whole_request(home: Path) -> None:
 
 def test_a_refused_record_is_dead_lettered_and_the_others_written(any_db: str, home: Path,
                                                                    caplog: pytest.LogCaptureFixture) -> None:
-    from pipeline.serve.recorder import Recorder, deadletter_records
+    from pipeline.serve.recorder import Recorder, deadletter_records, replay
     from pipeline.store import engines
 
     recorder = Recorder(job_of(home), queue_records=100, batch_rows=8, flush_seconds=0.05)
@@ -156,6 +156,10 @@ def test_a_refused_record_is_dead_lettered_and_the_others_written(any_db: str, h
     assert refused == [f"job online_rec: the database refused online record 4 of request req-bad (IntegrityError); "
                        f"it is in {recorder.deadletter}, not in online_rec_predictions_online"]
     assert PLANTED not in caplog.text
+
+    assert replay(job_of(home)) == (0, 1)  # refused again: back in the dead-letter file, nothing else changed
+    assert [(d["request_id"], d["row_index"]) for d in deadletter_records(recorder.deadletter)] == [("req-bad", 4)]
+    assert len(rows_of(engines.for_connection("scoring_db"))) == 6
 
 
 def test_an_integer_key_job_gets_a_bigint_key_and_500_rows_go_in_one_write(home: Path, pg_url: str) -> None:
