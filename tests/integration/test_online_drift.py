@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
@@ -81,3 +82,50 @@ def test_online_drift_equals_the_batch_kernel_on_the_same_rows(any_db: str, home
     assert local.run_partition(job, DAY, run_id="batch-2")["status"] == "success"  # the batch replaces its own rows
     assert drift_rows(engine, "online") == online
     assert {r["run_id"] for r in drift_rows(engine, "batch").values()} == {"batch-2"}
+
+
+def test_each_model_version_of_the_day_is_judged_against_its_own_training(home: Path,
+                                                                          challenger_models: Path) -> None:
+    """v1 answers the morning, v2 (promoted) the afternoon: one set of results per version, each counted on its own
+    scored rows and judged against its own card."""
+    from pipeline.config import load_job
+    from pipeline.kernels.drift import DriftTracker
+    from pipeline.kernels.records import reading_for
+    from pipeline.resolve import Models
+    from pipeline.serve.door import Door
+    from pipeline.serve.drift import online_drift
+    from pipeline.serve.recorder import Recorder
+    from tests.conftest import with_challenger
+
+    version = with_challenger(home, challenger_models)
+    write_partition(home, n=600)
+    job = load_job(write_job(home, "online_dr"))
+    later = job.model_copy(update={"model": job.model.model_copy(update={"ref": version})})
+    sent = [json.loads(json.dumps(r)) for r in pq.read_table(home / "data" / "churn" / f"date={DAY}").to_pylist()]
+    halves = {1: sent[:300], version: sent[300:]}
+    recorder = Recorder(job, queue_records=10_000)
+    recorder.start()
+    answered: dict[int, list[Any]] = {}
+    for v, door_job in ((1, job), (version, later)):
+        door = Door(door_job)
+        assert door.load().version == v
+        answered[v] = door.score(halves[v], f"req-v{v}")
+        recorder.put(answered[v], f"req-v{v}", dt.datetime.combine(DAY, dt.time(8 + 8 * (v > 1)), tzinfo=dt.UTC))
+    assert recorder.stop() == 0
+
+    results = online_drift(job, DAY)
+    by_version: dict[int, dict[str, Any]] = {}
+    for r in results:
+        by_version.setdefault(r["model_version"], {})[r["feature"]] = r
+    assert set(by_version) == {1, version}
+    for v, rows in by_version.items():  # each version's numbers: the kernel's on that version's scored rows
+        card = Models().card("churn", v)
+        scored = [res for res in answered[v] if res.status == "scored"]
+        tracker = DriftTracker(card, [c["name"] for c in card["inputs"]])
+        tracker.add_inputs(reading_for(job, card["inputs"], card).read([res.inputs for res in scored]))
+        tracker.add_scored(pa.table({"score": [res.score for res in scored],
+                                     "prediction": [res.prediction for res in scored]}))
+        expected = {e["feature"]: (e["value"], e["row_count"], e["p_value"]) for e in tracker.results(
+            threshold=job.drift.psi_threshold, alpha=job.drift.alpha, min_rows=job.drift.min_rows)}
+        assert {f: (r["value"], r["row_count"], r["p_value"]) for f, r in rows.items()} == expected
+        assert rows["__score__"]["row_count"] == len(scored) > 250
