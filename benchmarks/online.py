@@ -15,7 +15,9 @@ scored, none quarantined):
   the server and the clients used. The clients run on the same cores as the server: at high concurrency
   they take CPU the server would otherwise have, so these are figures of a server sharing its machine;
 - threads: the model's ``predict_proba`` on one row from 8 threads at once, with the libraries' default
-  thread pools and then with one thread per predicting thread (in a process of its own, without a server).
+  thread pools and then with one thread per predicting thread (in a process of its own, without a server);
+  and 8 clients of one row against a second server whose requests predict on every core
+  (``SCORING_SERVE_THREADS``), beside the default server's one thread a request.
 
 Latencies are p50 and p99 (nearest rank) over the repetitions, after a warm-up. Beside them: the door's and
 HTTP's single-row p50 minus the bare ``predict_proba``'s, and p99 / p50 under 8 clients, each against its goal
@@ -197,14 +199,14 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(tokens_file: Path, wait_s: float = 120.0) -> Iterator[dict[str, Any]]:
+def server(tokens_file: Path, wait_s: float = 120.0, **extra_env: str) -> Iterator[dict[str, Any]]:
     """``scoring serve`` on a free 127.0.0.1 port, ready (``/health/ready``); stopped when the block ends."""
     port = free_port()
     scoring = Path(sys.executable).parent / "scoring"
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile("w+") as log:  # not a pipe: a full one would stall the server
         proc = subprocess.Popen([str(scoring), "serve", JOB, "--host", "127.0.0.1", "--port", str(port),
-                                 "--tokens-file", str(tokens_file)], env=bench.env(), stdout=log,
+                                 "--tokens-file", str(tokens_file)], env={**bench.env(), **extra_env}, stdout=log,
                                 stderr=subprocess.STDOUT, text=True)
         try:
             waited = wait_ready(proc, url, wait_s, log)
@@ -417,7 +419,19 @@ def measure_all(args: argparse.Namespace, home: dict[str, Any]) -> dict[str, Any
         print(f"predict_proba on one row from {THREAD_CLIENTS} threads: default pools vs one thread each ...",
               flush=True)
         results["threads"] = thread_limits(home["rows_file"], args.seconds)
+        results["server_threads"] = server_threads(args, home, results["load"].get(f"1x{GOAL_CLIENTS}"))
     return results
+
+
+def server_threads(args: argparse.Namespace, home: dict[str, Any], limited: dict[str, Any] | None
+                   ) -> dict[str, Any]:
+    """The request path's thread limit: ``GOAL_CLIENTS`` clients of 1 row against a server whose requests predict
+    on every core (``SCORING_SERVE_THREADS`` = the cores), beside the same level on the default server (1)."""
+    cores = os.cpu_count() or 1
+    print(f"HTTP load: {GOAL_CLIENTS} clients, 1 row, a server predicting on {cores} threads a request ...", flush=True)
+    with server(home["tokens_file"], SCORING_SERVE_THREADS=str(cores)) as srv:
+        every = load_level(srv["url"], home["token"], home["rows_file"], 1, GOAL_CLIENTS, args.seconds, srv["pid"])
+    return {"1": limited, str(cores): every} if limited else {str(cores): every}
 
 
 def summarize(results: dict[str, Any], load: dict[str, Any], commit: str | None, dirty: bool | None,
@@ -471,9 +485,13 @@ def table_lines(results: dict[str, Any]) -> list[str]:
                      f"{r['rows_per_s']:>10,.0f}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{r['errors']:>7}"
                      f"{r['server_cpu_cores'] if r['server_cpu_cores'] is not None else float('nan'):>11.2f}"
                      f"{r['client_cpu_cores']:>11.2f}")
+    lines.append("")
     for limit, r in results.get("threads", {}).items():
         label = f"predict_proba 1 row, {r['threads']} threads, pools {limit}"
-        lines.append(f"{label:<50}{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f} ms  ({r['predictions_per_s']:,.0f}/s)")
+        lines.append(f"{label:<56}p50 {r['p50_ms']:>8.2f}  p99 {r['p99_ms']:>8.2f} ms  ({r['predictions_per_s']:,.0f}/s)")
+    for limit, r in results.get("server_threads", {}).items():
+        label = f"HTTP 1 row, {r['clients']} clients, server threads {limit}"
+        lines.append(f"{label:<56}p50 {r['p50_ms']:>8.2f}  p99 {r['p99_ms']:>8.2f} ms  ({r['requests_per_s']:,.0f}/s)")
     return lines
 
 
@@ -518,7 +536,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds of each load level and threads run")
     parser.add_argument("--clients", type=int, nargs="*", default=list(CLIENTS))
-    parser.add_argument("--no-threads", action="store_true", help="skip the default-vs-one-thread comparison")
+    parser.add_argument("--no-threads", action="store_true",
+                        help="skip the thread comparisons (8 threads predicting; a second server on every core)")
     parser.add_argument("--out", default=str(OUT))
     parser.add_argument("--url")
     parser.add_argument("--rows-file", type=Path)
