@@ -194,9 +194,9 @@ def up(home: Path, workers: int, metadata_db: str, scoring_db: str, redis_db: in
     (home / "stack.json").write_text(json.dumps(state, indent=2))
     write_private(home / "prometheus.yml", prometheus_config(
         f"127.0.0.1:{metrics_port}", f"{local}:{online['port']}" if online else None))
-    wait_http(f"{api}/api/v2/monitor/health", 180, pids)
+    wait_http(f"{api}/api/v2/monitor/health", 180, pids, home)
     if online:  # loaded and verified before it listens: ready once it answers (or it exited, saying why)
-        wait_http(f"{state['serve']['url']}/health/ready", 120, pids,
+        wait_http(f"{state['serve']['url']}/health/ready", 120, pids, home,
                   f"scoring serve {serve} (its log: {home}/scoring-serve.log; --serve none starts no online door)")
     if (home / PASSWORDS).exists():
         (home / PASSWORDS).chmod(0o600)
@@ -244,7 +244,9 @@ def shell_env(home: Path) -> str:
     return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items()))
 
 
-def wait_http(url: str, timeout: float, pids: list[dict], what: str | None = None) -> None:
+def wait_http(url: str, timeout: float, pids: list[dict], home: Path, what: str | None = None) -> None:
+    """Until ``url`` answers 200; a process of the stack that exits meanwhile, or the time running out, stops the
+    start with its name and where to look (``what``: the component and its log)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -254,12 +256,23 @@ def wait_http(url: str, timeout: float, pids: list[dict], what: str | None = Non
         except OSError:
             pass
         for p in pids:
-            try:
-                os.kill(p["pid"], 0)
-            except ProcessLookupError:
-                raise SystemExit(f"{p['name']} exited during start-up; see its log") from None
+            if not alive(p["pid"]):
+                raise SystemExit(f"{p['name']} exited during start-up: see its log, {home / p['name']}.log"
+                                 + (" (--serve none starts no online door)" if p["name"] == "scoring-serve" else ""))
         time.sleep(1)
-    raise SystemExit(f"{what or url} did not answer {url} within {timeout:.0f}s")
+    raise SystemExit(f"{what + ': ' if what else ''}{url} did not answer within {timeout:.0f}s")
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs: a child of this process that exited is reaped here (else it stays a zombie)."""
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def down(home: Path) -> None:
