@@ -13,7 +13,7 @@ export AIRFLOW__CORE__PLUGINS_FOLDER := $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export AIRFLOW__CORE__UNIT_TEST_MODE := False
 
-.PHONY: help venv demo demo-cascade demo-push test test-fast lint docs bench schema lock clean
+.PHONY: help venv demo demo-cascade demo-push serve-token test test-fast lint docs bench schema lock clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -54,6 +54,11 @@ $(PROMETHEUS): # Debian's prometheus (with promtool) for the metrics tests: a re
 # PYTEST_ARGS narrows a run: make test PYTEST_ARGS="-m 'not postgres'"; XDIST= runs in one process.
 XDIST ?= -n $(shell echo $$(( $$(nproc) + 1 ))) --dist load --maxschedchunk 1
 PYTEST_ARGS ?=
+serve-token: ## the online door's bearer token for the compose stack, if absent (secrets/serve_tokens, 0600, ignored by git)
+	@mkdir -p secrets
+	@test -s secrets/serve_tokens || ( umask 077; $(PYTHON) -c "import secrets; print(secrets.token_urlsafe(32))" > secrets/serve_tokens )
+	@echo "bearer token in secrets/serve_tokens (compose secret scoring_serve_tokens); put AIRFLOW_UID=$$(id -u) in .env so the door can read it"
+
 test: $(STAMP) $(BROWSER) $(PROMETHEUS) lint ## lint and the docs build, then the whole test suite on every core (PostgreSQL required when CI=true)
 	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
 
