@@ -87,6 +87,10 @@ def _count(job: JobConfig, day: dt.date, engine: Engine, models: Models) -> dict
     versions: dict[tuple[str, int], _Version] = {}
     after: tuple[str, int] = ("", -1)
     with engine.connect() as conn:
+        if online.key_type_of(conn, online.table_of(job.output.table), "entity_key", job.output.schema_) is None:
+            log.warning("job %s: no table %s: the online door has recorded nothing yet (scoring serve %s)", job.job_id,
+                        online.table_of(job.output.table), job.job_id)
+            return versions
         counts = online.day_counts(conn, job.output.table, day, job.output.schema_)
         while True:
             batch = online.scored_inputs(conn, job.output.table, day, after=after, limit=BATCH_ROWS,

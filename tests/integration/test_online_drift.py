@@ -129,3 +129,13 @@ def test_each_model_version_of_the_day_is_judged_against_its_own_training(home: 
             threshold=job.drift.psi_threshold, alpha=job.drift.alpha, min_rows=job.drift.min_rows)}
         assert {f: (r["value"], r["row_count"], r["p_value"]) for f, r in rows.items()} == expected
         assert rows["__score__"]["row_count"] == len(scored) > 250
+
+
+def test_a_job_that_never_served_has_no_online_drift(home: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from pipeline.config import load_job
+    from pipeline.serve.drift import online_drift
+
+    with caplog.at_level("WARNING", logger="pipeline.serve.drift"):
+        assert online_drift(load_job(write_job(home, "online_dr")), DAY) == []
+    assert ("job online_dr: no table online_dr_predictions_online: the online door has recorded nothing yet "
+            "(scoring serve online_dr)") in caplog.text
