@@ -144,7 +144,12 @@ class RecordReading:
         return out
 
     def _check_cast(self, name: str, text: pa.Array, to: pa.DataType) -> None:
-        """A key read as an integer, or a bool column: the first row whose text its type cannot read is refused."""
+        """A key read as an integer, or a bool column: the first row whose text its type cannot read (once a CSV
+        job's markers are missing values, as conform reads them) is refused."""
+        markers = list(self.markers.get(name) or ()) if self.fmt == "csv" else []
+        if markers:
+            text = pc.if_else(pc.fill_null(pc.is_in(text, value_set=pa.array(markers, pa.string())), False),
+                              pa.scalar(None, pa.string()), text)
         source = pc.utf8_trim_whitespace(text) if to == pa.int64() else text
         try:
             pc.cast(source, to)

@@ -87,7 +87,8 @@ def test_a_parquet_job_has_no_markers_and_takes_the_key_type_from_the_json() -> 
 
 def test_entity_key_type_integer_reads_zero_padded_ids_as_numbers() -> None:
     reading = _csv(key_type="integer")
-    assert reading.read([{KEY: "00123"}, {KEY: " 7 "}, {KEY: None}]).column(KEY).to_pylist() == [123, 7, None]
+    assert reading.read([{KEY: "00123"}, {KEY: " 7 "}, {KEY: None}, {KEY: ""}, {KEY: "NA"}]).column(
+        KEY).to_pylist() == [123, 7, None, None, None], "a CSV job's markers are missing keys, not unreadable ones"
     with pytest.raises(RequestError, match=r"row 1: the value of the entity key 'customer_id', read as an integer"):
         reading.read([{KEY: "1"}, {KEY: "C-17"}])
 
