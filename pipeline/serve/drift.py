@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 from sqlalchemy.engine import Engine
 
+from pipeline import alerts
 from pipeline.errors import ConfigError
 from pipeline.kernels.drift import DriftTracker, describe, drifted, has_statistics
 from pipeline.kernels.records import RecordReading, reading_for
@@ -68,13 +69,32 @@ def online_drift(job: JobConfig, day: dt.date, *, engine: Engine | None = None,
         online.replace_drift(conn, job.job_id, day, rows)
     bad = drifted(results)
     if bad:
-        log.warning("job %s: online traffic of %s drifted (PSI above %g, significant at alpha %g): %s; see table "
-                    "scoring_drift, run_id %s", job.job_id, day, job.drift.psi_threshold, job.drift.alpha,
-                    describe(bad), run_id_of(day))
+        _alert(job, day, bad)
     else:
         log.info("job %s: online drift of %s recorded for %d model version(s), no breach", job.job_id, day,
                  len(versions))
     return results
+
+
+def _alert(job: JobConfig, day: dt.date, bad: list[dict[str, Any]]) -> None:
+    """A breach of the online traffic: alerted as the batch's (ERROR, the job's drift.alert_connection), unless the
+    job's drift.on_breach is ignore (one WARNING). Nothing is held back: the door gave its answers."""
+    models = ", ".join(sorted({f"{r['model_name']} v{r['model_version']}" for r in bad}))
+    if job.drift.on_breach == "ignore":
+        log.warning("online drift of job %s on %s (%s) not alerted (drift.on_breach: ignore): %s", job.job_id, day,
+                    models, describe(bad))
+        return
+    text = (f"ONLINE DRIFT ALERT job {job.job_id} day {day}: {len(bad)} input(s) or output(s) of the online traffic "
+            f"answered by {models} drifted: PSI above {job.drift.psi_threshold:g} and significant (chi-square, alpha "
+            f"{job.drift.alpha:g}): {describe(bad)}. The door answered every request (it holds no answer back); see "
+            f"table scoring_drift, run_id {run_id_of(day)}, beside the batch's drift of that day. If the shift is "
+            "real, register a retrained model.")
+    alerts.send(text, job.drift.alert_connection,
+                {"job_id": job.job_id, "day": str(day), "run_id": run_id_of(day), "source": "online",
+                 "policy": job.drift.on_breach,
+                 "drifted": [{k: r.get(k) for k in ("model_name", "model_version", "feature", "kind", "value",
+                                                    "threshold", "row_count", "p_value")} for r in bad]},
+                f"online-drift-{job.job_id}-{day}", logger=log)
 
 
 _DRIFT_COLUMNS = ("model_name", "model_version", "feature", "kind", "statistic", "value", "threshold", "drifted",

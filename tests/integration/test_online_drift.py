@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,8 @@ def record_online(job: Any, home: Path) -> tuple[int, int]:
     return scored, len(sent)
 
 
-def test_online_drift_equals_the_batch_kernel_on_the_same_rows(any_db: str, home: Path) -> None:
+def test_online_drift_equals_the_batch_kernel_on_the_same_rows(any_db: str, home: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
     from pipeline import local
     from pipeline.config import load_job
     from pipeline.serve.drift import online_drift, run_id_of
@@ -62,7 +64,10 @@ def test_online_drift_equals_the_batch_kernel_on_the_same_rows(any_db: str, home
         assert conn.execute(sa.text("SELECT COUNT(*) FROM online_dr_predictions_online WHERE status = 'quarantined'"
                                     )).scalar() == sent - n > 0
 
-    results = online_drift(job, DAY)
+    with caplog.at_level(logging.WARNING, logger="pipeline.serve.drift"):
+        results = online_drift(job, DAY)
+    assert f"online drift of job online_dr on {DAY} (churn v1) not alerted (drift.on_breach: ignore): " \
+        "support_tickets_90d (PSI 0.79" in caplog.text
     batch, online = drift_rows(engine, "batch"), drift_rows(engine, "online")
     assert set(online) == set(batch) and "support_tickets_90d" in online and "__score__" in online
     for feature, row in online.items():
@@ -78,6 +83,15 @@ def test_online_drift_equals_the_batch_kernel_on_the_same_rows(any_db: str, home
         counts = dict(conn.execute(sa.text("SELECT source, COUNT(*) FROM scoring_drift WHERE job_id = 'online_dr' "
                                            "GROUP BY source")).all())
     assert counts == {"batch": len(batch), "online": len(online)}
+
+    flagging = job.model_copy(update={"drift": job.drift.model_copy(update={"on_breach": "flag"})})
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pipeline.serve.drift"):
+        online_drift(flagging, DAY)  # alerted as the batch's breaches are (ERROR; the webhook when the job has one)
+    [alert] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert alert.getMessage().startswith(f"ONLINE DRIFT ALERT job online_dr day {DAY}: 3 input(s) or output(s) of the "
+                                         "online traffic answered by churn v1 drifted: PSI above 0.2")
+    assert f"see table scoring_drift, run_id online:{DAY}" in alert.getMessage()
 
     assert local.run_partition(job, DAY, run_id="batch-2")["status"] == "success"  # the batch replaces its own rows
     assert drift_rows(engine, "online") == online
