@@ -39,6 +39,7 @@ from pipeline.registry import Registry
 from pipeline.resolve import Models
 from pipeline.score import scorer_for
 from pipeline.serve.drift import online_drift
+from pipeline.serve.recorder import replay
 from pipeline.serve.server import serve
 from pipeline.store import engines, grants, migrate, operational
 
@@ -77,8 +78,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _online(args: argparse.Namespace) -> int:
-    """``online drift``: the drift of one day's online traffic, judged as the batch judges a partition's."""
+    """``online drift``: the drift of one day's online traffic, judged as the batch judges a partition's;
+    ``online replay``: the dead-lettered online records loaded back (1 if some are dead-lettered again)."""
     job = _job_named(args.job)
+    if args.online_cmd == "replay":
+        written, again = replay(job, timeout=args.timeout)
+        print(f"{job.job_id}: {written} dead-lettered online record(s) loaded into {job.output.table}_online, "
+              f"{again} dead-lettered again")
+        return 1 if again else 0
     rows = online_drift(job, parse_date(args.date))
     if not rows:
         print(f"{job.job_id} {args.date}: nothing judged: no model answered drift.min_rows ({job.drift.min_rows}) "
@@ -510,12 +517,17 @@ def _serve_parsers(sub: Any) -> None:
     p.add_argument("--no-auth", action="store_true", help="no authentication (only with --host 127.0.0.1)")
     p.set_defaults(fn=_serve)
 
-    p = sub.add_parser("online", help="the online door's records: drift of a day's online traffic")
+    p = sub.add_parser("online", help="the online door's records: drift of a day's online traffic, replay of "
+                       "dead-lettered records")
     osub = p.add_subparsers(dest="online_cmd", required=True)
     q = osub.add_parser("drift", help="judge a day's online rows against the model's training statistics "
                         "(the batch's PSI), written to scoring_drift with source 'online'")
     q.add_argument("job", help="job id or the path of a job file")
     q.add_argument("--date", required=True, type=day_arg, help="the day (YYYY-MM-DD, in the job's timezone)")
+    q = osub.add_parser("replay", help="load the online records dead-lettered (database down at stop, or refused) "
+                        "back into <output.table>_online; those refused again stay dead-lettered")
+    q.add_argument("job", help="job id or the path of a job file")
+    q.add_argument("--timeout", type=float, default=60.0, help="how long to wait for the database (default 60 s)")
     p.set_defaults(fn=_online)
 
 

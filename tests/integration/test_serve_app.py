@@ -56,7 +56,7 @@ def serve_job(home: Path, **online: Any) -> JobConfig:
 
 
 @contextlib.contextmanager
-def running(job: JobConfig, tokens: list[str] | None = None, **kw: Any) -> Iterator[Service]:
+def running(job: JobConfig, tokens: list[str] | None = None, close_timeout: float = 10, **kw: Any) -> Iterator[Service]:
     """The job's door served by uvicorn in a thread on a free port of 127.0.0.1; stopped and flushed after."""
     service = Service(job, host="127.0.0.1", port=0, tokens=[TOKEN] if tokens is None else tokens, **kw)
     service.open()
@@ -71,7 +71,7 @@ def running(job: JobConfig, tokens: list[str] | None = None, **kw: Any) -> Itera
     finally:
         service.stop()
         thread.join(30)
-        service.close()
+        service.close(close_timeout)
 
 
 def client(service: Service, token: str | None = TOKEN) -> httpx.Client:
@@ -246,6 +246,26 @@ def test_every_answer_is_recorded_with_its_request_id(any_db: str, home: Path) -
     lines = out.stdout.splitlines()
     assert lines[0].split() == ["model", "feature", "kind", "value", "rows", "drifted"], out.stdout + out.stderr
     assert any(line.startswith("churn v1") and " tenure_months " in f" {line} " for line in lines[1:]), out.stdout
+
+
+def test_records_left_at_stop_are_counted_and_replayed_by_the_command(
+        home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_ELSEWHERE", "postgresql://nobody@127.0.0.1:9/nowhere")  # nothing listens
+    job = load_job(write_job(home, output={"table": "churn_test_predictions", "connection": "elsewhere"}))
+    with running(job, close_timeout=1) as service, client(service) as http:
+        answered = http.post(SCORE_PATH, json=rows(4))
+    assert answered.status_code == 200  # the database is down: the answer is given, its record waits
+    assert any(r.levelname == "ERROR" and r.getMessage().startswith(
+        "job churn_test: stopped with 4 answered row(s) not written to churn_test_predictions_online")
+        for r in caplog.records), server_log(caplog)
+    monkeypatch.setenv("AIRFLOW_CONN_ELSEWHERE", f"sqlite:///{home / 'elsewhere.db'}")
+    engines.engine_for.cache_clear()
+    out = scoring_cli("online", "replay", "churn_test", "--timeout", "20")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == ("churn_test: 4 dead-lettered online record(s) loaded into churn_test_predictions_online, "
+                          "0 dead-lettered again\n")
+    with engines.engine_for(f"sqlite:///{home / 'elsewhere.db'}").connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM churn_test_predictions_online")).scalar() == 4
 
 
 def test_a_full_record_queue_refuses_503_and_answers_nothing_unrecorded(home: Path) -> None:
