@@ -51,7 +51,7 @@ class _Live:
         yield from (queue, written, failures, reloads, ready, self._versions())
 
     def _versions(self) -> Any:
-        """The served version of each model (a cascade's router and route models too)."""
+        """The served version of the job's model."""
         from prometheus_client.core import GaugeMetricFamily
 
         family = GaugeMetricFamily("scoring_online_model_version", "Version of each model served",
@@ -62,17 +62,9 @@ class _Live:
 
 
 def served_models(door: Any) -> list[tuple[str, int]]:
-    """(name, version) of every model the door serves: the model, then a cascade's route models if any."""
-    served = getattr(door, "served", None) if door.ready else None
-    if served is None:
-        return []
-    found = [(str(served.name), int(served.version))]
-    routes = getattr(served, "routes", None) or {}
-    for model in routes.values() if isinstance(routes, dict) else routes:
-        pair = (str(model.name), int(model.version)) if hasattr(model, "name") else (str(model[0]), int(model[1]))
-        if pair not in found:
-            found.append(pair)
-    return found
+    """(name, version) of the model the door serves; none before it has loaded one."""
+    served = door.served if door.ready else None
+    return [] if served is None else [(str(served.name), int(served.version))]
 
 
 class Metrics:

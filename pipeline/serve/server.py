@@ -6,6 +6,13 @@ be lost to the first one's stop). Requests run in the server's thread pool, each
 one OpenMP/BLAS thread (``ThreadLimit``): a HistGradientBoosting ``predict_proba`` of one row took 1.5 s at
 p99 under load with its default threads and 23 ms with one. LightGBM fitted without ``n_jobs`` follows the
 same OpenMP limit; a model fitted with an explicit ``n_jobs`` keeps its own.
+
+The score endpoint is an ``async def`` that reads the body (size-checked) on the event loop and hands parse,
+score and record to the thread pool in one hop. Measured with the door's work taken out (a fixed answer), one
+row, one client, loopback (15:13 UTC, load 6 on 2 cores, so only the order is telling): p50 0.80 ms for this
+shape, 1.11 ms for a sync endpoint given the body by an async dependency, 0.74 ms with no thread pool at
+all (the event loop blocked while a request scores: health checks and small requests would wait behind a
+large one), 0.58 ms for ``GET /health/live``.
 """
 
 from __future__ import annotations
@@ -158,13 +165,14 @@ class Service:
         self.recorder = recorder if recorder is not None else Recorder(job, queue_records=job.online.queue_records)
         self.reloader = Reloader(self.door, job.online.reload_seconds, job.job_id)
         self.server: Any = None
+        self.limit: ThreadLimit | None = None
         self._socket: socket.socket | None = None
 
     def open(self) -> None:
         """Load and verify the model (its errors as the batch gives them), start the recorder and the reloader,
         bind the port."""
         served = self.door.load()
-        limit = ThreadLimit(settings.serve_threads())
+        self.limit = limit = ThreadLimit(settings.serve_threads())
         self.recorder.start()
         self.reloader.start()
         self._socket = bind(self.host, self.port)

@@ -205,6 +205,17 @@ def test_health_openapi_docs_and_metrics_are_open_and_say_what_they_should(serve
     assert 'scoring_online_record_failures_total{job="churn_test"} 0.0' in text
 
 
+def test_each_scoring_thread_predicts_with_one_openmp_and_blas_thread(served: Service) -> None:
+    from threadpoolctl import threadpool_info
+
+    seen: list[dict[str, Any]] = []
+    worker = threading.Thread(target=lambda: (served.limit(), seen.extend(threadpool_info())))  # a new thread
+    worker.start()
+    worker.join(30)
+    pools = {(p["user_api"], p["num_threads"]) for p in seen}
+    assert ("openmp", 1) in pools and {n for _, n in pools} == {1}, seen
+
+
 def test_scores_through_http_are_the_doors_bit_for_bit_and_v2_says_the_same(served: Service) -> None:
     records = [*rows(4, seed=9), bad_row()]
     door = Door(served.job)
