@@ -62,10 +62,13 @@ class Scored:
 
 
 def score_rows(batches: Iterable[pa.RecordBatch | pa.Table], model: Model, *, key: str, schema: pa.Schema,
-               batch_rows: int, drift: DriftSettings | None = None, name: str = "scoring") -> Scored:
+               batch_rows: int, drift: DriftSettings | None = None, name: str = "scoring",
+               validator: RowValidator | None = None) -> Scored:
     """One model over rows of ``schema``: its checks split them, its transformation and estimator score the
-    valid ones, its training statistics judge their drift."""
-    validator = RowValidator(model.expectations, name)
+    valid ones, its training statistics judge their drift. ``validator``: the model's checks built already
+    (``RowValidator(model.expectations)``, for a caller that scores again and again; one caller's at a time:
+    it counts what it saw)."""
+    validator = validator or RowValidator(model.expectations, name)
     tracker = DriftTracker(model.card, valid_schema(schema).names)
     valid, scored, quarantined = [], [], []
     out_schema = scored_schema(key, schema.field(key).type)
