@@ -16,6 +16,7 @@
 | ``SCORING_STATSD`` | unset | ``0``: send no run metrics |
 | ``SCORING_SERVE_TOKENS_FILE`` | unset | ``scoring serve``: the bearer tokens file (one per line, ``#`` comments) when ``--tokens-file`` is not given |
 | ``SCORING_SERVE_THREADS`` | ``1`` | ``scoring serve``: OpenMP/BLAS threads each request may predict with |
+| ``SCORING_SERVE_CONCURRENCY`` | ``0`` | ``scoring serve``: requests scored at once at most, the others wait their turn (0: the thread pool's 40) |
 | ``SCORING_SERVE_SHUTDOWN_SECONDS`` | ``10`` | ``scoring serve``: on SIGTERM, how long requests in flight may finish, then how long the recorder may write what waits |
 """
 
@@ -140,6 +141,12 @@ def serve_threads() -> int:
     """OpenMP/BLAS threads a request of ``scoring serve`` predicts with (``SCORING_SERVE_THREADS``, 1): requests
     run side by side, each on one core, rather than each on every core."""
     return max(1, int(os.environ.get("SCORING_SERVE_THREADS") or "1"))
+
+
+def serve_concurrency() -> int:
+    """Requests ``scoring serve`` scores at once at most; more wait their turn (``SCORING_SERVE_CONCURRENCY``;
+    0 or unset: the thread pool's own limit, 40)."""
+    return max(0, int(os.environ.get("SCORING_SERVE_CONCURRENCY") or "0"))
 
 
 def serve_shutdown_seconds() -> float:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from pydantic import BaseModel, Field
 
 from pipeline.config import JobConfig
@@ -147,6 +149,14 @@ class Handler:
     metrics: Metrics
     tokens: Tokens | None
     limit_threads: Callable[[], None]
+    scoring: int = 0  # requests scored at once at most (0: the thread pool's own limit, 40)
+    _limiter: Any = None
+
+    def limiter(self) -> Any:
+        """The capacity limiter of the scoring threads (made in the event loop on first use); None: anyio's."""
+        if self.scoring and self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.scoring)
+        return self._limiter
 
     @property
     def too_big(self) -> str:
@@ -310,7 +320,7 @@ def request_id_of(request: Any) -> str:
 
 
 def make_app(door: Any, recorder: Any, job: JobConfig, tokens: Collection[str] | None, *,
-             limit_threads: Callable[[], None] | None = None) -> Any:
+             limit_threads: Callable[[], None] | None = None, scoring: int = 0) -> Any:
     """The FastAPI app of one job's door; ``tokens`` None: no authentication (``scoring serve --no-auth``)."""
     from fastapi import FastAPI
 
@@ -318,7 +328,7 @@ def make_app(door: Any, recorder: Any, job: JobConfig, tokens: Collection[str] |
                   description=f"Scores rows with job {job.job_id}'s model ({job.model.name}@{job.model.ref}), "
                   "its contract and preprocessing: the nightly run's, score for score.")
     state = Handler(door, recorder, job, Metrics(job.job_id, door, recorder), Tokens(tokens) if tokens is not None
-                 else None, limit_threads or (lambda: None))
+                 else None, limit_threads or (lambda: None), scoring)
     app.state.door = state
     _health_routes(app, state)
     _score_routes(app, state)
@@ -391,7 +401,6 @@ async def handle(state: Handler, request: Any, job: str, rows_of: Callable[[Any]
                  shape: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
     """One score request: refused, failed or answered, always counted and with its request id."""
     from fastapi import Response
-    from starlette.concurrency import run_in_threadpool
 
     started, received_at = time.perf_counter(), datetime.now(UTC)
     request_id = request_id_of(request)
@@ -403,7 +412,8 @@ async def handle(state: Handler, request: Any, job: str, rows_of: Callable[[Any]
         if job != state.job.job_id:
             raise Refused(404, "not_found", f"no job {job!r} on this server (it serves job {state.job.job_id})")
         raw = await state.body(request)
-        code, body, results = await run_in_threadpool(state.answer, raw, request_id, received_at, rows_of)
+        code, body, results = await anyio.to_thread.run_sync(state.answer, raw, request_id, received_at, rows_of,
+                                                       limiter=state.limiter())
         content = dumps(shape(body))
     except Refused as refused:
         code, content = refused.status, _problem(state, refused, request_id)

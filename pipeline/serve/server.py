@@ -177,7 +177,8 @@ class Service:
         self.reloader.start()
         self._socket = bind(self.host, self.port)
         self.port = self._socket.getsockname()[1]
-        self.server = _uvicorn(make_app(self.door, self.recorder, self.job, self.tokens, limit_threads=limit))
+        self.server = _uvicorn(make_app(self.door, self.recorder, self.job, self.tokens, limit_threads=limit,
+                                        scoring=settings.serve_concurrency()))
         log.info("job %s: serving %s v%s on http://%s:%d (%s; %d thread(s) per request, alias re-read every %gs)",
                  self.job.job_id, served.name, served.version, self.host, self.port,
                  f"{len(self.tokens)} bearer token(s)" if self.tokens is not None else "NO authentication",

@@ -80,7 +80,9 @@ def client(service: Service, token: str | None = TOKEN) -> httpx.Client:
 
 
 @pytest.fixture
-def served(home: Path) -> Iterator[Service]:
+def served(home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
+    """The door with online limits small enough to test, scoring two requests at once at most."""
+    monkeypatch.setenv("SCORING_SERVE_CONCURRENCY", "2")
     with running(serve_job(home, max_rows=5, max_body_bytes=4096, queue_records=10_000)) as service:
         yield service
 
