@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from pipeline.config import JobConfig, load_job
 from pipeline.serve.door import Door
 from pipeline.serve.server import Service
+from pipeline.settings import THREAD_POOL_ENV
 from pipeline.store import engines
 from tests.conftest import ROOT, clean_customers, scoring_cli, write_job
 
@@ -348,7 +349,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_scoring_serve_refuses_to_start_without_tokens_or_open_to_others(home: Path) -> None:
+def test_scoring_serve_refuses_to_start_without_tokens_or_open_to_others(home: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in THREAD_POOL_ENV:  # what `scoring serve` sets when unset: restored after this in-process test
+        monkeypatch.setenv(name, "1")
     write_job(home)
     empty = home / "empty-tokens"
     empty.write_text("# no token yet\n\n")
@@ -367,6 +371,18 @@ def test_scoring_serve_refuses_to_start_without_tokens_or_open_to_others(home: P
     out = scoring_cli("serve", str(home / "jobs" / "no_table.yaml"), "--no-auth")
     assert out.returncode == 2, out.stderr
     assert out.stderr.startswith(f"error: job {nowhere.job_id} has no output.table: scoring serve records every")
+
+
+def test_scoring_serve_refuses_a_tampered_model_with_the_runs_own_error(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in THREAD_POOL_ENV:
+        monkeypatch.setenv(name, "1")
+    write_job(home)
+    artifact = home / "models" / "churn" / "v1" / "model.joblib"
+    artifact.write_bytes(artifact.read_bytes() + b"tampered")
+    out = scoring_cli("serve", "churn_test", "--no-auth", "--port", str(_free_port()))
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and "sha256" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and "churn" in out.stderr
 
 
 def test_scoring_serve_as_a_process_scores_refuses_and_stops_with_every_answer_recorded(home: Path) -> None:
