@@ -143,6 +143,13 @@ def serve_threads() -> int:
     return max(1, int(os.environ.get("SCORING_SERVE_THREADS") or "1"))
 
 
+def default_thread_pools(threads: int) -> None:
+    """The thread pools' own variables (``THREAD_POOL_ENV``) set to ``threads`` where unset: the OpenMP and BLAS
+    libraries this process loads from now on start with that many threads in every thread (``scoring serve``)."""
+    for name in THREAD_POOL_ENV:
+        os.environ.setdefault(name, str(threads))
+
+
 def serve_concurrency() -> int:
     """Requests ``scoring serve`` scores at once at most; more wait their turn (``SCORING_SERVE_CONCURRENCY``;
     0 or unset: the thread pool's own limit, 40)."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import os
 import signal
 import socket
 import threading
@@ -240,8 +239,7 @@ def serve(job: JobConfig, host: str = "127.0.0.1", port: int = 8080, tokens_file
           no_auth: bool = False) -> int:
     """Serve ``job`` until SIGINT or SIGTERM; the records left unwritten at the end."""
     tokens = tokens_for(host, tokens_file, no_auth)
-    for name in settings.THREAD_POOL_ENV:  # OpenMP libraries loaded from here on start with one thread each
-        os.environ.setdefault(name, str(settings.serve_threads()))
+    settings.default_thread_pools(settings.serve_threads())  # libraries loaded from here on: in every thread
     service = Service(job, host=host, port=port, tokens=tokens)
     service.open()
     quiet = {sig: signal.signal(sig, _stopping) for sig in (signal.SIGINT, signal.SIGTERM)}
