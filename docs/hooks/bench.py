@@ -24,6 +24,8 @@ LATEST_MARKER = "<!-- generated: bench-latest -->"
 HISTORY_MARKER = "<!-- generated: bench-history -->"
 LATEST = Path("benchmarks/latest.json")
 HISTORY = Path("benchmarks/history")
+ONLINE_MARKER = "<!-- generated: bench-online -->"
+ONLINE = Path("benchmarks/online.json")
 ABSENT = "not recorded by this run"
 LABELS = {"rerun": "re-run (the day exists)", "cascade": "cascade (router and routes)", "sql": "SQL source"}
 STAGES = ("ingest", "validate", "preprocess", "score", "drift_gate", "persist", "finalize")
@@ -44,13 +46,21 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
         f"No benchmark has been recorded yet (`{LATEST}` is absent): run `make bench`.")
     runs = [json.loads(p.read_text()) for p in sorted((root / HISTORY).glob("*.json"))]
     history = render_history(runs) if runs else f"No history is kept yet (`{HISTORY}/` holds no run)."
-    return markdown.replace(LATEST_MARKER, text).replace(HISTORY_MARKER, history)
+    markdown = markdown.replace(LATEST_MARKER, text).replace(HISTORY_MARKER, history)
+    if ONLINE_MARKER in markdown:  # the online bench's figures (benchmarks/online.py)
+        online = root / ONLINE
+        markdown = markdown.replace(ONLINE_MARKER, render_online(json.loads(online.read_text())) if online.exists()
+                                    else f"No online benchmark has been recorded yet (`{ONLINE}` is absent): run "
+                                    "`make bench`.")
+    return markdown
 
 
 def on_serve(server: Any, config: MkDocsConfig, builder: Any) -> Any:
     """``mkdocs serve`` rebuilds when a bench writes its files."""
     root = Path(config.config_file_path).parent
     server.watch(str(root / LATEST))
+    if (root / ONLINE).exists():
+        server.watch(str(root / ONLINE))
     if (root / HISTORY).is_dir():
         server.watch(str(root / HISTORY))
     return server
@@ -225,3 +235,68 @@ def render_history(runs: list[Run]) -> str:
         lines.append(f"| {date_of(run)} | {run.get('machine') or ABSENT} | {per_size(run.get('e2e_vs_floor_by_rows'))} | "
                      f"{num(run.get('e2e_vs_naive'))} | {num(run.get('machine_busy'))} |")
     return "\n".join(lines)
+
+
+LATENCIES = (("bare_predict", "bare `predict_proba` (features ready)"),
+             ("bare_transform_predict", "the model's transform + `predict_proba`"),
+             ("door", "the door in process (`Door.score`)"), ("http", "HTTP, one keep-alive client"))
+
+
+def render_online(run: Run) -> str:
+    """The online bench: where and when, the goals, the latencies, the load levels, the thread limits."""
+    tail_ratio = run.get("p99_over_p50_at_8_clients")
+    parts = [
+        "| | |", "|---|---|",
+        f"| machine | {run.get('machine') or ABSENT} |",
+        f"| measured at | {date_of(run)} |",
+        f"| commit | {commit(run)} |",
+        f"| model | {model_of(run)} |",
+        f"| load average before (1, 5, 15 min) | {loads(run.get('load_avg_before'))} |",
+        f"| other processes' CPU during the run (cores) | {num(run.get('others_cpu_cores'))} |",
+        f"| machine busy | {num(run.get('machine_busy'))} |",
+        "", "| goal | measured | goal met |", "|---|---|---|",
+        f"| the door adds at most {num(run.get('door_overhead_goal_ms', 1.0), 1)} ms at p50 to a single-row score "
+        f"(door p50 minus the model's transform + `predict_proba` p50) | {num(run.get('door_overhead_p50_ms'), 3, ' ms')} "
+        f"| {num(run.get('door_overhead_met'))} |",
+        f"| p99 within {num(run.get('tail_goal', 3.0), 1)}x p50 under 8 concurrent clients (1 row a request) "
+        f"| {num(tail_ratio)} | {num(run.get('tail_met'))} |",
+        f"| HTTP's p50 minus the model's transform + `predict_proba` p50, 1 row | "
+        f"{num(run.get('http_overhead_p50_ms'), 3, ' ms')} | |",
+        f"| the door's scores equal the bare model's, every row scored | {num(run.get('same_scores'))} | |",
+        "", "| latency, one thread | rows | p50 ms | p99 ms | repetitions |", "|---|---|---|---|---|",
+    ]
+    results = run.get("results") or {}
+    for key, text in LATENCIES:
+        for size, fig in sorted((results.get(key) or {}).items(), key=lambda kv: int(kv[0])):
+            parts.append(f"| {text} | {num(int(size))} | {num(fig.get('p50_ms'), 3)} | {num(fig.get('p99_ms'), 3)} "
+                         f"| {num(fig.get('n'))} |")
+    parts += ["", "| concurrent clients | rows a request | requests/s | rows/s | p50 ms | p99 ms | errors "
+              "| server CPU (cores) | clients' CPU (cores) |", "|---|---|---|---|---|---|---|---|---|"]
+    for level in sorted((results.get("load") or {}).values(), key=lambda r: (r["rows_per_request"], r["clients"])):
+        parts.append(f"| {level['clients']} | {level['rows_per_request']} | {num(level.get('requests_per_s'), 0)} | "
+                     f"{num(level.get('rows_per_s'), 0)} | {num(level.get('p50_ms'))} | {num(level.get('p99_ms'))} | "
+                     f"{num(level.get('errors'))} | {num(level.get('server_cpu_cores'))} | "
+                     f"{num(level.get('client_cpu_cores'))} |")
+    threads = results.get("threads") or {}
+    if threads:
+        parts += ["", "| `predict_proba`, 1 row, 8 threads at once | p50 ms | p99 ms | predictions/s |",
+                  "|---|---|---|---|"]
+        for limit, r in threads.items():
+            label = "default thread pools" if limit == "default" else f"{limit} thread per predicting thread"
+            parts.append(f"| {label} | {num(r.get('p50_ms'))} | {num(r.get('p99_ms'))} | "
+                         f"{num(r.get('predictions_per_s'), 0)} |")
+    by_server = results.get("server_threads") or {}
+    if by_server:
+        parts += ["", "| 8 clients of 1 row, the server's threads a request | requests/s | p50 ms | p99 ms |",
+                  "|---|---|---|---|"]
+        for limit, r in sorted(by_server.items(), key=lambda kv: int(kv[0])):
+            parts.append(f"| {limit} (`SCORING_SERVE_THREADS`) | {num(r.get('requests_per_s'), 0)} | "
+                         f"{num(r.get('p50_ms'))} | {num(r.get('p99_ms'))} |")
+    if run.get("clients_note"):
+        parts += ["", f"Note: {run['clients_note']}."]
+    return "\n".join(parts)
+
+
+def model_of(run: Run) -> str:
+    model = run.get("model") or {}
+    return f"{model['name']} v{model['version']}" if model.get("name") else ABSENT
