@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field
 
 from pipeline.config import JobConfig
 from pipeline.errors import RequestError
+from pipeline.resolve import Models
 from pipeline.serve.metrics import Metrics, served_models
 from pipeline.serve.recorder import RecorderFull
 
@@ -79,20 +80,20 @@ class Problem(BaseModel):
     message: str
 
 
+ROW = "#/components/schemas/Row"  # filled from the served model's card when the schema is asked for
 ROW_SCHEMA = {"type": "object", "description": "One row: the export's own column names and values (the job's "
               "source.rename applies), the entity key included.", "additionalProperties": True}
 SCORE_BODY = {
     "required": True,
     "content": {JSON: {
         "schema": {"oneOf": [
-            ROW_SCHEMA,
-            {"type": "array", "items": ROW_SCHEMA, "description": "Rows (at most online.max_rows)."},
-            {"type": "object", "required": ["rows"], "properties": {"rows": {"type": "array", "items": ROW_SCHEMA}}},
+            {"$ref": ROW},
+            {"type": "array", "items": {"$ref": ROW}, "description": "Rows (at most online.max_rows)."},
+            {"type": "object", "required": ["rows"], "properties": {"rows": {"type": "array", "items": {"$ref": ROW}}}},
         ]},
-        "examples": {"one row": {"value": {"customer_id": "C-1", "tenure_months": 12}},
-                     "rows": {"value": [{"customer_id": "C-1"}, {"customer_id": "C-2"}]}},
     }},
 }
+JSON_TYPES = {"float": "number", "int": "integer", "integer": "integer", "bool": "boolean", "boolean": "boolean"}
 V2_BODY = {
     "required": True,
     "content": {JSON: {"schema": {
@@ -217,9 +218,9 @@ class Handler:
                           "its record: retry later", {"Retry-After": "5"}) from None
 
     def scored(self, results: list[Any], request_id: str) -> dict[str, Any]:
-        """The answer's body."""
-        model = ({"name": results[0].model_name, "version": results[0].model_version} if results
-                 else self.served())
+        """The answer's body; its model is the job's (a cascade's router), as a row names it when one does."""
+        named = [r for r in results if r.model_name == self.job.model.name]
+        model = ({"name": named[0].model_name, "version": named[0].model_version} if named else self.served())
         return {"request_id": request_id, "model": model, "results": [row_answer(r) for r in results]}
 
     def served(self) -> dict[str, Any]:
@@ -332,7 +333,67 @@ def make_app(door: Any, recorder: Any, job: JobConfig, tokens: Collection[str] |
     app.state.door = state
     _health_routes(app, state)
     _score_routes(app, state)
+    _documented(app, state, lambda name, version: Models().card(name, version))
     return app
+
+
+def row_schema(card: dict[str, Any], key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A row's JSON schema and an example row, from a model card's inputs (their types, ranges, categories)."""
+    properties: dict[str, Any] = {key: {"type": ["string", "integer"], "description": "The entity key."}}
+    example: dict[str, Any] = {key: 1}
+    for column in card.get("inputs", []):
+        kind = JSON_TYPES.get(column.get("type", ""), "string")
+        prop: dict[str, Any] = {"type": [kind, "null"] if column.get("nullable", True) else kind}
+        if column.get("categories"):
+            prop["enum"] = list(column["categories"]) + ([None] if column.get("nullable", True) else [])
+        for bound, name in (("min", "minimum"), ("max", "maximum")):
+            if column.get(bound) is not None:
+                prop[name] = column[bound]
+        properties[column["name"]] = prop
+        example[column["name"]] = _example(column, kind)
+    schema = {**ROW_SCHEMA, "properties": properties,
+              "description": f"{ROW_SCHEMA['description']} Inputs of {card.get('name')} v{card.get('version')}: "
+              "a value outside its declared range, a missing one that may not be, or an unknown category is "
+              "quarantined with its reason code."}
+    return schema, example
+
+
+def _example(column: dict[str, Any], kind: str) -> Any:
+    """A plausible value of a card's input column (the first category, the middle of the range)."""
+    if column.get("categories"):
+        return column["categories"][0]
+    if kind in ("number", "integer"):
+        low, high = column.get("min"), column.get("max")
+        middle = (low + high) / 2 if low is not None and high is not None else (low if low is not None else 0)
+        return int(middle) if kind == "integer" else float(middle)
+    return False if kind == "boolean" else "text"
+
+
+def _documented(app: Any, state: Handler, card_of: Callable[[str, int], dict[str, Any]]) -> None:
+    """The OpenAPI document with the served model's row (columns, types, ranges, an example), remade after a
+    reload; the generic row when the card cannot be read."""
+    base = app.openapi
+    made: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        schema = base()
+        served = state.door.served if state.door.ready else None
+        ref = None if served is None else (served.name, served.version)
+        if ref is not None and made.get("ref") != ref:
+            try:
+                row, example = row_schema(card_of(*ref), state.job.entity_key)
+            except Exception as exc:  # noqa: BLE001 - the docs stay generic rather than fail
+                log.warning("job %s: the OpenAPI row of %s v%s is generic: its card could not be read (%s)",
+                            state.job.job_id, *ref, type(exc).__name__)
+                row, example = ROW_SCHEMA, {state.job.entity_key: 1}
+            schema.setdefault("components", {}).setdefault("schemas", {})["Row"] = row
+            body = schema["paths"]["/v1/jobs/{job}:score"]["post"]["requestBody"]["content"][JSON]
+            body["examples"] = {"one row": {"value": example}, "rows": {"value": {"rows": [example]}}}
+            made["ref"] = ref
+        schema.setdefault("components", {}).setdefault("schemas", {}).setdefault("Row", ROW_SCHEMA)
+        return schema
+
+    app.openapi = openapi
 
 
 def _typed(function: Callable[..., Any], **types: Any) -> Callable[..., Any]:

@@ -51,7 +51,7 @@ class _Live:
         yield from (queue, written, failures, reloads, ready, self._versions())
 
     def _versions(self) -> Any:
-        """The served version of the job's model."""
+        """The served version of each model (a cascade's route models too)."""
         from prometheus_client.core import GaugeMetricFamily
 
         family = GaugeMetricFamily("scoring_online_model_version", "Version of each model served",
@@ -62,9 +62,15 @@ class _Live:
 
 
 def served_models(door: Any) -> list[tuple[str, int]]:
-    """(name, version) of the model the door serves; none before it has loaded one."""
+    """(name, version) of every model the door serves: the job's model (a cascade's router), then a cascade's
+    route models; none before it has loaded one."""
     served = door.served if door.ready else None
-    return [] if served is None else [(str(served.name), int(served.version))]
+    if served is None:
+        return []
+    found = {str(served.name): int(served.version)}
+    for model in (getattr(served, "routes", None) or {}).values():  # one series per model name
+        found.setdefault(str(model["name"]), int(model["version"]))
+    return list(found.items())
 
 
 class Metrics:

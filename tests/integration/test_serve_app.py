@@ -186,7 +186,17 @@ def test_health_openapi_docs_and_metrics_are_open_and_say_what_they_should(serve
     operation = paths["/v1/jobs/{job}:score"]["post"]
     assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/ScoreAnswer")
     assert len(operation["requestBody"]["content"]["application/json"]["schema"]["oneOf"]) == 3
-    assert {"ScoreAnswer", "RowAnswer", "Problem"} <= set(spec.json()["components"]["schemas"])
+    schemas = spec.json()["components"]["schemas"]
+    assert {"ScoreAnswer", "RowAnswer", "Problem", "Row"} <= set(schemas)
+    row = schemas["Row"]  # the served model's inputs, from its card
+    assert row["properties"]["monthly_charges"] == {"type": "number", "minimum": 0, "maximum": 5000}
+    assert row["properties"]["plan"]["enum"] == ["basic", "premium", "standard"]
+    assert row["properties"]["age"]["type"] == ["number", "null"] and "customer_id" in row["properties"]
+    example = operation["requestBody"]["content"]["application/json"]["examples"]["one row"]["value"]
+    assert example["monthly_charges"] == 2500.0 and example["contract_type"] == "month-to-month"
+    with client(served) as http:
+        tried = http.post(SCORE_PATH, json=example)  # the page's example is a row the model scores
+    assert tried.status_code == 200 and tried.json()["results"][0]["status"] == "scored", tried.text
     assert docs.status_code == 200 and "swagger-ui" in docs.text.lower() and "/openapi.json" in docs.text
     text = metrics.text
     for line in ('scoring_online_requests_total{code="200",job="churn_test"} 1.0',
