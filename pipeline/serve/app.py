@@ -486,8 +486,10 @@ async def handle(state: Handler, request: Any, job: str, rows_of: Callable[[Any]
         code, content = 500, _problem(state, Refused(500, "internal", "the server failed to answer this request; "
                                                      f"its log has the error under request id {request_id}"),
                                       request_id)
-    scored = sum(1 for r in results if r.status == "scored")
-    state.metrics.answered(code, time.perf_counter() - started, scored, len(results) - scored)
+    scored, seconds = sum(1 for r in results if r.status == "scored"), time.perf_counter() - started
+    state.metrics.answered(code, seconds, scored, len(results) - scored)
+    log.debug("job %s request %s: %d row(s) scored, %d quarantined, answered %d in %.1f ms", state.job.job_id,
+              request_id, scored, len(results) - scored, code, seconds * 1000)
     return Response(content, code, headers=headers, media_type=JSON)
 
 

@@ -161,6 +161,10 @@ def test_a_body_that_is_not_json_or_not_rows_is_refused_with_a_clear_message(ser
         text = http.post(SCORE_PATH, json="a row?")
         empty = http.post(SCORE_PATH, json=[])
         unknown = http.post("/v1/jobs/other_job:score", json=rows(1)[0])
+        ragged = http.post("/v2/models/churn_test/infer", json={"inputs": [
+            {"name": "customer_id", "shape": [2], "datatype": "INT64", "data": [1, 2]},
+            {"name": "age", "shape": [1], "datatype": "FP64", "data": [30.0]}]})
+        no_inputs = http.post("/v2/models/churn_test/infer", json={"outputs": []})
     assert broken.status_code == 400
     assert broken.json()["message"].startswith("the body is not JSON (line 1, column 19: Expecting property name")
     assert numbers.status_code == 422 and numbers.json()["message"] == "row 0 is a number, not an object of column: value"
@@ -168,6 +172,8 @@ def test_a_body_that_is_not_json_or_not_rows_is_refused_with_a_clear_message(ser
     assert empty.status_code == 422 and empty.json()["message"].startswith("the request holds no rows")
     assert unknown.status_code == 404
     assert unknown.json()["message"] == "no job 'other_job' on this server (it serves job churn_test)"
+    assert ragged.status_code == 422 and ragged.json()["message"].startswith("the inputs have different lengths")
+    assert no_inputs.status_code == 422 and no_inputs.json()["message"].startswith('the body has no "inputs"')
 
 
 def test_health_openapi_docs_and_metrics_are_open_and_say_what_they_should(served: Service) -> None:
@@ -376,6 +382,9 @@ def test_scoring_serve_refuses_to_start_without_tokens_or_open_to_others(home: P
         out = scoring_cli("serve", "churn_test", "--port", str(_free_port()), *extra)
         assert out.returncode == 2 and out.stderr.startswith(message), (extra, out.stderr)
         assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    monkeypatch.setenv("SCORING_SERVE_TOKENS_FILE", str(empty))  # the file named by the environment: the same
+    out = scoring_cli("serve", "churn_test", "--port", str(_free_port()))
+    assert out.returncode == 2 and out.stderr.startswith(f"error: tokens file {empty} holds no token")
     nowhere = load_job(write_job(home, "no_table", output={"mode": "push", "push": {"sink": {
         "kind": "files", "uri": str(home / "out")}}}))
     out = scoring_cli("serve", str(home / "jobs" / "no_table.yaml"), "--no-auth")
