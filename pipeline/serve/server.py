@@ -168,14 +168,18 @@ class Service:
         self._socket: socket.socket | None = None
 
     def open(self) -> None:
-        """Load and verify the model (its errors as the batch gives them), start the recorder and the reloader,
-        bind the port."""
-        served = self.door.load()
+        """Bind the port, load and verify the model (its errors as the batch gives them), start the recorder and
+        the reloader."""
+        self._socket = bind(self.host, self.port)  # a port in use fails before the model's load
+        self.port = self._socket.getsockname()[1]
+        try:
+            served = self.door.load()
+        except BaseException:
+            self._socket.close()
+            raise
         self.limit = limit = ThreadLimit(settings.serve_threads())
         self.recorder.start()
         self.reloader.start()
-        self._socket = bind(self.host, self.port)
-        self.port = self._socket.getsockname()[1]
         self.server = _uvicorn(make_app(self.door, self.recorder, self.job, self.tokens, limit_threads=limit,
                                         scoring=settings.serve_concurrency()))
         log.info("job %s: serving %s v%s on http://%s:%d (%s; %d thread(s) per request, alias re-read every %gs)",

@@ -382,6 +382,13 @@ def test_scoring_serve_refuses_to_start_without_tokens_or_open_to_others(home: P
         out = scoring_cli("serve", "churn_test", "--port", str(_free_port()), *extra)
         assert out.returncode == 2 and out.stderr.startswith(message), (extra, out.stderr)
         assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = scoring_cli("serve", "churn_test", "--no-auth", "--port", str(port))
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith(f"error: cannot listen on 127.0.0.1:{port} (Address already in use)")
     monkeypatch.setenv("SCORING_SERVE_TOKENS_FILE", str(empty))  # the file named by the environment: the same
     out = scoring_cli("serve", "churn_test", "--port", str(_free_port()))
     assert out.returncode == 2 and out.stderr.startswith(f"error: tokens file {empty} holds no token")
