@@ -13,7 +13,11 @@ or a rollback is seen); a new version is resolved, its artifact's sha256 checked
 is unpickled and its golden rows re-scored (``pipeline.score.scorer_for``) before it serves; a version that
 fails stays unserved, the old one keeps serving, and the failure is counted and logged (no values).
 
-Not served online: a cascade job (refused at ``load``) and challengers (the shadow scoring is the batch run's).
+A cascade job is served as its nightly run scores it: every model pinned (``pipeline.cascade.pin``), the rows
+read with the columns of all its models (``pipeline.routes.ingest_inputs``), ``kernels.flow.score_cascade``
+routing the router's valid rows to the route models, each row answered with the model that scored it and
+quarantine reasons prefixed with the model that rejected the row. A refresh re-reads every model's alias.
+Challengers are not served online (the shadow scoring and its comparison stay the nightly run's).
 Thread limits (scikit-learn's OpenMP, BLAS) are the server's to set for its process; the door sets none.
 """
 
@@ -26,19 +30,24 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 import pyarrow as pa
 
+from pipeline.cascade import pin
 from pipeline.config import JobConfig
-from pipeline.errors import ConfigError, failure_text
+from pipeline.errors import failure_text
 from pipeline.kernels.columns import REASONS
-from pipeline.kernels.flow import DriftSettings, Model, score_rows
+from pipeline.kernels.flow import DriftSettings, Model, Scored, score_cascade, score_rows
 from pipeline.kernels.records import RecordReading, check_records, reading_for
+from pipeline.kernels.route import child_schema
 from pipeline.kernels.validate import RowValidator, suite
 from pipeline.keys import duplicates
 from pipeline.resolve import Models
+from pipeline.routes import ingest_inputs
 from pipeline.score import scorer_for
+from pipeline.steps import ROUTE_DEFAULT, route_models
 
 log = logging.getLogger(__name__)
 POSITION = "__position"  # a row's place in its request, carried beside the contract's columns (not checked)
@@ -48,12 +57,14 @@ SCORED, QUARANTINED = "scored", "quarantined"
 
 @dataclass(frozen=True)
 class Served:
-    """The model version a door serves: its name, version, when it was loaded (UTC) and its artifact's sha256."""
+    """The model version a door serves: its name, version, when it was loaded (UTC) and its artifact's sha256; a
+    cascade's router, with its route models by route name (the default model's under ``__default__``)."""
 
     name: str
     version: int
     loaded_at: dt.datetime
     sha256: str = ""
+    routes: dict[str, dict[str, Any]] = field(default_factory=dict)  # route -> {"name", "version"}
 
 
 @dataclass(frozen=True)
@@ -79,15 +90,21 @@ def inputs_sha256(record: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+Outcome = tuple[str, float | None, str | None, list[str], list[str], str, int]  # status ... reasons, model, version
+
+
 @dataclass
 class _Loaded:
-    """Everything a request needs, taken once at its start: the served version, its model and reading."""
+    """Everything a request needs, taken once at its start: the served versions, their models (checks by key type,
+    without duplicate keys), how rows are read, a cascade's pinned plan."""
 
     served: Served
-    card: dict[str, Any]
-    model: Model  # its checks for the reading's usual key type, without duplicate keys
+    router: Model  # the job's model (a cascade's router); its checks: ``checks``
+    routes: dict[str, Model]  # a cascade's route models by route name; {} otherwise
+    plan: dict[str, Any] | None  # a cascade's pinned plan (``pipeline.cascade.pin``)
     reading: RecordReading
-    checks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by key type, no duplicate keys
+    identity: tuple[tuple[str, str, int], ...]  # (route, model, version) of every model served ('' the router)
+    checks: dict[str, tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]] = field(default_factory=dict)
 
 
 class Door:
@@ -114,75 +131,91 @@ class Door:
 
     # -- the model ---------------------------------------------------------------------------
     def load(self) -> Served:
-        """Resolve, verify and load the job's model; raises the batch's errors (ModelNotFoundError,
-        ModelIntegrityError, ConfigError: a cascade job, an expectation that names a missing column)."""
-        if self.job.cascade is not None:
-            raise ConfigError(
-                f"job {self.job.job_id} is a cascade (router {self.job.model.name} and its routes): the online door "
-                "serves one model per job. Serve a route's model through a job of its own, or score the cascade "
-                "in its nightly run.")
+        """Resolve, verify and load the job's model (a cascade: all its models); raises the batch's errors
+        (ModelNotFoundError, ModelIntegrityError, ConfigError: an expectation that names a missing column)."""
         with self._refreshing:
-            models = self._models()
-            loaded = self._build(models, self.job.model.ref)
+            loaded = self._build(self._models())
             self._loaded = loaded
-        log.info("job %s: serving model %s v%s (sha256 %s)", self.job.job_id, loaded.served.name,
-                 loaded.served.version, loaded.served.sha256[:12])
+        log.info("job %s: serving %s", self.job.job_id, _describe(loaded.identity))
         return loaded.served
 
     def refresh(self) -> bool:
-        """Re-read the job's alias; a version other than the served one is loaded and verified, then served.
-        True when it switched; on failure the old version keeps serving (``reload_failures``,
+        """Re-read the job's aliases; versions other than the served ones are loaded and verified, then served.
+        True when it switched; on failure the old versions keep serving (``reload_failures``,
         ``last_reload_error``)."""
         name, ref = self.job.model.name, self.job.model.ref
         with self._refreshing:
             current = self._loaded
-            version: int | None = None
+            wanted: tuple[tuple[str, str, int], ...] = ()
             try:
                 models = self._models()
-                version = models.registry.version_of(name, ref)
-                if current is not None and version == current.served.version:
+                wanted = self._wanted(models)
+                if current is not None and wanted == current.identity:
                     return False
-                loaded = self._build(models, version)
+                loaded = self._build(models)
             except Exception as exc:  # noqa: BLE001 - any failure keeps the old version serving
                 self.reload_failures += 1
                 self.last_reload_error = f"{type(exc).__name__}: {failure_text(exc)}"
-                log.error("job %s: model %s %s (v%s) not loaded, still serving %s: %s", self.job.job_id, name, ref,
-                          "?" if version is None else version,
-                          f"v{current.served.version}" if current else "nothing", self.last_reload_error)
+                log.error("job %s: model %s %s (%s) not loaded, still serving %s: %s", self.job.job_id, name, ref,
+                          _describe(wanted) if wanted else "not resolved",
+                          _describe(current.identity) if current else "nothing", self.last_reload_error)
                 return False
             self._loaded = loaded
             self.last_reload_error = None
-        log.info("job %s: model %s %s now serves v%s (was %s)", self.job.job_id, name, ref, loaded.served.version,
-                 f"v{current.served.version}" if current else "nothing")
+        log.info("job %s: model %s %s now serves %s (was %s)", self.job.job_id, name, ref, _describe(loaded.identity),
+                 _describe(current.identity) if current else "nothing")
         return True
 
-    def _build(self, models: Models, ref: str | int) -> _Loaded:
-        """A version resolved, verified (sha256 before unpickling, golden rows after) and made ready to score."""
-        mv = models.resolve(self.job.model.name, ref)
-        scorer = scorer_for(models.registry, mv)
-        card = mv.card
-        reading = reading_for(self.job, card["inputs"], card)
-        served = Served(mv.name, int(mv.version), dt.datetime.now(dt.UTC), str(card.get("sha256", "")))
-        loaded = _Loaded(served, card, Model(card, scorer, []), reading)
-        checks = self._checks(loaded, reading.arrow_key_type([]), ())
-        RowValidator(checks, self.job.job_id)  # every check builds (a bad one fails the load, not a request)
-        loaded.model = Model(card, scorer, checks)
+    def _wanted(self, models: Models) -> tuple[tuple[str, str, int], ...]:
+        """The versions the job's references name now (aliases read again), without loading anything."""
+        registry, job = models.registry, self.job
+        wanted = [("", job.model.name, registry.version_of(job.model.name, job.model.ref))]
+        if job.cascade is not None:
+            refs = dict(job.cascade.routes)
+            if not isinstance(job.cascade.default, str):
+                refs[ROUTE_DEFAULT] = job.cascade.default
+            wanted += [(route, r.name, registry.version_of(r.name, r.ref)) for route, r in sorted(refs.items())]
+        return tuple(wanted)
+
+    def _build(self, models: Models) -> _Loaded:
+        """Every model of the job resolved, verified (sha256 before unpickling, golden rows after) and ready."""
+        job = self.job
+        router = _model(models, job.model.name, job.model.ref)
+        plan = pin(job, models) if job.cascade is not None else None
+        routes = {route: _model(models, m["name"], m["version"])
+                  for route, m in (route_models(plan) if plan else {}).items()}
+        ref = router.ref
+        inputs = router.card["inputs"] if plan is None else _cascade_inputs(job, router, plan, models)
+        reading = reading_for(job, inputs, router.card)
+        identity = (("", ref["name"], ref["version"]),) + tuple(
+            (route, m.ref["name"], m.ref["version"]) for route, m in sorted(routes.items()))
+        served = Served(ref["name"], ref["version"], dt.datetime.now(dt.UTC), str(router.card.get("sha256", "")),
+                        {route: m.ref for route, m in routes.items()})
+        loaded = _Loaded(served, router, routes, plan, reading, identity)
+        checks, by_route = self._checks(loaded, reading.arrow_key_type([]), ())
+        for exps in [checks, *by_route.values()]:
+            RowValidator(exps, job.job_id)  # every check builds (a bad one fails the load, not a request)
         return loaded
 
     def _checks(self, loaded: _Loaded, key_type: pa.DataType, duplicate_keys: tuple[Any, ...]
-                ) -> list[dict[str, Any]]:
-        """The job's checks on rows with this key type (and these duplicate keys), as the validate stage builds them."""
+                ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+        """The job's checks (the router's, each route model's) on rows with this key type and these duplicate
+        keys, as the validate stage builds them."""
         memo = str(key_type)
         if duplicate_keys or memo not in loaded.checks:  # a request's duplicate keys are its own: not kept
-            job = self.job
             schema = _with_position(loaded.reading.schema(key_type))
-            checks = suite(loaded.card["inputs"], job.entity_key, schema, duplicate_keys=list(duplicate_keys),
-                           configured=job.validation.expectations,
-                           unknown_categories=job.validation.unknown_categories, job_id=job.job_id)
+            checks = self._suite(loaded.router, schema, list(duplicate_keys))
+            by_route = {route: self._suite(m, child_schema(schema), []) for route, m in loaded.routes.items()}
             if duplicate_keys:
-                return checks
-            loaded.checks[memo] = checks
+                return checks, by_route
+            loaded.checks[memo] = (checks, by_route)
         return loaded.checks[memo]
+
+    def _suite(self, model: Model, schema: pa.Schema, duplicate_keys: list[Any]) -> list[dict[str, Any]]:
+        job = self.job
+        return suite(model.card["inputs"], job.entity_key, schema, duplicate_keys=duplicate_keys,
+                     configured=job.validation.expectations, unknown_categories=job.validation.unknown_categories,
+                     job_id=job.job_id)
 
     # -- a request ---------------------------------------------------------------------------
     def score(self, records: list[dict[str, Any]], request_id: str) -> list[RowResult]:
@@ -201,25 +234,45 @@ class Door:
             return []
         key = self.job.entity_key
         repeated = duplicates([table.column(key)])
+        checks, by_route = self._checks(loaded, table.schema.field(key).type, tuple(sorted(repeated, key=str)))
         schema = _with_position(table.schema)
-        checks = (loaded.model.expectations if not repeated and table.schema.field(key).type == loaded.reading.
-                  arrow_key_type([]) else self._checks(loaded, table.schema.field(key).type,
-                                                      tuple(sorted(repeated, key=str))))
         table = table.append_column(POSITION, pa.array(range(table.num_rows), pa.int64()))
-        result = score_rows([table], Model(loaded.card, loaded.model.scorer, checks), key=key, schema=schema,
-                            batch_rows=table.num_rows, drift=NO_DRIFT, name=self.job.job_id)
-        outcome = _by_position(result.valid, result.predictions, result.quarantine)
-        keys = table.column(key).to_pylist()
+        router = Model(loaded.router.card, loaded.router.scorer, checks)
         served = loaded.served
-        out = []
-        for i, record in enumerate(rows):
-            status, score, prediction, flags, reasons = outcome[i]
-            out.append(RowResult(i, keys[i], status, score, prediction, flags, reasons, served.name, served.version,
-                                 record, inputs_sha256(record)))
+        if loaded.plan is None:
+            result = score_rows([table], router, key=key, schema=schema, batch_rows=table.num_rows, drift=NO_DRIFT,
+                                name=self.job.job_id)
+            outcome = _by_position(result, served)
+        else:
+            routes = {r: Model(m.card, m.scorer, by_route[r]) for r, m in loaded.routes.items()}
+            result = score_cascade([table], router, routes, loaded.plan, key=key, schema=schema,
+                                   batch_rows=table.num_rows, drift=NO_DRIFT)
+            outcome = _cascade_by_position(result, table.column(key).to_pylist(), served)
+        keys = table.column(key).to_pylist()
+        out = [RowResult(i, keys[i], *outcome[i], record, inputs_sha256(record))
+               for i, record in enumerate(rows)]
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("job %s: request %s: %d row(s), %d quarantined, model %s v%s", self.job.job_id, request_id,
-                      len(out), sum(r.status == QUARANTINED for r in out), served.name, served.version)
+            log.debug("job %s: request %s: %d row(s), %d quarantined, %s", self.job.job_id, request_id, len(out),
+                      sum(r.status == QUARANTINED for r in out), _describe(loaded.identity))
         return out
+
+
+def _model(models: Models, name: str, ref: str | int) -> Model:
+    """A version resolved, verified (``scorer_for``) and loaded, its checks still to build."""
+    mv = models.resolve(name, ref)
+    return Model(mv.card, scorer_for(models.registry, mv), [])
+
+
+def _cascade_inputs(job: JobConfig, router: Model, plan: dict[str, Any], models: Models) -> list[dict[str, Any]]:
+    """The columns a cascade reads (``routes.ingest_inputs``: the router's, then each route model's), as its
+    ingest asks for them."""
+    ref = router.ref
+    spec = SimpleNamespace(route_models=route_models(plan), model_name=ref["name"], model_version=ref["version"])
+    return ingest_inputs(SimpleNamespace(job=job, card=router.card, spec=spec, models=models))  # type: ignore[arg-type]
+
+
+def _describe(identity: tuple[tuple[str, str, int], ...]) -> str:
+    return ", ".join(f"{name} v{version}" + (f" (route {route})" if route else "") for route, name, version in identity)
 
 
 def _with_position(schema: pa.Schema) -> pa.Schema:
@@ -230,17 +283,33 @@ def _codes(text: str | None) -> list[str]:
     return [] if not text else text.split("; ")
 
 
-def _by_position(valid: pa.Table | None, predictions: pa.Table, quarantine: pa.Table
-                 ) -> dict[int, tuple[str, float | None, str | None, list[str], list[str]]]:
+def _quarantined(quarantine: pa.Table, served: Served) -> dict[int, Outcome]:
+    return {position: (QUARANTINED, None, None, [], _codes(reasons), served.name, served.version)
+            for position, reasons in zip(quarantine.column(POSITION).to_pylist(),
+                                         quarantine.column(REASONS).to_pylist(), strict=True)}
+
+
+def _by_position(result: Scored, served: Served) -> dict[int, Outcome]:
     """Each row's outcome by its position: the valid rows and their predictions are in the same order."""
-    out: dict[int, tuple[str, float | None, str | None, list[str], list[str]]] = {}
+    out = _quarantined(result.quarantine, served)
+    valid, predictions = result.valid, result.predictions
     if valid is not None and valid.num_rows:
-        positions = valid.column(POSITION).to_pylist()
         scores, labels = predictions.column("score").to_pylist(), predictions.column("prediction").to_pylist()
         flags = predictions.column("flags").to_pylist()
-        for j, position in enumerate(positions):
-            out[position] = (SCORED, scores[j], labels[j], _codes(flags[j]), [])
-    for position, reasons in zip(quarantine.column(POSITION).to_pylist(), quarantine.column(REASONS).to_pylist(),
-                                 strict=True):
-        out[position] = (QUARANTINED, None, None, [], _codes(reasons))
+        for j, position in enumerate(valid.column(POSITION).to_pylist()):
+            out[position] = (SCORED, scores[j], labels[j], _codes(flags[j]), [], served.name, served.version)
+    return out
+
+
+def _cascade_by_position(result: Scored, keys: list[Any], served: Served) -> dict[int, Outcome]:
+    """A cascade's outcomes by position: its quarantined rows carry their position; its scored rows passed the
+    router's checks (a key given once in the request, not null), so their key names their one position."""
+    out = _quarantined(result.quarantine, served)
+    predictions = result.predictions
+    columns = {n: predictions.column(n).to_pylist() for n in ("score", "prediction", "flags", "model_name",
+                                                             "model_version")}
+    at = {k: i for i, k in enumerate(keys) if i not in out}
+    for j, key in enumerate(predictions.column(0).to_pylist()):
+        out[at[key]] = (SCORED, columns["score"][j], columns["prediction"][j], _codes(columns["flags"][j]), [],
+                        columns["model_name"][j], int(columns["model_version"][j]))
     return out
