@@ -244,6 +244,7 @@ def serve(job: JobConfig, host: str = "127.0.0.1", port: int = 8080, tokens_file
     """Serve ``job`` until SIGINT or SIGTERM; the records left unwritten at the end."""
     tokens = tokens_for(host, tokens_file, no_auth)
     settings.default_thread_pools(settings.serve_threads())  # libraries loaded from here on: in every thread
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # its INFO lines come once per request
     service = Service(job, host=host, port=port, tokens=tokens)
     service.open()
     quiet = {sig: signal.signal(sig, _stopping) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -257,6 +258,6 @@ def serve(job: JobConfig, host: str = "127.0.0.1", port: int = 8080, tokens_file
 
 
 def _stopping(signum: int, _: Any) -> None:
-    """What a stop signal does outside uvicorn's own handling (it re-sends the signal when it is done): nothing,
-    so that the recorder is flushed before the process ends."""
-    log.info("signal %s: stopping", signal.Signals(signum).name)
+    """What a stop signal does outside uvicorn's own handling (uvicorn sends it again once its requests are
+    done): nothing but a line, so that the recorder writes what waits before the process ends."""
+    log.info("%s: requests finished, writing the records that wait", signal.Signals(signum).name)
