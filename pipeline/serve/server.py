@@ -37,33 +37,40 @@ LOOPBACK_NAMES = ("localhost",)
 
 
 class ThreadLimit:
-    """OpenMP and BLAS limited to ``limit`` threads in each thread that scores (once per thread).
+    """OpenMP and BLAS limited to ``limit`` threads in each thread that scores (once per thread and model).
 
     OpenMP's thread count is a per-thread setting: a limit set in the main thread does not reach the worker
     threads that run requests, and a ``threadpool_limits`` per request costs milliseconds (it looks for the
-    libraries again). One controller, built after the model is loaded, limits each worker thread once.
+    libraries again). One controller, built after the model is loaded, limits each worker thread once; a new
+    model (which may have loaded another OpenMP, as LightGBM's beside scikit-learn's) renews it.
     """
 
     def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._local = threading.local()
+        self.renew()
+
+    def renew(self) -> None:
+        """Look for the loaded libraries again; every thread limits itself again before it next scores."""
         from threadpoolctl import ThreadpoolController
 
-        self.limit = limit
         self._controller = ThreadpoolController()
-        self._local = threading.local()
-        self._controller.limit(limits=limit)  # the BLAS pools (process-wide) and this thread's OpenMP
+        self._controller.limit(limits=self.limit)  # the BLAS pools (process-wide) and this thread's OpenMP
+        self.generation = getattr(self, "generation", 0) + 1
 
     def __call__(self) -> None:
-        """Limit the calling thread, the first time it asks."""
-        if not getattr(self._local, "done", False):
+        """Limit the calling thread, the first time it asks since the last renewal."""
+        if getattr(self._local, "generation", 0) != self.generation:
             self._controller.limit(limits=self.limit)
-            self._local.done = True
+            self._local.generation = self.generation
 
 
 class Reloader:
     """A thread that asks the door to re-read the job's alias every ``seconds`` (``Door.refresh``)."""
 
-    def __init__(self, door: Any, seconds: float, job_id: str) -> None:
+    def __init__(self, door: Any, seconds: float, job_id: str, switched: Any = None) -> None:
         self.door, self.seconds, self.job_id = door, seconds, job_id
+        self.switched = switched  # called after the door switched to another version
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"scoring-reload-{job_id}", daemon=True)
 
@@ -74,7 +81,8 @@ class Reloader:
     def _loop(self) -> None:
         while not self._stop.wait(self.seconds):
             try:
-                self.door.refresh()
+                if self.door.refresh() and self.switched is not None:
+                    self.switched()
             except Exception as exc:  # noqa: BLE001 - the door logs its refusals; anything else must not end the loop
                 log.error("job %s: re-reading the model alias failed with %s; still serving the loaded version, "
                           "next try in %gs", self.job_id, type(exc).__name__, self.seconds)
@@ -178,6 +186,7 @@ class Service:
             self._socket.close()
             raise
         self.limit = limit = ThreadLimit(settings.serve_threads())
+        self.reloader.switched = limit.renew
         self.recorder.start()
         self.reloader.start()
         self.server = _uvicorn(make_app(self.door, self.recorder, self.job, self.tokens, limit_threads=limit,

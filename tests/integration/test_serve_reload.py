@@ -109,5 +109,6 @@ def test_a_promotion_is_served_without_a_restart_and_a_tampered_version_is_refus
     assert all(versions == {v2} for _, versions in asking.answers[switched_at:])  # v2 from its first answer on
     assert ready.status_code == 200 and ready.json()["models"] == [{"name": "churn", "version": v2}]
     assert service.door.served.version == v2 and service.door.reload_failures >= 1
+    assert service.limit is not None and service.limit.generation == 2  # the switch renewed the thread limits
     assert "sha256" in service.door.last_reload_error
 
