@@ -298,6 +298,24 @@ def test_records_left_at_stop_are_counted_and_replayed_by_the_command(
         assert conn.execute(sa.text("SELECT count(*) FROM churn_test_predictions_online")).scalar() == 4
 
 
+def test_a_cascade_is_served_with_its_router_and_the_route_model_of_each_row(cascade_home: Path) -> None:
+    job = load_job(write_job(cascade_home, model={"name": "segments"}, output={
+        "table": "cascade_predictions", "connection": "scoring_db"}, cascade={"routes": {
+            "frequent": {"name": "churn_frequent"}, "occasional": {"name": "churn_occasional"}}}))
+    with running(job) as service, client(service) as http:
+        answer = http.post("/v1/jobs/churn_test:score", json=rows(20))
+        metrics = http.get("/metrics").text
+        ready = http.get("/health/ready").json()
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["model"] == {"name": "segments", "version": 1}  # the job's model: the router
+    routed = {r["model"]["name"] for r in body["results"] if r["status"] == "scored"}
+    assert routed and routed <= {"churn_frequent", "churn_occasional", "segments"}, routed
+    for name in ("segments", "churn_frequent", "churn_occasional"):
+        assert f'scoring_online_model_version{{job="churn_test",model="{name}"}} 1.0' in metrics
+    assert [m["name"] for m in ready["models"]] == ["segments", "churn_frequent", "churn_occasional"]
+
+
 def test_a_full_record_queue_refuses_503_and_answers_nothing_unrecorded(home: Path) -> None:
     with running(serve_job(home, queue_records=2)) as service, client(service) as http:
         full = http.post(SCORE_PATH, json=rows(3))
