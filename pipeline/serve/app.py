@@ -235,6 +235,8 @@ def parse(raw: bytes) -> Any:
         return json.loads(raw)
     except UnicodeDecodeError:
         raise Refused(400, "invalid", "the body is not UTF-8 text (send JSON)") from None
+    except RecursionError:
+        raise Refused(400, "invalid", "the body nests lists or objects too deep to be rows") from None
     except json.JSONDecodeError as exc:  # its position only: the message never quotes the body
         raise Refused(400, "invalid", f"the body is not JSON (line {exc.lineno}, column {exc.colno}: "
                       f"{exc.msg}); send one row (an object), a list of rows, or {{\"rows\": [...]}}") from None

@@ -158,6 +158,7 @@ def test_a_body_that_is_not_json_or_not_rows_is_refused_with_a_clear_message(ser
     with client(served) as http:
         broken = http.post(SCORE_PATH, content=b'{"customer_id": 1,', headers={"Content-Type": "application/json"})
         numbers = http.post(SCORE_PATH, json=[1, 2])
+        deep = http.post(SCORE_PATH, content=b"[" * 2000 + b"]" * 2000, headers={"Content-Type": "application/json"})
         text = http.post(SCORE_PATH, json="a row?")
         empty = http.post(SCORE_PATH, json=[])
         unknown = http.post("/v1/jobs/other_job:score", json=rows(1)[0])
@@ -167,6 +168,7 @@ def test_a_body_that_is_not_json_or_not_rows_is_refused_with_a_clear_message(ser
         no_inputs = http.post("/v2/models/churn_test/infer", json={"outputs": []})
     assert broken.status_code == 400
     assert broken.json()["message"].startswith("the body is not JSON (line 1, column 19: Expecting property name")
+    assert deep.status_code == 400 and deep.json()["message"] == "the body nests lists or objects too deep to be rows"
     assert numbers.status_code == 422 and numbers.json()["message"] == "row 0 is a number, not an object of column: value"
     assert text.status_code == 422 and text.json()["message"].startswith("the body is a string: send one row")
     assert empty.status_code == 422 and empty.json()["message"].startswith("the request holds no rows")
