@@ -66,13 +66,13 @@ def _write_rows(path: Path, rows: list[dict[str, str]]) -> None:
     path.write_bytes(out.getvalue().encode("utf-8", "surrogateescape"))
 
 
-def _stored(job: JobConfig, key: str) -> dict[str, tuple[Any, float, Any]]:
+def _stored(job: JobConfig, key: str) -> dict[str, tuple[Any, ...]]:
     engine = engines.for_connection("scoring_db")
     quoted = engine.dialect.identifier_preparer.quote(key)
     with engine.connect() as conn:
-        rows = conn.execute(sa.text(f"SELECT {quoted}, prediction, score, flags FROM {job.output.table} "
-                                    "WHERE partition_date = :d"), {"d": DAY})
-        return {str(r[0]): (r[1], r[2], r[3]) for r in rows}
+        rows = conn.execute(sa.text(f"SELECT {quoted}, prediction, score, flags, model_name, model_version FROM "
+                                    f"{job.output.table} WHERE partition_date = :d"), {"d": DAY})
+        return {str(r[0]): tuple(r[1:]) for r in rows}
 
 
 def _stored_quarantine(job: JobConfig) -> list[tuple[str | None, str]]:
@@ -111,17 +111,18 @@ def _assert_parity(job: JobConfig, door: Door, export: list[dict[str, str]], *, 
     seen: Counter = Counter()
     null_keys = []
     for row, result in zip(sent, results, strict=True):
-        assert result.model_name == job.model.name
         if row[key] == "":
             null_keys.append("; ".join(result.reasons))
             continue
         if row[key] in stored:
-            prediction, score, flags = stored[row[key]]
+            prediction, score, flags, model_name, model_version = stored[row[key]]
             assert (result.status, result.prediction, result.flags) == ("scored", prediction,
                                                                         flags.split("; ") if flags else []), row[key]
             assert result.score == score, (row[key], result.score, score)  # bit for bit
+            assert (result.model_name, result.model_version) == (model_name, model_version), "the model that scored it"
         else:
             assert result.status == "quarantined" and "; ".join(result.reasons) == reasons[row[key]], row[key]
+            assert result.model_name == job.model.name, "a quarantined row names the job's model (a cascade's router)"
         seen[result.status] += 1
     assert sorted(null_keys) == sorted(r for k, r in quarantine if k is None)
     assert seen["scored"] + seen["quarantined"] + len(null_keys) == len(sent)
@@ -167,6 +168,41 @@ def test_every_row_of_the_demo_partition_scores_online_as_in_the_nightly_run(any
     in_requests = _assert_parity(job, door, export, typed=True, chunk=40)
     assert one_by_one == in_requests
     assert one_by_one["quarantined"] >= 10 and one_by_one["scored"] > 400
+
+
+# -- a cascade --------------------------------------------------------------------------------
+CASCADES = {
+    "default_model_and_gate": {"routes": {"frequent": {"name": "churn_frequent"}},
+                               "default": {"name": "churn_occasional"}, "gate": 0.999},
+    "unrouted_quarantined": {"routes": {"frequent": {"name": "churn_frequent"}}, "default": "quarantine"},
+}
+
+
+@pytest.mark.parametrize("any_db", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize("shape", list(CASCADES))
+def test_a_cascade_scores_online_as_in_the_nightly_run(any_db: str, cascade_home: Path, shape: str) -> None:
+    folder = write_partition(cascade_home, n=400, files=2, fmt="csv")
+    _broken_export(folder)
+    job = load_job(write_job(cascade_home, job_id=f"online_{shape}", model={"name": "segments"},
+                             cascade=CASCADES[shape], output={"table": f"online_{shape}_predictions",
+                                                              "connection": "scoring_db"},
+                             source={"path": str(cascade_home / "data" / "churn"), "format": "csv",
+                                     "batch_rows": 128},
+                             validation={"max_quarantine_share": 0.9}))
+    row = local.run_partition(job, DAY, run_id=f"online-{shape}")
+    assert row["status"] == "success"
+    door = Door(job)
+    served = door.load()
+    assert served.name == "segments" and set(served.routes) >= {"frequent"}
+    export = _read_export(folder)
+    one_by_one = _assert_parity(job, door, export, typed=False, chunk=1)
+    assert _assert_parity(job, door, export, typed=True, chunk=40) == one_by_one
+    assert one_by_one["quarantined"] >= 3 and one_by_one["scored"] > 100
+    models = {r[3] for r in _stored(job, job.entity_key).values()}
+    if shape == "unrouted_quarantined":
+        assert any(":no_route:" in reasons for _, reasons in _stored_quarantine(job)), "rows with no route compared"
+    else:
+        assert {"segments", "churn_occasional"} <= models, f"rows kept by the router and scored by the default: {models}"
 
 
 # -- bring your own model -------------------------------------------------------------------
