@@ -14,6 +14,7 @@ import io
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +83,13 @@ def _stored_quarantine(job: JobConfig) -> list[tuple[str | None, str]]:
         return [(None if k is None else str(k), r) for k, r in rows]
 
 
-def _duplicated(rows: list[dict[str, str]], key: str) -> set[str]:
-    counts = Counter(r[key] for r in rows)
+def _key_text(value: Any) -> str:
+    """A key as the tables hold it in text ('' for a missing one)."""
+    return "" if value is None else str(value)
+
+
+def _duplicated(rows: list[dict[str, Any]], key: str) -> set[str]:
+    counts = Counter(_key_text(r[key]) for r in rows)
     return {k for k, n in counts.items() if n > 1 and k != ""}
 
 
@@ -99,29 +105,35 @@ def _scored_online(door: Door, rows: list[dict[str, Any]], chunk: int) -> list[R
     return out
 
 
-def _assert_parity(job: JobConfig, door: Door, export: list[dict[str, str]], *, typed: bool, chunk: int) -> Counter:
-    """Every row's online answer equals the batch's; returns how many rows were scored / quarantined."""
+def _assert_parity(job: JobConfig, door: Door, export: list[dict[str, Any]], *, typed: bool, chunk: int,
+                   convert: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Counter:
+    """Every row's online answer equals the batch's; returns how many rows were scored / quarantined.
+
+    ``export``: a CSV export's rows as text (``typed``: sent as ``_typed`` makes them), or ``convert`` says how
+    a row is sent."""
     key = job.entity_key
     stored, quarantine = _stored(job, key), _stored_quarantine(job)
     duplicated = _duplicated(export, key)
     assert all(k in {q for q, _ in quarantine} for k in duplicated), "the batch quarantined every duplicated key"
     reasons = {k: r for k, r in quarantine if k is not None and k not in duplicated}
-    sent = [r for r in export if r[key] not in duplicated]
-    results = _scored_online(door, [_typed(r) if typed else dict(r) for r in sent], chunk)
+    sent = [r for r in export if _key_text(r[key]) not in duplicated]
+    convert = convert or (_typed if typed else dict)
+    results = _scored_online(door, [convert(r) for r in sent], chunk)
     seen: Counter = Counter()
     null_keys = []
     for row, result in zip(sent, results, strict=True):
-        if row[key] == "":
+        k = _key_text(row[key])
+        if k == "":
             null_keys.append("; ".join(result.reasons))
             continue
-        if row[key] in stored:
-            prediction, score, flags, model_name, model_version = stored[row[key]]
+        if k in stored:
+            prediction, score, flags, model_name, model_version = stored[k]
             assert (result.status, result.prediction, result.flags) == ("scored", prediction,
-                                                                        flags.split("; ") if flags else []), row[key]
-            assert result.score == score, (row[key], result.score, score)  # bit for bit
+                                                                        flags.split("; ") if flags else []), k
+            assert result.score == score, (k, result.score, score)  # bit for bit
             assert (result.model_name, result.model_version) == (model_name, model_version), "the model that scored it"
         else:
-            assert result.status == "quarantined" and "; ".join(result.reasons) == reasons[row[key]], row[key]
+            assert result.status == "quarantined" and "; ".join(result.reasons) == reasons[k], k
             assert result.model_name == job.model.name, "a quarantined row names the job's model (a cascade's router)"
         seen[result.status] += 1
     assert sorted(null_keys) == sorted(r for k, r in quarantine if k is None)
@@ -168,6 +180,37 @@ def test_every_row_of_the_demo_partition_scores_online_as_in_the_nightly_run(any
     in_requests = _assert_parity(job, door, export, typed=True, chunk=40)
     assert one_by_one == in_requests
     assert one_by_one["quarantined"] >= 10 and one_by_one["scored"] > 400
+
+
+def _as_text(row: dict[str, Any]) -> dict[str, Any]:
+    """A typed row with every value sent as text (a float as Python writes it), missing values as null."""
+    return {k: None if v is None else str(v) for k, v in row.items()}
+
+
+@pytest.mark.parametrize("any_db", ["sqlite", "postgresql"], indirect=True)
+def test_a_parquet_partition_scores_online_as_in_the_nightly_run(any_db: str, home: Path) -> None:
+    """A Parquet job: no missing-value markers, the key an integer as the file declares it; NaN and
+    out-of-range numbers, a missing category and a repeated key, each as the batch judges them."""
+    import pyarrow.parquet as pq
+
+    from pipeline.demo import data as demo_data
+
+    frame = demo_data.customers(DAY, n=400)
+    for i, (column, value) in enumerate([("monthly_charges", -5.0), ("age", float("nan")), ("region", None),
+                                         ("contract_type", "weekly"), ("support_tickets_90d", float("inf")),
+                                         ("age", 19.0), ("customer_id", int(frame.loc[300, "customer_id"]))]):
+        frame.loc[5 + 7 * i, column] = value
+    files = demo_data.write_partition(home / "data" / "churn", DAY, frame, files=2)
+    job = load_job(write_job(home, job_id="online_parquet", validation={
+        "max_quarantine_share": 0.5, "expectations": [FLAG_AGE]}))
+    row = local.run_partition(job, DAY, run_id="parquet")
+    assert row["status"] == "success" and row["rows_quarantined"] >= 5
+    door = Door(job)
+    door.load()
+    export = [r for path in files for r in pq.read_table(path).to_pylist()]
+    typed = _assert_parity(job, door, export, typed=True, chunk=1, convert=dict)
+    assert _assert_parity(job, door, export, typed=False, chunk=50, convert=_as_text) == typed
+    assert typed["quarantined"] >= 4 and typed["scored"] > 300
 
 
 # -- a cascade --------------------------------------------------------------------------------
