@@ -130,3 +130,27 @@ def test_a_tampered_version_is_refused_as_in_batch_and_the_last_good_one_keeps_s
     assert "Refusing to unpickle it" in (door.last_reload_error or "")
     assert {r.model_version for r in door.score(_rows(2), "still-v2")} == {second}
     assert door.refresh() is False and door.reload_failures == 2, "tried again, refused again"
+
+
+def test_concurrent_requests_get_the_answers_of_requests_made_one_at_a_time(home: Path) -> None:
+    """Requests in flight together each take a validator of their own: the same scores and reasons as alone."""
+    door = Door(_job(home))
+    door.load()
+    rows = _rows(6)
+    rows[2]["monthly_charges"] = -1.0
+    alone = [(r.status, r.score, r.reasons) for r in door.score(rows, "alone")]
+    answers: list[list[tuple[Any, ...]]] = []
+    barrier = threading.Barrier(4)
+
+    def ask() -> None:
+        barrier.wait()
+        for _ in range(3):
+            answers.append([(r.status, r.score, r.reasons) for r in door.score(rows, "together")])
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answers) == 12 and all(a == alone for a in answers)
+    assert alone[2] == ("quarantined", None, ["be_between:monthly_charges"])
