@@ -16,8 +16,9 @@ scored, none quarantined):
   they take CPU the server would otherwise have, so these are figures of a server sharing its machine;
 - threads: the model's ``predict_proba`` on one row from 8 threads at once, with the libraries' default
   thread pools and then with one thread per predicting thread (in a process of its own, without a server);
-  and 8 clients of one row against a second server whose requests predict on every core
-  (``SCORING_SERVE_THREADS``), beside the default server's one thread a request.
+  and 8 clients of one row against servers of their own: one whose requests predict on every core
+  (``SCORING_SERVE_THREADS``, beside the default server's one thread a request), and ones that score 1 and
+  as many requests as cores at once (``SCORING_SERVE_CONCURRENCY``; the others wait their turn).
 
 Latencies are p50 and p99 (nearest rank) over the repetitions, after a warm-up. Beside them: the door's and
 HTTP's single-row p50 minus the bare ``predict_proba``'s, and p99 / p50 under 8 clients, each against its goal
@@ -419,19 +420,22 @@ def measure_all(args: argparse.Namespace, home: dict[str, Any]) -> dict[str, Any
         print(f"predict_proba on one row from {THREAD_CLIENTS} threads: default pools vs one thread each ...",
               flush=True)
         results["threads"] = thread_limits(home["rows_file"], args.seconds)
-        results["server_threads"] = server_threads(args, home, results["load"].get(f"1x{GOAL_CLIENTS}"))
+        cores = str(os.cpu_count() or 1)
+        default = results["load"].get(f"1x{GOAL_CLIENTS}")
+        results["server_threads"] = {**({"1": default} if default else {}),
+                                     cores: other_server(args, home, "SCORING_SERVE_THREADS", cores)}
+        results["server_concurrency"] = {value: other_server(args, home, "SCORING_SERVE_CONCURRENCY", value)
+                                         for value in ("1", cores)}
     return results
 
 
-def server_threads(args: argparse.Namespace, home: dict[str, Any], limited: dict[str, Any] | None
-                   ) -> dict[str, Any]:
-    """The request path's thread limit: ``GOAL_CLIENTS`` clients of 1 row against a server whose requests predict
-    on every core (``SCORING_SERVE_THREADS`` = the cores), beside the same level on the default server (1)."""
-    cores = os.cpu_count() or 1
-    print(f"HTTP load: {GOAL_CLIENTS} clients, 1 row, a server predicting on {cores} threads a request ...", flush=True)
-    with server(home["tokens_file"], SCORING_SERVE_THREADS=str(cores)) as srv:
-        every = load_level(srv["url"], home["token"], home["rows_file"], 1, GOAL_CLIENTS, args.seconds, srv["pid"])
-    return {"1": limited, str(cores): every} if limited else {str(cores): every}
+def other_server(args: argparse.Namespace, home: dict[str, Any], setting: str, value: str) -> dict[str, Any]:
+    """``GOAL_CLIENTS`` clients of 1 row against a server of its own started with ``setting`` = ``value``: the
+    request path's thread limit (``SCORING_SERVE_THREADS``: the cores, beside the default server's 1) and the
+    requests scored at once (``SCORING_SERVE_CONCURRENCY``, beside the default server's)."""
+    print(f"HTTP load: {GOAL_CLIENTS} clients, 1 row, a server with {setting}={value} ...", flush=True)
+    with server(home["tokens_file"], **{setting: value}) as srv:
+        return load_level(srv["url"], home["token"], home["rows_file"], 1, GOAL_CLIENTS, args.seconds, srv["pid"])
 
 
 def summarize(results: dict[str, Any], load: dict[str, Any], commit: str | None, dirty: bool | None,
@@ -489,9 +493,12 @@ def table_lines(results: dict[str, Any]) -> list[str]:
     for limit, r in results.get("threads", {}).items():
         label = f"predict_proba 1 row, {r['threads']} threads, pools {limit}"
         lines.append(f"{label:<56}p50 {r['p50_ms']:>8.2f}  p99 {r['p99_ms']:>8.2f} ms  ({r['predictions_per_s']:,.0f}/s)")
-    for limit, r in results.get("server_threads", {}).items():
-        label = f"HTTP 1 row, {r['clients']} clients, server threads {limit}"
-        lines.append(f"{label:<56}p50 {r['p50_ms']:>8.2f}  p99 {r['p99_ms']:>8.2f} ms  ({r['requests_per_s']:,.0f}/s)")
+    for setting, key in (("SCORING_SERVE_THREADS", "server_threads"),
+                         ("SCORING_SERVE_CONCURRENCY", "server_concurrency")):
+        for value, r in results.get(key, {}).items():
+            label = f"HTTP 1 row, {r['clients']} clients, {setting}={value}"
+            lines.append(f"{label:<56}p50 {r['p50_ms']:>8.2f}  p99 {r['p99_ms']:>8.2f} ms  "
+                         f"({r['requests_per_s']:,.0f}/s)")
     return lines
 
 
@@ -537,7 +544,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds of each load level and threads run")
     parser.add_argument("--clients", type=int, nargs="*", default=list(CLIENTS))
     parser.add_argument("--no-threads", action="store_true",
-                        help="skip the thread comparisons (8 threads predicting; a second server on every core)")
+                        help="skip the comparisons of thread limits and concurrency (8 threads predicting; servers of their own)")
     parser.add_argument("--out", default=str(OUT))
     parser.add_argument("--url")
     parser.add_argument("--rows-file", type=Path)
