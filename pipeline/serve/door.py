@@ -32,7 +32,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import pyarrow as pa
@@ -47,7 +46,7 @@ from pipeline.kernels.route import child_schema
 from pipeline.kernels.validate import RowValidator, suite
 from pipeline.keys import duplicates
 from pipeline.resolve import Models
-from pipeline.routes import ingest_inputs
+from pipeline.routes import cascade_inputs
 from pipeline.score import scorer_for
 from pipeline.steps import ROUTE_DEFAULT, route_models
 
@@ -290,11 +289,10 @@ def _model(models: Models, name: str, ref: str | int) -> Model:
 
 
 def _cascade_inputs(job: JobConfig, router: Model, plan: dict[str, Any], models: Models) -> list[dict[str, Any]]:
-    """The columns a cascade reads (``routes.ingest_inputs``: the router's, then each route model's), as its
+    """The columns a cascade reads (``routes.cascade_inputs``: the router's, then each route model's), as its
     ingest asks for them."""
     ref = router.ref
-    spec = SimpleNamespace(route_models=route_models(plan), model_name=ref["name"], model_version=ref["version"])
-    return ingest_inputs(SimpleNamespace(job=job, card=router.card, spec=spec, models=models))  # type: ignore[arg-type]
+    return cascade_inputs(job, router.card, f"{ref['name']} v{ref['version']}", route_models(plan), models.card)
 
 
 def _describe(identity: tuple[tuple[str, str, int], ...]) -> str:
