@@ -29,6 +29,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 POSITION = "__position"  # a row's place in its request, carried beside the contract's columns (not checked)
 NO_DRIFT = DriftSettings(min_rows=2**62)  # online traffic's drift is judged daily from the records, not per request
 SCORED, QUARANTINED = "scored", "quarantined"
+REPEAT_LOG_S = 300.0  # a reload refused again for the same reason is logged again after this long
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,8 @@ class Door:
         self._refreshing = threading.Lock()
         self.reload_failures = 0
         self.last_reload_error: str | None = None
+        self._last_failure: tuple[Any, str] | None = None  # (versions wanted, error) of the last refused reload
+        self._logged_at = 0.0
 
     @property
     def ready(self) -> bool:
@@ -172,13 +176,17 @@ class Door:
                 loaded = self._build(models)
             except Exception as exc:  # noqa: BLE001 - any failure keeps the old version serving
                 self.reload_failures += 1
-                self.last_reload_error = f"{type(exc).__name__}: {failure_text(exc)}"
-                log.error("job %s: model %s %s (%s) not loaded, still serving %s: %s", self.job.job_id, name, ref,
-                          _describe(wanted) if wanted else "not resolved",
-                          _describe(current.identity) if current else "nothing", self.last_reload_error)
+                error = f"{type(exc).__name__}: {failure_text(exc)}"
+                again = (wanted, error) == self._last_failure and time.monotonic() - self._logged_at < REPEAT_LOG_S
+                self.last_reload_error, self._last_failure = error, (wanted, error)
+                if not again:  # the same refusal every reload_seconds: logged once per REPEAT_LOG_S, counted each time
+                    self._logged_at = time.monotonic()
+                    log.error("job %s: model %s %s (%s) not loaded, still serving %s: %s", self.job.job_id, name,
+                              ref, _describe(wanted) if wanted else "not resolved",
+                              _describe(current.identity) if current else "nothing", error)
                 return False
             self._loaded = loaded
-            self.last_reload_error = None
+            self.last_reload_error, self._last_failure = None, None
         log.info("job %s: model %s %s now serves %s (was %s)", self.job.job_id, name, ref, _describe(loaded.identity),
                  _describe(current.identity) if current else "nothing")
         return True

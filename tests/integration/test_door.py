@@ -111,7 +111,7 @@ def test_requests_looping_through_a_switch_name_one_version_or_the_other(home: P
 
 
 def test_a_tampered_version_is_refused_as_in_batch_and_the_last_good_one_keeps_serving(
-        home: Path, challenger_models: Path) -> None:
+        home: Path, challenger_models: Path, caplog: pytest.LogCaptureFixture) -> None:
     second = with_challenger(home, challenger_models)
     registry = Registry()
     registry.promote("churn", second)
@@ -130,6 +130,9 @@ def test_a_tampered_version_is_refused_as_in_batch_and_the_last_good_one_keeps_s
     assert "Refusing to unpickle it" in (door.last_reload_error or "")
     assert {r.model_version for r in door.score(_rows(2), "still-v2")} == {second}
     assert door.refresh() is False and door.reload_failures == 2, "tried again, refused again"
+    refusals = [r for r in caplog.records if r.levelname == "ERROR" and "not loaded, still serving" in r.message]
+    assert len(refusals) == 1, "the same refusal every reload_seconds is counted each time, logged once"
+    assert f"churn v{third}" in refusals[0].message and f"churn v{second}" in refusals[0].message
 
 
 def test_concurrent_requests_get_the_answers_of_requests_made_one_at_a_time(home: Path) -> None:
