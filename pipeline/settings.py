@@ -16,7 +16,7 @@
 | ``SCORING_STATSD`` | unset | ``0``: send no run metrics |
 | ``SCORING_SERVE_TOKENS_FILE`` | unset | ``scoring serve``: the bearer tokens file (one per line, ``#`` comments) when ``--tokens-file`` is not given |
 | ``SCORING_SERVE_THREADS`` | ``1`` | ``scoring serve``: OpenMP/BLAS threads each request may predict with |
-| ``SCORING_SERVE_CONCURRENCY`` | ``0`` | ``scoring serve``: requests scored at once at most, the others wait their turn (0: the thread pool's 40) |
+| ``SCORING_SERVE_CONCURRENCY`` | the cores | ``scoring serve``: requests scored at once at most, the others wait their turn (0: the thread pool's 40) |
 | ``SCORING_SERVE_SHUTDOWN_SECONDS`` | ``10`` | ``scoring serve``: on SIGTERM, how long requests in flight may finish, then how long the recorder may write what waits |
 """
 
@@ -152,8 +152,11 @@ def default_thread_pools(threads: int) -> None:
 
 def serve_concurrency() -> int:
     """Requests ``scoring serve`` scores at once at most; more wait their turn (``SCORING_SERVE_CONCURRENCY``;
-    0 or unset: the thread pool's own limit, 40)."""
-    return max(0, int(os.environ.get("SCORING_SERVE_CONCURRENCY") or "0"))
+    unset: the machine's cores; 0: the thread pool's own limit, 40). The scoring threads hold the GIL for much of
+    a request: with the pool's 40 the bench measured half the requests per second under 8 clients in 2 runs of 3
+    (``benchmarks/online.json``, ``server_concurrency``)."""
+    value = os.environ.get("SCORING_SERVE_CONCURRENCY")
+    return max(0, int(value)) if value and value.strip() else os.cpu_count() or 1
 
 
 def serve_shutdown_seconds() -> float:

@@ -292,6 +292,16 @@ def render_online(run: Run) -> str:
         for limit, r in sorted(by_server.items(), key=lambda kv: int(kv[0])):
             parts.append(f"| {limit} (`SCORING_SERVE_THREADS`) | {num(r.get('requests_per_s'), 0)} | "
                          f"{num(r.get('p50_ms'))} | {num(r.get('p99_ms'))} |")
+    by_concurrency = results.get("server_concurrency") or {}
+    if by_concurrency:
+        default = (results.get("load") or {}).get("1x8")
+        rows = ([("the server's default (the cores)", default)] if default else []) + [
+            (f"{value} (`SCORING_SERVE_CONCURRENCY`{': the thread pool' + chr(39) + 's 40' if value == '0' else ''})", r)
+            for value, r in sorted(by_concurrency.items(), key=lambda kv: int(kv[0]))]
+        parts += ["", "| 8 clients of 1 row, requests scored at once | requests/s | p50 ms | p99 ms |",
+                  "|---|---|---|---|"]
+        parts += [f"| {label} | {num(r.get('requests_per_s'), 0)} | {num(r.get('p50_ms'))} | {num(r.get('p99_ms'))} |"
+                  for label, r in rows]
     if run.get("clients_note"):
         parts += ["", f"Note: {run['clients_note']}."]
     return "\n".join(parts)
