@@ -28,7 +28,7 @@ def cascade_inputs(job: JobConfig, card: dict[str, Any], label: str, models: dic
     ingest (and the online door) reads them all, each model's validation checks its own.
 
     Args:
-        card: the router's card; ``label`` names it in a message ("churn_segment v1").
+        card: the router's card; ``label`` names it in a message ("segment v1").
         models: the route models by route (``steps.route_models``; {} for a job without a cascade).
         card_of: a route model's checked card by name and version (``resolve.Models.card``).
     """
