@@ -362,8 +362,10 @@ def key_type_of(schemas: Iterable[pa.Schema], key: str, partition_date: dt.date,
 
 
 def conform(table: pa.Table, reading: Reading, where: str, partition_date: dt.date,
-             evidence: TextNumbers) -> pa.Table:
-    """One read table in the contract's schema (``reading.target``): markers null, numbers parsed, the key cast."""
+             evidence: TextNumbers | None) -> pa.Table:
+    """One read table in the contract's schema (``reading.target``): markers null, numbers parsed, the key cast.
+
+    ``evidence``: the file's ``TextNumbers`` (None: rows judged on their own, as an online request's are)."""
     target, key = reading.target, reading.target.names[0]
     names = set(target.names)
     columns: dict[str, pa.Array | pa.ChunkedArray] = {}
@@ -385,7 +387,7 @@ def conform(table: pa.Table, reading: Reading, where: str, partition_date: dt.da
                 marked = blank_text if marked is None else pc.coalesce(marked, blank_text)
         else:
             if column.type != field.type:
-                column = _cast(column, field.type, name, where, partition_date, evidence.rows,
+                column = _cast(column, field.type, name, where, partition_date, evidence.rows if evidence else 0,
                                key_type=reading.key_type if name == key else "")
             columns[name] = column
         if BLANK_PREFIX + name in names:

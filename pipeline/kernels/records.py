@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,10 +31,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.errors import InputError, RequestError
-from pipeline.kernels.columns import BADTEXT_PREFIX
+from pipeline.kernels.columns import BADTEXT_PREFIX, BLANK_PREFIX, RAW_PREFIX
 from pipeline.kernels.conform import (
     Reading,
-    TextNumbers,
     blank_policy,
     conform,
     contract_schema,
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 WHERE = "the online request"
 NO_DATE = dt.date(1970, 1, 1)  # conform names a partition in its messages; a request has none (never shown)
+PREFIXES = ("", RAW_PREFIX, BLANK_PREFIX, BADTEXT_PREFIX)  # a column's own fields in the ingested schema
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class RecordReading:
     markers: Mapping[str, Collection[str]] = field(default_factory=dict)
     blank: Collection[str] = ()
     key_type: str | None = None
+    memo: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # per key type: schema, reading
 
     @property
     def columns(self) -> list[str]:
@@ -88,6 +90,16 @@ class RecordReading:
         return pa.string()
 
     def schema(self, key_type: pa.DataType) -> pa.Schema:
+        """The ingested schema for this key type (built once per key type, see ``_schema``)."""
+        return self._memo("schema", key_type, self._schema)
+
+    def _memo(self, what: str, key_type: pa.DataType, build: Any) -> Any:
+        memo = (what, str(key_type))
+        if memo not in self.memo:
+            self.memo[memo] = build(key_type)
+        return self.memo[memo]
+
+    def _schema(self, key_type: pa.DataType) -> pa.Schema:
         """The ingested schema of the job's source for this key type (a sql job: with the ``__badtext__`` columns
         a Parquet file would have, since a request's text, unlike a query's, may not be UTF-8)."""
         if self.fmt == "sql":
@@ -97,7 +109,10 @@ class RecordReading:
         return ingested_schema(self.fmt, self.inputs, self.key, key_type, self.blank, markers)
 
     def reading(self, key_type: pa.DataType) -> Reading:
-        """conform's Reading for this key type."""
+        """conform's Reading for this key type (built once per key type)."""
+        return self._memo("reading", key_type, self._reading)
+
+    def _reading(self, key_type: pa.DataType) -> Reading:
         markers = self.markers if self.fmt == "csv" else {}
         return Reading(self.schema(key_type), set(self.blank),
                        {n: pa.array(list(t), pa.string()) for n, t in markers.items() if t},
@@ -123,10 +138,39 @@ class RecordReading:
                 self._check_cast(name, text, to)
         table = pa.table(arrays)
         try:
-            return conform(table, self.reading(key_type), WHERE, NO_DATE, TextNumbers({}, {}, {}))
+            return self._conformed(table, key_type)
         except InputError:
             raise RequestError(f"the request's rows cannot be read as the contract's columns "
                                f"({', '.join(self.columns)}); check their types") from None
+
+    def _conformed(self, table: pa.Table, key_type: pa.DataType) -> pa.Table:
+        """``conform`` of the table, the columns that ingest reads alike conformed at once: each group's columns
+        stacked into one column, conformed, and cut back (conform reads every value on its own, so each one
+        comes out as it would alone; a few rows cost a few compute calls, not a few per column)."""
+        reading, rows = self.reading(key_type), table.num_rows
+        target = reading.target
+        out: dict[str, Any] = {}
+        for names in self._memo("groups", key_type, self._groups):
+            own = [p + names[0] for p in PREFIXES if p + names[0] in target.names]
+            part = Reading(pa.schema([target.field(n) for n in own]), reading.blank, reading.markers,
+                           reading.key_type)
+            done = conform(_stacked(table, names), part, WHERE, NO_DATE, None)
+            for j, name in enumerate(names):
+                for prefix in PREFIXES:
+                    if prefix + names[0] in done.column_names:
+                        out[prefix + name] = done.column(prefix + names[0]).slice(j * rows, rows)
+        return pa.Table.from_arrays([out[f.name] for f in target], schema=target)
+
+    def _groups(self, key_type: pa.DataType) -> list[list[str]]:
+        """The columns conform reads alike (the same type, markers, blank policy and fields), the key alone."""
+        target = self.schema(key_type)
+        groups: dict[Any, list[str]] = {}
+        for name in self.columns:
+            alike = (name == self.key and name, str(target.field(name).type),
+                     tuple(p for p in PREFIXES if p + name in target.names),
+                     tuple(self.markers.get(name) or ()) if self.fmt == "csv" else (), name in self.blank)
+            groups.setdefault(alike, []).append(name)
+        return list(groups.values())
 
     def renamed(self, index: int, record: dict[str, Any]) -> dict[str, Any]:
         """A record under the job's names (``source.rename``); an export's name and its new name both given: refused."""
@@ -167,6 +211,19 @@ class RecordReading:
                                    "form.") from None
 
 
+def _stacked(table: pa.Table, names: list[str]) -> pa.Table:
+    """The columns ``names`` (and their ``__badtext__`` bytes) one under the other, as the first's."""
+    if len(names) == 1:
+        return table
+    rows = table.num_rows
+    columns = {names[0]: pa.concat_arrays([table.column(n).combine_chunks() for n in names])}
+    bad = [BADTEXT_PREFIX + n for n in names]
+    if any(b in table.column_names for b in bad):
+        columns[bad[0]] = pa.concat_arrays([table.column(b).combine_chunks() if b in table.column_names
+                                            else pa.nulls(rows, pa.binary()) for b in bad])
+    return pa.table(columns)
+
+
 def check_records(records: Any) -> list[dict[str, Any]]:
     """The request's rows: a list of JSON objects, else RequestError naming what was sent instead."""
     if not isinstance(records, list):
@@ -190,6 +247,9 @@ def text_of(value: Any) -> str | None:
     """A JSON value as a CSV cell would hold it: text as it is, anything else as its JSON text; null stays null."""
     if value is None or isinstance(value, str):
         return value
+    kind = type(value)
+    if kind is int or (kind is float and math.isfinite(value)):  # json.dumps' own text of them, without its cost
+        return kind.__repr__(value)
     return json.dumps(value, ensure_ascii=False, allow_nan=True)
 
 

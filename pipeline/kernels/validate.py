@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -249,7 +249,8 @@ class RowValidator:
 
     def candidates(self, batch: pa.RecordBatch | pa.Table) -> list[np.ndarray | None]:
         """Each check's candidate rows in the batch (``candidates``), in suite order."""
-        return [candidates(exp, batch) for exp in self.expectations]
+        names = set(batch.schema.names)  # once a batch, not once a check
+        return [candidates(exp, batch, names) for exp in self.expectations]
 
     def _collect(self, result: Any, positions: np.ndarray | None, reasons: dict[int, list[str]],
                  flags: dict[int, list[str]], failures: dict[str, int]) -> None:
@@ -343,15 +344,18 @@ _SCREENED = {  # expectation type -> the exact kwargs Arrow screens (any other k
 }
 
 
-def candidates(exp: dict[str, Any], batch: pa.RecordBatch | pa.Table) -> np.ndarray | None:
+def candidates(exp: dict[str, Any], batch: pa.RecordBatch | pa.Table,
+               names: Collection[str] | None = None) -> np.ndarray | None:
     """The rows of the batch that may fail a check (a boolean mask), or ``None`` for a check Arrow does not
-    screen (another kwarg than the few it knows, a type it does not compare).
+    screen (another kwarg than the few it knows, a type it does not compare). ``names``: the batch's column
+    names (given by a caller that screens a batch for many checks).
 
     Conservative by construction: a row GX would fail is always a candidate (nulls and NaN as
     pandas sees them; comparisons only between numbers, or between strings).
     """
     kw = exp["kwargs"]
-    if exp["type"] not in _SCREENED or set(kw) - _SCREENED[exp["type"]] or kw.get("column") not in batch.schema.names:
+    names = batch.schema.names if names is None else names
+    if exp["type"] not in _SCREENED or set(kw) - _SCREENED[exp["type"]] or kw.get("column") not in names:
         return None
     try:
         mask = _candidates(exp["type"].removeprefix("expect_column_values_to_"), kw, batch.column(kw["column"]))
