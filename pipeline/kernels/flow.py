@@ -69,7 +69,6 @@ def score_rows(batches: Iterable[pa.RecordBatch | pa.Table], model: Model, *, ke
     (``RowValidator(model.expectations)``, for a caller that scores again and again; one caller's at a time:
     it counts what it saw)."""
     validator = validator or RowValidator(model.expectations, name)
-    tracker = DriftTracker(model.card, valid_schema(schema).names)
     valid, scored, quarantined = [], [], []
     out_schema = scored_schema(key, schema.field(key).type)
     for split, rows in _scored(validator, batches, model, key, batch_rows, out_schema):
@@ -79,12 +78,22 @@ def score_rows(batches: Iterable[pa.RecordBatch | pa.Table], model: Model, *, ke
             quarantined.append(split.quarantined)
     valid_rows = _concat(valid, valid_schema(schema))
     predictions = _concat(scored, out_schema)
-    tracker.add_inputs(valid_rows)
-    tracker.add_scored(predictions)
     quarantine = _concat(quarantined, quarantine_schema(schema))
     counts = {"rows_in": valid_rows.num_rows + quarantine.num_rows, "rows_valid": valid_rows.num_rows,
               "rows_quarantined": quarantine.num_rows, "rows_scored": predictions.num_rows}
-    return Scored(predictions, quarantine, counts, _drift(tracker, predictions.num_rows, drift), valid_rows)
+    return Scored(predictions, quarantine, counts, _judged(model.card, valid_rows, predictions, drift), valid_rows)
+
+
+def _judged(card: dict[str, Any], valid: pa.Table, scored: pa.Table, settings: DriftSettings | None
+            ) -> list[dict[str, Any]]:
+    """The drift of valid rows and their scores against the card's training statistics; none counted when too few
+    rows were scored to be judged (``_drift``: an online request)."""
+    if scored.num_rows < (settings or DriftSettings()).min_rows:
+        return []
+    tracker = DriftTracker(card, valid.schema.names)
+    tracker.add_inputs(valid)
+    tracker.add_scored(scored)
+    return _drift(tracker, scored.num_rows, settings)
 
 
 def _scored(validator: RowValidator, batches: Iterable[pa.RecordBatch | pa.Table], model: Model, key: str,

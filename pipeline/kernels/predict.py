@@ -70,20 +70,18 @@ def in_whole_blocks(method: Any, features: pd.DataFrame) -> np.ndarray:
 
     A linear model's score is a dot product that BLAS computes for a batch's rows in blocks (gemm's micro-kernel)
     and for the rows left over, or a lone row (gemv, ddot), by another routine whose sum can differ in the last
-    bit. So the rows beyond the last whole block (an online request of one row, a partition's last batch, a
-    cascade route's few rows) are predicted apart, padded with copies of their last row to a whole block. The
-    matrix's memory layout picks the routine too (pandas takes rows from a one-row frame into column-major memory,
-    from a frame of several into row-major): the padded rows are rebuilt column by column into new memory, laid
-    out alike whatever the rows came from.
+    bit. So a batch whose rows do not fill whole blocks (an online request of one row, a partition's last batch,
+    a cascade route's few rows) is padded with copies of its last row to a whole block, in one call. The matrix's
+    memory layout picks the routine too (pandas takes rows from a one-row frame into column-major memory, from a
+    frame of several into row-major): the padded frame is rebuilt column by column into new memory, laid out
+    alike whatever the rows came from.
     """
     rows = len(features)
-    whole = rows - rows % BLOCK_ROWS
-    if whole == rows:
+    pad = -rows % BLOCK_ROWS
+    if not pad:
         return method(features)
-    taken = features.iloc[list(range(whole, rows)) + [rows - 1] * (whole + BLOCK_ROWS - rows)]
-    tail = pd.DataFrame(dict(taken.items()))  # new memory, in one layout whatever the rows came from
-    rest = method(tail)[: rows - whole]
-    return rest if not whole else np.concatenate([method(features.iloc[:whole]), rest])
+    taken = features.iloc[np.concatenate([np.arange(rows), np.full(pad, rows - 1)])]
+    return method(pd.DataFrame(dict(taken.items())))[:rows]  # new memory, one layout whatever the rows came from
 
 
 def scored_schema(key: str, key_type: pa.DataType) -> pa.Schema:
