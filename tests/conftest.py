@@ -23,6 +23,19 @@ DAY = dt.date(2026, 11, 20)
 PG_BASE = os.environ.get("SCORING_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
+def script_module(name: str) -> Any:
+    """A script of ``scripts/`` (``native_stack``, ``statsd_exporter``) imported as a module, for its functions."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses of the script look their module up while it loads
+    spec.loader.exec_module(module)
+    return module
+
+
 def shared(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
     """A folder ``build`` fills once per test run, whatever the number of pytest-xdist workers.
 

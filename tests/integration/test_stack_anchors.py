@@ -7,23 +7,18 @@ PostgreSQL database, where a model with no anchor loads on its card alone and ev
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, scoring_cli
+from tests.conftest import scoring_cli, script_module
 
 pytestmark = [pytest.mark.postgres]
 
 
 def _native_stack():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("native_stack", ROOT / "scripts" / "native_stack.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script_module("native_stack")
 
 
 def test_up_carries_the_registration_anchors_into_the_stacks_database(

@@ -4,9 +4,7 @@ own StatsD names with the shipped mapping (monitoring/statsd_mapping.yml)."""
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +14,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline import metrics
+from tests.conftest import script_module
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _exporter() -> Any:
-    spec = importlib.util.spec_from_file_location("statsd_exporter", ROOT / "scripts" / "statsd_exporter.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["statsd_exporter"] = module
-    spec.loader.exec_module(module)
-    return module
+    return script_module("statsd_exporter")
 
 
 exporter = _exporter()

@@ -3,7 +3,6 @@ the alert unit tests (promtool test rules, one test group per alert), and every 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from tests.conftest import script_module
 from tests.prometheus_bin import need
 
 MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
@@ -49,10 +49,7 @@ def test_every_alert_has_a_unit_test_that_fires_it_and_names_the_job() -> None:
 
 def test_the_native_stacks_prometheus_config_scrapes_its_exporter_and_door_with_the_shipped_alerts(
         tmp_path: Path) -> None:
-    spec = importlib.util.spec_from_file_location("native_stack", MONITORING.parent / "scripts" / "native_stack.py")
-    assert spec is not None and spec.loader is not None
-    stack = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(stack)
+    stack = script_module("native_stack")
     shipped = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
     for serve, jobs in (("127.0.0.1:8081", ["statsd-exporter", "scoring-online"]), (None, ["statsd-exporter"])):
         (tmp_path / "prometheus.yml").write_text(stack.prometheus_config("127.0.0.1:9102", serve))

@@ -3,22 +3,17 @@ start stopping `up` with its name, its log and the way round it."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import script_module
 
 
 def _native_stack():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("native_stack", ROOT / "scripts" / "native_stack.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script_module("native_stack")
 
 
 def test_a_door_that_cannot_start_stops_up_with_its_log_and_keeps_its_token_private(tmp_path: Path) -> None:
