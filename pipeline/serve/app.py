@@ -317,9 +317,12 @@ def dumps(body: dict[str, Any]) -> bytes:
 
 
 def request_id_of(request: Any) -> str:
-    """The client's X-Request-ID when it is a plain token (letters, digits, ``._:-``, at most 128), else a new one."""
+    """A new request id, after the client's X-Request-ID when it is a plain token (letters, digits, ``._:-``, at most
+    128): ``<client's>:<12 hex>``. Never the client's alone: two requests that send the same id (a retry, a client's
+    bug) are two answers, and each row's record is keyed by its request id."""
     given = request.headers.get("x-request-id")
-    return given if given and REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    mine = uuid.uuid4().hex
+    return f"{given}:{mine[:12]}" if given and REQUEST_ID.fullmatch(given) else mine
 
 
 def make_app(door: Any, recorder: Any, job: JobConfig, tokens: Collection[str] | None, *,
