@@ -29,6 +29,7 @@ from pipeline.kernels.drift import (
 )
 from pipeline.partition import parse_date
 from pipeline.staging import read_batches, staged_schema
+from pipeline.store import operational
 from pipeline.store.engines import begin
 
 if TYPE_CHECKING:
@@ -66,16 +67,7 @@ def replace(engine: Engine, *, job_id: str, partition_date: dt.date, run_id: str
              "partition_date": partition_date, "run_id": run_id, "computed_at": now}
             for r in results]  # a cascade's results name their own model
     with begin(engine) as conn:
-        conn.execute(sa.text("DELETE FROM scoring_drift WHERE job_id = :j AND partition_date = :d "
-                             "AND source = 'batch'"),
-                     {"j": job_id, "d": partition_date})
-        if rows:
-            conn.execute(sa.text(
-                "INSERT INTO scoring_drift (job_id, partition_date, run_id, model_name, model_version, feature, kind, "
-                "statistic, value, threshold, drifted, row_count, p_value, computed_at) VALUES (:job_id, "
-                ":partition_date, :run_id, :model_name, :model_version, :feature, :kind, :statistic, :value, "
-                ":threshold, :drifted, :row_count, :p_value, :computed_at)"),
-                [{"p_value": None, **r} for r in rows])
+        operational.replace_drift(conn, job_id, partition_date, rows, "batch")
 
 
 def drifted_rows(engine: Engine, job_id: str, partition_date: dt.date, run_id: str) -> list[dict[str, Any]]:

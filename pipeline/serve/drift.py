@@ -66,7 +66,7 @@ def online_drift(job: JobConfig, day: dt.date, *, engine: Engine | None = None,
     rows = [{"p_value": None, **{k: v for k, v in r.items() if k in _DRIFT_COLUMNS}, "job_id": job.job_id,
              "partition_date": day, "run_id": run_id_of(day), "computed_at": now} for r in results]
     with engines.begin(engine) as conn:
-        online.replace_drift(conn, job.job_id, day, rows)
+        operational.replace_drift(conn, job.job_id, day, rows, "online")
     bad = drifted(results)
     if bad:
         _alert(job, day, bad)

@@ -100,13 +100,5 @@ def day_counts(conn: Connection, output_table: str, day: dt.date, schema: str | 
     return out
 
 
-def replace_drift(conn: Connection, job_id: str, day: dt.date, rows: Sequence[dict[str, Any]]) -> None:
-    """Replace the day's online rows of ``scoring_drift`` (``source`` online) in the caller's transaction; the
-    batch's rows of that partition stay."""
-    conn.execute(sa.text(sqlfiles.plain("store/online.sql", "delete_online_drift")), {"job_id": job_id, "day": day})
-    if rows:
-        conn.execute(sa.text(sqlfiles.plain("store/online.sql", "insert_online_drift")), list(rows))
-
-
 def _statement(conn: Connection | Engine, name: str, output_table: str, schema: str | None) -> sa.TextClause:
     return sa.text(sqlfiles.statement(conn, "store/online.sql", name, schema, online=table_of(output_table)))

@@ -5,6 +5,8 @@ tables use."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -47,3 +49,13 @@ def upgrade_types(conn: Connection, table: str, timestamps: tuple[str, ...] = ()
                                                 quoted={"changes": ", ".join(changes)}))
         log.info("migrated %s to timestamptz/jsonb: %d column(s)", table, len(changes))
     return changes
+
+
+def replace_drift(conn: Connection, job_id: str, day: Any, rows: Sequence[dict[str, Any]], source: str) -> None:
+    """Replace a partition's ``scoring_drift`` rows of one ``source`` (``batch``, ``online``) in the caller's
+    transaction; the other source's rows of the day stay."""
+    conn.execute(sa.text(sqlfiles.plain("store/operational.sql", "delete_drift")),
+                 {"job_id": job_id, "day": day, "source": source})
+    if rows:
+        conn.execute(sa.text(sqlfiles.plain("store/operational.sql", "insert_drift")),
+                     [{"p_value": None, **r, "source": source} for r in rows])

@@ -1,5 +1,5 @@
 -- The online door's records (pipeline.store.online, pipeline.serve.recorder and pipeline.serve.drift):
--- <output.table>_online, one row per answered row of a request, and the online rows of scoring_drift.
+-- <output.table>_online, one row per answered row of a request.
 -- Named statements (-- name: <name>), read by pipeline.store.sqlfiles: {placeholders} are validated, quoted
 -- identifiers; values are bound (:name), never written into the text.
 
@@ -45,13 +45,3 @@ LIMIT :limit;
 -- a day's rows by status, and those scored without their inputs (online.record_inputs: false)
 SELECT status, COUNT(*) AS n, SUM(CASE WHEN inputs IS NULL THEN 1 ELSE 0 END) AS no_inputs FROM {online}
 WHERE day = :day GROUP BY status;
-
--- name: delete_online_drift
--- a day's online drift rows, replaced by a new computation (the batch's rows of the day stay)
-DELETE FROM scoring_drift WHERE job_id = :job_id AND partition_date = :day AND source = 'online';
-
--- name: insert_online_drift
-INSERT INTO scoring_drift (job_id, partition_date, run_id, model_name, model_version, feature, kind, statistic,
-                           value, threshold, drifted, row_count, p_value, computed_at, source)
-VALUES (:job_id, :partition_date, :run_id, :model_name, :model_version, :feature, :kind, :statistic, :value,
-        :threshold, :drifted, :row_count, :p_value, :computed_at, 'online');

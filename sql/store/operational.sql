@@ -14,3 +14,14 @@ ALTER COLUMN {column} TYPE jsonb USING {column}::jsonb
 
 -- name: alter_table
 ALTER TABLE {table} {changes};
+
+-- name: delete_drift
+-- a partition's drift rows of one source (batch: a run's; online: scoring online drift's), replaced by a new
+-- computation; the other source's rows of the day stay
+DELETE FROM scoring_drift WHERE job_id = :job_id AND partition_date = :day AND source = :source;
+
+-- name: insert_drift
+INSERT INTO scoring_drift (job_id, partition_date, run_id, model_name, model_version, feature, kind, statistic,
+                           value, threshold, drifted, row_count, p_value, computed_at, source)
+VALUES (:job_id, :partition_date, :run_id, :model_name, :model_version, :feature, :kind, :statistic, :value,
+        :threshold, :drifted, :row_count, :p_value, :computed_at, :source);
