@@ -48,6 +48,7 @@ class ThreadLimit:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._local = threading.local()
+        self.generation = 0
         self.renew()
 
     def renew(self) -> None:
@@ -56,7 +57,7 @@ class ThreadLimit:
 
         self._controller = ThreadpoolController()
         self._controller.limit(limits=self.limit)  # the BLAS pools (process-wide) and this thread's OpenMP
-        self.generation = getattr(self, "generation", 0) + 1
+        self.generation += 1
 
     def __call__(self) -> None:
         """Limit the calling thread, the first time it asks since the last renewal."""
