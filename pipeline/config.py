@@ -360,6 +360,21 @@ class ModelRef(RouteModel):
         "(view <output.table>_compare). A failing challenger is recorded there and never fails the run.",
     )
     compare_top_n: int = Field(100, gt=0, description="N of the top-N overlap in the champion/challenger comparison.")
+    split: dict[str, float] = Field(
+        default_factory=dict,
+        description="A/B by rule: live traffic given to other versions of the model, as `{ref: share}` (a version "
+        "such as '4' or an alias such as 'challenger', and its share in percent: `10` or `'10%'`, in steps of "
+        "0.01%); the champion (`ref`) keeps the rest. A row's arm comes from a stable hash of its entity key "
+        "and `split_salt`, so an entity gets the same arm every day, in the nightly run and in the online door "
+        "alike; each row records its `arm`, and every other version scores it in the shadow. A change of the "
+        "split, the salt or a version behind it starts a new assignment period (scoring_ab_periods). The arms' "
+        "versions must share the champion's contract.",
+    )
+    split_salt: str | None = Field(
+        None, min_length=1, max_length=200,
+        description="The salt of the arm assignment (default: the job id). A new salt reshuffles every entity, "
+        "so it starts a new assignment period like any other change of the split.",
+    )
     threads: int | None = Field(
         None, gt=0,
         description="Threads the models may use to predict (OpenMP and BLAS pools, limited through threadpoolctl "
@@ -367,6 +382,47 @@ class ModelRef(RouteModel):
         "divided by the Celery worker's concurrency under CeleryExecutor (so worker processes sharing a "
         "machine do not oversubscribe it), else all of them.",
     )
+
+    @field_validator("split", mode="before")
+    @classmethod
+    def _shares(cls, value: Any) -> Any:
+        """``{ref: 10}`` or ``{ref: '10%'}`` -> ``{ref: 10.0}`` (percent); refs as text."""
+        if not isinstance(value, dict):
+            return value
+        out: dict[str, float] = {}
+        for ref, share in value.items():
+            text = str(share).strip()
+            try:
+                percent = float(text[:-1].strip() if text.endswith("%") else text)
+            except ValueError:
+                raise ValueError(f"split {ref}: {share!r} is not a share; write a percent such as 10 or '10%'"
+                                 ) from None
+            if not 0 < percent < 100 or round(percent * 100) != percent * 100:
+                raise ValueError(f"split {ref}: {share!r} must be a percent above 0 and below 100, in steps of "
+                                 "0.01 (e.g. 10, '2.5%')")
+            out[str(ref)] = percent
+        return out
+
+    @model_validator(mode="after")
+    def _split_fits(self) -> ModelRef:
+        if not self.split:
+            return self
+        if self.ref in self.split or "champion" in self.split:
+            raise ValueError(f"split names the champion ({self.ref!r}): list only the other arms; the champion "
+                             "keeps the rest of the traffic")
+        total = sum(self.split.values())
+        if total >= 100:
+            raise ValueError(f"split gives {total:g}% to other arms: the champion must keep some traffic "
+                             "(the shares must add up to less than 100)")
+        return self
+
+    def split_basis_points(self) -> list[tuple[str, int]]:
+        """The split's arms in file order with their shares in basis points (1% = 100 of 10,000 buckets)."""
+        return [(ref, round(share * 100)) for ref, share in self.split.items()]
+
+    def shadowed(self) -> list[str]:
+        """Every other version the run scores beside the champion: the challengers, then the split's arms."""
+        return [*self.challengers, *(ref for ref in self.split if ref not in self.challengers)]
 
     @field_validator("challengers", mode="before")
     @classmethod
@@ -738,6 +794,23 @@ class OutcomesConfig(_Strict):
         return self
 
 
+VERDICT_METRICS = ("log_loss", "brier", "error_rate", "squared_error", "absolute_error")
+
+
+class VerdictConfig(_Strict):
+    """How two versions are judged on realised outcomes (the A/B verdict and the promotion gate, pipeline.verdicts)."""
+
+    metric: Literal["log_loss", "brier", "error_rate", "squared_error", "absolute_error"] | None = Field(
+        None, description="The per-row loss the versions are compared on (lower is better): log_loss or brier "
+        "(binary classifiers), error_rate (classifiers), squared_error or absolute_error (regressors). Default: "
+        "log_loss for a binary classifier, error_rate for a multi-class one, squared_error for a regressor.")
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="Confidence of the interval of the difference "
+                              "between two versions' mean loss; a verdict is 'better' or 'worse' only when the "
+                              "interval lies wholly on one side of zero.")
+    min_rows: int = Field(1000, ge=1, description="Labelled rows each version needs before any verdict other "
+                          "than 'not yet distinguishable'.")
+
+
 class JobConfig(_Strict):
     """One scoring job: one DAG."""
 
@@ -776,6 +849,9 @@ class JobConfig(_Strict):
                                           "these routes' models score its rows (two stages).")
     outcomes: OutcomesConfig | None = Field(None, description="Realised outcomes of the predictions, for "
                                             "`scoring outcomes` (performance per model version and partition).")
+    verdict: VerdictConfig = Field(default_factory=VerdictConfig, description="How a challenger or an A/B arm "
+                                   "is judged against the champion on realised outcomes, and when the promotion "
+                                   "gate (`scoring models promote --if-better`) lets it through.")
     online: OnlineConfig = Field(default_factory=OnlineConfig, description="The online door (`scoring serve`): "
                                  "request limits, how often the alias is re-read, the record of its answers in "
                                  "<output.table>_online.")
@@ -793,6 +869,9 @@ class JobConfig(_Strict):
         if self.model.challengers:
             raise ValueError("cascade with model.challengers is not supported yet: compare the route models in "
                              "jobs of their own")
+        if self.model.split:
+            raise ValueError("cascade with model.split is not supported: split the route models' traffic in jobs "
+                             "of their own")
         return self
 
     @model_validator(mode="after")
@@ -829,10 +908,11 @@ class JobConfig(_Strict):
 
     @model_validator(mode="after")
     def _shadow_has_a_table(self) -> JobConfig:
-        if not self.model.challengers:
+        if not self.model.shadowed():
             return self
         if self.output.table is None:
-            raise ValueError("model.challengers need output.table: the challengers' predictions go to "
+            what = "model.challengers" if self.model.challengers else "model.split"
+            raise ValueError(f"{what} need output.table: the other versions' predictions go to "
                              "<output.table>_shadow (in push mode too), never to the sink")
         for suffix in SHADOW_DERIVED:
             if len(self.output.table) + len(suffix) > MAX_NAME_BYTES:

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 ALEMBIC_DIR = Path(__file__).resolve().parent / "alembic"
 # The newest revision: a start finds the database at it without importing Alembic (some 0.35 s a process).
 # A new revision moves it (tests/unit/test_migrate.py checks it is the head of the revisions).
-HEAD = "0011_drift_source"
+HEAD = "0014_model_audit"
 VERSION_TABLE = "scoring_alembic_version"  # not alembic_version: the schema may hold another application's
 VERSION = sa.table(VERSION_TABLE, sa.column("version_num", sa.String))
 RECORD = sa.table("scoring_schema_migrations", sa.column("name", sa.Text), sa.column("applied_at", sa.DateTime))
