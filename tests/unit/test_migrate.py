@@ -69,7 +69,7 @@ def test_the_ledger_is_ensured_through_the_revisions(tmp_path: Path) -> None:
     tables = set(sa.inspect(engine).get_table_names())
     assert {"scoring_runs", "scoring_quarantine", "scoring_deliveries", "scoring_schema_migrations", "scoring_drift",
             "scoring_model_registrations", "scoring_shadow_comparisons", "scoring_performance",
-            migrate.VERSION_TABLE} == tables
+            "scoring_ab_periods", "scoring_ab_results", "scoring_model_audit", migrate.VERSION_TABLE} == tables
     columns = {c["name"] for c in sa.inspect(engine).get_columns("scoring_quarantine")}
     assert "entity_key_int" in columns, "the last carried-over migration ran"
 
