@@ -32,8 +32,9 @@ from pydantic import BaseModel, Field
 
 from pipeline.config import JobConfig
 from pipeline.errors import RequestError
+from pipeline.kernels.arms import CHAMPION
 from pipeline.resolve import Models
-from pipeline.serve.metrics import Metrics, served_models
+from pipeline.serve.metrics import Metrics, served_arms, served_models
 from pipeline.serve.recorder import RecorderFull
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,11 @@ class RowAnswer(BaseModel):
     flags: list[str] = Field(description="Warnings that did not stop the row (e.g. a value outside training).")
     reasons: list[str] = Field(description="Why a quarantined row was refused: the batch's reason codes "
                                "(e.g. `be_between:monthly_charges`).")
-    model: ModelRef
+    model: ModelRef = Field(description="The version that scored the row (its arm's, or the champion's for an arm "
+                            "in fallback and for a quarantined row).")
+    arm: str | None = Field(None, description="With model.split (A/B by rule): the arm of the row's entity, "
+                            "`champion` or a split's reference, as the nightly run assigns it (null without a split "
+                            "or without a key).")
 
 
 class ScoreAnswer(BaseModel):
@@ -218,8 +223,10 @@ class Handler:
                           "its record: retry later", {"Retry-After": "5"}) from None
 
     def scored(self, results: list[Any], request_id: str) -> dict[str, Any]:
-        """The answer's body; its model is the job's (a cascade's router), as a row names it when one does."""
-        named = [r for r in results if r.model_name == self.job.model.name]
+        """The answer's body; its model is the job's (a cascade's router; a split's champion), as a row names it
+        when one does."""
+        named = [r for r in results if r.model_name == self.job.model.name
+                 and getattr(r, "arm", None) in (None, CHAMPION)]
         model = ({"name": named[0].model_name, "version": named[0].model_version} if named else self.served())
         return {"request_id": request_id, "model": model, "results": [row_answer(r) for r in results]}
 
@@ -288,14 +295,16 @@ def v2_answer(body: dict[str, Any], job: str) -> dict[str, Any]:
                         tensor("status", "BYTES", [r["status"] for r in results]),
                         tensor("reasons", "BYTES", [";".join(r["reasons"]) for r in results]),
                         tensor("key", "BYTES", [None if r["key"] is None else str(r["key"]) for r in results]),
-                        tensor("model_version", "INT64", [r["model"]["version"] for r in results])]}
+                        tensor("model_version", "INT64", [r["model"]["version"] for r in results]),
+                        tensor("arm", "BYTES", [r["arm"] for r in results])]}
 
 
 def row_answer(result: Any) -> dict[str, Any]:
     """One row's part of the answer."""
     return {"index": result.index, "key": result.key, "status": result.status, "score": result.score,
             "prediction": result.prediction, "flags": list(result.flags), "reasons": list(result.reasons),
-            "model": {"name": result.model_name, "version": result.model_version}}
+            "model": {"name": result.model_name, "version": result.model_version},
+            "arm": getattr(result, "arm", None)}
 
 
 def _kind(value: Any) -> str:
@@ -418,8 +427,12 @@ def _health_routes(app: Any, state: Handler) -> None:
     def ready() -> Response:
         if not state.door.ready:
             return Response(dumps({"status": "not ready", "job": state.job.job_id}), 503, media_type=JSON)
-        return Response(dumps({"status": "ready", "job": state.job.job_id, "models": [
-            {"name": n, "version": v} for n, v in served_models(state.door)]}), 200, media_type=JSON)
+        body = {"status": "ready", "job": state.job.job_id, "models": [
+            {"name": n, "version": v} for n, v in served_models(state.door)]}
+        arms = served_arms(state.door)
+        if arms:  # model.split: each arm's version, and whether the champion scores its rows instead
+            body["arms"] = [{"arm": arm, **about} for arm, about in arms.items()]
+        return Response(dumps(body), 200, media_type=JSON)
 
     def metrics() -> Response:
         text, content_type = state.metrics.render()

@@ -18,6 +18,17 @@ read with the columns of all its models (``pipeline.routes.ingest_inputs``), ``k
 routing the router's valid rows to the route models, each row answered with the model that scored it and
 quarantine reasons prefixed with the model that rejected the row. A refresh re-reads every model's alias.
 Challengers are not served online (the shadow scoring and its comparison stay the nightly run's).
+
+A job with ``model.split`` (A/B by rule) is served as its nightly run scores it: each generation pins the arms
+(``pipeline.ab.pin``: a version with another contract than the champion's is refused, at start as at a reload)
+and loads every arm's version with the champion's verification. A request's rows are checked once, with the
+champion's contract (the arms share it); each valid row's arm is ``kernels.arms.assign`` of its key (the
+job's salt and split), and that arm's version scores it (rows grouped by arm; ``kernels.predict`` makes a
+row's score independent of its batch). Every answer names its row's arm (a quarantined row's too: the arm of
+its key). An arm whose version does not resolve, load or verify falls back: its rows are scored by the
+champion (their arm stays the arm's name, their version is the champion's), counted
+(``arm_fallback_rows``), logged at most once per 5 minutes, and the door stays ready; such an arm is tried
+again at every refresh. The champion and the arms are one generation, taken once by a request.
 Thread limits (scikit-learn's OpenMP, BLAS) are the server's to set for its process; the door sets none.
 """
 
@@ -37,15 +48,26 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipeline import ab
 from pipeline.cascade import pin
 from pipeline.config import JobConfig
-from pipeline.errors import failure_text
+from pipeline.errors import ScoringError, failure_text
+from pipeline.kernels.arms import CHAMPION, assign
 from pipeline.kernels.columns import REASONS
+from pipeline.kernels.features import features
 from pipeline.kernels.flow import DriftSettings, Model, Scored, score_cascade, score_rows
+from pipeline.kernels.predict import score_batch, scored_schema
 from pipeline.kernels.records import RecordReading, check_records, reading_for
 from pipeline.kernels.route import child_schema
-from pipeline.kernels.validate import RowValidator, suite
+from pipeline.kernels.validate import (
+    RowValidator,
+    quarantine_schema,
+    split_rows,
+    suite,
+    valid_schema,
+)
 from pipeline.keys import duplicates
+from pipeline.model import ModelVersion
 from pipeline.resolve import Models
 from pipeline.routes import cascade_inputs
 from pipeline.score import scorer_for
@@ -56,6 +78,7 @@ POSITION = "__position"  # a row's place in its request, carried beside the cont
 NO_DRIFT = DriftSettings(min_rows=2**62)  # online traffic's drift is judged daily from the records, not per request
 SCORED, QUARANTINED = "scored", "quarantined"
 REPEAT_LOG_S = 300.0  # a reload refused again for the same reason is logged again after this long
+ARM = "arm:"  # an A/B arm's entries in a generation's identity: (ARM + arm name, model, version; 0: not resolved)
 
 
 @dataclass(frozen=True)
@@ -68,6 +91,8 @@ class Served:
     loaded_at: dt.datetime
     sha256: str = ""
     routes: dict[str, dict[str, Any]] = field(default_factory=dict)  # route -> {"name", "version"}
+    arms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # model.split's arms: arm -> {"version": int | None, "basis_points", "fallback": bool (scored by the champion)}
 
 
 @dataclass(frozen=True)
@@ -85,6 +110,7 @@ class RowResult:
     model_version: int
     inputs: dict[str, Any]
     inputs_sha256: str
+    arm: str | None = None  # model.split's arm of the row's entity (None: no split, or no key)
 
 
 def inputs_sha256(record: dict[str, Any]) -> str:
@@ -108,6 +134,10 @@ class _Loaded:
     reading: RecordReading
     identity: tuple[tuple[str, str, int], ...]  # (route, model, version) of every model served ('' the router)
     checks: dict[str, tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]] = field(default_factory=dict)
+    salt: str = ""  # model.split's assignment (``pipeline.ab``): its salt, [(arm, basis points)] and loaded arms
+    split: list[tuple[str, int]] = field(default_factory=list)
+    arms: dict[str, Model] = field(default_factory=dict)  # the arms that serve, by arm name
+    fallbacks: dict[str, str] = field(default_factory=dict)  # the arms scored by the champion: arm -> why
     # the router's checks built (a Great Expectations context, ~12 ms), by key type: one per request in flight
     validators: dict[str, queue.SimpleQueue[RowValidator]] = field(default_factory=dict)
 
@@ -138,6 +168,9 @@ class Door:
         self.last_reload_error: str | None = None
         self._last_failure: tuple[Any, str] | None = None  # (versions wanted, error) of the last refused reload
         self._logged_at = 0.0
+        self.arm_fallback_rows: dict[str, int] = {}  # rows of each arm scored by the champion instead, since start
+        self._counting = threading.Lock()
+        self._arm_logged: dict[str, tuple[str, float]] = {}  # arm -> (error, when) of its last fallback line
 
     @property
     def ready(self) -> bool:
@@ -171,9 +204,12 @@ class Door:
             try:
                 models = self._models()
                 wanted = self._wanted(models)
-                if current is not None and wanted == current.identity:
+                if current is not None and wanted == current.identity and not current.fallbacks:
                     return False
-                loaded = self._build(models)
+                loaded = self._build(models, current)  # the versions loaded already are not loaded again
+                if current is not None and (loaded.identity, loaded.fallbacks) == (current.identity,
+                                                                                   current.fallbacks):
+                    return False  # an arm in fallback tried again and still failing: nothing changed
             except Exception as exc:  # noqa: BLE001 - any failure keeps the old version serving
                 self.reload_failures += 1
                 error = f"{type(exc).__name__}: {failure_text(exc)}"
@@ -200,23 +236,40 @@ class Door:
             if not isinstance(job.cascade.default, str):
                 refs[ROUTE_DEFAULT] = job.cascade.default
             wanted += [(route, r.name, registry.version_of(r.name, r.ref)) for route, r in sorted(refs.items())]
+        for ref, _ in job.model.split_basis_points():
+            try:
+                wanted.append((ARM + ref, job.model.name, registry.version_of(job.model.name, ref)))
+            except ScoringError:  # an arm that does not resolve falls back to the champion
+                wanted.append((ARM + ref, job.model.name, 0))
         return tuple(wanted)
 
-    def _build(self, models: Models) -> _Loaded:
-        """Every model of the job resolved, verified (sha256 before unpickling, golden rows after) and ready."""
+    def _build(self, models: Models, current: _Loaded | None = None) -> _Loaded:
+        """Every model of the job resolved, verified (sha256 before unpickling, golden rows after) and ready; a
+        version ``current`` holds loaded already is taken from it. An arm that fails falls back (``fallbacks``);
+        an arm with another contract than the champion's refuses the whole generation (ConfigError)."""
         job = self.job
-        router = _model(models, job.model.name, job.model.ref)
+        loaded_before = _models_of(current)
+        champion = models.resolve(job.model.name, job.model.ref)
+        router = _model(models, champion, loaded_before)
         plan = pin(job, models) if job.cascade is not None else None
-        routes = {route: _model(models, m["name"], m["version"])
+        routes = {route: _model(models, models.resolve(m["name"], m["version"]), loaded_before)
                   for route, m in (route_models(plan) if plan else {}).items()}
+        pinned = ab.pin(job, models, champion) if job.model.split else []
+        arms, fallbacks = self._arms(models, pinned, loaded_before)
         ref = router.ref
         inputs = router.card["inputs"] if plan is None else _cascade_inputs(job, router, plan, models)
         reading = reading_for(job, inputs, router.card)
         identity = (("", ref["name"], ref["version"]),) + tuple(
-            (route, m.ref["name"], m.ref["version"]) for route, m in sorted(routes.items()))
+            (route, m.ref["name"], m.ref["version"]) for route, m in sorted(routes.items())) + tuple(
+            (ARM + arm.name, ref["name"], arm.version or 0) for arm in pinned)
         served = Served(ref["name"], ref["version"], dt.datetime.now(dt.UTC), str(router.card.get("sha256", "")),
-                        {route: m.ref for route, m in routes.items()})
-        loaded = _Loaded(served, router, routes, plan, reading, identity)
+                        {route: m.ref for route, m in routes.items()},
+                        {arm.name: {"version": arm.version, "basis_points": arm.basis_points,
+                                    "fallback": arm.name in fallbacks} for arm in pinned})
+        loaded = _Loaded(served, router, routes, plan, reading, identity, salt=ab.salt(job), split=ab.split_of(pinned),
+                         arms=arms, fallbacks=fallbacks)
+        for arm, error in fallbacks.items():
+            self._note_fallback(arm, error, served)
         key_type = reading.arrow_key_type([])
         checks, by_route = self._checks(loaded, key_type, ())
         for exps in by_route.values():
@@ -224,6 +277,35 @@ class Door:
         loaded.validators[str(key_type)] = queue.SimpleQueue()
         loaded.validators[str(key_type)].put(RowValidator(checks, job.job_id))
         return loaded
+
+    def _arms(self, models: Models, pinned: list[ab.Arm], loaded_before: dict[tuple[str, int, str], Model]
+              ) -> tuple[dict[str, Model], dict[str, str]]:
+        """The pinned arms' versions loaded and verified as the champion is; the arms that cannot serve, with why."""
+        arms: dict[str, Model] = {}
+        fallbacks: dict[str, str] = {}
+        for arm in pinned:
+            if arm.version is None:
+                fallbacks[arm.name] = f"it does not resolve: {arm.error}"
+                continue
+            try:
+                arms[arm.name] = _model(models, models.resolve(self.job.model.name, arm.version), loaded_before)
+            except Exception as exc:  # noqa: BLE001 - any failure of an arm's version: its rows go to the champion
+                fallbacks[arm.name] = f"v{arm.version} is not loaded: {type(exc).__name__}: {failure_text(exc)}"
+        return arms, fallbacks
+
+    def _note_fallback(self, arm: str, error: str, served: Served, rows: int = 0) -> None:
+        """Rows of an arm scored by the champion: counted; a WARNING once per REPEAT_LOG_S for the same reason."""
+        now = time.monotonic()
+        with self._counting:
+            if rows:
+                self.arm_fallback_rows[arm] = self.arm_fallback_rows.get(arm, 0) + rows
+            last = self._arm_logged.get(arm)
+            if last is not None and last[0] == error and now - last[1] < REPEAT_LOG_S:
+                return
+            self._arm_logged[arm] = (error, now)
+        log.warning("job %s: model.split arm %r cannot serve, its rows are scored by the champion %s v%s (counted "
+                    "in scoring_online_arm_fallbacks_total; the arm is tried again at every reload): %s",
+                    self.job.job_id, arm, served.name, served.version, error)
 
     def _checks(self, loaded: _Loaded, key_type: pa.DataType, duplicate_keys: tuple[Any, ...]
                 ) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
@@ -267,14 +349,15 @@ class Door:
         table = table.append_column(POSITION, pa.array(range(table.num_rows), pa.int64()))
         router = Model(loaded.router.card, loaded.router.scorer, checks)
         served = loaded.served
-        if loaded.plan is None:
-            if repeated:  # checks of this request's own duplicate keys: built for it alone
+        arms: list[str | None] = [None] * table.num_rows
+        if loaded.split:
+            arms = list(assign(table.column(key), loaded.salt, loaded.split))
+            with self._validator(loaded, schema, key, checks, repeated) as validator:
+                outcome = self._score_arms(loaded, table, schema, validator, arms)
+        elif loaded.plan is None:
+            with self._validator(loaded, schema, key, checks, repeated) as validator:
                 result = score_rows([table], router, key=key, schema=schema, batch_rows=table.num_rows,
-                                    drift=NO_DRIFT, name=self.job.job_id)
-            else:
-                with loaded.validator(str(schema.field(key).type), checks, self.job.job_id) as validator:
-                    result = score_rows([table], router, key=key, schema=schema, batch_rows=table.num_rows,
-                                        drift=NO_DRIFT, name=self.job.job_id, validator=validator)
+                                    drift=NO_DRIFT, name=self.job.job_id, validator=validator)
             outcome = _by_position(result, served)
         else:
             routes = {r: Model(m.card, m.scorer, by_route[r]) for r, m in loaded.routes.items()}
@@ -282,18 +365,73 @@ class Door:
                                    batch_rows=table.num_rows, drift=NO_DRIFT)
             outcome = _cascade_by_position(result, table.column(key).to_pylist(), served)
         keys = table.column(key).to_pylist()
-        out = [RowResult(i, keys[i], *outcome[i], record, inputs_sha256(record))
+        out = [RowResult(i, keys[i], *outcome[i], record, inputs_sha256(record), arms[i])
                for i, record in enumerate(rows)]
         if log.isEnabledFor(logging.DEBUG):
             log.debug("job %s: request %s: %d row(s), %d quarantined, %s", self.job.job_id, request_id, len(out),
                       sum(r.status == QUARANTINED for r in out), _describe(loaded.identity))
         return out
 
+    @contextmanager
+    def _validator(self, loaded: _Loaded, schema: pa.Schema, key: str, checks: list[dict[str, Any]],
+                   repeated: Any) -> Iterator[RowValidator]:
+        """The router's checks for a request: from the pool, or built for it alone when it repeats a key (checks
+        of its own duplicate keys)."""
+        if repeated:
+            yield RowValidator(checks, self.job.job_id)
+            return
+        with loaded.validator(str(schema.field(key).type), checks, self.job.job_id) as validator:
+            yield validator
 
-def _model(models: Models, name: str, ref: str | int) -> Model:
-    """A version resolved, verified (``scorer_for``) and loaded, its checks still to build."""
-    mv = models.resolve(name, ref)
-    return Model(mv.card, scorer_for(models.registry, mv), [])
+    def _score_arms(self, loaded: _Loaded, table: pa.Table, schema: pa.Schema, validator: RowValidator,
+                    arms: list[str | None]) -> dict[int, Outcome]:
+        """A split job's rows: checked once, with the champion's contract; each valid row scored by its arm's
+        version (``arms``: by position), the champion's for its own rows and for an arm in fallback."""
+        key = self.job.entity_key
+        valid, quarantined = [], []
+        for split in split_rows(validator, [table], table.num_rows):
+            valid.append(split.valid)
+            if split.quarantined is not None:
+                quarantined.append(split.quarantined)
+        served = loaded.served
+        out = _quarantined(_joined(quarantined, quarantine_schema(schema)), served)
+        rows = _joined(valid, valid_schema(schema))
+        arm_of = [arms[position] or CHAMPION for position in rows.column(POSITION).to_pylist()]
+        out_schema = scored_schema(key, schema.field(key).type)
+        for arm in dict.fromkeys(arm_of):
+            model = loaded.router if arm == CHAMPION else loaded.arms.get(arm)
+            part = rows.filter(pa.array([a == arm for a in arm_of]))
+            if model is None:
+                model = loaded.router
+                self._note_fallback(arm, loaded.fallbacks.get(arm, "not loaded"), served, part.num_rows)
+            inputs = [c["name"] for c in model.card["inputs"]]
+            scored = score_batch(model.scorer, features(model.scorer.transform, part, inputs, key), key, out_schema)
+            ref = model.ref
+            scores, labels = scored.column("score").to_pylist(), scored.column("prediction").to_pylist()
+            flags = scored.column("flags").to_pylist()
+            for j, position in enumerate(part.column(POSITION).to_pylist()):
+                out[position] = (SCORED, scores[j], labels[j], _codes(flags[j]), [], ref["name"], ref["version"])
+        return out
+
+
+def _joined(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    tables = [t for t in tables if t.num_rows]
+    return pa.concat_tables([t.cast(schema) for t in tables]) if tables else schema.empty_table()
+
+
+def _model(models: Models, mv: ModelVersion, loaded: dict[tuple[str, int, str], Model]) -> Model:
+    """A resolved version verified (``scorer_for``) and loaded, its checks still to build; one ``loaded`` holds
+    (the same name, version and sha256: loaded and verified by an earlier generation) is taken as it is."""
+    found = loaded.get((mv.name, int(mv.version), str(mv.card.get("sha256", ""))))
+    return found if found is not None else Model(mv.card, scorer_for(models.registry, mv), [])
+
+
+def _models_of(loaded: _Loaded | None) -> dict[tuple[str, int, str], Model]:
+    """The models a generation holds, by name, version and sha256."""
+    if loaded is None:
+        return {}
+    every = [loaded.router, *loaded.routes.values(), *loaded.arms.values()]
+    return {(m.ref["name"], m.ref["version"], str(m.card.get("sha256", ""))): m for m in every}
 
 
 def _cascade_inputs(job: JobConfig, router: Model, plan: dict[str, Any], models: Models) -> list[dict[str, Any]]:
@@ -304,7 +442,12 @@ def _cascade_inputs(job: JobConfig, router: Model, plan: dict[str, Any], models:
 
 
 def _describe(identity: tuple[tuple[str, str, int], ...]) -> str:
-    return ", ".join(f"{name} v{version}" + (f" (route {route})" if route else "") for route, name, version in identity)
+    def one(route: str, name: str, version: int) -> str:
+        if route.startswith(ARM):
+            return f"arm {route[len(ARM):]}: " + (f"{name} v{version}" if version else "not resolved")
+        return f"{name} v{version}" + (f" (route {route})" if route else "")
+
+    return ", ".join(one(*entry) for entry in identity)
 
 
 def _with_position(schema: pa.Schema) -> pa.Schema:

@@ -5,7 +5,11 @@ Counted by the app as requests are answered: ``scoring_online_requests_total{job
 ``scoring_online_errors_total{job,kind}``. Read from the recorder and the door at each scrape:
 ``scoring_online_queue_records``, ``scoring_online_records_written_total``,
 ``scoring_online_record_failures_total``, ``scoring_online_model_version{job,model}``,
-``scoring_online_reload_failures_total`` and ``scoring_online_ready``.
+``scoring_online_reload_failures_total`` and ``scoring_online_ready``. With ``model.split`` (A/B by rule):
+``scoring_online_arm_version{job,arm}`` (the version each arm serves; 0 while it does not resolve),
+``scoring_online_arm_fallback{job,arm}`` (1 while the champion scores the arm's rows because its version does
+not resolve, load or verify; alert on it) and ``scoring_online_arm_fallbacks_total{job,arm}`` (rows of the arm
+the champion scored instead, since the server started).
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ class _Live:
         reloads.add_metric(job, float(self.door.reload_failures))
         ready = GaugeMetricFamily("scoring_online_ready", "1 when a verified model is loaded", labels=["job"])
         ready.add_metric(job, 1.0 if self.door.ready else 0.0)
-        yield from (queue, written, failures, reloads, ready, self._versions())
+        yield from (queue, written, failures, reloads, ready, self._versions(), *self._arms())
 
     def _versions(self) -> Any:
         """The served version of each model (a cascade's route models too)."""
@@ -59,6 +63,33 @@ class _Live:
         for name, version in served_models(self.door):
             family.add_metric([self.job, name], float(version))
         return family
+
+    def _arms(self) -> list[Any]:
+        """The split's arms: their versions, which are in fallback, and the rows scored by the champion instead."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        arms = served_arms(self.door)
+        counted = dict(getattr(self.door, "arm_fallback_rows", None) or {})
+        if not arms and not counted:
+            return []
+        version = GaugeMetricFamily("scoring_online_arm_version", "Version each model.split arm serves (0: it does "
+                                    "not resolve)", labels=["job", "arm"])
+        fallback = GaugeMetricFamily("scoring_online_arm_fallback", "1 while a model.split arm's version does not "
+                                     "resolve, load or verify and the champion scores its rows", labels=["job", "arm"])
+        rows = CounterMetricFamily("scoring_online_arm_fallbacks", "Rows of a model.split arm scored by the "
+                                   "champion because the arm's version could not serve", labels=["job", "arm"])
+        for arm, about in arms.items():
+            version.add_metric([self.job, arm], float(about.get("version") or 0))
+            fallback.add_metric([self.job, arm], 1.0 if about.get("fallback") else 0.0)
+        for arm in sorted(set(arms) | set(counted)):
+            rows.add_metric([self.job, arm], float(counted.get(arm, 0)))
+        return [version, fallback, rows]
+
+
+def served_arms(door: Any) -> dict[str, dict[str, Any]]:
+    """model.split's arms of the served generation: arm -> {"version", "basis_points", "fallback"}; {} without."""
+    served = door.served if door.ready else None
+    return dict(getattr(served, "arms", None) or {})
 
 
 def served_models(door: Any) -> list[tuple[str, int]]:

@@ -57,6 +57,7 @@ class Row(Protocol):
     model_version: int | None
     inputs: dict[str, Any]
     inputs_sha256: str
+    arm: str | None  # model.split's arm of the row's entity (None: no split, or no key)
 
 
 class Unavailable(Exception):
@@ -116,7 +117,8 @@ class Recorder:
                 "model_name": row.model_name, "model_version": row.model_version, "status": row.status,
                 "prediction": row.prediction, "score": row.score, "flags": "; ".join(row.flags) or None,
                 "reasons": "; ".join(row.reasons) or None,
-                "inputs": _json(row.inputs) if self.record_inputs else None, "inputs_sha256": row.inputs_sha256}
+                "inputs": _json(row.inputs) if self.record_inputs else None, "inputs_sha256": row.inputs_sha256,
+                "arm": getattr(row, "arm", None)}
 
     @property
     def depth(self) -> int:

@@ -192,8 +192,8 @@ class Service:
         self.reloader.start()
         self.server = _uvicorn(make_app(self.door, self.recorder, self.job, self.tokens, limit_threads=limit,
                                         scoring=settings.serve_concurrency()))
-        log.info("job %s: serving %s v%s on http://%s:%d (%s; %d thread(s) per request, alias re-read every %gs)",
-                 self.job.job_id, served.name, served.version, self.host, self.port,
+        log.info("job %s: serving %s v%s%s on http://%s:%d (%s; %d thread(s) per request, alias re-read every %gs)",
+                 self.job.job_id, served.name, served.version, _split_text(served), self.host, self.port,
                  f"{len(self.tokens)} bearer token(s)" if self.tokens is not None else "NO authentication",
                  limit.limit, self.job.online.reload_seconds)
 
@@ -224,6 +224,16 @@ class Service:
             log.info("job %s: stopped; every answered row is written to %s_online", self.job.job_id,
                      self.job.output.table)
         return left
+
+
+def _split_text(served: Any) -> str:
+    """model.split's arms in words (`` split: challenger v2 10%, ...``), or nothing without a split."""
+    arms = getattr(served, "arms", None) or {}
+    if not arms:
+        return ""
+    return " split: " + ", ".join(
+        f"{arm} " + (f"v{a['version']}" if a.get("version") else "not resolved") + f" {a['basis_points'] / 100:g}%"
+        + (" (fallback: the champion scores its rows)" if a.get("fallback") else "") for arm, a in arms.items())
 
 
 def _uvicorn(app: Any) -> Any:

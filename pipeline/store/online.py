@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 SUFFIX = "_online"
 KEY_TYPES = ("int", "str")  # the entity_key column: BIGINT or TEXT, as the predictions table's key
 COLUMNS = ("request_id", "row_index", "entity_key", "received_at", "day", "model_name", "model_version", "status",
-           "prediction", "score", "flags", "reasons", "inputs", "inputs_sha256")
+           "prediction", "score", "flags", "reasons", "inputs", "inputs_sha256", "arm")
+ADDED_COLUMNS = (("arm", "TEXT"),)  # columns a table made by an earlier release lacks: added at the end, nullable
 
 
 def table_of(output_table: str) -> str:
@@ -53,11 +54,22 @@ def ensure_online(engine: Engine, output_table: str, key_type: str, schema: str 
                                    quoted={"by_day": naming.quote(conn, index_of(output_table))},
                                    online=table_of(output_table)):
             conn.exec_driver_sql(stmt)
+        _add_columns(conn, table_of(output_table), schema)
         found.append(key_type_of(conn, table_of(output_table), "entity_key", schema) or key_type)
         comments.comment(conn, dictionary.objects("online", output_table), schema)
 
     locks.short_locks(engine, f"preparing table {table_of(output_table)}", ensure)
     return found[-1]
+
+
+def _add_columns(conn: Connection, table: str, schema: str | None) -> None:
+    """A table made before a column of ``ADDED_COLUMNS`` existed gets it (null on its old rows)."""
+    have = {c["name"] for c in sa.inspect(conn).get_columns(table, schema=naming.analyst_schema(conn, schema))}
+    for column, typ in ADDED_COLUMNS:
+        if column not in have:
+            conn.exec_driver_sql(sqlfiles.statement(conn, "store/common.sql", "add_column", schema, quoted={
+                "column": column, "type": typ}, table=table))
+            log.info("added column %s to %s (null on the rows answered before)", column, table)
 
 
 def key_type_of(conn: Connection, table: str, column: str, schema: str | None = None) -> str | None:

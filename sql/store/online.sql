@@ -6,6 +6,8 @@
 -- name: create_online
 -- {online}: <output.table>_online in the analysts' schema; {by_day}: its index by day (an unqualified name).
 -- A request's row is written once: a write retried after an unknown outcome meets the primary key.
+-- arm (model.split's arm of the row's entity; null without a split) is last: a table made before it existed
+-- gets it added at the end (pipeline.store.online.ensure_online), so old and new tables have one layout.
 CREATE TABLE IF NOT EXISTS {online} (
     request_id      TEXT NOT NULL,
     row_index       INTEGER NOT NULL,
@@ -21,6 +23,7 @@ CREATE TABLE IF NOT EXISTS {online} (
     reasons         TEXT,
     inputs          TEXT,
     inputs_sha256   TEXT NOT NULL,
+    arm             TEXT,
     PRIMARY KEY (request_id, row_index)
 );
 CREATE INDEX IF NOT EXISTS {by_day} ON {online} (day);
@@ -28,9 +31,9 @@ CREATE INDEX IF NOT EXISTS {by_day} ON {online} (day);
 -- name: insert_online
 -- a row already there (the same request id and index: a retried write) is left as it is
 INSERT INTO {online} (request_id, row_index, entity_key, received_at, day, model_name, model_version, status,
-                      prediction, score, flags, reasons, inputs, inputs_sha256)
+                      prediction, score, flags, reasons, inputs, inputs_sha256, arm)
 VALUES (:request_id, :row_index, :entity_key, :received_at, :day, :model_name, :model_version, :status,
-        :prediction, :score, :flags, :reasons, :inputs, :inputs_sha256)
+        :prediction, :score, :flags, :reasons, :inputs, :inputs_sha256, :arm)
 ON CONFLICT (request_id, row_index) DO NOTHING;
 
 -- name: scored_inputs
