@@ -12,7 +12,9 @@ version and role, in ``scoring_performance``:
 - with ``outcomes.floors`` / ``outcomes.ceilings``, a metric below its floor (or above its
   ceiling) is ``breached`` and alerts through the drift alert path (ERROR log, optional webhook).
 
-The partition's rows are replaced on every evaluation (idempotent). Metrics are computed by
+With ``model.split`` or ``model.challengers``, the other versions are then judged against the champion on
+the same outcomes (``verdicts.record``: scoring_ab_results, view ``<output.table>_ab``); ``evaluate_all``
+returns both. The partition's rows are replaced on every evaluation (idempotent). Metrics are computed by
 scikit-learn on the joined rows, which are held in memory (key, score, prediction, label: a
 few tens of bytes a row).
 """
@@ -28,9 +30,10 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from pipeline import alerts, ledger, settings
+from pipeline import alerts, ledger, settings, verdicts
 from pipeline.config import JobConfig
 from pipeline.errors import ConfigError, ModelNotFoundError, ScoringError
+from pipeline.kernels import verdict as kernel
 from pipeline.partition import data_files, parse_date, partition_dir
 from pipeline.resolve import Models
 from pipeline.store import engines, naming, operational
@@ -82,24 +85,13 @@ def read_outcomes(job: JobConfig, day: dt.date, engine: Any) -> pd.DataFrame:
         raw.columns = [key, cfg.label]
         where = f"table {cfg.table} ({q.quote(cfg.date_column)} = {when})"
     raw = raw.rename(columns={key: "key", cfg.label: "label"}).dropna(subset=["key"])
-    raw["key"], raw["label"] = raw["key"].map(_as_text), raw["label"].map(_as_text)  # joined as text, both sides
+    raw["key"], raw["label"] = raw["key"].map(kernel.as_text), raw["label"].map(kernel.as_text)  # joined as text, both sides
     conflicting = raw.groupby("key")["label"].nunique()
     if (conflicting > 1).any():
         example = conflicting[conflicting > 1].index[0]
         raise OutcomesError(f"outcomes for {when} in {where}: entity {example!r} has two different labels. "
                             "Deduplicate the outcomes, then evaluate again.")
     return raw.drop_duplicates("key")
-
-
-def _as_text(value: Any) -> str | None:
-    """A label as the predictions table writes classes: 1, 1.0 and True all read '1'."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if isinstance(value, bool | np.bool_):
-        return str(int(value))
-    if isinstance(value, float | np.floating) and float(value).is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def metrics(task: str, positive: str | None, labels: pd.Series, prediction: pd.Series,
@@ -121,15 +113,6 @@ def metrics(task: str, positive: str | None, labels: pd.Series, prediction: pd.S
         out["brier"] = float(m.brier_score_loss(y, p))
         out["calibration_gap"] = float(p.mean() - y.mean())
     return out
-
-
-def _task(card: dict[str, Any] | None) -> tuple[str, str | None]:
-    card = card or {}
-    classes = card.get("classes") or []
-    task = card.get("task") or ("regression" if not classes else
-                                "binary_classification" if len(classes) == 2 else "multiclass_classification")
-    positive = card.get("positive_class", classes[-1] if classes else None)
-    return task, None if positive is None else _as_text(positive)
 
 
 def _predictions(engine: Any, job: JobConfig, day: dt.date) -> list[tuple[str, str, int, pd.DataFrame]]:
@@ -156,7 +139,15 @@ COLUMNS = ("job_id", "partition_date", "model_name", "model_version", "role", "m
 
 
 def evaluate(job: JobConfig, day: dt.date | str, engine: Any = None, resolver: Any = None) -> list[dict[str, Any]]:
-    """Join partition ``day``'s outcomes to its predictions; record and return the metrics; alert on breaches."""
+    """Join partition ``day``'s outcomes to its predictions; record and return the metrics; alert on breaches; with
+    model.split or model.challengers, record the verdicts too (``evaluate_all`` returns them)."""
+    return evaluate_all(job, day, engine, resolver)[0]
+
+
+def evaluate_all(job: JobConfig, day: dt.date | str, engine: Any = None,
+                 resolver: Any = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``evaluate``, returning (the performance rows, the verdicts of the partition: ``verdicts.record``'s rows,
+    [] for a job with neither model.split nor model.challengers)."""
     if job.output.table is None:
         raise ConfigError(f"job {job.job_id}: realised performance reads the predictions table; it has no "
                           "output.table (push-only jobs keep no predictions to judge)")
@@ -171,13 +162,13 @@ def evaluate(job: JobConfig, day: dt.date | str, engine: Any = None, resolver: A
     cfg, now, rows = job.outcomes, ledger.now(), []
     models = Models(resolver)  # cards checked against the registry database's anchors, each version once
     for role, model, version, frame in predicted:
-        joined = frame.assign(key=frame["key"].map(_as_text)).merge(outcomes, on="key", how="inner")
+        joined = frame.assign(key=frame["key"].map(kernel.as_text)).merge(outcomes, on="key", how="inner")
         joined = joined[joined["label"].notna()]
         try:
             card = models.card(model, version)  # an unanchored or changed card is refused, not read
         except ModelNotFoundError:
             card = None  # a version deleted since: judge it from what the table holds
-        task, positive = _task(card)
+        task, positive = kernel.task_of(card)
         values = (metrics(task, positive, joined["label"], joined["prediction"], joined["score"])
                   if len(joined) else {})
         for metric, value in values.items():
@@ -207,4 +198,4 @@ def evaluate(job: JobConfig, day: dt.date | str, engine: Any = None, resolver: A
         alerts.send(text, job.drift.alert_connection,
                     {"job_id": job.job_id, "partition_date": str(day), "breached": breaches},
                     f"performance-{job.job_id}-{day}", resolver, logger=log)
-    return rows
+    return rows, verdicts.record(job, day, engine, resolver, labels=outcomes)

@@ -194,3 +194,25 @@ def sentence(result: dict[str, Any], metric: str, version: int, champion_version
     short = min(rows, champion_rows)
     need = f"; {min_rows:,} labelled rows each are needed" if short < min_rows else ""
     return f"v{version} not yet distinguishable from v{champion_version} at {at}: {figures}{need}"
+
+
+def as_text(value: Any) -> str | None:
+    """A label or class as the predictions table writes classes: 1, 1.0 and True all read '1'; None for missing."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return str(int(value))
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def task_of(card: dict[str, Any] | None) -> tuple[str, str | None]:
+    """A model card's task (binary_classification, multiclass_classification or regression) and its positive
+    class as text (None for a regressor)."""
+    card = card or {}
+    classes = card.get("classes") or []
+    task = card.get("task") or ("regression" if not classes else
+                                "binary_classification" if len(classes) == 2 else "multiclass_classification")
+    positive = card.get("positive_class", classes[-1] if classes else None)
+    return task, None if positive is None else as_text(positive)
