@@ -26,6 +26,7 @@ from pipeline import (
     local,
     onboard,
     outcomes,
+    promotion,
     run,
     settings,
     shadow,
@@ -173,7 +174,7 @@ def _models(args: argparse.Namespace) -> int:
     commands = {"list": _models_list, "show": _models_show, "register": _models_register, "promote": _models_promote,
                 "rollback": _models_rollback, "verify": _models_verify, "archive": _models_lifecycle,
                 "restore": _models_lifecycle, "delete": _models_lifecycle, "schema": _models_schema,
-                "anchor": _models_anchor, "compare": _models_compare}
+                "anchor": _models_anchor, "compare": _models_compare, "audit": _models_audit}
     return int(commands[args.models_cmd](registry, args) or 0)
 
 
@@ -274,14 +275,48 @@ def _models_anchor(registry: Any, args: argparse.Namespace) -> int:
 
 
 def _models_promote(registry: Any, args: argparse.Namespace) -> int:
-    registry.promote(args.name, _version(args.version), args.alias)
+    """Point an alias at a version: through the promotion gate (--if-better), or as an override; audited. 1: refused."""
+    if bool(args.version) == bool(args.to_challenger):
+        raise ConfigError(f"models promote {args.name}: give the version to promote, either as VERSION or as "
+                          "--to-challenger X (a version number or an alias such as challenger), not both")
+    ref = args.to_challenger or str(_version(args.version))
+    if (args.job or args.to_challenger) and not args.if_better:
+        raise ConfigError(f"models promote {args.name} --to-challenger / --job: these name the comparison the gate "
+                          "reads; add --if-better to promote only if it says the challenger is better, or give the "
+                          f"version alone (`scoring models promote {args.name} N --reason ...`) to override the gate")
+    done = promotion.promote(registry, args.name, ref, alias=args.alias, if_better=args.if_better, job_id=args.job,
+                             reason=args.reason)
+    if done.event == promotion.REFUSED:
+        print(f"refused: {done.text}\n(recorded in the model audit: `scoring models audit {args.name}`)",
+              file=sys.stderr)
+        return 1
     print(f"{args.name}: {args.alias} -> v{registry.aliases(args.name)[args.alias]}")
+    if args.if_better:
+        print(done.text)
     return 0
 
 
 def _models_rollback(registry: Any, args: argparse.Namespace) -> int:
-    version = registry.rollback(args.name, args.alias, to=_version(args.to) if args.to else None)
-    print(f"{args.name}: {args.alias} rolled back to v{version}")
+    done = promotion.rollback(registry, args.name, alias=args.alias, to=_version(args.to) if args.to else None,
+                              reason=args.reason)
+    print(f"{args.name}: {args.alias} rolled back to v{done.to_version}")
+    return 0
+
+
+def _models_audit(registry: Any, args: argparse.Namespace) -> int:
+    """The model audit (newest first): every promotion, rollback and refused promotion, with who, when and why."""
+    rows = promotion.history(promotion.audit_engine(registry), args.name, limit=args.limit)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    if not rows:
+        print(f"no promotion, rollback or refused promotion recorded{' of ' + args.name if args.name else ''} in "
+              f"{registry.anchors.where}")
+    for r in rows:
+        moved = f"v{r['from_version'] if r['from_version'] is not None else '-'} -> v{r['to_version']}"
+        print(f"{r['at']}\t{r['model_name']}\t{r['alias']}\t{r['event']}\t{moved}\tby {r['requested_by']} "
+              f"({r['source']}{', job ' + r['job_id'] if r['job_id'] else ''})\treason: {r['reason'] or '-'}"
+              f"\n  {r['decision']}")
     return 0
 
 
@@ -429,14 +464,27 @@ def _models_parser(sub: Any) -> None:
     q = msub.add_parser("register", help="register a fitted estimator: its card inferred from --training-data, "
                         "or a hand-written --card")
     _register_options(q)
-    q = msub.add_parser("promote", help="point an alias at a version")
+    q = msub.add_parser("promote", help="point an alias at a version: through the promotion gate (--if-better), or "
+                        "as an override; every promotion and refusal is a row of the model audit")
     q.add_argument("name")
-    q.add_argument("version")
+    q.add_argument("version", nargs="?", help="the version to promote (an override unless --if-better)")
+    q.add_argument("--to-challenger", metavar="X", help="with --if-better: the version or alias to promote (e.g. "
+                   "challenger)")
+    q.add_argument("--if-better", action="store_true", help="promote only if the realised comparison with the "
+                   "current champion says it is better at the job's verdict.confidence and verdict.min_rows; else "
+                   "refuse (exit 1)")
+    q.add_argument("--job", help="whose comparison decides (default: the one job scoring X beside the champion)")
+    q.add_argument("--reason", help="why, in your words (recorded in the audit)")
     q.add_argument("--alias", default="champion")
-    q = msub.add_parser("rollback", help="move an alias back one promotion, or --to a version")
+    q = msub.add_parser("rollback", help="move an alias back one promotion, or --to a version (audited)")
     q.add_argument("name")
     q.add_argument("--alias", default="champion")
     q.add_argument("--to", help="the version to point the alias at")
+    q.add_argument("--reason", help="why, in your words (recorded in the audit)")
+    q = msub.add_parser("audit", help="the model audit: promotions, rollbacks and refused promotions, newest first")
+    q.add_argument("name", nargs="?")
+    q.add_argument("--limit", type=int, default=50)
+    q.add_argument("--json", action="store_true", help="rows as JSON (figures included)")
     for verb, text in (("archive", "set a version no alias points to aside (not resolvable; restorable)"),
                        ("restore", "bring an archived version back"),
                        ("delete", "delete an archived version for good")):

@@ -38,8 +38,8 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,10 @@ from pipeline.store import engines
 ARCHIVE = "archive"
 PROMOTE, ROLLBACK, ARCHIVED, RESTORE, DELETE = "promote", "rollback", "archive", "restore", "delete"
 _FROM_ENVIRONMENT: Any = object()
+_ANY: Any = object()  # promote's ``expect`` when not given: whatever the alias points at
+# The audit hook of promote and rollback: given the history entry (name, event, alias, from, to, at, by), a context
+# around the write of aliases.json under the model's lock (pipeline.promotion writes scoring_model_audit in it).
+Record = Callable[[dict[str, Any]], AbstractContextManager[Any]]
 log = logging.getLogger(__name__)
 
 
@@ -363,17 +367,30 @@ class Registry:
                 "you trust, or archive and delete that version.")
         return Anchor(name, version, actual, mv.card_sha256, anchoring.ADOPTED, dt.datetime.now(dt.UTC), _user())
 
-    def promote(self, name: str, version: int, alias: str = "champion") -> None:
-        """Point ``alias`` at ``version``, keeping the history for rollback."""
+    def promote(self, name: str, version: int, alias: str = "champion", *, expect: Any = _ANY,
+                by: str | None = None, record: Record | None = None) -> None:
+        """Point ``alias`` at ``version``, keeping the history for rollback.
+
+        ``expect``: the version the alias must point at now (None: nowhere), checked under the model's lock (a
+        decision taken on the current champion is refused if another promote moved it since). ``by``: who, for
+        the history (default: the login name). ``record``: the audit hook (``Record``), called under the lock.
+        """
         check_identifier(alias, "alias")
         with self._locked(name):
-            self._move_alias(name, alias, version, PROMOTE)
+            if expect is not _ANY and self.aliases(name).get(alias) != expect:
+                raise ConfigError(
+                    f"model {name!r}: alias {alias!r} points at {_v(self.aliases(name).get(alias))} now, not at "
+                    f"{_v(expect)} as when the promotion was decided (another promote or rollback moved it "
+                    "meanwhile). Nothing was changed: look at `scoring models list "
+                    f"{name}` and decide again.")
+            self._move_alias(name, alias, version, PROMOTE, by=by, record=record)
 
-    def rollback(self, name: str, alias: str = "champion", to: int | None = None) -> int:
+    def rollback(self, name: str, alias: str = "champion", to: int | None = None, *, by: str | None = None,
+                 record: Record | None = None) -> int:
         """Move ``alias`` back one step of its promote history, or to the live version ``to``; return it.
 
         The alias's history is a stack: a promote pushes its version, a rollback pops one, so
-        rollbacks in a row after promoting v1, v2, v3 go v3 -> v2 -> v1.
+        rollbacks in a row after promoting v1, v2, v3 go v3 -> v2 -> v1. ``by`` and ``record``: as ``promote``.
         """
         with self._locked(name):
             if to is None:
@@ -394,7 +411,7 @@ class Registry:
                         + f"roll back to an explicit live version (`scoring models rollback {name} --alias {alias} "
                         f"--to N`; live: {', '.join(f'v{v}' for v in self.versions(name))})."
                     )
-            self._move_alias(name, alias, int(to), ROLLBACK)
+            self._move_alias(name, alias, int(to), ROLLBACK, by=by, record=record)
         return int(to)
 
     def archive(self, name: str, version: int) -> Path:
@@ -491,14 +508,17 @@ class Registry:
                 stack.append(to)
         return stack
 
-    def _move_alias(self, name: str, alias: str, version: int, event: str) -> None:
+    def _move_alias(self, name: str, alias: str, version: int, event: str, *, by: str | None = None,
+                    record: Record | None = None) -> None:
         if version not in self.versions(name):
             self.version_of(name, version)  # raises with the known versions (or says it is archived)
         doc = self._alias_doc(name)
-        doc["history"].append({"event": event, "alias": alias, "from": doc["aliases"].get(alias), "to": version,
-                               "at": _now(), "by": _user()})
+        entry = {"event": event, "alias": alias, "from": doc["aliases"].get(alias), "to": version, "at": _now(),
+                 "by": by or _user()}
+        doc["history"].append(entry)
         doc["aliases"][alias] = version
-        _write_json_atomic(self.root / name / ALIASES, doc)
+        with record({"name": name, **entry}) if record else nullcontext():  # its failure leaves the alias as it was
+            _write_json_atomic(self.root / name / ALIASES, doc)
 
     def _record(self, name: str, entry: dict[str, Any]) -> None:
         doc = self._alias_doc(name)
