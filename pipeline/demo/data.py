@@ -134,6 +134,26 @@ def training_set(end: dt.date, days: int = 3, n: int = 30_000, seed: int = 7) ->
     return pd.concat(frames, ignore_index=True)
 
 
+LABEL = "churned"
+
+
+def outcomes(df: pd.DataFrame, day: dt.date, seed: int = 7) -> pd.DataFrame:
+    """The realised churn of a partition's customers (``customer_id``, ``churned``), drawn from their features:
+    what the business learns later, one draw per partition day."""
+    return pd.DataFrame({KEY: df[KEY].to_numpy(), LABEL: churn_label(df, seed=seed * 100_003 + day.toordinal())})
+
+
+def outcomes_root(root: Path) -> Path:
+    """Where the outcomes of the partitions under ``root`` go: ``data/churn`` -> ``data/churn_outcomes``."""
+    return root.parent / f"{root.name}_outcomes"
+
+
+def write_outcomes(root: Path, day: dt.date, df: pd.DataFrame, horizon_days: int = 1, seed: int = 7) -> Path:
+    """Write partition ``day``'s outcomes in the folder of their outcome date (``day + horizon_days``), as the
+    job's ``outcomes`` section reads them (one Parquet file)."""
+    return write_partition(root, day + dt.timedelta(days=horizon_days), outcomes(df, day, seed=seed), files=1)[0]
+
+
 def write_partition(
     root: Path, date: dt.date, df: pd.DataFrame, files: int = 2, fmt: str = "parquet", layout: str = "date={date}"
 ) -> list[Path]:
@@ -154,9 +174,19 @@ def write_partition(
     return written
 
 
-def write_days(root: Path, start: dt.date, days: int, n: int = 30_000, seed: int = 7, fmt: str = "parquet") -> None:
-    """Write ``days`` consecutive partitions from ``start`` that are not there yet."""
+def write_days(root: Path, start: dt.date, days: int, n: int = 30_000, seed: int = 7, fmt: str = "parquet",
+               horizon_days: int | None = 1) -> None:
+    """Write ``days`` consecutive partitions from ``start`` that are not there yet, and their outcomes (in
+    ``outcomes_root(root)``, dated ``horizon_days`` later; None: none) that are not there yet."""
     for i in range(days):
         day = start + dt.timedelta(days=i)
+        frame = None
         if not (root / f"date={day.isoformat()}").exists():
-            write_partition(root, day, customers(day, n=n, seed=seed), fmt=fmt)
+            frame = customers(day, n=n, seed=seed)
+            write_partition(root, day, frame, fmt=fmt)
+        if horizon_days is None:
+            continue
+        when = day + dt.timedelta(days=horizon_days)
+        if not (outcomes_root(root) / f"date={when.isoformat()}").exists():
+            write_outcomes(outcomes_root(root), day, customers(day, n=n, seed=seed) if frame is None else frame,
+                           horizon_days, seed)
