@@ -8,10 +8,19 @@ counts. A dry run, or the mode a run did not use, skips its announce task: no ev
 scheduled with ``PartitionedAssetTimetable(assets=Asset.ref(name="<job_id>.predictions"))``
 then runs once per published partition, with that date as its ``dag_run.partition_key``
 (``dags/predictions_summary.py`` ships such a DAG).
+
+A breach is an asset too: ``<job_id>.breach`` (``scoring://<job_id>/breach``). The scoring DAG's
+``announce_breach`` emits one event when the run's drift breached (flagged or blocked; see
+``pipeline/breaches.py``), and the ``<job_id>_outcomes`` DAG's when realised performance breached a floor
+or a verdict turned decisive. Its extra: ``job_id``, ``kind`` (drift, performance, ab_verdict),
+``partition_date``, ``model_name``, ``versions``, ``figures``, and ``breaches`` (every breach of the event).
+A team schedules its own DAG on ``Asset.ref(name="<job_id>.breach")`` (``dags/demo_retrain.py`` retrains
+the demo's model on it). Not partitioned: one breach is one run of the DAG scheduled on it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from airflow.sdk import Asset
@@ -31,6 +40,48 @@ def output_asset(job: JobConfig, mode: str) -> Asset:
     sink = job.output.push.sink if job.output.push else None
     return Asset(name=f"{job.job_id}.push", uri=f"scoring://{job.job_id}/push", group=ASSET_GROUP,
                  extra={"sink": getattr(sink, "kind", "")})
+
+
+def breach_asset(job_id: str) -> Asset:
+    """The asset a job's breaches (drift, performance, a decisive verdict) are events of (the names of
+    ``pipeline.breaches.asset_name`` / ``asset_uri``, written here so that parsing imports no stage module)."""
+    return Asset(name=f"{job_id}.breach", uri=f"scoring://{job_id}/breach", group=ASSET_GROUP)
+
+
+def breach_ref(job_id: str) -> Any:
+    """A reference to a job's breach asset, for a downstream DAG's schedule (a retraining DAG)."""
+    return Asset.ref(name=f"{job_id}.breach")
+
+
+def emit_breach(job_id: str, payloads: list[dict[str, Any]], context: Any) -> dict[str, Any]:
+    """Attach the breaches to the task's event of ``<job_id>.breach``; none: skip the task (no event)."""
+    from pipeline import breaches
+
+    if not payloads:
+        raise AirflowSkipException(f"no breach in this run of {job_id}: no {job_id}.breach event")
+    event = context["outlet_events"][breach_asset(job_id)]
+    event.extra = breaches.event_extra(payloads)
+    kinds = ", ".join(p["kind"] for p in payloads)
+    print(f"breach event {breaches.asset_name(job_id)} ({kinds}) for partition {payloads[0]['partition_date']}: "
+          f"{event.extra['figures']}")
+    return event.extra
+
+
+def do_announce_breach(partition: Callable[[Any, JobConfig], Any], resolver: Any) -> Any:
+    """The body of the scoring DAG's ``announce_breach``: the run's drift breach as an event, else a skip."""
+
+    def work(job: JobConfig, url: str, _: Any, context: Any) -> dict[str, Any]:
+        from pipeline import breaches
+
+        found = breaches.for_run(job, partition(context, job), context["run_id"], url, resolver)
+        return emit_breach(job.job_id, [found] if found else [], context)
+
+    work.__doc__ = ("announce_breach: when the run's drift breached its policy (drift.on_breach flag: published "
+                    "and flagged; block: not published, the gate failed), an event of the job's `<job_id>.breach` "
+                    "asset with the drifted features' PSI, p-value and threshold. Runs whatever finalize did "
+                    "(trigger rule all_done); skipped when nothing breached, for a dry run and for "
+                    "drift.on_breach ignore.")
+    return work
 
 
 def source_asset(job: JobConfig) -> Asset:

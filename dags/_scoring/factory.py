@@ -30,7 +30,13 @@ from airflow.sdk.exceptions import (
     AirflowSensorTimeout,
 )
 
-from _scoring.assets import do_announce, output_asset, source_asset
+from _scoring.assets import (
+    breach_asset,
+    do_announce,
+    do_announce_breach,
+    output_asset,
+    source_asset,
+)
 from pipeline import steps
 from pipeline.config import JobConfig, load_jobs
 from pipeline.errors import ScoringError, is_data_error
@@ -445,6 +451,9 @@ def build_dag(job: JobConfig, path: Path) -> DAG:
         for mode in job.output.modes:  # the published partition as an asset event (see dags/_scoring/assets.py)
             make_task(job_file, f"announce_{mode}", do_announce(mode), outlets=[output_asset(job, mode)],
                       retries=0)(summary)
+        # a drift breach, flagged or blocked (finalize never ran), is an event of <job_id>.breach
+        summary >> make_task(job_file, "announce_breach", do_announce_breach(partition_of, airflow_connection),
+                             outlets=[breach_asset(job.job_id)], retries=0, trigger_rule="all_done")()
         # a flagged breach shows as a failed check task; checks_done keeps the run green (it published)
         checked = make_task(job_file, "check_quality", do_check_quality, retries=0)(summary)
         checked >> EmptyOperator(task_id="checks_done", trigger_rule="all_done", doc_md=CHECKS_DONE_DOC)

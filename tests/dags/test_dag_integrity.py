@@ -58,18 +58,33 @@ def test_shipped_dags_import_cleanly_with_the_expected_shape(tmp_path: Path) -> 
     assert result["errors"] == {}
     jobs = sorted(p.stem for p in (ROOT / "dags" / "jobs").glob("*.yaml"))
     summaries = [f"{j}_summary" for j in jobs if j != "promotions_daily"]  # the persist jobs' downstream examples
-    assert sorted(result["dags"]) == sorted([*jobs, *summaries, "scoring_maintenance"])  # + the reaper's DAG
+    outcomes = [f"{j}_outcomes" for j in jobs if "outcomes" in yaml.safe_load((ROOT / "dags" / "jobs" / f"{j}.yaml")
+                                                                              .read_text())]
+    assert outcomes == ["churn_daily_outcomes"]
+    # + the reaper's DAG and the demo's retraining on churn_daily's breaches
+    assert sorted(result["dags"]) == sorted([*jobs, *summaries, *outcomes, "scoring_maintenance", "demo_retrain"])
     dag = result["dags"]["churn_daily"]
     assert dag["tasks"] == ["wait_for_partition", "ingest", "validate", "preprocess", "score", "persist", "finalize",
-                            "announce_persist", "check_quality", "checks_done"]
+                            "announce_persist", "announce_breach", "check_quality", "checks_done"]
     assert dag["upstream"]["announce_persist"] == ["finalize"] and dag["retries"]["announce_persist"] == 0
+    # a drift breach is an event even when the gate blocked the output (finalize never ran): all_done
+    assert dag["upstream"]["announce_breach"] == ["finalize"] and dag["retries"]["announce_breach"] == 0
+    assert dag["trigger_rules"]["announce_breach"] == "all_done"
+    judged = result["dags"]["churn_daily_outcomes"]
+    assert judged["tasks"] == ["evaluate", "announce_breach"] and judged["upstream"]["announce_breach"] == ["evaluate"]
+    assert "scoring" not in judged["tags"] and "scoring-outcomes" in judged["tags"], "not read as a scoring DAG"
+    assert judged["timetable"] == "CronDataIntervalTimetable" and set(judged["params"]) == {"partition_date"}
+    assert judged["retries"] == {"evaluate": 2, "announce_breach": 0}
+    retrain = result["dags"]["demo_retrain"]
+    assert retrain["tasks"] == ["retrain"] and retrain["timetable"] == "AssetTriggeredTimetable"
+    assert "scoring" not in retrain["tags"] and {"demo", "retrain"} <= set(retrain["tags"])
     summary = result["dags"]["churn_daily_summary"]
     assert summary["timetable"] == "PartitionedAssetTimetable" and summary["tasks"] == ["summarize"]
     assert dag["upstream"]["ingest"] == ["wait_for_partition"]
     assert dag["upstream"]["finalize"] == ["persist"]
     assert "scoring" in dag["tags"] and "churn" in dag["tags"]
     assert dag["owner"] == "ml-platform"
-    once = ("wait_for_partition", "announce_persist", "check_quality", "checks_done")  # a retry changes nothing
+    once = ("wait_for_partition", "announce_persist", "announce_breach", "check_quality", "checks_done")  # a retry changes nothing
     assert all(r >= 2 for t, r in dag["retries"].items() if t not in once), dag["retries"]
     assert dag["upstream"]["check_quality"] == ["finalize"], dag["upstream"]
     assert dag["sensor_mode"] == "reschedule"
@@ -85,7 +100,7 @@ def test_shipped_dags_import_cleanly_with_the_expected_shape(tmp_path: Path) -> 
     assert "Partition rule" in dag["doc_md"]
     promo = result["dags"]["promotions_daily"]
     assert promo["tasks"] == ["wait_for_partition", "ingest", "validate", "preprocess", "score", "push", "finalize",
-                              "announce_push", "check_quality", "checks_done"]
+                              "announce_push", "announce_breach", "check_quality", "checks_done"]
     assert promo["upstream"]["finalize"] == ["push"] and promo["upstream"]["push"] == ["score"]
     assert set(promo["params"]) == {"partition_date", "model_ref", "resend", "dry_run"}
     assert "push" in promo["tags"] and promo["owner"] == "crm-team"
@@ -138,7 +153,7 @@ def test_a_sharded_job_maps_its_shards_and_publishes_once(tmp_path: Path) -> Non
     (jobs / "churn_daily.yaml").write_text(yaml.safe_dump(doc))
     dag = parse(jobs, tmp=tmp_path)["dags"]["churn_daily"]
     assert dag["tasks"] == ["wait_for_partition", "plan", "score_shard", "combine", "persist", "finalize",
-                            "announce_persist", "check_quality", "checks_done"]
+                            "announce_persist", "announce_breach", "check_quality", "checks_done"]
     assert dag["upstream"]["score_shard"] == ["plan"]
     assert dag["upstream"]["combine"] == ["plan", "score_shard"]
     assert dag["upstream"]["persist"] == ["combine"]
