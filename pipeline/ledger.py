@@ -17,7 +17,7 @@ COUNT_FIELDS = ("rows_in", "rows_valid", "rows_quarantined", "rows_scored", "row
 PUSH_COUNT_FIELDS = ("rows_not_selected", "rows_delivered", "rows_failed", "rows_dead_lettered")
 UPDATABLE = {
     "status", "failed_stage", "error", "finished_at", "duration_s", "model_version", "sink", "warnings",
-    "holder", "heartbeat_at", "routes", "breach",
+    "holder", "heartbeat_at", "routes", "breach", "arms",
     *COUNT_FIELDS, *PUSH_COUNT_FIELDS,
 }
 

@@ -26,6 +26,8 @@ has the same label names, which ``statsd_exporter`` requires).
 | ``scoring.stage.seconds`` | gauge | job, stage | each stage's seconds |
 | ``scoring.stage.rows_per_second`` | gauge | job, stage | the run's rows_in over the stage's seconds |
 | ``scoring.drift.max_psi`` | gauge | job | the largest PSI of the run's drift checks |
+| ``scoring.ab.rows`` | gauge | job, arm, version, fallback (true, false), dry_run | successes of a job with ``model.split``: the rows of each arm (``scoring_runs.arms``); ``version`` is the version that scored them (the champion's for an arm that fell back) |
+| ``scoring.ab.fallback_rows_total`` | counter | job, arm, version (the arm's own, ``none`` if it did not resolve) | successes: + the rows of an arm whose version failed to load or verify, scored by the champion instead (``ab_arm_fallback`` in the ledger's warnings) |
 | ``scoring.validation.flagged_rows`` | gauge | job, check (``out_of_training_range``, ``unknown_category``, a job check's kind), column, dry_run | successes: the rows each ``flag`` check flagged (scored, not quarantined), from the run's report; 0 for a check that flagged none |
 
 Values are exact: counts and Unix seconds as integers, other numbers as Python's shortest
@@ -152,6 +154,26 @@ def run_lines(row: dict[str, Any], max_psi: float | None = None,
         out.append(line("scoring.drift.max_psi", max_psi, job=job))
     if status == "success":
         out += _flagged_lines(flagged or {}, job, dry)
+        out += ab_lines(row, job, dry)
+    return out
+
+
+def ab_lines(row: dict[str, Any], job: str, dry: str) -> list[str]:
+    """A split's rows per arm (``scoring_runs.arms``) and the rows of the arms that fell back to the champion."""
+    arms = row.get("arms")
+    arms = json.loads(arms) if isinstance(arms, str | bytes) else arms
+    if not isinstance(arms, dict):
+        return []
+    out = []
+    champion = (arms.get("arms") or {}).get("champion", {}).get("version")
+    for name, arm in sorted((arms.get("arms") or {}).items()):
+        fallback = bool(arm.get("fallback"))
+        out.append(line("scoring.ab.rows", arm.get("rows") or 0, job=job, arm=name,
+                        version=champion if fallback else arm.get("version"),
+                        fallback="true" if fallback else "false", dry_run=dry))
+        if fallback:
+            out.append(line("scoring.ab.fallback_rows_total", arm.get("rows") or 0, "c", job=job, arm=name,
+                            version=arm.get("version")))
     return out
 
 

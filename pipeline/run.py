@@ -13,7 +13,7 @@ import datetime as dt
 from typing import Any
 
 import pipeline.drift as drift
-from pipeline import cascade, lease, ledger, metrics, settings, shadow, steps
+from pipeline import ab, cascade, lease, ledger, metrics, settings, shadow, steps
 from pipeline.bookkeeping import check_inputs, stage
 from pipeline.config import JobConfig, load_job
 from pipeline.connections import Resolver
@@ -67,7 +67,9 @@ def start(job: JobConfig, *, run_id: str, partition_date: dt.date | str, model_r
     attempt of the partition alive: ``pipeline.lease``) still gets its ledger row: status
     ``failed``, stage ``start``, with the error. ``holder_kind`` is ``process`` when this process
     runs every step (``scoring run``), ``task`` for one Airflow task of the run. Every model the run
-    touches is resolved here, anchored (``pipeline.resolve.Models``, through ``resolver``), and pinned.
+    touches is resolved here, anchored (``pipeline.resolve.Models``, through ``resolver``), and pinned; a
+    ``model.split``'s arms too (``ab.pin``: an arm with another contract than the champion's fails the run here,
+    before a row is read), staged for every task of the run (``ab.pinned``).
     """
     day = parse_date(partition_date)
     eng = engine(job, url)
@@ -77,6 +79,7 @@ def start(job: JobConfig, *, run_id: str, partition_date: dt.date | str, model_r
         mode = output_mode(job, mode)
         mv = models.resolve(job.model.name, model_ref or job.model.ref)
         cascade_plan = cascade.pin(job, models) if job.cascade is not None else None
+        arms = ab.pin(job, models, mv) if job.model.split else []
     except ScoringError as exc:
         attempt = ledger.start_attempt(eng, job_id=job.job_id, run_id=run_id, partition_date=day,
                                        mode=mode or job.output.mode, dry_run=dry_run, model_name=job.model.name,
@@ -91,6 +94,10 @@ def start(job: JobConfig, *, run_id: str, partition_date: dt.date | str, model_r
     spec = RunSpec(job.job_id, run_id, attempt, day.isoformat(), mv.name, mv.version, dry_run, str(staging),
                    mode=mode, resend=resend, holder_kind=holder_kind, challengers=shadow.pin(job, models),
                    cascade=cascade_plan)
+    ab.write_pinned(spec, job, arms)
+    if arms:
+        run_log(spec).info("A/B split (salt %r): %s; the champion v%d keeps the rest", ab.salt(job), ab.describe(arms),
+                           mv.version)
     run_log(spec).info("started attempt %d with model %s v%d (ref %r), output mode %s%s%s", attempt, mv.name,
                        mv.version, model_ref or job.model.ref, mode, " [dry run]" if dry_run else "",
                        " [full resend]" if resend else "")
@@ -135,7 +142,8 @@ def score_shard(ctx: RunContext) -> dict[str, Any]:
 
 
 def finalize(ctx: RunContext, keep_staging: bool = False) -> dict[str, Any]:
-    """Check the reconciliation, record drift and the flagged breaches, mark the attempt successful, clean up."""
+    """Check the reconciliation, record drift and the flagged breaches and a split's assignment period (``ab.finish``:
+    opened by the first run that publishes under it, never by a failed one), mark the attempt successful, clean up."""
     spec, eng = ctx.spec, ctx.engine
     with stage(ctx, steps.FINALIZE.name):
         row = ledger.get(eng, spec.job_id, spec.run_id, spec.attempt)
@@ -146,6 +154,7 @@ def finalize(ctx: RunContext, keep_staging: bool = False) -> dict[str, Any]:
                 f"Staging kept in {spec.staging_dir} for inspection; re-run the partition."
             )
         results, drifted, breach = drift.finish(ctx, row)
+        ab.finish(ctx, row)
     finished = ledger.now()
     ledger.update(eng, spec.job_id, spec.run_id, spec.attempt, status="success", breach=breach, finished_at=finished,
                   duration_s=(finished - ledger.utc(row["started_at"])).total_seconds())
@@ -169,6 +178,7 @@ def reconciliation_problems(ctx: RunContext, row: dict[str, Any]) -> list[str]:
     if rows_in != scored + quarantined:
         problems.append(f"rows_in {rows_in} != rows_scored {scored} + rows_quarantined {quarantined}")
     problems += cascade.reconciliation_problems(row)  # a cascade's routes add up (nothing to check otherwise)
+    problems += ab.reconciliation_problems(row)  # a split's rows per arm add up
     if spec.dry_run:
         return problems
     if spec.mode == "push":

@@ -1,18 +1,19 @@
 """The score step of a run: the pinned model over the run's features (``score.score_file``, its drift
 included), then its parts, each through the bookkeeping of ``bookkeeping.part`` (timed, logged with its
 label, its seconds in the ledger's ``part_seconds`` by label, a failure recorded with its name): the
-challengers' shadow (``steps.SHADOW``) for a job that has them, and for a cascade's router its routes:
+challengers' shadow (``steps.SHADOW``) for a job that has them (a split's arms among them), then a split's arms
+(``steps.ARMS``: each row's arm and its version's scores, ``pipeline.ab``), and for a cascade's router its routes:
 ``steps.ROUTE`` splits the rows, every route that got rows runs ``steps.ROUTE_STEPS`` with its own model,
 and ``steps.MERGE_ROUTES`` gathers them into the run's rows.
 
-Above ``score``, ``shadow`` and ``cascade``: the step composes them, so none of them needs to know the others.
+Above ``score``, ``shadow``, ``ab`` and ``cascade``: the step composes them, so none of them needs to know the others.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pipeline import cascade, steps
+from pipeline import ab, cascade, steps
 from pipeline.bookkeeping import check_inputs, part
 from pipeline.score import limited_threads, score_file
 
@@ -21,12 +22,14 @@ if TYPE_CHECKING:
 
 
 def score_step(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The score stage: the model's scores (and drift), the challengers (failures recorded, never raised), then a
-    cascade router's routes, all within the job's thread limit."""
+    """The score stage: the model's scores (and drift), the challengers (failures recorded, never raised), a split's
+    arms, then a cascade router's routes, all within the job's thread limit."""
     with limited_threads(ctx.job.model.threads):
         counts = score_file(ctx, counts)
         if ctx.spec.challengers:  # the same valid rows in the challengers' shadow
             run_part(ctx, steps.SHADOW)
+        if ab.pinned(ctx.spec)[1] and not ctx.spec.dry_run:  # each row's arm: its version's scores
+            run_part(ctx, steps.ARMS, counts)
         if ctx.spec.routes_after_score:
             run_routes(ctx, counts)
     return counts

@@ -15,6 +15,12 @@ A challenger that fails (it does not resolve, its artifact is tampered with, its
 not fit the rows, the comparison fails) is recorded ``failed`` with its error and logged; the
 champion's run never fails because of it. The comparison holds the two score columns of the
 partition (16 bytes a row); the rows themselves stream.
+
+With ``model.split`` the arms are scored here like challengers, and the score step's part ``arms``
+(``pipeline.ab``) then publishes each arm's rows with its version: the champion's own scores of every row stay
+staged as ``champion-scored``. The comparison is then the champion's scores against the arm's over every row,
+and the shadow table holds, for every row, the scores of each version that did not publish it (the champion's
+of an arm's rows, with the champion's version).
 """
 
 from __future__ import annotations
@@ -25,10 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from pipeline import drift, ledger, redact, steps
-from pipeline.errors import ScoringError
+from pipeline.errors import ScoringError, StagingError
 from pipeline.partition import parse_date
 from pipeline.resolve import Models
 from pipeline.score import scored_schema, scorer_for
@@ -42,11 +49,11 @@ STATE = "shadow"  # per work dir: {ref: {"version", "rows", "error"}}
 
 
 def pin(job: Any, models: Models) -> list[dict[str, Any]]:
-    """The job's challengers resolved to versions now (``models``: the run's resolver), for the whole run; one
-    that does not resolve is kept with its error (it is recorded as a failed comparison, the champion's run
-    goes on)."""
+    """The job's challengers and split arms (``ModelRef.shadowed``) resolved to versions now (``models``: the run's
+    resolver), for the whole run; one that does not resolve is kept with its error (it is recorded as a failed
+    comparison, the champion's run goes on; an arm's rows fall back to the champion: ``pipeline.ab``)."""
     pinned = []
-    for ref in job.model.challengers:
+    for ref in job.model.shadowed():
         try:
             pinned.append({"ref": ref, "version": models.resolve(job.model.name, ref).version, "error": None})
         except ScoringError as exc:
@@ -166,6 +173,33 @@ def _merged_state(ctx: RunContext) -> dict[str, dict[str, Any]]:
     return merged
 
 
+def champion_dataset(ctx: RunContext) -> str:
+    """The staged dataset of the champion's scores of every row: ``champion-scored`` once a split's arms took their
+    rows (``pipeline.ab.assign_arms``), else ``scored``."""
+    parts = ctx.parts(steps.CHAMPION_SCORED)
+    return steps.CHAMPION_SCORED if parts and all(p.exists() for p in parts) else steps.SCORED
+
+
+def lockstep(streams: list[Iterator[pa.RecordBatch]], what: Any) -> Iterator[list[pa.RecordBatch]]:
+    """Batches of several staged files of the same rows in the same order, cut to the same lengths."""
+    heads: list[pa.RecordBatch | None] = [None] * len(streams)
+    while True:
+        for i, stream in enumerate(streams):
+            while heads[i] is None or heads[i].num_rows == 0:  # type: ignore[union-attr]
+                heads[i] = next(stream, None)
+                if heads[i] is None:
+                    break
+        ended = [h is None for h in heads]
+        if all(ended):
+            return
+        if any(ended):
+            raise StagingError(f"{what}: the staged scores of the versions do not hold the same number of rows; "
+                               "clear the run from its first task to stage the partition again")
+        n = min(h.num_rows for h in heads)  # type: ignore[union-attr]
+        yield [h.slice(0, n) for h in heads]  # type: ignore[union-attr]
+        heads = [h.slice(n) for h in heads]  # type: ignore[union-attr]
+
+
 def _columns(paths: list[Any], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Key, prediction and score of staged scored files, in order."""
     keys, predictions, scores = [], [], []
@@ -181,7 +215,7 @@ def _columns(paths: list[Any], key: str) -> tuple[np.ndarray, np.ndarray, np.nda
 def compare(ctx: RunContext, version: int, top_n: int) -> dict[str, Any]:
     """The comparison of a challenger's staged scores with the champion's, over the same rows."""
     key = ctx.job.entity_key
-    k1, p1, s1 = _columns(ctx.parts(steps.SCORED), key)
+    k1, p1, s1 = _columns(ctx.parts(champion_dataset(ctx)), key)
     k2, p2, s2 = _columns(ctx.parts(dataset(version)), key)
     if len(k1) != len(k2) or not np.array_equal(k1, k2):  # same valid rows in the same order, or align by key
         o1, o2 = np.argsort(k1, kind="stable"), np.argsort(k2, kind="stable")
@@ -212,19 +246,37 @@ def metrics(keys: np.ndarray, p1: np.ndarray, s1: np.ndarray, p2: np.ndarray, s2
 
 
 def _shadow_rows(ctx: RunContext, versions: list[int]) -> Iterator[pa.Table]:
-    """The compared challengers' staged rows with the run's columns (``job_tables.SHADOW_COLUMNS``)."""
+    """The compared versions' staged rows with the run's columns (``job_tables.SHADOW_COLUMNS``): every row a version
+    scored but did not publish; with a split's arms, also the champion's scores of the rows an arm published."""
     spec, key = ctx.spec, ctx.job.entity_key
     scored_at = dt.datetime.fromisoformat(spec.read_json(steps.SCORE_STATE)["scored_at"])
+    day = parse_date(spec.partition_date)
+    split = champion_dataset(ctx) == steps.CHAMPION_SCORED
+
+    def rows(batch: pa.RecordBatch | pa.Table, version: int) -> pa.Table:
+        n = batch.num_rows
+        return pa.table({key: batch.column(key), "partition_date": pa.repeat(pa.scalar(day, pa.date32()), n),
+                         "model_name": pa.repeat(pa.scalar(spec.model_name), n),
+                         "model_version": pa.repeat(pa.scalar(version, pa.int32()), n),
+                         "prediction": batch.column("prediction"), "score": batch.column("score"),
+                         "run_id": pa.repeat(pa.scalar(spec.run_id), n),
+                         "scored_at": pa.repeat(pa.scalar(scored_at, pa.timestamp("us")), n)})
+
+    def not_published_by(dataset_name: str, version: int) -> Iterator[pa.Table]:
+        """A staged dataset's rows whose published version (``scored``'s ``model_version``) is not ``version``."""
+        streams = [read_batches(ctx.parts(dataset_name), ctx.batch_rows),
+                   read_batches(ctx.parts(steps.SCORED), ctx.batch_rows, columns=["model_version"])]
+        for batch, published in lockstep(streams, f"partition {spec.partition_date}"):
+            yield rows(pa.Table.from_batches([batch]).filter(pc.not_equal(published.column(0), version)), version)
+
     for version in versions:
-        for batch in read_batches(ctx.parts(dataset(version)), ctx.batch_rows):
-            n = batch.num_rows
-            yield pa.table({key: batch.column(key),
-                            "partition_date": pa.repeat(pa.scalar(parse_date(spec.partition_date), pa.date32()), n),
-                            "model_name": pa.repeat(pa.scalar(spec.model_name), n),
-                            "model_version": pa.repeat(pa.scalar(version, pa.int32()), n),
-                            "prediction": batch.column("prediction"), "score": batch.column("score"),
-                            "run_id": pa.repeat(pa.scalar(spec.run_id), n),
-                            "scored_at": pa.repeat(pa.scalar(scored_at, pa.timestamp("us")), n)})
+        if split:
+            yield from not_published_by(dataset(version), version)
+        else:
+            for batch in read_batches(ctx.parts(dataset(version)), ctx.batch_rows):
+                yield rows(batch, version)
+    if split:
+        yield from not_published_by(steps.CHAMPION_SCORED, spec.model_version)
 
 
 def comparisons(engine: Any, model_name: str, day: dt.date, job_id: str | None = None) -> list[dict[str, Any]]:

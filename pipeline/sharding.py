@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from pipeline import cascade, drift, ingest, ledger, steps, validate
+from pipeline import ab, cascade, drift, ingest, ledger, steps, validate
 from pipeline.bookkeeping import stage
 from pipeline.context import counted
 from pipeline.sources import source_for
@@ -57,6 +57,7 @@ def combine(ctx: RunContext, counts: dict[str, Any] | None = None) -> dict[str, 
     validate.check_threshold(ctx, counts["rows_in"], counts["rows_quarantined"], unexpected, report, counts)
     spec.write_json(steps.SCORE_STATE, {"scored_at": max(s.read_json(steps.SCORE_STATE)["scored_at"]
                                                          for s in shard_specs)})
+    ab.combine(shard_specs, counts)  # a split's rows per arm: every shard's
     if spec.routes_after_score:  # the routes' counts, the router's drift on its own scores, each route model's
         cascade.combine(ctx, shard_specs, counts)
     else:

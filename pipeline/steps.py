@@ -23,9 +23,10 @@ INGESTED = "ingested"  # the partition's rows in the contract's schema (+ __raw_
 VALID = "valid"  # rows that passed validation (+ __flags)
 QUARANTINE = "quarantine"  # rows that failed, with their reasons
 FEATURES = "features"  # the valid rows after the model's preprocessing
-SCORED = "scored"  # entity key, prediction, score, flags
+SCORED = "scored"  # entity key, prediction, score, flags (+ model_name, model_version, arm: a job with model.split)
+CHAMPION_SCORED = "champion-scored"  # model.split: the champion's scores of every row, beside the arms' (ARMS)
 OUTBOX = "outbox"  # push mode: the rows to send, one Parquet row group per batch
-DATASETS = (INGESTED, VALID, QUARANTINE, FEATURES, SCORED)  # the Arrow IPC hand-overs
+DATASETS = (INGESTED, VALID, QUARANTINE, FEATURES, SCORED, CHAMPION_SCORED)  # the Arrow IPC hand-overs
 
 # columns the stages add to the rows
 FLAGS = "__flags"  # validation's 'flag' reasons ("; "-joined), carried to the predictions' flags column
@@ -71,7 +72,7 @@ VALIDATE = Step("validate", (INGESTED,), (VALID, QUARANTINE),
 PREPROCESS = Step("preprocess", (VALID,), (FEATURES,), "the model's registered transformation",
                   "pipeline.preprocess:transform_file")
 SCORE = Step("score", (FEATURES,), (SCORED, SCORE_STATE, DRIFT_STATE),
-             "verified model, predictions in batches; drift check; then the challengers, a cascade's routes",
+             "verified model, predictions in batches; drift check; then the challengers and arms, a cascade's routes",
              "pipeline.score_step:score_step")
 PERSIST = Step("persist", (SCORED, QUARANTINE), (), "replace the partition in the predictions table",
                "pipeline.persist:persist_file")
@@ -94,6 +95,9 @@ COMBINE = Step("combine", (SHARD_STATE,), (SCORE_STATE, DRIFT_STATE),
 # -- parts of the score step (pipeline.score_step): each with its own bookkeeping, inside the step's task --------
 SHADOW = Step("shadow", (VALID,), (), "the challengers over the champion's valid rows (a failure is recorded, "
               "never raised)", "pipeline.shadow:score_challengers")
+ARMS = Step("arms", (SCORED,), (SCORED, CHAMPION_SCORED), "model.split: each valid row's arm by its key's hash; "
+            "an arm's rows take its version's scores (from the shadow), every row its version and arm; the "
+            "champion's scores kept as champion-scored", "pipeline.ab:assign_arms")
 ROUTE = Step("route", (VALID, SCORED), (), "a cascade router's valid rows split by its prediction, into each "
              "route's ingested rows", "pipeline.cascade:split")
 ROUTER_FLAGS = Step("router_flags", (VALID,), (VALID,), "the router's flags of a route's rows joined to the route "
@@ -103,7 +107,7 @@ ROUTE_STEPS = (VALIDATE, ROUTER_FLAGS, PREPROCESS, SCORE)
 MERGE_ROUTES = Step("merge_routes", (SCORED, QUARANTINE), (SCORED, QUARANTINE, DRIFT_STATE),
                     "the routes' scores and quarantine with their lineage; drift and the threshold",
                     "pipeline.cascade:merge")
-TABLE = (*SCORING, *OUTPUTS.values(), FINALIZE, PLAN, SCORE_SHARD, COMBINE, SHADOW, ROUTE, ROUTER_FLAGS, MERGE_ROUTES)
+TABLE = (*SCORING, *OUTPUTS.values(), FINALIZE, PLAN, SCORE_SHARD, COMBINE, SHADOW, ARMS, ROUTE, ROUTER_FLAGS, MERGE_ROUTES)
 
 
 def plan(mode: str, sharded: bool) -> list[Step]:
@@ -114,4 +118,4 @@ def plan(mode: str, sharded: bool) -> list[Step]:
 
 def writer_of(dataset: str) -> str:
     """The step that writes a staged dataset (for error messages)."""
-    return next(s.name for s in (*SCORING, *OUTPUTS.values(), PLAN, COMBINE) if dataset in s.writes)
+    return next(s.name for s in (*SCORING, *OUTPUTS.values(), PLAN, COMBINE, ARMS) if dataset in s.writes)

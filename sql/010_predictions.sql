@@ -20,5 +20,6 @@ CREATE TABLE IF NOT EXISTS {predictions} (
     route           TEXT,                   -- cascade: the router's prediction that chose the model, else NULL
     router_model    TEXT,                   -- cascade: the router model, else NULL
     router_version  INTEGER,                -- cascade: its version, else NULL
+    arm             TEXT,                   -- model.split: the row's arm (champion or an arm's name), else NULL
     PRIMARY KEY ({primary_key})
 ){partitioned};

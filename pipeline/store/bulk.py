@@ -8,7 +8,8 @@ from typing import Any
 
 import pyarrow as pa
 
-LINEAGE_TYPES = {"route": pa.string(), "router_model": pa.string(), "router_version": pa.int32()}
+# columns a run's rows may leave out (null): a cascade's lineage, a split's arm (model.split)
+LINEAGE_TYPES = {"route": pa.string(), "router_model": pa.string(), "router_version": pa.int32(), "arm": pa.string()}
 
 
 QUARANTINE_SCHEMA = pa.schema([("job_id", pa.string()), ("partition_date", pa.date32()), ("run_id", pa.string()),

@@ -38,7 +38,8 @@ class Output:
         return f"{self.table}_latest", f"{self.table}_daily"
 
 
-ADDED_COLUMNS = (("flags", "TEXT"), ("route", "TEXT"), ("router_model", "TEXT"), ("router_version", "INTEGER"))
+ADDED_COLUMNS = (("flags", "TEXT"), ("route", "TEXT"), ("router_model", "TEXT"), ("router_version", "INTEGER"),
+                 ("arm", "TEXT"))
 
 
 def ensure_predictions(engine: Engine, table: str, key: str, key_type: str, schema: str | None = None,

@@ -59,3 +59,16 @@ def replace_drift(conn: Connection, job_id: str, day: Any, rows: Sequence[dict[s
     if rows:
         conn.execute(sa.text(sqlfiles.plain("store/operational.sql", "insert_drift")),
                      [{"p_value": None, **r, "source": source} for r in rows])
+
+
+def newest_ab_period(conn: Connection, job_id: str) -> dict[str, Any] | None:
+    """A job's newest A/B assignment period (``scoring_ab_periods``), None before its first."""
+    row = conn.execute(sa.text(sqlfiles.plain("store/operational.sql", "newest_ab_period")),
+                       {"job_id": job_id}).mappings().first()
+    return None if row is None else dict(row)
+
+
+def insert_ab_period(conn: Connection, row: dict[str, Any]) -> bool:
+    """Insert an assignment period if its number is free for the job (False: another run inserted it first)."""
+    result = conn.execute(sa.text(sqlfiles.plain("store/operational.sql", "insert_ab_period")), row)
+    return bool(result.rowcount)

@@ -24,6 +24,9 @@ from pipeline.store import analyst, bulk, engines, job_tables, naming, sqlfiles,
 
 log = logging.getLogger(__name__)
 
+# the predictions table's columns besides the key: PREDICTION_COLUMNS and a split's arm (sql/010_predictions.sql)
+ROW_COLUMNS = [*PREDICTION_COLUMNS, *(c for c in ("arm",) if c not in PREDICTION_COLUMNS)]
+
 
 def replace_partition(
     engine: Engine,
@@ -42,7 +45,7 @@ def replace_partition(
 
     Args:
         batches: tables with the key column and PREDICTION_COLUMNS, but ``constants``'s; the lineage
-            columns may be left out (null).
+            columns and the arm may be left out (null).
         constants: columns with the same value on every row (the run's: date, model, run id, scored at).
             PostgreSQL sends them once, as the load table's defaults, not in every row of the COPY.
         quarantine: lists of quarantine rows (dicts of the scoring_quarantine columns).
@@ -52,7 +55,7 @@ def replace_partition(
     naming.table_name(engine, table, schema)  # a bad name is refused before anything is written
     check_column_name(key, "entity_key")  # a bad name is the job file's error, not the database's
     started = time.perf_counter()
-    columns = [key, *PREDICTION_COLUMNS]
+    columns = [key, *ROW_COLUMNS]
     constants = constants or {}
     try:
         if engine.dialect.name == "postgresql":
@@ -77,8 +80,9 @@ def _replace_sqlite(engine: Engine, table: str, key: str, job_id: str, day: dt.d
                     attempt: tuple[str, int] | None) -> int:
     """SQLite: the day's rows deleted and inserted, the latest rows and the quarantine kept in step, in one
     transaction."""
-    columns = [key, *PREDICTION_COLUMNS]
-    insert = _insert_statement(engine, table, naming.prediction_columns(engine, key), schema)
+    columns = [key, *ROW_COLUMNS]
+    quoted = [naming.quote_column(engine, key), *(engine.dialect.identifier_preparer.quote(c) for c in ROW_COLUMNS)]
+    insert = _insert_statement(engine, table, quoted, schema)
     written = 0
     with engines.begin(engine) as conn:
         conn.execute(_delete_day(engine, table, schema), {"d": day})
@@ -124,7 +128,7 @@ def _with_constants(batches: Iterable[pa.Table], constants: dict[str, Any]) -> I
 
 
 def _with_lineage(batches: Iterable[pa.Table]) -> Iterator[pa.Table]:
-    """Batches without a cascade's lineage columns get them as nulls (one-model rows)."""
+    """Batches without a cascade's lineage columns or a split's arm get them as nulls (one-model rows)."""
     for batch in batches:
         for name, typ in bulk.LINEAGE_TYPES.items():
             if name not in batch.column_names:

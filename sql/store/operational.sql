@@ -25,3 +25,15 @@ INSERT INTO scoring_drift (job_id, partition_date, run_id, model_name, model_ver
                            value, threshold, drifted, row_count, p_value, computed_at, source)
 VALUES (:job_id, :partition_date, :run_id, :model_name, :model_version, :feature, :kind, :statistic, :value,
         :threshold, :drifted, :row_count, :p_value, :computed_at, :source);
+
+-- name: newest_ab_period
+-- a job's newest A/B assignment period (pipeline.ab.record_period)
+SELECT * FROM scoring_ab_periods WHERE job_id = :job_id ORDER BY period DESC LIMIT 1;
+
+-- name: insert_ab_period
+-- a new assignment period, unless a run finishing at the same time inserted this period number first
+INSERT INTO scoring_ab_periods (job_id, period, model_name, champion_version, salt, arms, fingerprint, change,
+                                first_partition, run_id, started_at)
+VALUES (:job_id, :period, :model_name, :champion_version, :salt, :arms, :fingerprint, :change, :first_partition,
+        :run_id, :started_at)
+ON CONFLICT (job_id, period) DO NOTHING;
