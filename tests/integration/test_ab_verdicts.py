@@ -1,0 +1,151 @@
+"""Realised performance per arm and the verdict (issue 28, point 2): the synthetic scenario of the issue.
+
+Outcomes are drawn from a known true probability: the scores of one of the two versions (so that version is
+calibrated exactly and, the log loss being a proper scoring rule, truly better than the other). The partitions
+are scored through the real runner with the real registry (anchored cards), the other version in the shadow;
+each day is evaluated as `scoring outcomes` does. The verdict is "not yet distinguishable" on the small first
+day and turns "better" once enough rows are in; with the roles swapped it never says "better".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from pipeline import local, outcomes, verdicts
+from pipeline.config import load_job
+from pipeline.store import engines
+from tests.conftest import DAY, with_challenger, write_job, write_partition
+
+HORIZON = 7
+SIZES = (300, 1500, 1500, 1500, 1500, 1500)  # rows scored per day: a small first day, then enough
+
+
+def _job(home: Path, min_rows: int = 1000):
+    return load_job(write_job(
+        home, model={"name": "churn", "challengers": ["challenger"]},
+        outcomes={"path": str(home / "outcomes"), "label": "churned", "horizon_days": HORIZON},
+        verdict={"confidence": 0.95, "min_rows": min_rows}))
+
+
+def _table(sql: str, **params) -> pd.DataFrame:
+    with engines.for_connection("scoring_db").connect() as conn:
+        return pd.read_sql(sa.text(sql), conn, params=params)
+
+
+def _scores(day: dt.date) -> pd.DataFrame:
+    """Each customer's score of v1 (the champion, published) and v2 (the shadow) on partition ``day``."""
+    v1 = _table("SELECT customer_id, score AS s1 FROM churn_test_predictions WHERE partition_date = :d", d=day)
+    v2 = _table("SELECT customer_id, score AS s2 FROM churn_test_predictions_shadow WHERE partition_date = :d "
+                "AND model_version = 2", d=day)
+    return v1.merge(v2, on="customer_id")
+
+
+def _write_outcomes(home: Path, day: dt.date, truth: pd.Series, keys: pd.Series, seed: int) -> pd.DataFrame:
+    """Labels drawn from the true probability ``truth``, dated ``day`` + HORIZON (the positive class is 1)."""
+    rng = np.random.default_rng(seed)
+    labels = pd.DataFrame({"customer_id": keys, "churned": (rng.uniform(size=len(truth)) < truth).astype(int)})
+    folder = home / "outcomes" / f"date={day + dt.timedelta(days=HORIZON)}"
+    folder.mkdir(parents=True, exist_ok=True)
+    labels.to_parquet(folder / "part-0000.parquet", index=False)
+    return labels
+
+
+def _log_loss(p: np.ndarray, y: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-15, 1 - 1e-15)
+    return -(y * np.log(p) + (1 - y) * np.log1p(-p))
+
+
+def _scenario(home: Path, truly_better: bool) -> tuple[list[dict], list[np.ndarray]]:
+    """Score and evaluate every day; the verdict rows of each day and the per-row loss differences (v2 - v1)."""
+    job = _job(home)
+    seen, differences = [], []
+    for i, n in enumerate(SIZES):
+        day = DAY + dt.timedelta(days=i)
+        write_partition(home, day, n=n)
+        assert local.run_partition(job, day, run_id=f"r{i}")["status"] == "success"
+        scores = _scores(day)
+        truth = scores["s2"] if truly_better else scores["s1"]
+        labels = _write_outcomes(home, day, truth, scores["customer_id"], seed=100 + i)
+        y = labels["churned"].to_numpy()
+        differences.append(_log_loss(scores["s2"].to_numpy(), y) - _log_loss(scores["s1"].to_numpy(), y))
+        performance, judged = outcomes.evaluate_all(job, day)
+        assert {r["role"] for r in performance} == {"champion", "challenger"}
+        assert len(judged) == 1, judged
+        seen.append(judged[0])
+    return seen, differences
+
+
+@pytest.mark.parametrize("any_db", ["sqlite", "postgresql"], indirect=True)
+def test_a_truly_better_shadow_challenger_turns_better_after_enough_rows(
+        any_db: str, home: Path, challenger_models: Path) -> None:
+    from scipy import stats
+
+    assert with_challenger(home, challenger_models) == 2
+    seen, differences = _scenario(home, truly_better=True)
+    first = seen[0]
+    assert first["verdict"] == "not_yet" and first["rows"] == first["champion_rows"] < 1000
+    assert first["reason"].startswith(f"v2 not yet distinguishable from v1 at {first['rows']:,} rows")
+    assert first["reason"].endswith("1,000 labelled rows each are needed")
+    assert seen[-1]["verdict"] == "better", [r["reason"] for r in seen]
+    turned = next(i for i, r in enumerate(seen) if r["verdict"] == "better")
+    assert all(r["verdict"] == "better" for r in seen[turned:]), [r["reason"] for r in seen]
+    # the cumulative row is the paired t interval of every labelled row so far, computed here independently
+    pooled = np.concatenate(differences)
+    last = seen[-1]
+    ci = stats.ttest_1samp(pooled, 0).confidence_interval(0.95)
+    assert (last["design"], last["arm"], last["model_version"], last["champion_version"]) == (
+        "shadow", "challenger", 2, 1)
+    assert (last["rows"], last["days"], last["metric"]) == (len(pooled), len(SIZES), "log_loss")
+    assert last["difference"] == pytest.approx(pooled.mean(), rel=1e-9)
+    assert (last["difference_ci_low"], last["difference_ci_high"]) == pytest.approx((ci.low, ci.high), rel=1e-6)
+    assert last["difference_ci_high"] < 0
+    # the gate's interface: the newest cumulative row of the pair
+    gate = verdicts.latest(engines.for_connection("scoring_db"), "churn_test", 2, 1)
+    assert gate is not None and gate["verdict"] == "better" and gate["partition_date"] == last["partition_date"]
+    assert {k: gate[k] for k in ("rows", "champion_rows", "difference", "confidence", "min_rows")} == pytest.approx(
+        {k: last[k] for k in ("rows", "champion_rows", "difference", "confidence", "min_rows")})
+    assert verdicts.latest(engines.for_connection("scoring_db"), "churn_test", 3, 1) is None
+    # the day rows carry the day's own statistics; the analysts' view holds both scopes
+    view = _table("SELECT * FROM churn_test_predictions_ab ORDER BY partition_date, scope")
+    assert len(view) == 2 * len(SIZES) and "job_id" not in view.columns
+    days = view[view["scope"] == "day"]
+    assert days["rows"].tolist() == [len(d) for d in differences]
+    assert days["difference"].to_numpy() == pytest.approx([d.mean() for d in differences], rel=1e-9)
+
+
+@pytest.mark.parametrize("any_db", ["sqlite", "postgresql"], indirect=True)
+def test_a_truly_worse_challenger_is_never_better_and_a_day_evaluated_again_changes_nothing(
+        any_db: str, home: Path, challenger_models: Path) -> None:
+    with_challenger(home, challenger_models)
+    seen, _ = _scenario(home, truly_better=False)
+    assert all(r["verdict"] != "better" for r in seen), [r["reason"] for r in seen]
+    assert seen[-1]["verdict"] == "worse" and seen[-1]["difference_ci_low"] > 0
+    assert seen[-1]["reason"].startswith("v2 worse than v1 at ")
+    before = _table("SELECT scope, partition_date, verdict, rows, difference FROM scoring_ab_results "
+                    "ORDER BY scope, partition_date")
+    again = outcomes.evaluate_all(_job(home), DAY + dt.timedelta(days=2))[1]  # a day in the middle, again
+    assert again[0]["days"] == 3
+    after = _table("SELECT scope, partition_date, verdict, rows, difference FROM scoring_ab_results "
+                   "ORDER BY scope, partition_date")
+    pd.testing.assert_frame_equal(before, after)
+    assert verdicts.latest(engines.for_connection("scoring_db"), "churn_test", 2, 1)["verdict"] == "worse"
+
+
+def test_a_job_without_challengers_or_split_records_no_verdict(home: Path) -> None:
+    job = load_job(write_job(home, outcomes={"path": str(home / "outcomes"), "label": "churned",
+                                             "horizon_days": HORIZON}))
+    write_partition(home, DAY, n=300)
+    local.run_partition(job, DAY, run_id="solo")
+    scores = _table("SELECT customer_id, score FROM churn_test_predictions")
+    _write_outcomes(home, DAY, scores["score"], scores["customer_id"], seed=1)
+    performance, judged = outcomes.evaluate_all(job, DAY)
+    assert performance and judged == []
+    assert [(r["metric"], r["value"]) for r in outcomes.evaluate(job, DAY)] == [
+        (r["metric"], r["value"]) for r in performance]  # evaluate returns what it returned before
+    assert _table("SELECT COUNT(*) AS n FROM scoring_ab_results")["n"].iloc[0] == 0
