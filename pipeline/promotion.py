@@ -244,7 +244,7 @@ def history(engine: sa.engine.Engine, name: str | None = None, limit: int = 50) 
             return []
         query = sqlfiles.plain("store/audit.sql", "of_model" if name else "every")
         rows = conn.execute(sa.text(query), {"n": name, "limit": limit}).mappings().all()
-    return [{**r, "figures": _as_dict(r["figures"])} for r in rows]
+    return [{**r, "at": _utc(r["at"]), "figures": _as_dict(r["figures"])} for r in rows]
 
 
 def audit_engine(registry: Registry) -> sa.engine.Engine:
@@ -321,6 +321,12 @@ def _figures(row: dict[str, Any] | None) -> dict[str, Any] | None:
             value = value.isoformat()
         out[key] = value
     return out
+
+
+def _utc(value: Any) -> dt.datetime:
+    """A timestamp as either database returns it (SQLite: text, naive UTC), as an aware UTC datetime."""
+    moment = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
 def _as_dict(value: Any) -> dict[str, Any] | None:
