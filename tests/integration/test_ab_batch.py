@@ -149,7 +149,6 @@ def test_a_new_share_opens_a_new_period_and_a_re_run_does_not(home: Path, challe
     moved = ten.merge(twenty, on="customer_id", suffixes=("_10", "_20"))
     assert (moved.loc[moved["arm_10"] == "challenger", "arm_20"] == "challenger").all(), "growing only adds"
     assert (moved["arm_20"] == "challenger").sum() > (moved["arm_10"] == "challenger").sum()
-    local.run_partition(_job(home, {"challenger": 20}) .model_copy(update={}), DAY, run_id="p2-third")
     job = load_job(write_job(home, source={"path": str(home / "data" / "churn"), "batch_rows": 300},
                              model={"name": "churn", "ref": "champion", "split": {"challenger": 20},
                                     "split_salt": "round-2"}))
@@ -187,18 +186,30 @@ def test_an_arm_whose_artifact_was_tampered_with_falls_back_to_the_champion_with
     assert len(_shadow(DAY)) == 0, "the broken version scored nothing"
 
 
-def test_an_arm_with_another_contract_fails_the_run_before_a_row_is_read(
-        home: Path, challenger_models: Path, cascade_models: Path) -> None:
-    """An arm naming a version of another contract: the run fails at start with the differences named."""
-    with_challenger(home, challenger_models)
+@pytest.mark.parametrize("any_db", ["sqlite", "postgresql"], indirect=True)
+def test_an_arm_with_another_contract_fails_the_run_before_a_row_is_read(any_db: str, home: Path) -> None:
+    """A version of the champion registered with one input's nullability changed: a split over it is refused at
+    the run's start, the differences named, before a row is read (the refused attempt is in the ledger)."""
+    from pipeline import ledger
+    from pipeline.registry import Registry
+
+    registry = Registry()
+    mv = registry.resolve("churn", "1")
+    card = {k: v for k, v in mv.card.items() if k not in ("sha256", "version", "name", "registered_at")}
+    flipped = next(c for c in card["inputs"] if c.get("nullable", True))
+    flipped["nullable"] = False
+    other = registry.register("churn", mv.artifact, card, golden=mv.path / "golden.parquet", alias="other")
     write_partition(home, n=300)
-    job = _job(home, {"challenger": 10})
-    card = home / "models" / "churn" / "v2" / "model_card.json"
-    assert card.exists()
     with pytest.raises(ConfigError) as err:
-        local.run_partition(job.model_copy(update={"model": job.model.model_copy(update={"split": {"other": 10.0}})}),
-                            DAY, run_id="refused")
-    assert "model.split arm" in str(err.value)
+        local.run_partition(_job(home, {"other": 10}), DAY, run_id="refused")
+    text = str(err.value)
+    assert text.startswith(f"job churn_test: model.split arm 'other' is churn v{other.version}, whose contract "
+                           "differs from the champion v1's: ")
+    assert f"input '{flipped['name']}' is not nullable (champion: nullable)" in text
+    assert "compare this one in the shadow (model.challengers) instead" in text
+    row = ledger.get(engines.for_connection("scoring_db"), "churn_test", "refused")
+    assert row["status"] == "failed" and row["failed_stage"] == "start" and "whose contract differs" in row["error"]
+    assert row["rows_in"] is None and row["arms"] is None and _periods() == []
 
 
 def test_the_metrics_of_a_fallback(home: Path) -> None:
