@@ -225,3 +225,29 @@ def test_the_metrics_of_a_fallback(home: Path) -> None:
     assert "scoring.ab.rows:70|g|#job:j,arm:champion,version:1,fallback:false,dry_run:false" in lines
     assert ab.percent(1250) == "12.5%"
     shutil.rmtree(home / "models", ignore_errors=True)
+
+
+def test_push_mode_sends_each_row_with_the_version_and_arm_that_scored_it(home: Path, challenger_models: Path) -> None:
+    """Push mode reads the same scored rows: an arm's rows go to the sink with its version and arm; the other
+    version's scores of every row go to the shadow table, never to the sink."""
+    import pyarrow.parquet as pq
+
+    version = with_challenger(home, challenger_models)
+    write_partition(home, n=1000)
+    out = home / "outbox"
+    job = load_job(write_job(home, source={"path": str(home / "data" / "churn"), "batch_rows": 300},
+                             model={"name": "churn", "ref": "champion", "split": {"challenger": 30}},
+                             output={"mode": "push", "connection": "scoring_db", "table": TABLE,
+                                     "push": {"sink": {"kind": "files", "uri": str(out), "per": "partition"}}}))
+    summary = local.run_partition(job, DAY, run_id="pushed")
+    assert summary["status"] == "success" and summary["rows_delivered"] == summary["rows_scored"]
+    sent = pq.read_table(out / "churn_test" / f"date={DAY}" / "predictions.parquet").to_pandas()
+    assert len(sent) == summary["rows_scored"]
+    expected = assign(sent["customer_id"].tolist(), "churn_test", [("challenger", 3000)])
+    assert sent["arm"].tolist() == expected.tolist()
+    assert (sent["model_version"] == sent["arm"].map({"champion": 1, "challenger": version})).all()
+    arms = _ledger("pushed")["arms"]["arms"]
+    assert arms["challenger"]["rows"] == int((sent["arm"] == "challenger").sum())
+    assert arms["champion"]["rows"] + arms["challenger"]["rows"] == summary["rows_scored"]
+    shadow = _shadow(DAY).merge(sent[["customer_id", "model_version"]], on="customer_id", suffixes=("", "_sent"))
+    assert len(shadow) == len(sent) and (shadow["model_version"] != shadow["model_version_sent"]).all()
