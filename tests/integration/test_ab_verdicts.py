@@ -26,9 +26,10 @@ HORIZON = 7
 SIZES = (300, 1500, 1500, 1500, 1500, 1500)  # rows scored per day: a small first day, then enough
 
 
-def _job(home: Path, min_rows: int = 1000):
+def _job(home: Path, min_rows: int = 1000, split: dict | None = None):
+    model = {"name": "churn", "split": split} if split else {"name": "churn", "challengers": ["challenger"]}
     return load_job(write_job(
-        home, model={"name": "churn", "challengers": ["challenger"]},
+        home, model=model,
         outcomes={"path": str(home / "outcomes"), "label": "churned", "horizon_days": HORIZON},
         verdict={"confidence": 0.95, "min_rows": min_rows}))
 
@@ -39,11 +40,15 @@ def _table(sql: str, **params) -> pd.DataFrame:
 
 
 def _scores(day: dt.date) -> pd.DataFrame:
-    """Each customer's score of v1 (the champion, published) and v2 (the shadow) on partition ``day``."""
-    v1 = _table("SELECT customer_id, score AS s1 FROM churn_test_predictions WHERE partition_date = :d", d=day)
-    v2 = _table("SELECT customer_id, score AS s2 FROM churn_test_predictions_shadow WHERE partition_date = :d "
-                "AND model_version = 2", d=day)
-    return v1.merge(v2, on="customer_id")
+    """Each customer's score of v1 and v2 on partition ``day`` (the published one and the shadow one) and the
+    version that published it."""
+    both = pd.concat([_table(f"SELECT customer_id, score, model_version, {published} AS published FROM {table} "
+                             "WHERE partition_date = :d", d=day)
+                      for table, published in (("churn_test_predictions", 1), ("churn_test_predictions_shadow", 0))])
+    wide = both.pivot(index="customer_id", columns="model_version", values="score")
+    own = both[both["published"] == 1].set_index("customer_id")["model_version"]
+    return pd.DataFrame({"customer_id": wide.index, "s1": wide[1].to_numpy(), "s2": wide[2].to_numpy(),
+                         "published": own.reindex(wide.index).to_numpy()})
 
 
 def _write_outcomes(home: Path, day: dt.date, truth: pd.Series, keys: pd.Series, seed: int) -> pd.DataFrame:
@@ -61,11 +66,12 @@ def _log_loss(p: np.ndarray, y: np.ndarray) -> np.ndarray:
     return -(y * np.log(p) + (1 - y) * np.log1p(-p))
 
 
-def _scenario(home: Path, truly_better: bool) -> tuple[list[dict], list[np.ndarray]]:
+def _scenario(home: Path, truly_better: bool, split: dict | None = None,
+              sizes: tuple[int, ...] = SIZES) -> tuple[list[dict], list[np.ndarray]]:
     """Score and evaluate every day; the verdict rows of each day and the per-row loss differences (v2 - v1)."""
-    job = _job(home)
+    job = _job(home, split=split)
     seen, differences = [], []
-    for i, n in enumerate(SIZES):
+    for i, n in enumerate(sizes):
         day = DAY + dt.timedelta(days=i)
         write_partition(home, day, n=n)
         assert local.run_partition(job, day, run_id=f"r{i}")["status"] == "success"
@@ -75,7 +81,7 @@ def _scenario(home: Path, truly_better: bool) -> tuple[list[dict], list[np.ndarr
         y = labels["churned"].to_numpy()
         differences.append(_log_loss(scores["s2"].to_numpy(), y) - _log_loss(scores["s1"].to_numpy(), y))
         performance, judged = outcomes.evaluate_all(job, day)
-        assert {r["role"] for r in performance} == {"champion", "challenger"}
+        assert performance
         assert len(judged) == 1, judged
         seen.append(judged[0])
     return seen, differences
@@ -149,3 +155,39 @@ def test_a_job_without_challengers_or_split_records_no_verdict(home: Path) -> No
     assert [(r["metric"], r["value"]) for r in outcomes.evaluate(job, DAY)] == [
         (r["metric"], r["value"]) for r in performance]  # evaluate returns what it returned before
     assert _table("SELECT COUNT(*) AS n FROM scoring_ab_results")["n"].iloc[0] == 0
+
+
+@pytest.mark.parametrize("any_db", ["sqlite", "postgresql"], indirect=True)
+def test_a_truly_better_ab_arm_is_judged_on_its_own_rows_and_turns_better(
+        any_db: str, home: Path, challenger_models: Path) -> None:
+    """v2 takes 50% of the traffic (model.split): each version is judged on the rows it published (unpaired,
+    Welch), in the run's assignment period."""
+    from scipy import stats
+
+    with_challenger(home, challenger_models)
+    sizes = (300, 3000, 3000, 3000, 3000)
+    seen, _ = _scenario(home, truly_better=True, split={"challenger": 50}, sizes=sizes)
+    assert [r["design"] for r in seen] == ["ab"] * len(sizes) and {r["arm"] for r in seen} == {"challenger"}
+    assert {r["period"] for r in seen} == {1}
+    assert seen[0]["verdict"] == "not_yet" and seen[0]["rows"] < 1000
+    assert seen[-1]["verdict"] == "better", [r["reason"] for r in seen]
+    assert all(r["verdict"] != "worse" for r in seen)
+    # independently: each version's log loss on the rows it published, every day so far, and Welch's interval
+    frames = []
+    for i in range(len(sizes)):
+        day = DAY + dt.timedelta(days=i)
+        labels = pd.read_parquet(home / "outcomes" / f"date={day + dt.timedelta(days=HORIZON)}")
+        frames.append(_scores(day).merge(labels, on="customer_id"))
+    rows = pd.concat(frames)
+    y = rows["churned"].to_numpy()
+    mine = np.where(rows["published"] == 2, _log_loss(rows["s2"].to_numpy(), y), np.nan)
+    theirs = np.where(rows["published"] == 1, _log_loss(rows["s1"].to_numpy(), y), np.nan)
+    mine, theirs = mine[~np.isnan(mine)], theirs[~np.isnan(theirs)]
+    test = stats.ttest_ind(mine, theirs, equal_var=False)
+    ci = test.confidence_interval(0.95)
+    last = seen[-1]
+    assert (last["rows"], last["champion_rows"]) == (len(mine), len(theirs))
+    assert 0.45 < len(mine) / len(rows) < 0.55  # the 50% split
+    assert last["difference"] == pytest.approx(mine.mean() - theirs.mean(), rel=1e-9)
+    assert (last["difference_ci_low"], last["difference_ci_high"]) == pytest.approx((ci.low, ci.high), rel=1e-6)
+    assert verdicts.latest(engines.for_connection("scoring_db"), "churn_test", 2, 1)["design"] == "ab"
