@@ -8,7 +8,8 @@ never as the champion (``pipeline/demo/retrain.py``). The job lists ``challenger
 next run scores the new version in the champion's shadow (``scoring_shadow_comparisons``), and promotion
 stays a decision (``scoring models promote churn --to-challenger challenger --if-better``).
 
-Copy it for your own model: schedule on ``Asset.ref(name="<your job>.breach")``, read
+Copy it for your own model: schedule on ``Asset(name="<your job>.breach", uri="scoring://<your job>/breach")``
+(``_scoring.assets.breach_asset``; not ``Asset.ref``, whose runs get no event on Airflow 3.3), read
 ``triggering_asset_events`` for the breach, call your training, register as a challenger.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from _scoring.assets import breach_ref
+from _scoring.assets import breach_asset
 from _scoring.factory import call, job_and_url
 from airflow.sdk import DAG, task
 
@@ -54,7 +55,7 @@ def retrain(job_file: str, context: Any) -> dict[str, Any]:
 def build(job_id: str, start_date: dt.datetime, owner: str, job_file: str) -> DAG:
     with DAG(
         dag_id="demo_retrain",
-        schedule=breach_ref(job_id),
+        schedule=[breach_asset(job_id)],  # the asset itself, not Asset.ref: see dags/_scoring/assets.py
         start_date=start_date,
         catchup=False,
         max_active_runs=1,  # two breaches close together: one training at a time, each registers its own version

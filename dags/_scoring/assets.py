@@ -14,8 +14,11 @@ A breach is an asset too: ``<job_id>.breach`` (``scoring://<job_id>/breach``). T
 ``pipeline/breaches.py``), and the ``<job_id>_outcomes`` DAG's when realised performance breached a floor
 or a verdict turned decisive. Its extra: ``job_id``, ``kind`` (drift, performance, ab_verdict),
 ``partition_date``, ``model_name``, ``versions``, ``figures``, and ``breaches`` (every breach of the event).
-A team schedules its own DAG on ``Asset.ref(name="<job_id>.breach")`` (``dags/demo_retrain.py`` retrains
-the demo's model on it). Not partitioned: one breach is one run of the DAG scheduled on it.
+A team schedules its own DAG on ``breach_asset(job_id)`` (name and URI; ``dags/demo_retrain.py`` retrains
+the demo's model on it). Not ``Asset.ref(name=...)``: on Airflow 3.3 a DAG scheduled on a name reference
+is triggered, but its run consumes no event (the scheduler picks the events by the DAG's asset references,
+which a name reference does not create), so ``triggering_asset_events`` is empty and the breach unknown.
+Not partitioned: one breach is one run of the DAG scheduled on it.
 """
 
 from __future__ import annotations
@@ -46,11 +49,6 @@ def breach_asset(job_id: str) -> Asset:
     """The asset a job's breaches (drift, performance, a decisive verdict) are events of (the names of
     ``pipeline.breaches.asset_name`` / ``asset_uri``, written here so that parsing imports no stage module)."""
     return Asset(name=f"{job_id}.breach", uri=f"scoring://{job_id}/breach", group=ASSET_GROUP)
-
-
-def breach_ref(job_id: str) -> Any:
-    """A reference to a job's breach asset, for a downstream DAG's schedule (a retraining DAG)."""
-    return Asset.ref(name=f"{job_id}.breach")
 
 
 def emit_breach(job_id: str, payloads: list[dict[str, Any]], context: Any) -> dict[str, Any]:
