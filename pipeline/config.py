@@ -38,6 +38,7 @@ PREDICTION_COLUMNS = [
     "route",  # cascade lineage (pipeline.cascade); NULL for one-model jobs
     "router_model",
     "router_version",
+    "arm",  # model.split: the row's arm (pipeline.ab); NULL for a job without split
 ]
 # Names a column of the input may not have because a stage adds a column of that name beside
 # it: validation's quarantine file adds 'reasons' to the input's columns; the entity key also
@@ -397,7 +398,7 @@ class ModelRef(RouteModel):
             except ValueError:
                 raise ValueError(f"split {ref}: {share!r} is not a share; write a percent such as 10 or '10%'"
                                  ) from None
-            if not 0 < percent < 100 or round(percent * 100) != percent * 100:
+            if not 0 < percent < 100 or abs(percent * 100 - round(percent * 100)) > 1e-6:  # 2.3 * 100 != 230
                 raise ValueError(f"split {ref}: {share!r} must be a percent above 0 and below 100, in steps of "
                                  "0.01 (e.g. 10, '2.5%')")
             out[str(ref)] = percent
