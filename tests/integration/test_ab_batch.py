@@ -251,3 +251,42 @@ def test_push_mode_sends_each_row_with_the_version_and_arm_that_scored_it(home: 
     assert arms["champion"]["rows"] + arms["challenger"]["rows"] == summary["rows_scored"]
     shadow = _shadow(DAY).merge(sent[["customer_id", "model_version"]], on="customer_id", suffixes=("", "_sent"))
     assert len(shadow) == len(sent) and (shadow["model_version"] != shadow["model_version_sent"]).all()
+
+
+@pytest.mark.parametrize("any_db", ["sqlite", "postgresql"], indirect=True)
+def test_runs_finishing_together_open_a_changed_split_s_period_once(any_db: str, home: Path) -> None:
+    """Eight partitions' runs reach finalize at once under a new split: one new period, all of them in it."""
+    import logging
+    import threading
+    from types import SimpleNamespace
+
+    from pipeline.staging import RunSpec
+    from pipeline.store import operational
+
+    engine = engines.for_connection("scoring_db")
+    operational.ensure_ledger(engine)
+
+    def ctx(i: int) -> SimpleNamespace:
+        spec = RunSpec("churn_test", f"r{i}", 1, (DAY + dt.timedelta(days=i)).isoformat(), "churn", 3, False,
+                       str(home / "staging" / f"r{i}"))
+        return SimpleNamespace(spec=spec, engine=engine, log=logging.getLogger("test"))
+
+    assert ab.record_period(ctx(99), "s", [ab.Arm("challenger", 4, 1000)]) == 1
+    new = [ab.Arm("challenger", 4, 2000)]
+    barrier, got, errors = threading.Barrier(8), {}, []
+
+    def finish(i: int) -> None:
+        try:
+            barrier.wait()
+            got[i] = ab.record_period(ctx(i), "s", new)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=finish, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert set(got.values()) == {2} and len(got) == 8
+    assert [(p["period"], p["change"]) for p in _periods()] == [(1, "first split"), (2, "challenger 10% -> 20%")]
