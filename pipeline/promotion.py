@@ -230,12 +230,6 @@ def judging_job(registry: Registry, name: str, ref: str | int, candidate: int, j
                       f"{', '.join(j.job_id for j in found)}. Say whose comparison decides with --job JOB.")
 
 
-def promotable_jobs(folder: Path | None = None) -> list[JobConfig]:
-    """The jobs of the jobs folder that score other versions beside the champion (model.challengers or model.split):
-    the ones with a promotion DAG."""
-    return [j for j in load_jobs(folder or settings.jobs_dir()).jobs.values() if j.model.shadowed()]
-
-
 # -- the audit -----------------------------------------------------------------------------------------------------
 def history(engine: sa.engine.Engine, name: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
     """The newest ``limit`` audit rows (of model ``name``, or of every model), newest first; figures as a dict."""

@@ -61,8 +61,18 @@ def test_shipped_dags_import_cleanly_with_the_expected_shape(tmp_path: Path) -> 
     outcomes = [f"{j}_outcomes" for j in jobs if "outcomes" in yaml.safe_load((ROOT / "dags" / "jobs" / f"{j}.yaml")
                                                                               .read_text())]
     assert outcomes == ["churn_daily_outcomes"]
+    # the promotion gate's DAG of each job that scores other versions beside its champion (challengers or split)
+    promotes = [f"{j}_promote" for j in jobs if (yaml.safe_load((ROOT / "dags" / "jobs" / f"{j}.yaml").read_text())
+                                                  ["model"].keys() & {"challengers", "split"})]
+    assert promotes == ["churn_daily_promote"]
     # + the reaper's DAG and the demo's retraining on churn_daily's breaches
-    assert sorted(result["dags"]) == sorted([*jobs, *summaries, *outcomes, "scoring_maintenance", "demo_retrain"])
+    assert sorted(result["dags"]) == sorted([*jobs, *summaries, *outcomes, *promotes, "scoring_maintenance",
+                                             "demo_retrain"])
+    gate = result["dags"]["churn_daily_promote"]
+    assert gate["tasks"] == ["promote"] and gate["timetable"] == "NullTimetable" and gate["retries"] == {"promote": 2}
+    assert "scoring" not in gate["tags"] and "scoring-promotion" in gate["tags"], "not read as a scoring DAG"
+    assert {k: v["value"] for k, v in gate["params"].items()} == {"challenger": "challenger", "if_better": True,
+                                                                  "reason": None}
     dag = result["dags"]["churn_daily"]
     assert dag["tasks"] == ["wait_for_partition", "ingest", "validate", "preprocess", "score", "persist", "finalize",
                             "announce_persist", "announce_breach", "check_quality", "checks_done"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from pipeline.errors import ConfigError
 from pipeline.registry import Registry
 from pipeline.store import engines, operational, sqlfiles
 from tests.conftest import REGISTRY_ENV, scoring_cli, with_challenger, write_job
+from tests.e2e.conftest import dags_test, migrated_home  # noqa: F401 - the fixture
 
 JOB = "churn_ab"
 
@@ -169,3 +171,33 @@ def test_a_champion_moved_since_the_decision_is_refused_under_the_lock(gated: sa
     with pytest.raises(ConfigError, match="points at v1 now, not at v2 as when the promotion was decided"):
         registry.promote("churn", 2, expect=2)
     assert registry.aliases("churn")["champion"] == 1
+
+
+@pytest.mark.slow
+def test_the_promote_dag_refuses_then_promotes_as_the_user_who_triggered_it(
+        home: Path, challenger_models: Path, migrated_home: Path,  # noqa: F811 - the fixture
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`airflow dags test <job>_promote`: the same gate from the DAG's form, audited with source dag and the run id."""
+    with_challenger(home, challenger_models)
+    monkeypatch.setenv(REGISTRY_ENV, os.environ["AIRFLOW_CONN_SCORING_DB"])
+    engines.engine_for.cache_clear()
+    Registry().anchor("churn")
+    write_job(home, JOB, model={"name": "churn", "ref": "champion", "challengers": ["challenger"]})
+    engine = engines.for_connection("scoring_db")
+    operational.ensure_ledger(engine)
+    conf = json.dumps({"challenger": "challenger", "if_better": True, "reason": "asked from the form"})
+    refused = dags_test(migrated_home, f"{JOB}_promote", "2026-12-01", conf)
+    text = refused.stdout + refused.stderr
+    assert "no realised comparison of v2 against the current champion v1" in text, text[-4000:]
+    assert text.count("promotion gate REFUSED") == 1, "a refusal is not retried"
+    assert "PromotionRefused: churn v2" in text, "the task fails with the gate's words"
+    assert Registry().aliases("churn")["champion"] == 1
+    verdict_row(engine, dt.date(2026, 11, 25), "better", rows=6000, difference=-0.03, half_width=0.01)
+    done = dags_test(migrated_home, f"{JOB}_promote", "2026-12-02", conf)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert Registry().aliases("churn")["champion"] == 2
+    rows = audit(engine)
+    assert [(r["event"], r["source"], r["reason"], r["job_id"]) for r in rows] == [
+        ("refused", "dag", "asked from the form", JOB), ("promote", "dag", "asked from the form", JOB)]
+    assert all(r["requested_by"] == "dag_test" and r["run_id"].startswith("manual__") for r in rows), rows
+    assert rows[1]["figures"]["verdict"] == "better"
