@@ -1,6 +1,8 @@
--- A/B by rule (issue 28): the rows of an attempt per arm, as JSON {"period": N, "salt": ..., "arms": {arm:
--- {"version", "rows", "fallback"}}} (NULL for a job without model.split); and the assignment periods of
--- each job's split: a new one whenever the split, its salt or a version behind it changes.
+-- A/B by rule (issue 28): the rows of an attempt per arm, as JSON {"period": N, "salt": ..., "arms":
+-- {"champion": {"version", "rows"}, arm: {"version", "rows", "fallback", "error"}}} (NULL for a job without
+-- model.split, and for dry runs); and the assignment periods of each job's split: a new one whenever the split,
+-- its salt or a version behind it changes, opened by the first run that publishes under it (pipeline.ab,
+-- insert-if-absent on the primary key: runs finishing together open it once).
 ALTER TABLE scoring_runs ADD COLUMN arms {json};
 CREATE TABLE IF NOT EXISTS scoring_ab_periods (
     job_id            TEXT NOT NULL,
