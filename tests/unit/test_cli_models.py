@@ -56,3 +56,20 @@ def test_models_cli_archive_restore_delete_and_rollback_to(tmp_path: Path, train
     assert "deleted" in scoring("delete", "churn", "3", models=models).stdout
     out = _register_again(tmp_path, models, v1)
     assert "registered churn v4" in out.stdout, "a deleted version's number is not reused"
+
+
+def test_models_cli_promote_and_rollback_are_audited_and_the_gate_needs_if_better(
+        tmp_path: Path, trained_models: Path) -> None:
+    models, v1 = _registry_with_card(tmp_path, trained_models)
+    assert _register_again(tmp_path, models, v1).returncode == 0  # v2
+    assert "no promotion, rollback or refused promotion recorded of churn" in scoring("audit", "churn",
+                                                                                      models=models).stdout
+    both = scoring("promote", "churn", "2", "--to-challenger", "2", "--if-better", models=models)
+    assert both.returncode == 2 and "either as VERSION or as --to-challenger X" in both.stderr
+    ungated = scoring("promote", "churn", "--to-challenger", "2", models=models)
+    assert ungated.returncode == 2 and "add --if-better" in ungated.stderr and "Traceback" not in ungated.stderr
+    assert scoring("promote", "churn", "2", "--reason", "hotfix", models=models).stdout.strip() == "churn: champion -> v2"
+    assert "rolled back to v1" in scoring("rollback", "churn", "--reason", "hotfix broke", models=models).stdout
+    rows = [ln for ln in scoring("audit", "churn", models=models).stdout.splitlines() if "\tchurn\t" in ln]
+    assert [ln.split("\t")[3:5] for ln in rows] == [["rollback", "v2 -> v1"], ["promote", "v1 -> v2"]]
+    assert rows[0].endswith("reason: hotfix broke") and rows[1].endswith("reason: hotfix")
