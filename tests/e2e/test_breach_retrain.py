@@ -144,3 +144,39 @@ def test_a_blocked_drift_breach_is_still_an_event(home: Path, migrated_home: Pat
     assert task_id == "announce_breach" and extra["kind"] == "drift" and extra["partition_date"] == DAY.isoformat()
     assert extra["figures"]["policy"] == "block" and extra["figures"]["published"] is False
     assert "support_tickets_90d" in {d["feature"] for d in extra["figures"]["drifted"]}
+
+
+def test_a_performance_breach_of_the_outcomes_dag_is_an_event(home: Path, migrated_home: Path) -> None:
+    """churn_test_outcomes, run for the outcome date DAY + 1, evaluates partition DAY (horizon 1 day); a floor no
+    model reaches makes a performance breach, emitted by announce_breach with the metric, its value and floor."""
+    from pipeline import local
+    from pipeline.config import load_job
+
+    frame = demo_data.customers(DAY, n=1200)
+    demo_data.write_partition(home / "data" / "churn", DAY, frame)
+    outcomes = demo_data.outcomes_root(home / "data" / "churn")
+    demo_data.write_outcomes(outcomes, DAY, frame, horizon_days=1)
+    job = load_job(write_job(home, model={"name": "churn", "ref": "champion"},
+                             outcomes={"path": str(outcomes), "label": "churned", "horizon_days": 1,
+                                       "floors": {"roc_auc": 0.99}}))
+    local.run_partition(job, DAY, run_id="scored")
+    out = dags_test(migrated_home, "churn_test_outcomes", (DAY + dt.timedelta(days=1)).isoformat())
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-4000:]
+    with sa.create_engine(f"sqlite:///{migrated_home / 'airflow.db'}").connect() as conn:
+        events = conn.execute(sa.text(
+            "SELECT e.extra, e.source_dag_id, e.source_task_id FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+            "WHERE a.name = 'churn_test.breach'")).all()
+    [(extra, dag_id, task_id)] = events
+    extra = extra if isinstance(extra, dict) else json.loads(extra)
+    assert (dag_id, task_id) == ("churn_test_outcomes", "announce_breach")
+    assert (extra["kind"], extra["partition_date"], extra["versions"]) == ("performance", DAY.isoformat(),
+                                                                          {"champion": 1})
+    [breached] = extra["figures"]["breached"]
+    with run.engine(job).connect() as conn:
+        auc = conn.execute(sa.text("SELECT value FROM scoring_performance WHERE metric = 'roc_auc' AND role = "
+                                   "'champion' AND partition_date = :d"), {"d": DAY}).scalar_one()
+    assert breached == {"metric": "roc_auc", "value": pytest.approx(auc), "floor": 0.99, "role": "champion",
+                        "model_version": 1, "rows_labelled": breached["rows_labelled"],
+                        "outcome_date": (DAY + dt.timedelta(days=1)).isoformat()}
+    assert breached["rows_labelled"] > 1000

@@ -138,3 +138,35 @@ def test_the_demo_retraining_trains_on_the_latest_labelled_days_and_registers_th
                                                   f"{DAY - dt.timedelta(days=2)} (2 day(s)) joined to their outcomes")
     assert 1000 < mv.card["training"]["rows"] < 1600 and mv.card["metrics"]["roc_auc"] > 0.6
     assert registry.resolve("churn", "challenger").version == mv.version  # anchored: it resolves and verifies
+
+
+@pytest.mark.parametrize("policy", ["flag", "block", "ignore"])
+def test_a_runs_drift_breach_comes_from_its_ledger_row_and_scoring_drift(home: Path, policy: str) -> None:
+    """flag (published, marked) and block (not published, the gate failed) are breaches; ignore, a dry run and a
+    partition that did not drift are not."""
+    from pipeline import local
+    from pipeline.errors import DriftError
+    from tests.conftest import write_job, write_partition
+
+    write_partition(home, n=1000, shift=1.0)
+    job = load_job(write_job(home, drift={"on_breach": policy}))
+    if policy == "block":
+        with pytest.raises(DriftError, match="was NOT published"):
+            local.run_partition(job, DAY, run_id="r1")
+    else:
+        local.run_partition(job, DAY, run_id="r1")
+    found = breaches.for_run(job, DAY, "r1")
+    if policy == "ignore":
+        assert found is None
+    else:
+        assert found is not None and found["kind"] == "drift" and found["versions"] == {"scored": 1}
+        assert found["figures"]["policy"] == policy and found["figures"]["published"] is (policy == "flag")
+        assert "support_tickets_90d" in {d["feature"] for d in found["figures"]["drifted"]}
+    assert breaches.for_run(job, DAY, "no-such-run") is None
+    if policy == "flag":
+        local.run_partition(job, DAY, run_id="r2", dry_run=True)
+        assert breaches.for_run(job, DAY, "r2") is None, "a dry run records no drift: no event"
+        quiet = DAY - dt.timedelta(days=1)
+        write_partition(home, day=quiet, n=1000)
+        local.run_partition(job, quiet, run_id="r3")
+        assert breaches.for_run(job, quiet, "r3") is None
