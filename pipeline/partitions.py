@@ -26,6 +26,8 @@ upcoming        no row yet, not due: its data is not expected yet
 The expected arrival follows ``pipeline.partition.due``, the rule the sensor follows. ``late`` is
 also a flag on a running day past the job's ``deadline`` (``publish_by``) and on a day published
 after it.
+A day's ``verdicts`` are the realised comparisons of its other versions (A/B arms, challengers) against the
+champion, cumulative up to it (``pipeline.verdicts``).
 Nothing here writes; the tables a job has not created yet (no challengers, no outcomes) read
 as empty, and so does the ``breach`` column of a ledger made before it existed.
 """
@@ -70,6 +72,7 @@ class Day:
     drifted_inputs: int = 0
     challengers: list[dict[str, Any]] = field(default_factory=list)
     performance: list[dict[str, Any]] = field(default_factory=list)
+    verdicts: list[dict[str, Any]] = field(default_factory=list)  # scoring_ab_results' cumulative rows of the day
 
 
 def schedule_days(job: JobConfig, first: dt.date, last: dt.date) -> dict[dt.date, dt.datetime]:
@@ -116,6 +119,7 @@ def calendar(job: JobConfig, engine: Engine, now: dt.datetime, days: int = 35) -
     drift = _drift(engine, job.job_id, first, last)
     shadow = _grouped(engine, "scoring_shadow_comparisons", job.job_id, first, last, "challenger_ref")
     performance = _grouped(engine, "scoring_performance", job.job_id, first, last, "role, metric, model_version")
+    judged = _grouped(engine, "scoring_ab_results", job.job_id, first, last, "design, arm, model_version")
     out = []
     for day in sorted(set(intended) | set(by_day), reverse=True):
         tick = intended.get(day)
@@ -127,6 +131,7 @@ def calendar(job: JobConfig, engine: Engine, now: dt.datetime, days: int = 35) -
             entry.max_psi, entry.drifted_inputs = psi
         entry.challengers = shadow.get(day, [])
         entry.performance = performance.get(day, [])
+        entry.verdicts = [r for r in judged.get(day, []) if r["scope"] == "period"]
         out.append(entry)
     return out
 
@@ -305,6 +310,14 @@ def _grouped(engine: Engine, table: str, job_id: str, first: dt.date, last: dt.d
             item["error"] = redact(item["error"])
         out.setdefault(item["partition_date"], []).append(item)
     return out
+
+
+def partition_verdicts(engine: Engine, job_id: str, day: dt.date | str) -> list[dict[str, Any]]:
+    """The verdicts of a partition's other versions against its champion, cumulative up to it (the run
+    report's section; [] before its outcomes were evaluated)."""
+    day = parse_date(day)
+    rows = _grouped(engine, "scoring_ab_results", job_id, day, day, "design, arm, model_version").get(day, [])
+    return [r for r in rows if r["scope"] == "period"]
 
 
 def _has(engine: Engine, table: str) -> bool:

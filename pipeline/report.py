@@ -31,6 +31,7 @@ th{background:#f3f3f3} .fail{color:#a00;font-weight:600} .ok{color:#070} code{fo
 .banner.block{background:#fde8e8;border-color:#b33} .banner.flag{background:#fff3d6;border-color:#d08a00}
 .banner.ignore{background:#eee;border-color:#888} .banner.ok{background:#e8f6e8;border-color:#3b8a3b}
 .banner ul{margin:.4rem 0 0 1rem;padding:0} .quiet{color:#666}
+.v-better{color:#070;font-weight:600} .v-worse{color:#a00;font-weight:600} .v-not_yet{color:#666;font-weight:600}
 """
 BAR, GOOD, BAD, TRAINING = "#4a78b5", "#3b8a3b", "#b33", "#bbb"
 
@@ -277,3 +278,60 @@ rows failing a <em>flag</em> check are scored and flagged.</p>
 {_delivery(report)}
 </body></html>
 """
+
+
+VERDICT_WORDS = {"better": "better", "worse": "worse", "not_yet": "not yet distinguishable"}
+
+
+def _number(value: Any, fmt: str = "{:+.4g}") -> str:
+    return _value(None) if value is None else escape(fmt.format(value))
+
+
+def verdict_line(row: dict[str, Any]) -> str:
+    """One verdict as people read it: "challenger (v2) better than v1 at 5,000 rows: log_loss -0.021 [-0.03,
+    -0.012]" (a row of scoring_ab_results)."""
+    rows, champion_rows = row.get("rows") or 0, row.get("champion_rows") or 0
+    at = f"{rows:,} rows" if rows == champion_rows else f"{rows:,} + {champion_rows:,} rows"
+    verdict = str(row.get("verdict"))
+    words = f"{VERDICT_WORDS.get(verdict, verdict)} {'from' if verdict == 'not_yet' else 'than'}"
+    line = f"{row.get('arm')} (v{row.get('model_version')}) {words} v{row.get('champion_version')} at {at}"
+    if row.get("difference") is not None:
+        line += f": {row.get('metric')} {row['difference']:+.4g}"
+        if row.get("difference_ci_low") is not None:
+            line += f" [{row['difference_ci_low']:+.4g}, {row['difference_ci_high']:+.4g}]"
+    return line
+
+
+def verdicts_html(rows: list[dict[str, Any]], partition: Any = None) -> str:
+    """The section "Versions on realised outcomes": each other version's cumulative verdict against the champion
+    (``pipeline.verdicts``: rows of scoring_ab_results), with both mean losses and the difference's interval."""
+    if not rows:
+        return ""
+    body = []
+    for r in rows:
+        verdict = str(r.get("verdict"))
+        design = "A/B arm, own rows" if r.get("design") == "ab" else "shadow, same rows"
+        span = f"{r.get('days')} day(s) from {r.get('first_partition')}"
+        if r.get("period") is not None:
+            span += f", period {r['period']}"
+        body.append(
+            f"<tr class='verdict-row' data-verdict='{escape(verdict)}'><td>{_value(r.get('arm'))} "
+            f"(v{_value(r.get('model_version'))})</td><td>v{_value(r.get('champion_version'))}</td><td>"
+            f"{escape(design)}</td><td class='v-{escape(verdict)}'>"
+            f"{escape(VERDICT_WORDS.get(verdict, verdict))}</td><td>{_value(r.get('metric'))}</td>"
+            f"<td>{_number(r.get('value'), '{:.4g}')}</td><td>{_number(r.get('champion_value'), '{:.4g}')}</td>"
+            f"<td>{_number(r.get('difference'))} [{_number(r.get('difference_ci_low'))}, "
+            f"{_number(r.get('difference_ci_high'))}]</td><td>{_number(r.get('rows'), '{:,}')} / "
+            f"{_number(r.get('champion_rows'), '{:,}')}</td><td>{escape(span)}</td></tr>")
+    first = rows[0]
+    when = f" up to partition {escape(str(partition))}" if partition is not None else ""
+    return (f"<h2 id='verdicts'>Versions on realised outcomes{when}</h2>"
+            "<ul>" + "".join(f"<li class='v-{escape(str(r.get('verdict')))}'>{escape(verdict_line(r))}</li>"
+                             for r in rows) + "</ul>"
+            "<table id='verdicts-table'><tr><th>version</th><th>against</th><th>compared on</th><th>verdict</th>"
+            "<th>metric (lower is better)</th><th>its mean</th><th>champion's mean</th><th>difference "
+            f"[{_number(first.get('confidence'), '{:.0%}')} interval]</th><th>labelled rows (its / champion's)</th>"
+            "<th>combined</th></tr>" + "".join(body) + "</table>"
+            f"<p class='quiet'>Better or worse only when the interval lies wholly on one side of zero and both "
+            f"versions have at least {_number(first.get('min_rows'), '{:,}')} labelled rows; all of them: view "
+            "<code>&lt;output.table&gt;_ab</code>, table <code>scoring_ab_results</code>.</p>")

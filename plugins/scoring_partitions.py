@@ -3,8 +3,9 @@
 - ``/scoring-partitions/<dag_id>`` (a FastAPI app inside the api-server) serves a page with the
   job's calendar of days and their state (published, dry run, drifting, quarantine over threshold,
   failed, missing, late, running, ...), each day's model version, rows and links to its run and
-  report, the challenger comparisons and the realised performance per day with their trend
-  charts. The data is the ledger's (``pipeline.partitions``), read from the job's output database:
+  report, the challenger comparisons, the realised performance per day with their trend
+  charts, and each other version's verdict against the champion (A/B arms, challengers: better, worse or
+  not yet distinguishable at N rows, with the difference and its interval, cumulative up to each day). The data is the ledger's (``pipeline.partitions``), read from the job's output database:
   ``AIRFLOW_CONN_<ID>`` in the api-server's environment, else the Airflow connection (secrets
   backend, metadata database), as the tasks resolve it.
 - A *Partitions* tab on every DAG page (an external view) shows it to users whom Airflow lets read
@@ -116,7 +117,7 @@ def render(job: Any, calendar: list[Any], days: int) -> str:
             "latest attempt's (a dry run only for a day no real attempt touched).</p>"
             f"<p class='legend'>{legend}<span style='outline:3px dashed #d9622b'>&nbsp;late&nbsp;</span></p>")
     body = (head + "<h2>Calendar</h2>" + _calendar(job.job_id, calendar) + "<h2 id='days'>Days</h2>"
-            + _days(job, calendar) + _challengers(calendar) + _performance(calendar))
+            + _days(job, calendar) + _challengers(calendar) + _verdicts(calendar) + _performance(calendar))
     return _page(f"{job.job_id}: partitions", body)
 
 
@@ -273,6 +274,43 @@ def _challengers(calendar: list[Any]) -> str:
             + "<table id='challengers-table'><tr><th>day</th><th>challenger</th><th>champion</th><th>status</th>"
             "<th>rows</th><th>agreement</th><th>mean |diff|</th><th>spearman</th><th>top-n overlap</th><th>psi</th>"
             "</tr>" + "".join(rows) + "</table>")
+
+
+def _verdicts(calendar: list[Any]) -> str:
+    """The latest verdict of each other version (its newest day), the difference per day with its interval, and
+    every day's verdicts."""
+    from pipeline.report import VERDICT_WORDS, verdict_line
+
+    rows: list[str] = []
+    difference: dict[str, list[tuple[dt.date, float]]] = defaultdict(list)
+    latest: dict[str, dict[str, Any]] = {}
+    for d in calendar:  # newest day first
+        for v in d.verdicts:
+            name = f"{v['arm']} (v{v['model_version']} vs v{v['champion_version']})"
+            latest.setdefault(name, v)
+            for series, value in ((name, v.get("difference")), (f"{name} low", v.get("difference_ci_low")),
+                                  (f"{name} high", v.get("difference_ci_high"))):
+                if value is not None:
+                    difference[series].append((d.day, value))
+            verdict = str(v["verdict"])
+            rows.append(f"<tr data-verdict='{escape(verdict)}'><td>{d.day}</td><td>{escape(name)}</td>"
+                        f"<td>{'A/B' if v['design'] == 'ab' else 'shadow'}</td>"
+                        f"<td>{escape(VERDICT_WORDS.get(verdict, verdict))}</td><td>{escape(str(v['metric']))}</td>"
+                        + _cell(v.get("difference"), "{:+.4g}") + _cell(v.get("difference_ci_low"), "{:+.4g}")
+                        + _cell(v.get("difference_ci_high"), "{:+.4g}") + _cell(v.get("rows"), "{:,}")
+                        + _cell(v.get("champion_rows"), "{:,}") + f"<td class='num'>{v.get('days')}</td></tr>")
+    if not rows:
+        return ("<h2 id='verdicts'>Versions on realised outcomes</h2><p>No verdict in these days (with model.split "
+                "or model.challengers, <code>scoring outcomes JOB --date D</code> judges them once a day's outcomes "
+                "have arrived).</p>")
+    summary = "".join(f"<li class='verdict-latest' data-verdict='{escape(str(v['verdict']))}'>{escape(verdict_line(v))}"
+                      f" (up to {v['partition_date']})</li>" for v in latest.values())
+    return ("<h2 id='verdicts'>Versions on realised outcomes</h2><ul>" + summary + "</ul>"
+            "<h3>Difference of mean loss against the champion, cumulative (below 0: better), with its interval</h3>"
+            + trend(dict(difference), bound=0.0)
+            + "<table id='verdicts-table'><tr><th>day</th><th>version</th><th>compared</th><th>verdict</th>"
+            "<th>metric</th><th>difference</th><th>low</th><th>high</th><th>rows</th><th>champion's rows</th>"
+            "<th>days</th></tr>" + "".join(rows) + "</table>")
 
 
 def _performance(calendar: list[Any]) -> str:

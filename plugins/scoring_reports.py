@@ -6,6 +6,9 @@
 - A *Run report* tab on every run page of the UI (an external view) shows it, and the
   ``validate``, ``combine`` and ``finalize`` tasks carry a *Run report* extra link to it (in the
   *Extra Links* of the task instance's *Details* tab).
+- With model.split or model.challengers, once the partition's outcomes were evaluated, the report ends with
+  each other version's verdict against the champion (better, worse or not yet distinguishable at N rows,
+  the difference and its interval), read from ``scoring_ab_results`` when the page is opened.
 - A run that did not publish (failed, missing, abandoned, skipped) gets what failed, its error
   (redacted) and the next step from the ledger: above its report, or as the whole page when it
   stopped before validate wrote one; a run with no ledger row at all (it failed before it opened
@@ -58,6 +61,8 @@ def run_report(dag_id: str, run_id: str) -> HTMLResponse:
         html = path.read_text()
         if latest is not None and latest["status"] not in ("success", "running") and not told(html, latest):
             html = html.replace("<body>", f"<body><style>{BANNER_STYLE}</style>" + failure_banner(dag_id, latest), 1)
+        if latest is not None and latest["status"] == "success":
+            html = with_verdicts(html, dag_id, latest["partition_date"])
         return HTMLResponse(html)
     tasks = failed_tasks(dag_id, run_id) if latest is None else []
     if latest is None and not tasks and problem is None:
@@ -78,6 +83,20 @@ def ledger_of(dag_id: str, run_id: str) -> tuple[list[dict[str, Any]], str | Non
         return [], redact(str(exc))
     except Exception as exc:  # noqa: BLE001 - a database that is down: the page says so instead of a 500
         return [], redact(f"the ledger could not be read: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+
+
+def with_verdicts(html: str, dag_id: str, partition_date: Any) -> str:
+    """The report with the partition's verdicts (``pipeline.report.verdicts_html``) at its end; as it was when
+    there are none yet or they cannot be read (the report stands on its own)."""
+    from pipeline import partitions, report
+
+    try:
+        job, engine = partitions.open_job(dag_id, airflow_connection)
+        section = report.verdicts_html(partitions.partition_verdicts(engine, job.job_id, partition_date),
+                                       partition_date)
+    except Exception:  # noqa: BLE001 - the report is shown without them
+        return html
+    return html.replace("</body>", section + "</body>", 1) if section else html
 
 
 def airflow_connection(conn_id: str) -> Any:

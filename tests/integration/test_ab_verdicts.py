@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from pipeline import local, outcomes, verdicts
+from pipeline import local, outcomes, partitions, verdicts
 from pipeline.config import load_job
 from pipeline.store import engines
-from tests.conftest import DAY, with_challenger, write_job, write_partition
+from tests.conftest import DAY, ROOT, with_challenger, write_job, write_partition
 
 HORIZON = 7
 SIZES = (300, 1500, 1500, 1500, 1500, 1500)  # rows scored per day: a small first day, then enough
@@ -123,6 +123,33 @@ def test_a_truly_better_shadow_challenger_turns_better_after_enough_rows(
     days = view[view["scope"] == "day"]
     assert days["rows"].tolist() == [len(d) for d in differences]
     assert days["difference"].to_numpy() == pytest.approx([d.mean() for d in differences], rel=1e-9)
+    _shown_in_the_ui(home, seen)
+
+
+def _shown_in_the_ui(home: Path, seen: list[dict]) -> None:
+    """The partition view and the run report (the plugins' own functions, without the api-server) say each day's
+    verdict: the first "not yet distinguishable at N rows", the last "better" with its difference and interval."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "plugins"))
+    scoring_partitions = pytest.importorskip("scoring_partitions")
+    scoring_reports = pytest.importorskip("scoring_reports")
+    job, engine = partitions.open_job("churn_test")
+    calendar = partitions.calendar(job, engine, dt.datetime.combine(DAY + dt.timedelta(days=10), dt.time(12),
+                                                                    dt.UTC))
+    by_day = {d.day: d.verdicts for d in calendar}
+    assert [by_day[r["partition_date"]][0]["verdict"] for r in seen] == [r["verdict"] for r in seen]
+    page = scoring_partitions.render(job, calendar, 35)
+    last = seen[-1]
+    line = (f"challenger (v2) better than v1 at {last['rows']:,} rows: log_loss {last['difference']:+.4g} "
+            f"[{last['difference_ci_low']:+.4g}, {last['difference_ci_high']:+.4g}]")
+    assert "id='verdicts-table'" in page and f"{line} (up to {last['partition_date']})" in page
+    assert page.count("data-verdict='not_yet'") >= 1
+    first = scoring_reports.run_report("churn_test", "r0").body.decode()
+    assert f"challenger (v2) not yet distinguishable from v1 at {seen[0]['rows']:,} rows" in first
+    assert "Versions on realised outcomes up to partition" in first
+    final = scoring_reports.run_report("churn_test", f"r{len(SIZES) - 1}").body.decode()
+    assert line in final and final.index("id='verdicts'") < final.index("</body>")
 
 
 @pytest.mark.parametrize("any_db", ["sqlite", "postgresql"], indirect=True)
