@@ -74,9 +74,10 @@ lint: $(STAMP) ## ruff, the import contracts (layers, no cycle), and the docs si
 docs: $(STAMP) ## serve the documentation site at http://127.0.0.1:8000 (live reload)
 	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
 
-bench: $(STAMP) ## throughput and peak RSS at 1M and 10M rows vs a naive baseline (PostgreSQL) -> benchmarks/latest.json; the online door's latency and throughput vs the bare model -> benchmarks/online.json
+bench: $(STAMP) ## throughput and peak RSS at 1M and 10M rows vs a naive baseline (PostgreSQL) -> benchmarks/latest.json; the online door's latency and throughput vs the bare model -> benchmarks/online.json; what an A/B split costs -> benchmarks/ab.json
 	$(BIN)/python benchmarks/bench.py
 	$(BIN)/python benchmarks/online.py
+	$(BIN)/python benchmarks/ab.py
 
 schema: $(STAMP) ## regenerate the published job and card schemas and docs/data-dictionary.md
 	$(BIN)/scoring jobs schema --write pipeline/job.schema.json

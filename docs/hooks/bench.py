@@ -26,6 +26,8 @@ LATEST = Path("benchmarks/latest.json")
 HISTORY = Path("benchmarks/history")
 ONLINE_MARKER = "<!-- generated: bench-online -->"
 ONLINE = Path("benchmarks/online.json")
+AB_MARKER = "<!-- generated: bench-ab -->"
+AB = Path("benchmarks/ab.json")
 ABSENT = "not recorded by this run"
 LABELS = {"rerun": "re-run (the day exists)", "cascade": "cascade (router and routes)", "sql": "SQL source"}
 STAGES = ("ingest", "validate", "preprocess", "score", "drift_gate", "persist", "finalize")
@@ -52,6 +54,10 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
         markdown = markdown.replace(ONLINE_MARKER, render_online(json.loads(online.read_text())) if online.exists()
                                     else f"No online benchmark has been recorded yet (`{ONLINE}` is absent): run "
                                     "`make bench`.")
+    if AB_MARKER in markdown:  # the A/B bench's figures (benchmarks/ab.py)
+        ab = root / AB
+        markdown = markdown.replace(AB_MARKER, render_ab(json.loads(ab.read_text())) if ab.exists()
+                                    else f"No A/B benchmark has been recorded yet (`{AB}` is absent): run `make bench`.")
     return markdown
 
 
@@ -310,3 +316,39 @@ def render_online(run: Run) -> str:
 def model_of(run: Run) -> str:
     model = run.get("model") or {}
     return f"{model['name']} v{model['version']}" if model.get("name") else ABSENT
+
+
+def render_ab(run: Run) -> str:
+    """The A/B bench: the arm assignment alone, and one partition scored alone, with a shadow and with a split."""
+    load = run.get("load") or {}
+    results = run.get("results") or {}
+    assignment = results.get("assignment") or {}
+    parts = [
+        "| | |", "|---|---|",
+        f"| machine | {num((run.get('machine') or {}).get('cores'))} cores, Python "
+        f"{(run.get('machine') or {}).get('python', ABSENT)} |",
+        f"| measured at | {date_of(run)} |",
+        f"| commit | {commit(run)} |",
+        f"| load average before (1, 5, 15 min) | {loads(load.get('load_avg_before'))} |",
+        f"| other processes' CPU during the run (cores) | {num(load.get('others_cpu_cores'))} |",
+        f"| machine busy | {num(load.get('machine_busy'))} |",
+        "", "| arm assignment (`kernels.arms.assign`, a "
+        f"{num(run.get('share_percent'))}% split) | keys | seconds | keys/s | share in the arm |",
+        "|---|---|---|---|---|",
+    ]
+    for name in ("integer", "text"):
+        fig = assignment.get(name) or {}
+        parts.append(f"| {name} keys | {num(assignment.get('keys'))} | {num(fig.get('seconds'), 3)} "
+                     f"| {num(fig.get('keys_per_s'), 0)} | {num(fig.get('arm_share'), 4)} |")
+    parts += ["", f"| one partition of {num(run.get('rows'))} rows | wall s | shadow part s | arms part s |",
+              "|---|---|---|---|"]
+    texts = {"champion": "the champion alone", "shadow": "with the other version in the shadow (model.challengers)",
+             "split": f"with a {num(run.get('share_percent'))}% split to the other version (model.split)"}
+    for kind, text in texts.items():
+        fig = results.get(kind) or {}
+        part = fig.get("parts") or {}
+        parts.append(f"| {text} | {num(fig.get('wall_s'), 2)} | {num(part.get('shadow'), 2)} "
+                     f"| {num(part.get('arms'), 2)} |")
+    parts += ["", f"The split's run over the shadow run: **{num(run.get('split_over_shadow'), 2)}x**; over the "
+              f"champion alone: **{num(run.get('split_over_champion'), 2)}x**."]
+    return "\n".join(parts)

@@ -144,3 +144,32 @@ def test_the_online_bench_measures_the_bare_model_the_door_and_a_real_server(
     finally:
         with psycopg.connect(pg_server, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_the_ab_bench_measures_the_assignment_and_a_split_beside_the_shadow_and_the_champion(
+        tmp_path: Path, pg_server: str) -> None:
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    out = tmp_path / "ab.json"
+    env = dict(os.environ, SCORING_BENCH_WORK=str(tmp_path / "work"), SCORING_BENCH_SCHEMA=schema,
+               SCORING_BENCH_PG=pg_server, SCORING_BENCH_SMALL_MODELS="1", SCORING_BENCH_AB_ROWS="2000",
+               SCORING_BENCH_AB_KEYS="20000")
+    try:  # tiny counts: the figures are not the point, the runs and the file are
+        done = subprocess.run([sys.executable, "benchmarks/ab.py", "--out", str(out)], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        summary = json.loads(out.read_text())
+        results = summary["results"]
+        for name in ("integer", "text"):  # a 10% split of the keys, within 4 sigma
+            assert abs(results["assignment"][name]["arm_share"] - 0.1) < 4 * (0.1 * 0.9 / 20000) ** 0.5
+        for kind in ("champion", "shadow", "split"):
+            assert results[kind]["rows"] == 2000 and results[kind]["wall_s"] > 0, kind
+        assert "arms" in results["split"]["parts"] and "shadow" in results["split"]["parts"]
+        arms = results["split"]["arms"]["arms"]  # every scored row in one arm or the other
+        assert arms["champion"]["rows"] + arms["challenger"]["rows"] == results["split"]["scored"]
+        assert summary["split_over_shadow"] == results["split"]["wall_s"] / results["shadow"]["wall_s"]
+        assert [c.name for c in (tmp_path / "history" / "ab").glob("*.json")] == [
+            summary["measured_at"].replace(":", "-") + ".json"]
+        assert "split / shadow" in done.stdout and "load average (1, 5, 15 min)" in done.stdout
+    finally:
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
