@@ -28,3 +28,15 @@ SELECT job_id, partition_date, model_name, model_version, feature, kind, statist
        row_count, p_value, run_id, computed_at, source
 FROM scoring_drift
 WHERE job_id IN (SELECT job_id FROM {jobs});
+-- {promotion_audit}: the model audit (pipeline.promotion, sql/migrations/013) of the models the jobs publishing
+-- here score, and of the gates that read those jobs' comparisons: every promotion, rollback and refused promotion,
+-- who asked, when, why and the verdict's figures. The audit lives in the registry database: this view shows it
+-- where that is the jobs' database too (the default: scoring_db for both).
+DROP VIEW IF EXISTS {promotion_audit};
+CREATE VIEW {promotion_audit} AS
+SELECT id, model_name, alias, event, gate, from_version, to_version, requested_by, at, reason, decision, job_id,
+       figures, source, run_id
+FROM scoring_model_audit
+WHERE job_id IN (SELECT job_id FROM {jobs})
+   OR model_name IN (SELECT model_name FROM scoring_runs WHERE job_id IN (SELECT job_id FROM {jobs})
+                     AND model_name IS NOT NULL);

@@ -15,7 +15,7 @@ from pipeline.store import locks, naming, sqlfiles
 log = logging.getLogger(__name__)
 
 
-READER_VIEWS = ("scoring_attempts", "scoring_drift_daily", "scoring_quarantine_daily")
+READER_VIEWS = ("scoring_attempts", "scoring_drift_daily", "scoring_quarantine_daily", "scoring_promotion_audit")
 
 
 JOBS_TABLE = "scoring_jobs"
@@ -37,11 +37,12 @@ def _record_job(conn: Connection, jobs: str, job_id: str, table: str, key: str, 
 
 
 def reader_views(conn: Connection, job_id: str, table: str, key: str, key_type: str, schema: str | None) -> None:
-    """The analysts' views of the ledger, the drift and the quarantine (``sql/050``, ``sql/051``), limited
+    """The analysts' views of the ledger, the drift, the model audit and the quarantine (``sql/050``, ``sql/051``), limited
     to the jobs recorded in the storage schema's ``scoring_jobs`` as publishing into this schema."""
     parts = naming.storage_schema(conn, schema)
     jobs = naming.table_name(conn, JOBS_TABLE, parts)
-    views = {"attempts": READER_VIEWS[0], "drift_daily": READER_VIEWS[1], "quarantine_daily": READER_VIEWS[2]}
+    views = {"attempts": READER_VIEWS[0], "drift_daily": READER_VIEWS[1], "quarantine_daily": READER_VIEWS[2],
+             "promotion_audit": READER_VIEWS[3]}
     for stmt in sqlfiles.render_sql(conn, "050_reader_views.sql", schema, quoted={"jobs": jobs}, **views):
         conn.exec_driver_sql(stmt)
     _record_job(conn, jobs, job_id, table, key, key_type)

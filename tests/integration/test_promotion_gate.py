@@ -12,15 +12,17 @@ import os
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
 from pipeline import promotion
 from pipeline.errors import ConfigError
 from pipeline.registry import Registry
-from pipeline.store import engines, operational, sqlfiles
+from pipeline.store import engines, grants, job_tables, operational, sqlfiles
 from tests.conftest import REGISTRY_ENV, scoring_cli, with_challenger, write_job
 from tests.e2e.conftest import dags_test, migrated_home  # noqa: F401 - the fixture
+from tests.integration.test_reader_login import own_db  # noqa: F401 - the fixture
 
 JOB = "churn_ab"
 
@@ -201,3 +203,45 @@ def test_the_promote_dag_refuses_then_promotes_as_the_user_who_triggered_it(
         ("refused", "dag", "asked from the form", JOB), ("promote", "dag", "asked from the form", JOB)]
     assert all(r["requested_by"] == "dag_test" and r["run_id"].startswith("manual__") for r in rows), rows
     assert rows[1]["figures"]["verdict"] == "better"
+
+
+@pytest.mark.postgres
+def test_the_analysts_reader_login_sees_the_audit(own_db: tuple[str, str, dict[str, str]], home: Path,  # noqa: F811
+                                                  challenger_models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    admin_url, pipe_url, names = own_db
+    analytics = names["analytics"]
+    with_challenger(home, challenger_models)
+    monkeypatch.setenv(REGISTRY_ENV, pipe_url)  # the registry database is the jobs' database
+    monkeypatch.setenv("AIRFLOW_CONN_SCORING_DB", pipe_url)
+    engines.engine_for.cache_clear()
+    engine = engines.engine_for(engines.url_from_uri(pipe_url))
+    operational.ensure_ledger(engine)
+    job_tables.ensure_predictions(engine, f"{JOB}_predictions", "customer_id", "int", schema=analytics, job_id=JOB)
+    grants.grant_reader(engine, analytics, names["reader"])
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'GRANT "{names["reader"]}" TO "{names["alice"]}"')
+    registry = Registry()
+    registry.anchor("churn")
+    write_job(home, JOB, model={"name": "churn", "ref": "champion", "challengers": ["challenger"]},
+              output={"table": f"{JOB}_predictions", "connection": "scoring_db", "schema": analytics})
+    refused = promotion.promote(registry, "churn", "challenger", reason="first try", by="carol", source="dag",
+                                run_id="manual__1")
+    assert refused.event == "refused"
+    verdict_row(engine, dt.date(2026, 11, 25), "better", rows=6000, difference=-0.03, half_width=0.01)
+    done = promotion.promote(registry, "churn", "challenger", reason="better now", by="carol", source="dag")
+    assert done.event == "promote" and registry.aliases("churn")["champion"] == 2
+    with engine.begin() as conn:  # the job ran with churn: its rollbacks (no job id) are the schema's too
+        conn.exec_driver_sql(
+            "INSERT INTO scoring_runs (job_id, run_id, attempt, partition_date, status, started_at, mode, dry_run, "
+            "model_name, model_version) VALUES (%(j)s, 'r1', 1, '2026-11-25', 'success', now(), 'persist', false, "
+            "'churn', 2)", {"j": JOB})
+    promotion.rollback(registry, "churn", reason="rolled back by hand", by="dave")
+    alice_url = f"{admin_url.replace('postgres@', names['alice'] + '@')}?options=-csearch_path%3D{analytics}"
+    with psycopg.connect(alice_url, autocommit=True) as alice:
+        seen = alice.execute("SELECT event, from_version, to_version, requested_by, reason, source, run_id, job_id, "
+                             "figures->>'verdict', at IS NOT NULL FROM scoring_promotion_audit ORDER BY at").fetchall()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            alice.execute("SELECT count(*) FROM public.scoring_model_audit")
+    assert seen == [("refused", 1, 2, "carol", "first try", "dag", "manual__1", JOB, None, True),
+                    ("promote", 1, 2, "carol", "better now", "dag", None, JOB, "better", True),
+                    ("rollback", 2, 1, "dave", "rolled back by hand", "cli", None, None, None, True)]
