@@ -3,7 +3,8 @@
 Each run evaluates the partition whose outcomes are complete: its day (the last complete day, by
 the job's schedule, as a scoring run finds its partition) minus ``outcomes.horizon_days``; the
 trigger form's ``partition_date`` names the partition to evaluate instead. ``evaluate`` joins the
-outcomes to the partition's predictions and records ``scoring_performance`` (``pipeline.outcomes``);
+outcomes to the partition's predictions and records ``scoring_performance`` and, for a job with
+``model.split`` or ``model.challengers``, the verdicts (``scoring_ab_results``; ``pipeline.outcomes.evaluate_all``);
 ``announce_breach`` emits an event of ``<job_id>.breach`` when a metric broke its floor or ceiling
 (kind ``performance``) or a version's verdict against the champion over its assignment period turned
 decisive, better or worse (kind ``ab_verdict``); it is skipped otherwise. Missing outcomes fail
@@ -44,8 +45,8 @@ def evaluate(job_file: str, context: Any) -> dict[str, Any]:
 
     job, url = job_and_url(job_file)
     day = evaluated_partition(job, context)
-    performance = outcomes.evaluate(job, day, engine_for_job(job, url, airflow_connection), airflow_connection)
-    verdicts: list[dict[str, Any]] = []  # outcomes.evaluate_all's verdict rows, once it returns them
+    performance, verdicts = outcomes.evaluate_all(job, day, engine_for_job(job, url, airflow_connection),
+                                                  airflow_connection)
     found = breaches.outcome_payloads(job, day, performance, verdicts)
     print(f"partition {day} of {job.job_id}: {len(performance)} metric row(s), {len(verdicts)} verdict row(s), "
           f"{len(found)} breach(es)")

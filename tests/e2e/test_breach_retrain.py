@@ -14,10 +14,11 @@ import sqlalchemy as sa
 from pipeline import run
 from pipeline.demo import data as demo_data
 from pipeline.registry import Registry
-from tests.conftest import DAY, write_job, write_partition
+from tests.conftest import DAY, with_challenger, write_job, write_partition
 from tests.e2e.conftest import dags_test
 
 pytestmark = [pytest.mark.airflow, pytest.mark.slow]
+N_VERDICT = 4000  # rows of the verdict test's day: enough for a truly better challenger to be told apart
 
 
 def _labelled_days(home: Path, *days: dt.date, n: int = 800) -> Path:
@@ -180,3 +181,47 @@ def test_a_performance_breach_of_the_outcomes_dag_is_an_event(home: Path, migrat
                         "model_version": 1, "rows_labelled": breached["rows_labelled"],
                         "outcome_date": (DAY + dt.timedelta(days=1)).isoformat()}
     assert breached["rows_labelled"] > 1000
+
+
+def test_a_decisive_verdict_of_the_outcomes_dag_is_an_event(home: Path, migrated_home: Path,
+                                                            challenger_models: Path) -> None:
+    """Outcomes drawn from the challenger's own scores (so it is truly better, the log loss being a proper
+    scoring rule): its verdict over the period turns "better", and announce_breach emits it (kind ab_verdict) with
+    the difference and its interval."""
+    import numpy as np
+    import pandas as pd
+
+    from pipeline import local
+    from pipeline.config import load_job
+
+    challenger = with_challenger(home, challenger_models)
+    write_partition(home, n=N_VERDICT)
+    outcomes = home / "outcomes"
+    job = load_job(write_job(home, model={"name": "churn", "ref": "champion", "challengers": ["challenger"]},
+                             outcomes={"path": str(outcomes), "label": "churned", "horizon_days": 1},
+                             verdict={"confidence": 0.95, "min_rows": 500}))
+    local.run_partition(job, DAY, run_id="scored")
+    with run.engine(job).connect() as conn:
+        shadow = pd.read_sql(sa.text("SELECT customer_id, score FROM churn_test_predictions_shadow WHERE "
+                                     "partition_date = :d AND model_version = :v"), conn,
+                             params={"d": DAY, "v": challenger})
+    labels = (np.random.default_rng(5).uniform(size=len(shadow)) < shadow["score"].to_numpy()).astype(int)
+    demo_data.write_partition(outcomes, DAY + dt.timedelta(days=1),
+                              pd.DataFrame({"customer_id": shadow["customer_id"], "churned": labels}), files=1)
+    out = dags_test(migrated_home, "churn_test_outcomes", DAY.isoformat(),
+                    conf=json.dumps({"partition_date": DAY.isoformat()}))
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-4000:]
+    with sa.create_engine(f"sqlite:///{migrated_home / 'airflow.db'}").connect() as conn:
+        [extra] = conn.execute(sa.text("SELECT e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+                                       "WHERE a.name = 'churn_test.breach'")).scalars().all()
+    extra = extra if isinstance(extra, dict) else json.loads(extra)
+    assert (extra["kind"], extra["partition_date"], extra["versions"]) == (
+        "ab_verdict", DAY.isoformat(), {"challenger": challenger, "champion": 1})
+    figures = extra["figures"]
+    assert (figures["verdict"], figures["scope"], figures["design"], figures["metric"]) == (
+        "better", "period", "shadow", "log_loss")
+    low, high = figures["interval"]
+    assert low < figures["difference"] < high < 0 and figures["rows"] >= 500 and figures["confidence"] == 0.95
+    assert figures["difference"] == pytest.approx(figures["value"] - figures["champion_value"])
+    assert [b["kind"] for b in extra["breaches"]] == ["ab_verdict"], "no floor: no performance breach"
