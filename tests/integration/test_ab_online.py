@@ -177,6 +177,11 @@ def test_a_tampered_arm_falls_back_to_the_champion_with_a_metric_and_one_log_lin
     with running(job) as service, client(service) as http:
         answers = [http.post("/v1/jobs/ab_door:score", json=_rows(keys)) for _ in range(3)]
         ready = http.get("/health/ready").json()
+        rows = _rows(keys)
+        v2 = http.post("/v2/models/ab_door/infer", json={"inputs": [
+            {"name": name, "shape": [len(rows)], "datatype": "BYTES", "data": [r[name] for r in rows]}
+            for name in rows[0]]})
+        documented = http.get("/openapi.json").json()["components"]["schemas"]["RowAnswer"]["properties"]
         metrics = http.get("/metrics").text
     assert [a.status_code for a in answers] == [200, 200, 200]
     results = answers[0].json()["results"]
@@ -186,7 +191,10 @@ def test_a_tampered_arm_falls_back_to_the_champion_with_a_metric_and_one_log_lin
     assert all(r["score"] == champion[r["key"]] for r in results)
     assert ready["status"] == "ready" and ready["arms"] == [
         {"arm": "challenger", "version": second, "basis_points": 3000, "fallback": True}]
-    fallen = 3 * expected.count("challenger")
+    outputs = {o["name"]: o["data"] for o in v2.json()["outputs"]}
+    assert outputs["arm"] == expected and set(outputs["model_version"]) == {1}
+    assert "arm" in documented and "model.split" in documented["arm"]["description"]
+    fallen = 4 * expected.count("challenger")
     assert f'scoring_online_arm_fallbacks_total{{arm="challenger",job="ab_door"}} {float(fallen)}' in metrics
     assert 'scoring_online_arm_fallback{arm="challenger",job="ab_door"} 1.0' in metrics
     lines = [r.getMessage() for r in caplog.records if "model.split arm" in r.getMessage()]
@@ -196,7 +204,7 @@ def test_a_tampered_arm_falls_back_to_the_champion_with_a_metric_and_one_log_lin
     with engines.for_connection("scoring_db").connect() as conn:  # every answered row recorded with its arm
         recorded = conn.execute(sa.text(f"SELECT arm, model_version, COUNT(*) FROM {online.table_of(job.output.table)}"
                                         " GROUP BY arm, model_version ORDER BY arm")).all()
-    assert [tuple(r) for r in recorded] == [("challenger", 1, fallen), ("champion", 1, 3 * expected.count("champion"))]
+    assert [tuple(r) for r in recorded] == [("challenger", 1, fallen), ("champion", 1, 4 * expected.count("champion"))]
 
 
 def test_a_reload_moving_an_arms_alias_changes_its_scores_without_a_failed_request(
