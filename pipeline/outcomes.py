@@ -34,6 +34,7 @@ from pipeline import alerts, ledger, settings, verdicts
 from pipeline.config import JobConfig
 from pipeline.errors import ConfigError, ModelNotFoundError, ScoringError
 from pipeline.kernels import verdict as kernel
+from pipeline.kernels.arms import CHAMPION
 from pipeline.partition import data_files, parse_date, partition_dir
 from pipeline.resolve import Models
 from pipeline.store import engines, naming, operational
@@ -116,21 +117,31 @@ def metrics(task: str, positive: str | None, labels: pd.Series, prediction: pd.S
 
 
 def _predictions(engine: Any, job: JobConfig, day: dt.date) -> list[tuple[str, str, int, pd.DataFrame]]:
-    """(role, model name, version, rows) of the partition: the champion's, then each challenger's."""
+    """(role, model name, version, rows) of the partition: the champion's, each A/B arm's (role ``arm``: the rows
+    its version published), then each shadow version's (role ``challenger``). The champion's own shadow scores
+    (of the arms' rows) are left out: its performance is that of the rows it published."""
     table, key, schema = job.output.table, job.entity_key, job.output.schema_
     k = naming.quote_column(engine, key)
-    found = []
+    found: list[tuple[str, str, int, pd.DataFrame]] = []
+    champion = None
     with engine.connect() as conn:
         inspector = sa.inspect(conn)
         home = naming.analyst_schema(engine, schema)
-        for role, name in (("champion", table), ("challenger", f"{table}_shadow")):
+        for name in (table, f"{table}_shadow"):
             if not inspector.has_table(name, schema=home):
                 continue
-            frame = pd.read_sql(sa.text(f"SELECT {k} AS key, prediction, score, model_name, model_version FROM "
+            arm = ", arm" if name == table and any(c["name"] == "arm" for c in inspector.get_columns(name, home)) else ""
+            frame = pd.read_sql(sa.text(f"SELECT {k} AS key, prediction, score, model_name, model_version{arm} FROM "
                                         f"{naming.table_name(engine, name, schema)} WHERE partition_date = :d"),
                                 conn, params={"d": day})
+            if name == table and not frame.empty:
+                own = frame[frame["arm"] == CHAMPION] if arm else frame.iloc[0:0]
+                champion = int((own if len(own) else frame)["model_version"].mode().iloc[0])
             for (model, version), rows in frame.groupby(["model_name", "model_version"]):
-                found.append((role, str(model), int(version), rows))
+                if name == table:
+                    found.append(("champion" if int(version) == champion else "arm", str(model), int(version), rows))
+                elif int(version) != champion:
+                    found.append(("challenger", str(model), int(version), rows))
     return found
 
 

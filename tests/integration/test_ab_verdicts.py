@@ -218,3 +218,15 @@ def test_a_truly_better_ab_arm_is_judged_on_its_own_rows_and_turns_better(
     assert last["difference"] == pytest.approx(mine.mean() - theirs.mean(), rel=1e-9)
     assert (last["difference_ci_low"], last["difference_ci_high"]) == pytest.approx((ci.low, ci.high), rel=1e-6)
     assert verdicts.latest(engines.for_connection("scoring_db"), "churn_test", 2, 1)["design"] == "ab"
+    # scoring_performance per arm: each version's log loss on the rows it published (role arm for v2), and v2's
+    # shadow scores of the champion's rows as a challenger; the champion's shadow scores are not a role of their own
+    day = DAY + dt.timedelta(days=len(sizes) - 1)
+    performance = _table("SELECT role, model_version, value, rows_labelled FROM scoring_performance WHERE "
+                         "partition_date = :d AND metric = 'log_loss' ORDER BY role", d=day)
+    assert [(r.role, r.model_version) for r in performance.itertuples()] == [("arm", 2), ("challenger", 2),
+                                                                               ("champion", 1)]
+    today = frames[-1]
+    y = today["churned"].to_numpy()
+    arm = performance.set_index("role").loc["arm"]
+    assert arm["rows_labelled"] == (today["published"] == 2).sum()
+    assert arm["value"] == pytest.approx(_log_loss(today["s2"].to_numpy(), y)[today["published"] == 2].mean())
