@@ -134,8 +134,10 @@ def retrain(job: JobConfig, breach: dict[str, Any], registry: Registry | None = 
             f"day(s) later) within {LOOK_BACK_DAYS} days: nothing to retrain on. Write the outcomes "
             "(scoring-demo data writes them), then clear this task.")
     raw = labelled_rows(job, chosen, engine)
+    cause = (f"by hand up to partition {until}" if breach.get("kind") == "manual"
+             else f"on a {breach.get('kind')} breach of partition {until}")
     text = (f"job {job.job_id} partitions {chosen[0]} .. {chosen[-1]} ({len(chosen)} day(s)) joined to their "
-            f"outcomes; retrained on a {breach.get('kind')} breach of partition {until}")
+            f"outcomes; retrained {cause}")
     estimator, card, golden = fit(raw, text)
     registry = registry or Registry()
     name = job.model.name

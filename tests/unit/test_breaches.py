@@ -170,3 +170,29 @@ def test_a_runs_drift_breach_comes_from_its_ledger_row_and_scoring_drift(home: P
         write_partition(home, day=quiet, n=1000)
         local.run_partition(job, quiet, run_id="r3")
         assert breaches.for_run(job, quiet, "r3") is None
+
+
+def test_the_demo_command_line_writes_outcomes_and_retrains_by_hand(home: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    from pipeline.demo import cli
+    from pipeline.demo import data as demo_data
+    from pipeline.registry import Registry
+    from tests.conftest import write_job
+
+    root = home / "data" / "churn"
+    first = DAY - dt.timedelta(days=3)
+    assert cli.main(["data", "--start", first.isoformat(), "--days", "3", "--customers", "600", "--out",
+                     str(root)]) == 0
+    dated = sorted(p.name for p in demo_data.outcomes_root(root).iterdir())
+    assert dated == [f"date={first + dt.timedelta(days=i)}" for i in (1, 2, 3)], "each partition's, a day later"
+    path = write_job(home, job_id="churn_daily", outcomes={"path": str(demo_data.outcomes_root(root)),
+                                                           "label": "churned", "horizon_days": 1})
+    capsys.readouterr()
+    assert cli.main(["retrain", "--partition", DAY.isoformat(), "--days", "2", "--job-file", str(path)]) == 0
+    assert "registered churn v2 as challenger" in capsys.readouterr().out
+    mv = Registry().resolve("churn", "challenger")
+    assert mv.version == 2 and Registry().aliases("churn")["champion"] == 1
+    assert mv.card["training"]["data"].endswith(f"joined to their outcomes; retrained by hand up to partition {DAY}")
+    assert cli.main(["data", "--start", DAY.isoformat(), "--customers", "300", "--out", str(root),
+                     "--horizon-days", "-1"]) == 0
+    assert not (demo_data.outcomes_root(root) / f"date={DAY + dt.timedelta(days=1)}").exists()
