@@ -21,6 +21,7 @@ from pipeline import local, outcomes, partitions, verdicts
 from pipeline.config import load_job
 from pipeline.store import engines
 from tests.conftest import DAY, ROOT, with_challenger, write_job, write_partition
+from tests.integration.test_reader_login import own_db  # noqa: F401 - the fixture, by name
 
 HORIZON = 7
 SIZES = (300, 1500, 1500, 1500, 1500, 1500)  # rows scored per day: a small first day, then enough
@@ -230,3 +231,44 @@ def test_a_truly_better_ab_arm_is_judged_on_its_own_rows_and_turns_better(
     arm = performance.set_index("role").loc["arm"]
     assert arm["rows_labelled"] == (today["published"] == 2).sum()
     assert arm["value"] == pytest.approx(_log_loss(today["s2"].to_numpy(), y)[today["published"] == 2].mean())
+
+
+@pytest.mark.postgres
+def test_the_analysts_view_is_in_the_jobs_schema_and_the_reader_login_reads_it(
+        home: Path, challenger_models: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL, a pipeline role that is not a superuser, the job publishing into an analysts' schema: the view
+    <table>_ab is made there when verdicts are recorded, and a login of the reader role reads it, before and after
+    an evaluation makes the view anew; it cannot read scoring_ab_results itself."""
+    import psycopg
+
+    from pipeline.store import grants
+
+    admin_url, pipe_url, names = request.getfixturevalue("own_db")
+    analytics = names["analytics"]
+    monkeypatch.setenv("AIRFLOW_CONN_SCORING_DB", pipe_url)
+    engines.engine_for.cache_clear()
+    with_challenger(home, challenger_models)
+    doc = {"name": "churn", "challengers": ["challenger"]}
+    job = load_job(write_job(home, model=doc, outcomes={"path": str(home / "outcomes"), "label": "churned",
+                                                        "horizon_days": HORIZON},
+                             output={"table": "churn_test_predictions", "connection": "scoring_db",
+                                     "schema": analytics}))
+    write_partition(home, DAY, n=600)
+    assert local.run_partition(job, DAY, run_id="r0")["status"] == "success"
+    engine = engines.for_connection("scoring_db")
+    grants.grant_reader(engine, analytics, names["reader"])
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'GRANT "{names["reader"]}" TO "{names["alice"]}"')
+    with engine.connect() as conn:
+        keys = pd.read_sql(sa.text(f'SELECT customer_id, score FROM "{analytics}".churn_test_predictions'), conn)
+    _write_outcomes(home, DAY, keys["score"], keys["customer_id"], seed=5)
+    alice_url = f"{admin_url.replace('postgres@', names['alice'] + '@')}?options=-csearch_path%3D{analytics}"
+    for _ in range(2):  # the second evaluation drops and makes the view again
+        [row] = outcomes.evaluate_all(job, DAY)[1]
+        with psycopg.connect(alice_url, autocommit=True) as alice:
+            seen = alice.execute("SELECT scope, arm, model_version, verdict, rows FROM churn_test_predictions_ab "
+                                 "ORDER BY scope").fetchall()
+            assert seen == [("day", "challenger", 2, row["verdict"], row["rows"]),
+                            ("period", "challenger", 2, row["verdict"], row["rows"])]
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                alice.execute("SELECT * FROM public.scoring_ab_results")
