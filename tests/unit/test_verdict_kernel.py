@@ -147,3 +147,45 @@ def test_sentences() -> None:
     assert "worse than v1" in v.sentence(v.judge(_m(0.6, 5000), _m(0.5, 5000), None, 0.95, 10), "x", 2, 1, .95, 10)
     assert "no brier to compare yet" in v.sentence(v.judge(v.Moments(), v.Moments(), None, 0.95, 1), "brier", 2, 1,
                                                    0.95, 1)
+
+
+def _day_row(day: int, design: str, period: int | None, values: np.ndarray, champion: np.ndarray,
+             metric: str = "log_loss") -> dict:
+    """A scope 'day' row of scoring_ab_results as pipeline.verdicts writes it (its sufficient statistics)."""
+    import datetime as dt
+
+    mine, theirs = v.Moments.of(values), v.Moments.of(champion)
+    paired = v.Moments.of(values - champion) if design == "shadow" else None
+    return {"job_id": "j", "partition_date": dt.date(2026, 11, day), "design": design, "arm": "challenger",
+            "model_name": "m", "model_version": 2, "champion_version": 1, "period": period, "metric": metric,
+            "outcome_date": None, "confidence": 0.95, "min_rows": 10, "rows": mine.n, "champion_rows": theirs.n,
+            "loss_sum": mine.total, "loss_sumsq": mine.total_sq, "champion_loss_sum": theirs.total,
+            "champion_loss_sumsq": theirs.total_sq, "diff_sum": paired.total if paired else None,
+            "diff_sumsq": paired.total_sq if paired else None}
+
+
+def test_cumulative_rows_start_again_with_a_new_period_and_add_every_day_of_a_shadow_pair() -> None:
+    import datetime as dt
+
+    from pipeline import verdicts
+
+    rng = np.random.default_rng(9)
+    days = [(rng.exponential(0.4, n), rng.exponential(0.5, n + 7)) for n in (50, 60, 70, 80)]
+    rows = [_day_row(i + 1, "ab", 1 if i < 2 else 2, a, b) for i, (a, b) in enumerate(days)]
+    rows += [_day_row(i + 1, "shadow", None, a[:40], b[:40]) for i, (a, b) in enumerate(days)]
+    rows += [_day_row(4, "shadow", None, days[3][0][:40], days[3][1][:40], metric="brier")]  # metric changed
+    out = verdicts._cumulative(rows, dt.date(2026, 11, 2))
+    got = {(r["design"], r["metric"], r["partition_date"].day): r for r in out}
+    assert sorted(got) == [("ab", "log_loss", 2), ("ab", "log_loss", 3), ("ab", "log_loss", 4),
+                           ("shadow", "brier", 4), ("shadow", "log_loss", 2), ("shadow", "log_loss", 3),
+                           ("shadow", "log_loss", 4)]
+    assert [(got["ab", "log_loss", d]["days"], got["ab", "log_loss", d]["first_partition"].day) for d in (2, 3, 4)] == [
+        (2, 1), (1, 3), (2, 3)]  # period 2 starts on day 3
+    pooled = v.judge(v.Moments.of(np.concatenate([days[2][0], days[3][0]])),
+                     v.Moments.of(np.concatenate([days[2][1], days[3][1]])), None, 0.95, 10)
+    assert got["ab", "log_loss", 4]["difference_ci_high"] == pytest.approx(pooled["difference_ci_high"])
+    assert got["ab", "log_loss", 4]["rows"] == len(days[2][0]) + len(days[3][0])
+    assert got["shadow", "log_loss", 4]["days"] == 4 and got["shadow", "brier", 4]["days"] == 1
+    paired = v.Moments.of(np.concatenate([a[:40] - b[:40] for a, b in days]))
+    assert got["shadow", "log_loss", 4]["difference"] == pytest.approx(paired.mean)
+    assert got["shadow", "log_loss", 4]["reason"].startswith("v2 ")
