@@ -1,7 +1,10 @@
 """The promotion gate (issue 28, point 4) against a real registry with anchors in a real database (SQLite and
 PostgreSQL): refused while the realised comparison is missing, too small or not distinguishable, promoted once it
 says 'better'; every promotion, rollback and refusal is a row of scoring_model_audit with who, when, why and the
-figures; a rollback restores the previous champion; the analysts' read-only login sees the audit (PostgreSQL)."""
+figures; a rollback restores the previous champion; the analysts' read-only login sees the audit (PostgreSQL); the
+`<job>_promote` DAG does the same under `airflow dags test`; and the issue's synthetic scenario through the real
+runner and evaluation: a truly better challenger is promoted on the day its verdict turns 'better', a truly worse
+one never."""
 
 from __future__ import annotations
 
@@ -16,12 +19,20 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from pipeline import promotion
+from pipeline import local, outcomes, promotion
 from pipeline.errors import ConfigError
 from pipeline.registry import Registry
 from pipeline.store import engines, grants, job_tables, operational, sqlfiles
-from tests.conftest import REGISTRY_ENV, scoring_cli, with_challenger, write_job
+from tests.conftest import (
+    DAY,
+    REGISTRY_ENV,
+    scoring_cli,
+    with_challenger,
+    write_job,
+    write_partition,
+)
 from tests.e2e.conftest import dags_test, migrated_home  # noqa: F401 - the fixture
+from tests.integration.test_ab_verdicts import SIZES, _job, _scores, _write_outcomes
 from tests.integration.test_reader_login import own_db  # noqa: F401 - the fixture
 
 JOB = "churn_ab"
@@ -245,3 +256,43 @@ def test_the_analysts_reader_login_sees_the_audit(own_db: tuple[str, str, dict[s
     assert seen == [("refused", 1, 2, "carol", "first try", "dag", "manual__1", JOB, None, True),
                     ("promote", 1, 2, "carol", "better now", "dag", None, JOB, "better", True),
                     ("rollback", 2, 1, "dave", "rolled back by hand", "cli", None, None, None, True)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("any_db", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize("truly_better", [True, False])
+def test_the_issues_scenario_the_gate_promotes_a_truly_better_challenger_only_once_judged_better(
+        any_db: str, home: Path, challenger_models: Path, monkeypatch: pytest.MonkeyPatch, truly_better: bool) -> None:
+    """The partitions scored through the real runner with v2 in the shadow, outcomes drawn from the better
+    version's scores, each day evaluated as `scoring outcomes` does (tests.integration.test_ab_verdicts); after each
+    day the gate is asked: refused while not distinguishable, promoted on the day the verdict turns 'better';
+    a truly worse v2 is never promoted."""
+    with_challenger(home, challenger_models)
+    monkeypatch.setenv(REGISTRY_ENV, any_db)
+    engines.engine_for.cache_clear()
+    Registry().anchor("churn")
+    job = _job(home)
+    answers, verdicts_seen = [], []
+    for i, n in enumerate(SIZES):
+        day = DAY + dt.timedelta(days=i)
+        write_partition(home, day, n=n)
+        assert local.run_partition(job, day, run_id=f"r{i}")["status"] == "success"
+        scores = _scores(day)
+        _write_outcomes(home, day, scores["s2"] if truly_better else scores["s1"], scores["customer_id"], seed=100 + i)
+        verdicts_seen.append(outcomes.evaluate_all(job, day)[1][0]["verdict"])
+        answer = scoring("promote", "churn", "--to-challenger", "challenger", "--if-better")
+        answers.append(answer.returncode)
+        if answer.returncode == 0:
+            break
+        assert answer.returncode == 1 and "Traceback" not in answer.stderr
+    rows = audit(engines.for_connection("scoring_db"))
+    if truly_better:
+        assert verdicts_seen[0] == "not_yet" and verdicts_seen[-1] == "better", verdicts_seen
+        assert answers == [1] * (len(answers) - 1) + [0] and Registry().aliases("churn")["champion"] == 2
+        assert rows[-1]["event"] == "promote" and rows[-1]["figures"]["verdict"] == "better"
+        assert rows[-1]["figures"]["rows"] >= 1000 and rows[-1]["figures"]["difference_ci_high"] < 0
+    else:
+        assert "better" not in verdicts_seen and answers == [1] * len(SIZES), verdicts_seen
+        assert Registry().aliases("churn")["champion"] == 1
+        assert "is WORSE than the champion v1" in rows[-1]["decision"]
+    assert [r["event"] for r in rows[:-1]] == ["refused"] * (len(rows) - 1)
