@@ -204,7 +204,13 @@ def record(job: JobConfig, day: dt.date | str, engine: Any, resolver: Any = None
     names, refs = _arm_names(live, predicted), _challenger_refs(engine, job.job_id, day)
     models = Models(resolver)  # cards checked against the registry database's anchors, each version once
     model_name = str(predicted["model_name"].iloc[0])
-    judge = _Judge(job, models, _card(models, model_name, champion))
+    versions = [champion, *sorted(set(predicted["model_version"]) | set(() if shadow is None else shadow["model_version"]))]
+    card = next((c for c in (_card(models, model_name, int(v)) for v in dict.fromkeys(versions)) if c), None)
+    if card is None:
+        raise ConfigError(f"job {job.job_id} partition {day}: none of the versions of model {model_name} that scored "
+                          f"it ({', '.join(f'v{v}' for v in dict.fromkeys(versions))}) is in the registry any more, so "
+                          "its task and classes are unknown and no verdict can be made: restore the model folder")
+    judge = _Judge(job, models, card)
     labels = labels[labels["label"].notna()][["key", "label"]]
     cfg, now = job.verdict, ledger.now()
     outcome_day = day + dt.timedelta(days=job.outcomes.horizon_days) if job.outcomes else day
