@@ -38,7 +38,7 @@ from pipeline.anchors import Anchors
 from pipeline.config import JobConfig, VerdictConfig, load_job, load_jobs
 from pipeline.connections import Resolver
 from pipeline.context import engine_for_job
-from pipeline.errors import ConfigError, ScoringError
+from pipeline.errors import ConfigError, ScoringError, StoreError
 from pipeline.registry import Record, Registry
 from pipeline.store import engines, sqlfiles
 
@@ -167,7 +167,7 @@ def promote(registry: Registry, name: str, ref: str | int, *, alias: str = "cham
             **facts, "id": audit_id, "event": PROMOTE, "gate": NO_GATE, "decision": text}))
         return _done(audit_id, PROMOTE, name, alias, champion, candidate, text)
     job = judging_job(registry, name, ref, candidate, job_id, jobs_dir)
-    row = (verdicts.latest(engine_for_job(job, resolver=resolver), job.job_id, candidate, champion)
+    row = (_verdict(engine_for_job(job, resolver=resolver), job, candidate, champion)
            if champion is not None and champion != candidate else None)
     decision = decide(row, name=name, job_id=job.job_id, candidate=candidate, champion=champion, verdict=job.verdict)
     figures = _figures(row)
@@ -233,11 +233,16 @@ def judging_job(registry: Registry, name: str, ref: str | int, candidate: int, j
 # -- the audit -----------------------------------------------------------------------------------------------------
 def history(engine: sa.engine.Engine, name: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
     """The newest ``limit`` audit rows (of model ``name``, or of every model), newest first; figures as a dict."""
-    with engine.connect() as conn:
-        if not sa.inspect(conn).has_table(TABLE):
-            return []
-        query = sqlfiles.plain("store/audit.sql", "of_model" if name else "every")
-        rows = conn.execute(sa.text(query), {"n": name, "limit": limit}).mappings().all()
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table(TABLE):
+                return []
+            query = sqlfiles.plain("store/audit.sql", "of_model" if name else "every")
+            rows = conn.execute(sa.text(query), {"n": name, "limit": limit}).mappings().all()
+    except sa.exc.DBAPIError as exc:
+        raise StoreError(f"the model audit could not be read from the registry database {engines.describe(engine)}: "
+                         f"{str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__}. Check the database "
+                         "and the connection (SCORING_REGISTRY_DB, default scoring_db).") from None
     return [{**r, "at": _utc(r["at"]), "figures": _as_dict(r["figures"])} for r in rows]
 
 
@@ -301,6 +306,17 @@ def _done(audit_id: str | None, event: str, name: str, alias: str, before: int |
     """The outcome of a move, with the id of the audit row its hook wrote."""
     log.info("%s (audit row %s)", text, audit_id)
     return Outcome(event, name, alias, before, after, text, job_id, figures, audit_id)
+
+
+def _verdict(engine: sa.engine.Engine, job: JobConfig, candidate: int, champion: int) -> dict[str, Any] | None:
+    """``verdicts.latest`` of the pair in the job's database; a database that cannot be read says so (StoreError)."""
+    try:
+        return verdicts.latest(engine, job.job_id, candidate, champion)
+    except sa.exc.DBAPIError as exc:
+        raise StoreError(
+            f"job {job.job_id}: its comparisons could not be read from {engines.describe(engine)} (connection "
+            f"{job.output.connection}): {str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__}. Nothing "
+            "was promoted or recorded; check the database and the connection, then ask again.") from None
 
 
 def _figures(row: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -15,7 +15,9 @@ archived. Version numbers are never reused, not even a deleted one's (``last_ver
 Every change is a ``history`` entry with ``event``, ``at`` (UTC) and ``by`` (login name):
 ``promote`` and ``rollback`` also carry ``alias``, ``from`` and ``to``; ``archive``,
 ``restore`` and ``delete`` carry ``version``. Entries written before events were recorded
-have no ``event`` key and count as promotes.
+have no ``event`` key and count as promotes. Promotions and rollbacks made through ``pipeline.promotion``
+(``scoring models promote/rollback``, the ``<job_id>_promote`` DAG) are also rows of the registry database's
+``scoring_model_audit``, written by the ``record`` hook under the model's lock.
 
 Loading reads the artifact's bytes once, checks their sha256, and unpickles those same bytes. The
 sha256 it checks is the version's registration record (its *anchor*, ``pipeline.anchors``) in the

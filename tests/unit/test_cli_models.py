@@ -4,6 +4,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+import yaml
+
 from tests.conftest import scoring_cli
 
 
@@ -73,3 +76,21 @@ def test_models_cli_promote_and_rollback_are_audited_and_the_gate_needs_if_bette
     rows = [ln for ln in scoring("audit", "churn", models=models).stdout.splitlines() if "\tchurn\t" in ln]
     assert [ln.split("\t")[3:5] for ln in rows] == [["rollback", "v2 -> v1"], ["promote", "v1 -> v2"]]
     assert rows[0].endswith("reason: hotfix broke") and rows[1].endswith("reason: hotfix")
+
+
+def test_models_cli_gate_says_when_the_jobs_database_cannot_be_read(
+        tmp_path: Path, trained_models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    models, v1 = _registry_with_card(tmp_path, trained_models)
+    assert _register_again(tmp_path, models, v1).returncode == 0  # v2
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    (jobs / "churn_gate.yaml").write_text(yaml.safe_dump({
+        "job_id": "churn_gate", "start_date": "2026-11-01", "entity_key": "customer_id",
+        "source": {"path": str(tmp_path / "data")}, "model": {"name": "churn", "challengers": ["2"]},
+        "output": {"table": "churn_gate_predictions", "connection": "nowhere_db"}}))
+    monkeypatch.setenv("SCORING_JOBS_DIR", str(jobs))
+    monkeypatch.setenv("AIRFLOW_CONN_NOWHERE_DB", "postgresql://nobody@127.0.0.1:1/none")  # nothing listens there
+    out = scoring("promote", "churn", "--to-challenger", "2", "--if-better", models=models)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "job churn_gate: its comparisons could not be read from postgresql 127.0.0.1:1/none" in out.stderr
+    assert "Nothing was promoted or recorded" in out.stderr
