@@ -12,6 +12,7 @@ import datetime as dt
 import getpass
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -247,6 +248,9 @@ def test_the_analysts_reader_login_sees_the_audit(own_db: tuple[str, str, dict[s
             "model_name, model_version) VALUES (%(j)s, 'r1', 1, '2026-11-25', 'success', now(), 'persist', false, "
             "'churn', 2)", {"j": JOB})
     promotion.rollback(registry, "churn", reason="rolled back by hand", by="dave")
+    shutil.copytree(home / "models" / "churn", home / "models" / "elsewhere")  # a model no job here scores
+    assert promotion.promote(registry, "elsewhere", "2", if_better=False, by="eve").event == "promote"
+    assert len(promotion.history(engine)) == 4, "the audit holds it; the analysts' view does not show it"
     alice_url = f"{admin_url.replace('postgres@', names['alice'] + '@')}?options=-csearch_path%3D{analytics}"
     with psycopg.connect(alice_url, autocommit=True) as alice:
         seen = alice.execute("SELECT event, from_version, to_version, requested_by, reason, source, run_id, job_id, "
