@@ -76,7 +76,7 @@ def ensure_latest_table(conn: Connection, table: str, key: str, schema: str | No
         for column in (c for c in inspector.get_columns(table, schema=naming.analyst_schema(conn, schema))
                        if c["name"] not in have):
             conn.exec_driver_sql(sqlfiles.statement(conn, "store/common.sql", "add_column", quoted={
-                "table": current, "column": naming.quote_column(conn, column["name"], "column"),
+                "table": current, "column": _quoted(conn, column["name"]),
                 "type": column["type"].compile(dialect=conn.dialect)}))
         return current
     locks.patient(conn)  # filled from the whole history
@@ -89,10 +89,15 @@ def ensure_latest_table(conn: Connection, table: str, key: str, schema: str | No
     return current
 
 
+def _quoted(conn: Connection | Engine, column: str) -> str:
+    """A column of a predictions table, quoted: the pipeline's own (``arm``, ``route``...) among them, so no name is
+    reserved here (an entity key's name was checked against them when the job loaded)."""
+    return conn.dialect.identifier_preparer.quote_identifier(check_column_name(column, "column", reserved=frozenset()))
+
+
 def column_lists(conn: Connection | Engine, columns: list[str]) -> dict[str, str]:
     """``{columns}``, ``{p_columns}``, ``{o_columns}``, ``{n_columns}`` and ``{updates}`` of sql/022 and sql/023."""
-    quoted = [conn.dialect.identifier_preparer.quote_identifier(check_column_name(c, "column", reserved=frozenset()))
-              for c in columns]
+    quoted = [_quoted(conn, c) for c in columns]
     return {"columns": ", ".join(quoted), **{f"{a}_columns": ", ".join(f"{a}.{c}" for c in quoted) for a in "pon"},
             "updates": ", ".join(f"{c} = excluded.{c}" for c in quoted)}
 
