@@ -146,7 +146,9 @@ def test_every_metric_keeps_one_set_of_label_names() -> None:
 
 
 def test_the_documented_metrics_are_the_ones_sent() -> None:
-    lines = metrics.run_lines(row(breach="drift"), max_psi=0.3, newest_published="2026-11-28",
+    arms = {"period": 1, "salt": "s", "arms": {"champion": {"version": 3, "rows": 9}, "b": {
+        "version": 4, "rows": 1, "fallback": True, "error": "sha256"}}}  # a split with an arm that fell back
+    lines = metrics.run_lines(row(breach="drift", arms=arms), max_psi=0.3, newest_published="2026-11-28",
                               flagged={"out_of_training_range:MonthlyCharges": 2})
     sent = {text.split(":")[0] for text in lines}
     documented = set(re.findall(r"^\| ``(scoring\.[a-z_.]+)`` \|", metrics.__doc__ or "", re.M))
