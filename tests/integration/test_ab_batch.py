@@ -290,3 +290,29 @@ def test_runs_finishing_together_open_a_changed_split_s_period_once(any_db: str,
     assert not errors, errors
     assert set(got.values()) == {2} and len(got) == 8
     assert [(p["period"], p["change"]) for p in _periods()] == [(1, "first split"), (2, "challenger 10% -> 20%")]
+
+
+@pytest.mark.parametrize("any_db", ["sqlite", "postgresql"], indirect=True)
+def test_a_predictions_table_made_before_the_arm_column_gets_it(any_db: str, home: Path,
+                                                                  challenger_models: Path) -> None:
+    """A table (and its latest-row table) of a release without ``arm``: the next run adds the column to both and
+    makes the views anew; its old rows have a NULL arm, the split's rows their arm."""
+    version = with_challenger(home, challenger_models)
+    write_partition(home, n=600)
+    local.run_partition(_job(home, None), DAY, run_id="before")
+    engine = engines.for_connection("scoring_db")
+    with engine.begin() as conn:  # as an earlier release left them
+        conn.execute(sa.text(f"DROP VIEW {TABLE}_latest"))
+        for table in (TABLE, f"{TABLE}_current"):
+            conn.execute(sa.text(f"ALTER TABLE {table} DROP COLUMN arm"))
+    assert "arm" not in {c["name"] for c in sa.inspect(engine).get_columns(TABLE)}
+    next_day = DAY + dt.timedelta(days=1)
+    write_partition(home, next_day, n=600)
+    assert local.run_partition(_job(home, {"challenger": 30}), next_day, run_id="after")["status"] == "success"
+    for table in (TABLE, f"{TABLE}_current"):
+        assert "arm" in {c["name"] for c in sa.inspect(engines.for_connection("scoring_db")).get_columns(table)}
+    assert _day(DAY)["arm"].isna().all() and set(_day(DAY)["model_version"]) == {1}
+    assert set(_day(next_day)["arm"]) == {"champion", "challenger"}
+    latest = _frame(f"SELECT arm, model_version, partition_date, is_stale FROM {TABLE}_latest")
+    fresh = latest[~latest["is_stale"].astype(bool)]
+    assert set(fresh["arm"]) == {"champion", "challenger"} and set(fresh["model_version"]) == {1, version}
