@@ -118,12 +118,13 @@ def pinned(spec: RunSpec) -> tuple[str | None, list[Arm]]:
 
 
 def describe(arms: list[Arm]) -> str:
-    """The arms for a log line: ``challenger v5 (30%), next unresolved (10%): <error>``."""
+    """The arms for a log line: ``challenger v5 (30%), next unresolved (10%)``."""
     return ", ".join(f"{a.name} {'v' + str(a.version) if a.version is not None else 'unresolved'} "
                      f"({percent(a.basis_points)})" for a in arms)
 
 
 def percent(basis_points: int) -> str:
+    """Basis points as the job file writes a share: 1000 -> ``10%``, 250 -> ``2.5%``."""
     return f"{basis_points / 100:g}%"
 
 
