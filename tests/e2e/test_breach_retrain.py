@@ -37,6 +37,21 @@ def _demo_job(home: Path, outcomes: Path, job_id: str = "churn_daily", **overrid
                      outcomes={"path": str(outcomes), "label": "churned", "horizon_days": 1}, **overrides)
 
 
+def _events_after(airflow_home: Path, asset: str, after: int) -> list[tuple[dict, str, str, str]]:
+    """(extra, source dag, source task, source run) of the events of ``asset`` with an id above ``after``: the
+    metadata database of ``airflow dags test`` is shared by the tests of a worker."""
+    with sa.create_engine(f"sqlite:///{airflow_home / 'airflow.db'}").connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT e.extra, e.source_dag_id, e.source_task_id, e.source_run_id FROM asset_event e JOIN asset a ON "
+            "a.id = e.asset_id WHERE a.name = :a AND e.id > :n ORDER BY e.id"), {"a": asset, "n": after}).all()
+    return [(r[0] if isinstance(r[0], dict) else json.loads(r[0]), r[1], r[2], r[3]) for r in rows]
+
+
+def _last_event(airflow_home: Path) -> int:
+    with sa.create_engine(f"sqlite:///{airflow_home / 'airflow.db'}").connect() as conn:
+        return conn.execute(sa.text("SELECT COALESCE(MAX(id), 0) FROM asset_event")).scalar_one()
+
+
 def _scoring(sql: str, **params: object) -> list[dict]:
     with run.engine(run.find_job("churn_daily")).connect() as conn:
         return [dict(r) for r in conn.execute(sa.text(sql), params).mappings()]
@@ -128,21 +143,22 @@ def test_a_blocked_drift_breach_is_still_an_event(home: Path, migrated_home: Pat
     happened: announce_breach (trigger rule all_done) emits it, with ``published`` false."""
     write_partition(home, n=1000, shift=1.0)
     write_job(home, drift={"on_breach": "block"})
+    before = _last_event(migrated_home)
     out = dags_test(migrated_home, "churn_test", DAY.isoformat())
     text = out.stdout + out.stderr
     assert out.returncode != 0 and "was NOT published" in text, text[-4000:]
+    with run.engine(run.find_job("churn_test")).connect() as conn:
+        [ledger] = conn.execute(sa.text("SELECT run_id, status, failed_stage FROM scoring_runs")).mappings().all()
+    assert (ledger["status"], ledger["failed_stage"]) == ("failed", "drift_gate")
+    run_id = ledger["run_id"]
     with sa.create_engine(f"sqlite:///{migrated_home / 'airflow.db'}").connect() as conn:
-        [run_id] = conn.execute(sa.text("SELECT run_id FROM dag_run WHERE dag_id = 'churn_test'")).scalars().all()
-        states = dict(conn.execute(sa.text("SELECT task_id, state FROM task_instance WHERE run_id = :r"),
-                                   {"r": run_id}).all())
-        events = conn.execute(sa.text(
-            "SELECT e.extra, e.source_task_id FROM asset_event e JOIN asset a ON a.id = e.asset_id "
-            "WHERE a.name = 'churn_test.breach'")).all()
+        states = dict(conn.execute(sa.text("SELECT task_id, state FROM task_instance WHERE run_id = :r AND "
+                                           "dag_id = 'churn_test'"), {"r": run_id}).all())
     assert (states["persist"], states["finalize"], states["announce_persist"], states["announce_breach"]) == (
         "failed", "upstream_failed", "upstream_failed", "success"), states
-    [(extra, task_id)] = events
-    extra = extra if isinstance(extra, dict) else json.loads(extra)
-    assert task_id == "announce_breach" and extra["kind"] == "drift" and extra["partition_date"] == DAY.isoformat()
+    [(extra, dag_id, task_id, source_run)] = _events_after(migrated_home, "churn_test.breach", before)
+    assert (dag_id, task_id, source_run) == ("churn_test", "announce_breach", run_id)
+    assert extra["kind"] == "drift" and extra["partition_date"] == DAY.isoformat()
     assert extra["figures"]["policy"] == "block" and extra["figures"]["published"] is False
     assert "support_tickets_90d" in {d["feature"] for d in extra["figures"]["drifted"]}
 
@@ -161,15 +177,11 @@ def test_a_performance_breach_of_the_outcomes_dag_is_an_event(home: Path, migrat
                              outcomes={"path": str(outcomes), "label": "churned", "horizon_days": 1,
                                        "floors": {"roc_auc": 0.99}}))
     local.run_partition(job, DAY, run_id="scored")
+    before = _last_event(migrated_home)
     out = dags_test(migrated_home, "churn_test_outcomes", (DAY + dt.timedelta(days=1)).isoformat())
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-4000:]
-    with sa.create_engine(f"sqlite:///{migrated_home / 'airflow.db'}").connect() as conn:
-        events = conn.execute(sa.text(
-            "SELECT e.extra, e.source_dag_id, e.source_task_id FROM asset_event e JOIN asset a ON a.id = e.asset_id "
-            "WHERE a.name = 'churn_test.breach'")).all()
-    [(extra, dag_id, task_id)] = events
-    extra = extra if isinstance(extra, dict) else json.loads(extra)
+    [(extra, dag_id, task_id, _)] = _events_after(migrated_home, "churn_test.breach", before)
     assert (dag_id, task_id) == ("churn_test_outcomes", "announce_breach")
     assert (extra["kind"], extra["partition_date"], extra["versions"]) == ("performance", DAY.isoformat(),
                                                                           {"champion": 1})
@@ -208,14 +220,13 @@ def test_a_decisive_verdict_of_the_outcomes_dag_is_an_event(home: Path, migrated
     labels = (np.random.default_rng(5).uniform(size=len(shadow)) < shadow["score"].to_numpy()).astype(int)
     demo_data.write_partition(outcomes, DAY + dt.timedelta(days=1),
                               pd.DataFrame({"customer_id": shadow["customer_id"], "churned": labels}), files=1)
+    before = _last_event(migrated_home)
     out = dags_test(migrated_home, "churn_test_outcomes", DAY.isoformat(),
                     conf=json.dumps({"partition_date": DAY.isoformat()}))
     text = out.stdout + out.stderr
     assert out.returncode == 0, text[-4000:]
-    with sa.create_engine(f"sqlite:///{migrated_home / 'airflow.db'}").connect() as conn:
-        [extra] = conn.execute(sa.text("SELECT e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
-                                       "WHERE a.name = 'churn_test.breach'")).scalars().all()
-    extra = extra if isinstance(extra, dict) else json.loads(extra)
+    [(extra, dag_id, task_id, _)] = _events_after(migrated_home, "churn_test.breach", before)
+    assert (dag_id, task_id) == ("churn_test_outcomes", "announce_breach")
     assert (extra["kind"], extra["partition_date"], extra["versions"]) == (
         "ab_verdict", DAY.isoformat(), {"challenger": challenger, "champion": 1})
     figures = extra["figures"]
