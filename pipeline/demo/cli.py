@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--format", choices=["parquet", "csv"], default="parquet")
     p.add_argument("--out")
-    p.add_argument("--horizon-days", type=int, default=1,
+    p.add_argument("--horizon-days", type=int, default=30,
                    help="write each partition's outcomes dated this many days later beside it (-1: none)")
     p.set_defaults(fn=_demo_data)
 

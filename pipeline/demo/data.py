@@ -148,7 +148,7 @@ def outcomes_root(root: Path) -> Path:
     return root.parent / f"{root.name}_outcomes"
 
 
-def write_outcomes(root: Path, day: dt.date, df: pd.DataFrame, horizon_days: int = 1, seed: int = 7) -> Path:
+def write_outcomes(root: Path, day: dt.date, df: pd.DataFrame, horizon_days: int = 30, seed: int = 7) -> Path:
     """Write partition ``day``'s outcomes in the folder of their outcome date (``day + horizon_days``), as the
     job's ``outcomes`` section reads them (one Parquet file)."""
     return write_partition(root, day + dt.timedelta(days=horizon_days), outcomes(df, day, seed=seed), files=1)[0]
@@ -175,7 +175,7 @@ def write_partition(
 
 
 def write_days(root: Path, start: dt.date, days: int, n: int = 30_000, seed: int = 7, fmt: str = "parquet",
-               horizon_days: int | None = 1) -> None:
+               horizon_days: int | None = 30) -> None:
     """Write ``days`` consecutive partitions from ``start`` that are not there yet, and their outcomes (in
     ``outcomes_root(root)``, dated ``horizon_days`` later; None: none) that are not there yet."""
     for i in range(days):

@@ -184,9 +184,9 @@ def test_the_demo_command_line_writes_outcomes_and_retrains_by_hand(home: Path,
     assert cli.main(["data", "--start", first.isoformat(), "--days", "3", "--customers", "600", "--out",
                      str(root)]) == 0
     dated = sorted(p.name for p in demo_data.outcomes_root(root).iterdir())
-    assert dated == [f"date={first + dt.timedelta(days=i)}" for i in (1, 2, 3)], "each partition's, a day later"
+    assert dated == [f"date={first + dt.timedelta(days=i)}" for i in (30, 31, 32)], "each partition's, 30 days on"
     path = write_job(home, job_id="churn_daily", outcomes={"path": str(demo_data.outcomes_root(root)),
-                                                           "label": "churned", "horizon_days": 1})
+                                                           "label": "churned", "horizon_days": 30})
     capsys.readouterr()
     assert cli.main(["retrain", "--partition", DAY.isoformat(), "--days", "2", "--job-file", str(path)]) == 0
     assert "registered churn v2 as challenger" in capsys.readouterr().out
@@ -195,4 +195,4 @@ def test_the_demo_command_line_writes_outcomes_and_retrains_by_hand(home: Path,
     assert mv.card["training"]["data"].endswith(f"joined to their outcomes; retrained by hand up to partition {DAY}")
     assert cli.main(["data", "--start", DAY.isoformat(), "--customers", "300", "--out", str(root),
                      "--horizon-days", "-1"]) == 0
-    assert not (demo_data.outcomes_root(root) / f"date={DAY + dt.timedelta(days=1)}").exists()
+    assert not (demo_data.outcomes_root(root) / f"date={DAY + dt.timedelta(days=30)}").exists()
