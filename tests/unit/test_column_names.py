@@ -57,7 +57,7 @@ def test_any_name_a_file_can_have_is_a_column_name(name: str) -> None:
         ("__flags", "reserved for the pipeline's own columns"),
         ("score", "the pipeline adds a column of that name beside it"),
         ("Partition_Date", "compared without case"),
-        ("FLAGS", "reserved: flags, model_name"),
+        ("FLAGS", "reserved: arm, flags, model_name"),
         ("reasons", "reserved:"),
         ("rank", "reserved:"),
     ],
@@ -142,7 +142,7 @@ def test_a_key_with_a_quote_and_sql_in_its_name_is_one_column_in_sqlite(tmp_path
         columns = [r[1] for r in conn.exec_driver_sql("PRAGMA table_info(p)")]
         tables = {r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master")}
     assert columns == ["partition_date", key, "prediction", "score", "model_name", "model_version", "run_id",
-                       "scored_at", "flags", "route", "router_model", "router_version"]
+                       "scored_at", "flags", "route", "router_model", "router_version", "arm"]
     assert {"p", "p_latest", "p_daily"} <= tables
 
 
