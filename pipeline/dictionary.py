@@ -53,6 +53,8 @@ def markdown() -> str:
     for group, title in (("analyst", "For analysts (the analysts' schema)"),
                          ("reader", "For analysts, of the operational tables (the analysts' schema)"),
                          ("shadow", "For analysts, with model.challengers (the analysts' schema)"),
+                         ("verdicts", "For analysts, with model.split or model.challengers, once outcomes are "
+                          "evaluated (the analysts' schema)"),
                          ("online", "For analysts, with the online door (the analysts' schema)"),
                          ("storage", "Storage of a predictions table (PostgreSQL: <schema>_partitions)"),
                          ("jobs", "The jobs of an analysts' schema (PostgreSQL: <schema>_partitions)"),

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from pipeline import ledger
+from pipeline import dictionary, ledger
 from pipeline.config import JobConfig
 from pipeline.errors import ConfigError, ModelNotFoundError
 from pipeline.kernels import verdict as kernel
@@ -38,7 +38,7 @@ from pipeline.kernels.arms import CHAMPION
 from pipeline.kernels.verdict import Moments
 from pipeline.partition import parse_date
 from pipeline.resolve import Models
-from pipeline.store import engines, grants, locks, naming, sqlfiles
+from pipeline.store import comments, engines, grants, locks, naming, sqlfiles
 
 log = logging.getLogger(__name__)
 SQL = "store/verdicts.sql"
@@ -314,6 +314,7 @@ def _ensure_view(engine: Any, job: JobConfig) -> None:
                                    quoted={"results": naming.quote(conn, TABLE)}, view=view):
             conn.exec_driver_sql(stmt)
         grants.give_back(conn, readers, schema)
+        comments.comment(conn, dictionary.objects("verdicts", table), schema)  # PostgreSQL: the dictionary's texts
 
     locks.short_locks(engine, f"preparing view {view_name(table)}", ensure)
 

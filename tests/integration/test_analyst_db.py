@@ -44,7 +44,8 @@ def test_predictions_live_in_the_analysts_schema_with_comments_and_a_read_only_r
             objects = {(r[0], r[1]): r for r in admin.execute(COMMENTS, ([analytics, ops, parts],)).fetchall()}
             assert {name for schema, name in objects if schema == analytics} == {
                 "churn_test_predictions", "churn_test_predictions_latest", "churn_test_predictions_daily",
-                "scoring_attempts", "scoring_drift_daily", "scoring_quarantine_daily"}
+                "scoring_attempts", "scoring_drift_daily", "scoring_quarantine_daily",
+                "scoring_promotion_audit"}
             assert {name for schema, name in objects if schema == parts} == {
                 "churn_test_predictions_current", "scoring_latest_partitions", "scoring_jobs"}, \
                 "the storage schema: latest rows, newest days and jobs"
@@ -53,7 +54,8 @@ def test_predictions_live_in_the_analysts_schema_with_comments_and_a_read_only_r
             assert {name for schema, name in objects if schema == ops} == {
                 "scoring_runs", "scoring_quarantine", "scoring_deliveries", "scoring_drift",
                 "scoring_schema_migrations", "scoring_model_registrations", "scoring_shadow_comparisons",
-                "scoring_performance", "scoring_alembic_version"}, \
+                "scoring_performance", "scoring_alembic_version", "scoring_ab_periods", "scoring_ab_results",
+                "scoring_model_audit"}, \
                 "operational tables apart from the predictions"
             for (schema, name), (_, _, _, about, bare) in objects.items():
                 assert about, f"{schema}.{name} has no COMMENT"
