@@ -119,9 +119,7 @@ def test_the_nightly_split_run_and_the_door_agree_row_by_row(home: Path, challen
     assert summary["status"] == "success", summary
     with engines.for_connection("scoring_db").connect() as conn:
         columns = {c["name"] for c in sa.inspect(conn).get_columns(job.output.table)}
-        if "arm" not in columns:
-            pytest.skip("the nightly run's predictions table has no arm column yet (helper batch's half of issue "
-                        "28): the cross test runs once it lands")
+        assert "arm" in columns, "the nightly split run records each row's arm in its predictions table"
         stored = {str(k): (a, s, int(v)) for k, a, s, v in conn.execute(sa.text(
             f"SELECT customer_id, arm, score, model_version FROM {job.output.table} WHERE partition_date = :d"),
             {"d": DAY})}
