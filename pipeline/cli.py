@@ -154,9 +154,10 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _outcomes(args: argparse.Namespace) -> int:
-    """Realised performance of a partition once its outcomes arrived (``pipeline.outcomes``); 1 on a breach."""
+    """Realised performance of a partition once its outcomes arrived (``pipeline.outcomes``), then the verdict of
+    each other version against the champion (``pipeline.verdicts``); 1 on a breach (a verdict is not one)."""
     job = run.find_job(args.job)
-    rows = outcomes.evaluate(job, args.date)
+    rows, verdicts = outcomes.evaluate_all(job, args.date)
     for r in rows:
         value = "n/a" if r["value"] is None else f"{r['value']:.4f}"
         bound = "" if r["bound"] is None else f"  ({'floor' if r['metric'] in job.outcomes.floors else 'ceiling'} " \
@@ -165,6 +166,8 @@ def _outcomes(args: argparse.Namespace) -> int:
               f"{r['metric']:<16}{value:>8}  on {r['rows_labelled']} of {r['rows_predicted']} rows{bound}")
     if not rows:
         print(f"{job.job_id} {args.date}: no prediction has an outcome yet")
+    for v in verdicts:  # the cumulative verdict of each other version, in words
+        print(f"{job.job_id} {args.date} {v['design']} {v['arm']}: {v['reason']}")
     return 1 if any(r["breached"] for r in rows) else 0
 
 

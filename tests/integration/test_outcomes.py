@@ -78,6 +78,8 @@ def test_metrics_equal_scikit_learns_on_the_same_rows_and_a_floor_alerts(
     out = subprocess.run([sys.executable, "-m", "pipeline.cli", "outcomes", "churn_test", "--date", str(DAY)],
                          cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=120)
     assert out.returncode == 1 and "roc_auc" in out.stdout and "BREACHED" in out.stdout, out.stdout + out.stderr
+    # then the challenger's verdict against the champion, in words (pipeline.verdicts): not a failure of its own
+    assert f"churn_test {DAY} shadow challenger: v{challenger} " in out.stdout, out.stdout
 
 
 def test_outcomes_not_there_yet_or_ambiguous_say_so(home: Path) -> None:
