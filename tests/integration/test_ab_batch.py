@@ -139,6 +139,9 @@ def test_a_new_share_opens_a_new_period_and_a_re_run_does_not(home: Path, challe
     local.run_partition(_job(home, {"challenger": 10}), DAY, run_id="p1-again")
     assert [p["period"] for p in _periods()] == [1]
     ten = _day(DAY)
+    dry = local.run_partition(_job(home, {"challenger": "20%"}), DAY, run_id="dry", dry_run=True)
+    assert dry["status"] == "success" and _ledger("dry")["arms"] is None, "a dry run assigns no arms"
+    assert [p["period"] for p in _periods()] == [1], "a dry run opens no period"
     local.run_partition(_job(home, {"challenger": "20%"}), DAY, run_id="p2")
     local.run_partition(_job(home, {"challenger": "20%"}), DAY, run_id="p2-again")
     periods = _periods()
