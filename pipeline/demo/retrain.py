@@ -20,14 +20,13 @@ from typing import Any
 import pandas as pd
 
 from pipeline import outcomes as outcome_reader
-from pipeline import preprocess, settings
+from pipeline import settings
 from pipeline.config import JobConfig
 from pipeline.demo import data as demo_data
 from pipeline.demo import train
 from pipeline.errors import ConfigError
 from pipeline.partition import data_files, partition_dir
 from pipeline.registry import ModelVersion, Registry
-from pipeline.stats import categorical_stats, numeric_stats
 
 log = logging.getLogger(__name__)
 
@@ -75,49 +74,6 @@ def labelled_rows(job: JobConfig, days: list[dt.date], engine: Any = None) -> pd
     return pd.concat(frames, ignore_index=True)
 
 
-def fit(raw: pd.DataFrame, description: str, seed: int = 7) -> tuple[Any, dict[str, Any], pd.DataFrame]:
-    """Fit the churn estimator on labelled rows (``pipeline.demo.train``'s recipe); (estimator, card, golden)."""
-    from sklearn.model_selection import train_test_split
-
-    raw = raw[(raw["monthly_charges"] >= 0) & raw["region"].notna()].reset_index(drop=True)  # the contract's rows
-    inputs = [c["name"] for c in train.CHURN_CONTRACT]
-    contract = train.contract_of(raw)
-    features = preprocess.bind(preprocess.get("churn_features", 2), contract)(raw[inputs])
-    categorical = [c["name"] for c in train.CHURN_CONTRACT if c["type"] == "category"]
-    x_train, x_test, y_train, y_test, raw_train, raw_test = train_test_split(
-        features, raw[demo_data.LABEL], raw[[demo_data.KEY, *inputs]], test_size=0.2, random_state=seed)
-    estimator = train.build_estimator(categorical)
-    estimator.fit(x_train, y_train)
-    proba = estimator.predict_proba(x_test)[:, 1]
-    card = {
-        "description": "Customer churn within 30 days (demo), retrained on a breach: HistGradientBoosting on usage "
-                       "and contract features.",
-        "task": "binary_classification",
-        "classes": [int(c) for c in estimator.classes_],
-        "positive_class": 1,
-        "entity_key": demo_data.KEY,
-        "inputs": contract,
-        "features": {"numeric": [c for c in features.columns if c not in categorical], "categorical": categorical},
-        "preprocess": preprocess.spec("churn_features", 2),
-        "output": {"prediction": "predicted class (1 = churns)", "score": "probability of the positive class"},
-        "training": {
-            "data": description,
-            "rows": int(len(x_train)),
-            "label": demo_data.LABEL,
-            "stats": {c["name"]: (categorical_stats if c["type"] == "category" else numeric_stats)(
-                raw_train[c["name"]]) for c in train.CHURN_CONTRACT},
-            "score_stats": numeric_stats(pd.Series(proba)),
-            "prediction_shares": {"0": float((proba < 0.5).mean()), "1": float((proba >= 0.5).mean())},
-        },
-        "metrics": train.holdout_metrics(y_test, proba),
-        "library_versions": train.library_versions(),
-        "sklearn_version": train.library_versions()["scikit-learn"],
-    }
-    golden = raw_test.head(200).copy()
-    golden["expected_score"] = estimator.predict_proba(x_test.head(200))[:, 1]
-    return estimator, card, golden
-
-
 def retrain(job: JobConfig, breach: dict[str, Any], registry: Registry | None = None, *, days: int = 3,
             engine: Any = None, alias: str = ALIAS) -> ModelVersion:
     """Train on the latest ``days`` labelled days up to the breached partition and register the result, in one
@@ -138,7 +94,8 @@ def retrain(job: JobConfig, breach: dict[str, Any], registry: Registry | None = 
              else f"on a {breach.get('kind')} breach of partition {until}")
     text = (f"job {job.job_id} partitions {chosen[0]} .. {chosen[-1]} ({len(chosen)} day(s)) joined to their "
             f"outcomes; retrained {cause}")
-    estimator, card, golden = fit(raw, text)
+    estimator, card, golden = train.fit(raw, text, 7, "Customer churn within 30 days (demo), retrained on a breach: "
+                                        "HistGradientBoosting on usage and contract features.")
     registry = registry or Registry()
     name = job.model.name
     if name != "churn":

@@ -64,9 +64,21 @@ def train_churn(
     alias: str | None = "champion",
 ) -> ModelVersion:
     """Fit the churn model on labelled history before ``end`` and register it."""
+    raw = demo_data.training_set(end, days=days, n=n, seed=seed)
+    estimator, card, golden = fit(
+        raw, f"pipeline.demo.data.training_set(end={end}, days={days}, n={n}, seed={seed})", seed,
+        "Customer churn within 30 days (demo): HistGradientBoosting on usage and contract features.")
+    mv = register(registry, estimator, card, golden, alias)
+    log.info("registered churn v%s: %s", mv.version, card["metrics"])
+    return mv
+
+
+def fit(raw: pd.DataFrame, data: str, seed: int, description: str) -> tuple[Any, dict[str, Any], pd.DataFrame]:
+    """The demo model's one recipe on labelled rows (the inputs and ``churned``): (estimator, card, golden rows).
+    ``data`` says where the rows came from (the card's ``training.data``). Used by the first training and by the
+    retraining on a breach (``pipeline.demo.retrain``), so both cards have the same shape."""
     from sklearn.model_selection import train_test_split
 
-    raw = demo_data.training_set(end, days=days, n=n, seed=seed)
     # train on rows that satisfy the contract, as scoring will (validation quarantines the rest)
     raw = raw[(raw["monthly_charges"] >= 0) & raw["region"].notna()].reset_index(drop=True)
     inputs = [c["name"] for c in CHURN_CONTRACT]
@@ -76,14 +88,13 @@ def train_churn(
     categorical = [c["name"] for c in CHURN_CONTRACT if c["type"] == "category"]
     numeric = [c for c in features.columns if c not in categorical]
     x_train, x_test, y_train, y_test, raw_train, raw_test = train_test_split(
-        features, raw["churned"], raw[[demo_data.KEY, *inputs]], test_size=0.2, random_state=seed
+        features, raw[demo_data.LABEL], raw[[demo_data.KEY, *inputs]], test_size=0.2, random_state=seed
     )
     estimator = build_estimator(categorical)
     estimator.fit(x_train, y_train)
     proba = estimator.predict_proba(x_test)[:, 1]
-    metrics = holdout_metrics(y_test, proba)
     card = {
-        "description": "Customer churn within 30 days (demo): HistGradientBoosting on usage and contract features.",
+        "description": description,
         "task": "binary_classification",
         "classes": [int(c) for c in estimator.classes_],
         "positive_class": 1,
@@ -93,23 +104,21 @@ def train_churn(
         "preprocess": transform,
         "output": {"prediction": "predicted class (1 = churns)", "score": "probability of the positive class"},
         "training": {
-            "data": f"pipeline.demo.data.training_set(end={end}, days={days}, n={n}, seed={seed})",
+            "data": data,
             "rows": int(len(x_train)),
-            "label": "churned",
+            "label": demo_data.LABEL,
             "stats": {c["name"]: (categorical_stats if c["type"] == "category" else numeric_stats)(
                 raw_train[c["name"]]) for c in CHURN_CONTRACT},
             "score_stats": numeric_stats(pd.Series(proba)),
             "prediction_shares": {"0": float((proba < 0.5).mean()), "1": float((proba >= 0.5).mean())},
         },
-        "metrics": metrics,
+        "metrics": holdout_metrics(y_test, proba),
         "library_versions": library_versions(),
         "sklearn_version": library_versions()["scikit-learn"],
     }
     golden = raw_test.head(200).copy()
     golden["expected_score"] = estimator.predict_proba(x_test.head(200))[:, 1]
-    mv = register(registry, estimator, card, golden, alias)
-    log.info("registered churn v%s: %s", mv.version, metrics)
-    return mv
+    return estimator, card, golden
 
 
 def library_versions() -> dict[str, str]:
