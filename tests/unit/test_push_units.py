@@ -248,7 +248,8 @@ def test_a_database_from_before_the_plan_column_is_upgraded(tmp_path: Path) -> N
             conn.exec_driver_sql(stmt)
     assert migrate.apply_migrations(engine) == ["002_deliveries_plan.sql", "003_run_warnings.sql", "004_run_leases.sql",
                                            "005_run_routes.sql", "007_run_breach.sql", "008_quarantine_typed_key.sql",
-                                           "009_part_seconds.sql", "010_drift_source.sql"]
+                                           "009_part_seconds.sql", "010_drift_source.sql", "011_ab_arms.sql",
+                                           "012_ab_verdicts.sql", "013_model_audit.sql"]
     assert "plan" in {c["name"] for c in sa.inspect(engine).get_columns("scoring_deliveries")}
 
 
