@@ -96,25 +96,13 @@ def pin(job: Any, models: Models, champion: ModelVersion) -> list[Arm]:
 
 
 # -- the arms pinned for the run (a run-level state file of its staging area, read by every task) ----------------
-PINNED = "ab-arms"  # run level: {"salt", "arms": [Arm.as_dict(), ...]}
 FALLBACK = "ab_arm_fallback"  # the ledger warning's code (scoring_runs.warnings)
 SCORED_COLUMNS = (("model_name", pa.string()), ("model_version", pa.int32()), ("arm", pa.string()))
 
 
-def write_pinned(spec: RunSpec, job: Any, arms: list[Arm]) -> None:
-    """Stage the run's pinned arms (and salt) for every task of the run (``pinned``)."""
-    if arms:
-        spec.run_dir.mkdir(parents=True, exist_ok=True)
-        path = spec.json_path(PINNED, run_level=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"salt": salt(job), "arms": [a.as_dict() for a in arms]}, indent=2))
-        tmp.replace(path)
-
-
 def pinned(spec: RunSpec) -> tuple[str | None, list[Arm]]:
-    """The run's salt and arms as ``run.start`` pinned them (``(None, [])``: the job has no split)."""
-    data = spec.read_json(PINNED, default={}, run_level=True)
-    return data.get("salt"), [Arm(**a) for a in data.get("arms", [])]
+    """The run's salt and arms as ``run.start`` pinned them in its spec (``(None, [])``: the job has no split)."""
+    return spec.ab_salt, [Arm(**a) for a in spec.arms]
 
 
 def describe(arms: list[Arm]) -> str:

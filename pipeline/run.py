@@ -69,7 +69,7 @@ def start(job: JobConfig, *, run_id: str, partition_date: dt.date | str, model_r
     runs every step (``scoring run``), ``task`` for one Airflow task of the run. Every model the run
     touches is resolved here, anchored (``pipeline.resolve.Models``, through ``resolver``), and pinned; a
     ``model.split``'s arms too (``ab.pin``: an arm with another contract than the champion's fails the run here,
-    before a row is read), staged for every task of the run (``ab.pinned``).
+    before a row is read), in the spec for every task of the run (``ab.pinned``).
     """
     day = parse_date(partition_date)
     eng = engine(job, url)
@@ -93,8 +93,7 @@ def start(job: JobConfig, *, run_id: str, partition_date: dt.date | str, model_r
     staging.mkdir(parents=True, exist_ok=True)
     spec = RunSpec(job.job_id, run_id, attempt, day.isoformat(), mv.name, mv.version, dry_run, str(staging),
                    mode=mode, resend=resend, holder_kind=holder_kind, challengers=shadow.pin(job, models),
-                   cascade=cascade_plan)
-    ab.write_pinned(spec, job, arms)
+                   cascade=cascade_plan, arms=[a.as_dict() for a in arms], ab_salt=ab.salt(job) if arms else None)
     if arms:
         run_log(spec).info("A/B split (salt %r): %s; the champion v%d keeps the rest", ab.salt(job), ab.describe(arms),
                            mv.version)

@@ -43,6 +43,9 @@ class RunSpec:
     holder_kind: str = "task"  # "process": the whole attempt runs in one process (scoring run), see pipeline.lease
     # model.challengers pinned at start: {"ref", "version" (None if it did not resolve), "error"} (pipeline.shadow)
     challengers: list[dict[str, Any]] = field(default_factory=list)
+    # model.split's arms pinned at start: ab.Arm.as_dict()s, and the assignment's salt (pipeline.ab)
+    arms: list[dict[str, Any]] = field(default_factory=list)
+    ab_salt: str | None = None
     # cascade pinned at start (pipeline.cascade.pin); route: the route a stage-2 spec scores (None: the run's own)
     cascade: dict[str, Any] | None = None
     route: str | None = None
@@ -134,7 +137,7 @@ class RunSpec:
     def for_route(self, name: str, model: dict[str, Any]) -> RunSpec:
         """A cascade route's spec: the route's model over the rows the router sent it, in ``route-<name>/``."""
         return replace(self, model_name=model["name"], model_version=model["version"], route=name, challengers=[],
-                       cascade=None)
+                       cascade=None, arms=[], ab_salt=None)
 
     def path(self, name: str) -> Path:
         """Path of a staged dataset, e.g. ``spec.path('scored')`` (an Arrow IPC file)."""
