@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import os
 import sys
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -30,7 +32,7 @@ import sqlalchemy as sa
 from pipeline import connections, settings
 from pipeline.errors import ConfigError, ModelIntegrityError
 from pipeline.model import Anchor, ModelVersion
-from pipeline.store import engines, operational
+from pipeline.store import engines, operational, sqlfiles
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
@@ -101,6 +103,15 @@ class Anchors:
     def ensure(self) -> None:
         """Create the table if missing, with its comments: it is one of the ledger's (``operational.LEDGER_FILES``)."""
         operational.ensure_ledger(self.engine)
+
+    def audit(self, conn: Connection, facts: dict[str, Any]) -> str:
+        """One row of the model audit (``scoring_model_audit``: a promotion, rollback or refused promotion) in the
+        caller's transaction; its id (``facts["id"]`` when given)."""
+        row = {"id": uuid.uuid4().hex, "job_id": None, "figures": None, "reason": None, "run_id": None, **facts,
+               "at": dt.datetime.now(dt.UTC).replace(tzinfo=None)}
+        row["figures"] = None if row["figures"] is None else json.dumps(row["figures"], sort_keys=True, default=str)
+        conn.execute(sa.text(sqlfiles.plain("store/audit.sql", "insert")), row)
+        return row["id"]
 
     def insert(self, conn: Connection, anchor: Anchor) -> None:
         """Write one record in the caller's transaction; a version recorded already is refused."""

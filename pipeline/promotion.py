@@ -273,7 +273,7 @@ def _recorder(store: Anchors | None, facts: dict[str, Any]) -> Record | None:
     @contextmanager
     def record(entry: dict[str, Any]) -> Iterator[None]:
         with engines.begin(store.engine) as conn:
-            _insert(conn, {**facts, "from_version": entry["from"], "to_version": entry["to"],
+            store.audit(conn, {**facts, "from_version": entry["from"], "to_version": entry["to"],
                            "requested_by": entry["by"]})
             yield
 
@@ -285,15 +285,7 @@ def _write(store: Anchors | None, facts: dict[str, Any]) -> str | None:
     if store is None:
         return None
     with engines.begin(store.engine) as conn:
-        return _insert(conn, facts)
-
-
-def _insert(conn: sa.engine.Connection, facts: dict[str, Any]) -> str:
-    row = {"id": uuid.uuid4().hex, "job_id": None, "figures": None, "reason": None, "run_id": None, **facts,
-           "at": dt.datetime.now(dt.UTC).replace(tzinfo=None)}
-    row["figures"] = None if row["figures"] is None else json.dumps(row["figures"], sort_keys=True, default=str)
-    conn.execute(sa.text(sqlfiles.plain("store/audit.sql", "insert")), row)
-    return row["id"]
+        return store.audit(conn, facts)
 
 
 def _new_id(store: Anchors | None) -> str | None:

@@ -297,9 +297,28 @@ class Registry:
         _write_bytes_atomic(tmp / CARD, card_bytes)
         mv = self._publish(tmp, ModelVersion(name, version, self.root / name / f"v{version}", card,
                                              card_sha256=sha256_bytes(card_bytes)))
-        if alias:
-            self.promote(name, version, alias)
+        if alias:  # a promotion like any other: in the model audit, when there is a registry database
+            self.promote(name, version, alias, record=self._registered_as(name, version, alias))
         return mv
+
+    def _registered_as(self, name: str, version: int, alias: str) -> Record | None:
+        """The audit hook of a registration that points an alias at the new version (``register(alias=...)``): the
+        row of ``scoring_model_audit``, in the transaction around the alias's move (None: no registry database)."""
+        store = self.anchors
+        if store is None:
+            return None
+
+        @contextmanager
+        def record(entry: dict[str, Any]) -> Iterator[None]:
+            with engines.begin(store.engine) as conn:
+                store.audit(conn, {
+                    "model_name": name, "alias": alias, "event": PROMOTE, "gate": "none", "source": "register",
+                    "from_version": entry["from"], "to_version": entry["to"], "requested_by": entry["by"],
+                    "decision": f"{name} v{version} registered as {alias}: a registration with an alias, no realised "
+                                "comparison was checked"})
+                yield
+
+        return record
 
     def _publish(self, tmp: Path, mv: ModelVersion) -> ModelVersion:
         """Move a new version's folder in place, its anchor written in the same transaction (if anchored)."""

@@ -300,3 +300,18 @@ def test_the_issues_scenario_the_gate_promotes_a_truly_better_challenger_only_on
         assert Registry().aliases("churn")["champion"] == 1
         assert "is WORSE than the champion v1" in rows[-1]["decision"]
     assert [r["event"] for r in rows[:-1]] == ["refused"] * (len(rows) - 1)
+
+
+def test_a_registration_that_points_an_alias_is_in_the_audit_too(gated: sa.engine.Engine) -> None:
+    """`register(alias=...)` (scoring models register --alias, the demo's training, the retraining on a breach)
+    moves an alias like a promote: its row is in the audit, in the transaction of the move."""
+    from pipeline.demo.train import train_churn
+
+    before = len(audit(gated))
+    mv = train_churn(Registry(), end=DAY - dt.timedelta(days=3), days=1, n=2000, alias="challenger")
+    rows = audit(gated)
+    assert len(rows) == before + 1
+    row = rows[-1]
+    assert (row["event"], row["gate"], row["source"], row["alias"]) == ("promote", "none", "register", "challenger")
+    assert (row["from_version"], row["to_version"], row["requested_by"]) == (2, mv.version, getpass.getuser())
+    assert "registered as challenger" in row["decision"] and "no realised comparison" in row["decision"]
