@@ -116,6 +116,17 @@ def test_the_dashboards_online_row_shows_every_metric_the_online_door_serves() -
     assert "scoring_online_requests_total" in variable["query"], "a job that is only served online is listed too"
 
 
+def test_the_dashboards_ab_row_shows_each_arms_rows_and_fallbacks() -> None:
+    dashboard = json.loads((ROOT / "monitoring/grafana/dashboards/scoring.json").read_text())
+    rows = sorted((p["gridPos"]["y"], p["title"]) for p in dashboard["panels"] if p["type"] == "row")
+    [(top, _)] = [r for r in rows if r[1] == "A/B arms"]
+    bottom = min([y for y, _ in rows if y > top], default=10**6)
+    exprs = [t["expr"] for p in dashboard["panels"] if top < p["gridPos"]["y"] < bottom for t in p["targets"]]
+    used = {n for e in exprs for n in re.findall(r"\bscoring_ab_[a-z_]+", e)}
+    assert used == {"scoring_ab_rows", "scoring_ab_fallback_rows_total"}, used
+    assert all('job=~"$job"' in e for e in exprs), "every A/B panel follows the job selector"
+
+
 def test_the_online_alerts_use_only_metrics_the_door_serves() -> None:
     [group] = [g for g in yaml.safe_load((ROOT / "monitoring" / "alerts.yml").read_text())["groups"]
                if g["name"] == "scoring-online"]
@@ -129,7 +140,7 @@ def online_metric_names() -> set[str]:
     """The names ``scoring serve`` puts on GET /metrics, as its metrics module lists them (a histogram by its base
     name, counters with ``_total``)."""
     names = set(re.findall(r"``(scoring_online_[a-z_]+)", online_metrics.__doc__ or ""))
-    assert len(names) == 10, names
+    assert len(names) == 13, names
     return names
 
 
