@@ -102,7 +102,7 @@ def test_prometheus_scrapes_the_online_door_and_evaluates_its_alerts(
     # the names are right) and none fires on a healthy door
     groups = requests.get(f"{prometheus.base}/api/v1/rules", timeout=10).json()["data"]["groups"]
     [online] = [g for g in groups if g["name"] == "scoring-online"]
-    assert len(online["rules"]) == 7 and {r["health"] for r in online["rules"]} == {"ok"}, online["rules"]
+    assert len(online["rules"]) == 8 and {r["health"] for r in online["rules"]} == {"ok"}, online["rules"]
 
     def quiet() -> bool:
         online = [a for a in prometheus.alerts() if a["labels"]["alertname"].startswith("Online")]
