@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from pipeline import (
+    ab,
     anchors,
     config,
     deliveries,
@@ -392,11 +393,32 @@ def _jobs(args: argparse.Namespace) -> int:
     if args.jobs_cmd == "schema":
         return _emit(json.dumps(config.job_json_schema(), indent=2) + "\n", args.write)
     loaded = config.load_jobs(args.folder or settings.jobs_dir())
-    for job_id in loaded.jobs:
-        print(f"ok\t{job_id}")
+    refused = 0
+    models = Models() if args.models else None
+    for job_id, job in loaded.jobs.items():
+        problem = _job_models(job, models) if models is not None else None
+        if problem:
+            refused += 1
+            print(f"ERROR\t{job_id}\n{problem}", file=sys.stderr)
+        else:
+            print(f"ok\t{job_id}")
     for path, error in loaded.errors.items():
         print(f"ERROR\t{path}\n{error}", file=sys.stderr)
-    return 1 if loaded.errors else 0
+    return 1 if loaded.errors or refused else 0
+
+
+def _job_models(job: config.JobConfig, models: Models) -> str | None:
+    """``jobs check --models``: the job's champion resolves (anchored), and its split's arms share its contract
+    (``ab.pin``, as a run's start checks them); what is wrong, else None. An arm that does not resolve is said too:
+    a run would score its rows with the champion."""
+    try:
+        champion = models.resolve(job.model.name, job.model.ref)
+        arms = ab.pin(job, models, champion) if job.model.split else []
+    except ScoringError as exc:
+        return str(exc)
+    missing = [f"model.split arm {a.name!r} does not resolve ({a.error}): a run would score its rows with the "
+               "champion" for a in arms if a.error]
+    return "\n".join(missing) or None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -549,8 +571,10 @@ def _jobs_parser(sub: Any) -> None:
     """``jobs ...``: job files."""
     p = sub.add_parser("jobs", help="check job files, print the job JSON schema")
     jsub = p.add_subparsers(dest="jobs_cmd", required=True)
-    q = jsub.add_parser("check")
+    q = jsub.add_parser("check", help="validate the job files; --models also resolves each job's champion and "
+                        "checks its model.split arms share the champion's contract")
     q.add_argument("folder", nargs="?")
+    q.add_argument("--models", action="store_true", help="resolve the models (anchored) and check the split's arms")
     q = jsub.add_parser("schema")
     q.add_argument("--write", help="write the schema to this file")
     p.set_defaults(fn=_jobs)

@@ -19,7 +19,7 @@ from pipeline.errors import ConfigError
 from pipeline.kernels.arms import assign
 from pipeline.ledger import as_json
 from pipeline.store import engines
-from tests.conftest import DAY, with_challenger, write_job, write_partition
+from tests.conftest import DAY, scoring_cli, with_challenger, write_job, write_partition
 
 TABLE = "churn_test_predictions"
 
@@ -213,6 +213,11 @@ def test_an_arm_with_another_contract_fails_the_run_before_a_row_is_read(any_db:
     row = ledger.get(engines.for_connection("scoring_db"), "churn_test", "refused")
     assert row["status"] == "failed" and row["failed_stage"] == "start" and "whose contract differs" in row["error"]
     assert row["rows_in"] is None and row["arms"] is None and _periods() == []
+    # the same refusal before any run: `scoring jobs check --models` (the file alone is valid: without --models, ok)
+    assert scoring_cli("jobs", "check", str(home / "jobs")).returncode == 0
+    checked = scoring_cli("jobs", "check", "--models", str(home / "jobs"))
+    assert checked.returncode == 1 and "ERROR\tchurn_test" in checked.stderr, checked.stderr
+    assert f"model.split arm 'other' is churn v{other.version}, whose contract differs" in checked.stderr
 
 
 def test_the_metrics_of_a_fallback(home: Path) -> None:
