@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +22,38 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 DAY = dt.date(2026, 11, 20)
 PG_BASE = os.environ.get("SCORING_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def switch_while_scoring(score: Callable[[], Any], switch: Callable[[], None], before: int = 2,
+                         after: int = 2) -> tuple[list[Any], int]:
+    """``score()`` called again and again on a thread: ``before`` answers, then ``switch()`` (a promote and the
+    door's reload), then ``after`` more. The answers, and how many came before the switch. A request that raised
+    fails the test (it is a failed request during the switch)."""
+    answers: list[Any] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                answers.append(score())
+            except Exception as exc:  # noqa: BLE001 - any failure is the test's failure
+                errors.append(exc)
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    try:
+        while len(answers) < before and not errors:
+            threading.Event().wait(0.01)
+        switch()
+        switched = len(answers)
+        while len(answers) < switched + after and not errors:
+            threading.Event().wait(0.01)
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors, errors
+    return answers, switched
 
 
 def script_module(name: str) -> Any:

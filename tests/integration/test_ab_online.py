@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from tests.conftest import (
     clean_customers,
     readopt,
     scoring_cli,
+    switch_while_scoring,
     with_challenger,
     write_job,
     write_partition,
@@ -216,31 +216,13 @@ def test_a_reload_moving_an_arms_alias_changes_its_scores_without_a_failed_reque
     keys = list(range(1, 61))
     rows = _rows(keys)
     before = door.score(rows, "before")
-    answers: list[list[tuple[str | None, int, float | None]]] = []
-    errors: list[BaseException] = []
-    stop = threading.Event()
 
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                answers.append([(r.arm, r.model_version, r.score) for r in door.score(rows, "loop")])
-            except Exception as exc:  # noqa: BLE001 - any failure is the test's failure
-                errors.append(exc)
-
-    thread = threading.Thread(target=loop)
-    thread.start()
-    try:
-        while len(answers) < 2:
-            threading.Event().wait(0.01)
+    def switch() -> None:
         registry.promote("churn", third, alias="challenger")
         assert door.refresh() is True
-        switched = len(answers)
-        while len(answers) < switched + 2:
-            threading.Event().wait(0.01)
-    finally:
-        stop.set()
-        thread.join()
-    assert not errors
+
+    answers, _ = switch_while_scoring(lambda: [(r.arm, r.model_version, r.score) for r in door.score(rows, "loop")],
+                                      switch)
     after = door.score(rows, "after")
     assert [r.arm for r in after] == [r.arm for r in before], "the split and the salt did not change: nor the arms"
     challenger = [i for i, r in enumerate(after) if r.arm == "challenger"]

@@ -20,7 +20,7 @@ from pipeline.registry import Registry
 from pipeline.resolve import Models
 from pipeline.score import scorer_for
 from pipeline.serve.door import Door, inputs_sha256
-from tests.conftest import DAY, clean_customers, with_challenger, write_job
+from tests.conftest import DAY, clean_customers, switch_while_scoring, with_challenger, write_job
 
 
 def _job(home: Path, **overrides: Any) -> JobConfig:
@@ -82,30 +82,14 @@ def test_requests_looping_through_a_switch_name_one_version_or_the_other(home: P
     second = with_challenger(home, challenger_models)
     door = Door(_job(home))
     door.load()
-    rows, answers, errors = _rows(2), [], []
-    stop = threading.Event()
+    rows = _rows(2)
 
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                answers.append([r.model_version for r in door.score(rows, "loop")])
-            except Exception as exc:  # noqa: BLE001 - any failure is the test's failure
-                errors.append(exc)
-
-    thread = threading.Thread(target=loop)
-    thread.start()
-    try:
-        while len(answers) < 3:
-            threading.Event().wait(0.01)
+    def switch() -> None:
         Registry().promote("churn", second)
         assert door.refresh() is True
-        switched = len(answers)
-        while len(answers) < switched + 3:
-            threading.Event().wait(0.01)
-    finally:
-        stop.set()
-        thread.join()
-    assert not errors
+
+    answers, switched = switch_while_scoring(lambda: [r.model_version for r in door.score(rows, "loop")], switch,
+                                             before=3, after=3)
     assert all(len(set(a)) == 1 and a[0] in (1, second) for a in answers), "a request is answered by one version"
     assert answers[0][0] == 1 and all(a == [second, second] for a in answers[switched + 1:])
 
