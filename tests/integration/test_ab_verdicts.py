@@ -10,7 +10,9 @@ day and turns "better" once enough rows are in; with the roles swapped it never 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,18 +69,25 @@ def _log_loss(p: np.ndarray, y: np.ndarray) -> np.ndarray:
     return -(y * np.log(p) + (1 - y) * np.log1p(-p))
 
 
-def _scenario(home: Path, truly_better: bool, split: dict | None = None,
-              sizes: tuple[int, ...] = SIZES) -> tuple[list[dict], list[np.ndarray]]:
-    """Score and evaluate every day; the verdict rows of each day and the per-row loss differences (v2 - v1)."""
-    job = _job(home, split=split)
-    seen, differences = [], []
+def scored_days(home: Path, job: Any, truly_better: bool, sizes: tuple[int, ...] = SIZES
+                ) -> Iterator[tuple[dt.date, pd.DataFrame, pd.DataFrame]]:
+    """The scenario's days, one after the other: each partition scored by the real runner, then its outcomes
+    drawn with v2's scores (``truly_better``) or v1's as the true probability; (day, both scores, labels)."""
     for i, n in enumerate(sizes):
         day = DAY + dt.timedelta(days=i)
         write_partition(home, day, n=n)
         assert local.run_partition(job, day, run_id=f"r{i}")["status"] == "success"
         scores = _scores(day)
         truth = scores["s2"] if truly_better else scores["s1"]
-        labels = _write_outcomes(home, day, truth, scores["customer_id"], seed=100 + i)
+        yield day, scores, _write_outcomes(home, day, truth, scores["customer_id"], seed=100 + i)
+
+
+def _scenario(home: Path, truly_better: bool, split: dict | None = None,
+              sizes: tuple[int, ...] = SIZES) -> tuple[list[dict], list[np.ndarray]]:
+    """Score and evaluate every day; the verdict rows of each day and the per-row loss differences (v2 - v1)."""
+    job = _job(home, split=split)
+    seen, differences = [], []
+    for day, scores, labels in scored_days(home, job, truly_better, sizes):
         y = labels["churned"].to_numpy()
         differences.append(_log_loss(scores["s2"].to_numpy(), y) - _log_loss(scores["s1"].to_numpy(), y))
         performance, judged = outcomes.evaluate_all(job, day)

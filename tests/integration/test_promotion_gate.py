@@ -20,7 +20,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from pipeline import local, outcomes, promotion
+from pipeline import outcomes, promotion
 from pipeline.errors import ConfigError
 from pipeline.registry import Registry
 from pipeline.store import engines, grants, job_tables, operational, sqlfiles
@@ -30,10 +30,9 @@ from tests.conftest import (
     scoring_cli,
     with_challenger,
     write_job,
-    write_partition,
 )
 from tests.e2e.conftest import dags_test, migrated_home  # noqa: F401 - the fixture
-from tests.integration.test_ab_verdicts import SIZES, _job, _scores, _write_outcomes
+from tests.integration.test_ab_verdicts import SIZES, _job, scored_days
 from tests.integration.test_reader_login import own_db  # noqa: F401 - the fixture
 
 JOB = "churn_ab"
@@ -277,12 +276,7 @@ def test_the_issues_scenario_the_gate_promotes_a_truly_better_challenger_only_on
     Registry().anchor("churn")
     job = _job(home)
     answers, verdicts_seen = [], []
-    for i, n in enumerate(SIZES):
-        day = DAY + dt.timedelta(days=i)
-        write_partition(home, day, n=n)
-        assert local.run_partition(job, day, run_id=f"r{i}")["status"] == "success"
-        scores = _scores(day)
-        _write_outcomes(home, day, scores["s2"] if truly_better else scores["s1"], scores["customer_id"], seed=100 + i)
+    for day, _, _ in scored_days(home, job, truly_better):
         verdicts_seen.append(outcomes.evaluate_all(job, day)[1][0]["verdict"])
         answer = scoring("promote", "churn", "--to-challenger", "challenger", "--if-better")
         answers.append(answer.returncode)
