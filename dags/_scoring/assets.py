@@ -27,9 +27,10 @@ from collections.abc import Callable
 from typing import Any
 
 from airflow.sdk import Asset
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from pipeline.config import JobConfig
+from pipeline.errors import ScoringError
 
 ASSET_GROUP = "scoring"
 
@@ -71,7 +72,12 @@ def do_announce_breach(partition: Callable[[Any, JobConfig], Any], resolver: Any
     def work(job: JobConfig, url: str, _: Any, context: Any) -> dict[str, Any]:
         from pipeline import breaches
 
-        found = breaches.for_run(job, partition(context, job), context["run_id"], url, resolver)
+        try:
+            day = partition(context, job)
+        except (ScoringError, AirflowFailException):  # no partition: refused before it started (see the sensor)
+            raise AirflowSkipException("this run has no partition (wait_for_partition's log says why), so nothing "
+                                       "was scored and nothing breached") from None
+        found = breaches.for_run(job, day, context["run_id"], url, resolver)
         return emit_breach(job.job_id, [found] if found else [], context)
 
     work.__doc__ = ("announce_breach: when the run's drift breached its policy (drift.on_breach flag: published "

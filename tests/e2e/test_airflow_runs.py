@@ -231,6 +231,10 @@ def test_backfill_over_two_days_scores_two_partitions_and_refuses_a_fixed_partit
 
     stack.wait_for("the backfill with a partition_date to be refused", lambda: len(refused()) == 3, timeout=300)
     assert "every run of the backfill would score that one day" in refused()[0].read_text()
+    # announce_breach runs whatever happened before it (all_done): a run without a partition has no breach, a skip
+    breach_logs = [p for p in (airflow_home / "logs").rglob("*.log") if "dag_id=refused_test" in str(p)
+                   and "run_id=backfill__" in str(p) and "task_id=announce_breach" in str(p)]
+    assert breach_logs and all("this run has no partition" in p.read_text() for p in breach_logs)
     # the third interval's day (3 Oct) has no data and is long past its expected arrival: missing, at once
 
     def backfilled() -> list[tuple[str, str]]:
