@@ -32,7 +32,7 @@ import sqlalchemy as sa
 
 from pipeline import alerts, ledger, settings, verdicts
 from pipeline.config import JobConfig
-from pipeline.errors import ConfigError, ModelNotFoundError, ScoringError
+from pipeline.errors import ConfigError, ScoringError
 from pipeline.kernels import verdict as kernel
 from pipeline.kernels.arms import CHAMPION
 from pipeline.partition import data_files, parse_date, partition_dir
@@ -116,33 +116,28 @@ def metrics(task: str, positive: str | None, labels: pd.Series, prediction: pd.S
     return out
 
 
-def _predictions(engine: Any, job: JobConfig, day: dt.date) -> list[tuple[str, str, int, pd.DataFrame]]:
+def _predictions(engine: Any, job: JobConfig, day: dt.date
+                 ) -> tuple[list[tuple[str, str, int, pd.DataFrame]], pd.DataFrame | None, pd.DataFrame | None]:
     """(role, model name, version, rows) of the partition: the champion's, each A/B arm's (role ``arm``: the rows
     its version published), then each shadow version's (role ``challenger``). The champion's own shadow scores
-    (of the arms' rows) are left out: its performance is that of the rows it published."""
-    table, key, schema = job.output.table, job.entity_key, job.output.schema_
-    k = naming.quote_column(engine, key)
+    (of the arms' rows) are left out: its performance is that of the rows it published. Beside them, the
+    partition's rows of the predictions and shadow tables as read (``verdicts.partition_rows``, None: no such
+    table), which the verdicts judge without reading them again."""
+    table = job.output.table
+    predicted = verdicts.partition_rows(engine, job, table, day)
+    shadow = verdicts.partition_rows(engine, job, f"{table}_shadow", day)
     found: list[tuple[str, str, int, pd.DataFrame]] = []
     champion = None
-    with engine.connect() as conn:
-        inspector = sa.inspect(conn)
-        home = naming.analyst_schema(engine, schema)
-        for name in (table, f"{table}_shadow"):
-            if not inspector.has_table(name, schema=home):
-                continue
-            arm = ", arm" if name == table and any(c["name"] == "arm" for c in inspector.get_columns(name, home)) else ""
-            frame = pd.read_sql(sa.text(f"SELECT {k} AS key, prediction, score, model_name, model_version{arm} FROM "
-                                        f"{naming.table_name(engine, name, schema)} WHERE partition_date = :d"),
-                                conn, params={"d": day})
-            if name == table and not frame.empty:
-                own = frame[frame["arm"] == CHAMPION] if arm else frame.iloc[0:0]
-                champion = int((own if len(own) else frame)["model_version"].mode().iloc[0])
-            for (model, version), rows in frame.groupby(["model_name", "model_version"]):
-                if name == table:
-                    found.append(("champion" if int(version) == champion else "arm", str(model), int(version), rows))
-                elif int(version) != champion:
-                    found.append(("challenger", str(model), int(version), rows))
-    return found
+    if predicted is not None and not predicted.empty:
+        own = predicted[predicted["arm"] == CHAMPION]
+        champion = int((own if len(own) else predicted)["model_version"].mode().iloc[0])
+        for (model, version), rows in predicted.groupby(["model_name", "model_version"]):
+            found.append(("champion" if int(version) == champion else "arm", str(model), int(version), rows))
+    if shadow is not None:
+        for (model, version), rows in shadow.groupby(["model_name", "model_version"]):
+            if int(version) != champion:
+                found.append(("challenger", str(model), int(version), rows))
+    return found, predicted, shadow
 
 
 COLUMNS = ("job_id", "partition_date", "model_name", "model_version", "role", "metric", "value", "rows_predicted",
@@ -166,7 +161,7 @@ def evaluate_all(job: JobConfig, day: dt.date | str, engine: Any = None,
     engine = engine or engines.for_connection(job.output.connection, resolver)
     operational.ensure_ledger(engine)
     outcomes = read_outcomes(job, day, engine)
-    predicted = _predictions(engine, job, day)
+    predicted, published, shadow = _predictions(engine, job, day)
     if not predicted:
         raise OutcomesError(f"job {job.job_id}: no predictions for partition {day} in {job.output.table}: "
                             "score the partition first")
@@ -175,11 +170,7 @@ def evaluate_all(job: JobConfig, day: dt.date | str, engine: Any = None,
     for role, model, version, frame in predicted:
         joined = frame.assign(key=frame["key"].map(kernel.as_text)).merge(outcomes, on="key", how="inner")
         joined = joined[joined["label"].notna()]
-        try:
-            card = models.card(model, version)  # an unanchored or changed card is refused, not read
-        except ModelNotFoundError:
-            card = None  # a version deleted since: judge it from what the table holds
-        task, positive = kernel.task_of(card)
+        task, positive = kernel.task_of(verdicts.card_or_none(models, model, version))
         values = (metrics(task, positive, joined["label"], joined["prediction"], joined["score"])
                   if len(joined) else {})
         for metric, value in values.items():
@@ -209,4 +200,4 @@ def evaluate_all(job: JobConfig, day: dt.date | str, engine: Any = None,
         alerts.send(text, job.drift.alert_connection,
                     {"job_id": job.job_id, "partition_date": str(day), "breached": breaches},
                     f"performance-{job.job_id}-{day}", resolver, logger=log)
-    return rows, verdicts.record(job, day, engine, resolver, labels=outcomes)
+    return rows, verdicts.record(job, day, engine, models, labels=outcomes, predicted=published, shadow=shadow)

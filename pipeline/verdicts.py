@@ -61,9 +61,10 @@ def applies(job: JobConfig) -> bool:
 
 
 # -- reading the partition --------------------------------------------------------------------------------------
-def _rows(engine: Any, job: JobConfig, table: str, day: dt.date) -> pd.DataFrame | None:
-    """A partition's rows of the predictions or shadow table (``arm`` None where the table has no such column);
-    None when the table does not exist."""
+def partition_rows(engine: Any, job: JobConfig, table: str, day: dt.date) -> pd.DataFrame | None:
+    """A partition's rows of the predictions or shadow table, the key as text (``arm`` None where the table has
+    no such column); None when the table does not exist. ``outcomes`` reads them once for both its metrics and
+    the verdicts."""
     schema = job.output.schema_
     with engine.connect() as conn:
         inspector = sa.inspect(conn)
@@ -143,7 +144,8 @@ class _Judge:
                              score=rows["score" + suffix].to_numpy(dtype="float64"), positive=self.positive)
 
 
-def _card(models: Models, name: str, version: int) -> dict[str, Any] | None:
+def card_or_none(models: Models, name: str, version: int) -> dict[str, Any] | None:
+    """A version's checked card; None for a version deleted since (judged from what the table holds)."""
     try:
         return models.card(name, version)  # an unanchored or changed card is refused, not read
     except ModelNotFoundError:
@@ -175,37 +177,31 @@ def _judged(base: dict[str, Any], moments: tuple[Moments, Moments, Moments | Non
             "reason": reason}
 
 
-def record(job: JobConfig, day: dt.date | str, engine: Any, resolver: Any = None, *,
-           labels: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+def record(job: JobConfig, day: dt.date | str, engine: Any, models: Models, *, labels: pd.DataFrame,
+           predicted: pd.DataFrame | None, shadow: pd.DataFrame | None) -> list[dict[str, Any]]:
     """Judge partition ``day``'s other versions against its champion on the labelled rows; write the day's and
     the cumulative rows of ``scoring_ab_results`` (replacing the day's) and return the cumulative ('period')
     rows of ``day``, one per version judged ([] for a job with neither model.split nor model.challengers).
 
     Args:
+        models: the caller's resolver of cards (each version's card read once).
         labels: the outcomes judging the partition, columns ``key`` and ``label`` as text
-            (``outcomes.read_outcomes``; ``outcomes.evaluate`` passes them). Required when there is anything
-            to judge.
+            (``outcomes.read_outcomes``).
+        predicted, shadow: the partition's rows of the predictions and shadow tables (``partition_rows``).
     """
     if not applies(job):
         return []
-    if labels is None:
-        raise ConfigError(f"job {job.job_id}: the verdicts of partition {day} need its outcomes: run "
-                          f"`scoring outcomes {job.job_id} --date {day}`, which reads them and records the verdicts")
     day = parse_date(day)
-    table = job.output.table
-    predicted = _rows(engine, job, table, day)
     if predicted is None or predicted.empty:
-        log.warning("job %s partition %s: no predictions in %s, no verdict", job.job_id, day, table)
+        log.warning("job %s partition %s: no predictions in %s, no verdict", job.job_id, day, job.output.table)
         return []
-    shadow = _rows(engine, job, f"{table}_shadow", day)
     live = _live_run(engine, job.job_id, day, predicted["run_id"])
     champion = _champion_version(live, predicted)
     period = (live.get("arms") or {}).get("period")
     names, refs = _arm_names(live, predicted), _challenger_refs(engine, job.job_id, day)
-    models = Models(resolver)  # cards checked against the registry database's anchors, each version once
     model_name = str(predicted["model_name"].iloc[0])
     versions = [champion, *sorted(set(predicted["model_version"]) | set(() if shadow is None else shadow["model_version"]))]
-    card = next((c for c in (_card(models, model_name, int(v)) for v in dict.fromkeys(versions)) if c), None)
+    card = next((c for c in (card_or_none(models, model_name, int(v)) for v in dict.fromkeys(versions)) if c), None)
     if card is None:
         raise ConfigError(f"job {job.job_id} partition {day}: none of the versions of model {model_name} that scored "
                           f"it ({', '.join(f'v{v}' for v in dict.fromkeys(versions))}) is in the registry any more, so "
