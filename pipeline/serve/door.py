@@ -78,6 +78,30 @@ POSITION = "__position"  # a row's place in its request, carried beside the cont
 NO_DRIFT = DriftSettings(min_rows=2**62)  # online traffic's drift is judged daily from the records, not per request
 SCORED, QUARANTINED = "scored", "quarantined"
 REPEAT_LOG_S = 300.0  # a reload refused again for the same reason is logged again after this long
+
+
+class _Repeats:
+    """Which log lines are due: the same reason for the same subject (a reload, an arm) once per ``REPEAT_LOG_S``,
+    a new reason at once. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[Any, float]] = {}  # subject -> (reason, when it was last logged)
+        self._lock = threading.Lock()
+
+    def due(self, subject: str, reason: Any) -> bool:
+        """Whether to log ``reason`` for ``subject`` now (it is then recorded as logged)."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(subject)
+            if last is not None and last[0] == reason and now - last[1] < REPEAT_LOG_S:
+                return False
+            self._last[subject] = (reason, now)
+            return True
+
+    def forget(self, subject: str) -> None:
+        """The subject is well again: its next failure is logged at once."""
+        with self._lock:
+            self._last.pop(subject, None)
 ARM = "arm:"  # an A/B arm's entries in a generation's identity: (ARM + arm name, model, version; 0: not resolved)
 
 
@@ -166,11 +190,9 @@ class Door:
         self._refreshing = threading.Lock()
         self.reload_failures = 0
         self.last_reload_error: str | None = None
-        self._last_failure: tuple[Any, str] | None = None  # (versions wanted, error) of the last refused reload
-        self._logged_at = 0.0
+        self._repeats = _Repeats()  # a refused reload's and an arm's fallback lines: once per REPEAT_LOG_S each
         self.arm_fallback_rows: dict[str, int] = {}  # rows of each arm scored by the champion instead, since start
         self._counting = threading.Lock()
-        self._arm_logged: dict[str, tuple[str, float]] = {}  # arm -> (error, when) of its last fallback line
 
     @property
     def ready(self) -> bool:
@@ -213,16 +235,15 @@ class Door:
             except Exception as exc:  # noqa: BLE001 - any failure keeps the old version serving
                 self.reload_failures += 1
                 error = f"{type(exc).__name__}: {failure_text(exc)}"
-                again = (wanted, error) == self._last_failure and time.monotonic() - self._logged_at < REPEAT_LOG_S
-                self.last_reload_error, self._last_failure = error, (wanted, error)
-                if not again:  # the same refusal every reload_seconds: logged once per REPEAT_LOG_S, counted each time
-                    self._logged_at = time.monotonic()
+                self.last_reload_error = error
+                if self._repeats.due("reload", (wanted, error)):  # the same refusal every reload: counted each time
                     log.error("job %s: model %s %s (%s) not loaded, still serving %s: %s", self.job.job_id, name,
                               ref, _describe(wanted) if wanted else "not resolved",
                               _describe(current.identity) if current else "nothing", error)
                 return False
             self._loaded = loaded
-            self.last_reload_error, self._last_failure = None, None
+            self.last_reload_error = None
+            self._repeats.forget("reload")
         log.info("job %s: model %s %s now serves %s (was %s)", self.job.job_id, name, ref, _describe(loaded.identity),
                  _describe(current.identity) if current else "nothing")
         return True
@@ -295,14 +316,11 @@ class Door:
 
     def _note_fallback(self, arm: str, error: str, served: Served, rows: int = 0) -> None:
         """Rows of an arm scored by the champion: counted; a WARNING once per REPEAT_LOG_S for the same reason."""
-        now = time.monotonic()
-        with self._counting:
-            if rows:
+        if rows:
+            with self._counting:
                 self.arm_fallback_rows[arm] = self.arm_fallback_rows.get(arm, 0) + rows
-            last = self._arm_logged.get(arm)
-            if last is not None and last[0] == error and now - last[1] < REPEAT_LOG_S:
-                return
-            self._arm_logged[arm] = (error, now)
+        if not self._repeats.due(f"arm {arm}", error):
+            return
         log.warning("job %s: model.split arm %r cannot serve, its rows are scored by the champion %s v%s (counted "
                     "in scoring_online_arm_fallbacks_total; the arm is tried again at every reload): %s",
                     self.job.job_id, arm, served.name, served.version, error)
