@@ -160,6 +160,9 @@ class Stack:
             # a task's start (PATCH .../run) that times out client-side but lands is retried into a 409 and the
             # task is lost until its heartbeat times out: on a busy 2-core machine the API can take over 5 s
             AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT="30",
+            # should a task still be lost that way, it is failed (and retried) after 2 minutes, not the default 5,
+            # which is a test's whole wait; the supervisor heartbeats every few seconds whatever the task does
+            AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT="120",
             PYTHONPATH=os.pathsep.join(p for p in (PRELOAD, os.environ.get("PYTHONPATH")) if p),
             **extra,
         )
@@ -217,7 +220,24 @@ class Stack:
             for p in self.procs:
                 assert p.poll() is None, f"{p.args} exited with {p.returncode}; logs in {self.home}"
             time.sleep(every)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}; logs in {self.home}")
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}; logs in {self.home}\n{self.diagnosis()}")
+
+    def diagnosis(self) -> str:
+        """What a timed-out wait needs to be explained from a CI log alone: the DAG runs, the task instances that
+        started and are not done (state, try, start, heartbeat), and the scheduler's and api-server's last errors
+        and retries."""
+        runs = self.sql("SELECT dag_id, run_id, state, start_date, end_date FROM dag_run ORDER BY dag_id, run_id")
+        rows = self.sql("SELECT dag_id, run_id, task_id, state, try_number, start_date, last_heartbeat_at "
+                        "FROM task_instance WHERE state NOT IN ('success', 'skipped') ORDER BY dag_id, run_id")
+        lines = [f"DAG runs ({len(runs)}):", *(f"  {r}" for r in runs[:30]),
+                 f"task instances started and not done ({len(rows)}):", *(f"  {r}" for r in rows[:30])]
+        telling = ("[error", "heartbeat", "retry", "Retry", "409", "Traceback", "Error:")
+        for name in ("scheduler", "api-server"):
+            log = self.home / f"{name}.log"
+            text = log.read_text(errors="replace").splitlines() if log.exists() else []
+            bad = [t[:300] for t in text if any(w in t for w in telling)][-12:]
+            lines += [f"last errors and retries in {name}.log ({len(bad)}):", *(f"  {t}" for t in bad)]
+        return "\n".join(lines)
 
     def stop(self) -> None:
         for p in self.procs:
