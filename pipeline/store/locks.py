@@ -31,9 +31,17 @@ class SwapWaitError(StoreError):
 
 
 def ddl_lock(conn: Connection) -> None:
-    """PostgreSQL: one schema change at a time (concurrent CREATE ... IF NOT EXISTS can collide)."""
+    """One schema change at a time, for the rest of the transaction, whose first statement this must be.
+
+    PostgreSQL: an advisory lock (concurrent CREATE ... IF NOT EXISTS can collide). SQLite: the database's
+    write lock, taken now (``BEGIN IMMEDIATE``, waiting as any writer does): pysqlite would begin only at the
+    first write, so two runs preparing a new job's tables at once both found the latest-row table missing
+    and the second filled it again from the rows the first had just published (UNIQUE constraint failed).
+    """
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text(sqlfiles.plain("store/locks.sql", "ddl_lock")))
+    elif conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(sqlfiles.plain("store/locks.sql", "ddl_lock_sqlite"))
 
 
 def lock_timeout(conn: Connection, ms: int) -> None:

@@ -114,10 +114,7 @@ def apply_migrations(engine: Engine) -> list[str]:
 
 def _exclusive(conn: Connection) -> None:
     """One upgrade at a time, for the rest of the caller's transaction."""
-    if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("BEGIN IMMEDIATE")  # pysqlite has begun nothing yet: this takes the write lock now
-    else:
-        locks.ddl_lock(conn)
+    locks.ddl_lock(conn)  # (SQLite: the write lock, taken now)
 
 
 def recorded(conn: Connection) -> set[str] | None:
