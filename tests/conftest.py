@@ -269,6 +269,9 @@ def write_job(home: Path, job_id: str = "churn_test", **overrides: Any) -> Path:
         "model": {"name": "churn", "ref": "champion"},
         "output": {"table": f"{job_id}_predictions", "connection": "scoring_db"},
         "validation": {"max_quarantine_share": 0.05},
+        # a task that fails for a passing reason (a loaded machine) is retried in 6 s, not the default 5 min: the
+        # Airflow tests wait 2 to 7 minutes, and what they check is the run, not how long Airflow waits to retry
+        "retry_delay_minutes": 0.1,
     }
     doc.update(overrides)
     path = home / "jobs" / f"{job_id}.yaml"

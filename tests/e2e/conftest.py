@@ -344,7 +344,9 @@ def native_stack(tmp_path: Path, pg_server: str, workers: int, serve: str | None
     up = subprocess.run([*STACK, "up", "--home", str(home), "--workers", str(workers), "--metadata-db", metadata,
                          "--scoring-db", scoring, "--redis-db", str(redis_db), "--port", "0",
                          "--serve", serve or "none", "--serve-port", "0",
-                         "--env", "PYTHONPATH=" + os.pathsep.join(p for p in (PRELOAD, os.environ.get("PYTHONPATH")) if p)],
+                         "--env", "PYTHONPATH=" + os.pathsep.join(p for p in (PRELOAD, os.environ.get("PYTHONPATH")) if p),
+                         # a lost task fails (and is retried) after 2 minutes of no heartbeat, not 5 (as in Stack)
+                         "--env", "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT=120"],
                         capture_output=True, text=True, timeout=300)
     try:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]

@@ -196,9 +196,7 @@ def test_backfill_over_two_days_scores_two_partitions_and_refuses_a_fixed_partit
     days = [dt.date(2026, 10, 1) + dt.timedelta(days=i) for i in range(2)]
     for day in days:
         write_partition(home, day=day, n=600)
-    # a task that fails for a passing reason (a loaded machine) is retried in 6 s, not the default 5 min: the wait
-    # below is 5 min, and what it checks is which days a backfill scores, not how long Airflow waits to retry
-    write_job(home, start_date="2026-09-01", catchup=False, retry_delay_minutes=0.1)
+    write_job(home, start_date="2026-09-01", catchup=False)  # (a failed task is retried in 6 s: write_job)
     # the same job under another id, for the backfill that must be refused (one backfill per DAG at a time, and
     # Airflow closes a finished one only every 30 s: a second DAG lets both run at once)
     write_job(home, job_id="refused_test", start_date="2026-09-01", catchup=False)
