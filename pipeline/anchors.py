@@ -25,6 +25,8 @@ import logging
 import os
 import sys
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -112,6 +114,19 @@ class Anchors:
         row["figures"] = None if row["figures"] is None else json.dumps(row["figures"], sort_keys=True, default=str)
         conn.execute(sa.text(sqlfiles.plain("store/audit.sql", "insert")), row)
         return row["id"]
+
+    def recorder(self, facts: dict[str, Any]) -> Callable[[dict[str, Any]], AbstractContextManager[None]]:
+        """The registry's audit hook of an alias's move (``registry.Record``): ``facts`` and the move's entry
+        (from, to, by) as one audit row, written in a transaction around the move, which a failure rolls back."""
+
+        @contextmanager
+        def record(entry: dict[str, Any]) -> Iterator[None]:
+            with engines.begin(self.engine) as conn:
+                self.audit(conn, {**facts, "from_version": entry["from"], "to_version": entry["to"],
+                                  "requested_by": entry["by"]})
+                yield
+
+        return record
 
     def insert(self, conn: Connection, anchor: Anchor) -> None:
         """Write one record in the caller's transaction; a version recorded already is refused."""

@@ -34,7 +34,6 @@ from pipeline import alerts, ledger, settings, verdicts
 from pipeline.config import JobConfig
 from pipeline.errors import ConfigError, ScoringError
 from pipeline.kernels import verdict as kernel
-from pipeline.kernels.arms import CHAMPION
 from pipeline.partition import data_files, parse_date, partition_dir
 from pipeline.resolve import Models
 from pipeline.store import engines, naming, operational
@@ -129,8 +128,7 @@ def _predictions(engine: Any, job: JobConfig, day: dt.date
     found: list[tuple[str, str, int, pd.DataFrame]] = []
     champion = None
     if predicted is not None and not predicted.empty:
-        own = predicted[predicted["arm"] == CHAMPION]
-        champion = int((own if len(own) else predicted)["model_version"].mode().iloc[0])
+        champion = verdicts.champion_of_rows(predicted)
         for (model, version), rows in predicted.groupby(["model_name", "model_version"]):
             found.append(("champion" if int(version) == champion else "arm", str(model), int(version), rows))
     if shadow is not None:

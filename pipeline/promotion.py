@@ -24,8 +24,6 @@ import json
 import logging
 import math
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -267,17 +265,7 @@ def _audit_store(registry: Registry, what: str) -> Anchors | None:
 
 def _recorder(store: Anchors | None, facts: dict[str, Any]) -> Record | None:
     """The registry's audit hook: the row written in a transaction around the alias's move (which it rolls back)."""
-    if store is None:
-        return None
-
-    @contextmanager
-    def record(entry: dict[str, Any]) -> Iterator[None]:
-        with engines.begin(store.engine) as conn:
-            store.audit(conn, {**facts, "from_version": entry["from"], "to_version": entry["to"],
-                           "requested_by": entry["by"]})
-            yield
-
-    return record
+    return None if store is None else store.recorder(facts)
 
 
 def _write(store: Anchors | None, facts: dict[str, Any]) -> str | None:

@@ -304,21 +304,12 @@ class Registry:
     def _registered_as(self, name: str, version: int, alias: str) -> Record | None:
         """The audit hook of a registration that points an alias at the new version (``register(alias=...)``): the
         row of ``scoring_model_audit``, in the transaction around the alias's move (None: no registry database)."""
-        store = self.anchors
-        if store is None:
+        if self.anchors is None:
             return None
-
-        @contextmanager
-        def record(entry: dict[str, Any]) -> Iterator[None]:
-            with engines.begin(store.engine) as conn:
-                store.audit(conn, {
-                    "model_name": name, "alias": alias, "event": PROMOTE, "gate": "none", "source": "register",
-                    "from_version": entry["from"], "to_version": entry["to"], "requested_by": entry["by"],
-                    "decision": f"{name} v{version} registered as {alias}: a registration with an alias, no realised "
-                                "comparison was checked"})
-                yield
-
-        return record
+        return self.anchors.recorder({
+            "model_name": name, "alias": alias, "event": PROMOTE, "gate": "none", "source": "register",
+            "decision": f"{name} v{version} registered as {alias}: a registration with an alias, no realised "
+                        "comparison was checked"})
 
     def _publish(self, tmp: Path, mv: ModelVersion) -> ModelVersion:
         """Move a new version's folder in place, its anchor written in the same transaction (if anchored)."""

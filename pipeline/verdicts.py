@@ -100,10 +100,14 @@ def _champion_version(live: dict[str, Any], predicted: pd.DataFrame) -> int:
     that scored most rows."""
     arms = live.get("arms") or {}
     version = (arms.get("arms") or {}).get(CHAMPION, {}).get("version") or live.get("model_version")
-    if version is not None:
-        return int(version)
-    own = predicted[predicted["arm"] == CHAMPION]["model_version"]
-    return int((own if len(own) else predicted["model_version"]).mode().iloc[0])
+    return int(version) if version is not None else champion_of_rows(predicted)
+
+
+def champion_of_rows(predicted: pd.DataFrame) -> int:
+    """The champion as the partition's rows show it: the version of the rows of arm ``champion``, else the version
+    that scored most rows (``outcomes`` takes it so; ``record`` when the ledger has no row)."""
+    own = predicted[predicted["arm"] == CHAMPION]
+    return int((own if len(own) else predicted)["model_version"].mode().iloc[0])
 
 
 def _arm_names(live: dict[str, Any], predicted: pd.DataFrame) -> dict[int, str]:

@@ -78,6 +78,7 @@ POSITION = "__position"  # a row's place in its request, carried beside the cont
 NO_DRIFT = DriftSettings(min_rows=2**62)  # online traffic's drift is judged daily from the records, not per request
 SCORED, QUARANTINED = "scored", "quarantined"
 REPEAT_LOG_S = 300.0  # a reload refused again for the same reason is logged again after this long
+ARM = "arm:"  # an A/B arm's entries in a generation's identity: (ARM + arm name, model, version; 0: not resolved)
 
 
 class _Repeats:
@@ -102,7 +103,6 @@ class _Repeats:
         """The subject is well again: its next failure is logged at once."""
         with self._lock:
             self._last.pop(subject, None)
-ARM = "arm:"  # an A/B arm's entries in a generation's identity: (ARM + arm name, model, version; 0: not resolved)
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,7 @@ def upgrade(engine: Engine, target: str = HEAD) -> list[str]:
     from alembic import command
 
     with engines.begin(engine) as conn:
-        _exclusive(conn)
+        locks.ddl_lock(conn)  # one upgrade at a time, for the rest of the transaction (SQLite: the write lock)
         before = recorded(conn)
         was = current(conn)
         _known(was, engine)
@@ -110,11 +110,6 @@ def _known(revision: str | None, engine: Engine) -> None:
 def apply_migrations(engine: Engine) -> list[str]:
     """The files of ``sql/migrations/`` not yet applied, applied by an upgrade to the head; their names."""
     return upgrade(engine)
-
-
-def _exclusive(conn: Connection) -> None:
-    """One upgrade at a time, for the rest of the caller's transaction."""
-    locks.ddl_lock(conn)  # (SQLite: the write lock, taken now)
 
 
 def recorded(conn: Connection) -> set[str] | None:
